@@ -1,0 +1,1 @@
+"""The `snn-compress` command line: thin wrappers over library functions."""

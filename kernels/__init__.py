@@ -1,0 +1,1 @@
+"""Numba-JIT kernels: pure functions over arrays, forward and backward side by side."""

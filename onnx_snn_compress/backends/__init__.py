@@ -1,0 +1,1 @@
+"""Writers that turn the SNN IR into model files."""

@@ -1,0 +1,547 @@
+"""The SNN intermediate representation: a small typed DAG of numpy arrays.
+
+One dataclass per node kind, its equations in its docstring, its checks in
+``__post_init__``. The IR says *what* a network is; it knows nothing of ONNX,
+files, Numba or training.
+
+Layout conventions
+------------------
+Every tensor flowing through a graph is time-major ``[T, N, *shape]``; ``shape``
+below is always the per-sample feature shape (without ``T`` and ``N``).
+Stateless nodes act on each time step independently (as if on ``[T*N, *shape]``).
+Images are channel-first ``[C, H, W]``.
+
+Parameters are float32 numpy arrays; scalar neuron parameters are Python floats
+holding float32-representable values, so every export/import round trip is
+bit-exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator, Sequence
+
+import numpy as np
+
+from .errors import IRError
+
+Shape = tuple[int, ...]
+
+RESET_MODES = ("subtract", "hard", "none")
+SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "rectangle")
+READOUT_MODES = ("rate", "spikes", "leaky")
+
+
+def _f32(value: float) -> float:
+    """Round a scalar to the nearest float32 so it survives serialisation exactly."""
+    return float(np.float32(value))
+
+
+def _array(value, name: str, ndim: int | None = None) -> np.ndarray:
+    array = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+    if ndim is not None and array.ndim != ndim:
+        raise IRError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise IRError(f"{name} holds NaN or infinite values")
+    return array
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise IRError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+@dataclass(eq=False)
+class Node:
+    """Base of all node kinds: a name and the names of the nodes feeding it."""
+
+    name: str
+    inputs: tuple[str, ...] = ()
+
+    kind: ClassVar[str] = "node"
+    arity: ClassVar[int] = 1
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise IRError(f"a {self.kind} node needs a non-empty name")
+        self.inputs = tuple(self.inputs)
+        if len(self.inputs) != self.arity:
+            raise IRError(
+                f"{self.kind} node {self.name!r} takes {self.arity} input(s), got {len(self.inputs)}"
+            )
+
+    def output_shape(self, input_shapes: Sequence[Shape]) -> Shape:
+        """Per-sample output shape; raises IRError when the inputs do not fit."""
+        return input_shapes[0]
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The node's array parameters by name (empty for parameter-free nodes)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
+
+    def same_as(self, other: "Node") -> bool:
+        """Structural and bit-exact equality (arrays compared by bytes and dtype)."""
+        if type(self) is not type(other):
+            return False
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if not (
+                    isinstance(a, np.ndarray)
+                    and isinstance(b, np.ndarray)
+                    and a.dtype == b.dtype
+                    and a.shape == b.shape
+                    and a.tobytes() == b.tobytes()
+                ):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+
+@dataclass(eq=False)
+class Input(Node):
+    """The graph input: a tensor ``[T, N, *shape]``.
+
+    Static data ``[N, *shape]`` is encoded over time before it reaches the graph.
+    """
+
+    shape: Shape = ()
+
+    kind: ClassVar[str] = "Input"
+    arity: ClassVar[int] = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.shape = tuple(int(d) for d in self.shape)
+        if not self.shape or any(d <= 0 for d in self.shape):
+            raise IRError(f"Input {self.name!r} needs a non-empty positive shape, got {self.shape}")
+
+    def output_shape(self, input_shapes):
+        return self.shape
+
+
+@dataclass(eq=False)
+class Linear(Node):
+    """Fully connected layer: ``Y = X @ weight.T + bias``.
+
+    weight ``[out_features, in_features]``; bias ``[out_features]`` or None.
+    """
+
+    weight: np.ndarray = None
+    bias: np.ndarray | None = None
+
+    kind: ClassVar[str] = "Linear"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.weight = _array(self.weight, f"{self.name}.weight", ndim=2)
+        if self.bias is not None:
+            self.bias = _array(self.bias, f"{self.name}.bias", ndim=1)
+            if self.bias.shape[0] != self.weight.shape[0]:
+                raise IRError(
+                    f"{self.name}.bias has {self.bias.shape[0]} entries for {self.weight.shape[0]} outputs"
+                )
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        if len(shape) != 1 or shape[0] != self.weight.shape[1]:
+            raise IRError(
+                f"Linear {self.name!r} expects input ({self.weight.shape[1]},), got {shape}"
+            )
+        return (self.weight.shape[0],)
+
+
+@dataclass(eq=False)
+class Conv2d(Node):
+    """2-D convolution over ``[C, H, W]`` (cross-correlation, as PyTorch and ONNX).
+
+    weight ``[out_channels, in_channels // groups, kh, kw]``; bias ``[out_channels]`` or None.
+    ``H_out = (H + 2*pad - dilation*(kh-1) - 1) // stride + 1`` (likewise W).
+    """
+
+    weight: np.ndarray = None
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    kind: ClassVar[str] = "Conv2d"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.weight = _array(self.weight, f"{self.name}.weight", ndim=4)
+        self.stride = _pair(self.stride, f"{self.name}.stride")
+        self.padding = _pair(self.padding, f"{self.name}.padding")
+        self.dilation = _pair(self.dilation, f"{self.name}.dilation")
+        self.groups = int(self.groups)
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
+            raise IRError(f"Conv2d {self.name!r} has a non-positive stride/dilation or negative padding")
+        if self.groups < 1 or self.weight.shape[0] % self.groups:
+            raise IRError(f"Conv2d {self.name!r}: {self.weight.shape[0]} output channels not divisible by groups={self.groups}")
+        if self.bias is not None:
+            self.bias = _array(self.bias, f"{self.name}.bias", ndim=1)
+            if self.bias.shape[0] != self.weight.shape[0]:
+                raise IRError(f"{self.name}.bias has {self.bias.shape[0]} entries for {self.weight.shape[0]} channels")
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        out_channels, in_per_group, kh, kw = self.weight.shape
+        if len(shape) != 3 or shape[0] != in_per_group * self.groups:
+            raise IRError(
+                f"Conv2d {self.name!r} expects input ({in_per_group * self.groups}, H, W), got {shape}"
+            )
+        spatial = []
+        for size, k, s, p, d in zip(shape[1:], (kh, kw), self.stride, self.padding, self.dilation):
+            out = (size + 2 * p - d * (k - 1) - 1) // s + 1
+            if out < 1:
+                raise IRError(f"Conv2d {self.name!r}: kernel larger than the padded input {shape}")
+            spatial.append(out)
+        return (out_channels, *spatial)
+
+
+@dataclass(eq=False)
+class BatchNorm(Node):
+    """Batch normalisation over the first feature axis (channels), for ``[C]`` or ``[C, H, W]``.
+
+    Inference: ``Y = (X - running_mean) / sqrt(running_var + eps) * weight + bias``.
+    Training uses statistics over T*N (and H, W); running statistics follow
+    PyTorch: ``running = (1 - momentum) * running + momentum * batch``.
+    """
+
+    weight: np.ndarray = None
+    bias: np.ndarray = None
+    running_mean: np.ndarray = None
+    running_var: np.ndarray = None
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+    kind: ClassVar[str] = "BatchNorm"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            setattr(self, name, _array(getattr(self, name), f"{self.name}.{name}", ndim=1))
+        if len({getattr(self, n).shape for n in ("weight", "bias", "running_mean", "running_var")}) != 1:
+            raise IRError(f"BatchNorm {self.name!r}: weight, bias and running statistics differ in length")
+        if np.any(self.running_var < 0):
+            raise IRError(f"BatchNorm {self.name!r} has a negative running variance")
+        self.eps = _f32(self.eps)
+        self.momentum = _f32(self.momentum)
+        if self.eps <= 0:
+            raise IRError(f"BatchNorm {self.name!r}: eps must be positive")
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        if len(shape) not in (1, 3) or shape[0] != self.weight.shape[0]:
+            raise IRError(
+                f"BatchNorm {self.name!r} expects ({self.weight.shape[0]},) or ({self.weight.shape[0]}, H, W), got {shape}"
+            )
+        return shape
+
+
+@dataclass(eq=False)
+class _Pool2d(Node):
+    kernel_size: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.kernel_size = _pair(self.kernel_size, f"{self.name}.kernel_size")
+        self.stride = self.kernel_size if self.stride is None else _pair(self.stride, f"{self.name}.stride")
+        self.padding = _pair(self.padding, f"{self.name}.padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise IRError(f"{self.kind} {self.name!r} has a non-positive kernel/stride or negative padding")
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise IRError(f"{self.kind} {self.name!r}: padding must be at most half the kernel size")
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        if len(shape) != 3:
+            raise IRError(f"{self.kind} {self.name!r} expects input (C, H, W), got {shape}")
+        spatial = []
+        for size, k, s, p in zip(shape[1:], self.kernel_size, self.stride, self.padding):
+            out = (size + 2 * p - k) // s + 1
+            if out < 1:
+                raise IRError(f"{self.kind} {self.name!r}: kernel larger than the padded input {shape}")
+            spatial.append(out)
+        return (shape[0], *spatial)
+
+
+@dataclass(eq=False)
+class MaxPool2d(_Pool2d):
+    """Max pooling over ``[C, H, W]``; padding counts as -inf. (floor mode)."""
+
+    kind: ClassVar[str] = "MaxPool2d"
+
+
+@dataclass(eq=False)
+class AvgPool2d(_Pool2d):
+    """Average pooling over ``[C, H, W]`` (floor mode).
+
+    With ``count_include_pad`` (PyTorch's default) padded zeros count in the
+    divisor, which is then always ``kh * kw``.
+    """
+
+    count_include_pad: bool = True
+
+    kind: ClassVar[str] = "AvgPool2d"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.count_include_pad = bool(self.count_include_pad)
+
+
+@dataclass(eq=False)
+class Flatten(Node):
+    """``[C, H, W] -> [C*H*W]`` (row-major, as PyTorch ``flatten(1)``)."""
+
+    kind: ClassVar[str] = "Flatten"
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        return (int(np.prod(shape)),)
+
+
+@dataclass(eq=False)
+class Add(Node):
+    """Elementwise sum of two tensors of the same shape (residual connections)."""
+
+    kind: ClassVar[str] = "Add"
+    arity: ClassVar[int] = 2
+
+    def output_shape(self, input_shapes):
+        a, b = input_shapes
+        if a != b:
+            raise IRError(f"Add {self.name!r} needs equal input shapes, got {a} and {b}")
+        return a
+
+
+@dataclass(eq=False)
+class Dropout(Node):
+    """Dropout with probability ``p``: identity at inference.
+
+    In training one Bernoulli mask per sample is drawn and shared across all
+    time steps, scaled by ``1 / (1 - p)``.
+    """
+
+    p: float = 0.5
+
+    kind: ClassVar[str] = "Dropout"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.p = _f32(self.p)
+        if not 0.0 <= self.p < 1.0:
+            raise IRError(f"Dropout {self.name!r}: p must lie in [0, 1), got {self.p}")
+
+
+@dataclass(eq=False)
+class Neuron(Node):
+    """A layer of spiking neurons (LIF; IF is ``beta = 1``), one per input element.
+
+    With ``V[-1] = v_init``, for t = 0 .. T-1::
+
+        charge  D[t] = beta * V[t-1] + (1 - beta) * v_leak
+                H[t] = D[t] + gain * X[t]
+        fire    S[t] = H[t] >= v_threshold   if fire_on_equal  else  H[t] > v_threshold
+        reset   subtract: V[t] = H[t] - v_threshold * S[t]
+                hard:     V[t] = S[t] * v_reset + (1 - S[t]) * H[t]
+                none:     V[t] = H[t]
+
+    With ``reset_delay`` (snnTorch's default) the reset of step t-1 is applied at
+    step t to the decayed potential, before the input is added::
+
+                D'[t] = reset(D[t], S[t-1]);  H[t] = D'[t] + gain * X[t];  V[t] = H[t]
+
+    SpikingJelly LIFNode: beta = 1 - 1/tau, gain = 1/tau if decay_input else 1,
+    v_leak = v_init = v_reset (0 for soft reset), fire_on_equal.
+    snnTorch Leaky: gain = 1, v_leak = 0, fire on ``>``, reset_delay.
+
+    Training only: ``surrogate`` (with ``alpha``) replaces dS/dH in the backward
+    pass; ``detach_reset`` stops the gradient through the reset term.
+    """
+
+    beta: float = 1.0
+    v_threshold: float = 1.0
+    v_reset: float = 0.0
+    v_leak: float = 0.0
+    v_init: float = 0.0
+    gain: float = 1.0
+    reset: str = "subtract"
+    reset_delay: bool = False
+    fire_on_equal: bool = True
+    surrogate: str = "atan"
+    alpha: float = 2.0
+    detach_reset: bool = False
+
+    kind: ClassVar[str] = "Neuron"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha"):
+            value = _f32(getattr(self, name))
+            if not np.isfinite(value):
+                raise IRError(f"Neuron {self.name!r}: {name} must be finite")
+            setattr(self, name, value)
+        if not 0.0 <= self.beta <= 1.0:
+            raise IRError(f"Neuron {self.name!r}: beta must lie in [0, 1], got {self.beta}")
+        if self.reset not in RESET_MODES:
+            raise IRError(f"Neuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
+        if self.surrogate not in SURROGATES:
+            raise IRError(
+                f"Neuron {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}"
+            )
+        self.reset_delay = bool(self.reset_delay)
+        self.fire_on_equal = bool(self.fire_on_equal)
+        self.detach_reset = bool(self.detach_reset)
+
+    @property
+    def is_if(self) -> bool:
+        """True for an integrate-and-fire neuron (no leak)."""
+        return self.beta == 1.0
+
+
+@dataclass(eq=False)
+class Readout(Node):
+    """The graph output, from a ``[T, N, C]`` tensor.
+
+    rate:   ``Y = mean_t X[t]``                    (mean firing rate), ``[N, C]``
+    spikes: ``Y = X``                              (the spike train), ``[T, N, C]``
+    leaky:  ``U[t] = beta * U[t-1] + X[t]``, ``U[-1] = 0``; ``Y = mean_t U[t]`` (non-spiking
+            leaky integrator), ``[N, C]``
+
+    Predictions are ``argmax`` over C of ``Y`` (of ``mean_t Y`` for spikes).
+    """
+
+    mode: str = "rate"
+    beta: float = 1.0
+
+    kind: ClassVar[str] = "Readout"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mode not in READOUT_MODES:
+            raise IRError(f"Readout {self.name!r}: mode must be one of {READOUT_MODES}, got {self.mode!r}")
+        self.beta = _f32(self.beta)
+        if not 0.0 <= self.beta <= 1.0:
+            raise IRError(f"Readout {self.name!r}: beta must lie in [0, 1], got {self.beta}")
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        if len(shape) != 1:
+            raise IRError(f"Readout {self.name!r} expects a vector input (C,), got {shape}")
+        return shape
+
+
+NODE_KINDS: dict[str, type[Node]] = {
+    cls.kind: cls
+    for cls in (Input, Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten, Add, Dropout, Neuron, Readout)
+}
+
+PRUNABLE_KINDS = (Linear, Conv2d)
+
+
+@dataclass(eq=False)
+class Graph:
+    """A DAG of nodes in topological order: one Input first, one Readout last.
+
+    ``shapes[name]`` is each node's per-sample output shape, checked on
+    construction. ``metadata`` carries provenance (source framework, ...) as
+    strings.
+    """
+
+    nodes: list[Node]
+    metadata: dict[str, str] = field(default_factory=dict)
+    shapes: dict[str, Shape] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.nodes = list(self.nodes)
+        if not self.nodes:
+            raise IRError("a graph needs at least an Input and a Readout")
+        if not isinstance(self.nodes[0], Input) or any(isinstance(n, Input) for n in self.nodes[1:]):
+            raise IRError("a graph has exactly one Input, and it comes first")
+        if not isinstance(self.nodes[-1], Readout) or any(isinstance(n, Readout) for n in self.nodes[:-1]):
+            raise IRError("a graph has exactly one Readout, and it comes last")
+        if not any(isinstance(n, Neuron) for n in self.nodes):
+            raise IRError("a graph without any spiking neuron is not an SNN")
+        self.metadata = {str(k): str(v) for k, v in self.metadata.items()}
+        shapes: dict[str, Shape] = {}
+        consumers: dict[str, int] = {}
+        for node in self.nodes:
+            if node.name in shapes:
+                raise IRError(f"two nodes are named {node.name!r}")
+            for source in node.inputs:
+                if source not in shapes:
+                    raise IRError(
+                        f"{node.kind} {node.name!r} reads {source!r}, which is not an earlier node"
+                    )
+                consumers[source] = consumers.get(source, 0) + 1
+            shapes[node.name] = node.output_shape([shapes[s] for s in node.inputs])
+        unused = [n.name for n in self.nodes[:-1] if n.name not in consumers]
+        if unused:
+            raise IRError(f"node(s) {', '.join(map(repr, unused))} feed nothing")
+        self.shapes = shapes
+
+    # -- access -------------------------------------------------------------
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __getitem__(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    @property
+    def input(self) -> Input:
+        return self.nodes[0]
+
+    @property
+    def readout(self) -> Readout:
+        return self.nodes[-1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.shapes[self.readout.name][0]
+
+    def neurons(self) -> list[Neuron]:
+        return [n for n in self.nodes if isinstance(n, Neuron)]
+
+    def prunable(self) -> list[Node]:
+        """Nodes whose ``weight`` holds synapses (Linear, Conv2d), in order."""
+        return [n for n in self.nodes if isinstance(n, PRUNABLE_KINDS)]
+
+    def input_shapes(self, node: Node) -> list[Shape]:
+        return [self.shapes[s] for s in node.inputs]
+
+    def same_as(self, other: "Graph") -> bool:
+        """Bit-exact equality of structure, parameters and metadata."""
+        return (
+            isinstance(other, Graph)
+            and len(self.nodes) == len(other.nodes)
+            and all(a.same_as(b) for a, b in zip(self.nodes, other.nodes))
+            and self.metadata == other.metadata
+        )
+
+    def copy(self) -> "Graph":
+        """A deep copy (arrays copied), so a solver can never modify its input."""
+        nodes = []
+        for node in self.nodes:
+            values = {
+                f.name: (getattr(node, f.name).copy() if isinstance(getattr(node, f.name), np.ndarray) else getattr(node, f.name))
+                for f in dataclasses.fields(node)
+            }
+            nodes.append(type(node)(**values))
+        return Graph(nodes, dict(self.metadata))
