@@ -1,1 +1,37 @@
-"""The embedded sample: scikit-learn digits and two sample SNNs in the SNN-ONNX profile."""
+"""The embedded sample: scikit-learn digits and two sample SNNs in the SNN-ONNX profile.
+
+``digits.npz`` holds the 1,797 8x8 handwritten digits that ship with
+scikit-learn (UCI "Optical Recognition of Handwritten Digits"), as float32
+``[N, 1, 8, 8]`` in [0, 1] with a fixed stratified split: ``x``/``y`` (train,
+1,078), ``x_val``/``y_val`` (359), ``x_test``/``y_test`` (360). Made by
+``scripts/make_digits_data.py``.
+
+``digits_mlp.onnx`` and ``digits_conv.onnx`` are made by
+``scripts/make_sample_models.py`` from a seeded random initialisation: they are
+untrained and claim no accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelError
+
+SAMPLE_MODELS = ("digits_mlp", "digits_conv")
+
+_HERE = Path(__file__).resolve().parent
+
+
+def digits_path() -> Path:
+    """Path of the embedded digits data set (``digits.npz``)."""
+    return _HERE / "digits.npz"
+
+
+def sample_model_path(name: str) -> Path:
+    """Path of the sample model ``name`` (one of :data:`SAMPLE_MODELS`), an ``.onnx`` file."""
+    if name not in SAMPLE_MODELS:
+        raise ModelError(f"unknown sample model {name!r}; choose one of {', '.join(SAMPLE_MODELS)}")
+    return _HERE / f"{name}.onnx"
+
+
+__all__ = ["SAMPLE_MODELS", "digits_path", "sample_model_path"]
