@@ -234,7 +234,11 @@ class BatchNorm(Node):
         if np.any(self.running_var < 0):
             raise IRError(f"BatchNorm {self.name!r} has a negative running variance")
         self.eps = _f32(self.eps)
-        self.momentum = _f32(self.momentum)
+        # ONNX stores 1 - momentum; snapping to float32(1 - float32(1 - m)) makes that
+        # round trip bit-exact (a change of at most one float32 ulp of 1.0).
+        self.momentum = _f32(1.0 - _f32(1.0 - _f32(self.momentum)))
+        if not 0.0 <= self.momentum <= 1.0:
+            raise IRError(f"BatchNorm {self.name!r}: momentum must lie in [0, 1]")
         if self.eps <= 0:
             raise IRError(f"BatchNorm {self.name!r}: eps must be positive")
 
@@ -394,6 +398,8 @@ class Neuron(Node):
             setattr(self, name, value)
         if not 0.0 <= self.beta <= 1.0:
             raise IRError(f"Neuron {self.name!r}: beta must lie in [0, 1], got {self.beta}")
+        if self.beta == 1.0:
+            self.v_leak = 0.0  # (1 - beta) * v_leak vanishes: an IF neuron has no leak potential
         if self.reset not in RESET_MODES:
             raise IRError(f"Neuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
         if self.surrogate not in SURROGATES:
@@ -434,6 +440,8 @@ class Readout(Node):
         self.beta = _f32(self.beta)
         if not 0.0 <= self.beta <= 1.0:
             raise IRError(f"Readout {self.name!r}: beta must lie in [0, 1], got {self.beta}")
+        if self.mode != "leaky":
+            self.beta = 1.0  # only the leaky integrator has a decay
 
     def output_shape(self, input_shapes):
         (shape,) = input_shapes

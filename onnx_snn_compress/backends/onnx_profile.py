@@ -1,0 +1,349 @@
+"""Write an SNN IR graph as an ONNX model in the SNN-ONNX profile (docs/profile.md).
+
+Stateless layers are standard ONNX ops on ``[T*N, ...]``; each neuron layer is a
+node of a model-local function ``snn::LIF`` / ``snn::IF`` whose body is a ``Scan``
+over time made of standard ops, so stock onnxruntime runs the model with no
+custom-op library. One table maps each IR node kind to its writer.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .. import ir, profile
+from ..files import atomic_write_bytes
+
+TIME, MERGED = "time", "merged"  # [T, N, *shape] or [T*N, *shape]
+
+
+# ---------------------------------------------------------------------------
+# Model-local functions: the neuron dynamics as a Scan of standard ops
+# ---------------------------------------------------------------------------
+def _ref_constant(output: str, attribute: str, kind: int) -> onnx.NodeProto:
+    """A Constant node whose value is the calling node's attribute ``attribute``."""
+    field = {
+        onnx.AttributeProto.FLOAT: "value_float",
+        onnx.AttributeProto.INT: "value_int",
+        onnx.AttributeProto.STRING: "value_string",
+    }[kind]
+    node = helper.make_node("Constant", [], [output])
+    ref = onnx.AttributeProto(name=field, ref_attr_name=attribute, type=kind)
+    node.attribute.append(ref)
+    return node
+
+
+def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
+    return helper.make_node(
+        "Constant", [], [output], value=numpy_helper.from_array(np.asarray(value, dtype=dtype), output)
+    )
+
+
+def _neuron_scan_body() -> onnx.GraphProto:
+    """One time step; reads the outer-scope constants made in :func:`_neuron_function`.
+
+    Exact in float32 for every reset mode: multiplying by the 0/1 flags is exact,
+    so ``(1 - hard*s) * P + s * reset_value`` equals ``P - v_threshold`` (subtract),
+    ``v_reset`` (hard) or ``P`` (none / no spike) bit for bit.
+    """
+    f = TensorProto.FLOAT
+    nodes = [
+        helper.make_node("Mul", ["v_prev", "beta"], ["decayed"]),
+        helper.make_node("Add", ["decayed", "leak"], ["charged"]),
+        # delayed reset (reset_delay = 1): reset the decayed potential by the previous spike
+        helper.make_node("Mul", ["s_prev", "delay"], ["s_early"]),
+        helper.make_node("Mul", ["hard", "s_early"], ["keep_early_off"]),
+        helper.make_node("Sub", ["one", "keep_early_off"], ["keep_early"]),
+        helper.make_node("Mul", ["keep_early", "charged"], ["kept_early"]),
+        helper.make_node("Mul", ["s_early", "reset_value"], ["shift_early"]),
+        helper.make_node("Add", ["kept_early", "shift_early"], ["reset_early"]),
+        helper.make_node("Mul", ["gain", "x_t"], ["drive"]),
+        helper.make_node("Add", ["reset_early", "drive"], ["h"]),
+        # fire: H > v_threshold, or H >= v_threshold when fire_on_equal
+        helper.make_node("Greater", ["h", "v_threshold"], ["above"]),
+        helper.make_node("Equal", ["h", "v_threshold"], ["at"]),
+        helper.make_node("And", ["at", "fire_on_equal"], ["fires_at"]),
+        helper.make_node("Or", ["above", "fires_at"], ["fired"]),
+        helper.make_node("Cast", ["fired"], ["s_t"], to=f),
+        # immediate reset (reset_delay = 0)
+        helper.make_node("Mul", ["s_t", "no_delay"], ["s_now"]),
+        helper.make_node("Mul", ["hard", "s_now"], ["keep_now_off"]),
+        helper.make_node("Sub", ["one", "keep_now_off"], ["keep_now"]),
+        helper.make_node("Mul", ["keep_now", "h"], ["kept_now"]),
+        helper.make_node("Mul", ["s_now", "reset_value"], ["shift_now"]),
+        helper.make_node("Add", ["kept_now", "shift_now"], ["v_next"]),
+        helper.make_node("Identity", ["s_t"], ["s_next"]),
+    ]
+    return helper.make_graph(
+        nodes,
+        "neuron_step",
+        [helper.make_tensor_value_info(n, f, None) for n in ("v_prev", "s_prev", "x_t")],
+        [helper.make_tensor_value_info(n, f, None) for n in ("v_next", "s_next", "s_t")],
+    )
+
+
+def _neuron_function(name: str) -> onnx.FunctionProto:
+    """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``."""
+    FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
+    is_if = name == profile.IF
+    attributes = [
+        a for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_INT_ATTRS + profile.NEURON_STRING_ATTRS
+        if not (is_if and a in profile.IF_OMITTED_ATTRS)
+    ]
+    nodes = [
+        _const("one", 1.0),
+        _ref_constant("v_threshold", "v_threshold", FLOAT),
+        _ref_constant("v_reset", "v_reset", FLOAT),
+        _ref_constant("gain", "gain", FLOAT),
+        _ref_constant("v_init", "v_init", FLOAT),
+    ]
+    if is_if:
+        nodes += [_const("beta", 1.0), _const("leak", 0.0)]
+    else:
+        nodes += [
+            _ref_constant("beta", "beta", FLOAT),
+            _ref_constant("v_leak", "v_leak", FLOAT),
+            helper.make_node("Sub", ["one", "beta"], ["one_minus_beta"]),
+            helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
+        ]
+    nodes += [
+        # flags from the attributes: fire_on_equal (bool), reset_delay (0/1 and 1/0)
+        _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
+        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
+        _ref_constant("delay_int", "reset_delay", INT),
+        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "delay"], ["no_delay"]),
+        # reset mode: hard = (reset == "hard"), subtract = (reset == "subtract");
+        # reset_value = hard * v_reset - subtract * v_threshold
+        _ref_constant("reset", "reset", STRING),
+        _const("hard_name", "hard", dtype=object),
+        _const("subtract_name", "subtract", dtype=object),
+        helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
+        helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
+        helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
+        helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
+        helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
+        helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
+        # initial state: V = v_init, previous spikes = 0, shaped like one time step
+        helper.make_node("Shape", ["X"], ["step_shape"], start=1),
+        helper.make_node(
+            "ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))
+        ),
+        helper.make_node("Add", ["zeros", "v_init"], ["v_start"]),
+        helper.make_node("Scan", ["v_start", "zeros", "X"], ["v_end", "s_end", "S"], body=_neuron_scan_body(), num_scan_inputs=1),
+    ]
+    return helper.make_function(
+        profile.DOMAIN, name, ["X"], ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
+    )
+
+
+def _leaky_integrator_function() -> onnx.FunctionProto:
+    """``snn::LI``: U[t] = beta * U[t-1] + X[t], U[-1] = 0; returns U ``[T, N, ...]``."""
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Mul", ["u_prev", "beta"], ["decayed"]), helper.make_node("Add", ["decayed", "x_t"], ["u_next"]),
+         helper.make_node("Identity", ["u_next"], ["u_t"])],
+        "integrate_step",
+        [helper.make_tensor_value_info(n, f, None) for n in ("u_prev", "x_t")],
+        [helper.make_tensor_value_info(n, f, None) for n in ("u_next", "u_t")],
+    )
+    nodes = [
+        _ref_constant("beta", "beta", onnx.AttributeProto.FLOAT),
+        helper.make_node("Shape", ["X"], ["step_shape"], start=1),
+        helper.make_node(
+            "ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))
+        ),
+        helper.make_node("Scan", ["zeros", "X"], ["u_end", "U"], body=body, num_scan_inputs=1),
+    ]
+    return helper.make_function(
+        profile.DOMAIN, profile.LI, ["X"], ["U"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=["beta"]
+    )
+
+
+# ---------------------------------------------------------------------------
+# Graph writer
+# ---------------------------------------------------------------------------
+class _Writer:
+    """Emits nodes and initializers, tracking each IR tensor's layout."""
+
+    def __init__(self, graph: ir.Graph):
+        self.graph = graph
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.layout: dict[str, str] = {}  # IR node name -> layout of the ONNX tensor of that name
+        self.views: dict[tuple[str, str], str] = {}  # (IR name, layout) -> ONNX tensor name
+        self.functions: dict[str, onnx.FunctionProto] = {}
+        self.has_time_steps = False
+
+    def initializer(self, name: str, array: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def emit(self, op: str, inputs, outputs, name: str, domain: str = "", **attrs) -> None:
+        self.nodes.append(helper.make_node(op, list(inputs), list(outputs), name=name, domain=domain, **attrs))
+
+    def view(self, source: str, layout: str) -> str:
+        """The ONNX tensor holding IR tensor ``source`` in ``layout``, reshaping once if needed."""
+        if self.layout[source] == layout:
+            return source
+        key = (source, layout)
+        if key not in self.views:
+            shape = list(self.graph.shapes[source])
+            if layout == MERGED:
+                target = self.initializer(f"{source}.merged_shape", np.array([-1, *shape], np.int64))
+                out = f"{source}.merged"
+            else:
+                if not self.has_time_steps:
+                    self.emit("Shape", [self.graph.input.name], [profile.TIME_STEPS], profile.TIME_STEPS, start=0, end=1)
+                    self.has_time_steps = True
+                rest = self.initializer(f"{source}.step_shape", np.array([-1, *shape], np.int64))
+                target = f"{source}.time_shape"
+                self.emit("Concat", [profile.TIME_STEPS, rest], [target], target, axis=0)
+                out = f"{source}.time"
+            self.emit("Reshape", [self.view(source, self.layout[source]), target], [out], out)
+            self.views[key] = out
+        return self.views[key]
+
+    def write(self, node: ir.Node) -> None:
+        _WRITERS[type(node)](self, node)
+
+
+def _write_input(w: _Writer, node: ir.Input):
+    w.layout[node.name] = TIME
+
+
+def _write_linear(w: _Writer, node: ir.Linear):
+    inputs = [w.view(node.inputs[0], MERGED), w.initializer(f"{node.name}.weight", node.weight)]
+    if node.bias is not None:
+        inputs.append(w.initializer(f"{node.name}.bias", node.bias))
+    w.emit("Gemm", inputs, [node.name], node.name, transB=1)
+    w.layout[node.name] = MERGED
+
+
+def _write_conv(w: _Writer, node: ir.Conv2d):
+    inputs = [w.view(node.inputs[0], MERGED), w.initializer(f"{node.name}.weight", node.weight)]
+    if node.bias is not None:
+        inputs.append(w.initializer(f"{node.name}.bias", node.bias))
+    w.emit(
+        "Conv", inputs, [node.name], node.name,
+        kernel_shape=list(node.weight.shape[2:]), strides=list(node.stride),
+        pads=[*node.padding, *node.padding], dilations=list(node.dilation), group=node.groups,
+    )
+    w.layout[node.name] = MERGED
+
+
+def _write_batchnorm(w: _Writer, node: ir.BatchNorm):
+    params = [w.initializer(f"{node.name}.{p}", getattr(node, p)) for p in ("weight", "bias", "running_mean", "running_var")]
+    w.emit(
+        "BatchNormalization", [w.view(node.inputs[0], MERGED), *params], [node.name], node.name,
+        epsilon=node.eps, momentum=float(np.float32(1.0 - node.momentum)),
+    )
+    w.layout[node.name] = MERGED
+
+
+def _write_pool(w: _Writer, node):
+    attrs = dict(kernel_shape=list(node.kernel_size), strides=list(node.stride), pads=[*node.padding, *node.padding])
+    if isinstance(node, ir.AvgPool2d):
+        op, attrs["count_include_pad"] = "AveragePool", int(node.count_include_pad)
+    else:
+        op = "MaxPool"
+    w.emit(op, [w.view(node.inputs[0], MERGED)], [node.name], node.name, **attrs)
+    w.layout[node.name] = MERGED
+
+
+def _write_flatten(w: _Writer, node: ir.Flatten):
+    w.emit("Flatten", [w.view(node.inputs[0], MERGED)], [node.name], node.name, axis=1)
+    w.layout[node.name] = MERGED
+
+
+def _write_add(w: _Writer, node: ir.Add):
+    layout = w.layout[node.inputs[0]]
+    w.emit("Add", [w.view(s, layout) for s in node.inputs], [node.name], node.name)
+    w.layout[node.name] = layout
+
+
+def _write_dropout(w: _Writer, node: ir.Dropout):
+    source = node.inputs[0]
+    ratio = w.initializer(f"{node.name}.ratio", np.array(node.p, np.float32))
+    w.emit("Dropout", [source, ratio], [node.name], node.name)
+    w.layout[node.name] = w.layout[source]
+
+
+def _write_neuron(w: _Writer, node: ir.Neuron):
+    op = profile.IF if node.is_if else profile.LIF
+    attrs = {
+        a: getattr(node, a) for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS
+        if not (node.is_if and a in profile.IF_OMITTED_ATTRS)
+    }
+    attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
+    if op not in w.functions:
+        w.functions[op] = _neuron_function(op)
+    w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
+    w.layout[node.name] = TIME
+
+
+def _write_readout(w: _Writer, node: ir.Readout):
+    source = w.view(node.inputs[0], TIME)
+    if node.mode == "spikes":
+        w.emit("Identity", [source], [node.name], node.name)
+        return
+    if node.mode == "leaky":
+        if profile.LI not in w.functions:
+            w.functions[profile.LI] = _leaky_integrator_function()
+        integrated = f"{node.name}.membrane"
+        w.emit(profile.LI, [source], [integrated], integrated, domain=profile.DOMAIN, beta=node.beta)
+        source = integrated
+    axes = w.initializer(f"{node.name}.time_axis", np.array([0], np.int64))
+    w.emit("ReduceMean", [source, axes], [node.name], node.name, keepdims=0)
+
+
+_WRITERS = {
+    ir.Input: _write_input,
+    ir.Linear: _write_linear,
+    ir.Conv2d: _write_conv,
+    ir.BatchNorm: _write_batchnorm,
+    ir.MaxPool2d: _write_pool,
+    ir.AvgPool2d: _write_pool,
+    ir.Flatten: _write_flatten,
+    ir.Add: _write_add,
+    ir.Dropout: _write_dropout,
+    ir.Neuron: _write_neuron,
+    ir.Readout: _write_readout,
+}
+
+
+def to_model(graph: ir.Graph) -> onnx.ModelProto:
+    """The graph as an ONNX model in the SNN-ONNX profile (checked with ``full_check``)."""
+    writer = _Writer(graph)
+    for node in graph:
+        writer.write(node)
+    readout = graph.readout
+    classes = graph.num_classes
+    output_dims = ["T", "N", classes] if readout.mode == "spikes" else ["N", classes]
+    onnx_graph = helper.make_graph(
+        writer.nodes,
+        graph.metadata.get("name", "snn"),
+        [helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT, ["T", "N", *graph.input.shape])],
+        [helper.make_tensor_value_info(readout.name, TensorProto.FLOAT, output_dims)],
+        initializer=writer.initializers,
+    )
+    model = helper.make_model(
+        onnx_graph,
+        opset_imports=[helper.make_opsetid("", profile.OPSET), helper.make_opsetid(profile.DOMAIN, profile.DOMAIN_VERSION)],
+        functions=list(writer.functions.values()),
+        producer_name=profile.PRODUCER,
+        ir_version=profile.IR_VERSION,
+    )
+    metadata = {**graph.metadata, profile.KEY_PROFILE: profile.PROFILE_VERSION, profile.KEY_OUTPUT: readout.mode}
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save(graph: ir.Graph, path: str | os.PathLike) -> None:
+    """Write the graph to ``path`` atomically (temporary file, then rename)."""
+    atomic_write_bytes(path, to_model(graph).SerializeToString())

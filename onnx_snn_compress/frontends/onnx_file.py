@@ -1,0 +1,52 @@
+"""Read an ONNX file defensively: every way a file can be wrong becomes one ModelError line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from ..errors import ModelError
+
+
+def _external_tensors(model: onnx.ModelProto):
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            yield tensor
+
+
+def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
+    """Refuse external-data locations outside the model's folder (path traversal)."""
+    root = folder.resolve()
+    for tensor in _external_tensors(model):
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        target = (root / location).resolve()
+        if not location or os.path.isabs(location) or not target.is_relative_to(root):
+            raise ModelError(
+                f"initializer {tensor.name!r}: external data location {location!r} escapes the model's folder"
+            )
+        if not target.is_file():
+            raise ModelError(f"initializer {tensor.name!r}: external data file {location!r} is missing")
+
+
+def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load and structurally check an ONNX model, with its external data if any."""
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as error:
+        raise ModelError(f"{path}: not a readable ONNX model (truncated or not ONNX: {type(error).__name__})") from None
+    if not model.graph.node or not model.opset_import:
+        raise ModelError(f"{path}: not an ONNX model (no graph nodes or no opset)")
+    _check_external_data(model, path.parent)
+    try:
+        if any(True for _ in _external_tensors(model)):
+            onnx.load_external_data_for_model(model, str(path.parent))
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, DecodeError, ValueError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(f"{path}: invalid ONNX model: {first_line}") from None
+    return model

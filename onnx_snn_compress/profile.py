@@ -1,0 +1,29 @@
+"""Constants of the SNN-ONNX profile (the public contract; see docs/profile.md).
+
+Shared by the profile's backend (writer) and frontend (reader) so the two can
+never drift apart.
+"""
+
+PROFILE_VERSION = "1"
+DOMAIN = "snn"
+DOMAIN_VERSION = 1
+OPSET = 19  # Equal on strings (used to decode the `reset` attribute) needs opset 19
+IR_VERSION = 9  # the IR version that introduced opset 19
+PRODUCER = "onnx-snn-compress"
+
+# metadata_props keys owned by the profile
+KEY_PROFILE = "snn.profile_version"
+KEY_OUTPUT = "snn.output"  # "rate" | "spikes" | "leaky"
+RESERVED_KEYS = (KEY_PROFILE, KEY_OUTPUT)
+
+# Neuron functions and their attributes, in declaration order
+LIF = "LIF"
+IF = "IF"
+LI = "LI"
+NEURON_FLOAT_ATTRS = ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha")
+NEURON_INT_ATTRS = ("reset_delay", "fire_on_equal", "detach_reset")
+NEURON_STRING_ATTRS = ("reset", "surrogate")
+IF_OMITTED_ATTRS = ("beta", "v_leak")  # IF is LIF with beta = 1; v_leak then has no effect
+
+# Graph-level helper tensor: the dynamic number of time steps, Shape(input)[0:1]
+TIME_STEPS = "snn.time_steps"
