@@ -351,13 +351,21 @@ def test_sample_model_file_exists(name):
     assert sample_model_path(name).is_file()
 
 
-@pytest.mark.parametrize("name", SAMPLE_MODELS)
-def test_sample_model_loads_and_matches_its_generator_script(name):
+def profile_reader():
+    """The frontend's file reader: ``frontends.load_model``, else ``frontends.onnx_profile.load``."""
     if importlib.util.find_spec("onnx_snn_compress.frontends.onnx_profile") is None:
         pytest.skip("the SNN-ONNX profile frontend is not written yet")
-    from onnx_snn_compress.frontends.onnx_profile import load
+    import onnx_snn_compress.frontends as frontends
+    from onnx_snn_compress.frontends import onnx_profile
 
-    graph = load(sample_model_path(name))
+    reader = getattr(frontends, "load_model", None) or getattr(onnx_profile, "load", None)
+    assert reader is not None, "the profile frontend has no file reader"
+    return reader
+
+
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_sample_model_loads_and_matches_its_generator_script(name):
+    graph = profile_reader()(sample_model_path(name))
     assert graph.num_classes == 10
     assert graph.metadata["training"].startswith("untrained")
     script = runpy.run_path(str(REPO / "scripts" / "make_sample_models.py"), run_name="sample_models")

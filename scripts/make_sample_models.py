@@ -1,0 +1,148 @@
+"""Write the two sample SNNs, samples/digits_mlp.onnx and samples/digits_conv.onnx.
+
+Both are built as IR graphs with seeded, PyTorch-style initialisation and
+saved in the SNN-ONNX profile. They are UNTRAINED: their weights are random,
+so they claim no accuracy (training them is a later step). Rerun with the
+project's own environment, from the repository root:
+
+    /work/venv/bin/python scripts/make_sample_models.py        # or any env with the package
+
+The seeds below are fixed, so a rerun writes the same weights.
+
+digits_mlp   input (64,)  [data (1, 8, 8) is flattened by onnx_snn_compress.data]
+             Linear 64->128 -> LIF -> Linear 128->10 -> LIF -> rate readout
+digits_conv  input (1, 8, 8)
+             Conv2d 1->8 3x3 pad 1 -> BatchNorm -> LIF -> AvgPool2d 2
+             -> Conv2d 8->16 3x3 pad 1 -> LIF -> AvgPool2d 2
+             -> Flatten (64) -> Linear 64->10 -> LIF -> rate readout
+
+LIF everywhere: beta = 0.9, gain = 1, v_threshold = 1, fire on >=, subtract
+reset, atan surrogate (alpha 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from onnx_snn_compress import ir
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+SEEDS = {"digits_mlp": 1, "digits_conv": 2}
+
+LIF = dict(beta=0.9, gain=1.0, v_threshold=1.0, reset="subtract", fire_on_equal=True, surrogate="atan", alpha=2.0)
+
+
+def kaiming_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """PyTorch's default weight init: ``kaiming_uniform_(a=sqrt(5))``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    fan_in = int(np.prod(shape[1:]))
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+
+def bias_uniform(rng: np.random.Generator, out_features: int, fan_in: int) -> np.ndarray:
+    """PyTorch's default bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=(out_features,)).astype(np.float32)
+
+
+def linear(rng, name: str, source: str, in_features: int, out_features: int) -> ir.Linear:
+    return ir.Linear(
+        name,
+        (source,),
+        weight=kaiming_uniform(rng, (out_features, in_features)),
+        bias=bias_uniform(rng, out_features, in_features),
+    )
+
+
+def conv(rng, name: str, source: str, in_channels: int, out_channels: int, bias: bool) -> ir.Conv2d:
+    shape = (out_channels, in_channels, 3, 3)
+    return ir.Conv2d(
+        name,
+        (source,),
+        weight=kaiming_uniform(rng, shape),
+        bias=bias_uniform(rng, out_channels, in_channels * 9) if bias else None,
+        padding=(1, 1),
+    )
+
+
+def lif(name: str, source: str) -> ir.Neuron:
+    return ir.Neuron(name, (source,), **LIF)
+
+
+def provenance(name: str, seed: int) -> dict[str, str]:
+    return {
+        "name": name,  # also the ONNX graph's name
+        "source_framework": "onnx-snn-compress (scripts/make_sample_models.py)",
+        "training": "untrained: seeded PyTorch-style random initialisation, no accuracy claimed",
+        "init_seed": str(seed),
+    }
+
+
+def build_digits_mlp(seed: int = SEEDS["digits_mlp"]) -> ir.Graph:
+    rng = np.random.default_rng(seed)
+    return ir.Graph(
+        [
+            ir.Input("input", shape=(64,)),
+            linear(rng, "fc1", "input", 64, 128),
+            lif("lif1", "fc1"),
+            linear(rng, "fc2", "lif1", 128, 10),
+            lif("lif2", "fc2"),
+            ir.Readout("output", ("lif2",), mode="rate"),
+        ],
+        metadata=provenance("digits_mlp", seed),
+    )
+
+
+def build_digits_conv(seed: int = SEEDS["digits_conv"]) -> ir.Graph:
+    rng = np.random.default_rng(seed)
+    return ir.Graph(
+        [
+            ir.Input("input", shape=(1, 8, 8)),
+            conv(rng, "conv1", "input", 1, 8, bias=False),  # BatchNorm supplies the shift
+            ir.BatchNorm(
+                "bn1",
+                ("conv1",),
+                weight=np.ones(8, np.float32),
+                bias=np.zeros(8, np.float32),
+                running_mean=np.zeros(8, np.float32),
+                running_var=np.ones(8, np.float32),
+            ),
+            lif("lif1", "bn1"),
+            ir.AvgPool2d("pool1", ("lif1",), kernel_size=2),  # (8, 4, 4)
+            conv(rng, "conv2", "pool1", 8, 16, bias=True),
+            lif("lif2", "conv2"),
+            ir.AvgPool2d("pool2", ("lif2",), kernel_size=2),  # (16, 2, 2)
+            ir.Flatten("flatten", ("pool2",)),  # (64,)
+            linear(rng, "fc", "flatten", 64, 10),
+            lif("lif3", "fc"),
+            ir.Readout("output", ("lif3",), mode="rate"),
+        ],
+        metadata=provenance("digits_conv", seed),
+    )
+
+
+BUILDERS = {"digits_mlp": build_digits_mlp, "digits_conv": build_digits_conv}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", type=Path, default=SAMPLES_DIR)
+    args = parser.parse_args()
+
+    from onnx_snn_compress.backends.onnx_profile import save
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for name, build in BUILDERS.items():
+        graph = build()
+        path = args.output_dir / f"{name}.onnx"
+        save(graph, path)
+        weights = sum(n.weight.size for n in graph.prunable())
+        print(f"wrote {path} ({path.stat().st_size} bytes, {weights} synapses, untrained)")
+
+
+if __name__ == "__main__":
+    main()
