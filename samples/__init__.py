@@ -2,10 +2,9 @@
 
 ``digits.npz`` holds the 1,797 8x8 handwritten digits that ship with
 scikit-learn (UCI "Optical Recognition of Handwritten Digits", E. Alpaydin and
-C. Kaynak, 1998, CC BY 4.0), as float32
-``[N, 1, 8, 8]`` in [0, 1] with a fixed stratified split: ``x``/``y`` (train,
-1,078), ``x_val``/``y_val`` (359), ``x_test``/``y_test`` (360). Made by
-``scripts/make_digits_data.py``.
+C. Kaynak, 1998, CC BY 4.0), as float32 ``[N, 1, 8, 8]`` in [0, 1] with a fixed
+stratified split: ``x``/``y`` (train, 1,078), ``x_val``/``y_val`` (359),
+``x_test``/``y_test`` (360). Made by ``scripts/make_digits_data.py``.
 
 ``digits_mlp.onnx`` and ``digits_conv.onnx`` are made by
 ``scripts/make_sample_models.py`` from a seeded random initialisation: they are

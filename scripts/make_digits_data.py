@@ -1,9 +1,10 @@
 """Write samples/digits.npz: the scikit-learn digits, split once, for good.
 
 The data are the 1,797 real 8x8 handwritten digits that ship inside the
-scikit-learn package (a copy of the UCI "Optical Recognition of Handwritten
-Digits" test set, E. Alpaydin and C. Kaynak, 1998, CC BY 4.0; no download). scikit-learn is needed only here, never by the
-library, so run this script from a throwaway environment:
+scikit-learn package (a copy of the test set of the UCI "Optical Recognition
+of Handwritten Digits", E. Alpaydin and C. Kaynak, 1998, CC BY 4.0; no
+download). scikit-learn is needed only here, never by the library, so run this
+script from a throwaway environment:
 
     python3 -m venv /tmp/sk-venv
     /tmp/sk-venv/bin/pip install scikit-learn numpy
