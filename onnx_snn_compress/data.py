@@ -241,7 +241,7 @@ def encode(
 
 
 # -- the one call of the CLI ------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare
 class ModelData:
     """One split fitted to a model, and how to encode it.
 
