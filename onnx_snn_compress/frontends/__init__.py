@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import onnx
+
 from .. import ir, profile
 from ..errors import ModelError
 from .onnx_file import read_onnx
@@ -19,6 +21,12 @@ def detect_format(path: Path) -> str:
 
 def load_model(path: str | os.PathLike, fmt: str = "auto") -> ir.Graph:
     """Read a model file as an IR graph; every problem is a one-line ModelError."""
+    return load_with_proto(path, fmt)[0]
+
+
+def load_with_proto(path: str | os.PathLike, fmt: str = "auto") -> tuple[ir.Graph, onnx.ModelProto | None]:
+    """The IR graph, and the file's own ONNX model when it is already in the profile
+    (so onnxruntime can run exactly what the user has); ``None`` for other formats."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such file")
@@ -34,4 +42,4 @@ def load_model(path: str | os.PathLike, fmt: str = "auto") -> ir.Graph:
         raise ModelError(
             f"{path}: no spiking neuron found (the SNN-ONNX profile writes neurons as snn::LIF / snn::IF nodes)"
         )
-    return from_model(model)
+    return from_model(model), model

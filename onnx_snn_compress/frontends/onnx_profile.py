@@ -250,6 +250,9 @@ def _graph_input(graph: onnx.GraphProto) -> ir.Input:
 
 def from_model(model: onnx.ModelProto) -> ir.Graph:
     """The IR of a profile model (bit-exact inverse of ``backends.onnx_profile.to_model``)."""
+    declared = {p.key: p.value for p in model.metadata_props}.get(profile.KEY_PROFILE, profile.PROFILE_VERSION)
+    if declared.split(".")[0] != profile.PROFILE_VERSION:
+        raise ModelError(f"SNN-ONNX profile version {declared!r} is not supported (this tool reads version {profile.PROFILE_VERSION})")
     reader = _Reader(model)
     graph_input = _graph_input(model.graph)
     reader.nodes.append(graph_input)
