@@ -33,10 +33,10 @@ def neuron_params(draw, integer: bool) -> dict:
     )
 
 
-def _weights(rng: np.random.Generator, shape, integer: bool, scale: float) -> np.ndarray:
+def _weights(rng: np.random.Generator, shape, integer: bool, scale: float, offset: float = 0.0) -> np.ndarray:
     if integer:
         return rng.integers(-2, 3, size=shape).astype(np.float32)
-    return (rng.normal(size=shape) * scale).astype(np.float32)
+    return (rng.normal(size=shape) * scale + offset).astype(np.float32)
 
 
 @st.composite
@@ -54,8 +54,8 @@ def snn_graphs(draw, integer: bool = False, max_hidden: int = 3):
         kernel = draw(st.sampled_from([1, 3]))
         conv = ir.Conv2d(
             name("conv"), (nodes[-1].name,),
-            weight=_weights(rng, (out_channels, channels, kernel, kernel), integer, 0.6),
-            bias=None if draw(st.booleans()) else _weights(rng, (out_channels,), integer, 0.2),
+            weight=_weights(rng, (out_channels, channels, kernel, kernel), integer, 1.0),
+            bias=None if draw(st.booleans()) else _weights(rng, (out_channels,), integer, 0.2, offset=0.3),
             stride=draw(st.sampled_from([1, 2])) if size >= 6 else 1,
             padding=kernel // 2 if draw(st.booleans()) else 0,
         )
@@ -93,8 +93,8 @@ def snn_graphs(draw, integer: bool = False, max_hidden: int = 3):
     for width in [*hidden, classes]:
         features = _shape_of(nodes)[0]
         nodes.append(ir.Linear(
-            name("fc"), (nodes[-1].name,), weight=_weights(rng, (width, features), integer, 1.2 / np.sqrt(features)),
-            bias=None if draw(st.booleans()) else _weights(rng, (width,), integer, 0.3),
+            name("fc"), (nodes[-1].name,), weight=_weights(rng, (width, features), integer, 2.5 / np.sqrt(features)),
+            bias=None if draw(st.booleans()) else _weights(rng, (width,), integer, 0.3, offset=0.4),
         ))
         nodes.append(ir.Neuron(name("lif"), (nodes[-1].name,), **neuron_params(draw, integer)))
     mode = draw(st.sampled_from(["rate", "spikes"] if integer else ["rate", "spikes", "leaky"]))
