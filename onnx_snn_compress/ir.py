@@ -368,7 +368,9 @@ class Neuron(Node):
 
     SpikingJelly LIFNode: beta = 1 - 1/tau, gain = 1/tau if decay_input else 1,
     v_leak = v_init = v_reset (0 for soft reset), fire_on_equal.
-    snnTorch Leaky: gain = 1, v_leak = 0, fire on ``>``, reset_delay.
+    snnTorch Leaky: gain = 1, v_leak = 0, fire on ``>``, reset zero -> hard, reset_delay
+    (its default) with detach_reset (snnTorch always detaches the delayed reset);
+    see tests/fixtures/peers/README.md for the one variant that does not map.
 
     Training only: ``surrogate`` (with ``alpha``) replaces dS/dH in the backward
     pass; ``detach_reset`` stops the gradient through the reset term.
