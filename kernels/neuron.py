@@ -1,0 +1,107 @@
+"""Spiking neuron dynamics over all time steps in one call (forward; backward to sit beside it).
+
+The equations are those of :class:`onnx_snn_compress.ir.Neuron`. Everything is
+float32 in a fixed operation order, the same as the ONNX export's Scan body, so
+the simulator and onnxruntime agree bit for bit given identical inputs::
+
+    leak    = (1 - beta) * v_leak                       once, in float32
+    charge  D = beta * V + leak
+            D = reset(D, S_prev)                        only with reset_delay
+            H = D + gain * X[t]
+    fire    S = H >= v_threshold   (or H > v_threshold)
+    reset   V = reset(H, S)                             (V = H with reset_delay)
+
+    reset(P, s) = P - v_threshold (subtract) | v_reset (hard) | P (none)  if s else P
+
+with ``V = v_init`` and ``S_prev = 0`` before the first step. No fastmath: a
+fused multiply-add would round differently from onnxruntime.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+RESET_SUBTRACT = 0
+RESET_HARD = 1
+RESET_NONE = 2
+RESET_CODES = {"subtract": RESET_SUBTRACT, "hard": RESET_HARD, "none": RESET_NONE}
+
+# Neurons per parallel work item: the state of a block stays in L1 while t runs,
+# and the inner loop over neighbouring neurons reads X[t] contiguously.
+_BLOCK = 512
+
+
+@njit(cache=True, inline="always")
+def _reset(potential, spiked, reset_mode, v_threshold, v_reset):
+    # Written as selects, not branches, so the loop over neurons vectorises.
+    if reset_mode == RESET_SUBTRACT:
+        reset = potential - v_threshold
+    elif reset_mode == RESET_HARD:
+        reset = v_reset
+    else:
+        reset = potential
+    return reset if spiked else potential
+
+
+@njit(cache=True)
+def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak,
+               v_threshold, v_reset, v_init, reset_mode, reset_delay, fire_on_equal,
+               record_potential):
+    width = stop - start
+    v = np.full(width, v_init, dtype=np.float32)
+    fired = np.zeros(width, dtype=np.bool_)
+    count = np.zeros(width, dtype=np.int64)
+    for t in range(x.shape[0]):
+        for j in range(width):
+            # charge
+            d = beta * v[j] + leak
+            if reset_delay:
+                d = _reset(d, fired[j], reset_mode, v_threshold, v_reset)
+            h = d + gain * x[t, start + j]
+            # fire
+            s = (h >= v_threshold) if fire_on_equal else (h > v_threshold)
+            # reset
+            v[j] = h if reset_delay else _reset(h, s, reset_mode, v_threshold, v_reset)
+            fired[j] = s
+            spikes[t, start + j] = np.float32(s)
+            count[j] += np.int64(s)
+            if record_potential:
+                potential[t, start + j] = h
+    for j in range(width):
+        spike_counts[start + j] = count[j]
+
+
+@njit(cache=True, parallel=True)
+def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
+                reset_mode, reset_delay, fire_on_equal, record_potential):
+    """Run a layer of LIF/IF neurons over time.
+
+    x: float32 ``[T, M]`` (M = every neuron of every sample); scalars float32;
+    reset_mode: one of ``RESET_CODES``; flags bool.
+
+    Returns ``(spikes, potential, spike_counts)``: spikes float32 ``[T, M]`` of
+    0/1; potential the pre-reset membrane potential ``H`` as float32 ``[T, M]``
+    when ``record_potential`` (what BPTT needs), else an empty ``[0, M]``;
+    spike_counts int64 ``[M]``, spikes per neuron summed over time.
+    """
+    time_steps, neurons = x.shape
+    beta = np.float32(beta)
+    gain = np.float32(gain)
+    v_threshold = np.float32(v_threshold)
+    v_reset = np.float32(v_reset)
+    v_init = np.float32(v_init)
+    leak = (np.float32(1.0) - beta) * np.float32(v_leak)
+
+    spikes = np.empty((time_steps, neurons), dtype=np.float32)
+    potential = np.empty((time_steps if record_potential else 0, neurons), dtype=np.float32)
+    spike_counts = np.zeros(neurons, dtype=np.int64)
+
+    blocks = (neurons + _BLOCK - 1) // _BLOCK
+    for block in prange(blocks):
+        start = block * _BLOCK
+        stop = min(start + _BLOCK, neurons)
+        _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak,
+                   v_threshold, v_reset, v_init, reset_mode, reset_delay, fire_on_equal,
+                   record_potential)
+    return spikes, potential, spike_counts
