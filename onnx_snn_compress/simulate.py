@@ -1,0 +1,285 @@
+"""The forward simulator: runs an IR graph on time-major data with the Numba kernels.
+
+Python here owns shapes, dtypes and dispatch; the kernels in
+``onnx_snn_compress.kernels`` are pure functions over float32 arrays. Each node
+kind has one forward function, found by kind in :data:`FORWARD` (like the ONNX
+reference evaluator's registry), taking and returning ``[T, N, *shape]``
+tensors. Stateless layers run on ``[T*N, *shape]``.
+
+Samples are independent, so the data is cut into batches along N to bound
+memory; no kernel's result depends on the batch (see kernels/linear.py and
+kernels/conv.py), so neither does the simulation's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import DataError
+from .ir import (
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Graph,
+    Input,
+    Linear,
+    MaxPool2d,
+    Neuron,
+    Node,
+    Readout,
+)
+from .kernels.batchnorm import batchnorm_eval_forward
+from .kernels.conv import conv2d_forward
+from .kernels.linear import linear_forward
+from .kernels.neuron import RESET_CODES, lif_forward
+from .kernels.pool import avgpool2d_forward, maxpool2d_forward, pool2d_output_size
+from .kernels.readout import leaky_readout_forward, rate_readout_forward
+
+_NO_BIAS = np.zeros(0, dtype=np.float32)
+
+
+@dataclass
+class SimulationResult:
+    """What a simulation of a graph on ``[T, N, ...]`` data produced.
+
+    output: ``[N, C]`` for rate and leaky readouts, ``[T, N, C]`` for spikes.
+    spike_counts: per Neuron node, int64 of the layer's per-sample shape:
+    spikes of each neuron summed over time steps and samples.
+    """
+
+    output: np.ndarray
+    spike_counts: dict[str, np.ndarray]
+    time_steps: int
+    samples: int
+
+    def firing_rates(self) -> dict[str, float]:
+        """Per Neuron layer: spikes / (T * N * neurons), the mean spike probability per step."""
+        return {
+            name: float(counts.sum()) / (self.time_steps * self.samples * counts.size)
+            for name, counts in self.spike_counts.items()
+        }
+
+    def predictions(self) -> np.ndarray:
+        """Predicted class per sample (int64 ``[N]``): argmax over classes, first index on ties."""
+        scores = self.output.mean(axis=0, dtype=np.float64) if self.output.ndim == 3 else self.output
+        return np.argmax(scores, axis=-1)
+
+
+@dataclass
+class Trace:
+    """What a forward pass records besides its output, filled in by the Neuron forward.
+
+    spike_counts: per Neuron node, int64 ``[N, *shape]`` spikes summed over time.
+    potentials: per Neuron node, the pre-reset potential ``H`` as float32
+    ``[T, N, *shape]``, only when ``record_potential`` (what BPTT needs).
+    """
+
+    record_potential: bool = False
+    spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    potentials: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+LayerForward = Callable[[Node, list[np.ndarray], Trace], np.ndarray]
+
+FORWARD: dict[str, LayerForward] = {}
+
+
+def _forward_of(kind: str):
+    def register(function: LayerForward) -> LayerForward:
+        FORWARD[kind] = function
+        return function
+
+    return register
+
+
+def _per_step(x: np.ndarray) -> np.ndarray:
+    """``[T, N, *shape] -> [T*N, *shape]`` (a view for contiguous data)."""
+    return np.ascontiguousarray(x).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+@_forward_of(Input.kind)
+def _input(node: Input, inputs, trace):
+    (x,) = inputs
+    return x
+
+
+@_forward_of(Linear.kind)
+def _linear(node: Linear, inputs, trace):
+    (x,) = inputs
+    weight_t = np.ascontiguousarray(node.weight.T)
+    bias = _NO_BIAS if node.bias is None else node.bias
+    y = linear_forward(_per_step(x), weight_t, bias)
+    return y.reshape(*x.shape[:2], y.shape[1])
+
+
+@_forward_of(Conv2d.kind)
+def _conv2d(node: Conv2d, inputs, trace):
+    (x,) = inputs
+    y = conv2d_forward(_per_step(x), node.weight, node.bias, node.stride, node.padding, node.dilation, node.groups)
+    return y.reshape(*x.shape[:2], *y.shape[1:])
+
+
+@_forward_of(BatchNorm.kind)
+def _batchnorm(node: BatchNorm, inputs, trace):
+    (x,) = inputs
+    channels = x.shape[2]
+    y = batchnorm_eval_forward(
+        _per_step(x).reshape(-1, channels, int(np.prod(x.shape[3:], dtype=np.int64))),
+        node.weight, node.bias, node.running_mean, node.running_var, np.float32(node.eps),
+    )
+    return y.reshape(x.shape)
+
+
+def _pool_geometry(node, x):
+    """``[T, N, C, H, W]`` as ``[T*N, C, H, W]``, and the pooling kernels' geometry arguments."""
+    steps = _per_step(x)
+    (kh, kw), (sh, sw), (ph, pw) = node.kernel_size, node.stride, node.padding
+    out_h = pool2d_output_size(steps.shape[2], kh, sh, ph)
+    out_w = pool2d_output_size(steps.shape[3], kw, sw, pw)
+    return steps, (kh, kw, sh, sw, ph, pw, out_h, out_w)
+
+
+@_forward_of(MaxPool2d.kind)
+def _maxpool2d(node: MaxPool2d, inputs, trace):
+    (x,) = inputs
+    steps, geometry = _pool_geometry(node, x)
+    y = maxpool2d_forward(steps, *geometry)
+    return y.reshape(*x.shape[:2], *y.shape[1:])
+
+
+@_forward_of(AvgPool2d.kind)
+def _avgpool2d(node: AvgPool2d, inputs, trace):
+    (x,) = inputs
+    steps, geometry = _pool_geometry(node, x)
+    y = avgpool2d_forward(steps, *geometry, node.count_include_pad)
+    return y.reshape(*x.shape[:2], *y.shape[1:])
+
+
+@_forward_of(Flatten.kind)
+def _flatten(node: Flatten, inputs, trace):
+    (x,) = inputs
+    return np.ascontiguousarray(x).reshape(*x.shape[:2], -1)
+
+
+@_forward_of(Add.kind)
+def _add(node: Add, inputs, trace):
+    a, b = inputs
+    return np.add(a, b, dtype=np.float32)
+
+
+@_forward_of(Dropout.kind)
+def _dropout(node: Dropout, inputs, trace):
+    (x,) = inputs
+    return x
+
+
+@_forward_of(Neuron.kind)
+def _neuron(node: Neuron, inputs, trace):
+    (x,) = inputs
+    time_steps, samples = x.shape[:2]
+    spikes, potential, counts = lif_forward(
+        np.ascontiguousarray(x).reshape(time_steps, -1),
+        np.float32(node.beta),
+        np.float32(node.gain),
+        np.float32(node.v_threshold),
+        np.float32(node.v_reset),
+        np.float32(node.v_leak),
+        np.float32(node.v_init),
+        RESET_CODES[node.reset],
+        node.reset_delay,
+        node.fire_on_equal,
+        trace.record_potential,
+    )
+    trace.spike_counts[node.name] = counts.reshape(x.shape[1:])
+    if trace.record_potential:
+        trace.potentials[node.name] = potential.reshape(x.shape)
+    return spikes.reshape(x.shape)
+
+
+@_forward_of(Readout.kind)
+def _readout(node: Readout, inputs, trace):
+    (x,) = inputs
+    if node.mode == "spikes":
+        return x
+    time_steps, samples, classes = x.shape
+    steps = np.ascontiguousarray(x).reshape(time_steps, samples * classes)
+    if node.mode == "rate":
+        y = rate_readout_forward(steps)
+    else:
+        y = leaky_readout_forward(steps, np.float32(node.beta))
+    return y.reshape(samples, classes)
+
+
+def _last_uses(graph: Graph) -> list[list[str]]:
+    """For each node position, the tensors no later node reads, so they can be freed there."""
+    last = {}
+    for position, node in enumerate(graph.nodes):
+        for source in node.inputs:
+            last[source] = position
+    freed: list[list[str]] = [[] for _ in graph.nodes]
+    for name, position in last.items():
+        freed[position].append(name)
+    return freed
+
+
+def forward(graph: Graph, x: np.ndarray, trace: Trace | None = None) -> np.ndarray:
+    """One forward pass over float32 ``x`` ``[T, N, *input shape]`` (no validation, no batching).
+
+    Returns the readout's output; neuron records land in ``trace``.
+    """
+    trace = Trace() if trace is None else trace
+    values: dict[str, np.ndarray] = {}
+    for node, freed in zip(graph.nodes, _last_uses(graph)):
+        inputs = [x] if isinstance(node, Input) else [values[s] for s in node.inputs]
+        values[node.name] = FORWARD[node.kind](node, inputs, trace)
+        for name in freed:
+            del values[name]
+    return values[graph.readout.name]
+
+
+def _check_data(graph: Graph, x) -> np.ndarray:
+    shape = graph.input.shape
+    expected = f"[T, N, {', '.join(map(str, shape))}]"
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf":
+        raise DataError(f"input data must be a numeric array of shape {expected}, got {type(x).__name__}"
+                        + (f" of {x.dtype}" if isinstance(x, np.ndarray) else ""))
+    if x.ndim != 2 + len(shape) or tuple(x.shape[2:]) != shape:
+        raise DataError(f"input data of shape {list(x.shape)} does not fit the model's input {expected}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"input data of shape {list(x.shape)} has no time steps or no samples")
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise DataError("input data holds NaN or infinite values")
+    return x
+
+
+def simulate(graph: Graph, x: np.ndarray, batch_size: int | None = 256) -> SimulationResult:
+    """Run ``graph`` on ``x`` ``[T, N, *graph.input.shape]`` (float32), ``batch_size`` samples at a time.
+
+    ``batch_size=None`` runs all samples at once. The result does not depend on it.
+    Raises DataError when ``x`` does not fit the graph.
+    """
+    x = _check_data(graph, x)
+    time_steps, samples = x.shape[:2]
+    if batch_size is None:
+        batch_size = samples
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+
+    spike_counts = {n.name: np.zeros(graph.shapes[n.name], dtype=np.int64) for n in graph.neurons()}
+    outputs = []
+    for start in range(0, samples, batch_size):
+        trace = Trace()
+        batch = np.ascontiguousarray(x[:, start:start + batch_size])
+        outputs.append(forward(graph, batch, trace))
+        for name, counts in trace.spike_counts.items():
+            spike_counts[name] += counts.sum(axis=0)
+    sample_axis = 1 if graph.readout.mode == "spikes" else 0
+    output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=sample_axis)
+    return SimulationResult(output, spike_counts, int(time_steps), int(samples))
