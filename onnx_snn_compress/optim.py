@@ -1,0 +1,346 @@
+"""Optimizers (Adam, SGD with momentum) and learning-rate schedules in numpy, with hard masks.
+
+Parameters are a dict ``name -> float32 ndarray`` that the optimizer updates *in place*
+(the trainer holds the graph's own arrays). ``step(grads)`` takes a dict of gradients of
+the same shapes; a parameter missing from ``grads`` is skipped that step, as a torch
+parameter whose ``.grad`` is None.
+
+Masks are first class. ``set_mask(name, keep)`` takes a boolean array, True where the
+weight is kept and False where it is pruned (torch.nn.utils.prune's ``weight_mask``).
+For every pruned entry, after ``set_mask`` and after every ``step``:
+
+    weight == 0.0,   its gradient is treated as 0,   every optimizer moment == 0.0
+
+When a mask is set or changed, the moments of every entry whose mask changed are zeroed,
+so a newly pruned weight keeps no stale moments and a re-grown weight starts from zero
+moments (its weight is 0.0, as it was while pruned).
+
+The update formulas are torch's (``torch.optim.Adam`` / ``SGD``, single-tensor path):
+hyperparameters are Python floats, combined in double precision and cast to float32
+where they meet the arrays, which are float32 throughout. Results agree with torch to
+float32 rounding, not bit for bit (torch's CPU kernels may fuse multiply-adds).
+
+``state_dict()`` returns a flat ``dict[str, ndarray]`` (scalars as 0-d arrays) that
+``np.savez`` stores without pickling; ``load_state_dict`` of it continues bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from .errors import SNNError
+
+f32 = np.float32
+
+
+class Optimizer:
+    """What Adam and SGD share: parameters, masks, and the state-dict plumbing.
+
+    A subclass names its per-parameter moment arrays in ``moment_names``, its
+    hyperparameters in ``hyperparameter_names``, and implements ``_update``.
+    """
+
+    moment_names: tuple[str, ...] = ()
+    hyperparameter_names: tuple[str, ...] = ("lr",)
+
+    def __init__(self, params: Mapping[str, np.ndarray], lr: float, masks: Mapping[str, np.ndarray] | None = None):
+        for name, param in params.items():
+            if not isinstance(param, np.ndarray) or param.dtype != np.float32:
+                raise TypeError(f"parameter {name!r} must be a float32 ndarray, got {getattr(param, 'dtype', type(param))}")
+        if lr < 0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        self.params = dict(params)
+        self.lr = float(lr)
+        self.steps = {name: 0 for name in self.params}
+        self.moments = {
+            moment: {name: np.zeros_like(param) for name, param in self.params.items()} for moment in self.moment_names
+        }
+        self._pruned: dict[str, np.ndarray] = {}  # name -> bool array, True where pruned
+        self._keep: dict[str, np.ndarray] = {}  # name -> float32 array, 1 where kept, 0 where pruned
+        self._gradient = {name: np.empty_like(param) for name, param in self.params.items()}
+        for name, keep in (masks or {}).items():
+            self.set_mask(name, keep)
+
+    # -- masks ----------------------------------------------------------------------
+    def set_mask(self, name: str, keep: np.ndarray | None) -> None:
+        """Keep the entries of parameter ``name`` where ``keep`` is True; prune the rest.
+
+        Zeroes the pruned weights and the moments of every entry whose mask changed.
+        ``keep=None`` removes the mask (every entry kept).
+        """
+        param = self.params[name]
+        previous = self._pruned.get(name)
+        if keep is None:
+            pruned = None
+        else:
+            keep = np.asarray(keep)
+            if keep.shape != param.shape or keep.dtype != np.bool_:
+                raise ValueError(f"mask of {name!r} must be bool of shape {param.shape}, got {keep.dtype} {keep.shape}")
+            pruned = ~keep
+        if previous is None and pruned is None:
+            return
+        if previous is None:
+            changed = pruned
+        elif pruned is None:
+            changed = previous
+        else:
+            changed = previous != pruned
+        for moments in self.moments.values():
+            np.copyto(moments[name], 0.0, where=changed)
+        if pruned is None:
+            del self._pruned[name], self._keep[name]
+        else:
+            self._pruned[name] = pruned
+            self._keep[name] = keep.astype(np.float32)
+            np.copyto(param, 0.0, where=pruned)
+
+    def mask(self, name: str) -> np.ndarray | None:
+        """The keep-mask of parameter ``name`` (a copy), or None if it has none."""
+        pruned = self._pruned.get(name)
+        return None if pruned is None else ~pruned
+
+    # -- stepping ---------------------------------------------------------------------
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """One update of every parameter that has a gradient in ``grads``."""
+        for name, grad in grads.items():
+            if name not in self.params:
+                raise KeyError(f"gradient for unknown parameter {name!r}")
+            param = self.params[name]
+            if np.shape(grad) != param.shape:
+                raise ValueError(f"gradient of {name!r} has shape {np.shape(grad)}, parameter has {param.shape}")
+            gradient = self._gradient[name]
+            keep = self._keep.get(name)
+            if keep is None:
+                np.copyto(gradient, grad, casting="same_kind")
+            else:
+                # Multiplying by a 0/1 array is many times faster than a masked assignment
+                # (no branch per entry); only inf * 0 = NaN needs the slow path.
+                with np.errstate(invalid="ignore"):
+                    np.multiply(grad, keep, out=gradient)
+                if not np.isfinite(gradient).all():
+                    np.copyto(gradient, grad, casting="same_kind")
+                    np.copyto(gradient, 0.0, where=self._pruned[name])
+            self.steps[name] += 1
+            self._update(name, param, gradient)
+            if keep is not None:
+                # With a zero gradient the updates above leave pruned weights and moments at
+                # +0.0 already; zeroing them again makes that a guarantee, not a derivation.
+                param *= keep
+                for moments in self.moments.values():
+                    moments[name] *= keep
+
+    def _update(self, name: str, param: np.ndarray, gradient: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # -- checkpoints ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue bit-identically, as plain numpy arrays.
+
+        Keys: ``optimizer`` (the class name), one per hyperparameter, and per parameter
+        ``step:<name>``, ``<moment>:<name>`` and, if masked, ``mask:<name>`` (keep-mask).
+        """
+        state = {"optimizer": np.array(type(self).__name__)}
+        for key in self.hyperparameter_names:
+            state[key] = np.array(getattr(self, key))
+        for name in self.params:
+            state[f"step:{name}"] = np.array(self.steps[name], dtype=np.int64)
+            for moment, arrays in self.moments.items():
+                state[f"{moment}:{name}"] = arrays[name].copy()
+            if name in self._pruned:
+                state[f"mask:{name}"] = ~self._pruned[name]
+        return state
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore a :meth:`state_dict` (also as read back by ``np.load``) into this optimizer.
+
+        Hyperparameters, step counts, moments and masks are all restored, as torch restores
+        its param_groups; the masks are applied to the parameters.
+        """
+        kind = str(state.get("optimizer", ""))
+        if kind != type(self).__name__:
+            raise SNNError(f"checkpoint holds {kind or 'no'} optimizer state, not {type(self).__name__}")
+        params_in_state = {key.split(":", 1)[1] for key in state if key.startswith("step:")}
+        if params_in_state != set(self.params):
+            raise SNNError(
+                f"checkpoint optimizer state is for parameters {sorted(params_in_state)}, not {sorted(self.params)}"
+            )
+        for key in self.hyperparameter_names:
+            value = state[key].item()
+            setattr(self, key, type(getattr(self, key))(value))
+        for name, param in self.params.items():
+            self.steps[name] = int(state[f"step:{name}"])
+            for moment, arrays in self.moments.items():
+                saved = np.asarray(state[f"{moment}:{name}"])
+                if saved.shape != param.shape:
+                    raise SNNError(f"checkpoint {moment} of {name!r} has shape {saved.shape}, parameter has {param.shape}")
+                np.copyto(arrays[name], saved, casting="same_kind")
+            self._pruned.pop(name, None)
+            self._keep.pop(name, None)
+            if f"mask:{name}" in state:
+                self.set_mask(name, np.asarray(state[f"mask:{name}"], dtype=bool))
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with torch's bias correction and ``eps`` outside the square root.
+
+    With gradient g, parameter w, step t = 1, 2, ... (per parameter):
+
+        L2 weight decay (default):   g <- g + weight_decay * w
+        decoupled (AdamW):           w <- w * (1 - lr * weight_decay)
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g^2
+        w <- w - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    ``decoupled_weight_decay=True`` is ``torch.optim.AdamW`` (torch's default
+    weight_decay for AdamW is 0.01; here it is whatever you pass).
+    """
+
+    moment_names = ("exp_avg", "exp_avg_sq")
+    hyperparameter_names = ("lr", "beta1", "beta2", "eps", "weight_decay", "decoupled_weight_decay")
+
+    def __init__(
+        self,
+        params: Mapping[str, np.ndarray],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        masks: Mapping[str, np.ndarray] | None = None,
+    ):
+        beta1, beta2 = betas
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"betas must lie in [0, 1), got {betas}")
+        if eps < 0 or weight_decay < 0:
+            raise ValueError(f"eps and weight_decay must be >= 0, got {eps}, {weight_decay}")
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+        super().__init__(params, lr, masks)
+
+    def _update(self, name, param, gradient):
+        m, v = self.moments["exp_avg"][name], self.moments["exp_avg_sq"][name]
+        t = self.steps[name]
+        if self.weight_decay:
+            if self.decoupled_weight_decay:
+                param *= f32(1.0 - self.lr * self.weight_decay)
+            else:
+                gradient += f32(self.weight_decay) * param
+        # m + (1 - beta1) * (g - m) is beta1 * m + (1 - beta1) * g, computed as torch's lerp_.
+        m += f32(1.0 - self.beta1) * (gradient - m)
+        v *= f32(self.beta2)
+        v += f32(1.0 - self.beta2) * gradient * gradient
+        step_size = self.lr / (1.0 - self.beta1**t)
+        denominator = np.sqrt(v)
+        denominator /= f32(math.sqrt(1.0 - self.beta2**t))
+        denominator += f32(self.eps)
+        # torch's addcdiv computes w + (value * m) / denominator, in that order.
+        param += f32(-step_size) * m / denominator
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum and weight decay, as ``torch.optim.SGD``.
+
+    With gradient g, parameter w and momentum buffer b (dampening 0):
+
+        g <- g + weight_decay * w
+        b <- momentum * b + g                       (b = g at the first step)
+        g <- g + momentum * b  if nesterov,  else  g <- b
+        w <- w - lr * g
+
+    The buffer starts at zero, which gives b = g exactly at the first step, as torch.
+    """
+
+    moment_names = ("momentum_buffer",)
+    hyperparameter_names = ("lr", "momentum", "weight_decay", "nesterov")
+
+    def __init__(
+        self,
+        params: Mapping[str, np.ndarray],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        masks: Mapping[str, np.ndarray] | None = None,
+    ):
+        if momentum < 0 or weight_decay < 0:
+            raise ValueError(f"momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}")
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.nesterov = bool(nesterov)
+        super().__init__(params, lr, masks)
+
+    def _update(self, name, param, gradient):
+        if self.weight_decay:
+            gradient += f32(self.weight_decay) * param
+        if self.momentum:
+            buffer = self.moments["momentum_buffer"][name]
+            buffer *= f32(self.momentum)
+            buffer += gradient
+            if self.nesterov:
+                gradient += f32(self.momentum) * buffer
+            else:
+                gradient = buffer
+        param += f32(-self.lr) * gradient
+
+
+# -- learning-rate schedules ----------------------------------------------------------
+@dataclass(frozen=True)
+class ConstantSchedule:
+    """``lr(t) = base_lr``."""
+
+    base_lr: float
+
+    def __call__(self, t: int) -> float:
+        return float(self.base_lr)
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """Cosine annealing, the closed form of ``torch.optim.lr_scheduler.CosineAnnealingLR``:
+
+        lr(t) = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / total)) / 2
+
+    ``lr(0) = base_lr``, ``lr(total) = eta_min``. As in torch, the cosine goes on past
+    ``total`` (rising again), so set ``total`` to the number of steps (or epochs) run.
+    """
+
+    base_lr: float
+    total: int
+    eta_min: float = 0.0
+
+    def __post_init__(self):
+        if self.total <= 0:
+            raise ValueError(f"cosine schedule needs total > 0, got {self.total}")
+
+    def __call__(self, t: int) -> float:
+        return self.eta_min + (self.base_lr - self.eta_min) * (1.0 + math.cos(math.pi * t / self.total)) / 2.0
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """Step decay, as ``torch.optim.lr_scheduler.StepLR``:
+
+        lr(t) = base_lr * gamma ** floor(t / step_size)
+    """
+
+    base_lr: float
+    step_size: int
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        if self.step_size <= 0:
+            raise ValueError(f"step schedule needs step_size > 0, got {self.step_size}")
+
+    def __call__(self, t: int) -> float:
+        return self.base_lr * self.gamma ** (t // self.step_size)
+
+
+SCHEDULES = {"constant": ConstantSchedule, "cosine": CosineSchedule, "step": StepSchedule}
