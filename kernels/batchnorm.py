@@ -25,15 +25,19 @@ def batchnorm_eval_scale_shift(weight, bias, running_mean, running_var, eps):
     return scale, shift
 
 
-@njit(cache=True, parallel=True)
 def batchnorm_eval_forward(x, weight, bias, running_mean, running_var, eps):
     """Inference-mode batch normalisation of float32 ``x`` ``[B, C, S]``."""
+    scale, shift = batchnorm_eval_scale_shift(weight, bias, running_mean, running_var, np.float32(eps))
+    y = np.empty(x.shape, dtype=np.float32)
+    _scale_shift_kernel(x, scale, shift, y)
+    return y
+
+
+@njit(cache=True, parallel=True)
+def _scale_shift_kernel(x, scale, shift, y):
     batch, channels, size = x.shape
-    scale, shift = batchnorm_eval_scale_shift(weight, bias, running_mean, running_var, eps)
-    y = np.empty_like(x)
     for item in prange(batch * channels):
         b = item // channels
         c = item % channels
         for k in range(size):
             y[b, c, k] = x[b, c, k] * scale[c] + shift[c]
-    return y

@@ -16,16 +16,22 @@ from numba import njit, prange
 _ROWS = 8
 
 
-@njit(cache=True, parallel=True)
 def linear_forward(x, weight_t, bias):
     """x float32 ``[B, in]``, weight_t the transposed weight ``[in, out]`` (C-contiguous),
     bias ``[out]`` or zero-length for none. Returns float32 ``[B, out]``."""
+    y = np.empty((x.shape[0], weight_t.shape[1]), dtype=np.float32)
+    _linear_kernel(x, weight_t, bias, y)
+    return y
+
+
+@njit(cache=True, parallel=True)
+def _linear_kernel(x, weight_t, bias, y):
     rows, in_features = x.shape
     out_features = weight_t.shape[1]
-    y = np.zeros((rows, out_features), dtype=np.float32)
     for block in prange((rows + _ROWS - 1) // _ROWS):
         first = block * _ROWS
         last = min(first + _ROWS, rows)
+        y[first:last] = np.float32(0.0)
         for k in range(in_features):
             for r in range(first, last):
                 value = x[r, k]
@@ -36,4 +42,3 @@ def linear_forward(x, weight_t, bias):
             for r in range(first, last):
                 for o in range(out_features):
                     y[r, o] += bias[o]
-    return y

@@ -51,7 +51,7 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
     width = stop - start
     v = np.full(width, v_init, dtype=np.float32)
     fired = np.zeros(width, dtype=np.bool_)
-    count = np.zeros(width, dtype=np.int64)
+    count = np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
     for t in range(x.shape[0]):
         for j in range(width):
             # charge
@@ -65,38 +65,47 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
             v[j] = h if reset_delay else _reset(h, s, reset_mode, v_threshold, v_reset)
             fired[j] = s
             spikes[t, start + j] = np.float32(s)
-            count[j] += np.int64(s)
+            count[j] += np.int32(s)
             if record_potential:
                 potential[t, start + j] = h
     for j in range(width):
         spike_counts[start + j] = count[j]
 
 
-@njit(cache=True, parallel=True)
 def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
-                reset_mode, reset_delay, fire_on_equal, record_potential):
+                reset_mode, reset_delay, fire_on_equal, record_potential=False):
     """Run a layer of LIF/IF neurons over time.
 
-    x: float32 ``[T, M]`` (M = every neuron of every sample); scalars float32;
-    reset_mode: one of ``RESET_CODES``; flags bool.
+    x: ``[T, M]`` (M = every neuron of every sample), made float32 C-contiguous;
+    scalars are rounded to float32; reset_mode is one of ``RESET_CODES``.
 
     Returns ``(spikes, potential, spike_counts)``: spikes float32 ``[T, M]`` of
     0/1; potential the pre-reset membrane potential ``H`` as float32 ``[T, M]``
     when ``record_potential`` (what BPTT needs), else an empty ``[0, M]``;
     spike_counts int64 ``[M]``, spikes per neuron summed over time.
     """
+    x = np.ascontiguousarray(x, dtype=np.float32)
     time_steps, neurons = x.shape
-    beta = np.float32(beta)
-    gain = np.float32(gain)
-    v_threshold = np.float32(v_threshold)
-    v_reset = np.float32(v_reset)
-    v_init = np.float32(v_init)
-    leak = (np.float32(1.0) - beta) * np.float32(v_leak)
-
+    # numpy, not Numba, allocates the outputs: it asks for huge pages, which
+    # halves the cost of first touching a large array.
     spikes = np.empty((time_steps, neurons), dtype=np.float32)
     potential = np.empty((time_steps if record_potential else 0, neurons), dtype=np.float32)
-    spike_counts = np.zeros(neurons, dtype=np.int64)
+    spike_counts = np.empty(neurons, dtype=np.int64)
+    f32 = np.float32
+    _lif_forward_kernel(
+        x, f32(beta), f32(gain), f32(v_threshold), f32(v_reset), f32(v_leak), f32(v_init),
+        int(reset_mode), bool(reset_delay), bool(fire_on_equal), bool(record_potential),
+        spikes, potential, spike_counts,
+    )
+    return spikes, potential, spike_counts
 
+
+@njit(cache=True, parallel=True)
+def _lif_forward_kernel(x, beta, gain, v_threshold, v_reset, v_leak, v_init, reset_mode,
+                        reset_delay, fire_on_equal, record_potential, spikes, potential, spike_counts):
+    """:func:`lif_forward` into given outputs; every scalar float32 already."""
+    neurons = x.shape[1]
+    leak = (np.float32(1.0) - beta) * v_leak
     blocks = (neurons + _BLOCK - 1) // _BLOCK
     for block in prange(blocks):
         start = block * _BLOCK
@@ -104,4 +113,3 @@ def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
         _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak,
                    v_threshold, v_reset, v_init, reset_mode, reset_delay, fire_on_equal,
                    record_potential)
-    return spikes, potential, spike_counts

@@ -214,10 +214,15 @@ def conv_fits(case):
 
 
 @KERNEL_SETTINGS
-@given(case=conv_cases.filter(conv_fits))
-def test_conv2d_matches_reference(case):
+@given(case=conv_cases.filter(conv_fits), grouped_gemm=st.booleans())
+def test_conv2d_matches_reference(case, grouped_gemm):
     x, weight, bias, geometry = make_conv(case)
-    y = conv2d_forward(x, weight, bias, *geometry)
+    default = conv_kernels._GEMM_MIN_ROWS
+    conv_kernels._GEMM_MIN_ROWS = 0 if grouped_gemm else default  # else groups > 1 take the direct loop
+    try:
+        y = conv2d_forward(x, weight, bias, *geometry)
+    finally:
+        conv_kernels._GEMM_MIN_ROWS = default
     close(y, reference.conv2d(x, weight, bias, *geometry), scale=np.sqrt(weight[0].size))
 
 
