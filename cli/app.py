@@ -1,0 +1,39 @@
+"""The Typer application and what every command shares (options, output helpers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Compress spiking neural networks stored as ONNX, on a CPU.",
+)
+
+ModelArg = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits MLP sample.")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def model_path(model: Optional[Path]) -> Path:
+    from ..samples import sample_model_path
+
+    return model if model is not None else sample_model_path("digits_mlp")
+
+
+def print_json(value) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.2f}%"
