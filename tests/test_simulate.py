@@ -11,9 +11,8 @@ from hypothesis import given, settings, strategies as st
 import reference
 from onnx_snn_compress import ir
 from onnx_snn_compress.errors import DataError
-from onnx_snn_compress.kernels import conv as conv_kernels
 from onnx_snn_compress.kernels.batchnorm import batchnorm_eval_forward
-from onnx_snn_compress.kernels.conv import conv2d_direct_forward, conv2d_forward
+from onnx_snn_compress.kernels.conv import conv2d_forward, conv2d_output_size
 from onnx_snn_compress.kernels.linear import linear_forward
 from onnx_snn_compress.kernels.neuron import RESET_CODES, lif_forward
 from onnx_snn_compress.kernels.pool import avgpool2d_forward, maxpool2d_forward, pool2d_output_size
@@ -208,44 +207,29 @@ def make_conv(case):
 
 def conv_fits(case):
     return all(
-        conv_kernels.conv2d_output_size(n, k, s, p, d) >= 1
+        conv2d_output_size(n, k, s, p, d) >= 1
         for n, k, s, p, d in zip(case["size"], case["kernel"], case["stride"], case["padding"], case["dilation"])
     )
 
 
 @KERNEL_SETTINGS
-@given(case=conv_cases.filter(conv_fits), grouped_gemm=st.booleans())
-def test_conv2d_matches_reference(case, grouped_gemm):
+@given(case=conv_cases.filter(conv_fits))
+def test_conv2d_matches_reference(case):
     x, weight, bias, geometry = make_conv(case)
-    default = conv_kernels._GEMM_MIN_ROWS
-    conv_kernels._GEMM_MIN_ROWS = 0 if grouped_gemm else default  # else groups > 1 take the direct loop
-    try:
-        y = conv2d_forward(x, weight, bias, *geometry)
-    finally:
-        conv_kernels._GEMM_MIN_ROWS = default
+    y = conv2d_forward(x, weight, bias, *geometry)
     close(y, reference.conv2d(x, weight, bias, *geometry), scale=np.sqrt(weight[0].size))
 
 
-@KERNEL_SETTINGS
-@given(case=conv_cases.filter(conv_fits))
-def test_conv2d_direct_loop_agrees_with_im2col_gemm(case):
-    x, weight, bias, (stride, padding, dilation, groups) = make_conv({**case, "groups": 1})
-    out_h, out_w = (conv_kernels.conv2d_output_size(n, k, s, p, d)
-                    for n, k, s, p, d in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation))
-    direct = conv2d_direct_forward(x, weight, np.zeros(0, np.float32) if bias is None else bias,
-                                   *stride, *padding, *dilation, 1, out_h, out_w)
-    close(conv2d_forward(x, weight, bias, stride, padding, dilation, 1), direct, scale=np.sqrt(weight[0].size))
-
-
-def test_conv2d_output_of_an_image_does_not_depend_on_its_batch(monkeypatch):
+@pytest.mark.parametrize("kernel, groups", [(3, 1), (1, 1), (3, 2), (3, 4)])
+def test_conv2d_output_of_an_image_does_not_depend_on_its_batch(kernel, groups):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(9, 4, 10, 10)).astype(np.float32)
-    weight = rng.normal(size=(6, 4, 3, 3)).astype(np.float32)
-    geometry = ((1, 1), (1, 1), (1, 1), 1)
-    whole = conv2d_forward(x, weight, None, *geometry)
-    monkeypatch.setattr(conv_kernels, "_COLUMNS_BUDGET", 2 * 36 * 100)  # two images per im2col chunk
-    assert np.array_equal(conv2d_forward(x, weight, None, *geometry), whole)
-    assert np.array_equal(conv2d_forward(x[4:5], weight, None, *geometry), whole[4:5])
+    weight = rng.normal(size=(8, 4 // groups, kernel, kernel)).astype(np.float32)
+    bias = rng.normal(size=8).astype(np.float32)
+    geometry = ((1, 1), (kernel // 2, kernel // 2), (1, 1), groups)
+    whole = conv2d_forward(x, weight, bias, *geometry)
+    assert np.array_equal(conv2d_forward(x[4:5], weight, bias, *geometry), whole[4:5])
+    assert np.array_equal(conv2d_forward(x[2:7], weight, bias, *geometry), whole[2:7])
 
 
 @pytest.mark.parametrize("spatial", [(), (5, 4)])
