@@ -1,7 +1,7 @@
 """Batch normalisation over the channel axis of ``[B, C, S]`` (S = H*W, or 1 for vectors), float32.
 
-Inference folds the running statistics into one scale and shift per channel,
-as onnxruntime does::
+Inference folds the running statistics into one scale and shift per channel
+(the usual folding; it may round an ulp away from the IR's formula)::
 
     scale = weight / sqrt(running_var + eps);  shift = bias - running_mean * scale
     Y = X * scale + shift
@@ -27,6 +27,7 @@ def batchnorm_eval_scale_shift(weight, bias, running_mean, running_var, eps):
 
 def batchnorm_eval_forward(x, weight, bias, running_mean, running_var, eps):
     """Inference-mode batch normalisation of float32 ``x`` ``[B, C, S]``."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     scale, shift = batchnorm_eval_scale_shift(weight, bias, running_mean, running_var, np.float32(eps))
     y = np.empty(x.shape, dtype=np.float32)
     _scale_shift_kernel(x, scale, shift, y)

@@ -19,6 +19,7 @@ _ROWS = 8
 def linear_forward(x, weight_t, bias):
     """x float32 ``[B, in]``, weight_t the transposed weight ``[in, out]`` (C-contiguous),
     bias ``[out]`` or zero-length for none. Returns float32 ``[B, out]``."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty((x.shape[0], weight_t.shape[1]), dtype=np.float32)
     _linear_kernel(x, weight_t, bias, y)
     return y

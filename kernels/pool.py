@@ -12,6 +12,7 @@ def pool2d_output_size(size: int, kernel: int, stride: int, padding: int) -> int
 
 def maxpool2d_forward(x, kh, kw, sh, sw, ph, pw, out_h, out_w):
     """``Y[b, c, oy, ox] = max`` over the window; padding counts as -inf."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty((*x.shape[:2], out_h, out_w), dtype=np.float32)
     _maxpool2d_kernel(x, kh, kw, sh, sw, ph, pw, y)
     return y
@@ -54,6 +55,7 @@ def avgpool2d_forward(x, kh, kw, sh, sw, ph, pw, out_h, out_w, count_include_pad
     count is ``kh * kw`` with ``count_include_pad`` (padded zeros count), else
     the number of window cells inside the image.
     """
+    x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty((*x.shape[:2], out_h, out_w), dtype=np.float32)
     _avgpool2d_kernel(x, kh, kw, sh, sw, ph, pw, bool(count_include_pad), y)
     return y
