@@ -37,6 +37,10 @@ _NUMERIC_KINDS = "biuf"
 
 
 # -- loading ----------------------------------------------------------------
+class MissingSplitError(DataError):
+    """The data file has no such split (neither of its two keys)."""
+
+
 def load_split(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Read one split of an ``.npz`` file: ``x`` as float32 ``[N, ...]``, ``y`` as int64 ``[N]``.
 
@@ -79,7 +83,7 @@ def load_split(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.n
                 )
         else:
             if x_key not in keys and y_key not in keys:
-                raise DataError(f"{where} has no {split!r} split (keys {x_key!r} and {y_key!r})")
+                raise MissingSplitError(f"{where} has no {split!r} split (keys {x_key!r} and {y_key!r})")
             missing = [k for k in (x_key, y_key) if k not in keys]
             if missing:
                 raise DataError(f"{where} has a {split!r} split without key {missing[0]!r}")

@@ -1,0 +1,212 @@
+"""Training and finetuning: seeded minibatch BPTT with validation-based snapshot selection.
+
+Everything random is derived from ``(seed, step)`` or ``(seed, epoch)``, never
+from a stateful generator, so a run is bit-identical for the same seed on the
+same machine and can be resumed from any step by restoring the parameters, the
+optimizer state and the step counter.
+
+The best snapshot is chosen on the validation split (never on test); without a
+validation split, the last one is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import ir
+from .backprop import backward, forward_train, trainable
+from .data import ModelData
+from .errors import SNNError
+from .losses import LOSSES, default_loss
+from .optim import SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
+from .simulate import simulate
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one training run (defaults suit the embedded digits samples)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # cosine | step | constant, over all steps of the run
+    step_size: int = 10  # epochs between decays of the step schedule
+    gamma: float = 0.1
+    loss: str | None = None  # None: the default for the graph's readout
+    seed: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise SNNError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise SNNError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise SNNError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.epochs < 0 or self.batch_size < 1:
+            raise SNNError("epochs must be >= 0 and batch size >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SNNError(f"learning rate must be a positive number, got {self.lr}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    graph: ir.Graph  # the best snapshot (on validation)
+    best_epoch: int
+    best_val_accuracy: float | None
+    history: list[EpochRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.best_val_accuracy,
+            "history": [asdict(r) for r in self.history],
+        }
+
+
+def accuracy(graph: ir.Graph, data: ModelData, batch_size: int = 256) -> float:
+    """Accuracy of ``graph`` on ``data`` in the simulator (eval mode)."""
+    result = simulate(graph, data.inputs(), batch_size=batch_size)
+    return float(np.mean(result.predictions() == data.y))
+
+
+def _prediction(output: np.ndarray) -> np.ndarray:
+    return np.argmax(output.mean(axis=0) if output.ndim == 3 else output, axis=-1)
+
+
+class Trainer:
+    """Minibatch training of ``graph`` in place (pass a copy to keep the original).
+
+    ``masks`` (name -> bool keep-array, for ``trainable(graph)`` entries) are hard:
+    masked weights are zero and stay zero, with zero gradients and moments.
+    """
+
+    def __init__(
+        self,
+        graph: ir.Graph,
+        train: ModelData,
+        val: ModelData | None,
+        config: TrainConfig,
+        masks: dict[str, np.ndarray] | None = None,
+        total_steps: int | None = None,
+    ):
+        config.validate()
+        self.graph, self.train, self.val, self.config = graph, train, val, config
+        self.loss_name = config.loss or default_loss(graph.readout.mode)
+        self.loss = LOSSES[self.loss_name]
+        self.params = trainable(graph)
+        if config.optimizer == "adam":
+            self.optimizer = Adam(self.params, lr=config.lr, weight_decay=config.weight_decay, masks=masks)
+        else:
+            self.optimizer = SGD(self.params, lr=config.lr, momentum=config.momentum,
+                                 weight_decay=config.weight_decay, masks=masks)
+        self.steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
+        total = total_steps if total_steps is not None else config.epochs * self.steps_per_epoch
+        if config.schedule == "cosine":
+            self.schedule = CosineSchedule(config.lr, max(1, total))
+        elif config.schedule == "step":
+            self.schedule = StepSchedule(config.lr, config.step_size * self.steps_per_epoch, config.gamma)
+        else:
+            self.schedule = ConstantSchedule(config.lr)
+        self.step = 0  # optimizer steps taken so far
+
+    # -- batches ---------------------------------------------------------------
+    def batch_indices(self, step: int) -> np.ndarray:
+        """Sample indices of global step ``step``: epoch-wise seeded permutations, so any
+        step's batch is known without replaying the ones before it."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.config.seed, epoch, 0]).permutation(len(self.train))
+        size = self.config.batch_size
+        return np.sort(order[position * size : (position + 1) * size])
+
+    # -- one step ----------------------------------------------------------------
+    def train_step(self) -> tuple[float, int, int]:
+        """One forward/backward/update on the next batch: (loss, correct, batch size)."""
+        index = self.batch_indices(self.step)
+        encoding_seed = int(np.random.SeedSequence([self.config.seed, self.step, 2]).generate_state(1)[0])
+        x = self.train.inputs(index, seed=encoding_seed)
+        y = self.train.y[index]
+        output, tape = forward_train(self.graph, x, np.random.default_rng([self.config.seed, self.step, 1]))
+        loss, grad_output = self.loss(output, y)
+        if not np.isfinite(loss):
+            raise SNNError(f"training diverged at step {self.step} (loss {loss}); lower the learning rate")
+        grads = backward(self.graph, tape, grad_output)
+        self.optimizer.lr = self.schedule(self.step)
+        self.optimizer.step(grads)
+        self.step += 1
+        return float(loss), int(np.sum(_prediction(output) == y)), len(index)
+
+    # -- a whole run -----------------------------------------------------------
+    def fit(
+        self,
+        epochs: int | None = None,
+        after_step: Callable[["Trainer"], None] | None = None,
+        log=sys.stderr,
+    ) -> TrainResult:
+        """Train for ``epochs`` (default: the config's), validating after each epoch and
+        keeping the best snapshot on validation."""
+        epochs = self.config.epochs if epochs is None else epochs
+        best = TrainResult(self.graph.copy(), 0, accuracy(self.graph, self.val) if self.val is not None else None)
+        for epoch in range(1, epochs + 1):
+            started, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
+            for _ in range(self.steps_per_epoch):
+                loss, hits, size = self.train_step()
+                if after_step is not None:
+                    after_step(self)
+                total_loss += loss * size
+                correct += hits
+                seen += size
+                if self.config.progress and log is not None and log.isatty():
+                    _progress(log, epoch, epochs, seen, len(self.train), total_loss / seen, correct / seen)
+            val_accuracy = accuracy(self.graph, self.val) if self.val is not None else None
+            record = EpochRecord(epoch, self.step, total_loss / seen, correct / seen, val_accuracy,
+                                 float(self.optimizer.lr), time.perf_counter() - started)
+            best.history.append(record)
+            if self.config.progress and log is not None:
+                val_text = "" if val_accuracy is None else f" val acc {100 * val_accuracy:.2f}%"
+                print(f"\repoch {epoch}/{epochs} loss {record.loss:.4f} train acc {100 * record.train_accuracy:.2f}%"
+                      f"{val_text} ({record.seconds:.1f}s)", file=log, flush=True)
+            if val_accuracy is None or best.best_val_accuracy is None or val_accuracy > best.best_val_accuracy:
+                best.graph, best.best_epoch, best.best_val_accuracy = self.graph.copy(), epoch, val_accuracy
+        return best
+
+
+def _progress(log, epoch, epochs, seen, total, loss, train_accuracy) -> None:
+    width = 24
+    done = int(width * seen / total)
+    bar = "#" * done + "." * (width - done)
+    print(f"\repoch {epoch}/{epochs} [{bar}] loss {loss:.4f} acc {100 * train_accuracy:.1f}%", end="", file=log, flush=True)
+
+
+def train(
+    graph: ir.Graph,
+    train_data: ModelData,
+    val_data: ModelData | None,
+    config: TrainConfig,
+    log=sys.stderr,
+) -> TrainResult:
+    """Train a copy of ``graph`` (the input graph is never modified)."""
+    trainer = Trainer(graph.copy(), train_data, val_data, config)
+    return trainer.fit(log=log)
