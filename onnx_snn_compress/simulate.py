@@ -78,11 +78,14 @@ class Trace:
     spike_counts: per Neuron node, int64 ``[N, *shape]`` spikes summed over time.
     potentials: per Neuron node, the pre-reset potential ``H`` as float32
     ``[T, N, *shape]``, only when ``record_potential`` (what BPTT needs).
+    observe: if set, called as ``observe(node, inputs)`` before each node runs
+    (how resource models measure what reaches each synapse layer).
     """
 
     record_potential: bool = False
     spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
     potentials: dict[str, np.ndarray] = field(default_factory=dict)
+    observe: Callable[[Node, list[np.ndarray]], None] | None = None
 
 
 LayerForward = Callable[[Node, list[np.ndarray], Trace], np.ndarray]
@@ -237,6 +240,8 @@ def forward(graph: Graph, x: np.ndarray, trace: Trace | None = None) -> np.ndarr
     values: dict[str, np.ndarray] = {}
     for node, freed in zip(graph.nodes, _last_uses(graph)):
         inputs = [x] if isinstance(node, Input) else [values[s] for s in node.inputs]
+        if trace.observe is not None:
+            trace.observe(node, inputs)
         values[node.name] = FORWARD[node.kind](node, inputs, trace)
         for name in freed:
             del values[name]
