@@ -108,3 +108,120 @@ def summarize(graph: ir.Graph) -> dict:
         "metadata": dict(graph.metadata),
         "layers": layers,
     }
+
+
+# ---------------------------------------------------------------------------
+# Resource models for compression: what each synapse costs per inference
+# ---------------------------------------------------------------------------
+RESOURCES = ("params", "macs", "synops", "energy")
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """Energy per operation in pJ (45 nm figures of Horowitz, ISSCC 2014, as used in SNN papers)."""
+
+    e_mac_pj: float = 4.6  # a multiply-accumulate, for layers fed by non-spike (analog) input
+    e_ac_pj: float = 0.9  # an accumulate, one per synaptic operation of a spike
+
+
+@dataclass
+class Activity:
+    """What reaches each synapse layer per inference, measured on data.
+
+    ``inputs[layer]``: mean over samples of the input summed over the T time steps
+    (for spikes: how many spikes each input neuron sends per inference), float64
+    of the layer's input shape. ``spiking[layer]``: the input is binary (spikes),
+    so a surviving synapse costs one accumulate per arriving spike.
+    """
+
+    time_steps: int
+    inputs: dict[str, np.ndarray]
+    spiking: dict[str, bool]
+
+
+def measure_activity(graph: ir.Graph, x: np.ndarray, batch_size: int = 256) -> Activity:
+    """Run ``x`` ``[T, N, ...]`` through the simulator and record every synapse layer's input."""
+    from .simulate import Trace, forward
+
+    synapse_layers = {n.name for n in graph.prunable()}
+    sums = {name: np.zeros(graph.shapes[graph[name].inputs[0]], np.float64) for name in synapse_layers}
+    spiking = {name: True for name in synapse_layers}
+
+    def observe(node, inputs):
+        if node.name in synapse_layers:
+            (values,) = inputs
+            sums[node.name] += values.sum(axis=(0, 1), dtype=np.float64)
+            if spiking[node.name]:
+                spiking[node.name] = bool(np.all((values == 0) | (values == 1)))
+
+    samples = x.shape[1]
+    for start in range(0, samples, batch_size):
+        forward(graph, np.ascontiguousarray(x[:, start : start + batch_size], dtype=np.float32), Trace(observe=observe))
+    return Activity(int(x.shape[0]), {k: v / samples for k, v in sums.items()}, spiking)
+
+
+def _conv_input_per_weight(node: ir.Conv2d, input_sum: np.ndarray, output_shape) -> np.ndarray:
+    """For each weight (co, ci, kh, kw): the input it sees summed over all output positions."""
+    out_channels, in_per_group, kh, kw = node.weight.shape
+    _, out_h, out_w = output_shape
+    (ph, pw), (sh, sw), (dh, dw) = node.padding, node.stride, node.dilation
+    padded = np.pad(input_sum, ((0, 0), (ph, ph), (pw, pw)))
+    per_channel = np.empty((input_sum.shape[0], kh, kw), np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, i * dh : i * dh + sh * (out_h - 1) + 1 : sh, j * dw : j * dw + sw * (out_w - 1) + 1 : sw]
+            per_channel[:, i, j] = window.sum(axis=(1, 2))
+    per_group = out_channels // node.groups
+    group_of_output = np.arange(out_channels) // per_group
+    channels = group_of_output[:, None] * in_per_group + np.arange(in_per_group)[None, :]
+    return per_channel[channels]  # [co, ci_local, kh, kw]
+
+
+def weight_costs(
+    graph: ir.Graph,
+    resource: str,
+    activity: Activity | None = None,
+    energy: EnergyModel = EnergyModel(),
+    time_steps: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Cost per inference of keeping each synapse (float64, the shape of each layer's weight).
+
+    params: 1 per synapse. macs: its uses per time step times T. synops: for a layer
+    fed by spikes, the spikes it carries per inference (input rate x T, per
+    surviving fan-out, as NeuroBench's effective ACs); 0 for other layers. energy
+    (pJ): ``e_ac`` per SynOp for spike-fed layers, ``e_mac`` per MAC for the others.
+    """
+    if resource not in RESOURCES:
+        raise ValueError(f"unknown resource {resource!r}; choose one of {', '.join(RESOURCES)}")
+    if resource in ("synops", "energy") and activity is None:
+        raise ValueError(f"the {resource} model needs measured activity")
+    steps = activity.time_steps if activity is not None else (time_steps or 1)
+    costs = {}
+    for node in graph.prunable():
+        if resource == "params":
+            costs[node.name] = np.ones(node.weight.shape)
+            continue
+        macs = np.full(node.weight.shape, float(_uses_per_weight(graph, node) * steps))
+        if resource == "macs":
+            costs[node.name] = macs
+            continue
+        spiking = activity.spiking[node.name]
+        if not spiking:
+            costs[node.name] = np.zeros(node.weight.shape) if resource == "synops" else energy.e_mac_pj * macs
+            continue
+        arriving = activity.inputs[node.name]
+        if isinstance(node, ir.Conv2d):
+            synops = _conv_input_per_weight(node, arriving, graph.shapes[node.name])
+        else:
+            synops = np.broadcast_to(arriving[None, :], node.weight.shape).astype(np.float64)
+        costs[node.name] = synops if resource == "synops" else energy.e_ac_pj * synops
+    return costs
+
+
+def resource_figures(graph: ir.Graph, activity: Activity, energy: EnergyModel = EnergyModel()) -> dict[str, float]:
+    """All four resource figures of ``graph`` (surviving synapses only), per inference."""
+    figures = {}
+    for resource in RESOURCES:
+        costs = weight_costs(graph, resource, activity, energy)
+        figures[resource] = float(sum(np.sum(c[graph[name].weight != 0]) for name, c in costs.items()))
+    return figures

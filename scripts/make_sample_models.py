@@ -12,8 +12,8 @@ The seeds below are fixed, so a rerun writes the same weights.
 digits_mlp   input (64,)  [data (1, 8, 8) is flattened by onnx_snn_compress.data]
              Linear 64->128 -> LIF -> Linear 128->10 -> LIF -> rate readout
 digits_conv  input (1, 8, 8)
-             Conv2d 1->8 3x3 pad 1 -> BatchNorm -> LIF -> AvgPool2d 2
-             -> Conv2d 8->16 3x3 pad 1 -> LIF -> AvgPool2d 2
+             Conv2d 1->8 3x3 pad 1 -> BatchNorm -> LIF -> MaxPool2d 2
+             -> Conv2d 8->16 3x3 pad 1 -> LIF -> MaxPool2d 2
              -> Flatten (64) -> Linear 64->10 -> LIF -> rate readout
 
 LIF everywhere: beta = 0.9, gain = 1, v_threshold = 1, fire on >=, subtract
@@ -112,10 +112,10 @@ def build_digits_conv(seed: int = SEEDS["digits_conv"]) -> ir.Graph:
                 running_var=np.ones(8, np.float32),
             ),
             lif("lif1", "bn1"),
-            ir.AvgPool2d("pool1", ("lif1",), kernel_size=2),  # (8, 4, 4)
+            ir.MaxPool2d("pool1", ("lif1",), kernel_size=2),  # (8, 4, 4)
             conv(rng, "conv2", "pool1", 8, 16, bias=True),
             lif("lif2", "conv2"),
-            ir.AvgPool2d("pool2", ("lif2",), kernel_size=2),  # (16, 2, 2)
+            ir.MaxPool2d("pool2", ("lif2",), kernel_size=2),  # (16, 2, 2)
             ir.Flatten("flatten", ("pool2",)),  # (64,)
             linear(rng, "fc", "flatten", 64, 10),
             lif("lif3", "fc"),
