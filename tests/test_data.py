@@ -36,10 +36,10 @@ def good_arrays(n: int = 6) -> dict[str, np.ndarray]:
 
 
 def assert_data_error(call, *fragments: str) -> str:
-    """``call()`` raises exactly DataError, on one line, naming the problem."""
+    """``call()`` raises a DataError (or a subclass), on one line, naming the problem."""
     with pytest.raises(DataError) as excinfo:
         call()
-    assert type(excinfo.value) is DataError
+    assert isinstance(excinfo.value, DataError)
     message = str(excinfo.value)
     assert "\n" not in message
     for fragment in fragments:
