@@ -88,3 +88,100 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     _conv2d_forward_kernel(x, weight, bias, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
                            int(groups), pointwise, y)
     return y
+
+
+# -- backward --------------------------------------------------------------------------
+#
+# Per image and group, with C the image's im2col columns ``[rows, P]`` and G = dL/dY
+# of the group's outputs ``[O_g, P]``:
+#
+#     dL/dW_g  += G @ C.T               (summed over images)
+#     dL/dC     = W_g.T @ G;  dL/dX = col2im(dL/dC)   (the adjoint of im2col: scatter-add)
+#     dL/db     = sum over images and positions of dL/dY
+#
+# Images are cut into fixed slices (not one per thread), each summing its own weight
+# gradient; the slices are added in order, so the result does not depend on the thread count.
+
+_SLICES = 8
+
+
+@njit(cache=True)
+def col2im_image(columns, first_channel, channels, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, x):
+    """Add ``columns`` ``[channels*kh*kw, out_h*out_w]`` back into channels
+    ``[first_channel, first_channel + channels)`` of one image ``[C, H, W]`` (padded cells dropped)."""
+    height, width = x.shape[1], x.shape[2]
+    for c in range(channels):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for oy in range(out_h):
+                    yy = oy * sh - ph + i * dh
+                    if yy < 0 or yy >= height:
+                        continue
+                    base = oy * out_w
+                    for ox in range(out_w):
+                        xx = ox * sw - pw + j * dw
+                        if 0 <= xx < width:
+                            x[first_channel + c, yy, xx] += columns[row, base + ox]
+
+
+@njit(cache=True, parallel=True)
+def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, pointwise,
+                            need_input_grad, grad_x, partial_weight):
+    batch = x.shape[0]
+    out_channels, in_per_group, kh, kw = weight.shape
+    out_h, out_w = grad_y.shape[2], grad_y.shape[3]
+    plane = out_h * out_w
+    rows = in_per_group * kh * kw
+    out_per_group = out_channels // groups
+    kernel = weight.reshape(out_channels, rows)
+    slices = partial_weight.shape[0]
+    for part in prange(slices):
+        accumulated = partial_weight[part]
+        accumulated[:, :] = np.float32(0.0)
+        columns = np.empty((rows, plane), dtype=np.float32)
+        product = np.empty((out_per_group, rows), dtype=np.float32)
+        grad_columns = np.empty((rows, plane), dtype=np.float32)
+        for b in range(part * batch // slices, (part + 1) * batch // slices):
+            gy = grad_y[b].reshape(out_channels, plane)
+            if need_input_grad:
+                grad_x[b] = np.float32(0.0)
+            for g in range(groups):
+                first = g * out_per_group
+                if pointwise:
+                    columns[:, :] = x[b, g * in_per_group:(g + 1) * in_per_group].reshape(rows, plane)
+                else:
+                    im2col_image(x[b], g * in_per_group, in_per_group, kh, kw, sh, sw, ph, pw, dh, dw,
+                                 out_h, out_w, columns)
+                gy_group = gy[first:first + out_per_group]
+                np.dot(gy_group, columns.T, product)
+                accumulated[first:first + out_per_group] += product
+                if need_input_grad:
+                    np.dot(kernel[first:first + out_per_group].T, gy_group, grad_columns)
+                    col2im_image(grad_columns, g * in_per_group, in_per_group, kh, kw, sh, sw, ph, pw,
+                                 dh, dw, out_h, out_w, grad_x[b])
+
+
+def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_input_grad=True,
+                    need_bias_grad=True):
+    """Gradients of :func:`conv2d_forward` given dL/dY ``[B, O, H_out, W_out]``.
+
+    x ``[B, C, H, W]`` (the forward's input), weight ``[O, C // groups, kh, kw]``. Returns
+    ``(grad_x or None, grad_weight, grad_bias or None)``, float32.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
+    out_channels, in_per_group, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    pointwise = (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
+    slices = max(1, min(_SLICES, x.shape[0]))
+    partial_weight = np.empty((slices, out_channels, in_per_group * kh * kw), dtype=np.float32)
+    grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), dtype=np.float32)
+    _conv2d_backward_kernel(x, weight, grad_y, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
+                            int(groups), pointwise, bool(need_input_grad), grad_x, partial_weight)
+    grad_weight = partial_weight[0].copy()
+    for part in range(1, slices):
+        grad_weight += partial_weight[part]
+    grad_bias = grad_y.sum(axis=(0, 2, 3), dtype=np.float32) if need_bias_grad else None
+    return (grad_x if need_input_grad else None), grad_weight.reshape(weight.shape), grad_bias

@@ -43,3 +43,51 @@ def _linear_kernel(x, weight_t, bias, y):
             for r in range(first, last):
                 for o in range(out_features):
                     y[r, o] += bias[o]
+
+
+# -- backward --------------------------------------------------------------------------
+#
+#     dL/dX = dL/dY @ weight            [B, in]
+#     dL/dW = dL/dY.T @ X               [out, in]
+#     dL/db = sum_B dL/dY               [out]
+#
+# BLAS GEMMs from Numba threads, on fixed slices of the rows, so the result does not
+# depend on the thread count; the weight gradient sums its per-slice parts in slice order.
+
+_SLICES = 8
+
+
+@njit(cache=True, parallel=True)
+def _linear_backward_kernel(x, weight, grad_y, need_input_grad, grad_x, partial_weight):
+    rows = x.shape[0]
+    slices = partial_weight.shape[0]
+    for part in prange(slices):
+        first = part * rows // slices
+        last = (part + 1) * rows // slices
+        if last > first:
+            gy = grad_y[first:last]
+            np.dot(gy.T, x[first:last], partial_weight[part])
+            if need_input_grad:
+                np.dot(gy, weight, grad_x[first:last])
+        else:
+            partial_weight[part] = np.float32(0.0)
+
+
+def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True):
+    """Gradients of ``Y = X @ weight.T + bias`` given dL/dY ``[B, out]``.
+
+    x ``[B, in]`` (the forward's input), weight ``[out, in]``. Returns
+    ``(grad_x or None, grad_weight, grad_bias or None)``, float32.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
+    slices = max(1, min(_SLICES, x.shape[0]))
+    partial_weight = np.empty((slices, *weight.shape), dtype=np.float32)
+    grad_x = np.empty(x.shape if need_input_grad else (0, x.shape[1]), dtype=np.float32)
+    _linear_backward_kernel(x, weight, grad_y, bool(need_input_grad), grad_x, partial_weight)
+    grad_weight = partial_weight[0].copy()
+    for part in range(1, slices):
+        grad_weight += partial_weight[part]
+    grad_bias = grad_y.sum(axis=0, dtype=np.float32) if need_bias_grad else None
+    return (grad_x if need_input_grad else None), grad_weight, grad_bias

@@ -113,3 +113,146 @@ def _lif_forward_kernel(x, beta, gain, v_threshold, v_reset, v_leak, v_init, res
         _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak,
                    v_threshold, v_reset, v_init, reset_mode, reset_delay, fire_on_equal,
                    record_potential)
+
+
+# -- backward: BPTT with a surrogate derivative ---------------------------------------
+#
+# The surrogate replaces dS/dH in the backward pass, evaluated at u = H - v_threshold
+# with the node's alpha (float32 throughout):
+#
+#     atan          (alpha/2) / (1 + (pi/2 * alpha * u)^2)     SpikingJelly ATan, snnTorch atan (code)
+#     sigmoid       alpha * sig(alpha u) * (1 - sig(alpha u))  snnTorch sigmoid(slope=alpha),
+#                                                              SpikingJelly Sigmoid(alpha)
+#     fast_sigmoid  1 / (alpha * |u| + 1)^2                    snnTorch fast_sigmoid(slope=alpha)
+#     rectangle     alpha if |u| < 1 / (2 alpha) else 0        width 1/alpha, height alpha, area 1
+#
+# Backward through time, for t = T-1 .. 0, with G_V = dL/dV[t] (0 after the last step) and
+# G_S = dL/dS[t] from the layers downstream; sg = surrogate(H[t] - v_threshold):
+#
+#   without reset_delay, V[t] = reset(H[t], S[t]):
+#       dL/dH[t] = G_V * dV/dH + (G_S + G_V * dV/dS) * sg
+#         subtract: dV/dH = 1,        dV/dS = -v_threshold
+#         hard:     dV/dH = 1 - S[t], dV/dS = v_reset - H[t]
+#         none:     dV/dH = 1,        dV/dS = 0
+#       (detach_reset: dV/dS = 0, S is a constant in the reset)
+#   with reset_delay, V[t] = H[t] and H[t] = reset(D[t], S[t-1]) + gain X[t]:
+#       dL/dH[t]   = G_V + (G_S + R[t]) * sg, where R[t] = dL/dS[t] through the reset at t+1
+#       dL/dD[t]   = dL/dH[t] * dD'/dD:  1 (subtract, none) | 1 - S[t-1] (hard)
+#       R[t-1]     = dL/dH[t] * dD'/dS[t-1]:  -v_threshold | v_reset - D[t] | 0   (0 with detach_reset)
+#   and in both:  dL/dX[t] = gain * dL/dH[t],  G_V for step t-1 = beta * dL/dD[t]
+#   (without reset_delay dL/dD[t] = dL/dH[t]).
+#
+# D[t] = beta * H[t-1] + leak is recomputed from the recorded potential with the forward's
+# float32 operations, so only H needs to be kept; S is recomputed by the same comparison.
+
+SURROGATE_ATAN = 0
+SURROGATE_SIGMOID = 1
+SURROGATE_FAST_SIGMOID = 2
+SURROGATE_RECTANGLE = 3
+SURROGATE_CODES = {
+    "atan": SURROGATE_ATAN,
+    "sigmoid": SURROGATE_SIGMOID,
+    "fast_sigmoid": SURROGATE_FAST_SIGMOID,
+    "rectangle": SURROGATE_RECTANGLE,
+}
+
+_HALF_PI = np.float32(np.pi / 2)
+
+
+@njit(cache=True, inline="always")
+def surrogate_gradient(u, surrogate, alpha):
+    """The surrogate dS/du at ``u = H - v_threshold`` (float32; see the table above)."""
+    one = np.float32(1.0)
+    if surrogate == SURROGATE_ATAN:
+        z = _HALF_PI * alpha * u
+        return alpha * np.float32(0.5) / (one + z * z)
+    elif surrogate == SURROGATE_SIGMOID:
+        # symmetric in u; exp of a non-positive argument never overflows
+        e = np.exp(-alpha * abs(u))
+        return alpha * e / ((one + e) * (one + e))
+    elif surrogate == SURROGATE_FAST_SIGMOID:
+        d = alpha * abs(u) + one
+        return one / (d * d)
+    else:
+        return alpha if abs(u) < np.float32(0.5) / alpha else np.float32(0.0)
+
+
+@njit(cache=True)
+def _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, leak, v_threshold,
+                    v_reset, reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset):
+    width = stop - start
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    grad_v = np.zeros(width, dtype=np.float32)      # dL/dV[t] through step t+1
+    grad_reset = np.zeros(width, dtype=np.float32)  # dL/dS[t] through the delayed reset at t+1
+    for t in range(potential.shape[0] - 1, -1, -1):
+        for j in range(width):
+            h = potential[t, start + j]
+            sg = surrogate_gradient(h - v_threshold, surrogate, alpha)
+            if reset_delay:
+                grad_h = grad_v[j] + (grad_spikes[t, start + j] + grad_reset[j]) * sg
+                grad_d = grad_h
+                if t > 0:
+                    h_previous = potential[t - 1, start + j]
+                    if reset_mode == RESET_HARD:
+                        fired = (h_previous >= v_threshold) if fire_on_equal else (h_previous > v_threshold)
+                        grad_d = zero if fired else grad_h
+                        if not detach_reset:
+                            grad_reset[j] = grad_h * (v_reset - (beta * h_previous + leak))
+                    elif reset_mode == RESET_SUBTRACT:
+                        if not detach_reset:
+                            grad_reset[j] = -v_threshold * grad_h
+            else:
+                gv = grad_v[j]
+                if reset_mode == RESET_SUBTRACT:
+                    dv_dh = one
+                    dv_ds = -v_threshold
+                elif reset_mode == RESET_HARD:
+                    fired = (h >= v_threshold) if fire_on_equal else (h > v_threshold)
+                    dv_dh = zero if fired else one
+                    dv_ds = v_reset - h
+                else:
+                    dv_dh = one
+                    dv_ds = zero
+                if detach_reset:
+                    dv_ds = zero
+                grad_h = gv * dv_dh + (grad_spikes[t, start + j] + gv * dv_ds) * sg
+                grad_d = grad_h
+            grad_x[t, start + j] = gain * grad_h
+            grad_v[j] = beta * grad_d
+
+
+@njit(cache=True, parallel=True)
+def _lif_backward_kernel(grad_spikes, potential, beta, gain, v_threshold, v_reset, v_leak, reset_mode,
+                         reset_delay, fire_on_equal, surrogate, alpha, detach_reset, grad_x):
+    neurons = potential.shape[1]
+    leak = (np.float32(1.0) - beta) * v_leak
+    blocks = (neurons + _BLOCK - 1) // _BLOCK
+    for block in prange(blocks):
+        start = block * _BLOCK
+        stop = min(start + _BLOCK, neurons)
+        _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, leak, v_threshold,
+                        v_reset, reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset)
+
+
+def lif_backward(grad_spikes, potential, beta, gain, v_threshold, v_reset, v_leak,
+                 reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset):
+    """dL/dX ``[T, M]`` of a layer of LIF/IF neurons, from dL/dS ``[T, M]`` and the pre-reset
+    potential H ``[T, M]`` that :func:`lif_forward` recorded (``record_potential=True``).
+
+    reset_mode is one of ``RESET_CODES``, surrogate one of ``SURROGATE_CODES``; the other
+    arguments are the node's, as given to the forward. Neuron parameters are constants:
+    no gradient flows to them.
+    """
+    grad_spikes = np.ascontiguousarray(grad_spikes, dtype=np.float32)
+    potential = np.ascontiguousarray(potential, dtype=np.float32)
+    if grad_spikes.shape != potential.shape:
+        raise ValueError(f"gradient {grad_spikes.shape} and potential {potential.shape} differ in shape")
+    grad_x = np.empty(potential.shape, dtype=np.float32)
+    f32 = np.float32
+    _lif_backward_kernel(
+        grad_spikes, potential, f32(beta), f32(gain), f32(v_threshold), f32(v_reset), f32(v_leak),
+        int(reset_mode), bool(reset_delay), bool(fire_on_equal), int(surrogate), f32(alpha),
+        bool(detach_reset), grad_x,
+    )
+    return grad_x

@@ -90,3 +90,87 @@ def _avgpool2d_kernel(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):
             for ox in range(out_w):
                 count = kh * kw if count_include_pad else inside_rows * inside_columns[ox]
                 row[ox] = row[ox] / np.float32(count)
+
+
+# -- training: max pooling with its argmax, and both backwards ------------------------
+
+
+def maxpool2d_forward_indices(x, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    """:func:`maxpool2d_forward` plus, per output cell, the flat index ``yy * W + xx`` of the
+    maximum within its plane (int32). On ties the first cell in row-major window order wins,
+    as in PyTorch, so gradients route to the same input on the spike trains' many ties."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.empty((*x.shape[:2], out_h, out_w), dtype=np.float32)
+    indices = np.empty((*x.shape[:2], out_h, out_w), dtype=np.int32)
+    _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, y, indices)
+    return y, indices
+
+
+@njit(cache=True, parallel=True)
+def _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, y, indices):
+    batch, channels, height, width = x.shape
+    out_h, out_w = y.shape[2], y.shape[3]
+    for item in prange(batch * channels):
+        plane = x[item // channels, item % channels]
+        out = y[item // channels, item % channels]
+        where = indices[item // channels, item % channels]
+        for oy in range(out_h):
+            for ox in range(out_w):
+                best = np.float32(-np.inf)
+                best_index = -1
+                for i in range(kh):
+                    yy = oy * sh - ph + i
+                    if yy < 0 or yy >= height:
+                        continue
+                    for j in range(kw):
+                        xx = ox * sw - pw + j
+                        if xx < 0 or xx >= width:
+                            continue
+                        value = plane[yy, xx]
+                        if value > best or best_index < 0:
+                            best = value
+                            best_index = yy * width + xx
+                out[oy, ox] = best
+                where[oy, ox] = best_index
+
+
+@njit(cache=True, parallel=True)
+def maxpool2d_backward(grad_y, indices, height, width):
+    """dL/dX ``[B, C, H, W]``: each output's gradient added to its argmax input."""
+    batch, channels, out_h, out_w = grad_y.shape
+    grad_x = np.zeros((batch, channels, height, width), dtype=np.float32)
+    for item in prange(batch * channels):
+        b = item // channels
+        c = item % channels
+        target = grad_x[b, c].reshape(height * width)
+        for oy in range(out_h):
+            for ox in range(out_w):
+                target[indices[b, c, oy, ox]] += grad_y[b, c, oy, ox]
+    return grad_x
+
+
+@njit(cache=True, parallel=True)
+def avgpool2d_backward(grad_y, kh, kw, sh, sw, ph, pw, count_include_pad, height, width):
+    """dL/dX ``[B, C, H, W]``: each output's gradient divided by its count, added to every
+    window cell inside the image (the count as in :func:`avgpool2d_forward`)."""
+    batch, channels, out_h, out_w = grad_y.shape
+    grad_x = np.zeros((batch, channels, height, width), dtype=np.float32)
+    for item in prange(batch * channels):
+        b = item // channels
+        c = item % channels
+        target = grad_x[b, c]
+        for oy in range(out_h):
+            rows_first = max(0, oy * sh - ph)
+            rows_last = min(height, oy * sh - ph + kh)
+            for ox in range(out_w):
+                cols_first = max(0, ox * sw - pw)
+                cols_last = min(width, ox * sw - pw + kw)
+                if count_include_pad:
+                    count = kh * kw
+                else:
+                    count = (rows_last - rows_first) * (cols_last - cols_first)
+                share = grad_y[b, c, oy, ox] / np.float32(count)
+                for yy in range(rows_first, rows_last):
+                    for xx in range(cols_first, cols_last):
+                        target[yy, xx] += share
+    return grad_x

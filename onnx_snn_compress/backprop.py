@@ -1,0 +1,363 @@
+"""Backpropagation through time over an IR graph, with surrogate gradients for the spikes.
+
+:func:`forward_train` runs a graph as the simulator does and records on a :class:`Tape`
+what each node's backward needs; :func:`backward` walks the graph in reverse and returns
+the gradient of the loss for every trainable array (:func:`trainable`). Each node kind has
+one training forward in :data:`TRAIN_FORWARD` and one backward in :data:`BACKWARD`, found
+by kind (like :data:`onnx_snn_compress.simulate.FORWARD`); the arithmetic lives in the
+Numba kernels beside their forward twins.
+
+What is trained: Linear/Conv2d weight and bias, BatchNorm weight and bias. Neuron
+parameters (beta, threshold, gain, ...) are constants. The spike's derivative is the
+neuron's surrogate (see ``kernels/neuron.py`` for the formulas); ``detach_reset`` stops the
+gradient through the reset.
+
+Train mode (``train=True``): BatchNorm normalises with the statistics of the batch over
+T*N (and H, W) and updates the graph's running statistics in place (PyTorch's momentum,
+unbiased variance for ``running_var``); Dropout multiplies by a mask drawn from ``rng``,
+one per sample shared by all time steps. Eval mode (``train=False``) computes exactly
+:func:`onnx_snn_compress.simulate.forward` and still records the tape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import DataError
+from .ir import (
+    Add,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Graph,
+    Input,
+    Linear,
+    MaxPool2d,
+    Neuron,
+    Node,
+    Readout,
+)
+from .kernels.batchnorm import batchnorm_backward, batchnorm_train_forward
+from .kernels.conv import conv2d_backward
+from .kernels.dropout import dropout_backward, dropout_forward, dropout_mask
+from .kernels.linear import linear_backward
+from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
+from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
+from .kernels.readout import leaky_readout_backward, rate_readout_backward
+from .simulate import FORWARD, Trace, _last_uses, _per_step, _pool_geometry
+
+#: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
+INPUT_GRAD = "input"
+
+
+def trainable(graph: Graph) -> dict[str, np.ndarray]:
+    """``"<node>.<field>"`` -> the graph's own float32 array, for every trained parameter.
+
+    Linear and Conv2d weight and bias (when present), BatchNorm weight and bias, in graph
+    order. The arrays are the graph's: updating them in place updates the graph.
+    """
+    params: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        if isinstance(node, (Linear, Conv2d, BatchNorm)):
+            params[f"{node.name}.weight"] = node.weight
+            if node.bias is not None:
+                params[f"{node.name}.bias"] = node.bias
+    return params
+
+
+@dataclass
+class Tape:
+    """What :func:`forward_train` recorded for :func:`backward`.
+
+    spike_counts: per Neuron node, int64 ``[N, *shape]``, spikes summed over time (as
+    :class:`onnx_snn_compress.simulate.Trace`). records: per node, what its backward needs.
+    """
+
+    time_steps: int
+    samples: int
+    train: bool
+    spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    records: dict[str, Any] = field(default_factory=dict)
+
+    def firing_rates(self) -> dict[str, float]:
+        """Per Neuron layer: spikes / (T * N * neurons)."""
+        return {
+            name: float(counts.sum()) / (self.time_steps * counts.size)
+            for name, counts in self.spike_counts.items()
+        }
+
+
+@dataclass
+class _Run:
+    """The state one training forward shares between nodes."""
+
+    train: bool
+    rng: np.random.Generator | None
+    trace: Trace
+
+
+# -- training forward: output and record per node ---------------------------------------
+
+TrainForward = Callable[[Node, list[np.ndarray], _Run], tuple[np.ndarray, Any]]
+TRAIN_FORWARD: dict[str, TrainForward] = {}
+
+
+def _train_forward_of(*kinds: str):
+    def register(function: TrainForward) -> TrainForward:
+        for kind in kinds:
+            TRAIN_FORWARD[kind] = function
+        return function
+
+    return register
+
+
+@_train_forward_of(Input.kind, Flatten.kind, Add.kind)
+def _stateless(node, inputs, run):
+    # No record: their backward needs only the shapes it is given.
+    return FORWARD[node.kind](node, inputs, run.trace), None
+
+
+@_train_forward_of(Linear.kind, Conv2d.kind)
+def _weighted(node, inputs, run):
+    (x,) = inputs
+    return FORWARD[node.kind](node, inputs, run.trace), x
+
+
+@_train_forward_of(AvgPool2d.kind)
+def _avgpool(node, inputs, run):
+    (x,) = inputs
+    return FORWARD[node.kind](node, inputs, run.trace), x.shape
+
+
+@_train_forward_of(MaxPool2d.kind)
+def _maxpool(node, inputs, run):
+    (x,) = inputs
+    steps, geometry = _pool_geometry(node, x)
+    y, indices = maxpool2d_forward_indices(steps, *geometry)
+    return y.reshape(*x.shape[:2], *y.shape[1:]), (indices, x.shape)
+
+
+def _channels_view(x: np.ndarray) -> np.ndarray:
+    """``[T, N, C, *spatial]`` as ``[T*N, C, S]`` (S = 1 for vectors)."""
+    return _per_step(x).reshape(x.shape[0] * x.shape[1], x.shape[2], -1)
+
+
+@_train_forward_of(BatchNorm.kind)
+def _batchnorm(node: BatchNorm, inputs, run):
+    (x,) = inputs
+    if not run.train:
+        invstd = (1.0 / np.sqrt(node.running_var.astype(np.float64) + np.float64(node.eps))).astype(np.float32)
+        return FORWARD[node.kind](node, inputs, run.trace), (x, node.running_mean, invstd, False)
+    view = _channels_view(x)
+    values = view.shape[0] * view.shape[2]
+    if values < 2:
+        raise DataError(f"BatchNorm {node.name!r} needs more than one value per channel to train, got {values}")
+    y, mean, var, invstd = batchnorm_train_forward(view, node.weight, node.bias, node.eps)
+    momentum = np.float64(node.momentum)
+    unbiased = var * (values / (values - 1))
+    node.running_mean[...] = (1 - momentum) * node.running_mean + momentum * mean
+    node.running_var[...] = (1 - momentum) * node.running_var + momentum * unbiased
+    return y.reshape(x.shape), (x, mean.astype(np.float32), invstd, True)
+
+
+@_train_forward_of(Dropout.kind)
+def _dropout(node: Dropout, inputs, run):
+    (x,) = inputs
+    if not run.train or node.p == 0.0:
+        return x, None
+    if run.rng is None:
+        raise ValueError(f"Dropout {node.name!r} needs a random generator (rng) in training mode")
+    mask = dropout_mask(run.rng, node.p, (x.shape[1], int(np.prod(x.shape[2:], dtype=np.int64))))
+    y = dropout_forward(np.ascontiguousarray(x).reshape(*x.shape[:2], -1), mask)
+    return y.reshape(x.shape), mask
+
+
+@_train_forward_of(Neuron.kind)
+def _neuron(node, inputs, run):
+    spikes = FORWARD[node.kind](node, inputs, run.trace)
+    return spikes, run.trace.potentials.pop(node.name)
+
+
+@_train_forward_of(Readout.kind)
+def _readout(node, inputs, run):
+    (x,) = inputs
+    return FORWARD[node.kind](node, inputs, run.trace), x.shape
+
+
+def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None = None,
+                  train: bool = True) -> tuple[np.ndarray, Tape]:
+    """Run ``graph`` on float32 ``x`` ``[T, N, *input shape]`` and record a tape for :func:`backward`.
+
+    Returns the readout's output (``[N, C]``, or ``[T, N, C]`` for a spikes readout) and the
+    tape. ``train=True``: BatchNorm uses batch statistics and updates the graph's running
+    statistics in place; Dropout draws its masks from ``rng`` (required when the graph has a
+    Dropout with p > 0). ``train=False``: the output is exactly
+    :func:`onnx_snn_compress.simulate.forward`'s.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 + len(graph.input.shape) or tuple(x.shape[2:]) != graph.input.shape or 0 in x.shape[:2]:
+        raise DataError(
+            f"input of shape {list(x.shape)} does not fit the model's input [T, N, {', '.join(map(str, graph.input.shape))}]"
+        )
+    run = _Run(bool(train), rng, Trace(record_potential=True))
+    tape = Tape(int(x.shape[0]), int(x.shape[1]), bool(train), run.trace.spike_counts)
+    values: dict[str, np.ndarray] = {}
+    for node, freed in zip(graph.nodes, _last_uses(graph)):
+        inputs = [x] if isinstance(node, Input) else [values[s] for s in node.inputs]
+        values[node.name], tape.records[node.name] = TRAIN_FORWARD[node.kind](node, inputs, run)
+        for name in freed:
+            del values[name]
+    return values[graph.readout.name], tape
+
+
+# -- backward: input gradients per node, parameter gradients on the side ------------------
+
+Backward = Callable[[Node, Any, np.ndarray, list[bool], dict[str, np.ndarray]], list[np.ndarray | None]]
+BACKWARD: dict[str, Backward] = {}
+
+
+def _backward_of(*kinds: str):
+    def register(function: Backward) -> Backward:
+        for kind in kinds:
+            BACKWARD[kind] = function
+        return function
+
+    return register
+
+
+@_backward_of(Linear.kind)
+def _linear_backward(node: Linear, x, grad, needs, param_grads):
+    grad_x, param_grads[f"{node.name}.weight"], grad_bias = linear_backward(
+        _per_step(x), node.weight, _per_step(grad), needs[0], node.bias is not None,
+    )
+    if grad_bias is not None:
+        param_grads[f"{node.name}.bias"] = grad_bias
+    return [None if grad_x is None else grad_x.reshape(x.shape)]
+
+
+@_backward_of(Conv2d.kind)
+def _conv2d_backward(node: Conv2d, x, grad, needs, param_grads):
+    grad_x, param_grads[f"{node.name}.weight"], grad_bias = conv2d_backward(
+        _per_step(x), node.weight, _per_step(grad), node.stride, node.padding, node.dilation, node.groups,
+        needs[0], node.bias is not None,
+    )
+    if grad_bias is not None:
+        param_grads[f"{node.name}.bias"] = grad_bias
+    return [None if grad_x is None else grad_x.reshape(x.shape)]
+
+
+@_backward_of(BatchNorm.kind)
+def _batchnorm_backward(node: BatchNorm, record, grad, needs, param_grads):
+    x, mean, invstd, train = record
+    grad_x, param_grads[f"{node.name}.weight"], param_grads[f"{node.name}.bias"] = batchnorm_backward(
+        _channels_view(x), _channels_view(grad), node.weight, mean, invstd, train, needs[0],
+    )
+    return [None if grad_x is None else grad_x.reshape(x.shape)]
+
+
+@_backward_of(MaxPool2d.kind)
+def _maxpool_backward(node, record, grad, needs, param_grads):
+    indices, shape = record
+    grad_x = maxpool2d_backward(_per_step(grad), indices, shape[3], shape[4])
+    return [grad_x.reshape(shape)]
+
+
+@_backward_of(AvgPool2d.kind)
+def _avgpool_backward(node: AvgPool2d, shape, grad, needs, param_grads):
+    (kh, kw), (sh, sw), (ph, pw) = node.kernel_size, node.stride, node.padding
+    grad_x = avgpool2d_backward(_per_step(grad), kh, kw, sh, sw, ph, pw, node.count_include_pad, shape[3], shape[4])
+    return [grad_x.reshape(shape)]
+
+
+@_backward_of(Flatten.kind)
+def _flatten_backward(node, record, grad, needs, param_grads):
+    return [grad]  # reshaped to the input's shape by the caller
+
+
+@_backward_of(Add.kind)
+def _add_backward(node, record, grad, needs, param_grads):
+    return [grad, grad]
+
+
+@_backward_of(Dropout.kind)
+def _dropout_backward(node, mask, grad, needs, param_grads):
+    if mask is None:
+        return [grad]
+    grad_x = dropout_backward(np.ascontiguousarray(grad).reshape(*grad.shape[:2], -1), mask)
+    return [grad_x.reshape(grad.shape)]
+
+
+@_backward_of(Neuron.kind)
+def _neuron_backward(node: Neuron, potential, grad, needs, param_grads):
+    time_steps = potential.shape[0]
+    grad_x = lif_backward(
+        np.ascontiguousarray(grad).reshape(time_steps, -1), potential.reshape(time_steps, -1),
+        node.beta, node.gain, node.v_threshold, node.v_reset, node.v_leak, RESET_CODES[node.reset],
+        node.reset_delay, node.fire_on_equal, SURROGATE_CODES[node.surrogate], node.alpha, node.detach_reset,
+    )
+    return [grad_x.reshape(potential.shape)]
+
+
+@_backward_of(Readout.kind)
+def _readout_backward(node: Readout, shape, grad, needs, param_grads):
+    if node.mode == "spikes":
+        return [grad]
+    time_steps = shape[0]
+    flat = np.ascontiguousarray(grad, dtype=np.float32).reshape(-1)
+    if node.mode == "rate":
+        grad_x = rate_readout_backward(flat, time_steps)
+    else:
+        grad_x = leaky_readout_backward(flat, time_steps, np.float32(node.beta))
+    return [grad_x.reshape(shape)]
+
+
+def _needs_grad(graph: Graph, input_grad: bool) -> dict[str, bool]:
+    """Per tensor: does any trainable array (or the input, if asked) lie upstream of it?"""
+    needs: dict[str, bool] = {}
+    for node in graph.nodes:
+        if isinstance(node, Input):
+            needs[node.name] = input_grad
+        else:
+            needs[node.name] = isinstance(node, (Linear, Conv2d, BatchNorm)) or any(needs[s] for s in node.inputs)
+    return needs
+
+
+def backward(graph: Graph, tape: Tape, grad_output: np.ndarray, *, input_grad: bool = False) -> dict[str, np.ndarray]:
+    """Gradients of the loss for every array of :func:`trainable` (same keys, float32, same shapes).
+
+    ``grad_output`` is dL/d(output) of the forward that recorded ``tape`` (``[N, C]``, or
+    ``[T, N, C]`` for a spikes readout). With ``input_grad=True`` the result also holds
+    dL/dx ``[T, N, *input shape]`` under the key :data:`INPUT_GRAD` (``"input"``).
+    The graph's parameters must not change between the forward and the backward.
+    """
+    readout = graph.readout
+    expected = (tape.time_steps, tape.samples, graph.num_classes) if readout.mode == "spikes" else (
+        tape.samples, graph.num_classes)
+    grad_output = np.ascontiguousarray(grad_output, dtype=np.float32)
+    if grad_output.shape != expected:
+        raise ValueError(f"grad_output has shape {grad_output.shape}; the output had {expected}")
+    needs = _needs_grad(graph, input_grad)
+    shapes = {node.name: (tape.time_steps, tape.samples, *graph.shapes[node.name]) for node in graph.nodes}
+    param_grads: dict[str, np.ndarray] = {}
+    grads: dict[str, np.ndarray] = {readout.name: grad_output}
+    for node in reversed(graph.nodes[1:]):
+        grad = grads.pop(node.name, None)
+        if grad is None:
+            continue
+        input_grads = BACKWARD[node.kind](node, tape.records[node.name], grad, [needs[s] for s in node.inputs],
+                                          param_grads)
+        for source, grad_input in zip(node.inputs, input_grads):
+            if grad_input is None or not needs[source]:
+                continue
+            grad_input = grad_input.reshape(shapes[source])
+            grads[source] = grads[source] + grad_input if source in grads else grad_input
+    if input_grad:
+        grads_input = grads.get(graph.input.name)
+        param_grads[INPUT_GRAD] = (np.zeros(shapes[graph.input.name], dtype=np.float32)
+                                   if grads_input is None else grads_input)
+    return {name: param_grads[name] for name in [*trainable(graph), *([INPUT_GRAD] if input_grad else [])]}
