@@ -1,0 +1,450 @@
+"""Compression over a schedule of budgets, with finetuning, checkpoints and one report.
+
+For each budget b (a fraction of the input model's resource, largest first), in
+``steps_per_budget`` training steps that every method gets alike:
+
+1. search: the method decides which synapses to prune (minimax: the joint
+   minimax dynamics, bounded in steps and projected by magnitude if they have
+   not met the budget; magnitude: at once; gradual: the cubic schedule);
+2. finetune with the mask frozen (hard: zero weights, gradients and moments),
+   validating every ``eval_every`` steps and keeping the best snapshot on the
+   validation split;
+3. for firing-rate-aware resources, prune more if finetuning raised the rates
+   above the budget (``repaired``), so the exported model always meets it;
+4. export the model in the profile, evaluate it in the simulator and in
+   onnxruntime, and add its entry to ``report.json``.
+
+Masks only grow from one budget to the next. The run checkpoints every
+``eval_every`` steps; ``resume`` continues it to the same report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import ir
+from .backends.onnx_profile import save, to_model
+from .data import ModelData
+from .errors import SNNError
+from .evaluate import run_model
+from .files import atomic_write_bytes, atomic_write_text
+from .frontends.onnx_profile import from_model
+from .pruning import FlatWeights, check_prunable, default_prunable
+from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
+from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
+from .train import TrainConfig, Trainer, accuracy
+from .optim import CosineSchedule
+
+REPORT_VERSION = 1
+CHECKPOINT = "checkpoint.npz"
+REPORT = "report.json"
+
+
+@dataclass
+class CompressConfig:
+    budgets: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01)
+    resource: str = "params"
+    method: str = "minimax"
+    granularity: str = "global"  # global | layer (minimax only)
+    prunable: list[str] | None = None  # None: every synapse layer but the first (the paper's default)
+    steps_per_budget: int = 300
+    search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
+    eval_every: int = 50
+    lr_s: float = 0.02
+    dual_lr_y: float = 1.0
+    dual_lr_z: float = 0.05
+    measure_samples: int = 256
+    energy: EnergyModel = field(default_factory=EnergyModel)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, schedule="cosine"))
+
+    def validate(self) -> None:
+        if not self.budgets:
+            raise SNNError("give at least one --budget")
+        for budget in self.budgets:
+            if not (0.0 < budget <= 1.0) or not math.isfinite(budget):
+                raise SNNError(f"budget {budget} is outside (0, 1]: budgets are fractions of the input model's resource")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise SNNError("budgets must differ from each other")
+        if self.resource not in RESOURCES:
+            raise SNNError(f"unknown resource {self.resource!r}; choose one of {', '.join(RESOURCES)}")
+        if self.method not in METHODS:
+            raise SNNError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.granularity not in ("global", "layer"):
+            raise SNNError(f"unknown granularity {self.granularity!r}; choose global or layer")
+        if self.steps_per_budget < 1 or self.eval_every < 1:
+            raise SNNError("steps per budget and eval interval must be at least 1")
+        for name in ("lr_s", "dual_lr_y", "dual_lr_z"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise SNNError(f"{name} must be a finite number >= 0, got {value}")
+        self.train.validate()
+
+    def to_json(self) -> dict:
+        values = asdict(self)
+        values["budgets"] = list(self.budgets)
+        return values
+
+
+# ---------------------------------------------------------------------------
+# The run's state, all of it checkpointable
+# ---------------------------------------------------------------------------
+@dataclass
+class RunState:
+    budget_index: int = 0
+    stage: str = "start"  # start | search | finetune | done
+    phase_step: int = 0
+    search_steps: int = 0
+    forced: bool = False
+    gradual_start: float = 1.0
+    best_val: float = -1.0
+    best_step: int = 0
+    solver: MinimaxState | None = None
+    hard_pruned: np.ndarray | None = None  # flat bool: pruned for good (earlier budgets)
+    phase_pruned: np.ndarray | None = None  # flat bool: this budget's mask (finetune stage)
+    costs: np.ndarray | None = None  # flat per-weight costs of the current activity
+    fixed: float = 0.0  # resource of the synapse layers that are not pruned
+    results: list = field(default_factory=list)
+
+
+def _graph_bytes(graph: ir.Graph) -> np.ndarray:
+    return np.frombuffer(to_model(graph).SerializeToString(), dtype=np.uint8)
+
+
+def _graph_from(array: np.ndarray) -> ir.Graph:
+    model = onnx.ModelProto()
+    model.ParseFromString(array.tobytes())
+    return from_model(model)
+
+
+def _copy_arrays(source: ir.Graph, target: ir.Graph) -> None:
+    """Put ``source``'s parameters and BatchNorm statistics into ``target``'s own arrays."""
+    for a, b in zip(source, target):
+        for name, array in a.parameters().items():
+            getattr(b, name)[...] = array
+
+
+class Compression:
+    """One compression run; ``run()`` executes (or resumes) it and returns the report."""
+
+    def __init__(self, graph: ir.Graph, train: ModelData, val: ModelData | None, test: ModelData | None,
+                 config: CompressConfig, out: Path, source: str = "", log=sys.stderr):
+        config.validate()
+        self.config, self.out, self.source, self.log = config, Path(out), source, log
+        self.original = graph
+        self.graph = graph.copy()
+        self.train_data, self.val, self.test = train, val, test
+        self.layers = check_prunable(graph, config.prunable) if config.prunable is not None else default_prunable(graph)
+        if not self.layers:
+            raise SNNError("the model has a single synapse layer, which the default keeps dense; name it with --prune")
+        self.flat = FlatWeights(self.graph, self.layers)
+        if config.granularity == "layer":
+            self.groups = [part for _, part in self.flat.layer_slices()]
+        else:
+            self.groups = [slice(0, self.flat.size)]
+        measure = val if val is not None else train
+        self.measure_x = measure.inputs(slice(0, config.measure_samples))
+        total = len(config.budgets) * config.steps_per_budget
+        self.trainer = Trainer(self.graph, train, val, config.train, total_steps=total)
+        per_phase = CosineSchedule(config.train.lr, config.steps_per_budget)
+        if config.train.schedule == "cosine":  # restart the cosine for every budget's steps
+            self.trainer.schedule = lambda step: per_phase(step % config.steps_per_budget)
+        self.solver = Minimax(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
+        self.state = RunState()
+        self.budgets = sorted(config.budgets, reverse=True)
+        self.best = self.graph.copy()
+        # the input model's resource, and the part no pruning can remove
+        self.reference_figures = resource_figures(self.graph, self._activity(self.graph), config.energy)
+        self.reference = self.reference_figures[config.resource]
+        self.dense_accuracy = self._accuracies(self.graph)
+
+    # -- measurements --------------------------------------------------------------
+    def _activity(self, graph: ir.Graph):
+        return measure_activity(graph, self.measure_x)
+
+    def _costs(self, graph: ir.Graph) -> tuple[np.ndarray, float]:
+        """(flat costs of the prunable weights, resource of the other synapse layers)."""
+        activity = self._activity(graph) if self.config.resource in ("synops", "energy") else None
+        costs = weight_costs(graph, self.config.resource, activity, self.config.energy,
+                             time_steps=self.measure_x.shape[0])
+        fixed = float(sum(np.sum(c[graph[name].weight != 0]) for name, c in costs.items() if name not in self.layers))
+        return self.flat.flatten({name: costs[name] for name in self.layers}), fixed
+
+    def _budget(self, fixed: float) -> Budget:
+        return Budget(target=self.budgets[self.state.budget_index], reference=self.reference, fixed=fixed)
+
+    def _accuracies(self, graph: ir.Graph) -> dict:
+        result = {}
+        for split, data in (("val", self.val), ("test", self.test)):
+            if data is not None:
+                result[split] = accuracy(graph, data)
+        return result
+
+    # -- checkpoints ---------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        state = self.state
+        arrays = {
+            "graph": _graph_bytes(self.graph),
+            "best": _graph_bytes(self.best),
+            "meta": np.array(json.dumps({
+                "budget_index": state.budget_index, "stage": state.stage, "phase_step": state.phase_step,
+                "search_steps": state.search_steps, "forced": state.forced, "gradual_start": state.gradual_start,
+                "best_val": state.best_val, "best_step": state.best_step, "trainer_step": self.trainer.step,
+                "fixed": state.fixed,
+                "results": state.results, "config": self.config.to_json(),
+                "solver": None if state.solver is None else {"z": state.solver.z},
+            })),
+        }
+        for name in ("hard_pruned", "phase_pruned", "costs"):
+            if getattr(state, name) is not None:
+                arrays[name] = getattr(state, name)
+        if state.solver is not None:
+            arrays["solver_sigma"], arrays["solver_y"] = state.solver.sigma, state.solver.y
+        for key, value in self.trainer.optimizer.state_dict().items():
+            arrays[f"optimizer/{key}"] = np.asarray(value)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(self.out / CHECKPOINT, buffer.getvalue())
+
+    def restore(self) -> None:
+        """Continue from ``out/checkpoint.npz`` (same configuration required)."""
+        path = self.out / CHECKPOINT
+        if not path.is_file():
+            raise SNNError(f"nothing to resume: {path} does not exist")
+        with np.load(path, allow_pickle=False) as saved:
+            meta = json.loads(str(saved["meta"]))
+            if meta["config"] != json.loads(json.dumps(self.config.to_json())):
+                raise SNNError(f"{path} was made with other options; resume with the same options or start anew")
+            _copy_arrays(_graph_from(saved["graph"]), self.graph)
+            self.best = _graph_from(saved["best"])
+            state = RunState(
+                budget_index=meta["budget_index"], stage=meta["stage"], phase_step=meta["phase_step"],
+                search_steps=meta["search_steps"], forced=meta["forced"], gradual_start=meta["gradual_start"],
+                best_val=meta["best_val"], best_step=meta["best_step"], results=meta["results"], fixed=meta["fixed"],
+            )
+            for name in ("hard_pruned", "phase_pruned", "costs"):
+                if name in saved.files:
+                    setattr(state, name, saved[name].copy())
+            if meta["solver"] is not None:
+                state.solver = MinimaxState(sigma=saved["solver_sigma"].copy(), y=saved["solver_y"].copy(),
+                                            z=float(meta["solver"]["z"]))
+            optimizer_state = {k[len("optimizer/"):]: saved[k] for k in saved.files if k.startswith("optimizer/")}
+        self.trainer.optimizer.load_state_dict(optimizer_state)
+        self.trainer.step = meta["trainer_step"]
+        self.state = state
+
+    # -- the run -------------------------------------------------------------------
+    def run(self) -> dict:
+        state = self.state
+        if state.hard_pruned is None:
+            state.hard_pruned = self.flat.weights() == 0.0
+        self._check_reachable()
+        while state.budget_index < len(self.budgets):
+            if state.stage == "start":
+                self._start_phase()
+            if state.stage == "search":
+                self._search()
+            if state.stage == "finetune":
+                self._finetune()
+            if state.stage == "finish":
+                self._finish_phase()
+        report = self.report()
+        atomic_write_text(self.out / REPORT, json.dumps(report, indent=2))
+        return report
+
+    def _check_reachable(self) -> None:
+        costs, fixed = self._costs(self.graph)
+        floor = fixed / self.reference if self.reference > 0 else 0.0
+        smallest = min(self.budgets)
+        if self.reference <= 0:
+            raise SNNError(f"the input model has no {self.config.resource} to reduce (measured 0 on the data)")
+        if smallest < floor:
+            kept = [n.name for n in self.graph.prunable() if n.name not in self.layers]
+            raise SNNError(
+                f"budget {smallest} of {self.config.resource} cannot be reached: the layers kept dense "
+                f"({', '.join(kept)}) alone cost {floor:.4g} of the input model; prune them too (--prune) or raise the budget"
+            )
+
+    def _say(self, text: str) -> None:
+        if self.log is not None and self.config.train.progress:
+            print(text, file=self.log, flush=True)
+
+    def _start_phase(self) -> None:
+        state = self.state
+        state.phase_step = state.search_steps = 0
+        state.forced, state.best_val, state.best_step = False, -1.0, 0
+        state.phase_pruned = None
+        state.costs, state.fixed = self._costs(self.graph)
+        budget = self._budget(state.fixed)
+        self._say(f"budget {budget.target:g} of {self.config.resource}: {self.config.method} search")
+        if self.config.method == "magnitude":
+            self._freeze(magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget))
+        else:
+            state.solver = self.solver.start(state.hard_pruned) if self.config.method == "minimax" else None
+            state.gradual_start = resource_after(state.costs, state.hard_pruned, budget)
+            state.stage = "search"
+
+    @property
+    def _search_limit(self) -> int:
+        return max(1, int(self.config.search_fraction * self.config.steps_per_budget))
+
+    def _search(self) -> None:
+        state, config = self.state, self.config
+        while state.stage == "search":
+            self.trainer.train_step()
+            state.phase_step += 1
+            if state.phase_step % config.eval_every == 0 and config.resource in ("synops", "energy"):
+                state.costs, state.fixed = self._costs(self.graph)  # firing rates move while training
+            budget = self._budget(state.fixed)
+            at_limit = state.phase_step >= self._search_limit
+            pruned = None
+            if config.method == "minimax":
+                pruned = self.solver.step(state.solver, self.trainer.optimizer.lr, state.costs, state.hard_pruned, budget)
+            elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:
+                target = gradual_target(state.phase_step, self._search_limit, state.gradual_start, budget.target)
+                step_mask = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget, target)
+                if at_limit:
+                    pruned = step_mask
+                else:
+                    self.flat.zero(step_mask)
+                    self._set_masks(step_mask)
+            if pruned is None and at_limit:
+                pruned = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget)
+                state.forced = True
+                self._say(f"  minimax did not meet the budget in {state.phase_step} steps; pruned the rest by magnitude")
+            if pruned is not None:
+                state.search_steps = state.phase_step
+                self._freeze(pruned)
+            elif state.phase_step % config.eval_every == 0:
+                self._checkpoint()
+
+    def _set_masks(self, pruned: np.ndarray) -> None:
+        for name, keep in self.flat.keep_masks(pruned).items():
+            self.trainer.optimizer.set_mask(name, keep)
+
+    def _freeze(self, pruned: np.ndarray) -> None:
+        """Make ``pruned`` this budget's hard mask and start finetuning."""
+        state = self.state
+        state.phase_pruned = pruned | state.hard_pruned
+        self.flat.zero(state.phase_pruned)
+        self._set_masks(state.phase_pruned)
+        state.stage = "finetune"
+        self._consider_snapshot()
+        self._checkpoint()
+
+    def _consider_snapshot(self) -> None:
+        state = self.state
+        data = self.val if self.val is not None else self.train_data
+        score = accuracy(self.graph, data)
+        if score > state.best_val:
+            state.best_val, state.best_step = score, state.phase_step
+            self.best = self.graph.copy()
+
+    def _finetune(self) -> None:
+        state, config = self.state, self.config
+        while state.phase_step < config.steps_per_budget:
+            self.trainer.train_step()
+            state.phase_step += 1
+            if state.phase_step % config.eval_every == 0 or state.phase_step == config.steps_per_budget:
+                self._consider_snapshot()
+                self._checkpoint()
+        state.stage = "finish"
+
+    def _finish_phase(self) -> None:
+        state, config = self.state, self.config
+        _copy_arrays(self.best, self.graph)  # continue from the best snapshot
+        repaired = self._repair()
+        budget = self.budgets[state.budget_index]
+        entry = self._export(budget, repaired)
+        state.results.append(entry)
+        state.hard_pruned = self.flat.weights() == 0.0
+        self._set_masks(state.hard_pruned)
+        self._say(f"  budget {budget:g}: achieved {entry['achieved']:.4g}, val {entry['accuracy']['val']}, "
+                  f"test {entry['accuracy'].get('test')}")
+        state.budget_index += 1
+        state.stage = "start"
+        atomic_write_text(self.out / REPORT, json.dumps(self.report(), indent=2))
+        self._checkpoint()
+
+    def _repair(self) -> int:
+        """Prune more until the measured resource meets the budget (rates can rise in finetuning)."""
+        rounds = 0
+        budget_fraction = self.budgets[self.state.budget_index]
+        for rounds in range(0, 50):
+            costs, fixed = self._costs(self.graph)
+            pruned = self.flat.weights() == 0.0
+            if resource_after(costs, pruned, Budget(budget_fraction, self.reference, fixed)) <= budget_fraction:
+                return rounds
+            target = Budget(budget_fraction * (1.0 - 0.01 * (rounds + 1)), self.reference, fixed)
+            self.flat.zero(magnitude_to_budget(np.abs(self.flat.weights()), costs, pruned, target))
+        raise SNNError(f"budget {budget_fraction} could not be met after 50 rounds of extra pruning")
+
+    def _export(self, budget: float, repaired: int) -> dict:
+        folder = self.out / f"budget_{budget:g}"
+        model_path = folder / "model.onnx"
+        activity = self._activity(self.graph)
+        figures = resource_figures(self.graph, activity, self.config.energy)
+        achieved = figures[self.config.resource] / self.reference
+        graph = self.graph.copy()
+        graph.metadata.update({
+            "compression": json.dumps({"budget": budget, "resource": self.config.resource, "method": self.config.method,
+                                       "achieved": achieved, "figures": figures}),
+        })
+        save(graph, model_path)
+        model = onnx.load(str(model_path))
+        accuracy_entry, agreement = {}, True
+        for split, data in (("val", self.val), ("test", self.test)):
+            if data is None:
+                continue
+            x = data.inputs()
+            sim = run_model(graph, x, "sim").predictions()
+            ort = run_model(graph, x, "onnxruntime", model=model).predictions()
+            accuracy_entry[split] = float(np.mean(sim == data.y))
+            accuracy_entry[f"{split}_onnxruntime"] = float(np.mean(ort == data.y))
+            agreement &= bool(np.array_equal(sim, ort))
+        rates = run_model(graph, self.measure_x, "sim").firing_rates()
+        layers = {
+            node.name: {"connectivity": float(np.count_nonzero(node.weight)) / node.weight.size,
+                        "nonzero": int(np.count_nonzero(node.weight)), "synapses": int(node.weight.size)}
+            for node in graph.prunable()
+        }
+        return {
+            "budget": budget,
+            "resource": self.config.resource,
+            "achieved": achieved,
+            "figures": figures,
+            "fractions": {k: (v / self.reference_figures[k] if self.reference_figures[k] else None) for k, v in figures.items()},
+            "accuracy": accuracy_entry,
+            "runtimes_agree": agreement,
+            "model": str(model_path.relative_to(self.out)),
+            "search_steps": self.state.search_steps,
+            "finetune_steps": self.config.steps_per_budget - self.state.search_steps,
+            "best_finetune_step": self.state.best_step,
+            "forced": self.state.forced,
+            "repaired": repaired,
+            "layers": layers,
+            "firing_rates": rates,
+        }
+
+    def report(self) -> dict:
+        return {
+            "version": REPORT_VERSION,
+            "input_model": self.source,
+            "method": self.config.method,
+            "resource": self.config.resource,
+            "granularity": self.config.granularity,
+            "prunable": self.layers,
+            "seed": self.config.train.seed,
+            "steps_per_budget": self.config.steps_per_budget,
+            "measured_on": "validation split" if self.val is not None else "training split",
+            "energy_model_pj": asdict(self.config.energy),
+            "input": {"figures": self.reference_figures, "accuracy": self.dense_accuracy},
+            "budgets": self.state.results,
+        }

@@ -1,0 +1,110 @@
+"""The prunable synapses of a graph as one flat index space, and magnitude pruning by cost.
+
+Solvers think in flat vectors (all prunable weights end to end); the trainer
+and optimizer think in per-layer keep-masks keyed like ``backprop.trainable``
+(``"<layer>.weight"``). This module converts between the two and owns the O(n)
+selection of the least-magnitude weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ir
+from .errors import SNNError
+
+
+def default_prunable(graph: ir.Graph) -> list[str]:
+    """The paper's default: every synapse layer except the first (kept dense)."""
+    return [node.name for node in graph.prunable()[1:]]
+
+
+def check_prunable(graph: ir.Graph, names: list[str]) -> list[str]:
+    synapse_layers = [node.name for node in graph.prunable()]
+    unknown = [name for name in names if name not in synapse_layers]
+    if unknown:
+        raise SNNError(
+            f"cannot prune {', '.join(map(repr, unknown))}: synapse layers are {', '.join(map(repr, synapse_layers))}"
+        )
+    if not names:
+        raise SNNError("no layer to prune: name at least one synapse layer")
+    return [name for name in synapse_layers if name in names]
+
+
+class FlatWeights:
+    """Views of the prunable layers' weights as one vector (``layers`` in graph order)."""
+
+    def __init__(self, graph: ir.Graph, layers: list[str]):
+        self.graph = graph
+        self.layers = list(layers)
+        self.sizes = [graph[name].weight.size for name in self.layers]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self.size = int(self.offsets[-1])
+
+    def weights(self) -> np.ndarray:
+        """All prunable weights as one float64 vector (a copy)."""
+        return np.concatenate([self.graph[name].weight.ravel() for name in self.layers]).astype(np.float64)
+
+    def flatten(self, per_layer: dict[str, np.ndarray]) -> np.ndarray:
+        return np.concatenate([np.asarray(per_layer[name], np.float64).ravel() for name in self.layers])
+
+    def layer_slices(self):
+        for name, start, stop in zip(self.layers, self.offsets[:-1], self.offsets[1:]):
+            yield name, slice(int(start), int(stop))
+
+    def keep_masks(self, pruned: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-layer keep-masks (``"<layer>.weight"`` -> bool) from a flat bool vector of pruned weights."""
+        return {
+            f"{name}.weight": ~pruned[part].reshape(self.graph[name].weight.shape)
+            for name, part in self.layer_slices()
+        }
+
+    def zero(self, pruned: np.ndarray) -> None:
+        """Set the pruned weights of the graph to exactly zero (in place)."""
+        for name, part in self.layer_slices():
+            weight = self.graph[name].weight
+            weight[pruned[part].reshape(weight.shape)] = 0.0
+
+    def scale(self, indices: np.ndarray, factor: float) -> None:
+        """Multiply the weights at flat ``indices`` by ``factor`` (in place)."""
+        for name, part in self.layer_slices():
+            local = indices[(indices >= part.start) & (indices < part.stop)] - part.start
+            if local.size:
+                flat = self.graph[name].weight.reshape(-1)
+                flat[local] = (flat[local] * factor).astype(np.float32)
+
+
+def least(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest entries (O(n) selection, deterministic)."""
+    k = int(min(max(k, 0), values.size))
+    if k == 0:
+        return np.zeros(0, np.int64)
+    if k == values.size:
+        return np.arange(values.size)
+    return np.argpartition(values, k - 1, kind="introselect")[:k]
+
+
+def kth_smallest(values: np.ndarray, k: int) -> float:
+    """The k-th smallest entry (1-based), O(n); +inf past the end."""
+    if k > values.size:
+        return np.inf
+    return float(np.partition(values, k - 1)[k - 1])
+
+
+def magnitude_prune_to(
+    magnitudes: np.ndarray,
+    costs: np.ndarray,
+    already_pruned: np.ndarray,
+    cost_to_remove: float,
+) -> np.ndarray:
+    """Flat bool vector of pruned weights: ``already_pruned`` plus the least-magnitude
+    others, in order of magnitude, until their removed cost reaches ``cost_to_remove``."""
+    pruned = already_pruned.copy()
+    if cost_to_remove <= 0:
+        return pruned
+    candidates = np.flatnonzero(~already_pruned)
+    order = candidates[np.argsort(magnitudes[candidates], kind="stable")]
+    removed = np.cumsum(costs[order])
+    count = int(np.searchsorted(removed, cost_to_remove - 1e-9 * max(1.0, abs(cost_to_remove)))) + 1
+    pruned[order[: min(count, order.size)]] = True
+    return pruned

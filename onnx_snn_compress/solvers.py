@@ -1,0 +1,131 @@
+"""How each method chooses which synapses to prune during a budget's search stage.
+
+A method sees the trainer after every optimizer step and answers with the flat
+bool vector of pruned weights once the budget is met (``None`` while it still
+searches). All three get the same number of training steps per budget; what is
+left of them after the search is spent finetuning with the mask frozen.
+
+minimax (Chen et al., ACM MM 2023), made robust::
+
+    min_{W,s} max_{y>=0, z>=0}  L(W) + y * sum(least ceil(s) squared weights) + z * (R(s)/R0 - b)
+
+after each optimizer step on W: proximal shrink of the least-s weights
+``w <- w / (1 + 2 lr y)``; a step on s (as a fraction of the group's weights)
+with gradient ``y * u - z * c`` (``u``: squared magnitude of the next weight to
+prune, ``c``: its resource cost, both relative to their group means: a
+straight-through gradient through ``ceil``); projected dual ascent on ``y``
+(the relative squared mass of the least-s weights) and ``z`` (the resource
+excess); then the least-s set is recomputed. The budget is met when pruning the
+least-s set brings the resource to ``b``. Duals are clipped, so no learning rate
+can make them overflow, and the search is bounded in steps.
+
+magnitude: prune the least-magnitude weights at once until the budget is met.
+gradual: Zhu & Gupta (2017): the resource target follows
+``b + (r0 - b) * (1 - t / n)^3`` over the search steps, pruning by magnitude
+every ``n / 10`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .pruning import FlatWeights, magnitude_prune_to
+
+METHODS = ("minimax", "magnitude", "gradual")
+DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
+TINY = 1e-30
+
+
+@dataclass
+class Budget:
+    """What a search stage needs to know about the resource (all figures per inference)."""
+
+    target: float  # b: the budget as a fraction of the input model's resource
+    reference: float  # R0: the input model's resource
+    fixed: float  # resource of synapse layers that are not pruned
+
+
+@dataclass
+class MinimaxState:
+    """The solver's variables for one budget; plain floats and arrays, so they checkpoint exactly."""
+
+    sigma: np.ndarray  # pruned fraction per group (one group, or one per layer)
+    y: np.ndarray  # sparsity duals per group
+    z: float = 0.0  # resource dual
+    history: list = field(default_factory=list)
+
+
+def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
+    """The resource as a fraction of R0 when ``pruned`` weights are removed."""
+    return (budget.fixed + float(np.sum(costs[~pruned]))) / budget.reference
+
+
+class Minimax:
+    def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float):
+        self.flat, self.groups = flat, groups
+        self.lr_s, self.lr_y, self.lr_z = lr_s, lr_y, lr_z
+
+    def start(self, hard_pruned: np.ndarray) -> MinimaxState:
+        floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
+        return MinimaxState(sigma=floor.copy(), y=np.zeros(len(self.groups)))
+
+    def _least_sets(self, squared: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray):
+        """Per group: (flat indices of the least-k weights, flat index of the next one or -1)."""
+        sets = []
+        for group, fraction in zip(self.groups, sigma):
+            size = group.stop - group.start
+            k = min(size, max(int(math.ceil(fraction * size - 1e-9)), int(hard_pruned[group].sum())))
+            # already pruned weights are exactly zero, so they are always among the least
+            if k >= size:
+                sets.append((np.arange(group.start, group.stop), -1))
+                continue
+            order = np.argpartition(squared[group], k)
+            sets.append((order[:k] + group.start, int(order[k]) + group.start))
+        return sets
+
+    def step(self, state: MinimaxState, lr: float, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget):
+        """One solver step after an optimizer step; returns the pruned vector once the budget is met."""
+        weights = self.flat.weights()
+        squared = weights * weights
+        for index, ((least_set, _), y) in enumerate(zip(self._least_sets(squared, state.sigma, hard_pruned), state.y)):
+            self.flat.scale(least_set, 1.0 / (1.0 + 2.0 * lr * y))  # proximal step on y * sum(least w^2)
+        weights = self.flat.weights()
+        squared = weights * weights
+        pruned = np.zeros_like(hard_pruned)
+        for index, (group, (least_set, following)) in enumerate(
+            zip(self.groups, self._least_sets(squared, state.sigma, hard_pruned))
+        ):
+            pruned[least_set] = True
+            if following >= 0:
+                mean_squared = float(np.mean(squared[group])) + TINY
+                mean_cost = float(np.mean(costs[group])) + TINY
+                gradient = state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost
+                floor = hard_pruned[group].mean()
+                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
+            mass = float(np.sum(squared[least_set])) / (float(np.sum(squared[group])) + TINY)
+            state.y[index] = float(np.clip(state.y[index] + self.lr_y * mass, 0.0, DUAL_LIMIT))
+        excess = resource_after(costs, pruned, budget) - budget.target
+        state.z = float(np.clip(state.z + self.lr_z * excess, 0.0, DUAL_LIMIT))
+        pruned = np.zeros_like(hard_pruned)
+        for least_set, _ in self._least_sets(squared, state.sigma, hard_pruned):
+            pruned[least_set] = True
+        pruned |= hard_pruned
+        met = resource_after(costs, pruned, budget) <= budget.target
+        return pruned if met else None
+
+
+def magnitude_to_budget(magnitudes: np.ndarray, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+                        target: float | None = None) -> np.ndarray:
+    """Prune by magnitude (global) until the resource is at most ``target`` (default: the budget)."""
+    target = budget.target if target is None else target
+    excess = (budget.fixed + float(np.sum(costs[~hard_pruned]))) - target * budget.reference
+    return magnitude_prune_to(magnitudes, costs, hard_pruned, excess)
+
+
+def gradual_target(step: int, search_steps: int, start: float, budget: float) -> float:
+    """Zhu & Gupta's cubic schedule, as a resource fraction."""
+    progress = min(1.0, step / max(1, search_steps))
+    return budget + (start - budget) * (1.0 - progress) ** 3
