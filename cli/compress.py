@@ -1,0 +1,85 @@
+"""The compress command: the product's main job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import SNNError
+from .app import JsonOpt, ModelArg, app, model_path, print_json
+
+
+@app.command()
+def compress(
+    model: Optional[Path] = ModelArg,
+    data: Optional[Path] = typer.Option(None, "--data", help="Data .npz (x, y, x_val, y_val, x_test, y_test). Default: the embedded digits."),
+    budget: Optional[List[float]] = typer.Option(None, "--budget", help="Fraction of the input model's resource to keep, in (0, 1]; repeat for a schedule. Default: 0.2 0.1 0.05 0.02 0.01."),
+    resource: str = typer.Option("params", "--resource", help="params, macs, synops or energy."),
+    method: str = typer.Option("minimax", "--method", help="minimax, magnitude or gradual."),
+    granularity: str = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
+    prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first."),
+    out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json)."),
+    steps: int = typer.Option(300, "--steps-per-budget", min=1, help="Training steps per budget, the same for every method."),
+    eval_every: int = typer.Option(50, "--eval-every", min=1, help="Steps between validations (and checkpoints)."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the weights (Adam)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    lr_s: float = typer.Option(0.02, "--lr-s", help="Step size of the pruning amount (minimax)."),
+    dual_lr_y: float = typer.Option(1.0, "--dual-lr-y", help="Dual ascent step of the sparsity multiplier (minimax)."),
+    dual_lr_z: float = typer.Option(0.05, "--dual-lr-z", help="Dual ascent step of the resource multiplier (minimax)."),
+    e_mac: float = typer.Option(4.6, "--e-mac", help="Energy of a MAC in pJ (non-spike input layers)."),
+    e_ac: float = typer.Option(0.9, "--e-ac", help="Energy of an accumulate (one SynOp) in pJ."),
+    time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
+    encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
+    as_json: bool = JsonOpt,
+):
+    """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
+    from ..compress import CHECKPOINT, REPORT, CompressConfig, Compression
+    from ..data import MissingSplitError, load_for_model
+    from ..frontends import load_model
+    from ..report import plot_curve, table
+    from ..resources import EnergyModel
+    from ..samples import digits_path
+    from ..train import TrainConfig
+
+    source = model_path(model)
+    graph = load_model(source)
+    data = data if data is not None else digits_path()
+
+    def load(split):
+        try:
+            return load_for_model(data, graph.input.shape, graph.num_classes, split=split,
+                                  time_steps=time_steps, encoding=encoding, seed=seed)
+        except MissingSplitError:
+            if split == "train":
+                raise
+            return None
+
+    train_data, val_data, test_data = load("train"), load("val"), load("test")
+    config = CompressConfig(
+        budgets=tuple(budget) if budget else CompressConfig.budgets,
+        resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
+        steps_per_budget=steps, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
+        energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac),
+        train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=not as_json),
+    )
+    config.validate()
+    if out.exists() and not out.is_dir():
+        raise SNNError(f"--out {out} exists and is not a folder")
+    if not resume and ((out / REPORT).exists() or (out / CHECKPOINT).exists()):
+        raise SNNError(f"--out {out} already holds a run; pass --resume to continue it or choose another folder")
+    run = Compression(graph, train_data, val_data, test_data, config, out, source=str(source))
+    if resume:
+        run.restore()
+    out.mkdir(parents=True, exist_ok=True)
+    report = run.run()
+    curves = plot_curve(report, out)
+    if as_json:
+        print_json(report)
+        return
+    typer.echo(table(report))
+    typer.echo(f"\nreport: {out / REPORT}" + (f"; curve: {', '.join(map(str, curves))}" if curves else ""))
