@@ -1,0 +1,1155 @@
+"""Lift a plain ``torch.onnx.export`` of an snnTorch / SpikingJelly / Norse SNN into the IR.
+
+Such a file has no neurons: the exporter unrolls the time loop, and every neuron
+layer becomes, at every time step, a few Mul/Add/Sub/Div ops ending in
+``Cast(Greater(H - v_threshold, 0))`` (``GreaterOrEqual`` for SpikingJelly).
+Constants are folded in, the batch size is baked into the initial state, and
+step 0 is a collapsed special case. tests/fixtures/interop/README.md lists
+what each peer emits.
+
+How it reads (an abstract interpretation of the graph, one reader per op):
+
+* Every ONNX tensor gets an abstract value: a constant; a tensor of an IR layer
+  in one layout (``seq`` ``[T, N, *f]``, ``merged`` ``[T*N, *f]``, ``step``
+  ``[N, *f]`` at one time step t, ``step1`` ``[1, N, *f]``); or a *symbolic*
+  value: an :class:`Expr` over the layers' step tensors, for the elementwise
+  neuron arithmetic.
+* Stateless ops (Gemm, MatMul+Add, Conv, pooling, Flatten/Reshape, and the
+  Gather/Slice/Squeeze/Unsqueeze/Concat that cut the time axis apart and glue
+  it back) map one IR layer per weight, checked to occur at every step.
+* When a stateless op consumes a symbolic value, that value must be a spike
+  ``Cast(H > thr)``: it is the output of a neuron layer at some step. After the
+  walk, each neuron layer is identified from its membrane recursion: ``H[t]``
+  (t >= 1) is expanded into a polynomial over ``H[t-1]``, ``S[t-1]`` (the
+  previous step's potential and spike) and the input ``X[t]``. Its coefficients
+  must be the same at every step and have one of the shapes of
+  :data:`RESET_FORMS` (the IR neuron's subtract / hard / none reset, with or
+  without snnTorch's delay). Step 0 (state folded into constants) gives
+  ``v_init`` and is checked against the same gain. Anything else (a synaptic
+  current, a recurrent connection, per-neuron parameters) is an error naming
+  the node.
+
+The polynomial view makes the reader independent of how an exporter orders,
+folds or de-duplicates the arithmetic (legacy vs dynamo, ``thr = 1`` dropping
+its Mul, snnTorch recomputing the reset signal, ...).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from .. import ir
+from ..errors import ModelError, UnsupportedOpError
+
+# What an exporter's framework implies beyond the forward pass (training only),
+# and whether an ambiguous hard reset is written in the peer's delayed form.
+FRAMEWORK_DEFAULTS = {
+    "snntorch": dict(surrogate="atan", alpha=2.0, detach_reset=True),
+    "spikingjelly": dict(surrogate="sigmoid", alpha=4.0, detach_reset=False),
+    "norse": dict(surrogate="fast_sigmoid", alpha=1.0, detach_reset=False),
+    "unknown": dict(),
+}
+PREFERS_RESET_DELAY = ("snntorch",)
+
+_MAX_DEPTH = 400  # expansion depth of one step's membrane expression
+_MAX_TERMS = 64
+_RTOL = 1e-6
+
+
+def _describe(node: onnx.NodeProto) -> str:
+    return f"node {node.name or node.output[0]!r} ({node.op_type})"
+
+
+def _attributes(node: onnx.NodeProto) -> dict:
+    values = {}
+    for attribute in node.attribute:
+        value = helper.get_attribute_value(attribute)
+        values[attribute.name] = value.decode() if isinstance(value, bytes) else value
+    return values
+
+
+def _close(a: float, b: float) -> bool:
+    return bool(np.isclose(a, b, rtol=_RTOL, atol=1e-9))
+
+
+# ---------------------------------------------------------------------------
+# Abstract values
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Const:
+    value: np.ndarray
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor of IR layer ``layer`` in ``layout`` (``seq``, ``merged``, ``step``, ``step1``)."""
+
+    layer: str
+    layout: str
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class ShapeOf:
+    """``Shape(x)`` of a non-constant tensor: only good for broadcasting a constant (Expand)."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """The mean over time of a layer's spike train (``ReduceMean`` over axis 0)."""
+
+    layer: str
+
+
+class Expr:
+    """A node of the symbolic elementwise computation of the neuron layers.
+
+    ``op``: ``const`` (value: float), ``input`` (value: (layer, step)), ``add``,
+    ``neg``, ``mul``, ``div`` (by the constant ``value``), ``compare`` (boolean
+    ``arg > thr``; value: (thr, or_equal)) and ``spike`` (its 0/1 float cast).
+    """
+
+    __slots__ = ("op", "args", "value", "origin")
+
+    def __init__(self, op: str, args: tuple = (), value=None, origin: onnx.NodeProto | None = None):
+        self.op, self.args, self.value, self.origin = op, args, value, origin
+
+    def __repr__(self):
+        return f"Expr({self.op}, {self.value})"
+
+
+@dataclass(frozen=True)
+class Sym:
+    expr: Expr
+
+
+# ---------------------------------------------------------------------------
+# Layers as they are discovered
+# ---------------------------------------------------------------------------
+@dataclass(eq=False)
+class LayerSpec:
+    """An IR layer in the making: its kind, inputs, arguments and the steps it was seen at."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    args: dict = field(default_factory=dict)
+    steps: set = field(default_factory=set)
+    whole: bool = False  # seen on the whole sequence (seq / merged layout) rather than per step
+    origin: onnx.NodeProto | None = None
+    from_matmul: bool = False
+
+
+@dataclass(eq=False)
+class NeuronSpec(LayerSpec):
+    spikes: dict = field(default_factory=dict)  # step -> spike Expr
+
+
+class _Reader:
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.graph = model.graph
+        self.values: dict[str, object] = {t.name: Const(numpy_helper.to_array(t)) for t in self.graph.initializer}
+        self.layers: dict[str, LayerSpec] = {}
+        self.order: list[LayerSpec] = []
+        self.by_key: dict[tuple, LayerSpec] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.consumers: dict[str, int] = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers[name] = self.consumers.get(name, 0) + 1
+        self.inputs: dict[tuple, Expr] = {}
+        self.spikes: dict[tuple, Expr] = {}
+        self.neuron_of_input: dict[str, NeuronSpec] = {}
+        self.time_steps = 0
+        self.batch: int | None = None
+        self.names: set[str] = set()
+
+    # -- values ---------------------------------------------------------------
+    def value(self, node: onnx.NodeProto, index: int):
+        name = node.input[index] if index < len(node.input) else ""
+        if not name:
+            return None
+        if name not in self.values:
+            raise ModelError(f"{_describe(node)} reads {name!r}, which no earlier node produces")
+        return self.values[name]
+
+    def constant(self, node: onnx.NodeProto, index: int, what: str = "input") -> np.ndarray | None:
+        value = self.value(node, index)
+        if value is None:
+            return None
+        if not isinstance(value, Const):
+            raise UnsupportedOpError(f"{_describe(node)}: its {what} {node.input[index]!r} must be a constant")
+        return value.value
+
+    def tensor(self, node: onnx.NodeProto, index: int, layouts: tuple[str, ...] | None = None) -> Tensor:
+        """Input ``index`` as a layer tensor; a symbolic value is lifted to a neuron output first."""
+        value = self.value(node, index)
+        if isinstance(value, Sym):
+            value = self.lift(value.expr, node)
+        if not isinstance(value, Tensor):
+            raise UnsupportedOpError(
+                f"{_describe(node)}: input {node.input[index]!r} is not the output of a layer of the network"
+            )
+        if layouts is not None and value.layout not in layouts:
+            raise UnsupportedOpError(
+                f"{_describe(node)}: input {node.input[index]!r} has layout {value.layout} "
+                f"({_LAYOUT_TEXT[value.layout]}); expected {' or '.join(_LAYOUT_TEXT[l] for l in layouts)}"
+            )
+        return value
+
+    def set(self, node: onnx.NodeProto, value) -> None:
+        self.values[node.output[0]] = value
+
+    # -- layers -----------------------------------------------------------------
+    def unique_name(self, wanted: str) -> str:
+        wanted = wanted or "layer"
+        name, k = wanted, 2
+        while name in self.names:
+            name, k = f"{wanted}_{k}", k + 1
+        self.names.add(name)
+        return name
+
+    def layer(self, key: tuple, kind: str, inputs: tuple[str, ...], args: dict, name: str,
+              origin: onnx.NodeProto, cls=LayerSpec) -> LayerSpec:
+        spec = self.by_key.get(key)
+        if spec is None:
+            spec = cls(self.unique_name(name), kind, inputs, args, origin=origin)
+            self.by_key[key] = spec
+            self.layers[spec.name] = spec
+            self.order.append(spec)
+            self.shapes[spec.name] = _layer_shape(spec, [self.shapes[s] for s in inputs])
+        return spec
+
+    def output(self, node: onnx.NodeProto, spec: LayerSpec, source: Tensor) -> None:
+        """Record that ``node`` computes ``spec`` on ``source`` (same layout and step)."""
+        if source.layout in ("step", "step1"):
+            spec.steps.add(source.step)
+        else:
+            spec.whole = True
+        self.set(node, Tensor(spec.name, source.layout, source.step))
+
+    # -- symbolic values ----------------------------------------------------------
+    def input_expr(self, tensor: Tensor, node: onnx.NodeProto) -> Expr:
+        if tensor.layout != "step":
+            raise UnsupportedOpError(
+                f"{_describe(node)}: elementwise arithmetic on {_LAYOUT_TEXT[tensor.layout]} of layer "
+                f"{tensor.layer!r}; only per-step neuron arithmetic on [N, ...] can be lifted"
+            )
+        key = (tensor.layer, tensor.step)
+        if key not in self.inputs:
+            self.inputs[key] = Expr("input", value=key, origin=node)
+        return self.inputs[key]
+
+    def spike(self, potential: Expr, threshold: float, or_equal: bool, origin: onnx.NodeProto) -> Expr:
+        key = (id(potential), threshold, or_equal)
+        if key not in self.spikes:
+            self.spikes[key] = Expr("spike", (potential,), (threshold, or_equal), origin)
+        return self.spikes[key]
+
+    def lift(self, expr: Expr, consumer: onnx.NodeProto) -> Tensor:
+        """The symbolic ``expr`` read by a layer op must be a neuron layer's spikes at one step."""
+        if expr.op != "spike":
+            raise UnsupportedOpError(
+                f"{_describe(consumer)} reads {_origin(expr)}, an elementwise result that is not a spike "
+                f"Cast(Greater(H - v_threshold, 0)); only spiking neuron layers can be lifted "
+                f"(graded spikes, membrane outputs and other arithmetic are not supported)"
+            )
+        sources = _inputs_of_step(expr)
+        if not sources:
+            raise UnsupportedOpError(f"{_origin(expr)} is a spike that depends on no layer's input")
+        layer, step = max(sources, key=lambda key: key[1])
+        if len({s[0] for s in sources}) != 1:
+            raise UnsupportedOpError(
+                f"{_origin(expr)}: one neuron reads several layers ({', '.join(sorted({s[0] for s in sources}))})"
+            )
+        spec = self.neuron_of_input.get(layer)
+        if spec is None:
+            spec = self.layer(("neuron", layer), "Neuron", (layer,), {}, _scope(expr.origin) or "neuron",
+                              expr.origin, cls=NeuronSpec)
+            self.neuron_of_input[layer] = spec
+        known = spec.spikes.get(step)
+        if known is not None and known is not expr:
+            raise UnsupportedOpError(f"{_origin(expr)}: neuron layer {spec.name!r} has two different spikes at step {step}")
+        spec.spikes[step] = expr
+        spec.steps.add(step)
+        return Tensor(spec.name, "step", step)
+
+
+_LAYOUT_TEXT = {
+    "seq": "the whole sequence [T, N, ...]",
+    "merged": "the merged sequence [T*N, ...]",
+    "step": "one time step [N, ...]",
+    "step1": "one time step [1, N, ...]",
+}
+
+
+def _origin(expr: Expr) -> str:
+    return _describe(expr.origin) if expr.origin is not None else "a value"
+
+
+def _inputs_of_step(expr: Expr) -> set:
+    """The (layer, step) inputs a spike reads through the current step (not through stored state)."""
+    found, stack, seen = set(), [expr], set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if e.op == "input":
+            found.add(e.value)
+        stack.extend(e.args)
+    return found
+
+
+def _scope(node: onnx.NodeProto | None) -> str:
+    """The module a node belongs to: from the dynamo exporter's name scopes or the legacy ``/module/Op`` name."""
+    if node is None:
+        return ""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = [s for s in ast.literal_eval(prop.value) if s]
+            except (ValueError, SyntaxError):
+                scopes = []
+            if len(scopes) >= 2:
+                return scopes[-2]
+    parts = [p for p in node.name.split("/") if p]
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+def _layer_shape(spec: LayerSpec, input_shapes) -> tuple[int, ...]:
+    node = _build(spec, {})
+    return node.output_shape(input_shapes)
+
+
+def _build(spec: LayerSpec, fields: dict) -> ir.Node:
+    kinds = {"Linear": ir.Linear, "Conv2d": ir.Conv2d, "AvgPool2d": ir.AvgPool2d, "MaxPool2d": ir.MaxPool2d,
+             "Flatten": ir.Flatten, "BatchNorm": ir.BatchNorm, "Add": ir.Add, "Neuron": ir.Neuron}
+    return kinds[spec.kind](spec.name, spec.inputs, **{**spec.args, **fields})
+
+
+# ---------------------------------------------------------------------------
+# Symbolic elementwise ops
+# ---------------------------------------------------------------------------
+def _scalar(reader: _Reader, node: onnx.NodeProto, array: np.ndarray, index: int) -> float:
+    """A constant operand of neuron arithmetic: one value, possibly broadcast to a (batch) shape."""
+    flat = np.asarray(array).ravel()
+    if flat.size == 0:
+        raise UnsupportedOpError(f"{_describe(node)}: empty constant {node.input[index]!r}")
+    if not np.all(flat == flat[0]):
+        raise UnsupportedOpError(
+            f"{_describe(node)}: constant {node.input[index]!r} holds {flat.size} different per-neuron values; "
+            f"the IR's neurons have one value per layer (per-neuron parameters are not supported)"
+        )
+    return float(flat[0])
+
+
+def _operand(reader: _Reader, node: onnx.NodeProto, index: int) -> Expr:
+    value = reader.value(node, index)
+    if isinstance(value, Const):
+        return Expr("const", value=_scalar(reader, node, value.value, index), origin=node)
+    if isinstance(value, Sym):
+        return value.expr
+    if isinstance(value, Tensor):
+        return reader.input_expr(value, node)
+    raise UnsupportedOpError(f"{_describe(node)}: input {node.input[index]!r} cannot take part in neuron arithmetic")
+
+
+def _const(e: Expr, value: float) -> bool:
+    return e.op == "const" and e.value == value
+
+
+def _add(a: Expr, b: Expr, node) -> Expr:
+    if a.op == "const" and b.op == "const":
+        return Expr("const", value=a.value + b.value, origin=node)
+    if _const(b, 0.0):
+        return a
+    if _const(a, 0.0):
+        return b
+    if a.op == "const":  # constants second, so H - thr always reads add(H, const)
+        a, b = b, a
+    return Expr("add", (a, b), origin=node)
+
+
+def _neg(a: Expr, node) -> Expr:
+    if a.op == "const":
+        return Expr("const", value=-a.value, origin=node)
+    return Expr("neg", (a,), origin=node)
+
+
+def _mul(a: Expr, b: Expr, node) -> Expr:
+    if a.op == "const" and b.op == "const":
+        return Expr("const", value=a.value * b.value, origin=node)
+    if _const(b, 1.0):
+        return a
+    if _const(a, 1.0):
+        return b
+    return Expr("mul", (a, b), origin=node)
+
+
+def _elementwise(reader: _Reader, node: onnx.NodeProto):
+    op = node.op_type
+    if op in ("Identity", "Expand"):
+        reader.set(node, Sym(_operand(reader, node, 0)))
+        return
+    if op == "Neg":
+        reader.set(node, Sym(_neg(_operand(reader, node, 0), node)))
+        return
+    if op == "Cast":
+        to = _attributes(node).get("to")
+        a = _operand(reader, node, 0)
+        if a.op == "compare" and to == onnx.TensorProto.FLOAT:
+            (potential,) = a.args
+            threshold, or_equal = a.value
+            reader.set(node, Sym(reader.spike(potential, threshold, or_equal, node)))
+        elif a.op != "compare" and to == onnx.TensorProto.FLOAT:
+            reader.set(node, Sym(a))
+        else:
+            raise UnsupportedOpError(f"{_describe(node)}: only a Cast of a comparison to float (a spike) is supported")
+        return
+    a, b = _operand(reader, node, 0), _operand(reader, node, 1)
+    if op == "Add":
+        result = _add(a, b, node)
+    elif op == "Sub":
+        result = _add(a, _neg(b, node), node)
+    elif op == "Mul":
+        result = _mul(a, b, node)
+    elif op == "Div":
+        if b.op != "const" or b.value == 0.0:
+            raise UnsupportedOpError(f"{_describe(node)}: only division by a non-zero constant can be lifted")
+        result = a if b.value == 1.0 else (
+            Expr("const", value=a.value / b.value, origin=node) if a.op == "const" else Expr("div", (a,), b.value, node)
+        )
+    elif op in ("Greater", "GreaterOrEqual", "Less", "LessOrEqual"):
+        if op.startswith("Less"):
+            a, b = b, a
+        or_equal = op.endswith("OrEqual")
+        if b.op != "const":
+            a, b = _add(a, _neg(b, node), node), Expr("const", value=0.0, origin=node)
+        potential, threshold = a, b.value
+        # H - thr > 0 (as every peer writes it) is H > thr: for floats the two never differ
+        if threshold == 0.0 and potential.op == "add" and potential.args[1].op == "const":
+            potential, threshold = potential.args[0], -potential.args[1].value
+        result = Expr("compare", (potential,), (threshold, or_equal), node)
+    else:  # pragma: no cover - the table below only routes the ops above here
+        raise UnsupportedOpError(f"unsupported op: {_describe(node)}")
+    reader.set(node, Sym(result))
+
+
+# ---------------------------------------------------------------------------
+# Layer ops: one reader per op
+# ---------------------------------------------------------------------------
+def _weight_name(reader: _Reader, node: onnx.NodeProto, index: int) -> str:
+    name = node.input[index]
+    if name.endswith(".weight") and name in {t.name for t in reader.graph.initializer}:
+        return name[: -len(".weight")]
+    return _scope(node) or node.name or node.output[0]
+
+
+def _linear_layer(reader: _Reader, node, source: Tensor, weight: np.ndarray, bias, name: str, from_matmul=False):
+    if weight.ndim != 2:
+        raise UnsupportedOpError(f"{_describe(node)}: the weight must be a matrix, got shape {list(weight.shape)}")
+    features = reader.shapes[source.layer]
+    if len(features) != 1 or features[0] != weight.shape[1]:
+        raise UnsupportedOpError(
+            f"{_describe(node)}: a Linear layer of {weight.shape[1]} inputs reads layer "
+            f"{source.layer!r} of per-sample shape {list(features)}"
+        )
+    key = ("Linear", source.layer, weight.tobytes(), None if bias is None else bias.tobytes())
+    spec = reader.layer(key, "Linear", (source.layer,), dict(weight=weight, bias=bias), name, node)
+    spec.from_matmul = spec.from_matmul or from_matmul
+    reader.output(node, spec, source)
+
+
+def _read_gemm(reader: _Reader, node):
+    attrs = _attributes(node)
+    if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+        raise UnsupportedOpError(f"{_describe(node)}: only Gemm with transA=0, alpha=1, beta=1 is a Linear layer")
+    source = reader.tensor(node, 0, ("step", "merged"))
+    weight = reader.constant(node, 1, "weight")
+    weight = weight if attrs.get("transB", 0) else weight.T
+    bias = reader.constant(node, 2, "bias")
+    if bias is not None:
+        bias = np.broadcast_to(bias, (weight.shape[0],)).copy()
+    _linear_layer(reader, node, source, weight, bias, _weight_name(reader, node, 1))
+
+
+def _read_matmul(reader: _Reader, node):
+    source = reader.tensor(node, 0, ("step", "merged", "seq"))
+    weight = reader.constant(node, 1, "weight")
+    if weight.ndim != 2:
+        raise UnsupportedOpError(f"{_describe(node)}: only a product with a constant matrix is a Linear layer")
+    _linear_layer(reader, node, source, np.ascontiguousarray(weight.T), None, _scope(node) or node.output[0], True)
+
+
+def _read_add(reader: _Reader, node):
+    """``MatMul + bias`` completes a Linear; two layer tensors make a residual Add; anything else is neuron arithmetic."""
+    first, second = reader.value(node, 0), reader.value(node, 1)
+    product = node.input[0]
+    if isinstance(first, Const) and isinstance(second, Tensor):
+        first, second, product = second, first, node.input[1]
+    if isinstance(first, Tensor) and isinstance(second, Const):
+        spec = reader.layers.get(first.layer)
+        out = spec.args["weight"].shape[0] if spec is not None and spec.kind == "Linear" else None
+        bias = second.value
+        if (spec is not None and spec.from_matmul and spec.args.get("bias") is None
+                and reader.consumers.get(product, 0) == 1 and bias.ndim >= 1 and bias.size == out):
+            spec.args["bias"] = bias.reshape(out).astype(np.float32)
+            reader.set(node, first)
+            return
+    if isinstance(first, Tensor) and isinstance(second, Tensor) and first.layout == second.layout != "step":
+        spec = reader.layer(("Add", first.layer, second.layer), "Add", (first.layer, second.layer), {},
+                            _scope(node) or node.output[0], node)
+        reader.output(node, spec, first)
+        return
+    _elementwise(reader, node)
+
+
+def _pads(node, attrs) -> tuple[int, int]:
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise UnsupportedOpError(f"{_describe(node)}: auto_pad is not supported")
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or pads[:2] != pads[2:]:
+        raise UnsupportedOpError(f"{_describe(node)}: only symmetric 2-D padding is supported, got pads={pads}")
+    return pads[0], pads[1]
+
+
+def _read_conv(reader: _Reader, node):
+    attrs = _attributes(node)
+    source = reader.tensor(node, 0, ("step", "merged"))
+    weight = reader.constant(node, 1, "weight")
+    if weight.ndim != 4:
+        raise UnsupportedOpError(f"{_describe(node)}: only 2-D convolutions are supported")
+    bias = reader.constant(node, 2, "bias")
+    args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1, 1))), padding=_pads(node, attrs),
+                dilation=tuple(attrs.get("dilations", (1, 1))), groups=attrs.get("group", 1))
+    key = ("Conv2d", source.layer, weight.tobytes(), None if bias is None else bias.tobytes(), str(attrs))
+    spec = reader.layer(key, "Conv2d", (source.layer,), args, _weight_name(reader, node, 1), node)
+    reader.output(node, spec, source)
+
+
+def _read_pool(reader: _Reader, node):
+    attrs = _attributes(node)
+    if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])) or attrs.get("storage_order", 0):
+        raise UnsupportedOpError(f"{_describe(node)}: ceil_mode, dilations and storage_order are not supported")
+    source = reader.tensor(node, 0, ("step", "merged"))
+    kernel = tuple(attrs["kernel_shape"])
+    args = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", kernel)), padding=_pads(node, attrs))
+    if node.op_type == "AveragePool":
+        kind = "AvgPool2d"
+        args["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
+    else:
+        kind = "MaxPool2d"
+    spec = reader.layer((kind, source.layer, str(args)), kind, (source.layer,), args, _scope(node) or "pool", node)
+    reader.output(node, spec, source)
+
+
+def _read_batchnorm(reader: _Reader, node):
+    attrs = _attributes(node)
+    if attrs.get("training_mode", 0):
+        raise UnsupportedOpError(f"{_describe(node)}: training_mode BatchNormalization is not an inference model")
+    source = reader.tensor(node, 0, ("step", "merged"))
+    weight, bias, mean, var = (reader.constant(node, i) for i in range(1, 5))
+    args = dict(weight=weight, bias=bias, running_mean=mean, running_var=var, eps=attrs.get("epsilon", 1e-5),
+                momentum=float(np.float32(1.0 - np.float32(attrs.get("momentum", 0.9)))))
+    key = ("BatchNorm", source.layer, weight.tobytes(), mean.tobytes())
+    spec = reader.layer(key, "BatchNorm", (source.layer,), args, _weight_name(reader, node, 1), node)
+    reader.output(node, spec, source)
+
+
+def _flatten_of(reader: _Reader, node, source: Tensor, layout: str) -> None:
+    """Flatten the per-sample shape of ``source`` (a no-op on vectors), landing in ``layout``."""
+    if len(reader.shapes[source.layer]) > 1:
+        spec = reader.layer(("Flatten", source.layer), "Flatten", (source.layer,), {}, _scope(node) or "flatten", node)
+        reader.output(node, spec, Tensor(source.layer, layout, source.step))
+    else:
+        reader.set(node, Tensor(source.layer, layout, source.step))
+
+
+def _read_flatten(reader: _Reader, node):
+    source = reader.tensor(node, 0, ("step", "merged", "seq"))
+    axis = _attributes(node).get("axis", 1)
+    if axis != (2 if source.layout == "seq" else 1):
+        raise UnsupportedOpError(f"{_describe(node)}: Flatten(axis={axis}) does not keep the time and batch axes")
+    _flatten_of(reader, node, source, source.layout)
+
+
+def _lead_dims(reader: _Reader, layout: str) -> list[int | None]:
+    """Leading (non-feature) dims of a layout; None where the batch size is dynamic."""
+    n, t = reader.batch, reader.time_steps
+    return {"seq": [t, n], "merged": [None if n is None else t * n], "step": [n], "step1": [1, n]}[layout]
+
+
+def _read_reshape(reader: _Reader, node):
+    source = reader.tensor(node, 0)
+    target = [int(d) for d in reader.constant(node, 1, "shape")]
+    allow_zero = _attributes(node).get("allowzero", 0)
+    features = list(reader.shapes[source.layer])
+    timed = ("seq", "merged") if source.layout in ("seq", "merged") else ("step", "step1")
+    current = _lead_dims(reader, source.layout) + features
+    for layout in timed:
+        for flat in (False, True):
+            wanted = _lead_dims(reader, layout) + ([int(np.prod(features))] if flat else features)
+            if len(wanted) != len(target):
+                continue
+            ok = True
+            for i, (dim, want) in enumerate(zip(target, wanted)):
+                if dim == 0 and not allow_zero and i < len(current):
+                    dim = current[i]
+                if dim == -1 or want is None or dim == want:
+                    continue
+                ok = False
+            if ok and target.count(-1) <= 1:
+                if flat:
+                    _flatten_of(reader, node, source, layout)
+                else:
+                    reader.set(node, Tensor(source.layer, layout, source.step))
+                return
+    raise UnsupportedOpError(
+        f"{_describe(node)}: a Reshape of layer {source.layer!r} ({_LAYOUT_TEXT[source.layout]}, per-sample shape "
+        f"{features}) to {target} is neither a change of the time/batch layout nor a flatten"
+    )
+
+
+def _axes(reader: _Reader, node, index: int = 1) -> list[int]:
+    attrs = _attributes(node)
+    axes = attrs.get("axes")
+    if axes is None:
+        axes = reader.constant(node, index, "axes") if index < len(node.input) else None
+    return [] if axes is None else [int(a) for a in np.atleast_1d(axes)]
+
+
+def _read_gather(reader: _Reader, node):
+    source = reader.value(node, 0)
+    if isinstance(source, ShapeOf):
+        raise UnsupportedOpError(f"{_describe(node)}: computing with dynamic shapes is not supported")
+    source = reader.tensor(node, 0, ("seq", "step1"))
+    index = reader.constant(node, 1, "index")
+    if _attributes(node).get("axis", 0) != 0 or np.ndim(index) != 0:
+        raise UnsupportedOpError(f"{_describe(node)}: only Gather of one time step (a scalar index on axis 0) is supported")
+    step = int(index)
+    if source.layout == "step1":
+        if step not in (0, -1):
+            raise UnsupportedOpError(f"{_describe(node)}: index {step} out of range for a single time step")
+        reader.set(node, Tensor(source.layer, "step", source.step))
+        return
+    step = step + reader.time_steps if step < 0 else step
+    if not 0 <= step < reader.time_steps:
+        raise UnsupportedOpError(f"{_describe(node)}: time step {step} out of range (T={reader.time_steps})")
+    reader.set(node, Tensor(source.layer, "step", step))
+
+
+def _read_slice(reader: _Reader, node):
+    source = reader.tensor(node, 0, ("seq", "step1"))
+    starts, ends = (int(v) for v in reader.constant(node, 1).ravel()), (int(v) for v in reader.constant(node, 2).ravel())
+    starts, ends = list(starts), list(ends)
+    axes = [int(a) for a in reader.constant(node, 3).ravel()] if len(node.input) > 3 and node.input[3] else [0]
+    steps = [int(s) for s in reader.constant(node, 4).ravel()] if len(node.input) > 4 and node.input[4] else [1]
+    if axes != [0] or steps != [1] or len(starts) != 1:
+        raise UnsupportedOpError(f"{_describe(node)}: only a Slice of one time step (axis 0) is supported")
+    start = starts[0] + reader.time_steps if starts[0] < 0 else starts[0]
+    if source.layout == "step1":
+        if start != 0:
+            raise UnsupportedOpError(f"{_describe(node)}: slices past a single time step")
+        reader.set(node, source)
+        return
+    if ends[0] != start + 1 or not 0 <= start < reader.time_steps:
+        raise UnsupportedOpError(
+            f"{_describe(node)}: a Slice [{starts[0]}:{ends[0]}] of the time axis must take exactly one step"
+        )
+    reader.set(node, Tensor(source.layer, "step1", start))
+
+
+def _read_squeeze(reader: _Reader, node):
+    source = reader.tensor(node, 0, ("step1",))
+    if _axes(reader, node) not in ([0], []):
+        raise UnsupportedOpError(f"{_describe(node)}: only squeezing the time axis 0 is supported")
+    reader.set(node, Tensor(source.layer, "step", source.step))
+
+
+def _read_unsqueeze(reader: _Reader, node):
+    source = reader.tensor(node, 0, ("step",))
+    if _axes(reader, node) != [0]:
+        raise UnsupportedOpError(f"{_describe(node)}: only unsqueezing a time axis 0 is supported")
+    reader.set(node, Tensor(source.layer, "step1", source.step))
+
+
+def _read_concat(reader: _Reader, node):
+    if _attributes(node).get("axis") != 0:
+        raise UnsupportedOpError(f"{_describe(node)}: only concatenating time steps (axis 0) is supported")
+    parts = [reader.tensor(node, i, ("step1",)) for i in range(len(node.input))]
+    layers = {p.layer for p in parts}
+    if len(layers) != 1 or [p.step for p in parts] != list(range(reader.time_steps)):
+        raise UnsupportedOpError(
+            f"{_describe(node)}: expected the {reader.time_steps} time steps of one layer in order, got "
+            + ", ".join(f"{p.layer}[t={p.step}]" for p in parts)
+        )
+    reader.set(node, Tensor(parts[0].layer, "seq"))
+
+
+def _read_split(reader: _Reader, node):
+    source = reader.tensor(node, 0, ("seq",))
+    if _attributes(node).get("axis", 0) != 0 or len(node.output) != reader.time_steps:
+        raise UnsupportedOpError(f"{_describe(node)}: only splitting the time axis into single steps is supported")
+    for step, name in enumerate(node.output):
+        reader.values[name] = Tensor(source.layer, "step1", step)
+
+
+def _read_shape(reader: _Reader, node):
+    reader.set(node, ShapeOf())
+
+
+def _read_expand(reader: _Reader, node):
+    value, shape = reader.value(node, 0), reader.value(node, 1)
+    if isinstance(value, Const) and isinstance(shape, ShapeOf):
+        reader.set(node, value)  # a constant broadcast to a batch shape: stays a (scalar) constant
+    else:
+        _elementwise(reader, node)
+
+
+def _read_constant_of_shape(reader: _Reader, node):
+    if not isinstance(reader.value(node, 0), ShapeOf):
+        raise UnsupportedOpError(f"{_describe(node)}: unexpected ConstantOfShape input")
+    fill = _attributes(node).get("value")
+    reader.set(node, Const(numpy_helper.to_array(fill) if fill is not None else np.zeros(1, np.float32)))
+
+
+def _read_reduce_mean(reader: _Reader, node):
+    source = reader.tensor(node, 0, ("seq",))
+    if _axes(reader, node) != [0] or _attributes(node).get("keepdims", 1) != 0:
+        raise UnsupportedOpError(f"{_describe(node)}: only a mean over time (axes=[0], keepdims=0) can be a readout")
+    reader.set(node, Rate(source.layer))
+
+
+def _read_dropout(reader: _Reader, node):
+    reader.values[node.output[0]] = reader.value(node, 0)
+
+
+_READERS = {
+    "Gemm": _read_gemm,
+    "MatMul": _read_matmul,
+    "Add": _read_add,
+    "Conv": _read_conv,
+    "AveragePool": _read_pool,
+    "MaxPool": _read_pool,
+    "BatchNormalization": _read_batchnorm,
+    "Flatten": _read_flatten,
+    "Reshape": _read_reshape,
+    "Gather": _read_gather,
+    "Slice": _read_slice,
+    "Squeeze": _read_squeeze,
+    "Unsqueeze": _read_unsqueeze,
+    "Concat": _read_concat,
+    "Split": _read_split,
+    "Shape": _read_shape,
+    "Expand": _read_expand,
+    "ConstantOfShape": _read_constant_of_shape,
+    "ReduceMean": _read_reduce_mean,
+    "Dropout": _read_dropout,
+    "Identity": _elementwise,
+    "Sub": _elementwise,
+    "Mul": _elementwise,
+    "Div": _elementwise,
+    "Neg": _elementwise,
+    "Cast": _elementwise,
+    "Greater": _elementwise,
+    "GreaterOrEqual": _elementwise,
+    "Less": _elementwise,
+    "LessOrEqual": _elementwise,
+}
+
+# Ops folded when all their inputs are constants (the reference evaluator computes them)
+_FOLDABLE = {"Shape", "Identity", "Clip", "Cast", "Add", "Sub", "Mul", "Div", "Neg", "Reshape", "Transpose", "Unsqueeze",
+             "Squeeze", "Concat", "Slice", "Gather", "Expand", "ConstantOfShape", "Sqrt", "Reciprocal"}
+
+
+def _fold(reader: _Reader, node: onnx.NodeProto) -> bool:
+    if node.op_type == "Constant":
+        attrs = _attributes(node)
+        value = attrs["value"] if "value" in attrs else next(iter(attrs.values()))
+        reader.set(node, Const(numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)))
+        return True
+    if node.op_type not in _FOLDABLE or not node.input:
+        return False
+    inputs = [reader.values.get(name) if name else None for name in node.input]
+    if not all(v is None or isinstance(v, Const) for v in inputs) or inputs[0] is None:
+        return False
+    feeds = {name: v.value for name, v in zip(node.input, inputs) if name}
+    try:
+        outputs = ReferenceEvaluator(node).run(None, feeds)
+    except Exception as error:  # the reference evaluator raises many types
+        raise ModelError(f"{_describe(node)}: cannot evaluate its constant inputs ({type(error).__name__})") from None
+    for name, out in zip(node.output, outputs):
+        reader.values[name] = Const(np.asarray(out))
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Identifying a neuron layer from its spikes
+# ---------------------------------------------------------------------------
+class _Polynomial:
+    """Expands an expression into ``{monomial: coefficient}`` over stop atoms (float64 coefficients)."""
+
+    def __init__(self, stops: set[int]):
+        self.stops = stops
+        self.spike_atoms: set[int] = set()
+        self.atoms: dict[int, Expr] = {}
+        self.memo: dict[int, dict] = {}
+
+    def atom(self, e: Expr) -> dict:
+        self.atoms[id(e)] = e
+        if e.op == "spike":
+            self.spike_atoms.add(id(e))
+        return {(id(e),): 1.0}
+
+    def product(self, p: dict, q: dict) -> dict:
+        out: dict = {}
+        for m1, c1 in p.items():
+            for m2, c2 in q.items():
+                ids = list(m1)
+                for atom in m2:
+                    if not (atom in self.spike_atoms and atom in ids):  # a spike is 0 or 1: S*S = S
+                        ids.append(atom)
+                key = tuple(sorted(ids))
+                out[key] = out.get(key, 0.0) + c1 * c2
+        return out
+
+    def expand(self, e: Expr, depth: int = 0) -> dict:
+        key = id(e)
+        if key in self.memo:
+            return self.memo[key]
+        if depth > _MAX_DEPTH:
+            raise _ReachesBack()
+        if key in self.stops or e.op in ("input", "spike"):
+            result = self.atom(e)
+        elif e.op == "const":
+            result = {(): float(e.value)}
+        elif e.op == "add":
+            result = dict(self.expand(e.args[0], depth + 1))
+            for m, c in self.expand(e.args[1], depth + 1).items():
+                result[m] = result.get(m, 0.0) + c
+        elif e.op == "neg":
+            result = {m: -c for m, c in self.expand(e.args[0], depth + 1).items()}
+        elif e.op == "div":
+            result = {m: c / e.value for m, c in self.expand(e.args[0], depth + 1).items()}
+        elif e.op == "mul":
+            result = self.product(self.expand(e.args[0], depth + 1), self.expand(e.args[1], depth + 1))
+        else:
+            raise UnsupportedOpError(f"{_origin(e)}: a comparison used as a number (expected a Cast to float)")
+        result = {m: c for m, c in result.items() if c != 0.0}
+        if len(result) > _MAX_TERMS:
+            raise _ReachesBack()
+        self.memo[key] = result
+        return result
+
+
+class _ReachesBack(Exception):
+    """The expansion did not stop at the previous step's potential and spike."""
+
+
+@dataclass
+class _Recursion:
+    """``H[t] = c0 + a*H[t-1] + b*S[t-1] + d*H[t-1]*S[t-1] + g*X[t]`` for t >= 1."""
+
+    c0: float = 0.0
+    a: float = 0.0
+    b: float = 0.0
+    d: float = 0.0
+    g: float = 0.0
+
+    def same_as(self, other: "_Recursion") -> bool:
+        return all(_close(getattr(self, k), getattr(other, k)) for k in ("c0", "a", "b", "d", "g"))
+
+
+def _subtract_foreign_spikes(terms: dict, poly: "_Polynomial", spec: "NeuronSpec", where: str, notes: list) -> dict:
+    """snnTorch ``Leaky(reset_delay=False)`` tests ``V[k-1] > thr`` on the already reset potential.
+
+    That extra spike is 0 unless a reset potential stays above threshold; the IR's
+    subtract reset without delay is exact under that condition. Drop such spikes
+    (with a note) if each one's argument is ``H[j] - thr * S[j]`` of this layer.
+    """
+    layer_spikes = {id(s) for s in spec.spikes.values()}
+
+    def foreign(monomial) -> bool:
+        return any(atom in poly.spike_atoms and atom not in layer_spikes for atom in monomial)
+
+    spikes = {atom for m in terms if foreign(m) for atom in m if atom in poly.spike_atoms and atom not in layer_spikes}
+    if not spikes:
+        return terms
+    reset_potentials = [
+        {(id(s.args[0]),): 1.0, (id(s),): -s.value[0]} for s in spec.spikes.values()
+    ]
+    for atom in spikes:
+        spike = poly.atoms[atom]
+        argument = {m: c for m, c in poly.expand(spike.args[0]).items() if not foreign(m)}
+        if not any(
+            spike.value == next(iter(spec.spikes.values())).value and set(argument) == set(expected)
+            and all(_close(argument[m], expected[m]) for m in expected)
+            for expected in reset_potentials
+        ):
+            raise UnsupportedOpError(
+                f"{_origin(spike)}: the membrane update of {where} reads a spike of some other potential; "
+                f"expected only the previous step's potential and spike"
+            )
+    note = (f"{where.split(' at step')[0]}: the reset signal is recomputed from the already reset potential "
+            f"(snnTorch Leaky(reset_delay=False)); read as a subtract reset without delay, which is exact "
+            f"while no reset potential stays above threshold")
+    if note not in notes:
+        notes.append(note)
+    return {m: c for m, c in terms.items() if not foreign(m)}
+
+
+def _recursion(reader: _Reader, spec: NeuronSpec, step: int, notes: list) -> _Recursion:
+    potential = spec.spikes[step].args[0]
+    previous = spec.spikes[step - 1]
+    potential_prev = previous.args[0]
+    stops = {id(s.args[0]) for t, s in spec.spikes.items() if t != step}
+    poly = _Polynomial(stops)
+    poly.spike_atoms.update(id(s) for s in spec.spikes.values())
+    where = f"neuron layer {spec.name!r} at step {step}"
+    try:
+        terms = poly.expand(potential)
+    except (_ReachesBack, RecursionError):
+        raise UnsupportedOpError(
+            f"{_origin(potential)}: the membrane update of {where} reaches further back than the previous "
+            f"step's potential and spike (an extra state such as a synaptic current, e.g. Norse LIFCell, "
+            f"which the IR's neurons do not have)"
+        ) from None
+    terms = _subtract_foreign_spikes(terms, poly, spec, where, notes)
+    names = {(): "c0", (id(potential_prev),): "a", (id(previous),): "b",
+             tuple(sorted((id(potential_prev), id(previous)))): "d"}
+    current_input = reader.inputs.get((spec.inputs[0], step))
+    if current_input is not None:
+        names[(id(current_input),)] = "g"
+    recursion = _Recursion()
+    for monomial, coefficient in terms.items():
+        if monomial not in names:
+            raise UnsupportedOpError(
+                f"{_origin(potential)}: the membrane update of {where} depends on "
+                f"{' * '.join(_atom_text(poly.atoms[a], spec, step) for a in monomial)}; an IR neuron's update "
+                f"reads only its previous potential and spike and the current input "
+                f"(a synaptic current or a recurrent connection cannot be lifted)"
+            )
+        setattr(recursion, names[monomial], coefficient)
+    return recursion
+
+
+def _atom_text(e: Expr, spec: NeuronSpec, step: int) -> str:
+    if e.op == "input":
+        layer, t = e.value
+        return f"the input {layer!r} of step {t}" if layer == spec.inputs[0] else f"the output of layer {layer!r} at step {t}"
+    for t, spike in spec.spikes.items():
+        if e is spike:
+            return f"the spike of step {t}"
+        if e is spike.args[0]:
+            return f"the potential of step {t}"
+    return _origin(e)
+
+
+def _first_step(reader: _Reader, spec: NeuronSpec) -> tuple[float, float]:
+    """``H[0] = k0 + g0 * X[0]``: the initial state folded into a constant."""
+    poly = _Polynomial(set())
+    potential = spec.spikes[0].args[0]
+    try:
+        terms = poly.expand(potential)
+    except (_ReachesBack, RecursionError):
+        terms = {("?",): 1.0}
+    current_input = reader.inputs.get((spec.inputs[0], 0))
+    k0 = terms.pop((), 0.0)
+    g0 = terms.pop((id(current_input),), 0.0) if current_input is not None else 0.0
+    if terms:
+        raise UnsupportedOpError(
+            f"{_origin(potential)}: step 0 of neuron layer {spec.name!r} is not a constant initial state plus the input"
+        )
+    return k0, g0
+
+
+@dataclass(frozen=True)
+class ResetForm:
+    """One shape of the membrane recursion and the IR reset it means (``b`` and ``d`` given ``a`` and thr)."""
+
+    name: str
+    reset: str
+    reset_delay: bool
+    matches: object  # (recursion, threshold) -> bool
+    v_reset: object  # recursion -> float
+
+
+# The IR neuron's recursions H[t] = f(H[t-1], S[t-1], X[t]) (see ir.Neuron), with
+# c = (1 - beta) * v_leak: in every form a = beta, g = gain, c0 = c.
+RESET_FORMS = (
+    # reset "none": H = beta*H' + c + g*X
+    ResetForm("none", "none", False, lambda r, thr: _close(r.d, 0.0) and _close(r.b, 0.0), lambda r: 0.0),
+    # subtract: H = beta*(H' - thr*S') + c + g*X (SpikingJelly soft reset)
+    ResetForm("subtract", "subtract", False, lambda r, thr: _close(r.d, 0.0) and _close(r.b, -r.a * thr), lambda r: 0.0),
+    # subtract, delayed: H = beta*H' - thr*S' + c + g*X (snnTorch Leaky, reset_delay=True)
+    ResetForm("subtract-delayed", "subtract", True, lambda r, thr: _close(r.d, 0.0) and _close(r.b, -thr), lambda r: 0.0),
+    # hard: H = beta*(S'*v_reset + (1-S')*H') + c + g*X (SpikingJelly, Norse)
+    ResetForm("hard", "hard", False, lambda r, thr: r.a != 0.0 and _close(r.d, -r.a), lambda r: r.b / r.a),
+    # hard, delayed: H = S'*v_reset + (1-S')*(beta*H' + c) + g*X (snnTorch zero reset);
+    # the same function as "hard" with another v_reset, so only chosen for snnTorch
+    ResetForm("hard-delayed", "hard", True, lambda r, thr: r.a != 0.0 and _close(r.d, -r.a), lambda r: r.b + r.c0),
+)
+
+
+def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) -> dict:
+    steps = sorted(spec.spikes)
+    thresholds = {s.value for s in spec.spikes.values()}
+    if len(thresholds) != 1:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r} fires on different thresholds at different steps")
+    ((threshold, or_equal),) = thresholds
+    if reader.time_steps < 2:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a model exported with one time step shows no "
+                                 f"membrane dynamics; export it with T >= 2")
+    recursions = [_recursion(reader, spec, t, notes) for t in steps[1:]]
+    recursion = recursions[0]
+    for t, other in zip(steps[2:], recursions[1:]):
+        if not other.same_as(recursion):
+            raise UnsupportedOpError(f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} computes step {t} "
+                                     f"differently from step 1 ({other} vs {recursion})")
+    candidates = [f for f in RESET_FORMS if f.matches(recursion, threshold)]
+    if framework in PREFERS_RESET_DELAY:
+        candidates.sort(key=lambda f: not f.reset_delay)
+    if not candidates:
+        raise UnsupportedOpError(
+            f"{_origin(spec.spikes[1])}: the membrane update of neuron layer {spec.name!r} "
+            f"(H[t] = {recursion.c0:.6g} + {recursion.a:.6g}*H[t-1] + {recursion.b:.6g}*S[t-1] + "
+            f"{recursion.d:.6g}*H[t-1]*S[t-1] + {recursion.g:.6g}*X[t]) is none of the IR's resets "
+            f"({', '.join(f.name for f in RESET_FORMS)})"
+        )
+    form = candidates[0]
+    beta = recursion.a
+    if not 0.0 <= beta <= 1.0 + 1e-7:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: decay factor {beta:.6g} outside [0, 1]")
+    beta = min(beta, 1.0)
+    if _close(beta, 1.0):
+        beta = 1.0
+        if not _close(recursion.c0, 0.0):
+            raise UnsupportedOpError(f"neuron layer {spec.name!r}: a constant drive {recursion.c0:.6g} without leak "
+                                     f"(beta = 1) is not an IR neuron")
+        v_leak = 0.0
+    else:
+        v_leak = recursion.c0 / (1.0 - beta)
+    k0, g0 = _first_step(reader, spec)
+    if not _close(g0, recursion.g):
+        raise UnsupportedOpError(f"{_origin(spec.spikes[0])}: neuron layer {spec.name!r} scales its input by "
+                                 f"{g0:.6g} at step 0 but by {recursion.g:.6g} later")
+    if beta != 0.0:
+        v_init = (k0 - recursion.c0) / beta
+    elif _close(k0, recursion.c0):
+        v_init = 0.0
+    else:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: step 0 starts from an inconsistent state")
+    fields = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
+                  v_init=v_init, gain=recursion.g, reset=form.reset, reset_delay=form.reset_delay,
+                  fire_on_equal=or_equal)
+    fields.update(FRAMEWORK_DEFAULTS.get(framework, {}))
+    return fields
+
+
+# ---------------------------------------------------------------------------
+# The whole model
+# ---------------------------------------------------------------------------
+def detect_framework(model: onnx.ModelProto) -> str:
+    """snntorch, spikingjelly, norse or unknown: from the dynamo exporter's class names or snnTorch's parameter names."""
+    for node in model.graph.node:
+        for prop in node.metadata_props:
+            if prop.key in ("pkg.torch.onnx.class_hierarchy", "namespace"):
+                for framework in ("snntorch", "spikingjelly", "norse"):
+                    if framework in prop.value:
+                        return framework
+    names = {t.name for t in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
+    if any(n.endswith(".graded_spikes_factor") for n in names):
+        return "snntorch"
+    return "unknown"
+
+
+def _graph_input(reader: _Reader) -> ir.Input:
+    graph = reader.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ModelError(f"the model must have exactly one input x [T, N, ...], this one has {len(inputs)}")
+    dims = inputs[0].type.tensor_type.shape.dim
+    sizes = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    if len(sizes) < 3 or sizes[0] is None or any(s is None or s <= 0 for s in sizes[2:]):
+        raise ModelError(
+            f"input {inputs[0].name!r} must be time-major [T, N, ...] with a fixed number of time steps T "
+            f"(the exporter unrolls the time loop) and fixed feature sizes; got {sizes}"
+        )
+    reader.time_steps = int(sizes[0])
+    reader.batch = sizes[1]
+    return ir.Input(inputs[0].name, shape=tuple(sizes[2:]))
+
+
+def _used_layers(reader: _Reader, last: str) -> set[str]:
+    used, stack = set(), [last]
+    while stack:
+        name = stack.pop()
+        if name in used or name not in reader.layers:
+            continue
+        used.add(name)
+        stack.extend(reader.layers[name].inputs)
+    return used
+
+
+def from_model(model: onnx.ModelProto) -> ir.Graph:
+    """The IR of a ``torch.onnx.export`` of an unrolled SNN; one-line errors name what could not be lifted."""
+    reader = _Reader(model)
+    graph_input = _graph_input(reader)
+    reader.names.add(graph_input.name)
+    reader.shapes[graph_input.name] = graph_input.shape
+    reader.values[graph_input.name] = Tensor(graph_input.name, "seq")
+    framework = detect_framework(model)
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedOpError(f"unsupported op: {_describe(node)} in domain {node.domain!r}")
+        if _fold(reader, node):
+            continue
+        handler = _READERS.get(node.op_type)
+        if handler is None:
+            raise UnsupportedOpError(f"unsupported op: {_describe(node)} cannot be lifted from a torch.onnx export")
+        handler(reader, node)
+    if len(model.graph.output) != 1:
+        raise ModelError(f"the model must have one output (the output spikes), this one has {len(model.graph.output)}")
+    output_name = model.graph.output[0].name
+    output = reader.values.get(output_name)
+    if isinstance(output, Sym):
+        raise UnsupportedOpError(f"graph output {output_name!r} is a single step, not a spike train over time")
+    if isinstance(output, Rate):
+        last, mode = output.layer, "rate"
+    elif isinstance(output, Tensor) and output.layout == "seq":
+        last, mode = output.layer, "spikes"
+    else:
+        raise ModelError(
+            f"graph output {output_name!r} must be the output spike train [T, N, C] (or its mean over time)"
+        )
+    notes: list[str] = []
+    used = _used_layers(reader, last)
+    nodes: list[ir.Node] = [graph_input]
+    for spec in reader.order:
+        if spec.name not in used:
+            continue
+        if not spec.whole and spec.steps != set(range(reader.time_steps)):
+            missing = sorted(set(range(reader.time_steps)) - spec.steps)
+            raise UnsupportedOpError(
+                f"{_describe(spec.origin)}: layer {spec.name!r} is missing at time step(s) {missing}; "
+                f"every layer must run at each of the T={reader.time_steps} steps"
+            )
+        fields = _identify(reader, spec, framework, notes) if isinstance(spec, NeuronSpec) else {}
+        nodes.append(_build(spec, fields))
+    if not any(isinstance(n, ir.Neuron) for n in nodes):
+        raise ModelError("no spiking neuron found: no Cast(Greater(H - v_threshold, 0)) feeds a layer or the output")
+    readout = output_name if output_name not in reader.names else f"{output_name}.readout"
+    nodes.append(ir.Readout(readout, (last,), mode=mode))
+    metadata = {"source_format": "torch-onnx", "source_framework": framework}
+    if notes:
+        metadata["import_notes"] = " | ".join(notes)
+    return ir.Graph(nodes, metadata)
