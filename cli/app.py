@@ -19,10 +19,11 @@ ModelArg = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 
 
-def model_path(model: Optional[Path]) -> Path:
+def model_path(model: Optional[Path], sample: str = "digits_mlp") -> Path:
+    """The user's model, or the embedded sample ``sample`` when none is given."""
     from ..samples import sample_model_path
 
-    return model if model is not None else sample_model_path("digits_mlp")
+    return model if model is not None else sample_model_path(sample)
 
 
 def print_json(value) -> None:

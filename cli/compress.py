@@ -9,12 +9,12 @@ from typing import List, Optional
 import typer
 
 from ..errors import SNNError
-from .app import JsonOpt, ModelArg, app, model_path, print_json
+from .app import JsonOpt, app, model_path, print_json
 
 
 @app.command()
 def compress(
-    model: Optional[Path] = ModelArg,
+    model: Optional[Path] = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits conv sample."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data .npz (x, y, x_val, y_val, x_test, y_test). Default: the embedded digits."),
     budget: Optional[List[float]] = typer.Option(None, "--budget", help="Fraction of the input model's resource to keep, in (0, 1]; repeat for a schedule. Default: 0.2 0.1 0.05 0.02 0.01."),
     resource: str = typer.Option("params", "--resource", help="params, macs, synops or energy."),
@@ -46,7 +46,7 @@ def compress(
     from ..samples import digits_path
     from ..train import TrainConfig
 
-    source = model_path(model)
+    source = model_path(model, sample="digits_conv")  # its first layer is small, so the default schedule is reachable
     graph = load_model(source)
     data = data if data is not None else digits_path()
 

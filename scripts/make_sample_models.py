@@ -13,8 +13,10 @@ digits_mlp   input (64,)  [data (1, 8, 8) is flattened by onnx_snn_compress.data
              Linear 64->128 -> LIF -> Linear 128->10 -> LIF -> rate readout
 digits_conv  input (1, 8, 8)
              Conv2d 1->8 3x3 pad 1 -> BatchNorm -> LIF -> MaxPool2d 2
-             -> Conv2d 8->16 3x3 pad 1 -> LIF -> MaxPool2d 2
-             -> Flatten (64) -> Linear 64->10 -> LIF -> rate readout
+             -> Conv2d 8->32 3x3 pad 1 -> LIF -> MaxPool2d 2
+             -> Flatten (128) -> Linear 128->64 -> LIF -> Linear 64->10 -> LIF -> rate readout
+             (the first layer holds 0.6 % of the synapses, so the paper's default of
+             keeping it dense still reaches a 1 % budget)
 
 LIF everywhere: beta = 0.9, gain = 1, v_threshold = 1, fire on >=, subtract
 reset, atan surrogate (alpha 2).
@@ -113,13 +115,15 @@ def build_digits_conv(seed: int = SEEDS["digits_conv"]) -> ir.Graph:
             ),
             lif("lif1", "bn1"),
             ir.MaxPool2d("pool1", ("lif1",), kernel_size=2),  # (8, 4, 4)
-            conv(rng, "conv2", "pool1", 8, 16, bias=True),
+            conv(rng, "conv2", "pool1", 8, 32, bias=True),
             lif("lif2", "conv2"),
-            ir.MaxPool2d("pool2", ("lif2",), kernel_size=2),  # (16, 2, 2)
-            ir.Flatten("flatten", ("pool2",)),  # (64,)
-            linear(rng, "fc", "flatten", 64, 10),
-            lif("lif3", "fc"),
-            ir.Readout("output", ("lif3",), mode="rate"),
+            ir.MaxPool2d("pool2", ("lif2",), kernel_size=2),  # (32, 2, 2)
+            ir.Flatten("flatten", ("pool2",)),  # (128,)
+            linear(rng, "fc1", "flatten", 128, 64),
+            lif("lif3", "fc1"),
+            linear(rng, "fc2", "lif3", 64, 10),
+            lif("lif4", "fc2"),
+            ir.Readout("output", ("lif4",), mode="rate"),
         ],
         metadata=provenance("digits_conv", seed),
     )
