@@ -1,4 +1,14 @@
-"""Readers that turn model files into the SNN IR; :func:`load_model` picks one by format."""
+"""Readers that turn model files into the SNN IR; :func:`load_model` picks one by format.
+
+Formats (``fmt``):
+
+- ``profile``: an ONNX model in the SNN-ONNX profile (neurons are ``snn::LIF`` / ``snn::IF`` nodes);
+- ``torch-onnx``: a plain ``torch.onnx.export`` of an snnTorch / SpikingJelly / Norse model,
+  whose unrolled neuron arithmetic is lifted back into neurons (frontends/torch_onnx.py);
+- ``nir``: a NIR graph (HDF5), read with the optional ``nir`` extra (frontends/nir.py);
+- ``auto``: HDF5 files (by signature or a ``.nir`` suffix) are NIR; ONNX files with a node in
+  the ``snn`` domain are the profile, other ONNX files torch-onnx exports.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +22,44 @@ from ..errors import ModelError
 from .onnx_file import read_onnx
 from .onnx_profile import from_model
 
-FORMATS = ("auto", "profile", "nir")
+FORMATS = ("auto", "profile", "nir", "torch-onnx")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def detect_format(path: Path) -> str:
-    return "nir" if path.suffix.lower() == ".nir" else "profile"
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
 
 
-def load_model(path: str | os.PathLike, fmt: str = "auto") -> ir.Graph:
-    """Read a model file as an IR graph; every problem is a one-line ModelError."""
-    return load_with_proto(path, fmt)[0]
+def detect_format(path: Path, model: onnx.ModelProto | None = None) -> str:
+    """``nir``, ``profile`` or ``torch-onnx`` for an existing file (the ONNX ones by their nodes, when given)."""
+    if path.suffix.lower() == ".nir" or _is_hdf5(path):
+        return "nir"
+    if model is not None and not _is_profile(model):
+        return "torch-onnx"
+    return "profile"
 
 
-def load_with_proto(path: str | os.PathLike, fmt: str = "auto") -> tuple[ir.Graph, onnx.ModelProto | None]:
+def _is_profile(model: onnx.ModelProto) -> bool:
+    return any(node.domain == profile.DOMAIN for node in model.graph.node) or any(
+        p.key == profile.KEY_PROFILE for p in model.metadata_props
+    )
+
+
+def load_model(path: str | os.PathLike, fmt: str = "auto", *, dt: float | None = None,
+               nir_reset: str | None = None) -> ir.Graph:
+    """Read a model file as an IR graph; every problem is a one-line ModelError.
+
+    ``dt`` and ``nir_reset`` apply to NIR files only (see :func:`frontends.nir.read_nir`).
+    """
+    return load_with_proto(path, fmt, dt=dt, nir_reset=nir_reset)[0]
+
+
+def load_with_proto(path: str | os.PathLike, fmt: str = "auto", *, dt: float | None = None,
+                    nir_reset: str | None = None) -> tuple[ir.Graph, onnx.ModelProto | None]:
     """The IR graph, and the file's own ONNX model when it is already in the profile
     (so onnxruntime can run exactly what the user has); ``None`` for other formats."""
     path = Path(path)
@@ -34,12 +69,27 @@ def load_with_proto(path: str | os.PathLike, fmt: str = "auto") -> tuple[ir.Grap
         raise ModelError(f"{path}: not a file")
     if fmt not in FORMATS:
         raise ModelError(f"unknown model format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "auto" and detect_format(path) == "nir":
+        fmt = "nir"
     if fmt == "nir":
-        raise ModelError(f"{path}: reading NIR files is not supported yet")
+        from .nir import read_nir
+
+        return read_nir(path, dt=dt, reset=nir_reset), None
+    if dt is not None or nir_reset is not None:
+        raise ModelError(f"{path}: --dt and --nir-reset apply to NIR files only (this is an ONNX model)")
     model = read_onnx(path)
+    if fmt == "auto":
+        fmt = detect_format(path, model)
+    if fmt == "torch-onnx":
+        from .torch_onnx import from_model as lift
+
+        try:
+            return lift(model), None
+        except ModelError as error:
+            raise type(error)(f"{path}: {error}") from None
     if not any(node.domain == profile.DOMAIN for node in model.graph.node):
         raise ModelError(
-            f"{path}: no spiking neuron found (the SNN-ONNX profile writes neurons as snn::LIF / snn::IF nodes)"
+            f"{path}: no spiking neuron found (the SNN-ONNX profile writes neurons as snn::LIF / snn::IF nodes); "
+            f"for a plain torch.onnx export use --from torch-onnx"
         )
     return from_model(model), model

@@ -1,0 +1,194 @@
+"""Write an IR graph as a NIR graph (neuromorphs/NIR, HDF5) for neuromorphic toolchains.
+
+The inverse of frontends/nir.py's forward-Euler reading over a time step ``dt``::
+
+    Neuron (beta < 1)  ->  LIF  tau = dt/(1 - beta), r = gain/(1 - beta), v_leak, v_threshold, v_reset
+    Neuron (beta = 1)  ->  IF   r = gain/dt, v_threshold, v_reset
+    Readout leaky      ->  LI   tau = dt/(1 - beta), r = 1/(1 - beta), v_leak = 0   (I with r = 1/dt for beta = 1)
+
+Neuron parameters are written per neuron (arrays of the layer's shape holding one
+value, as the peers do) in float64. What NIR cannot say (a subtract reset, its
+delay, firing on ``>=``, ``v_init``, the surrogate) goes into each node's
+metadata (``snn.*``) and makes our own reader exact; other tools see NIR's
+reset to ``v_reset`` (:func:`to_nir` returns notes saying so). The graph's
+metadata records ``snn.dt``, the readout and the provenance.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+
+from .. import ir
+from ..errors import UnsupportedOpError
+from ..files import atomic_write_bytes
+from ..frontends.nir import PRODUCER, import_nir
+
+DEFAULT_DT = 1e-3  # 1 ms: the time step a written file declares unless told otherwise
+
+
+def _full(shape, value) -> np.ndarray:
+    return np.full(shape, value, dtype=np.float64)
+
+
+class _Writer:
+    def __init__(self, graph: ir.Graph, dt: float, nir):
+        self.graph, self.dt, self.nir = graph, dt, nir
+        self.nodes: dict = {}
+        self.edges: list[tuple[str, str]] = []
+        self.sources: dict[str, list[str]] = {}  # IR node -> NIR nodes whose outputs sum to it
+        self.notes: list[str] = []
+
+    def add(self, node: ir.Node, nir_node, inputs: tuple[str, ...] | None = None) -> None:
+        self.nodes[node.name] = nir_node
+        for source in node.inputs if inputs is None else inputs:
+            for nir_source in self.sources[source]:
+                self.edges.append((nir_source, node.name))
+        self.sources[node.name] = [node.name]
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+def _write_input(w: _Writer, node: ir.Input):
+    w.add(node, w.nir.Input(input_type={"input": np.array(node.shape)}))
+
+
+def _write_linear(w: _Writer, node: ir.Linear):
+    weight = node.weight.astype(np.float32)
+    nir_node = w.nir.Linear(weight=weight) if node.bias is None else w.nir.Affine(weight=weight, bias=node.bias.astype(np.float32))
+    w.add(node, nir_node)
+
+
+def _write_conv(w: _Writer, node: ir.Conv2d):
+    height, width = w.graph.shapes[node.inputs[0]][1:]
+    bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
+    w.add(node, w.nir.Conv2d(
+        input_shape=(height, width), weight=node.weight.astype(np.float32), stride=node.stride,
+        padding=node.padding, dilation=node.dilation, groups=node.groups, bias=bias.astype(np.float32),
+    ))
+
+
+def _write_avgpool(w: _Writer, node: ir.AvgPool2d):
+    if any(node.padding) and not node.count_include_pad:
+        raise UnsupportedOpError(f"AvgPool2d {node.name!r}: NIR's AvgPool2d has no count_include_pad=False with padding")
+    w.add(node, w.nir.AvgPool2d(kernel_size=np.array(node.kernel_size), stride=np.array(node.stride),
+                                padding=np.array(node.padding)))
+
+
+def _write_flatten(w: _Writer, node: ir.Flatten):
+    shape = np.array(w.graph.shapes[node.inputs[0]])
+    w.add(node, w.nir.Flatten(input_type={"input": shape}, start_dim=0, end_dim=-1))
+
+
+def _write_add(w: _Writer, node: ir.Add):
+    # NIR sums every edge into a node: the Add is its inputs' edges to the Add's consumers
+    w.sources[node.name] = [s for source in node.inputs for s in w.sources[source]]
+
+
+def _write_dropout(w: _Writer, node: ir.Dropout):
+    w.sources[node.name] = w.sources[node.inputs[0]]
+
+
+def _write_neuron(w: _Writer, node: ir.Neuron):
+    shape = w.graph.shapes[node.name]
+    metadata = {
+        "snn.reset": node.reset, "snn.reset_delay": str(int(node.reset_delay)),
+        "snn.fire_on_equal": str(int(node.fire_on_equal)), "snn.v_init": repr(node.v_init),
+        "snn.surrogate": node.surrogate, "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
+    }
+    if node.is_if:
+        nir_node = w.nir.IF(r=_full(shape, node.gain / w.dt), v_threshold=_full(shape, node.v_threshold),
+                            v_reset=_full(shape, node.v_reset), metadata=metadata)
+        natural_init = node.v_reset
+    else:
+        leak = 1.0 - node.beta
+        nir_node = w.nir.LIF(tau=_full(shape, w.dt / leak), r=_full(shape, node.gain / leak),
+                             v_leak=_full(shape, node.v_leak), v_threshold=_full(shape, node.v_threshold),
+                             v_reset=_full(shape, node.v_reset), metadata=metadata)
+        natural_init = node.v_leak
+    if node.reset != "hard":
+        w.note(f"neuron {node.name!r}: NIR has no {node.reset} reset; written as NIR's reset to v_reset with "
+               f"snn.reset={node.reset} in the node's metadata (only this tool reads it)")
+    elif node.reset_delay:
+        w.note(f"neuron {node.name!r}: NIR has no delayed reset; recorded in the node's metadata only")
+    if node.fire_on_equal:
+        w.note(f"neuron {node.name!r} fires on H >= v_threshold; NIR defines H > v_threshold "
+               f"(recorded in the node's metadata)")
+    if node.v_init != natural_init:
+        w.note(f"neuron {node.name!r} starts at v_init = {node.v_init:g}, which NIR cannot say "
+               f"(recorded in the node's metadata)")
+    w.add(node, nir_node)
+
+
+def _write_readout(w: _Writer, node: ir.Readout):
+    source = node.inputs[0]
+    if node.mode == "leaky":
+        shape = w.graph.shapes[source]
+        name = f"{node.name}.integrator"
+        if node.beta == 1.0:
+            integrator = w.nir.I(r=_full(shape, 1.0 / w.dt))
+        else:
+            leak = 1.0 - node.beta
+            integrator = w.nir.LI(tau=_full(shape, w.dt / leak), r=_full(shape, 1.0 / leak), v_leak=_full(shape, 0.0))
+        w.nodes[name] = integrator
+        w.edges.extend((s, name) for s in w.sources[source])
+        w.sources[name] = [name]
+        source = name
+        w.note(f"readout {node.name!r}: NIR's LI outputs the membrane trace; this tool's reader takes its mean over time")
+    elif node.mode == "rate":
+        w.note(f"readout {node.name!r}: NIR's Output carries the spike train; the mean over time (rate) is "
+               f"recorded as snn.readout in the graph's metadata")
+    w.nodes[node.name] = w.nir.Output(output_type={"output": np.array(w.graph.shapes[node.inputs[0]])})
+    w.edges.extend((s, node.name) for s in w.sources[source])
+
+
+def _unsupported(w: _Writer, node: ir.Node):
+    raise UnsupportedOpError(f"{node.kind} {node.name!r} has no NIR equivalent; NIR files cannot hold it")
+
+
+_WRITERS = {
+    ir.Input: _write_input,
+    ir.Linear: _write_linear,
+    ir.Conv2d: _write_conv,
+    ir.AvgPool2d: _write_avgpool,
+    ir.MaxPool2d: _unsupported,
+    ir.BatchNorm: _unsupported,
+    ir.Flatten: _write_flatten,
+    ir.Add: _write_add,
+    ir.Dropout: _write_dropout,
+    ir.Neuron: _write_neuron,
+    ir.Readout: _write_readout,
+}
+
+
+def to_nir(graph: ir.Graph, dt: float = DEFAULT_DT):
+    """``(nir.NIRGraph, notes)``: the graph with neurons as continuous-time ODEs over time step ``dt``."""
+    nir = import_nir()
+    if not (np.isfinite(dt) and dt > 0):
+        raise UnsupportedOpError(f"the NIR time step must be positive, got {dt}")
+    writer = _Writer(graph, float(dt), nir)
+    for node in graph:
+        _WRITERS[type(node)](writer, node)
+    metadata = {"snn.producer": PRODUCER, "snn.dt": repr(float(dt)), "snn.readout": graph.readout.mode,
+                "snn.source_framework": graph.metadata.get("source_framework", "unknown")}
+    metadata.update({f"snn.meta.{k}": v for k, v in graph.metadata.items()})
+    return nir.NIRGraph(nodes=writer.nodes, edges=writer.edges, metadata=metadata, type_check=False), writer.notes
+
+
+def to_bytes(graph: ir.Graph, dt: float = DEFAULT_DT) -> tuple[bytes, list[str]]:
+    nir = import_nir()
+    nir_graph, notes = to_nir(graph, dt)
+    buffer = io.BytesIO()
+    nir.write(buffer, nir_graph)
+    return buffer.getvalue(), notes
+
+
+def save(graph: ir.Graph, path: str | os.PathLike, dt: float = DEFAULT_DT) -> list[str]:
+    """Write the graph to ``path`` as NIR atomically; returns notes on what NIR readers will not see."""
+    data, notes = to_bytes(graph, dt)
+    atomic_write_bytes(path, data)
+    return notes

@@ -1,0 +1,492 @@
+"""Read a NIR graph (neuromorphs/NIR, HDF5) into the IR.
+
+NIR stores continuous-time ODEs; the IR is discrete. Every neuron is discretised
+with forward Euler over a time step ``dt`` (docs/interop.md)::
+
+    LIF      tau dv/dt = (v_leak - v) + r*I   ->  beta = 1 - dt/tau, gain = r*dt/tau, v_leak
+    IF       dv/dt = r*I                       ->  beta = 1,          gain = r*dt
+    CubaLIF  only with dt/tau_syn = 1 (no synaptic memory): as LIF with gain = w_in*r*dt/tau_mem
+    LI / I   (last layer only) the IR's leaky readout, beta = 1 - dt/tau (1 for I)
+
+then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). The
+file does not record ``dt`` (nor reset details that NIR cannot express), so the
+exporter is recognised by its fingerprints (:data:`EXPORTERS`) and its
+conventions applied; ``dt`` and the reset can be forced. One reader per NIR node
+type (:data:`_READERS`).
+
+Needs the optional ``nir`` extra; it is imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import ir
+from ..errors import IRError, ModelError, UnsupportedOpError
+from .torch_onnx import FRAMEWORK_DEFAULTS
+
+NIR_INSTALL_HINT = "pip install 'onnx-snn-compress[nir]'"
+RESET_CHOICES = ("hard", "subtract", "subtract-delayed")
+PRODUCER = "onnx-snn-compress"  # graph metadata snn.producer of the files this tool writes
+
+
+def import_nir():
+    """The ``nir`` package, or a one-line ModelError telling how to install it."""
+    try:
+        import h5py  # noqa: F401  (nir needs it for files)
+        import nir
+    except ImportError:
+        raise ModelError(f"NIR files need the optional packages nir and h5py: {NIR_INSTALL_HINT}") from None
+    return nir
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """What a NIR exporter writes that the file does not say: its time step and firing rule."""
+
+    name: str
+    dt: float | None
+    fire_on_equal: bool = False
+    framework: str = "unknown"
+
+
+# dt per exporter, as measured on the interop fixtures (tests/fixtures/interop/README.md):
+# snnTorch writes tau = dt/(1 - beta), r = tau/dt with dt = 1e-4 hard-coded; SpikingJelly
+# tau = tau_sj*dt, r = 1 or tau_sj (IF: r = 1/dt) with dt = 1e-4 by default; Norse writes
+# tau = dt/tau_mem_inv, so Euler reproduces it with dt = (its dt = 1e-3)**2.
+EXPORTERS = {
+    "snntorch": Exporter("snntorch", 1e-4, framework="snntorch"),
+    "spikingjelly": Exporter("spikingjelly", 1e-4, fire_on_equal=True, framework="spikingjelly"),
+    "norse": Exporter("norse", 1e-6, framework="norse"),
+    "unknown": Exporter("unknown", None),
+}
+
+_NEURON_TYPES = ("LIF", "IF", "CubaLIF", "LI", "I", "CubaLI")
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return _text(value[()])
+    return str(value)
+
+
+def _metadata(node) -> dict[str, str]:
+    return {str(k): _text(v) for k, v in (getattr(node, "metadata", None) or {}).items()}
+
+
+def detect_exporter(graph) -> Exporter:
+    """Which tool wrote ``graph``, from fingerprints of its neuron parameters and node names."""
+    meta = _metadata(graph)
+    if meta.get("snn.producer") == PRODUCER and "snn.dt" in meta:
+        return Exporter(PRODUCER, float(meta["snn.dt"]), framework=meta.get("snn.source_framework", "unknown"))
+    neurons = {name: n for name, n in graph.nodes.items() if type(n).__name__ in _NEURON_TYPES}
+    if not neurons:
+        return EXPORTERS["unknown"]
+    arrays = [np.asarray(v) for n in neurons.values() for v in vars(n).values() if isinstance(v, np.ndarray)]
+    if arrays and all(a.dtype == np.float64 for a in arrays):
+        return EXPORTERS["spikingjelly"]
+    others = [name for name, n in graph.nodes.items() if type(n).__name__ not in ("Input", "Output")]
+    if others and all(name.isdigit() for name in others):
+        return EXPORTERS["norse"]
+    lifs = [n for n in neurons.values() if type(n).__name__ == "LIF"]
+    if lifs and len(lifs) == len(neurons) and all(
+        np.allclose(np.asarray(n.r, np.float64) * 1e-4, np.asarray(n.tau, np.float64), rtol=1e-5) for n in lifs
+    ):
+        return EXPORTERS["snntorch"]
+    return EXPORTERS["unknown"]
+
+
+def _pair(value, what: str) -> tuple[int, int]:
+    array = np.atleast_1d(np.asarray(value)).astype(np.int64).ravel()
+    if array.size == 1:
+        return int(array[0]), int(array[0])
+    if array.size == 2:
+        return int(array[0]), int(array[1])
+    raise UnsupportedOpError(f"{what}: expected one or two sizes, got {array.tolist()}")
+
+
+@dataclass
+class _Reader:
+    graph: object
+    dt: float
+    exporter: Exporter
+    reset: str | None
+    path: str
+    nodes: list = field(default_factory=list)
+    shapes: dict = field(default_factory=dict)
+    output_of: dict = field(default_factory=dict)  # NIR node name -> IR node carrying its output
+    scale: dict = field(default_factory=dict)  # IR node name -> factor the true signal has on top of it
+    successors: dict = field(default_factory=dict)
+    predecessors: dict = field(default_factory=dict)
+    readout: tuple | None = None  # (IR source, beta) when the graph ends in a leaky integrator
+    notes: list = field(default_factory=list)
+
+    def describe(self, name: str) -> str:
+        return f"NIR node {name!r} ({type(self.graph.nodes[name]).__name__})"
+
+    def add(self, node: ir.Node, nir_name: str, scale: float = 1.0) -> None:
+        self.shapes[node.name] = node.output_shape([self.shapes[s] for s in node.inputs])
+        self.nodes.append(node)
+        self.output_of[nir_name] = node.name
+        self.scale[node.name] = scale
+
+    def alias(self, nir_name: str, source: str, scale: float = 1.0) -> None:
+        self.output_of[nir_name] = source
+        self.scale[source] = scale
+
+    def scalar(self, name: str, parameter: str, value) -> float:
+        """A per-neuron parameter array that must hold one value (the IR's neurons have scalar parameters)."""
+        array = np.asarray(value, dtype=np.float64).ravel()
+        if array.size == 0:
+            raise ModelError(f"{self.describe(name)}: parameter {parameter} is empty")
+        if not np.all(array == array[0]):
+            raise UnsupportedOpError(
+                f"{self.describe(name)}: {parameter} varies across neurons ({array.min():.6g} .. {array.max():.6g}); "
+                f"the IR's neuron layers have one value per parameter"
+            )
+        return float(array[0])
+
+
+def tidy(value: float) -> float:
+    """Undo the float32 storage of a time constant in a derived factor.
+
+    ``dt/tau`` with tau = float32(1e-5) is 0.09999999, not the 0.1 the exporter
+    meant: take the shortest decimal within 3e-7 (2.5 float32 ulps) of the value.
+    Only for files that store float32 parameters.
+    """
+    for digits in range(1, 9):
+        short = float(f"{value:.{digits}g}")
+        if abs(short - value) <= 3e-7 * abs(value):
+            return short
+    return value
+
+
+def _decay(reader: _Reader, name: str, tau: float, what: str = "tau") -> float:
+    """``dt / tau``, which must lie in (0, 1] for a forward-Euler step to be a decay."""
+    if tau <= 0:
+        raise ModelError(f"{reader.describe(name)}: {what} = {tau:.6g} must be positive")
+    step = reader.dt / tau
+    if step > 1.0 + 1e-6:
+        raise ModelError(
+            f"{reader.describe(name)}: dt/{what} = {step:.6g} > 1 with dt = {reader.dt:.6g} (the step is longer than "
+            f"the time constant); pass the exporter's time step with --dt (docs/interop.md)"
+        )
+    return min(step, 1.0)
+
+
+def _stored_as_float32(node) -> bool:
+    return any(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in vars(node).values())
+
+
+def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float, v_leak: float,
+            v_threshold: float, v_reset: float, v_init: float) -> None:
+    """An IR neuron with the reset and training fields from the exporter's conventions (or our own metadata)."""
+    meta = _metadata(reader.graph.nodes[name])
+    reset, delay = "hard", False
+    if reader.reset is not None:
+        reset, delay = ("hard", False) if reader.reset == "hard" else ("subtract", reader.reset == "subtract-delayed")
+    elif "snn.reset" in meta:
+        reset, delay = meta["snn.reset"], meta.get("snn.reset_delay", "0") in ("1", "True", "true")
+    elif reader.exporter.name == "snntorch" and v_reset == 0.0 and v_leak == 0.0:
+        delay = True  # snnTorch's zero reset is delayed; with v_reset = v_leak = 0 that is the same function
+    fields = dict(FRAMEWORK_DEFAULTS.get(reader.exporter.framework, {}))
+    fields.update(fire_on_equal=reader.exporter.fire_on_equal)
+    for key, cast in (("fire_on_equal", lambda v: v in ("1", "True", "true")), ("v_init", float),
+                      ("surrogate", str), ("alpha", float), ("detach_reset", lambda v: v in ("1", "True", "true"))):
+        if f"snn.{key}" in meta:
+            fields[key] = cast(meta[f"snn.{key}"])
+    if "v_init" in fields:
+        v_init = fields.pop("v_init")
+    gain *= reader.scale[source]
+    if _stored_as_float32(reader.graph.nodes[name]):
+        beta, gain = tidy(beta), tidy(gain)
+    neuron = ir.Neuron(name, (source,), beta=beta, gain=gain, v_leak=v_leak, v_threshold=v_threshold,
+                       v_reset=v_reset, v_init=v_init, reset=reset, reset_delay=delay, **fields)
+    reader.add(neuron, name)
+
+
+# -- readers: one per NIR node type --------------------------------------------
+def _read_affine(reader: _Reader, name, node, source):
+    weight = np.asarray(node.weight, np.float32)
+    bias = getattr(node, "bias", None)
+    if weight.ndim != 2:
+        raise UnsupportedOpError(f"{reader.describe(name)}: only a 2-D weight is a Linear layer, got {list(weight.shape)}")
+    if reader.shapes[source] != (weight.shape[1],) and len(reader.shapes[source]) > 1:
+        raise UnsupportedOpError(f"{reader.describe(name)} reads {list(reader.shapes[source])}; flatten it first")
+    weight = weight * np.float32(reader.scale[source]) if reader.scale[source] != 1.0 else weight
+    reader.add(ir.Linear(name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32)), name)
+
+
+def _read_conv2d(reader: _Reader, name, node, source):
+    weight = np.asarray(node.weight, np.float32)
+    if weight.ndim != 4:
+        raise UnsupportedOpError(f"{reader.describe(name)}: expected a [out, in, kh, kw] weight")
+    dilation = _pair(node.dilation, reader.describe(name))
+    stride = _pair(node.stride, reader.describe(name))
+    padding = node.padding
+    if isinstance(padding, (str, bytes)) or (isinstance(padding, np.ndarray) and padding.dtype.kind in "SUO"):
+        padding = _text(padding)
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same" and stride == (1, 1) and all(k % 2 for k in weight.shape[2:]):
+            padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, weight.shape[2:]))
+        else:
+            raise UnsupportedOpError(f"{reader.describe(name)}: padding {padding!r} with stride {stride} is not supported")
+    else:
+        padding = _pair(padding, reader.describe(name))
+    if reader.scale[source] != 1.0:
+        weight = weight * np.float32(reader.scale[source])
+    bias = getattr(node, "bias", None)
+    layer = ir.Conv2d(name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32),
+                      stride=stride, padding=padding, dilation=dilation, groups=int(np.asarray(node.groups)))
+    reader.add(layer, name)
+
+
+def _read_pool(reader: _Reader, name, node, source):
+    kernel = _pair(node.kernel_size, reader.describe(name))
+    stride = _pair(node.stride, reader.describe(name))
+    padding = _pair(node.padding, reader.describe(name))
+    layer = ir.AvgPool2d(name, (source,), kernel_size=kernel, stride=stride, padding=padding, count_include_pad=True)
+    # SumPool2d = kh*kw * AvgPool2d: the factor rides along to the next weight or neuron gain
+    factor = kernel[0] * kernel[1] if type(node).__name__ == "SumPool2d" else 1
+    reader.add(layer, name, scale=reader.scale[source] * factor)
+
+
+def _read_flatten(reader: _Reader, name, node, source):
+    shape = reader.shapes[source]
+    declared = node.input_type.get("input") if isinstance(node.input_type, dict) else None
+    rank = len(declared) if declared is not None else len(shape)
+    start = int(node.start_dim) % rank if rank else 0
+    end = int(node.end_dim) % rank if rank else 0
+    batch_included = rank == len(shape) + 1
+    first = 1 if batch_included else 0
+    if start > first or end != rank - 1:
+        raise UnsupportedOpError(
+            f"{reader.describe(name)}: flattens dims {node.start_dim}..{node.end_dim} of {list(shape)}; only "
+            f"flattening every per-sample dimension is supported"
+        )
+    if len(shape) == 1:
+        reader.alias(name, source, reader.scale[source])
+        return
+    reader.add(ir.Flatten(name, (source,)), name, scale=reader.scale[source])
+
+
+def _read_lif(reader: _Reader, name, node, source):
+    tau = reader.scalar(name, "tau", node.tau)
+    step = _decay(reader, name, tau)
+    v_leak = reader.scalar(name, "v_leak", node.v_leak)
+    _neuron(reader, name, source, beta=1.0 - step, gain=step * reader.scalar(name, "r", node.r), v_leak=v_leak,
+            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold),
+            v_reset=reader.scalar(name, "v_reset", node.v_reset), v_init=v_leak)
+
+
+def _read_if(reader: _Reader, name, node, source):
+    v_reset = reader.scalar(name, "v_reset", node.v_reset)
+    _neuron(reader, name, source, beta=1.0, gain=reader.dt * reader.scalar(name, "r", node.r), v_leak=0.0,
+            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold), v_reset=v_reset, v_init=v_reset)
+
+
+def _read_cubalif(reader: _Reader, name, node, source):
+    synapse = reader.dt / reader.scalar(name, "tau_syn", node.tau_syn)
+    if not np.isclose(synapse, 1.0, rtol=1e-6):
+        raise UnsupportedOpError(
+            f"{reader.describe(name)} has a synaptic current (dt/tau_syn = {synapse:.6g} with dt = {reader.dt:.6g}), "
+            f"which the IR's neurons do not have; only a CubaLIF with tau_syn = dt reduces exactly to a LIF"
+        )
+    step = _decay(reader, name, reader.scalar(name, "tau_mem", node.tau_mem), "tau_mem")
+    v_leak = reader.scalar(name, "v_leak", node.v_leak)
+    gain = step * reader.scalar(name, "r", node.r) * reader.scalar(name, "w_in", node.w_in)
+    _neuron(reader, name, source, beta=1.0 - step, gain=gain, v_leak=v_leak,
+            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold),
+            v_reset=reader.scalar(name, "v_reset", node.v_reset), v_init=v_leak)
+
+
+def _read_integrator(reader: _Reader, name, node, source):
+    """LI / I as the last layer: the IR's leaky readout (mean over time of the integrator)."""
+    if [s for s in reader.successors.get(name, ()) if type(reader.graph.nodes[s]).__name__ != "Output"] or not \
+            reader.successors.get(name):
+        raise UnsupportedOpError(f"{reader.describe(name)}: a non-spiking integrator is supported only as the last layer")
+    if type(node).__name__ == "LI":
+        step = _decay(reader, name, reader.scalar(name, "tau", node.tau))
+        beta, gain = 1.0 - step, step * reader.scalar(name, "r", node.r)
+        if reader.scalar(name, "v_leak", node.v_leak) != 0.0:
+            raise UnsupportedOpError(f"{reader.describe(name)}: a readout with a non-zero v_leak is not supported")
+    else:
+        beta, gain = 1.0, reader.dt * reader.scalar(name, "r", node.r)
+    gain *= reader.scale[source]
+    if not np.isclose(gain, 1.0, rtol=1e-6):
+        previous = reader.nodes[-1]
+        if previous.name != source or not isinstance(previous, (ir.Linear, ir.Conv2d)) or \
+                len(reader.successors.get(_nir_name_of(reader, source), ())) != 1:
+            raise UnsupportedOpError(
+                f"{reader.describe(name)}: its input gain {gain:.6g} can only be folded into a Linear layer right before it"
+            )
+        previous.weight = (previous.weight * np.float32(gain)).astype(np.float32)
+        if previous.bias is not None:
+            previous.bias = (previous.bias * np.float32(gain)).astype(np.float32)
+    reader.readout = (source, beta)
+    reader.alias(name, source)
+
+
+def _nir_name_of(reader: _Reader, ir_name: str) -> str:
+    return next((n for n, i in reader.output_of.items() if i == ir_name), ir_name)
+
+
+def _read_scale(reader: _Reader, name, node, source):
+    factors = np.asarray(node.scale, np.float64).ravel()
+    if not np.all(factors == factors[0]):
+        raise UnsupportedOpError(f"{reader.describe(name)}: a per-neuron Scale is not supported")
+    reader.alias(name, source, reader.scale[source] * float(factors[0]))
+
+
+_READERS = {
+    "Affine": _read_affine,
+    "Linear": _read_affine,
+    "Conv2d": _read_conv2d,
+    "AvgPool2d": _read_pool,
+    "SumPool2d": _read_pool,
+    "Flatten": _read_flatten,
+    "LIF": _read_lif,
+    "IF": _read_if,
+    "CubaLIF": _read_cubalif,
+    "LI": _read_integrator,
+    "I": _read_integrator,
+    "Scale": _read_scale,
+}
+
+
+def _topological(reader: _Reader, graph) -> list[str]:
+    predecessors = {name: [] for name in graph.nodes}
+    for edge in graph.edges:
+        if len(edge) != 2 or any(end not in graph.nodes for end in edge):
+            raise ModelError(f"{reader.path}: edge {tuple(edge)} names a node that is not in the graph "
+                             f"(nested NIR graphs are not supported)")
+        source, target = edge
+        predecessors[target].append(source)
+        reader.successors.setdefault(source, []).append(target)
+    order, done = [], set()
+    ready = [n for n in graph.nodes if not predecessors[n]]
+    while ready:
+        name = ready.pop(0)
+        order.append(name)
+        done.add(name)
+        for target in reader.successors.get(name, ()):
+            if target not in done and target not in ready and all(p in done for p in predecessors[target]):
+                ready.append(target)
+    if len(order) != len(graph.nodes):
+        raise ModelError(f"{reader.path}: the NIR graph has a cycle (recurrent connections are not supported)")
+    reader.predecessors = predecessors
+    return order
+
+
+def _input_shape(graph, name: str, node) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in np.asarray(node.input_type["input"]).ravel())
+    return shape
+
+
+def to_graph(graph, *, dt: float | None = None, reset: str | None = None, path: str = "NIR graph") -> ir.Graph:
+    """The IR of an in-memory ``nir.NIRGraph`` (see the module docstring for the discretisation)."""
+    if reset is not None and reset not in RESET_CHOICES:
+        raise ModelError(f"unknown NIR reset {reset!r}; choose one of {', '.join(RESET_CHOICES)}")
+    if dt is not None and not (np.isfinite(dt) and dt > 0):
+        raise ModelError(f"--dt must be a positive time step, got {dt}")
+    exporter = detect_exporter(graph)
+    if dt is None and exporter.dt is None:
+        raise ModelError(
+            f"{path}: cannot tell which tool exported this NIR graph, so not its time step (NIR files do not "
+            f"record it); pass --dt (snnTorch and SpikingJelly export with 1e-4, Norse needs 1e-6; docs/interop.md)"
+        )
+    reader = _Reader(graph, float(dt if dt is not None else exporter.dt), exporter, reset, path)
+    try:
+        _read_nodes(reader, graph)
+    except IRError as error:
+        raise ModelError(f"{path}: {error}") from None
+    if reader.reset is None and exporter.name == "snntorch":
+        reader.notes.append(
+            "snnTorch's NIR export does not record the reset mechanism: read as NIR's reset to v_reset "
+            "(snnTorch reset_mechanism='zero'); for snnTorch's default subtract reset pass --nir-reset subtract-delayed"
+        )
+    if exporter.name == PRODUCER:  # our own file: the IR's metadata as it was written
+        metadata = {k[len("snn.meta."):]: v for k, v in _metadata(graph).items() if k.startswith("snn.meta.")}
+    else:
+        metadata = {"source_format": "nir", "source_framework": exporter.framework, "nir.exporter": exporter.name,
+                    "nir.dt": repr(reader.dt), "nir.reset": reader.reset or "as recorded (v_reset)"}
+    if reader.notes:
+        metadata["import_notes"] = " | ".join(reader.notes)
+    try:
+        return ir.Graph(reader.nodes, metadata)
+    except IRError as error:
+        raise ModelError(f"{path}: {error}") from None
+
+
+def _read_nodes(reader: _Reader, graph) -> None:
+    path = reader.path
+    types = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    inputs = [n for n, t in types.items() if t == "Input"]
+    outputs = [n for n, t in types.items() if t == "Output"]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelError(f"{path}: a NIR graph needs exactly one Input and one Output node, "
+                         f"this one has {len(inputs)} and {len(outputs)}")
+    for name in _topological(reader, graph):
+        node, kind = graph.nodes[name], types[name]
+        sources = [reader.output_of[p] for p in reader.predecessors[name] if p in reader.output_of]
+        if kind == "Input":
+            shape = _input_shape(graph, name, node)
+            following = [graph.nodes[s] for s in reader.successors.get(name, ())]
+            if len(shape) == 2 and shape[0] == 1 and following and all(type(f).__name__ in ("Affine", "Linear") for f in following):
+                shape = shape[1:]  # a batched sample [1, F] recorded by the exporter (Norse's documented call)
+            reader.add(ir.Input(name, shape=shape), name)
+            continue
+        if not sources:
+            raise ModelError(f"{path}: {reader.describe(name)} has no input")
+        if len(sources) > 1:  # NIR sums all edges into a node
+            if len({reader.scale[s] for s in sources}) != 1:
+                raise UnsupportedOpError(f"{reader.describe(name)}: sums inputs of different scales")
+            total = sources[0]
+            for k, other in enumerate(sources[1:], 1):
+                add = ir.Add(f"{name}.sum{k}" if len(sources) > 2 else f"{name}.sum", (total, other))
+                reader.add(add, f"{name}.sum{k}", scale=reader.scale[sources[0]])
+                total = add.name
+            sources = [total]
+        (source,) = sources
+        if kind == "Output":
+            if reader.readout is not None:
+                readout_source, beta = reader.readout
+                readout = ir.Readout(name, (readout_source,), mode="leaky", beta=beta)
+            else:
+                if reader.scale[source] != 1.0:
+                    raise UnsupportedOpError(f"{reader.describe(name)}: reads a scaled signal (SumPool2d or Scale) directly")
+                readout = ir.Readout(name, (source,), mode=graph_readout_mode(graph))
+            reader.add(readout, name)
+            continue
+        handler = _READERS.get(kind)
+        if handler is None:
+            raise UnsupportedOpError(f"{path}: {reader.describe(name)} is not supported (supported: "
+                                     f"{', '.join(sorted(_READERS))}, Input, Output)")
+        handler(reader, name, node, source)
+
+
+def graph_readout_mode(graph) -> str:
+    """``spikes`` (the spike train NIR's Output carries), or ``rate`` when this tool wrote a rate readout."""
+    mode = _metadata(graph).get("snn.readout", "spikes")
+    return mode if mode in ("rate", "spikes") else "spikes"
+
+
+def read_nir(path: str | os.PathLike, *, dt: float | None = None, reset: str | None = None) -> ir.Graph:
+    """Read a ``.nir`` file as an IR graph; every problem is a one-line ModelError."""
+    nir = import_nir()
+    path = Path(path)
+    try:
+        graph = nir.read(str(path), type_check=False)
+    except Exception as error:  # h5py and nir raise many types for a bad file
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelError(f"{path}: not a readable NIR file ({type(error).__name__}{': ' + detail if detail else ''})") from None
+    if type(graph).__name__ != "NIRGraph":
+        raise ModelError(f"{path}: the NIR file holds a single {type(graph).__name__}, not a graph")
+    return to_graph(graph, dt=dt, reset=reset, path=str(path))
