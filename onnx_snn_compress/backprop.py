@@ -59,15 +59,26 @@ def trainable(graph: Graph) -> dict[str, np.ndarray]:
     """``"<node>.<field>"`` -> the graph's own float32 array, for every trained parameter.
 
     Linear and Conv2d weight and bias (when present), BatchNorm weight and bias, in graph
-    order. The arrays are the graph's: updating them in place updates the graph.
+    order. The arrays are the graph's: updating them in place updates the graph. (An array
+    that is read-only, e.g. a view of an ONNX file's buffer, is first replaced in its node
+    by a writable copy.)
     """
     params: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if isinstance(node, (Linear, Conv2d, BatchNorm)):
-            params[f"{node.name}.weight"] = node.weight
+            params[f"{node.name}.weight"] = _writable(node, "weight")
             if node.bias is not None:
-                params[f"{node.name}.bias"] = node.bias
+                params[f"{node.name}.bias"] = _writable(node, "bias")
     return params
+
+
+def _writable(node: Node, field_name: str) -> np.ndarray:
+    """The node's array ``field_name``, replaced by a copy first if it is read-only."""
+    array = getattr(node, field_name)
+    if not array.flags.writeable:
+        array = array.copy()
+        setattr(node, field_name, array)
+    return array
 
 
 @dataclass
@@ -93,8 +104,9 @@ class Tape:
 
 
 @dataclass
-class _Run:
-    """The state one training forward shares between nodes."""
+class TrainContext:
+    """What one training forward shares between its nodes: the mode, the random generator
+    (Dropout) and the simulator's trace (spike counts, recorded potentials)."""
 
     train: bool
     rng: np.random.Generator | None
@@ -103,7 +115,7 @@ class _Run:
 
 # -- training forward: output and record per node ---------------------------------------
 
-TrainForward = Callable[[Node, list[np.ndarray], _Run], tuple[np.ndarray, Any]]
+TrainForward = Callable[[Node, list[np.ndarray], TrainContext], tuple[np.ndarray, Any]]
 TRAIN_FORWARD: dict[str, TrainForward] = {}
 
 
@@ -160,8 +172,8 @@ def _batchnorm(node: BatchNorm, inputs, run):
     y, mean, var, invstd = batchnorm_train_forward(view, node.weight, node.bias, node.eps)
     momentum = np.float64(node.momentum)
     unbiased = var * (values / (values - 1))
-    node.running_mean[...] = (1 - momentum) * node.running_mean + momentum * mean
-    node.running_var[...] = (1 - momentum) * node.running_var + momentum * unbiased
+    _writable(node, "running_mean")[...] = (1 - momentum) * node.running_mean + momentum * mean
+    _writable(node, "running_var")[...] = (1 - momentum) * node.running_var + momentum * unbiased
     return y.reshape(x.shape), (x, mean.astype(np.float32), invstd, True)
 
 
@@ -204,7 +216,7 @@ def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None =
         raise DataError(
             f"input of shape {list(x.shape)} does not fit the model's input [T, N, {', '.join(map(str, graph.input.shape))}]"
         )
-    run = _Run(bool(train), rng, Trace(record_potential=True))
+    run = TrainContext(bool(train), rng, Trace(record_potential=True))
     tape = Tape(int(x.shape[0]), int(x.shape[1]), bool(train), run.trace.spike_counts)
     values: dict[str, np.ndarray] = {}
     for node, freed in zip(graph.nodes, _last_uses(graph)):
