@@ -10,14 +10,35 @@ import typer
 from ..errors import SNNError
 from .app import JsonOpt, ModelArg, app, model_path, percent, print_json, table
 
+FromOpt = typer.Option("auto", "--from", help="Input format: auto, profile, nir or torch-onnx (a plain torch.onnx export).")
+DtOpt = typer.Option(None, "--dt", help="NIR only: the time step of the forward-Euler discretisation "
+                     "(default: the exporter's, when recognised; see docs/interop.md).")
+NirResetOpt = typer.Option(None, "--nir-reset", help="NIR only: hard (NIR's reset to v_reset, the default), "
+                           "subtract, or subtract-delayed (snnTorch's default Leaky).")
+
+
+def print_notes(notes) -> None:
+    """Assumptions an importer had to make, one line each on stderr."""
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def load_source(model: Optional[Path], source_format: str, dt, nir_reset):
+    """The IR graph and, for profile files, the ONNX model as the user has it; notes go to stderr."""
+    from ..frontends import load_with_proto
+
+    graph, proto = load_with_proto(model_path(model), source_format, dt=dt, nir_reset=nir_reset)
+    print_notes(n for n in graph.metadata.get("import_notes", "").split(" | ") if n)
+    return graph, proto
+
 
 @app.command()
-def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt):
+def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_format: str = FromOpt,
+            dt: Optional[float] = DtOpt, nir_reset: Optional[str] = NirResetOpt):
     """Layers, neuron parameters, parameter and nonzero counts, connectivity, MACs per time step."""
-    from ..frontends import load_model
     from ..resources import summarize
 
-    summary = summarize(load_model(model_path(model)))
+    summary = summarize(load_source(model, source_format, dt, nir_reset)[0])
     if as_json:
         print_json(summary)
         return
@@ -52,17 +73,19 @@ def evaluate(
     seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoding."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     as_json: bool = JsonOpt,
+    source_format: str = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[str] = NirResetOpt,
 ):
     """Accuracy and per-layer firing rates of MODEL on a data split."""
     from ..data import load_for_model
     from ..evaluate import RUNTIMES, evaluate as run_evaluation
-    from ..frontends import load_with_proto
     from ..samples import digits_path
 
     if runtime not in RUNTIMES:
         raise SNNError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     path = model_path(model)
-    graph, proto = load_with_proto(path)
+    graph, proto = load_source(model, source_format, dt, nir_reset)
     dataset = load_for_model(
         data if data is not None else digits_path(), graph.input.shape, graph.num_classes,
         split=split, time_steps=time_steps, encoding=encoding, seed=seed,

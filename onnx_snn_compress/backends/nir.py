@@ -98,7 +98,7 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     metadata = {
         "snn.reset": node.reset, "snn.reset_delay": str(int(node.reset_delay)),
         "snn.fire_on_equal": str(int(node.fire_on_equal)), "snn.v_init": repr(node.v_init),
-        "snn.surrogate": node.surrogate, "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
+        "snn.beta": repr(node.beta), "snn.gain": repr(node.gain), "snn.surrogate": node.surrogate, "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
     }
     if node.is_if:
         nir_node = w.nir.IF(r=_full(shape, node.gain / w.dt), v_threshold=_full(shape, node.v_threshold),

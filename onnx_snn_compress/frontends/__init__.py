@@ -49,6 +49,20 @@ def _is_profile(model: onnx.ModelProto) -> bool:
     )
 
 
+def resolve_format(path: str | os.PathLike, fmt: str = "auto") -> str:
+    """The concrete format (``profile``, ``nir`` or ``torch-onnx``) :func:`load_model` reads ``path`` as."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ModelError(f"unknown model format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt != "auto":
+        return fmt
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    if detect_format(path) == "nir":
+        return "nir"
+    return detect_format(path, read_onnx(path))
+
+
 def load_model(path: str | os.PathLike, fmt: str = "auto", *, dt: float | None = None,
                nir_reset: str | None = None) -> ir.Graph:
     """Read a model file as an IR graph; every problem is a one-line ModelError.

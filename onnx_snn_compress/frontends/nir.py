@@ -206,6 +206,12 @@ def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float
     gain *= reader.scale[source]
     if _stored_as_float32(reader.graph.nodes[name]):
         beta, gain = tidy(beta), tidy(gain)
+    # our own files carry the exact values; they are used while the ODE parameters still agree with them
+    exact_beta, exact_gain = (float(meta.get(f"snn.{k}", "nan")) for k in ("beta", "gain"))
+    if np.isclose(exact_beta, beta, rtol=1e-5, atol=1e-7):
+        beta = exact_beta
+    if np.isclose(exact_gain, gain, rtol=1e-5, atol=1e-7):
+        gain = exact_gain
     neuron = ir.Neuron(name, (source,), beta=beta, gain=gain, v_leak=v_leak, v_threshold=v_threshold,
                        v_reset=v_reset, v_init=v_init, reset=reset, reset_delay=delay, **fields)
     reader.add(neuron, name)

@@ -1,0 +1,36 @@
+"""The convert command: any supported model file -> the SNN-ONNX profile (or NIR)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import JsonOpt, app, print_json
+from .models import DtOpt, FromOpt, NirResetOpt, print_notes
+
+
+@app.command()
+def convert(
+    source: Path = typer.Argument(..., help="Model to read: SNN-ONNX profile, NIR (.nir) or a plain torch.onnx export."),
+    target: Path = typer.Argument(..., help="File to write: NIR when it ends in .nir, else the SNN-ONNX profile."),
+    source_format: str = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[str] = NirResetOpt,
+    as_json: bool = JsonOpt,
+):
+    """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one)."""
+    from ..convert import convert as run_conversion
+
+    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset)
+    if as_json:
+        print_json(result.to_json())
+        return
+    summary = result.to_json()
+    typer.echo(
+        f"wrote {result.target} ({result.target_format}) from {result.source} ({result.source_format}, "
+        f"{summary['source_framework']}): {summary['layers']} layers, {summary['neuron_layers']} neuron layers, "
+        f"output {summary['readout']}"
+    )
+    print_notes(result.notes)
