@@ -1102,6 +1102,10 @@ def _used_layers(reader: _Reader, last: str) -> set[str]:
 
 def from_model(model: onnx.ModelProto) -> ir.Graph:
     """The IR of a ``torch.onnx.export`` of an unrolled SNN; one-line errors name what could not be lifted."""
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            hint = " (an SNN-ONNX profile model: read it with --from profile)" if node.domain == "snn" else ""
+            raise UnsupportedOpError(f"unsupported op: {_describe(node)} in domain {node.domain!r}{hint}")
     reader = _Reader(model)
     graph_input = _graph_input(reader)
     reader.names.add(graph_input.name)
@@ -1109,8 +1113,6 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
     reader.values[graph_input.name] = Tensor(graph_input.name, "seq")
     framework = detect_framework(model)
     for node in model.graph.node:
-        if node.domain not in ("", "ai.onnx"):
-            raise UnsupportedOpError(f"unsupported op: {_describe(node)} in domain {node.domain!r}")
         if _fold(reader, node):
             continue
         handler = _READERS.get(node.op_type)
