@@ -1,0 +1,170 @@
+"""NIR files written by snnTorch, SpikingJelly and Norse (tests/fixtures/interop): read with the
+documented discretisation they reproduce the peer's spikes exactly; IR -> NIR -> IR is exact;
+what the IR cannot express is rejected by name. Needs the optional nir extra."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+nir = pytest.importorskip("nir")
+
+from onnx_snn_compress import ir  # noqa: E402
+from onnx_snn_compress.backends import nir as nir_backend  # noqa: E402
+from onnx_snn_compress.backends.onnx_profile import to_model  # noqa: E402
+from onnx_snn_compress.errors import ModelError, UnsupportedOpError  # noqa: E402
+from onnx_snn_compress.frontends import load_model  # noqa: E402
+from onnx_snn_compress.frontends.nir import read_nir, to_graph  # noqa: E402
+from onnx_snn_compress.runtime import run  # noqa: E402
+from onnx_snn_compress.samples import sample_model_path  # noqa: E402
+from onnx_snn_compress.simulate import simulate  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+NIR_FILES = sorted(name for name, f in MANIFEST["fixtures"].items() if f["files"].get("nir", {}).get("exported"))
+SYNAPTIC_CURRENT = "norse_lifcell_mlp"
+# snnTorch does not write its reset mechanism; the user says it (docs/interop.md)
+RESET = {"snntorch_leaky_subtract_mlp": "subtract-delayed", "snntorch_leaky_subtract_conv": "subtract-delayed",
+         "snntorch_leaky_subtract_nodelay_mlp": "subtract"}
+FORWARD_FIELDS = ("beta", "gain", "v_threshold", "v_leak", "v_init", "reset", "reset_delay", "fire_on_equal")
+
+
+def fixture(name):
+    data = np.load(FIXTURES / f"{name}.npz", allow_pickle=False)
+    return data, json.loads(str(data["info"]))
+
+
+def test_every_nir_fixture_is_covered():
+    assert len(NIR_FILES) == 12
+
+
+@pytest.mark.parametrize("name", [n for n in NIR_FILES if n != SYNAPTIC_CURRENT])
+def test_nir_file_reproduces_the_peers_spikes_exactly(name):
+    data, info = fixture(name)
+    graph = load_model(FIXTURES / f"{name}.nir", nir_reset=RESET.get(name))
+    assert float(graph.metadata["nir.dt"]) == pytest.approx(info["nir_dt"] ** (2 if "norse" in name else 1))
+    result = simulate(graph, data["x"])
+    assert np.array_equal(result.output, data["spikes"])
+    for neuron, layer in zip(graph.neurons(), ("lif1", "lif2")):
+        assert np.array_equal(result.spike_counts[neuron.name], data[f"spikes.{layer}"].sum(axis=(0, 1)))
+    assert np.array_equal(run(to_model(graph), data["x"]).output, data["spikes"])
+
+
+@pytest.mark.parametrize("name", [n for n in NIR_FILES if n != SYNAPTIC_CURRENT])
+def test_nir_neurons_have_the_peers_parameters(name):
+    _, info = fixture(name)
+    expected = [layer for layer in info["expected_ir"] if layer["kind"] == "Neuron"]
+    for neuron, want in zip(read_nir(FIXTURES / f"{name}.nir", reset=RESET.get(name)).neurons(), expected):
+        for field in FORWARD_FIELDS:
+            assert getattr(neuron, field) == want[field], (neuron.name, field)
+
+
+def test_snntorch_subtract_read_as_nir_says_reset_to_v_reset_and_notes_the_option():
+    data, _ = fixture("snntorch_leaky_subtract_mlp")
+    graph = read_nir(FIXTURES / "snntorch_leaky_subtract_mlp.nir")
+    assert all(n.reset == "hard" for n in graph.neurons())
+    assert "--nir-reset subtract-delayed" in graph.metadata["import_notes"]
+    mismatches = int((simulate(graph, data["x"]).output != data["spikes"]).sum())
+    assert mismatches == MANIFEST["fixtures"]["snntorch_leaky_subtract_mlp"]["files"]["nir"]["discretisations"][
+        "euler_dt1e-4_reset_to_v_reset"]["mismatches"]
+
+
+def test_cubalif_with_a_synaptic_current_is_rejected_by_name():
+    with pytest.raises(UnsupportedOpError, match=r"NIR node '1' \(CubaLIF\) has a synaptic current \(dt/tau_syn = 0.2"):
+        read_nir(FIXTURES / f"{SYNAPTIC_CURRENT}.nir")
+
+
+def test_cubalif_without_synaptic_memory_reduces_to_a_lif():
+    graph = nir.read(str(FIXTURES / f"{SYNAPTIC_CURRENT}.nir"), type_check=False)
+    for name in ("1", "3"):
+        graph.nodes[name].tau_syn = np.full_like(graph.nodes[name].tau_syn, 1e-6)  # dt/tau_syn = 1
+    lifs = to_graph(graph).neurons()
+    assert [(n.beta, n.gain, n.v_threshold) for n in lifs] == [(np.float32(0.9), np.float32(0.1), 1.0),
+                                                                (np.float32(0.95), np.float32(0.05), np.float32(0.8))]
+
+
+def test_varying_per_neuron_parameters_are_rejected_by_name():
+    graph = nir.read(str(FIXTURES / "spikingjelly_lif_hard_decay_s_mlp.nir"), type_check=False)
+    graph.nodes["lif1"].v_threshold = np.linspace(0.5, 1.0, 10)
+    with pytest.raises(UnsupportedOpError, match=r"NIR node 'lif1' \(LIF\): v_threshold varies across neurons"):
+        to_graph(graph)
+
+
+def test_unknown_exporter_needs_dt_and_a_too_long_step_is_explained():
+    layers = nir.NIRGraph.from_list(
+        nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)),
+        nir.LIF(tau=np.full(2, 0.02, np.float32), r=np.ones(2, np.float32), v_leak=np.zeros(2, np.float32),
+                v_threshold=np.ones(2, np.float32)),
+    )
+    with pytest.raises(ModelError, match=r"pass --dt"):
+        to_graph(layers)
+    assert to_graph(layers, dt=1e-3).neurons()[0].beta == np.float32(0.95)
+    with pytest.raises(ModelError, match=r"dt/tau = 5 > 1 .*--dt"):
+        to_graph(layers, dt=0.1)
+
+
+def test_sumpool_scale_is_folded_into_the_next_layer():
+    layers = nir.NIRGraph.from_list(
+        nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        nir.Flatten(input_type={"input": np.array([1, 2, 2])}, start_dim=0, end_dim=-1),
+        nir.Affine(weight=np.ones((3, 4), np.float32), bias=np.zeros(3, np.float32)),
+        nir.IF(r=np.full(3, 1e4), v_threshold=np.ones(3)),
+        type_check=False,
+    )
+    layers.nodes["input"] = nir.Input(input_type={"input": np.array([1, 4, 4])})
+    graph = to_graph(layers, dt=1e-4)
+    assert isinstance(graph["sumpool2d"], ir.AvgPool2d)
+    assert np.all(graph["affine"].weight == 4.0)  # sum = 4 * mean over a 2x2 window
+
+
+@pytest.mark.parametrize("source", ["digits_mlp", "spikingjelly_if_soft_m_mlp", "snntorch_leaky_subtract_conv",
+                                    "norse_lifboxcell_mlp", "spikingjelly_lif_hard_nodecay_s_mlp"])
+def test_round_trip_ir_nir_ir_is_exact(source, tmp_path):
+    path = sample_model_path(source) if source.startswith("digits") else FIXTURES / f"{source}.dynamo.onnx"
+    graph = load_model(path)
+    notes = nir_backend.save(graph, tmp_path / "model.nir")
+    back = read_nir(tmp_path / "model.nir")
+    assert back.same_as(graph)
+    if any(n.reset == "subtract" for n in graph.neurons()):
+        assert any("subtract reset" in note for note in notes)
+    # and any NIR reader can load it with NIR's own type checks
+    assert isinstance(nir.read(str(tmp_path / "model.nir")), nir.NIRGraph)
+
+
+def test_rate_and_leaky_readouts_survive_the_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    for mode, beta in (("rate", 1.0), ("leaky", 0.75), ("leaky", 1.0)):
+        layers = [
+            ir.Input("x", shape=(3,)),
+            ir.Linear("fc", ("x",), weight=rng.normal(size=(2, 3)), bias=np.ones(2)),
+            ir.Neuron("lif", ("fc",), beta=0.8125, reset="hard", v_reset=-0.5, v_init=0.25, fire_on_equal=True),
+        ]
+        if mode == "leaky":
+            layers.append(ir.Linear("out", ("lif",), weight=rng.normal(size=(2, 2)), bias=None))
+        graph = ir.Graph([*layers, ir.Readout("readout", (layers[-1].name,), mode=mode, beta=beta)])
+        nir_backend.save(graph, tmp_path / f"{mode}.nir")
+        assert read_nir(tmp_path / f"{mode}.nir").same_as(graph), mode
+
+
+def test_layers_nir_cannot_hold_are_named(tmp_path):
+    with pytest.raises(UnsupportedOpError, match=r"BatchNorm 'bn1' has no NIR equivalent"):
+        nir_backend.save(load_model(sample_model_path("digits_conv")), tmp_path / "conv.nir")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_a_corrupt_nir_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.nir"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(ModelError, match=r"not a readable NIR file") as error:
+        load_model(bad)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_nir_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nir", None)
+    with pytest.raises(ModelError, match=r"pip install 'onnx-snn-compress\[nir\]'"):
+        read_nir(FIXTURES / "snntorch_leaky_zero_mlp.nir")
