@@ -1,0 +1,127 @@
+"""The command line on peer models: inspect / evaluate read NIR files and torch.onnx exports
+directly (format detected, --from forces it), and convert writes the profile or NIR."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from onnx_snn_compress.frontends import load_model
+from onnx_snn_compress.runtime import run
+
+from onnx_snn_compress.cli.main import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+SJ_ONNX = FIXTURES / "spikingjelly_lif_hard_decay_m_conv.dynamo.onnx"
+ST_ONNX = FIXTURES / "snntorch_leaky_subtract_mlp.legacy.onnx"
+ST_NIR = FIXTURES / "snntorch_leaky_subtract_mlp.nir"
+
+
+def run_cli(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+def spikes(name):
+    data = np.load(FIXTURES / f"{name}.npz", allow_pickle=False)
+    return data["x"], data["spikes"]
+
+
+@pytest.mark.parametrize("path", [SJ_ONNX, ST_ONNX, FIXTURES / "norse_lifboxcell_mlp.nir"])
+def test_inspect_reads_peer_models_directly(path, capsys, monkeypatch):
+    pytest.importorskip("nir")
+    code, out, _ = run_cli(["inspect", path, "--json"], capsys, monkeypatch)
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["params"] > 0 and sum(1 for layer in summary["layers"] if layer.get("neuron")) == 2
+
+
+def test_inspect_prints_the_nir_assumptions_on_stderr(capsys, monkeypatch):
+    pytest.importorskip("nir")
+    code, out, err = run_cli(["inspect", ST_NIR], capsys, monkeypatch)
+    assert code == 0 and "lif1" in out
+    assert err.startswith("note: snnTorch's NIR export does not record the reset mechanism")
+
+
+@pytest.mark.parametrize("runtime", ["sim", "onnxruntime"])
+def test_evaluate_runs_a_torch_onnx_export(runtime, tmp_path, capsys, monkeypatch):
+    x, peer = spikes("snntorch_leaky_subtract_mlp")
+    labels = peer.mean(axis=0).argmax(axis=1)
+    np.savez(tmp_path / "data.npz", x=x.transpose(1, 0, 2), y=labels, x_test=x.transpose(1, 0, 2), y_test=labels)
+    code, out, _ = run_cli(["evaluate", ST_ONNX, "--data", tmp_path / "data.npz", "--runtime", runtime, "--json"],
+                           capsys, monkeypatch)
+    assert code == 0
+    assert json.loads(out)["accuracy"] == 1.0  # the labels are the peer's own predictions
+
+
+def test_from_forces_the_format_and_explains_a_mismatch(capsys, monkeypatch):
+    code, _, err = run_cli(["inspect", ST_ONNX, "--from", "profile"], capsys, monkeypatch)
+    assert code == 2 and "--from torch-onnx" in err and err.count("\n") == 1
+    code, _, err = run_cli(["inspect", ST_ONNX, "--from", "nir"], capsys, monkeypatch)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    code, _, err = run_cli(["inspect", ST_ONNX, "--from", "keras"], capsys, monkeypatch)
+    assert code == 2 and "unknown model format 'keras'" in err
+
+
+def test_dt_on_an_onnx_model_is_refused(capsys, monkeypatch):
+    code, _, err = run_cli(["inspect", ST_ONNX, "--dt", "1e-3"], capsys, monkeypatch)
+    assert code == 2 and "NIR files only" in err
+
+
+def test_convert_torch_onnx_to_profile_keeps_the_spike_train(tmp_path, capsys, monkeypatch):
+    x, peer = spikes("snntorch_leaky_subtract_mlp")
+    target = tmp_path / "out.onnx"
+    code, out, _ = run_cli(["convert", ST_ONNX, target], capsys, monkeypatch)
+    assert code == 0 and "torch-onnx" in out and "output spikes" in out
+    model = onnx.load(str(target))
+    onnx.checker.check_model(model, full_check=True)
+    assert [d.dim_param or d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == ["T", "N", 4]
+    assert np.array_equal(run(model, x).output, peer)  # step by step against snnTorch
+
+
+def test_convert_nir_with_the_reset_option_and_back_to_nir(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("nir")
+    x, peer = spikes("snntorch_leaky_subtract_mlp")
+    code, out, err = run_cli(["convert", ST_NIR, tmp_path / "a.onnx", "--nir-reset", "subtract-delayed", "--json"],
+                             capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["input_format"] == "nir" and err == ""
+    assert np.array_equal(run(onnx.load(str(tmp_path / "a.onnx")), x).output, peer)
+    code, out, err = run_cli(["convert", tmp_path / "a.onnx", tmp_path / "b.nir"], capsys, monkeypatch)
+    assert code == 0 and "(nir)" in out and "note: neuron 'lif1': NIR has no subtract reset" in err
+    assert load_model(tmp_path / "b.nir").same_as(load_model(tmp_path / "a.onnx"))
+
+
+def test_convert_never_overwrites_its_input(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "model.onnx"
+    source.write_bytes(ST_ONNX.read_bytes())
+    for target in (source, tmp_path / "." / "model.onnx"):
+        code, _, err = run_cli(["convert", source, target], capsys, monkeypatch)
+        assert code == 2 and "would overwrite the input" in err
+    assert source.read_bytes() == ST_ONNX.read_bytes()
+
+
+def test_convert_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    code, _, err = run_cli(["convert", bad, tmp_path / "out.onnx"], capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = run_cli(["convert", FIXTURES / "norse_lifcell_mlp.dynamo.onnx", tmp_path / "out.onnx"],
+                           capsys, monkeypatch)
+    assert code == 2 and "synaptic current" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
+
+
+def test_convert_to_nir_of_a_layer_nir_lacks_is_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("nir")
+    from onnx_snn_compress.samples import sample_model_path
+
+    code, _, err = run_cli(["convert", sample_model_path("digits_conv"), tmp_path / "conv.nir"], capsys, monkeypatch)
+    assert code == 2 and "has no NIR equivalent" in err and list(tmp_path.iterdir()) == []
