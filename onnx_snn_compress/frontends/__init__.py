@@ -7,7 +7,8 @@ Formats (``fmt``):
   whose unrolled neuron arithmetic is lifted back into neurons (frontends/torch_onnx.py);
 - ``nir``: a NIR graph (HDF5), read with the optional ``nir`` extra (frontends/nir.py);
 - ``auto``: HDF5 files (by signature or a ``.nir`` suffix) are NIR; ONNX files with a node in
-  the ``snn`` domain are the profile, other ONNX files torch-onnx exports.
+  the ``snn`` domain are the profile, other ONNX files with comparison ops (the spikes)
+  torch-onnx exports.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ def detect_format(path: Path, model: onnx.ModelProto | None = None) -> str:
     """``nir``, ``profile`` or ``torch-onnx`` for an existing file (the ONNX ones by their nodes, when given)."""
     if path.suffix.lower() == ".nir" or _is_hdf5(path):
         return "nir"
-    if model is not None and not _is_profile(model):
+    if model is not None and not _is_profile(model) and _has_spike_comparisons(model):
         return "torch-onnx"
     return "profile"
+
+
+def _has_spike_comparisons(model: onnx.ModelProto) -> bool:
+    """An unrolled torch.onnx SNN fires with Greater / GreaterOrEqual (or Less) ops."""
+    return any(node.op_type in ("Greater", "GreaterOrEqual", "Less", "LessOrEqual") for node in model.graph.node)
 
 
 def _is_profile(model: onnx.ModelProto) -> bool:
