@@ -58,9 +58,9 @@ class CompressConfig:
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
     eval_every: int = 50
-    lr_s: float = 0.02
+    lr_s: float = 0.1
     dual_lr_y: float = 1.0
-    dual_lr_z: float = 0.05
+    dual_lr_z: float = 0.1
     measure_samples: int = 256
     energy: EnergyModel = field(default_factory=EnergyModel)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, schedule="cosine"))
@@ -298,15 +298,16 @@ class Compression:
     def _search(self) -> None:
         state, config = self.state, self.config
         while state.stage == "search":
-            self.trainer.train_step()
+            minimax = config.method == "minimax"
+            self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
             state.phase_step += 1
             if state.phase_step % config.eval_every == 0 and config.resource in ("synops", "energy"):
                 state.costs, state.fixed = self._costs(self.graph)  # firing rates move while training
             budget = self._budget(state.fixed)
             at_limit = state.phase_step >= self._search_limit
             pruned = None
-            if config.method == "minimax":
-                pruned = self.solver.step(state.solver, self.trainer.optimizer.lr, state.costs, state.hard_pruned, budget)
+            if minimax:
+                pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:
                 target = gradual_target(state.phase_step, self._search_limit, state.gradual_start, budget.target)
                 step_mask = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget, target)

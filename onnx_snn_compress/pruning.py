@@ -65,13 +65,13 @@ class FlatWeights:
             weight = self.graph[name].weight
             weight[pruned[part].reshape(weight.shape)] = 0.0
 
-    def scale(self, indices: np.ndarray, factor: float) -> None:
-        """Multiply the weights at flat ``indices`` by ``factor`` (in place)."""
+    def add_scaled_weights(self, grads: dict[str, np.ndarray], indices: np.ndarray, factor: float) -> None:
+        """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (in place)."""
         for name, part in self.layer_slices():
             local = indices[(indices >= part.start) & (indices < part.stop)] - part.start
             if local.size:
-                flat = self.graph[name].weight.reshape(-1)
-                flat[local] = (flat[local] * factor).astype(np.float32)
+                grad = grads[f"{name}.weight"].reshape(-1)
+                grad[local] += np.float32(factor) * self.graph[name].weight.reshape(-1)[local]
 
 
 def least(values: np.ndarray, k: int) -> np.ndarray:

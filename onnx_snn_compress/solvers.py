@@ -9,8 +9,9 @@ minimax (Chen et al., ACM MM 2023), made robust::
 
     min_{W,s} max_{y>=0, z>=0}  L(W) + y * sum(least ceil(s) squared weights) + z * (R(s)/R0 - b)
 
-after each optimizer step on W: proximal shrink of the least-s weights
-``w <- w / (1 + 2 lr y)``; a step on s (as a fraction of the group's weights)
+each step: the gradient ``2 y w`` of the penalty joins the loss gradient of the
+least-s weights (see :meth:`Minimax.penalty` for why not a proximal step), the
+optimizer steps on W; then a step on s (as a fraction of the group's weights)
 with gradient ``y * u - z * c`` (``u``: squared magnitude of the next weight to
 prune, ``c``: its resource cost, both relative to their group means: a
 straight-through gradient through ``ceil``); projected dual ascent on ``y``
@@ -64,9 +65,10 @@ def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> flo
 
 
 class Minimax:
-    def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float):
+    def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
+                 tolerance: float = 0.01):
         self.flat, self.groups = flat, groups
-        self.lr_s, self.lr_y, self.lr_z = lr_s, lr_y, lr_z
+        self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -86,12 +88,28 @@ class Minimax:
             sets.append((order[:k] + group.start, int(order[k]) + group.start))
         return sets
 
-    def step(self, state: MinimaxState, lr: float, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget):
-        """One solver step after an optimizer step; returns the pruned vector once the budget is met."""
+    def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
+        """The gradient of ``y * sum(least-s squared weights)``, to add before the optimizer step.
+
+        The paper shrinks the least-s weights with a proximal step ``w / (1 + 2 lr y)``
+        after plain SGD. Under Adam that shrink loses against Adam's normalised
+        steps (a weight with a tiny loss gradient still moves by about lr per step),
+        so the term enters the gradient and Adam's own preconditioning applies it;
+        to first order in ``lr * y`` this is the same step for SGD.
+        """
         weights = self.flat.weights()
-        squared = weights * weights
-        for index, ((least_set, _), y) in enumerate(zip(self._least_sets(squared, state.sigma, hard_pruned), state.y)):
-            self.flat.scale(least_set, 1.0 / (1.0 + 2.0 * lr * y))  # proximal step on y * sum(least w^2)
+        sets = self._least_sets(weights * weights, state.sigma, hard_pruned)
+
+        def add(grads):
+            for (least_set, _), y in zip(sets, state.y):
+                if y > 0:
+                    self.flat.add_scaled_weights(grads, least_set, 2.0 * y)
+
+        return add
+
+    def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget):
+        """After the optimizer step: step on s, dual ascent, new least-s sets; returns the
+        pruned vector once pruning them meets the budget (``None`` otherwise)."""
         weights = self.flat.weights()
         squared = weights * weights
         pruned = np.zeros_like(hard_pruned)
@@ -106,7 +124,7 @@ class Minimax:
                 floor = hard_pruned[group].mean()
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
             mass = float(np.sum(squared[least_set])) / (float(np.sum(squared[group])) + TINY)
-            state.y[index] = float(np.clip(state.y[index] + self.lr_y * mass, 0.0, DUAL_LIMIT))
+            state.y[index] = float(np.clip(state.y[index] + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT))
         excess = resource_after(costs, pruned, budget) - budget.target
         state.z = float(np.clip(state.z + self.lr_z * excess, 0.0, DUAL_LIMIT))
         pruned = np.zeros_like(hard_pruned)

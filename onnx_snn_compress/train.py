@@ -142,8 +142,12 @@ class Trainer:
         return np.sort(order[position * size : (position + 1) * size])
 
     # -- one step ----------------------------------------------------------------
-    def train_step(self) -> tuple[float, int, int]:
-        """One forward/backward/update on the next batch: (loss, correct, batch size)."""
+    def train_step(self, penalty: Callable[[dict[str, np.ndarray]], None] | None = None) -> tuple[float, int, int]:
+        """One forward/backward/update on the next batch: (loss, correct, batch size).
+
+        ``penalty(grads)`` may add the gradient of a regulariser to ``grads`` in place
+        before the optimizer steps (the compression solver's sparsity term).
+        """
         index = self.batch_indices(self.step)
         encoding_seed = int(np.random.SeedSequence([self.config.seed, self.step, 2]).generate_state(1)[0])
         x = self.train.inputs(index, seed=encoding_seed)
@@ -153,6 +157,8 @@ class Trainer:
         if not np.isfinite(loss):
             raise SNNError(f"training diverged at step {self.step} (loss {loss}); lower the learning rate")
         grads = backward(self.graph, tape, grad_output)
+        if penalty is not None:
+            penalty(grads)
         self.optimizer.lr = self.schedule(self.step)
         self.optimizer.step(grads)
         self.step += 1
