@@ -4,6 +4,7 @@ directly (format detected, --from forces it), and convert writes the profile or 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -125,3 +126,25 @@ def test_convert_to_nir_of_a_layer_nir_lacks_is_one_line(tmp_path, capsys, monke
 
     code, _, err = run_cli(["convert", sample_model_path("digits_conv"), tmp_path / "conv.nir"], capsys, monkeypatch)
     assert code == 2 and "has no NIR equivalent" in err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", [
+    "snntorch_leaky_subtract_mlp.legacy.onnx", "spikingjelly_lif_hard_decay_m_mlp.dynamo.onnx", "norse_lifboxcell_mlp.nir",
+])
+def test_compress_accepts_peer_models_and_emits_a_profile_model(name, tmp_path):
+    if name.endswith(".nir"):
+        pytest.importorskip("nir")
+    x, _ = spikes(name.split(".")[0])
+    samples = np.concatenate([x.transpose(1, 0, 2)] * 8)
+    labels = np.random.default_rng(0).integers(0, 4, len(samples))
+    np.savez(tmp_path / "data.npz", x=samples, y=labels, x_val=samples, y_val=labels, x_test=samples, y_test=labels)
+    # a separate process: compress binds its log stream at import time
+    done = subprocess.run(
+        [sys.executable, "-m", "onnx_snn_compress", "compress", str(FIXTURES / name), "--data", str(tmp_path / "data.npz"),
+         "--budget", "0.9", "--steps-per-budget", "2", "--eval-every", "1", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    model = onnx.load(str(tmp_path / "out" / "budget_0.9" / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert any(node.domain == "snn" for node in model.graph.node)
