@@ -92,74 +92,92 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 
 # -- backward --------------------------------------------------------------------------
 #
-# Per image and group, with C the image's im2col columns ``[rows, P]`` and G = dL/dY
-# of the group's outputs ``[O_g, P]``:
+# Per group, with U the unfolded (im2col) input of a block of images ``[rows, positions]``
+# and G the gathered dL/dY of the group's outputs ``[O_g, positions]``:
 #
-#     dL/dW_g  += G @ C.T               (summed over images)
-#     dL/dC     = W_g.T @ G;  dL/dX = col2im(dL/dC)   (the adjoint of im2col: scatter-add)
+#     dL/dW_g  += G @ U.T                 (one GEMM per block of images)
+#     dL/dU     = W_g.T @ G;  dL/dX = col2im(dL/dU)   (the adjoint of im2col: scatter-add)
 #     dL/db     = sum over images and positions of dL/dY
 #
-# Images are cut into fixed slices (not one per thread), each summing its own weight
-# gradient; the slices are added in order, so the result does not depend on the thread count.
+# Edge-sized layers have tiny images (a 4x4 plane unfolds into 16 positions), so unfolding
+# image by image moves data in runs of a few floats and costs more than the GEMMs. Here a
+# block of images is first laid out batch-innermost and zero-padded, ``[C, Hp, Wp, images]``:
+# a position's window cell is then a contiguous run over the block's images, so unfolding
+# and folding back move whole runs whatever the stride and dilation, and each block needs
+# one large GEMM. Blocks are fixed by the batch (not by the thread count), each sums its
+# own weight gradient, and the blocks are added in order: the result does not depend on
+# the number of threads.
 
-_SLICES = 8
-
-
-@njit(cache=True)
-def col2im_image(columns, first_channel, channels, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, x):
-    """Add ``columns`` ``[channels*kh*kw, out_h*out_w]`` back into channels
-    ``[first_channel, first_channel + channels)`` of one image ``[C, H, W]`` (padded cells dropped)."""
-    height, width = x.shape[1], x.shape[2]
-    for c in range(channels):
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                for oy in range(out_h):
-                    yy = oy * sh - ph + i * dh
-                    if yy < 0 or yy >= height:
-                        continue
-                    base = oy * out_w
-                    for ox in range(out_w):
-                        xx = ox * sw - pw + j * dw
-                        if 0 <= xx < width:
-                            x[first_channel + c, yy, xx] += columns[row, base + ox]
+_BLOCK_IMAGES = 32
+_BLOCK_VALUES = 1 << 16  # float32 values of one block's unfolded input (256 KiB, in L2)
 
 
 @njit(cache=True, parallel=True)
-def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, pointwise,
+def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, block_images,
                             need_input_grad, grad_x, partial_weight):
-    batch = x.shape[0]
+    batch, channels, height, width = x.shape
     out_channels, in_per_group, kh, kw = weight.shape
     out_h, out_w = grad_y.shape[2], grad_y.shape[3]
     plane = out_h * out_w
     rows = in_per_group * kh * kw
     out_per_group = out_channels // groups
     kernel = weight.reshape(out_channels, rows)
-    slices = partial_weight.shape[0]
-    for part in prange(slices):
-        accumulated = partial_weight[part]
-        accumulated[:, :] = np.float32(0.0)
-        columns = np.empty((rows, plane), dtype=np.float32)
-        product = np.empty((out_per_group, rows), dtype=np.float32)
-        grad_columns = np.empty((rows, plane), dtype=np.float32)
-        for b in range(part * batch // slices, (part + 1) * batch // slices):
-            gy = grad_y[b].reshape(out_channels, plane)
+    blocks = partial_weight.shape[0]
+    for block in prange(blocks):
+        start = block * block_images
+        images = min(block_images, batch - start)
+        positions = plane * images
+        # the block, batch-innermost and zero-padded: padded[c, ph + y, pw + k, b] = x[start + b, c, y, k]
+        padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images), dtype=np.float32)
+        for c in range(channels):
+            for y in range(height):
+                for k in range(width):
+                    cell = padded[c, ph + y, pw + k]
+                    for b in range(images):
+                        cell[b] = x[start + b, c, y, k]
+        grad_padded = np.zeros(padded.shape if need_input_grad else (0, 0, 0, 0), dtype=np.float32)
+        unfolded = np.empty((rows, positions), dtype=np.float32)
+        gathered = np.empty((out_per_group, positions), dtype=np.float32)
+        grad_unfolded = np.empty((rows if need_input_grad else 0, positions), dtype=np.float32)
+        for g in range(groups):
+            first = g * out_per_group
+            for c in range(in_per_group):
+                for i in range(kh):
+                    for j in range(kw):
+                        target = unfolded[(c * kh + i) * kw + j]
+                        for oy in range(out_h):
+                            for ox in range(out_w):
+                                source = padded[g * in_per_group + c, oy * sh + i * dh, ox * sw + j * dw]
+                                base = (oy * out_w + ox) * images
+                                for b in range(images):
+                                    target[base + b] = source[b]
+            # gathered[o, p * images + b] = dL/dY[start + b, first + o, p]: written in order,
+            # so the reads cycle over one cache line per image, which stay in L1
+            outputs = grad_y[start:start + images].reshape(images, out_channels, plane)
+            for o in range(out_per_group):
+                target = gathered[o]
+                for p in range(plane):
+                    for b in range(images):
+                        target[p * images + b] = outputs[b, first + o, p]
+            partial_weight[block, first:first + out_per_group] = np.dot(gathered, unfolded.T)
             if need_input_grad:
-                grad_x[b] = np.float32(0.0)
-            for g in range(groups):
-                first = g * out_per_group
-                if pointwise:
-                    columns[:, :] = x[b, g * in_per_group:(g + 1) * in_per_group].reshape(rows, plane)
-                else:
-                    im2col_image(x[b], g * in_per_group, in_per_group, kh, kw, sh, sw, ph, pw, dh, dw,
-                                 out_h, out_w, columns)
-                gy_group = gy[first:first + out_per_group]
-                np.dot(gy_group, columns.T, product)
-                accumulated[first:first + out_per_group] += product
-                if need_input_grad:
-                    np.dot(kernel[first:first + out_per_group].T, gy_group, grad_columns)
-                    col2im_image(grad_columns, g * in_per_group, in_per_group, kh, kw, sh, sw, ph, pw,
-                                 dh, dw, out_h, out_w, grad_x[b])
+                np.dot(kernel[first:first + out_per_group].T, gathered, grad_unfolded)
+                for c in range(in_per_group):
+                    for i in range(kh):
+                        for j in range(kw):
+                            source = grad_unfolded[(c * kh + i) * kw + j]
+                            for oy in range(out_h):
+                                for ox in range(out_w):
+                                    target = grad_padded[g * in_per_group + c, oy * sh + i * dh, ox * sw + j * dw]
+                                    base = (oy * out_w + ox) * images
+                                    for b in range(images):
+                                        target[b] += source[base + b]
+        if need_input_grad:
+            for b in range(images):
+                for c in range(channels):
+                    for y in range(height):
+                        for k in range(width):
+                            grad_x[start + b, c, y, k] = grad_padded[c, ph + y, pw + k, b]
 
 
 def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_input_grad=True,
@@ -174,14 +192,15 @@ def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_i
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
     out_channels, in_per_group, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    pointwise = (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
-    slices = max(1, min(_SLICES, x.shape[0]))
-    partial_weight = np.empty((slices, out_channels, in_per_group * kh * kw), dtype=np.float32)
+    unfolded_per_image = in_per_group * kh * kw * grad_y.shape[2] * grad_y.shape[3]
+    block_images = int(max(1, min(_BLOCK_IMAGES, _BLOCK_VALUES // unfolded_per_image)))
+    blocks = -(-x.shape[0] // block_images)
+    partial_weight = np.empty((blocks, out_channels, in_per_group * kh * kw), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), dtype=np.float32)
     _conv2d_backward_kernel(x, weight, grad_y, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
-                            int(groups), pointwise, bool(need_input_grad), grad_x, partial_weight)
+                            int(groups), block_images, bool(need_input_grad), grad_x, partial_weight)
     grad_weight = partial_weight[0].copy()
-    for part in range(1, slices):
-        grad_weight += partial_weight[part]
+    for block in range(1, blocks):
+        grad_weight += partial_weight[block]
     grad_bias = grad_y.sum(axis=(0, 2, 3), dtype=np.float32) if need_bias_grad else None
     return (grad_x if need_input_grad else None), grad_weight.reshape(weight.shape), grad_bias
