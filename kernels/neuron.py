@@ -144,6 +144,8 @@ def _lif_forward_kernel(x, beta, gain, v_threshold, v_reset, v_leak, v_init, res
 #
 # D[t] = beta * H[t-1] + leak is recomputed from the recorded potential with the forward's
 # float32 operations, so only H needs to be kept; S is recomputed by the same comparison.
+# error_model="numpy": a float division needs no zero test, so the loops vectorise (the
+# surrogates never divide by zero).
 
 SURROGATE_ATAN = 0
 SURROGATE_SIGMOID = 1
@@ -159,7 +161,7 @@ SURROGATE_CODES = {
 _HALF_PI = np.float32(np.pi / 2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def surrogate_gradient(u, surrogate, alpha):
     """The surrogate dS/du at ``u = H - v_threshold`` (float32; see the table above)."""
     one = np.float32(1.0)
@@ -177,49 +179,65 @@ def surrogate_gradient(u, surrogate, alpha):
         return alpha if abs(u) < np.float32(0.5) / alpha else np.float32(0.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _surrogate_row(potential, v_threshold, surrogate, alpha, out):
+    """``out[j] = surrogate'(potential[j] - v_threshold)``: one loop per surrogate, so
+    each loop is branch-free and vectorises."""
+    if surrogate == SURROGATE_ATAN:
+        for j in range(out.shape[0]):
+            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_ATAN, alpha)
+    elif surrogate == SURROGATE_SIGMOID:
+        for j in range(out.shape[0]):
+            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_SIGMOID, alpha)
+    elif surrogate == SURROGATE_FAST_SIGMOID:
+        for j in range(out.shape[0]):
+            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_FAST_SIGMOID, alpha)
+    else:
+        for j in range(out.shape[0]):
+            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_RECTANGLE, alpha)
+
+
+@njit(cache=True, inline="always")
+def _fired(h, v_threshold, fire_on_equal):
+    return np.float32((h > v_threshold) or (fire_on_equal and h == v_threshold))
+
+
+@njit(cache=True, error_model="numpy")
 def _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, leak, v_threshold,
-                    v_reset, reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset):
+                    reset_mode, reset_delay, fire_on_equal, surrogate, alpha, reset_offset, reset_slope):
+    # The reset's derivative w.r.t. the spike is reset_offset + reset_slope * P (P = H, or D
+    # with reset_delay), zero for detach_reset; a hard reset also blocks dV/dH where it fired.
     width = stop - start
-    zero = np.float32(0.0)
     one = np.float32(1.0)
+    hard = np.float32(1.0) if reset_mode == RESET_HARD else np.float32(0.0)
     grad_v = np.zeros(width, dtype=np.float32)      # dL/dV[t] through step t+1
     grad_reset = np.zeros(width, dtype=np.float32)  # dL/dS[t] through the delayed reset at t+1
+    sg = np.empty(width, dtype=np.float32)
     for t in range(potential.shape[0] - 1, -1, -1):
-        for j in range(width):
-            h = potential[t, start + j]
-            sg = surrogate_gradient(h - v_threshold, surrogate, alpha)
-            if reset_delay:
-                grad_h = grad_v[j] + (grad_spikes[t, start + j] + grad_reset[j]) * sg
-                grad_d = grad_h
-                if t > 0:
-                    h_previous = potential[t - 1, start + j]
-                    if reset_mode == RESET_HARD:
-                        fired = (h_previous >= v_threshold) if fire_on_equal else (h_previous > v_threshold)
-                        grad_d = zero if fired else grad_h
-                        if not detach_reset:
-                            grad_reset[j] = grad_h * (v_reset - (beta * h_previous + leak))
-                    elif reset_mode == RESET_SUBTRACT:
-                        if not detach_reset:
-                            grad_reset[j] = -v_threshold * grad_h
-            else:
+        h_row = potential[t, start:stop]
+        g_row = grad_spikes[t, start:stop]
+        x_row = grad_x[t, start:stop]
+        _surrogate_row(h_row, v_threshold, surrogate, alpha, sg)
+        if not reset_delay:
+            for j in range(width):
+                h = h_row[j]
                 gv = grad_v[j]
-                if reset_mode == RESET_SUBTRACT:
-                    dv_dh = one
-                    dv_ds = -v_threshold
-                elif reset_mode == RESET_HARD:
-                    fired = (h >= v_threshold) if fire_on_equal else (h > v_threshold)
-                    dv_dh = zero if fired else one
-                    dv_ds = v_reset - h
-                else:
-                    dv_dh = one
-                    dv_ds = zero
-                if detach_reset:
-                    dv_ds = zero
-                grad_h = gv * dv_dh + (grad_spikes[t, start + j] + gv * dv_ds) * sg
-                grad_d = grad_h
-            grad_x[t, start + j] = gain * grad_h
-            grad_v[j] = beta * grad_d
+                dv_dh = one - hard * _fired(h, v_threshold, fire_on_equal)
+                grad_h = gv * dv_dh + (g_row[j] + gv * (reset_offset + reset_slope * h)) * sg[j]
+                x_row[j] = gain * grad_h
+                grad_v[j] = beta * grad_h
+        elif t > 0:
+            previous = potential[t - 1, start:stop]
+            for j in range(width):
+                grad_h = grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j]
+                x_row[j] = gain * grad_h
+                h_previous = previous[j]
+                grad_d = grad_h * (one - hard * _fired(h_previous, v_threshold, fire_on_equal))
+                grad_reset[j] = grad_h * (reset_offset + reset_slope * (beta * h_previous + leak))
+                grad_v[j] = beta * grad_d
+        else:
+            for j in range(width):
+                x_row[j] = gain * (grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j])
 
 
 @njit(cache=True, parallel=True)
@@ -227,12 +245,22 @@ def _lif_backward_kernel(grad_spikes, potential, beta, gain, v_threshold, v_rese
                          reset_delay, fire_on_equal, surrogate, alpha, detach_reset, grad_x):
     neurons = potential.shape[1]
     leak = (np.float32(1.0) - beta) * v_leak
+    # d reset(P, S) / dS = reset_offset + reset_slope * P: -v_threshold (subtract),
+    # v_reset - P (hard), 0 (none, or a detached reset)
+    reset_offset = np.float32(0.0)
+    reset_slope = np.float32(0.0)
+    if not detach_reset:
+        if reset_mode == RESET_SUBTRACT:
+            reset_offset = -v_threshold
+        elif reset_mode == RESET_HARD:
+            reset_offset = v_reset
+            reset_slope = np.float32(-1.0)
     blocks = (neurons + _BLOCK - 1) // _BLOCK
     for block in prange(blocks):
         start = block * _BLOCK
         stop = min(start + _BLOCK, neurons)
         _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, leak, v_threshold,
-                        v_reset, reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset)
+                        reset_mode, reset_delay, fire_on_equal, surrogate, alpha, reset_offset, reset_slope)
 
 
 def lif_backward(grad_spikes, potential, beta, gain, v_threshold, v_reset, v_leak,
