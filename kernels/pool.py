@@ -110,67 +110,99 @@ def maxpool2d_forward_indices(x, kh, kw, sh, sw, ph, pw, out_h, out_w):
 def _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, y, indices):
     batch, channels, height, width = x.shape
     out_h, out_w = y.shape[2], y.shape[3]
+    planes = x.reshape(batch * channels, height * width)
+    outputs = y.reshape(batch * channels, out_h * out_w)
+    where = indices.reshape(batch * channels, out_h * out_w)
+    # 2x2 windows without padding (the usual SNN pooling) get constant loop bounds; the
+    # general loops cost four times as much on such small windows.
+    two_by_two = kh == 2 and kw == 2 and ph == 0 and pw == 0
     for item in prange(batch * channels):
-        plane = x[item // channels, item % channels]
-        out = y[item // channels, item % channels]
-        where = indices[item // channels, item % channels]
+        plane = planes[item]
         for oy in range(out_h):
+            top = oy * sh - ph
+            i_first, i_last = max(0, -top), min(kh, height - top)
             for ox in range(out_w):
-                best = np.float32(-np.inf)
-                best_index = -1
-                for i in range(kh):
-                    yy = oy * sh - ph + i
-                    if yy < 0 or yy >= height:
-                        continue
-                    for j in range(kw):
-                        xx = ox * sw - pw + j
-                        if xx < 0 or xx >= width:
-                            continue
-                        value = plane[yy, xx]
-                        if value > best or best_index < 0:
-                            best = value
-                            best_index = yy * width + xx
-                out[oy, ox] = best
-                where[oy, ox] = best_index
+                left = ox * sw - pw
+                if two_by_two:
+                    best_index = top * width + left
+                    best = plane[best_index]
+                    for cell in (top * width + left + 1, (top + 1) * width + left, (top + 1) * width + left + 1):
+                        if plane[cell] > best:
+                            best = plane[cell]
+                            best_index = cell
+                else:
+                    j_first, j_last = max(0, -left), min(kw, width - left)
+                    best_index = (top + i_first) * width + left + j_first
+                    best = plane[best_index]
+                    for i in range(i_first, i_last):
+                        row = (top + i) * width + left
+                        for j in range(j_first, j_last):
+                            if plane[row + j] > best:
+                                best = plane[row + j]
+                                best_index = row + j
+                outputs[item, oy * out_w + ox] = best
+                where[item, oy * out_w + ox] = best_index
 
 
-@njit(cache=True, parallel=True)
 def maxpool2d_backward(grad_y, indices, height, width):
     """dL/dX ``[B, C, H, W]``: each output's gradient added to its argmax input."""
-    batch, channels, out_h, out_w = grad_y.shape
-    grad_x = np.zeros((batch, channels, height, width), dtype=np.float32)
-    for item in prange(batch * channels):
-        b = item // channels
-        c = item % channels
-        target = grad_x[b, c].reshape(height * width)
-        for oy in range(out_h):
-            for ox in range(out_w):
-                target[indices[b, c, oy, ox]] += grad_y[b, c, oy, ox]
+    grad_x = np.empty((*grad_y.shape[:2], height, width), dtype=np.float32)
+    _maxpool2d_backward_kernel(np.ascontiguousarray(grad_y, dtype=np.float32), indices, grad_x)
     return grad_x
 
 
 @njit(cache=True, parallel=True)
+def _maxpool2d_backward_kernel(grad_y, indices, grad_x):
+    batch, channels, out_h, out_w = grad_y.shape
+    size = grad_x.shape[2] * grad_x.shape[3]
+    for b in prange(batch):
+        target = grad_x[b].reshape(channels, size)
+        target[:, :] = np.float32(0.0)
+        for c in range(channels):
+            for oy in range(out_h):
+                for ox in range(out_w):
+                    target[c, indices[b, c, oy, ox]] += grad_y[b, c, oy, ox]
+
+
 def avgpool2d_backward(grad_y, kh, kw, sh, sw, ph, pw, count_include_pad, height, width):
     """dL/dX ``[B, C, H, W]``: each output's gradient divided by its count, added to every
     window cell inside the image (the count as in :func:`avgpool2d_forward`)."""
+    grad_x = np.empty((*grad_y.shape[:2], height, width), dtype=np.float32)
+    _avgpool2d_backward_kernel(np.ascontiguousarray(grad_y, dtype=np.float32), kh, kw, sh, sw, ph, pw,
+                               bool(count_include_pad), grad_x)
+    return grad_x
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _avgpool2d_backward_kernel(grad_y, kh, kw, sh, sw, ph, pw, count_include_pad, grad_x):
     batch, channels, out_h, out_w = grad_y.shape
-    grad_x = np.zeros((batch, channels, height, width), dtype=np.float32)
+    height, width = grad_x.shape[2], grad_x.shape[3]
+    planes = grad_x.reshape(batch * channels, height * width)
+    outputs = grad_y.reshape(batch * channels, out_h * out_w)
+    two_by_two = kh == 2 and kw == 2 and ph == 0 and pw == 0  # constant bounds, as in max pooling
+    quarter = np.float32(0.25)
     for item in prange(batch * channels):
-        b = item // channels
-        c = item % channels
-        target = grad_x[b, c]
+        target = planes[item]
+        target[:] = np.float32(0.0)
         for oy in range(out_h):
             rows_first = max(0, oy * sh - ph)
             rows_last = min(height, oy * sh - ph + kh)
             for ox in range(out_w):
+                if two_by_two:
+                    share = outputs[item, oy * out_w + ox] * quarter
+                    corner = oy * sh * width + ox * sw
+                    target[corner] += share
+                    target[corner + 1] += share
+                    target[corner + width] += share
+                    target[corner + width + 1] += share
+                    continue
                 cols_first = max(0, ox * sw - pw)
                 cols_last = min(width, ox * sw - pw + kw)
                 if count_include_pad:
                     count = kh * kw
                 else:
                     count = (rows_last - rows_first) * (cols_last - cols_first)
-                share = grad_y[b, c, oy, ox] / np.float32(count)
+                share = outputs[item, oy * out_w + ox] / np.float32(count)
                 for yy in range(rows_first, rows_last):
                     for xx in range(cols_first, cols_last):
-                        target[yy, xx] += share
-    return grad_x
+                        target[yy * width + xx] += share

@@ -204,6 +204,7 @@ def test_batchnorm_train_needs_more_than_one_value_per_channel():
 
 POOL_CASES = [
     dict(kernel_size=2, stride=None, padding=0),
+    dict(kernel_size=2, stride=1, padding=0),
     dict(kernel_size=3, stride=2, padding=1),
     dict(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0)),
 ]
