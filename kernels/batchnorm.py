@@ -62,27 +62,62 @@ def _scale_shift_kernel(x, scale, shift, y):
 # same parameter gradients with X^ = (X - running_mean) / sqrt(running_var + eps).
 
 
+# Sums over the batch run as float64 accumulators per (channel, position), one flat row
+# of ``[B, C*S]`` at a time, with per-channel constants spread along the row: the inner
+# loop is contiguous and independent per lane, so it vectorises for images and vectors
+# alike (a single float64 running sum per channel could not). The rows are cut into
+# fixed slices whose partial sums are added in order: the result does not depend on the
+# number of threads.
+_SLICES = 8
+
+
+def _spread(per_channel, size):
+    """``[C]`` -> ``[C*S]``: each channel's value repeated along its positions."""
+    return np.repeat(np.asarray(per_channel), size)
+
+
 @njit(cache=True, parallel=True)
+def _sum_rows(rows, shift, squares, slices):
+    """Per slice of ``rows`` ``[B, L]``: float64 ``[slices, L]`` sums of the rows, or of
+    ``(row - shift)^2`` with ``squares``."""
+    batch, length = rows.shape
+    partial = np.zeros((slices, length), dtype=np.float64)
+    for part in prange(slices):
+        total = partial[part]
+        for b in range(part * batch // slices, (part + 1) * batch // slices):
+            row = rows[b]
+            if squares:
+                for i in range(length):
+                    d = row[i] - shift[i]
+                    total[i] += d * d
+            else:
+                for i in range(length):
+                    total[i] += row[i]
+    return partial
+
+
 def batchnorm_statistics(x):
     """Per-channel ``(mean, biased variance)`` of ``x`` ``[B, C, S]`` as float64 ``[C]``."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     batch, channels, size = x.shape
-    mean = np.empty(channels, dtype=np.float64)
-    var = np.empty(channels, dtype=np.float64)
+    rows = x.reshape(batch, channels * size)
     count = batch * size
-    for c in prange(channels):
-        total = 0.0
-        for b in range(batch):
-            for k in range(size):
-                total += x[b, c, k]
-        m = total / count
-        squares = 0.0
-        for b in range(batch):
-            for k in range(size):
-                d = x[b, c, k] - m
-                squares += d * d
-        mean[c] = m
-        var[c] = squares / count
+    slices = max(1, min(_SLICES, batch))
+    mean = _sum_rows(rows, np.zeros(0), False, slices).sum(axis=0).reshape(channels, size).sum(axis=1) / count
+    squares = _sum_rows(rows, _spread(mean, size), True, slices)
+    var = squares.sum(axis=0).reshape(channels, size).sum(axis=1) / count
     return mean, var
+
+
+@njit(cache=True, parallel=True)
+def _scale_shift_rows(rows, scale, shift, out):
+    """``out[b, i] = rows[b, i] * scale[i] + shift[i]`` (the same float32 operations as the
+    inference kernel, with the constants spread along the row)."""
+    for b in prange(rows.shape[0]):
+        row = rows[b]
+        target = out[b]
+        for i in range(rows.shape[1]):
+            target[i] = row[i] * scale[i] + shift[i]
 
 
 def batchnorm_train_forward(x, weight, bias, eps):
@@ -92,45 +127,45 @@ def batchnorm_train_forward(x, weight, bias, eps):
     float64 ``[C]`` (for the running statistics); invstd float32 ``[C]`` (for the backward).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
+    batch, channels, size = x.shape
     mean, var = batchnorm_statistics(x)
     invstd = (1.0 / np.sqrt(var + np.float64(np.float32(eps)))).astype(np.float32)
     scale = invstd * weight
     shift = bias - mean.astype(np.float32) * scale
     y = np.empty(x.shape, dtype=np.float32)
-    _scale_shift_kernel(x, scale, shift, y)
+    _scale_shift_rows(x.reshape(batch, -1), _spread(scale, size), _spread(shift, size), y.reshape(batch, -1))
     return y, mean, var, invstd
 
 
 @njit(cache=True, parallel=True)
-def _batchnorm_backward_kernel(x, grad_y, weight, mean, invstd, train, need_input_grad,
-                               grad_x, grad_weight, grad_bias):
-    batch, channels, size = x.shape
-    count = batch * size
-    for c in prange(channels):
-        m = mean[c]
-        inv = invstd[c]
-        sum_grad = 0.0
-        sum_grad_normalised = 0.0
-        for b in range(batch):
-            for k in range(size):
-                g = grad_y[b, c, k]
-                sum_grad += g
-                sum_grad_normalised += g * ((x[b, c, k] - m) * inv)
-        grad_bias[c] = sum_grad
-        grad_weight[c] = sum_grad_normalised
-        if need_input_grad:
-            scale = weight[c] * inv
-            if train:
-                mean_grad = np.float32(sum_grad / count)
-                mean_grad_normalised = np.float32(sum_grad_normalised / count)
-                for b in range(batch):
-                    for k in range(size):
-                        normalised = (x[b, c, k] - m) * inv
-                        grad_x[b, c, k] = scale * (grad_y[b, c, k] - mean_grad - normalised * mean_grad_normalised)
-            else:
-                for b in range(batch):
-                    for k in range(size):
-                        grad_x[b, c, k] = grad_y[b, c, k] * scale
+def _gradient_sums(rows, grad_rows, mean, invstd, slices):
+    """Per slice of rows ``[B, L]``: float64 ``[slices, 2, L]`` sums of dL/dY and of
+    dL/dY * X^, with X^ = (X - mean) * invstd (both spread along the row)."""
+    batch, length = rows.shape
+    partial = np.zeros((slices, 2, length), dtype=np.float64)
+    for part in prange(slices):
+        sum_grad = partial[part, 0]
+        sum_grad_normalised = partial[part, 1]
+        for b in range(part * batch // slices, (part + 1) * batch // slices):
+            row = rows[b]
+            grad = grad_rows[b]
+            for i in range(length):
+                g = grad[i]
+                sum_grad[i] += g
+                sum_grad_normalised[i] += g * ((row[i] - mean[i]) * invstd[i])
+    return partial
+
+
+@njit(cache=True, parallel=True)
+def _input_grad_rows(rows, grad_rows, mean, invstd, scale, mean_grad, mean_grad_normalised, out):
+    """dL/dX = scale * (dL/dY - mean_grad - X^ * mean_grad_normalised), constants spread
+    along the row (mean_grad = mean_grad_normalised = 0 in inference mode)."""
+    for b in prange(rows.shape[0]):
+        row = rows[b]
+        grad = grad_rows[b]
+        target = out[b]
+        for i in range(rows.shape[1]):
+            target[i] = scale[i] * (grad[i] - mean_grad[i] - ((row[i] - mean[i]) * invstd[i]) * mean_grad_normalised[i])
 
 
 def batchnorm_backward(x, grad_y, weight, mean, invstd, train, need_input_grad=True):
@@ -142,12 +177,24 @@ def batchnorm_backward(x, grad_y, weight, mean, invstd, train, need_input_grad=T
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-    channels = x.shape[1]
-    grad_x = np.empty(x.shape if need_input_grad else (0, channels, x.shape[2]), dtype=np.float32)
-    grad_weight = np.empty(channels, dtype=np.float32)
-    grad_bias = np.empty(channels, dtype=np.float32)
-    _batchnorm_backward_kernel(x, grad_y, np.ascontiguousarray(weight, dtype=np.float32),
-                               np.ascontiguousarray(mean, dtype=np.float32),
-                               np.ascontiguousarray(invstd, dtype=np.float32), bool(train),
-                               bool(need_input_grad), grad_x, grad_weight, grad_bias)
-    return (grad_x if need_input_grad else None), grad_weight, grad_bias
+    batch, channels, size = x.shape
+    rows, grad_rows = x.reshape(batch, -1), grad_y.reshape(batch, -1)
+    mean_spread = _spread(np.asarray(mean, dtype=np.float32), size)
+    invstd_spread = _spread(np.asarray(invstd, dtype=np.float32), size)
+    slices = max(1, min(_SLICES, batch))
+    sums = _gradient_sums(rows, grad_rows, mean_spread, invstd_spread, slices).sum(axis=0)
+    sums = sums.reshape(2, channels, size).sum(axis=2)
+    grad_bias, grad_weight = sums[0].astype(np.float32), sums[1].astype(np.float32)
+    if not need_input_grad:
+        return None, grad_weight, grad_bias
+    count = batch * size
+    scale = np.asarray(weight, dtype=np.float32) * np.asarray(invstd, dtype=np.float32)
+    if train:
+        mean_grad = (sums[0] / count).astype(np.float32)
+        mean_grad_normalised = (sums[1] / count).astype(np.float32)
+    else:
+        mean_grad = mean_grad_normalised = np.zeros(channels, dtype=np.float32)
+    grad_x = np.empty(x.shape, dtype=np.float32)
+    _input_grad_rows(rows, grad_rows, mean_spread, invstd_spread, _spread(scale, size), _spread(mean_grad, size),
+                     _spread(mean_grad_normalised, size), grad_x.reshape(batch, -1))
+    return grad_x, grad_weight, grad_bias
