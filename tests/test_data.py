@@ -363,13 +363,33 @@ def profile_reader():
     return reader
 
 
+def _structure(graph):
+    """Everything but the trained arrays: node kinds, names, edges, shapes and scalar settings."""
+    return [
+        (node.kind, node.name, node.inputs, graph.shapes[node.name],
+         {k: v for k, v in vars(node).items() if not isinstance(v, np.ndarray)})
+        for node in graph
+    ]
+
+
 @pytest.mark.parametrize("name", SAMPLE_MODELS)
-def test_sample_model_loads_and_matches_its_generator_script(name):
+def test_sample_model_is_the_generator_architecture_trained_by_snn_compress(name):
     graph = profile_reader()(sample_model_path(name))
     assert graph.num_classes == 10
-    assert graph.metadata["training"].startswith("untrained")
+    assert graph.metadata["training"].startswith("snn-compress train"), "rerun scripts/train_samples.sh"
     script = runpy.run_path(str(REPO / "scripts" / "make_sample_models.py"), run_name="sample_models")
-    assert graph.same_as(script["BUILDERS"][name]()), "rerun scripts/make_sample_models.py"
+    untrained = script["BUILDERS"][name]()
+    assert _structure(graph) == _structure(untrained)
+    assert not graph.same_as(untrained)
+
+
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_trained_samples_reach_95_percent_test_accuracy(name):
+    from onnx_snn_compress.train import accuracy
+
+    graph = profile_reader()(sample_model_path(name))
+    data = load_for_model(digits_path(), graph.input.shape, 10, split="test", time_steps=8)
+    assert accuracy(graph, data) >= 0.95
 
 
 @pytest.mark.parametrize("name", SAMPLE_MODELS)

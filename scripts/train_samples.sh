@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Rebuild the shipped sample SNNs: seeded random initialisation, then training on the
+# embedded digits with `snn-compress train` (T=8, direct encoding, Adam, cosine schedule).
+# Deterministic: the same machine gives bit-identical files. From the repository root,
+# with the package installed (pip install -e .):
+#     bash scripts/train_samples.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+untrained=$(mktemp -d)
+trap 'rm -rf "$untrained"' EXIT
+python scripts/make_sample_models.py --output-dir "$untrained"
+snn-compress train "$untrained/digits_mlp.onnx" --out samples/digits_mlp.onnx --epochs 60 --lr 3e-3 --seed 0
+snn-compress train "$untrained/digits_conv.onnx" --out samples/digits_conv.onnx --epochs 40 --lr 3e-3 --seed 0
