@@ -108,8 +108,8 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 # own weight gradient, and the blocks are added in order: the result does not depend on
 # the number of threads.
 
-_BLOCK_IMAGES = 32
-_BLOCK_VALUES = 1 << 16  # float32 values of one block's unfolded input (256 KiB, in L2)
+_BLOCK_IMAGES = 32  # measured best on the digits sample's layers (8 to 128 tried)
+_BLOCK_VALUES = 1 << 16  # at most this many float32 in one block's unfolded input (256 KiB, in L2)
 
 
 @njit(cache=True, parallel=True)

@@ -1,4 +1,4 @@
-"""Spiking neuron dynamics over all time steps in one call (forward; backward to sit beside it).
+"""Spiking neuron dynamics over all time steps in one call: the forward, and beside it BPTT.
 
 The equations are those of :class:`onnx_snn_compress.ir.Neuron`. Everything is
 float32 in a fixed operation order, the same as the ONNX export's Scan body, so
