@@ -5,6 +5,13 @@ sample's output (and, one ulp later, its spikes) would depend on the batch
 size. Here every output sums its inputs in index order, then adds the bias.
 Zero inputs are skipped, which makes the layer event-driven on spike trains
 (exact: adding ``0 * w`` changes nothing).
+
+Narrow layers (fewer than ``_NARROW`` outputs, e.g. a classifier) have too few outputs
+to fill a vector register; they run with the rows as vector lanes instead
+(:func:`_linear_narrow_kernel`), dense but in the same order per output: the sum starts
+at +0.0, adds ``x[k] * w[k]`` for k ascending, then the bias. A sum that starts at +0.0
+never becomes -0.0, so adding the skipped ``+-0`` terms changes no bit, and both kernels
+give identical results (tested).
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ from numba import njit, prange
 
 # Rows per parallel work item: a row of weight_t is reused this many times from cache.
 _ROWS = 8
+# Below this many outputs the rows are the vector lanes (4x faster for 10 outputs).
+_NARROW = 16
+# Rows per work item of the narrow kernel (its lanes).
+_LANES = 64
 
 
 def linear_forward(x, weight_t, bias):
@@ -21,7 +32,10 @@ def linear_forward(x, weight_t, bias):
     bias ``[out]`` or zero-length for none. Returns float32 ``[B, out]``."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty((x.shape[0], weight_t.shape[1]), dtype=np.float32)
-    _linear_kernel(x, weight_t, bias, y)
+    if weight_t.shape[1] < _NARROW:
+        _linear_narrow_kernel(x, weight_t, bias, y)
+    else:
+        _linear_kernel(x, weight_t, bias, y)
     return y
 
 
@@ -43,6 +57,33 @@ def _linear_kernel(x, weight_t, bias, y):
             for r in range(first, last):
                 for o in range(out_features):
                     y[r, o] += bias[o]
+
+
+@njit(cache=True, parallel=True)
+def _linear_narrow_kernel(x, weight_t, bias, y):
+    """:func:`_linear_kernel`'s sums with the rows as lanes: ``Y.T[o] += w[k, o] * X.T[k]``."""
+    rows, in_features = x.shape
+    out_features = weight_t.shape[1]
+    for block in prange((rows + _LANES - 1) // _LANES):
+        first = block * _LANES
+        width = min(first + _LANES, rows) - first
+        inputs = np.empty((in_features, width), dtype=np.float32)
+        for r in range(width):
+            for k in range(in_features):
+                inputs[k, r] = x[first + r, k]
+        sums = np.zeros((out_features, width), dtype=np.float32)
+        for k in range(in_features):
+            source = inputs[k]
+            for o in range(out_features):
+                w = weight_t[k, o]
+                target = sums[o]
+                for r in range(width):
+                    target[r] += source[r] * w
+        for r in range(width):
+            for o in range(out_features):
+                y[first + r, o] = sums[o, r]
+                if bias.shape[0] > 0:
+                    y[first + r, o] += bias[o]
 
 
 # -- backward --------------------------------------------------------------------------

@@ -570,3 +570,20 @@ def test_trainable_arrays_of_a_loaded_model_are_writable_and_stay_the_graphs():
         assert array.flags.writeable and array is getattr(graph[node], field)
     params["fc1.bias"] += 1.0
     assert np.array_equal(graph["fc1"].bias, params["fc1.bias"])
+
+
+@pytest.mark.parametrize("outputs", [1, 10, 15])
+def test_narrow_linear_forward_is_bit_identical_to_the_event_driven_sums(outputs):
+    """The narrow kernel (rows as lanes, dense) must give the event-driven kernel's exact bits."""
+    from onnx_snn_compress.kernels import linear
+
+    rng = np.random.default_rng(20)
+    x = np.where(rng.random((203, 37)) < 0.3, rng.normal(size=(203, 37)), 0).astype(f32)
+    x[:, :3] = (rng.random((203, 3)) < 0.5)  # spikes, and all-zero rows below
+    x[::17] = 0
+    weight_t = rng.normal(size=(37, outputs)).astype(f32)
+    for bias in (rng.normal(size=outputs).astype(f32), np.zeros(0, f32)):
+        wide = np.empty((203, outputs), f32)
+        linear._linear_kernel(x, weight_t, bias, wide)
+        narrow = linear.linear_forward(x, weight_t, bias)
+        assert narrow.tobytes() == wide.tobytes()
