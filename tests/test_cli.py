@@ -103,11 +103,12 @@ def test_evaluate_on_the_embedded_sample_uses_the_test_split(capsys, monkeypatch
     assert 0.0 <= result["accuracy"] <= 1.0
 
 
-def test_console_script_and_module_entry_point_run():
+def test_console_script_and_module_entry_point_run(tmp_path):
     for command in (["snn-compress", "--version"], [sys.executable, "-m", "onnx_snn_compress", "--version"]):
         if command[0] == "snn-compress":
             command[0] = str(__import__("pathlib").Path(sys.executable).with_name("snn-compress"))
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        # run outside the source tree: there `python -m` would import the uninstalled sources first
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("snn-compress ")
 

@@ -142,7 +142,7 @@ def test_compress_accepts_peer_models_and_emits_a_profile_model(name, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "onnx_snn_compress", "compress", str(FIXTURES / name), "--data", str(tmp_path / "data.npz"),
          "--budget", "0.9", "--steps-per-budget", "2", "--eval-every", "1", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,  # outside the source tree (see test_cli)
     )
     assert done.returncode == 0, done.stderr
     model = onnx.load(str(tmp_path / "out" / "budget_0.9" / "model.onnx"))
