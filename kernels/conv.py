@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .blas import SINGLE_THREAD_GEMM
+
 
 def conv2d_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
@@ -95,7 +97,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 # Per group, with U the unfolded (im2col) input of a block of images ``[rows, positions]``
 # and G the gathered dL/dY of the group's outputs ``[O_g, positions]``:
 #
-#     dL/dW_g  += G @ U.T                 (one GEMM per block of images)
+#     dL/dW_g  += G @ U.T                 (GEMMs summed over the block's position chunks)
 #     dL/dU     = W_g.T @ G;  dL/dX = col2im(dL/dU)   (the adjoint of im2col: scatter-add)
 #     dL/db     = sum over images and positions of dL/dY
 #
@@ -103,18 +105,18 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 # image by image moves data in runs of a few floats and costs more than the GEMMs. Here a
 # block of images is first laid out batch-innermost and zero-padded, ``[C, Hp, Wp, images]``:
 # a position's window cell is then a contiguous run over the block's images, so unfolding
-# and folding back move whole runs whatever the stride and dilation, and each block needs
-# one large GEMM. Blocks are fixed by the batch (not by the thread count), each sums its
-# own weight gradient, and the blocks are added in order: the result does not depend on
-# the number of threads.
+# and folding back move whole runs whatever the stride and dilation. The positions are
+# taken in chunks sized so each GEMM stays single-threaded in BLAS (kernels/blas.py).
+# Blocks are fixed by the batch (not by the thread count), each sums its own weight
+# gradient, and the blocks are added in order: the result does not depend on the number
+# of threads.
 
 _BLOCK_IMAGES = 32  # measured best on the digits sample's layers (8 to 128 tried)
-_BLOCK_VALUES = 1 << 16  # at most this many float32 in one block's unfolded input (256 KiB, in L2)
 
 
 @njit(cache=True, parallel=True)
 def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, block_images,
-                            need_input_grad, grad_x, partial_weight):
+                            chunk_positions, need_input_grad, grad_x, partial_weight):
     batch, channels, height, width = x.shape
     out_channels, in_per_group, kh, kw = weight.shape
     out_h, out_w = grad_y.shape[2], grad_y.shape[3]
@@ -126,7 +128,6 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
     for block in prange(blocks):
         start = block * block_images
         images = min(block_images, batch - start)
-        positions = plane * images
         # the block, batch-innermost and zero-padded: padded[c, ph + y, pw + k, b] = x[start + b, c, y, k]
         padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images), dtype=np.float32)
         for c in range(channels):
@@ -136,42 +137,52 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
                     for b in range(images):
                         cell[b] = x[start + b, c, y, k]
         grad_padded = np.zeros(padded.shape if need_input_grad else (0, 0, 0, 0), dtype=np.float32)
-        unfolded = np.empty((rows, positions), dtype=np.float32)
-        gathered = np.empty((out_per_group, positions), dtype=np.float32)
-        grad_unfolded = np.empty((rows if need_input_grad else 0, positions), dtype=np.float32)
+        # flat buffers: a chunk's matrices are contiguous prefixes, whatever its length
+        unfolded_values = np.empty(rows * chunk_positions * images, dtype=np.float32)
+        gathered_values = np.empty(out_per_group * chunk_positions * images, dtype=np.float32)
+        grad_values = np.empty(rows * chunk_positions * images if need_input_grad else 0, dtype=np.float32)
+        product = np.empty((out_per_group, rows), dtype=np.float32)
+        partial_weight[block] = np.float32(0.0)
+        outputs = grad_y[start:start + images].reshape(images, out_channels, plane)
         for g in range(groups):
             first = g * out_per_group
-            for c in range(in_per_group):
-                for i in range(kh):
-                    for j in range(kw):
-                        target = unfolded[(c * kh + i) * kw + j]
-                        for oy in range(out_h):
-                            for ox in range(out_w):
-                                source = padded[g * in_per_group + c, oy * sh + i * dh, ox * sw + j * dw]
-                                base = (oy * out_w + ox) * images
-                                for b in range(images):
-                                    target[base + b] = source[b]
-            # gathered[o, p * images + b] = dL/dY[start + b, first + o, p]: written in order,
-            # so the reads cycle over one cache line per image, which stay in L1
-            outputs = grad_y[start:start + images].reshape(images, out_channels, plane)
-            for o in range(out_per_group):
-                target = gathered[o]
-                for p in range(plane):
-                    for b in range(images):
-                        target[p * images + b] = outputs[b, first + o, p]
-            partial_weight[block, first:first + out_per_group] = np.dot(gathered, unfolded.T)
-            if need_input_grad:
-                np.dot(kernel[first:first + out_per_group].T, gathered, grad_unfolded)
+            for p_first in range(0, plane, chunk_positions):
+                p_last = min(p_first + chunk_positions, plane)
+                size = (p_last - p_first) * images
+                unfolded = unfolded_values[:rows * size].reshape(rows, size)
+                gathered = gathered_values[:out_per_group * size].reshape(out_per_group, size)
                 for c in range(in_per_group):
                     for i in range(kh):
                         for j in range(kw):
-                            source = grad_unfolded[(c * kh + i) * kw + j]
-                            for oy in range(out_h):
-                                for ox in range(out_w):
-                                    target = grad_padded[g * in_per_group + c, oy * sh + i * dh, ox * sw + j * dw]
-                                    base = (oy * out_w + ox) * images
+                            target = unfolded[(c * kh + i) * kw + j]
+                            for q in range(p_last - p_first):
+                                p = p_first + q
+                                source = padded[g * in_per_group + c, (p // out_w) * sh + i * dh,
+                                                (p % out_w) * sw + j * dw]
+                                for b in range(images):
+                                    target[q * images + b] = source[b]
+                # gathered[o, (p - p_first) * images + b] = dL/dY[start + b, first + o, p]: written
+                # in order, the reads cycle over one cache line per image, which stay in L1
+                for o in range(out_per_group):
+                    target = gathered[o]
+                    for q in range(p_last - p_first):
+                        for b in range(images):
+                            target[q * images + b] = outputs[b, first + o, p_first + q]
+                np.dot(gathered, unfolded.T, product)
+                partial_weight[block, first:first + out_per_group] += product
+                if need_input_grad:
+                    grad_unfolded = grad_values[:rows * size].reshape(rows, size)
+                    np.dot(kernel[first:first + out_per_group].T, gathered, grad_unfolded)
+                    for c in range(in_per_group):
+                        for i in range(kh):
+                            for j in range(kw):
+                                source = grad_unfolded[(c * kh + i) * kw + j]
+                                for q in range(p_last - p_first):
+                                    p = p_first + q
+                                    target = grad_padded[g * in_per_group + c, (p // out_w) * sh + i * dh,
+                                                         (p % out_w) * sw + j * dw]
                                     for b in range(images):
-                                        target[b] += source[base + b]
+                                        target[b] += source[q * images + b]
         if need_input_grad:
             for b in range(images):
                 for c in range(channels):
@@ -192,13 +203,16 @@ def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_i
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
     out_channels, in_per_group, kh, kw = weight.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    unfolded_per_image = in_per_group * kh * kw * grad_y.shape[2] * grad_y.shape[3]
-    block_images = int(max(1, min(_BLOCK_IMAGES, _BLOCK_VALUES // unfolded_per_image)))
+    # every GEMM is [O_g, rows] x [rows or O_g, chunk_positions * images]: keep M*N*K in bound
+    gemm_per_column = (out_channels // groups) * in_per_group * kh * kw
+    block_images = int(max(1, min(_BLOCK_IMAGES, SINGLE_THREAD_GEMM // gemm_per_column)))
+    chunk_positions = int(max(1, SINGLE_THREAD_GEMM // (gemm_per_column * block_images)))
     blocks = -(-x.shape[0] // block_images)
     partial_weight = np.empty((blocks, out_channels, in_per_group * kh * kw), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), dtype=np.float32)
     _conv2d_backward_kernel(x, weight, grad_y, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
-                            int(groups), block_images, bool(need_input_grad), grad_x, partial_weight)
+                            int(groups), block_images, chunk_positions, bool(need_input_grad), grad_x,
+                            partial_weight)
     grad_weight = partial_weight[0].copy()
     for block in range(1, blocks):
         grad_weight += partial_weight[block]
