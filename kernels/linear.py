@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .blas import SINGLE_THREAD_GEMM
+
 # Rows per parallel work item: a row of weight_t is reused this many times from cache.
 _ROWS = 8
 # Below this many outputs the rows are the vector lanes (4x faster for 10 outputs).
@@ -94,24 +96,27 @@ def _linear_narrow_kernel(x, weight_t, bias, y):
 #
 # BLAS GEMMs from Numba threads, on fixed slices of the rows, so the result does not
 # depend on the thread count; the weight gradient sums its per-slice parts in slice order.
+# Within a slice the rows go in chunks small enough that BLAS stays single-threaded
+# (kernels/blas.py).
 
 _SLICES = 8
 
 
 @njit(cache=True, parallel=True)
-def _linear_backward_kernel(x, weight, grad_y, need_input_grad, grad_x, partial_weight):
+def _linear_backward_kernel(x, weight, grad_y, chunk_rows, need_input_grad, grad_x, partial_weight):
     rows = x.shape[0]
     slices = partial_weight.shape[0]
     for part in prange(slices):
-        first = part * rows // slices
-        last = (part + 1) * rows // slices
-        if last > first:
+        accumulated = partial_weight[part]
+        accumulated[:, :] = np.float32(0.0)
+        product = np.empty(accumulated.shape, dtype=np.float32)
+        for first in range(part * rows // slices, (part + 1) * rows // slices, chunk_rows):
+            last = min(first + chunk_rows, (part + 1) * rows // slices)
             gy = grad_y[first:last]
-            np.dot(gy.T, x[first:last], partial_weight[part])
+            np.dot(gy.T, x[first:last], product)
+            accumulated += product
             if need_input_grad:
                 np.dot(gy, weight, grad_x[first:last])
-        else:
-            partial_weight[part] = np.float32(0.0)
 
 
 def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True):
@@ -124,9 +129,10 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
     slices = max(1, min(_SLICES, x.shape[0]))
+    chunk_rows = max(1, SINGLE_THREAD_GEMM // weight.size)
     partial_weight = np.empty((slices, *weight.shape), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, x.shape[1]), dtype=np.float32)
-    _linear_backward_kernel(x, weight, grad_y, bool(need_input_grad), grad_x, partial_weight)
+    _linear_backward_kernel(x, weight, grad_y, chunk_rows, bool(need_input_grad), grad_x, partial_weight)
     grad_weight = partial_weight[0].copy()
     for part in range(1, slices):
         grad_weight += partial_weight[part]
