@@ -421,7 +421,17 @@ def test_surrogates_follow_their_published_formulas_at_known_points():
     assert at(0.0, "fast_sigmoid", 25.0) == 1.0
     assert at(0.1, "fast_sigmoid", 10.0) == pytest.approx(0.25)
     assert at(0.24, "rectangle", 2.0) == 2.0 and at(0.26, "rectangle", 2.0) == 0.0
-    assert at(1e4, "sigmoid", 25.0) == 0.0  # no overflow far from the threshold
+    assert 0.0 <= at(1e4, "sigmoid", 25.0) < 1e-30  # no overflow (nor NaN) far from the threshold
+    assert at(-1e4, "sigmoid", 25.0) == at(1e4, "sigmoid", 25.0)
+
+
+def test_sigmoid_surrogate_is_within_float32_rounding_of_the_exact_formula():
+    """The sigmoid surrogate's vectorised exp stays within a few ulp of float64 over its range."""
+    from onnx_snn_compress.kernels.neuron import surrogate_gradient
+
+    u = np.concatenate([np.linspace(-3, 3, 2001), [0.0, 1e-7, -1e-7]]).astype(f32)
+    ours = np.array([surrogate_gradient(value, SURROGATE_CODES["sigmoid"], f32(4.0)) for value in u], np.float64)
+    np.testing.assert_allclose(ours, surrogate_reference(u, "sigmoid", 4.0), rtol=1e-6, atol=0)
 
 
 # -- whole graphs ------------------------------------------------------------------------
