@@ -169,11 +169,13 @@ class Trainer:
         self,
         epochs: int | None = None,
         after_step: Callable[["Trainer"], None] | None = None,
-        log=sys.stderr,
+        log=None,
     ) -> TrainResult:
         """Train for ``epochs`` (default: the config's), validating after each epoch and
-        keeping the best snapshot on validation."""
+        keeping the best snapshot on validation. Progress goes to ``log`` (default:
+        the current ``sys.stderr``) when the config asks for it."""
         epochs = self.config.epochs if epochs is None else epochs
+        log = sys.stderr if log is None else log
         best = TrainResult(self.graph.copy(), 0, accuracy(self.graph, self.val) if self.val is not None else None)
         for epoch in range(1, epochs + 1):
             started, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
@@ -184,13 +186,13 @@ class Trainer:
                 total_loss += loss * size
                 correct += hits
                 seen += size
-                if self.config.progress and log is not None and log.isatty():
+                if self.config.progress and log.isatty():
                     _progress(log, epoch, epochs, seen, len(self.train), total_loss / seen, correct / seen)
             val_accuracy = accuracy(self.graph, self.val) if self.val is not None else None
             record = EpochRecord(epoch, self.step, total_loss / seen, correct / seen, val_accuracy,
                                  float(self.optimizer.lr), time.perf_counter() - started)
             best.history.append(record)
-            if self.config.progress and log is not None:
+            if self.config.progress:
                 val_text = "" if val_accuracy is None else f" val acc {100 * val_accuracy:.2f}%"
                 print(f"\repoch {epoch}/{epochs} loss {record.loss:.4f} train acc {100 * record.train_accuracy:.2f}%"
                       f"{val_text} ({record.seconds:.1f}s)", file=log, flush=True)
@@ -211,7 +213,7 @@ def train(
     train_data: ModelData,
     val_data: ModelData | None,
     config: TrainConfig,
-    log=sys.stderr,
+    log=None,
 ) -> TrainResult:
     """Train a copy of ``graph`` (the input graph is never modified)."""
     trainer = Trainer(graph.copy(), train_data, val_data, config)
