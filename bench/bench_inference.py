@@ -14,7 +14,6 @@ import statistics
 import time
 
 import numba
-import numpy as np
 
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_with_proto

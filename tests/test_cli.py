@@ -12,7 +12,7 @@ import pytest
 from onnx import helper
 
 from onnx_snn_compress import ir
-from onnx_snn_compress.backends.onnx_profile import save, to_model
+from onnx_snn_compress.backends.onnx_profile import save
 from onnx_snn_compress.cli.main import main
 from onnx_snn_compress.samples import SAMPLE_MODELS, digits_path, sample_model_path
 
