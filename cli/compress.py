@@ -75,7 +75,11 @@ def compress(
     if resume:
         run.restore()
     out.mkdir(parents=True, exist_ok=True)
-    report = run.run()
+    try:
+        report = run.run()
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; continue with the same options and --resume (checkpoint in {out})", err=True)
+        raise typer.Exit(130) from None
     curves = plot_curve(report, out)
     if as_json:
         print_json(report)

@@ -124,6 +124,11 @@ def _graph_from(array: np.ndarray) -> ir.Graph:
     return from_model(model)
 
 
+def _options(config_json: dict) -> dict:
+    """What a resumed run must share with the interrupted one: everything but how it prints."""
+    return {**config_json, "train": {k: v for k, v in config_json["train"].items() if k != "progress"}}
+
+
 def _copy_arrays(source: ir.Graph, target: ir.Graph) -> None:
     """Put ``source``'s parameters and BatchNorm statistics into ``target``'s own arrays."""
     for a, b in zip(source, target):
@@ -163,6 +168,7 @@ class Compression:
         # the input model's resource, and the part no pruning can remove
         self.reference_figures = resource_figures(self.graph, self._activity(self.graph), config.energy)
         self.reference = self.reference_figures[config.resource]
+        self._check_reachable()  # before any work, and before the caller makes an output folder
         self.dense_accuracy = self._accuracies(self.graph)
 
     # -- measurements --------------------------------------------------------------
@@ -220,7 +226,7 @@ class Compression:
             raise SNNError(f"nothing to resume: {path} does not exist")
         with np.load(path, allow_pickle=False) as saved:
             meta = json.loads(str(saved["meta"]))
-            if meta["config"] != json.loads(json.dumps(self.config.to_json())):
+            if _options(meta["config"]) != _options(json.loads(json.dumps(self.config.to_json()))):
                 raise SNNError(f"{path} was made with other options; resume with the same options or start anew")
             _copy_arrays(_graph_from(saved["graph"]), self.graph)
             self.best = _graph_from(saved["best"])
@@ -245,7 +251,6 @@ class Compression:
         state = self.state
         if state.hard_pruned is None:
             state.hard_pruned = self.flat.weights() == 0.0
-        self._check_reachable()
         while state.budget_index < len(self.budgets):
             if state.stage == "start":
                 self._start_phase()
@@ -367,7 +372,7 @@ class Compression:
         state.results.append(entry)
         state.hard_pruned = self.flat.weights() == 0.0
         self._set_masks(state.hard_pruned)
-        self._say(f"  budget {budget:g}: achieved {entry['achieved']:.4g}, val {entry['accuracy']['val']}, "
+        self._say(f"  budget {budget:g}: achieved {entry['achieved']:.4g}, val {entry['accuracy'].get('val')}, "
                   f"test {entry['accuracy'].get('test')}")
         state.budget_index += 1
         state.stage = "start"

@@ -1,0 +1,657 @@
+"""Compression over a budget schedule (issue 4): budgets met on the exported models,
+hard masks, determinism, resume, bounded search, safe files and one-line errors.
+
+Tiny models are built here and runs take a few dozen steps, so each run is well
+under a second; what is asserted holds for any model and any number of steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from onnx_snn_compress import ir
+from onnx_snn_compress.backends.onnx_profile import save
+from onnx_snn_compress.cli.main import main
+from onnx_snn_compress.compress import CHECKPOINT, REPORT, CompressConfig, Compression
+from onnx_snn_compress.data import ModelData
+from onnx_snn_compress.errors import SNNError
+from onnx_snn_compress.frontends import load_model
+from onnx_snn_compress.resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
+from onnx_snn_compress.simulate import simulate
+from onnx_snn_compress.solvers import METHODS
+from onnx_snn_compress.train import TrainConfig, Trainer
+
+TIME_STEPS = 4
+CLASSES = 4
+
+
+# ---------------------------------------------------------------------------
+# Tiny models and data
+# ---------------------------------------------------------------------------
+def tiny_mlp(seed: int = 0) -> ir.Graph:
+    """8 -> 12 -> 48 -> 4, LIF after each layer; its first layer is 11 % of the synapses."""
+    rng = np.random.default_rng(seed)
+
+    def weight(rows, columns):
+        return (rng.normal(size=(rows, columns)) * 2.0 / np.sqrt(columns)).astype(np.float32)
+
+    return ir.Graph([
+        ir.Input("x", shape=(8,)),
+        ir.Linear("fc1", ("x",), weight=weight(12, 8), bias=np.full(12, 0.2, np.float32)),
+        ir.Neuron("lif1", ("fc1",), beta=0.9),
+        ir.Linear("fc2", ("lif1",), weight=weight(48, 12), bias=np.full(48, 0.1, np.float32)),
+        ir.Neuron("lif2", ("fc2",), beta=0.9),
+        ir.Linear("fc3", ("lif2",), weight=weight(CLASSES, 48)),
+        ir.Neuron("lif3", ("fc3",), beta=0.9),
+        ir.Readout("out", ("lif3",)),
+    ], {"name": "tiny_mlp"})
+
+
+def tiny_conv(seed: int = 0) -> ir.Graph:
+    """1x6x6 -> conv 4 (pad 1) -> BN -> LIF -> conv 8 (stride 2, pad 1) -> LIF -> max pool -> linear 4."""
+    rng = np.random.default_rng(seed)
+    return ir.Graph([
+        ir.Input("x", shape=(1, 6, 6)),
+        ir.Conv2d("conv1", ("x",), weight=rng.normal(size=(4, 1, 3, 3)).astype(np.float32) * 0.8, padding=1),
+        ir.BatchNorm("bn1", ("conv1",), weight=np.ones(4), bias=np.full(4, 0.3), running_mean=np.zeros(4),
+                     running_var=np.ones(4)),
+        ir.Neuron("lif1", ("bn1",), beta=0.9),
+        ir.Conv2d("conv2", ("lif1",), weight=rng.normal(size=(8, 4, 3, 3)).astype(np.float32) * 0.6,
+                  bias=np.full(8, 0.2, np.float32), stride=2, padding=1),
+        ir.Neuron("lif2", ("conv2",), beta=0.9),
+        ir.MaxPool2d("pool", ("lif2",), kernel_size=1),
+        ir.Flatten("flat", ("pool",)),
+        ir.Linear("fc", ("flat",), weight=(rng.normal(size=(CLASSES, 72)) * 0.4).astype(np.float32)),
+        ir.Neuron("lif3", ("fc",), beta=0.9),
+        ir.Readout("out", ("lif3",)),
+    ], {"name": "tiny_conv"})
+
+
+def arrays(shape, seed: int = 0, sizes=(96, 48, 48)) -> dict[str, np.ndarray]:
+    """Learnable random data: the label is the argmax of a fixed random projection."""
+    rng = np.random.default_rng(seed)
+    projection = rng.normal(size=(int(np.prod(shape)), CLASSES))
+    out = {}
+    for split, size in zip(("", "_val", "_test"), sizes):
+        x = rng.uniform(0.0, 1.0, size=(size, *shape)).astype(np.float32)
+        out[f"x{split}"] = x
+        out[f"y{split}"] = np.argmax(x.reshape(size, -1) @ projection, axis=1).astype(np.int64)
+    return out
+
+
+def splits(graph: ir.Graph, seed: int = 0):
+    data = arrays(graph.input.shape, seed)
+    return tuple(
+        ModelData(x=data[f"x{s}"], y=data[f"y{s}"], temporal=False, time_steps=TIME_STEPS, encoding="direct", seed=0)
+        for s in ("", "_val", "_test")
+    )
+
+
+def config(**changes) -> CompressConfig:
+    values = dict(budgets=(0.6, 0.35), steps_per_budget=20, eval_every=5,
+                  train=TrainConfig(lr=3e-3, batch_size=32, progress=False, seed=changes.pop("seed", 0)))
+    values.update(changes)
+    return CompressConfig(**values)
+
+
+def compress(graph: ir.Graph, out: Path, **changes) -> dict:
+    train, val, test = splits(graph)
+    return Compression(graph, train, val, test, config(**changes), out, source="tiny", log=None).run()
+
+
+def dense_share(graph: ir.Graph, resource: str, first_layers: int = 1) -> float:
+    """The share of ``resource`` that the first (kept dense) layer holds, on the measurement data."""
+    _, val, _ = splits(graph)
+    activity = measure_activity(graph, val.inputs(slice(0, 256)))
+    costs = weight_costs(graph, resource, activity, EnergyModel())
+    per_layer = {name: float(np.sum(cost[graph[name].weight != 0])) for name, cost in costs.items()}
+    kept = sum(per_layer[node.name] for node in graph.prunable()[:first_layers])
+    return kept / sum(per_layer.values())
+
+
+def reachable_budgets(graph: ir.Graph, resource: str, fractions=(0.6, 0.3)) -> tuple[float, ...]:
+    floor = dense_share(graph, resource)
+    return tuple(round(floor + f * (1.0 - floor), 4) for f in fractions)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def files_of(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def models_of(out: Path) -> dict[str, bytes]:
+    return {name: data for name, data in files_of(out).items() if name.endswith(".onnx")}
+
+
+def numbers(value):
+    """Every number in a JSON value."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from numbers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from numbers(item)
+
+
+def run_cli(args, capsys, monkeypatch) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+def cli_files(tmp_path: Path, graph: ir.Graph | None = None) -> tuple[Path, Path]:
+    graph = tiny_mlp() if graph is None else graph
+    model, data = tmp_path / "model.onnx", tmp_path / "data.npz"
+    save(graph, model)
+    np.savez(data, **arrays(graph.input.shape))
+    return model, data
+
+
+CLI_RUN = ["--steps-per-budget", "20", "--eval-every", "5", "--lr", "3e-3", "--batch-size", "32",
+           "--time-steps", str(TIME_STEPS), "--budget", "0.6", "--budget", "0.35"]
+
+
+# ---------------------------------------------------------------------------
+# The exported models: budgets met, report fields, plain onnxruntime
+# ---------------------------------------------------------------------------
+def check_exported(report: dict, out: Path, graph: ir.Graph, conf: CompressConfig) -> list[ir.Graph]:
+    """Every budget is met by the model file itself (loaded back, resource recomputed on the
+    same measurement data), and the report says what it must. Returns the loaded models."""
+    _, val, test = splits(graph)
+    measure_x = val.inputs(slice(0, conf.measure_samples))
+    reference = resource_figures(graph, measure_activity(graph, measure_x), conf.energy)
+    assert report["resource"] == conf.resource and report["method"] == conf.method
+    entries = report["budgets"]
+    assert [e["budget"] for e in entries] == sorted(conf.budgets, reverse=True)
+    models = []
+    for entry in entries:
+        assert entry["resource"] == conf.resource
+        path = out / entry["model"]
+        assert path.is_file()
+        model = load_model(path)
+        figures = resource_figures(model, measure_activity(model, measure_x), conf.energy)
+        achieved = figures[conf.resource] / reference[conf.resource]
+        assert achieved <= entry["budget"] * (1 + 1e-12), (conf.resource, conf.method, entry["budget"], achieved)
+        assert achieved == pytest.approx(entry["achieved"], rel=1e-9, abs=1e-12)
+        for resource in RESOURCES:
+            assert figures[resource] == pytest.approx(entry["figures"][resource], rel=1e-9, abs=1e-9)
+        for split, data in (("val", val), ("test", test)):
+            predictions = simulate(model, data.inputs()).predictions()
+            assert entry["accuracy"][split] == pytest.approx(np.mean(predictions == data.y))
+            assert 0.0 <= entry["accuracy"][split] <= 1.0
+        assert entry["runtimes_agree"] is True
+        for name, layer in entry["layers"].items():
+            assert layer["nonzero"] == np.count_nonzero(model[name].weight)
+        models.append(model)
+    return models
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_every_budget_is_met_by_the_exported_model(tmp_path, resource, method):
+    graph = tiny_mlp()
+    budgets = reachable_budgets(graph, resource)
+    report = compress(graph, tmp_path, resource=resource, method=method, budgets=budgets)
+    check_exported(report, tmp_path, graph, config(resource=resource, method=method, budgets=budgets))
+
+
+@pytest.mark.parametrize("resource, method, granularity", [
+    ("params", "minimax", "layer"), ("macs", "minimax", "global"), ("synops", "minimax", "layer"),
+    ("synops", "gradual", "global"), ("energy", "minimax", "global"), ("energy", "magnitude", "global"),
+])
+def test_conv_model_budgets_are_met_by_the_exported_model(tmp_path, resource, method, granularity):
+    graph = tiny_conv()
+    budgets = reachable_budgets(graph, resource, (0.5, 0.2, 0.05))
+    changes = dict(resource=resource, method=method, granularity=granularity, budgets=budgets)
+    report = compress(graph, tmp_path, **changes)
+    check_exported(report, tmp_path, graph, config(**changes))
+
+
+def test_every_layer_can_be_pruned_down_to_a_tiny_budget(tmp_path):
+    graph = tiny_mlp()
+    changes = dict(budgets=(0.05, 0.01), prunable=["fc1", "fc2", "fc3"], resource="synops")
+    report = compress(graph, tmp_path, **changes)
+    check_exported(report, tmp_path, graph, config(**changes))
+    assert report["prunable"] == ["fc1", "fc2", "fc3"]
+
+
+def test_report_holds_what_a_ci_job_reads(tmp_path):
+    report = compress(tiny_mlp(), tmp_path)
+    assert json.loads((tmp_path / REPORT).read_text()) == report
+    assert {"input", "budgets", "resource", "method", "seed"} <= report.keys()
+    assert report["prunable"] == ["fc2", "fc3"]  # the paper's default keeps the first layer dense
+    for entry in report["budgets"]:
+        assert {"budget", "resource", "achieved", "accuracy", "model"} <= entry.keys()
+        assert {"val", "test"} <= entry["accuracy"].keys()
+        assert entry["search_steps"] + entry["finetune_steps"] == 20
+        assert not Path(entry["model"]).is_absolute()  # the folder can be moved
+    # the layer kept dense is counted honestly: all its synapses are there
+    assert all(e["layers"]["fc1"]["connectivity"] == 1.0 for e in report["budgets"])
+
+
+def test_pruned_models_run_in_onnxruntime_without_custom_ops(tmp_path):
+    graph = tiny_conv()
+    report = compress(graph, tmp_path, budgets=(0.5, 0.2), prunable=["conv1", "conv2", "fc"])
+    _, _, test = splits(graph)
+    for entry in report["budgets"]:
+        path = tmp_path / entry["model"]
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        local = {(f.domain, f.name) for f in model.functions}
+        for node in model.graph.node:
+            assert node.domain in ("", "ai.onnx") or (node.domain, node.op_type) in local, node.op_type
+        for function in model.functions:  # functions are made of standard ops only
+            assert all(n.domain in ("", "ai.onnx") for n in function.node)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        output = session.run(None, {session.get_inputs()[0].name: test.inputs()})[0]
+        accuracy = float(np.mean(np.argmax(output, axis=-1) == test.y))
+        assert accuracy == pytest.approx(entry["accuracy"]["test_onnxruntime"])
+        assert accuracy == pytest.approx(entry["accuracy"]["test"])
+
+
+def test_a_run_without_validation_or_test_split_measures_on_the_training_split(tmp_path):
+    graph = tiny_mlp()
+    train, _, _ = splits(graph)
+    report = Compression(graph, train, None, None, config(), tmp_path, log=None).run()
+    assert report["measured_on"] == "training split"
+    assert [e["accuracy"] for e in report["budgets"]] == [{}, {}]
+    assert all(e["achieved"] <= e["budget"] for e in report["budgets"])
+
+
+# ---------------------------------------------------------------------------
+# Hard masks
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method", METHODS)
+def test_a_weight_pruned_at_one_budget_is_zero_in_every_later_model(tmp_path, method):
+    graph = tiny_mlp()
+    report = compress(graph, tmp_path, method=method, budgets=(0.7, 0.5, 0.3))
+    pruned_before = None
+    for entry in report["budgets"]:
+        model = load_model(tmp_path / entry["model"])
+        pruned = np.concatenate([(model[n.name].weight == 0).ravel() for n in model.prunable()])
+        if pruned_before is not None:
+            assert np.all(pruned[pruned_before]), "a pruned weight came back"
+            assert pruned.sum() > pruned_before.sum()
+        pruned_before = pruned
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_masked_weights_their_gradients_and_moments_are_zero_while_finetuning(tmp_path, method):
+    graph = tiny_mlp()
+    train, val, test = splits(graph)
+    run = Compression(graph, train, val, test, config(method=method, budgets=(0.6, 0.35)), tmp_path, log=None)
+    step = run.trainer.train_step
+    checked = {"finetune": 0, "search": 0}
+
+    def checked_step(penalty=None):
+        result = step(penalty)
+        state, optimizer = run.state, run.trainer.optimizer
+        if state.stage == "finetune":
+            pruned = state.phase_pruned
+            expected_masks = run.flat.keep_masks(pruned)
+            checked["finetune"] += 1
+        elif state.budget_index > 0:  # the earlier budgets' masks hold while the next one searches
+            pruned = state.hard_pruned
+            expected_masks = run.flat.keep_masks(pruned)
+            checked["search"] += 1
+        else:
+            return result
+        assert pruned.any()
+        assert np.all(run.flat.weights()[pruned] == 0.0)
+        for name, keep in expected_masks.items():
+            mask = optimizer.mask(name)
+            assert mask is not None
+            if state.stage == "finetune":
+                assert np.array_equal(mask, keep)
+            assert not np.any(mask & ~keep), "a pruned weight is not masked"
+            gone = ~keep
+            assert np.all(optimizer.params[name][gone] == 0.0)
+            assert np.all(optimizer._gradient[name][gone] == 0.0)  # the gradient the update used
+            for moments in optimizer.moments.values():
+                assert np.all(moments[name][gone] == 0.0)
+        return result
+
+    run.trainer.train_step = checked_step
+    before = {n.name: n.weight.copy() for n in run.graph.prunable()}
+    run.run()
+    assert checked["finetune"] >= 20 and (checked["search"] >= 1 or method == "magnitude")  # magnitude: no search
+    # the surviving weights do train: the masks do not freeze everything
+    kept = [n for n in run.graph.prunable() if n.name in run.layers]
+    assert all(np.any((before[n.name] != n.weight) & (n.weight != 0)) for n in kept)
+    assert any(not np.array_equal(before[n.name], n.weight) for n in run.graph.prunable())
+
+
+# ---------------------------------------------------------------------------
+# Determinism
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method, resource", [("minimax", "synops"), ("gradual", "params"), ("magnitude", "energy")])
+def test_the_same_seed_gives_the_same_report_and_models(tmp_path, method, resource):
+    graph = tiny_mlp()
+    budgets = reachable_budgets(graph, resource)
+    runs = [compress(graph, tmp_path / name, method=method, resource=resource, budgets=budgets, seed=seed)
+            for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    assert runs[0] == runs[1]
+    assert (tmp_path / "a" / REPORT).read_bytes() == (tmp_path / "b" / REPORT).read_bytes()
+    assert models_of(tmp_path / "a") == models_of(tmp_path / "b")
+    assert models_of(tmp_path / "a") != models_of(tmp_path / "c")  # the seed matters: the test can fail
+
+
+# ---------------------------------------------------------------------------
+# Resume
+# ---------------------------------------------------------------------------
+class Interrupt(KeyboardInterrupt):
+    pass
+
+
+def interrupt_after(monkeypatch, steps: int) -> None:
+    """Ctrl-C after ``steps`` training steps."""
+    original, count = Trainer.train_step, {"steps": 0}
+
+    def train_step(self, penalty=None):
+        if count["steps"] == steps:
+            raise Interrupt()
+        count["steps"] += 1
+        return original(self, penalty)
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+# 2 budgets x 20 steps, eval (and checkpoint) every 5; minimax searches for at most 10 steps
+@pytest.mark.parametrize("method, resource, steps", [
+    ("minimax", "params", 3),  # search, before the first checkpoint
+    ("minimax", "params", 7),  # search, after a checkpoint
+    ("minimax", "synops", 8),  # search, costs re-measured since the checkpoint
+    ("minimax", "params", 14),  # finetune
+    ("minimax", "params", 19),  # last step of the first budget
+    ("minimax", "params", 20),  # between budgets: the first one exported
+    ("minimax", "energy", 33),  # the second budget's finetune
+    ("gradual", "params", 6),  # gradual search: masks set step by step
+    ("gradual", "synops", 27),
+    ("magnitude", "macs", 12),
+])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, method, resource, steps):
+    graph = tiny_mlp()
+    changes = dict(method=method, resource=resource, budgets=reachable_budgets(graph, resource))
+    expected = compress(graph, tmp_path / "whole", **changes)
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, steps)
+        with pytest.raises(Interrupt):
+            compress(graph, tmp_path / "cut", **changes)
+    assert (tmp_path / "cut" / CHECKPOINT).is_file() or steps < 5
+    if steps < 5:  # no checkpoint yet: nothing to resume, start again
+        with pytest.raises(SNNError, match="nothing to resume"):
+            train, val, test = splits(graph)
+            Compression(graph, train, val, test, config(**changes), tmp_path / "cut", log=None).restore()
+        return
+    train, val, test = splits(graph)
+    run = Compression(graph, train, val, test, config(**changes), tmp_path / "cut", source="tiny", log=None)
+    run.restore()
+    assert run.run() == expected
+    assert models_of(tmp_path / "cut") == models_of(tmp_path / "whole")
+    assert (tmp_path / "cut" / REPORT).read_bytes() == (tmp_path / "whole" / REPORT).read_bytes()
+
+
+def test_an_interruption_while_exporting_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    graph = tiny_mlp()
+    expected = compress(graph, tmp_path / "whole")
+    import onnx_snn_compress.compress as module
+
+    calls = {"n": 0}
+    original = module.save
+
+    def save_then_die(graph, path):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second budget's model
+            raise Interrupt()
+        original(graph, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "save", save_then_die)
+        with pytest.raises(Interrupt):
+            compress(graph, tmp_path / "cut")
+    train, val, test = splits(graph)
+    run = Compression(graph, train, val, test, config(), tmp_path / "cut", source="tiny", log=None)
+    run.restore()
+    assert run.run() == expected
+    assert models_of(tmp_path / "cut") == models_of(tmp_path / "whole")
+
+
+def test_resume_from_the_cli_after_ctrl_c_ends_with_the_same_report(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    base = ["compress", model, "--data", data, *CLI_RUN, "--json"]
+    code, out, _ = run_cli([*base, "--out", tmp_path / "whole"], capsys, monkeypatch)
+    assert code == 0
+    expected = json.loads(out)
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 26)
+        code, out, err = run_cli([*base, "--out", tmp_path / "cut"], capsys, monkeypatch)
+    assert code == 130 and err.count("\n") == 1 and "--resume" in err
+    assert not (tmp_path / "cut" / REPORT).exists() or len(json.loads((tmp_path / "cut" / REPORT).read_text())["budgets"]) == 1
+    code, out, err = run_cli([*base, "--out", tmp_path / "cut", "--resume"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out) == expected
+    assert models_of(tmp_path / "cut") == models_of(tmp_path / "whole")
+    # resuming a finished run changes nothing
+    code, out, _ = run_cli([*base, "--out", tmp_path / "cut", "--resume"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out) == expected
+
+
+def test_resume_does_not_care_whether_progress_is_printed(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    base = ["compress", model, "--data", data, *CLI_RUN, "--out", tmp_path / "run"]
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 12)
+        assert run_cli(base, capsys, monkeypatch)[0] == 130
+    code, out, err = run_cli([*base, "--resume", "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert len(json.loads(out)["budgets"]) == 2
+
+
+def test_resume_with_other_options_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    base = ["compress", model, "--data", data, *CLI_RUN, "--out", tmp_path / "run"]
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 12)
+        assert run_cli(base, capsys, monkeypatch)[0] == 130
+    code, out, err = run_cli([*base, "--resume", "--seed", "5"], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "other options" in err
+    code, _, err = run_cli([*base[:-1], tmp_path / "empty", "--resume"], capsys, monkeypatch)
+    assert code == 2 and "nothing to resume" in err and err.count("\n") == 1
+
+
+def test_a_killed_process_resumes_to_the_uninterrupted_result(tmp_path, capsys, monkeypatch):
+    """A real kill -9 after the first checkpoint, then --resume."""
+    model, data = cli_files(tmp_path)
+    args = [model, "--data", data, "--steps-per-budget", "200", "--eval-every", "10", "--lr", "3e-3",
+            "--batch-size", "32", "--time-steps", str(TIME_STEPS), "--budget", "0.6", "--budget", "0.35", "--json"]
+    cut = tmp_path / "cut"
+    process = subprocess.Popen([sys.executable, "-m", "onnx_snn_compress", "compress", *map(str, args), "--out", str(cut)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (cut / CHECKPOINT).exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    report = cut / REPORT
+    assert not report.exists() or len(json.loads(report.read_text())["budgets"]) < 2
+    code, out, err = run_cli(["compress", *args, "--out", cut, "--resume"], capsys, monkeypatch)
+    assert code == 0, err
+    resumed = json.loads(out)
+    code, out, err = run_cli(["compress", *args, "--out", tmp_path / "whole"], capsys, monkeypatch)
+    assert code == 0, err
+    assert resumed == json.loads(out)
+    assert models_of(cut) == models_of(tmp_path / "whole")
+
+
+# ---------------------------------------------------------------------------
+# Bounded search, unreachable budgets, extreme dual step sizes
+# ---------------------------------------------------------------------------
+def no_training(monkeypatch):
+    def train_step(self, penalty=None):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_an_unreachable_budget_is_refused_before_any_training(tmp_path, monkeypatch, resource):
+    graph = tiny_conv()
+    floor = dense_share(graph, resource)
+    if floor == 0.0:  # synops: the analog-fed first layer costs none; any budget is reachable
+        pytest.skip("the layer kept dense costs no synops")
+    no_training(monkeypatch)
+    train, val, test = splits(graph)
+    with pytest.raises(SNNError) as error:
+        Compression(graph, train, val, test, config(budgets=(0.9, floor * 0.9), resource=resource),
+                    tmp_path / "out", log=None).run()
+    message = str(error.value)
+    assert "cannot be reached" in message and "conv1" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_budget_exits_2_with_one_line_and_no_output(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    no_training(monkeypatch)
+    code, out, err = run_cli(["compress", model, "--data", data, "--budget", "0.05", "--out", tmp_path / "out"],
+                             capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "cannot be reached" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("resource", ["params", "synops"])
+def test_a_search_that_cannot_meet_the_budget_is_forced_and_the_run_ends(tmp_path, resource):
+    graph = tiny_mlp()
+    budgets = reachable_budgets(graph, resource)
+    # with no step on s the least-s set never grows: minimax alone can never meet the budget
+    report = compress(graph, tmp_path, resource=resource, budgets=budgets, lr_s=0.0)
+    for entry in report["budgets"]:
+        assert entry["forced"] is True
+        assert entry["search_steps"] == 10  # the bound: search_fraction x steps_per_budget
+        assert entry["finetune_steps"] == 10
+    check_exported(report, tmp_path, graph, config(resource=resource, budgets=budgets, lr_s=0.0))
+
+
+@pytest.mark.parametrize("lr_s, lr_y, lr_z", [
+    (1e30, 1e30, 1e30), (0.0, 0.0, 0.0), (0.1, 1e30, 1e30), (1e30, 0.0, 1e30), (0.1, 1e30, 0.0), (1e-30, 1e-30, 1e-30),
+])
+@pytest.mark.parametrize("resource", ["params", "energy"])
+def test_extreme_dual_step_sizes_give_no_nan_or_inf(tmp_path, lr_s, lr_y, lr_z, resource):
+    graph = tiny_mlp()
+    changes = dict(resource=resource, budgets=reachable_budgets(graph, resource), lr_s=lr_s, dual_lr_y=lr_y,
+                   dual_lr_z=lr_z)
+    report = compress(graph, tmp_path, **changes)
+    assert all(math.isfinite(v) for v in numbers(report))
+    for model in check_exported(report, tmp_path, graph, config(**changes)):
+        for node in model:
+            for name, array in node.parameters().items():
+                assert np.all(np.isfinite(array)), (node.name, name)
+
+
+# ---------------------------------------------------------------------------
+# Files: the input is never modified, outputs are atomic, a finished run is not overwritten
+# ---------------------------------------------------------------------------
+def test_the_input_model_is_never_modified_and_no_temporary_file_is_left(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    before = (sha256(model), sha256(data), os.stat(model).st_mtime_ns)
+    base = ["compress", model, "--data", data, *CLI_RUN]
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 17)
+        assert run_cli([*base, "--out", tmp_path], capsys, monkeypatch)[0] == 130  # out = the model's folder
+    assert run_cli([*base, "--out", tmp_path, "--resume"], capsys, monkeypatch)[0] == 0
+    assert (sha256(model), sha256(data), os.stat(model).st_mtime_ns) == before
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    assert leftovers == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["model.onnx", "data.npz", REPORT, CHECKPOINT, "budget_0.6", "budget_0.35",
+         *[p.name for p in tmp_path.glob("curve.*")]])
+
+
+def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    base = ["compress", model, "--data", data, *CLI_RUN, "--out", tmp_path / "run"]
+    assert run_cli(base, capsys, monkeypatch)[0] == 0
+    before = files_of(tmp_path / "run")
+    no_training(monkeypatch)
+    code, out, err = run_cli(base, capsys, monkeypatch)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--resume" in err
+    assert files_of(tmp_path / "run") == before
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--budget", "0", "outside (0, 1]"),
+    ("--budget", "1.5", "outside (0, 1]"),
+    ("--budget", "-0.2", "outside (0, 1]"),
+    ("--budget", "nan", "outside (0, 1]"),
+    ("--budget", "inf", "outside (0, 1]"),
+    ("--resource", "flops", "unknown resource"),
+    ("--method", "random", "unknown method"),
+    ("--granularity", "channel", "unknown granularity"),
+    ("--dual-lr-y", "inf", "dual_lr_y"),
+    ("--dual-lr-z", "-1", "dual_lr_z"),
+    ("--lr-s", "nan", "lr_s"),
+    ("--prune", "conv9", "cannot prune 'conv9'"),
+])
+def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, option, value, fragment):
+    model, data = cli_files(tmp_path)
+    no_training(monkeypatch)
+    code, out, err = run_cli(["compress", model, "--data", data, option, value, "--out", tmp_path / "out"],
+                             capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_repeated_budgets_are_refused(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    code, _, err = run_cli(["compress", model, "--data", data, "--budget", "0.5", "--budget", "0.5",
+                            "--out", tmp_path / "out"], capsys, monkeypatch)
+    assert code == 2 and "differ" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------
+# The README's main job
+# ---------------------------------------------------------------------------
+def test_compress_with_no_model_and_no_data_compresses_the_embedded_sample(tmp_path, capsys, monkeypatch):
+    """`snn-compress compress` alone (here with 2 steps per budget instead of 300, for time)."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["compress", "--steps-per-budget", "2", "--eval-every", "2"], capsys, monkeypatch)
+    assert code == 0, err
+    folder = tmp_path / "snn-compress-out"
+    report = json.loads((folder / REPORT).read_text())
+    assert [e["budget"] for e in report["budgets"]] == [0.2, 0.1, 0.05, 0.02, 0.01]
+    assert report["resource"] == "params" and report["method"] == "minimax"
+    for entry in report["budgets"]:
+        assert entry["achieved"] <= entry["budget"]
+        path = folder / entry["model"]
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = np.zeros((8, 2, 1, 8, 8), np.float32)
+        assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (2, 10)
+    assert "budget" in out and "0.01" in out  # the table
