@@ -20,6 +20,7 @@ Masks only grow from one budget to the next. The run checkpoints every
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -124,6 +125,20 @@ def _graph_from(array: np.ndarray) -> ir.Graph:
     return from_model(model)
 
 
+def _fingerprint(graph: ir.Graph, splits: tuple[ModelData | None, ...]) -> str:
+    """A digest of the input model and data, so a run resumes only on the ones it started with."""
+    digest = hashlib.sha256(to_model(graph).SerializeToString())
+    for data in splits:
+        if data is None:
+            digest.update(b"none")
+            continue
+        for array in (data.x, data.y):
+            digest.update(str((array.dtype.str, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(repr((data.temporal, data.time_steps, data.encoding, data.seed)).encode())
+    return digest.hexdigest()
+
+
 def _options(config_json: dict) -> dict:
     """What a resumed run must share with the interrupted one: everything but how it prints."""
     return {**config_json, "train": {k: v for k, v in config_json["train"].items() if k != "progress"}}
@@ -146,6 +161,7 @@ class Compression:
         self.original = graph
         self.graph = graph.copy()
         self.train_data, self.val, self.test = train, val, test
+        self.fingerprint = _fingerprint(graph, (train, val, test))
         self.layers = check_prunable(graph, config.prunable) if config.prunable is not None else default_prunable(graph)
         if not self.layers:
             raise SNNError("the model has a single synapse layer, which the default keeps dense; name it with --prune")
@@ -203,7 +219,7 @@ class Compression:
                 "budget_index": state.budget_index, "stage": state.stage, "phase_step": state.phase_step,
                 "search_steps": state.search_steps, "forced": state.forced, "gradual_start": state.gradual_start,
                 "best_val": state.best_val, "best_step": state.best_step, "trainer_step": self.trainer.step,
-                "fixed": state.fixed,
+                "fixed": state.fixed, "inputs": self.fingerprint,
                 "results": state.results, "config": self.config.to_json(),
                 "solver": None if state.solver is None else {"z": state.solver.z},
             })),
@@ -228,6 +244,8 @@ class Compression:
             meta = json.loads(str(saved["meta"]))
             if _options(meta["config"]) != _options(json.loads(json.dumps(self.config.to_json()))):
                 raise SNNError(f"{path} was made with other options; resume with the same options or start anew")
+            if meta.get("inputs", self.fingerprint) != self.fingerprint:
+                raise SNNError(f"{path} was made from another model or other data; resume with the same ones or start anew")
             _copy_arrays(_graph_from(saved["graph"]), self.graph)
             self.best = _graph_from(saved["best"])
             state = RunState(
@@ -245,12 +263,24 @@ class Compression:
         self.trainer.optimizer.load_state_dict(optimizer_state)
         self.trainer.step = meta["trainer_step"]
         self.state = state
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of atomic writes that a kill interrupted (``.<name>.<random>.tmp``)."""
+        for pattern in (".*.tmp", "budget_*/.*.tmp"):
+            for path in self.out.glob(pattern):
+                if path.is_file():
+                    path.unlink(missing_ok=True)
 
     # -- the run -------------------------------------------------------------------
     def run(self) -> dict:
         state = self.state
         if state.hard_pruned is None:
+            # weights that are zero in the input model are pruned already (a model compressed
+            # before, compressed further): masked from the first step, so they cannot regrow
             state.hard_pruned = self.flat.weights() == 0.0
+            if state.hard_pruned.any():
+                self._set_masks(state.hard_pruned)
         while state.budget_index < len(self.budgets):
             if state.stage == "start":
                 self._start_phase()

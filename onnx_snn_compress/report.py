@@ -49,7 +49,9 @@ def plot_curve(report: dict, folder: Path) -> list[Path]:
     except ImportError:
         return []
     entries = sorted(report["budgets"], key=lambda e: e["achieved"])
-    split = "test" if all("test" in e["accuracy"] for e in entries) else "val"
+    split = next((s for s in ("test", "val") if entries and all(s in e["accuracy"] for e in entries)), None)
+    if split is None:  # data without a validation or test split: no accuracy to plot
+        return []
     figure, axis = plt.subplots(figsize=(5.5, 3.8), dpi=120)
     axis.plot([100 * e["achieved"] for e in entries], [100 * e["accuracy"][split] for e in entries], "o-",
               label=report["method"])

@@ -92,10 +92,10 @@ def arrays(shape, seed: int = 0, sizes=(96, 48, 48)) -> dict[str, np.ndarray]:
     return out
 
 
-def splits(graph: ir.Graph, seed: int = 0):
+def splits(graph: ir.Graph, seed: int = 0, encoding: str = "direct"):
     data = arrays(graph.input.shape, seed)
     return tuple(
-        ModelData(x=data[f"x{s}"], y=data[f"y{s}"], temporal=False, time_steps=TIME_STEPS, encoding="direct", seed=0)
+        ModelData(x=data[f"x{s}"], y=data[f"y{s}"], temporal=False, time_steps=TIME_STEPS, encoding=encoding, seed=0)
         for s in ("", "_val", "_test")
     )
 
@@ -107,9 +107,13 @@ def config(**changes) -> CompressConfig:
     return CompressConfig(**values)
 
 
+def start(graph: ir.Graph, out: Path, encoding: str = "direct", **changes) -> Compression:
+    train, val, test = splits(graph, encoding=encoding)
+    return Compression(graph, train, val, test, config(**changes), out, source="tiny", log=None)
+
+
 def compress(graph: ir.Graph, out: Path, **changes) -> dict:
-    train, val, test = splits(graph)
-    return Compression(graph, train, val, test, config(**changes), out, source="tiny", log=None).run()
+    return start(graph, out, **changes).run()
 
 
 def dense_share(graph: ir.Graph, resource: str, first_layers: int = 1) -> float:
@@ -271,6 +275,28 @@ def test_pruned_models_run_in_onnxruntime_without_custom_ops(tmp_path):
         assert accuracy == pytest.approx(entry["accuracy"]["test"])
 
 
+def test_the_cli_runs_on_data_without_validation_or_test_split(tmp_path, capsys, monkeypatch):
+    model, _ = cli_files(tmp_path)
+    data = tmp_path / "train_only.npz"
+    train = arrays((8,))
+    np.savez(data, x=train["x"], y=train["y"])
+    code, out, err = run_cli(["compress", model, "--data", data, *CLI_RUN, "--out", tmp_path / "out"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "training split" in out
+
+
+def test_the_curve_is_skipped_without_any_accuracy(tmp_path):
+    pytest.importorskip("matplotlib")
+    from onnx_snn_compress.report import plot_curve
+
+    graph = tiny_mlp()
+    train, _, _ = splits(graph)
+    report = Compression(graph, train, None, None, config(), tmp_path, log=None).run()
+    assert plot_curve(report, tmp_path) == []
+    report = compress(graph, tmp_path / "with_val")
+    assert [p.name for p in plot_curve(report, tmp_path / "with_val")] == ["curve.png", "curve.svg"]
+
+
 def test_a_run_without_validation_or_test_split_measures_on_the_training_split(tmp_path):
     graph = tiny_mlp()
     train, _, _ = splits(graph)
@@ -343,6 +369,29 @@ def test_masked_weights_their_gradients_and_moments_are_zero_while_finetuning(tm
     assert any(not np.array_equal(before[n.name], n.weight) for n in run.graph.prunable())
 
 
+def test_weights_already_zero_in_the_input_model_stay_pruned_from_the_first_step(tmp_path):
+    """Compressing a compressed model further: its zeros are pruned synapses, not weights to regrow."""
+    graph = tiny_mlp()
+    graph["fc2"].weight[:, ::2] = 0.0
+    train, val, test = splits(graph)
+    run = Compression(graph, train, val, test, config(budgets=(0.4, 0.3)), tmp_path, log=None)
+    zero = {name: graph[name].weight == 0 for name in ("fc2", "fc3")}
+    step, steps = run.trainer.train_step, {"n": 0}
+
+    def checked_step(penalty=None):
+        result = step(penalty)
+        steps["n"] += 1
+        for name, gone in zero.items():
+            assert np.all(run.graph[name].weight[gone] == 0.0), f"step {steps['n']}: {name} regrew"
+        return result
+
+    run.trainer.train_step = checked_step
+    report = run.run()
+    assert steps["n"] == 40
+    assert report["input"]["figures"]["params"] == np.count_nonzero(graph["fc1"].weight) + sum(
+        np.count_nonzero(graph[n].weight) for n in ("fc2", "fc3"))
+
+
 # ---------------------------------------------------------------------------
 # Determinism
 # ---------------------------------------------------------------------------
@@ -390,23 +439,27 @@ def interrupt_after(monkeypatch, steps: int) -> None:
     ("gradual", "params", 6),  # gradual search: masks set step by step
     ("gradual", "synops", 27),
     ("magnitude", "macs", 12),
+    ("minimax-layer", "synops", 9),  # one pruning amount per layer
+    ("minimax-poisson", "synops", 24),  # spikes drawn from the data seed
 ])
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, method, resource, steps):
     graph = tiny_mlp()
     changes = dict(method=method, resource=resource, budgets=reachable_budgets(graph, resource))
+    if method == "minimax-layer":
+        changes.update(method="minimax", granularity="layer")
+    if method == "minimax-poisson":
+        changes.update(method="minimax", encoding="poisson")
     expected = compress(graph, tmp_path / "whole", **changes)
     with monkeypatch.context() as patch:
         interrupt_after(patch, steps)
         with pytest.raises(Interrupt):
             compress(graph, tmp_path / "cut", **changes)
     assert (tmp_path / "cut" / CHECKPOINT).is_file() or steps < 5
+    run = start(graph, tmp_path / "cut", **changes)
     if steps < 5:  # no checkpoint yet: nothing to resume, start again
         with pytest.raises(SNNError, match="nothing to resume"):
-            train, val, test = splits(graph)
-            Compression(graph, train, val, test, config(**changes), tmp_path / "cut", log=None).restore()
+            run.restore()
         return
-    train, val, test = splits(graph)
-    run = Compression(graph, train, val, test, config(**changes), tmp_path / "cut", source="tiny", log=None)
     run.restore()
     assert run.run() == expected
     assert models_of(tmp_path / "cut") == models_of(tmp_path / "whole")
@@ -431,8 +484,7 @@ def test_an_interruption_while_exporting_resumes_to_the_uninterrupted_result(tmp
         patch.setattr(module, "save", save_then_die)
         with pytest.raises(Interrupt):
             compress(graph, tmp_path / "cut")
-    train, val, test = splits(graph)
-    run = Compression(graph, train, val, test, config(), tmp_path / "cut", source="tiny", log=None)
+    run = start(graph, tmp_path / "cut")
     run.restore()
     assert run.run() == expected
     assert models_of(tmp_path / "cut") == models_of(tmp_path / "whole")
@@ -482,6 +534,42 @@ def test_resume_with_other_options_is_refused_in_one_line(tmp_path, capsys, monk
     assert code == 2 and "nothing to resume" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("case", ["other weights", "other architecture", "other data"])
+def test_resume_on_another_model_or_other_data_is_refused_in_one_line(tmp_path, capsys, monkeypatch, case):
+    model, data = cli_files(tmp_path)
+    run = ["compress", *CLI_RUN, "--out", tmp_path / "run"]
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 12)
+        assert run_cli([*run, model, "--data", data], capsys, monkeypatch)[0] == 130
+    if case == "other weights":
+        save(tiny_mlp(seed=1), model)
+    elif case == "other architecture":
+        (tmp_path / "conv").mkdir()
+        model, data = cli_files(tmp_path / "conv", tiny_conv())
+    else:
+        np.savez(data, **arrays((8,), seed=1))
+    checkpoint = (tmp_path / "run" / CHECKPOINT).read_bytes()
+    code, out, err = run_cli([*run, model, "--data", data, "--resume"], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "another model or other data" in err
+    assert (tmp_path / "run" / CHECKPOINT).read_bytes() == checkpoint
+
+
+def test_resume_removes_the_temporary_files_a_kill_left(tmp_path, monkeypatch):
+    graph = tiny_mlp()
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 26)
+        with pytest.raises(Interrupt):
+            compress(graph, tmp_path)
+    stale = [tmp_path / ".checkpoint.npz.k1ll3d.tmp", tmp_path / "budget_0.6" / ".model.onnx.x8y2z0.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    run = start(graph, tmp_path)
+    run.restore()
+    run.run()
+    assert [p for p in tmp_path.rglob("*") if p.name.startswith(".")] == []
+
+
 def test_a_killed_process_resumes_to_the_uninterrupted_result(tmp_path, capsys, monkeypatch):
     """A real kill -9 after the first checkpoint, then --resume."""
     model, data = cli_files(tmp_path)
@@ -508,6 +596,7 @@ def test_a_killed_process_resumes_to_the_uninterrupted_result(tmp_path, capsys, 
     assert code == 0, err
     assert resumed == json.loads(out)
     assert models_of(cut) == models_of(tmp_path / "whole")
+    assert [p for p in cut.rglob("*") if p.name.startswith(".")] == []
 
 
 # ---------------------------------------------------------------------------
