@@ -359,8 +359,8 @@ def backward(graph: Graph, tape: Tape, grad_output: np.ndarray, *, input_grad: b
     grads: dict[str, np.ndarray] = {readout.name: grad_output}
     for node in reversed(graph.nodes[1:]):
         grad = grads.pop(node.name, None)
-        if grad is None:
-            continue
+        if grad is None or not needs[node.name]:
+            continue  # nothing upstream of this node wants a gradient
         input_grads = BACKWARD[node.kind](node, tape.records[node.name], grad, [needs[s] for s in node.inputs],
                                           param_grads)
         for source, grad_input in zip(node.inputs, input_grads):
