@@ -597,3 +597,22 @@ def test_narrow_linear_forward_is_bit_identical_to_the_event_driven_sums(outputs
         linear._linear_kernel(x, weight_t, bias, wide)
         narrow = linear.linear_forward(x, weight_t, bias)
         assert narrow.tobytes() == wide.tobytes()
+
+
+def test_an_encoding_neuron_on_the_input_passes_gradients_only_when_the_input_gradient_is_asked():
+    rng = np.random.default_rng(21)
+    graph = ir.Graph([
+        ir.Input("x", shape=(6,)),
+        ir.Neuron("encode", ("x",), beta=0.5, v_threshold=0.5),
+        ir.Linear("fc", ("encode",), weight=normal(rng, 4, 6), bias=normal(rng, 4, offset=0.5)),
+        ir.Neuron("lif", ("fc",)),
+        ir.Readout("out", ("lif",)),
+    ])
+    x = rng.uniform(0, 1, size=(5, 3, 6)).astype(f32)
+    output, tape = forward_train(graph, x)
+    grad_output = np.ones_like(output)
+    plain = backward(graph, tape, grad_output)
+    with_input = backward(graph, tape, grad_output, input_grad=True)
+    assert list(plain) == ["fc.weight", "fc.bias"]
+    assert all(np.array_equal(plain[k], with_input[k]) for k in plain)
+    assert np.abs(with_input[INPUT_GRAD]).max() > 0
