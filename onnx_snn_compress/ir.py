@@ -39,7 +39,9 @@ def _f32(value: float) -> float:
 
 
 def _array(value, name: str, ndim: int | None = None) -> np.ndarray:
-    array = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+    array = np.asarray(value, dtype=np.float32)
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, order="C")  # a node owns writable arrays (frombuffer views are read-only)
     if ndim is not None and array.ndim != ndim:
         raise IRError(f"{name} must have {ndim} dimensions, got shape {array.shape}")
     if not np.all(np.isfinite(array)):
@@ -553,5 +555,5 @@ class Graph:
                 f.name: (getattr(node, f.name).copy() if isinstance(getattr(node, f.name), np.ndarray) else getattr(node, f.name))
                 for f in dataclasses.fields(node)
             }
-            nodes.append(type(node)(**values))
+            nodes.append(type(node)(**values))  # copied arrays are writable and contiguous: no second copy
         return Graph(nodes, dict(self.metadata))
