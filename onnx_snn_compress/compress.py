@@ -86,6 +86,13 @@ class CompressConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise SNNError(f"{name} must be a finite number >= 0, got {value}")
+        for name, value in asdict(self.energy).items():
+            if not (math.isfinite(value) and value >= 0):
+                raise SNNError(f"energy per operation {name} must be a finite number of pJ >= 0, got {value}")
+        if not 0.0 < self.search_fraction <= 1.0:
+            raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+        if self.measure_samples < 1:
+            raise SNNError(f"measure samples must be at least 1, got {self.measure_samples}")
         self.train.validate()
 
     def to_json(self) -> dict:

@@ -120,7 +120,8 @@ class Minimax:
             if following >= 0:
                 mean_squared = float(np.mean(squared[group])) + TINY
                 mean_cost = float(np.mean(costs[group])) + TINY
-                gradient = state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost
+                # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
+                gradient = float(state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost)
                 floor = hard_pruned[group].mean()
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
             mass = float(np.sum(squared[least_set])) / (float(np.sum(squared[group])) + TINY)
