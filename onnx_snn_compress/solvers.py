@@ -132,8 +132,13 @@ class Minimax:
         for least_set, _ in self._least_sets(squared, state.sigma, hard_pruned):
             pruned[least_set] = True
         pruned |= hard_pruned
-        met = resource_after(costs, pruned, budget) <= budget.target
-        return pruned if met else None
+        if resource_after(costs, pruned, budget) > budget.target:
+            return None
+        if len(self.groups) == 1:
+            # the s step can overshoot; keep every weight the budget allows (the least-s set is
+            # ranked by magnitude, so this is its smallest prefix that meets the budget)
+            pruned = magnitude_to_budget(np.sqrt(squared), costs, hard_pruned, budget)
+        return pruned
 
 
 def magnitude_to_budget(magnitudes: np.ndarray, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
