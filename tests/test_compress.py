@@ -117,9 +117,9 @@ def compress(graph: ir.Graph, out: Path, **changes) -> dict:
     return start(graph, out, **changes).run()
 
 
-def dense_share(graph: ir.Graph, resource: str, first_layers: int = 1) -> float:
+def dense_share(graph: ir.Graph, resource: str, first_layers: int = 1, encoding: str = "direct") -> float:
     """The share of ``resource`` that the first (kept dense) layer holds, on the measurement data."""
-    _, val, _ = splits(graph)
+    _, val, _ = splits(graph, encoding=encoding)
     activity = measure_activity(graph, val.inputs(slice(0, 256)))
     costs = weight_costs(graph, resource, activity, EnergyModel())
     per_layer = {name: float(np.sum(cost[graph[name].weight != 0])) for name, cost in costs.items()}
@@ -188,6 +188,7 @@ def check_exported(report: dict, out: Path, graph: ir.Graph, conf: CompressConfi
     measure_x = val.inputs(slice(0, conf.measure_samples))
     reference = resource_figures(graph, measure_activity(graph, measure_x), conf.energy)
     assert report["resource"] == conf.resource and report["method"] == conf.method
+    assert report["input"]["figures"] == pytest.approx(reference, rel=1e-12)
     entries = report["budgets"]
     assert [e["budget"] for e in entries] == sorted(conf.budgets, reverse=True)
     models = []
@@ -243,7 +244,10 @@ def test_every_layer_can_be_pruned_down_to_a_tiny_budget(tmp_path):
 
 
 def test_report_holds_what_a_ci_job_reads(tmp_path):
-    report = compress(tiny_mlp(), tmp_path)
+    graph = tiny_mlp()
+    before = graph.copy()
+    report = compress(graph, tmp_path)
+    assert graph.same_as(before)  # the caller's graph is not touched either
     assert json.loads((tmp_path / REPORT).read_text()) == report
     assert {"input", "budgets", "resource", "method", "seed"} <= report.keys()
     assert report["prunable"] == ["fc2", "fc3"]  # the paper's default keeps the first layer dense
@@ -583,7 +587,7 @@ def test_a_killed_process_resumes_to_the_uninterrupted_result(tmp_path, capsys, 
         deadline = time.monotonic() + 60
         while not (cut / CHECKPOINT).exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.2)
+        time.sleep(0.05)  # into the run, well before its end
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait(timeout=30)
@@ -613,11 +617,12 @@ def no_training(monkeypatch):
 @pytest.mark.parametrize("resource", RESOURCES)
 def test_an_unreachable_budget_is_refused_before_any_training(tmp_path, monkeypatch, resource):
     graph = tiny_conv()
-    floor = dense_share(graph, resource)
-    if floor == 0.0:  # synops: the analog-fed first layer costs none; any budget is reachable
-        pytest.skip("the layer kept dense costs no synops")
+    # fed analog values the first layer costs no SynOps (any budget is reachable); fed spikes it does
+    encoding = "poisson" if resource == "synops" else "direct"
+    floor = dense_share(graph, resource, encoding=encoding)
+    assert floor > 0.0
     no_training(monkeypatch)
-    train, val, test = splits(graph)
+    train, val, test = splits(graph, encoding=encoding)
     with pytest.raises(SNNError) as error:
         Compression(graph, train, val, test, config(budgets=(0.9, floor * 0.9), resource=resource),
                     tmp_path / "out", log=None).run()
