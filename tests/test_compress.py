@@ -235,6 +235,18 @@ def test_conv_model_budgets_are_met_by_the_exported_model(tmp_path, resource, me
     check_exported(report, tmp_path, graph, config(**changes))
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_no_method_prunes_more_synapses_than_the_budget_asks(tmp_path, method):
+    """The budget is a ceiling, not a target to undershoot: at most one synapse short of it."""
+    graph = tiny_conv()
+    budgets = reachable_budgets(graph, "params", (0.6, 0.3, 0.1, 0.02))
+    report = compress(graph, tmp_path, method=method, budgets=budgets, dual_lr_z=1.0, lr_s=1.0)  # big s steps
+    synapses = report["input"]["figures"]["params"]
+    for entry in report["budgets"]:
+        kept = entry["figures"]["params"]
+        assert entry["budget"] * synapses - 1 < kept <= entry["budget"] * synapses
+
+
 def test_every_layer_can_be_pruned_down_to_a_tiny_budget(tmp_path):
     graph = tiny_mlp()
     changes = dict(budgets=(0.05, 0.01), prunable=["fc1", "fc2", "fc3"], resource="synops")
