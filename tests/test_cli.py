@@ -203,3 +203,14 @@ def test_bad_data_fails_with_one_line_and_exit_code_2(tmp_path, capsys, monkeypa
 def test_unknown_runtime_is_a_one_line_error(capsys, monkeypatch):
     code, out, err = run_cli(["evaluate", "--runtime", "gpu"], capsys, monkeypatch)
     assert code == 2 and "unknown runtime 'gpu'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["compress", "--budget", "abc"], "--budget"),
+    (["inspect", "--no-such-option"], "--no-such-option"),
+    (["evaluate", "--batch-size", "zero"], "--batch-size"),
+])
+def test_option_parse_errors_are_one_line_with_exit_code_2(args, fragment, capsys, monkeypatch):
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and fragment in err
