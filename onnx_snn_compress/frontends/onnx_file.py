@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from ..errors import ModelError
+from ..errors import ModelError, UnsupportedOpError
 
 
 def _external_tensors(model: onnx.ModelProto):
@@ -50,3 +50,29 @@ def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelError(f"{path}: invalid ONNX model: {first_line}") from None
     return model
+
+
+# -- reading nodes: shared by the profile and torch.onnx readers ----------------
+def attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes as Python values (strings decoded)."""
+    values = {}
+    for attribute in node.attribute:
+        value = onnx.helper.get_attribute_value(attribute)
+        values[attribute.name] = value.decode() if isinstance(value, bytes) else value
+    return values
+
+
+def describe(node: onnx.NodeProto) -> str:
+    """How an error names a node: ``node 'name' (domain::Op)``."""
+    op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
+    return f"node {node.name or node.output[0]!r} ({op})"
+
+
+def symmetric_pads(node: onnx.NodeProto, attrs: dict) -> tuple[int, int]:
+    """(pad_h, pad_w) of a 2-D Conv or pool; anything else is refused by name."""
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+        raise UnsupportedOpError(f"{describe(node)}: auto_pad is not supported; write explicit pads")
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if len(pads) != 4 or pads[:2] != pads[2:]:
+        raise UnsupportedOpError(f"{describe(node)}: only symmetric 2-D padding is supported, got pads={pads}")
+    return pads[0], pads[1]

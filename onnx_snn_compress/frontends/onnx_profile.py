@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from .. import ir, profile
 from ..errors import ModelError, UnsupportedOpError
+from .onnx_file import attributes, describe, symmetric_pads
 
 TIME, MERGED = "time", "merged"
 
@@ -21,17 +22,6 @@ TIME, MERGED = "time", "merged"
 SHAPE_PLUMBING = {"Shape", "Concat", "Constant", "ConstantOfShape", "Slice", "Gather", "Unsqueeze", "Squeeze", "Cast"}
 
 
-def _attributes(node: onnx.NodeProto) -> dict:
-    values = {}
-    for attribute in node.attribute:
-        value = helper.get_attribute_value(attribute)
-        values[attribute.name] = value.decode() if isinstance(value, bytes) else value
-    return values
-
-
-def _describe(node: onnx.NodeProto) -> str:
-    op = f"{node.domain}::{node.op_type}" if node.domain else node.op_type
-    return f"node {node.name or node.output[0]!r} ({op})"
 
 
 class _Reader:
@@ -48,11 +38,11 @@ class _Reader:
     def source(self, node: onnx.NodeProto, index: int = 0, layout: str | None = None) -> str:
         name = node.input[index]
         if name not in self.tensors:
-            raise UnsupportedOpError(f"{_describe(node)} reads {name!r}, which is not the output of a layer")
+            raise UnsupportedOpError(f"{describe(node)} reads {name!r}, which is not the output of a layer")
         ir_name, actual = self.tensors[name]
         if layout is not None and actual != layout:
             wanted = "[T*N, ...]" if layout == MERGED else "[T, N, ...]"
-            raise ModelError(f"{_describe(node)} expects its input in the {wanted} layout of the profile")
+            raise ModelError(f"{describe(node)} expects its input in the {wanted} layout of the profile")
         return ir_name
 
     def constant(self, node: onnx.NodeProto, index: int) -> np.ndarray | None:
@@ -60,7 +50,7 @@ class _Reader:
             return None
         name = node.input[index]
         if name not in self.constants:
-            raise UnsupportedOpError(f"{_describe(node)}: input {name!r} must be an initializer or Constant")
+            raise UnsupportedOpError(f"{describe(node)}: input {name!r} must be an initializer or Constant")
         return self.constants[name]
 
     def ir_name(self, node: onnx.NodeProto) -> str:
@@ -83,19 +73,11 @@ class _Reader:
 
 
 # -- readers: one per op ------------------------------------------------------
-def _pads(node, attrs) -> tuple[int, int]:
-    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
-        raise UnsupportedOpError(f"{_describe(node)}: auto_pad is not supported; write explicit pads")
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    if len(pads) != 4 or pads[:2] != pads[2:]:
-        raise UnsupportedOpError(f"{_describe(node)}: only symmetric 2-D padding is supported, got pads={pads}")
-    return pads[0], pads[1]
-
 
 def _read_gemm(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-        raise UnsupportedOpError(f"{_describe(node)}: only Gemm with transA=0, alpha=1, beta=1 is a Linear layer")
+        raise UnsupportedOpError(f"{describe(node)}: only Gemm with transA=0, alpha=1, beta=1 is a Linear layer")
     weight = reader.constant(node, 1)
     weight = weight if attrs.get("transB", 0) else weight.T
     bias = reader.constant(node, 2)
@@ -104,23 +86,23 @@ def _read_gemm(reader: _Reader, node):
 
 
 def _read_conv(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     weight = reader.constant(node, 1)
     if weight.ndim != 4:
-        raise UnsupportedOpError(f"{_describe(node)}: only 2-D convolutions are supported")
+        raise UnsupportedOpError(f"{describe(node)}: only 2-D convolutions are supported")
     source = reader.source(node, 0, MERGED)
     layer = ir.Conv2d(
         reader.ir_name(node), (source,), weight=weight, bias=reader.constant(node, 2),
-        stride=tuple(attrs.get("strides", (1, 1))), padding=_pads(node, attrs),
+        stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs),
         dilation=tuple(attrs.get("dilations", (1, 1))), groups=attrs.get("group", 1),
     )
     reader.add(node, layer, MERGED)
 
 
 def _read_batchnorm(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     if attrs.get("training_mode", 0):
-        raise UnsupportedOpError(f"{_describe(node)}: training_mode BatchNormalization is not an inference model")
+        raise UnsupportedOpError(f"{describe(node)}: training_mode BatchNormalization is not an inference model")
     weight, bias, mean, var = (reader.constant(node, i) for i in range(1, 5))
     source = reader.source(node, 0, MERGED)
     layer = ir.BatchNorm(
@@ -131,11 +113,11 @@ def _read_batchnorm(reader: _Reader, node):
 
 
 def _read_pool(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])) or attrs.get("storage_order", 0):
-        raise UnsupportedOpError(f"{_describe(node)}: ceil_mode, dilations and storage_order are not supported")
+        raise UnsupportedOpError(f"{describe(node)}: ceil_mode, dilations and storage_order are not supported")
     kernel = tuple(attrs["kernel_shape"])
-    kwargs = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", (1, 1))), padding=_pads(node, attrs))
+    kwargs = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs))
     source = reader.source(node, 0, MERGED)
     if node.op_type == "AveragePool":
         layer = ir.AvgPool2d(reader.ir_name(node), (source,), count_include_pad=bool(attrs.get("count_include_pad", 0)), **kwargs)
@@ -145,8 +127,8 @@ def _read_pool(reader: _Reader, node):
 
 
 def _read_flatten(reader: _Reader, node):
-    if _attributes(node).get("axis", 1) != 1:
-        raise UnsupportedOpError(f"{_describe(node)}: the profile's Flatten has axis=1 on [T*N, ...]")
+    if attributes(node).get("axis", 1) != 1:
+        raise UnsupportedOpError(f"{describe(node)}: the profile's Flatten has axis=1 on [T*N, ...]")
     reader.add(node, ir.Flatten(reader.ir_name(node), (reader.source(node, 0, MERGED),)), MERGED)
 
 
@@ -154,7 +136,7 @@ def _read_add(reader: _Reader, node):
     first, second = reader.source(node, 0), reader.source(node, 1)
     layout = reader.tensors[node.input[0]][1]
     if reader.tensors[node.input[1]][1] != layout:
-        raise ModelError(f"{_describe(node)} adds tensors of different layouts")
+        raise ModelError(f"{describe(node)} adds tensors of different layouts")
     reader.add(node, ir.Add(reader.ir_name(node), (first, second)), layout)
 
 
@@ -168,7 +150,7 @@ def _read_dropout(reader: _Reader, node):
 def _read_reshape(reader: _Reader, node):
     ir_name, _ = reader.tensors.get(node.input[0], (None, None))
     if ir_name is None:
-        raise UnsupportedOpError(f"{_describe(node)} reshapes {node.input[0]!r}, which is not the output of a layer")
+        raise UnsupportedOpError(f"{describe(node)} reshapes {node.input[0]!r}, which is not the output of a layer")
     features = reader.shapes[ir_name]
     target = reader.constants.get(node.input[1])
     if target is None:  # [T, -1, *features] built from the dynamic time steps: back to the time layout
@@ -179,7 +161,7 @@ def _read_reshape(reader: _Reader, node):
         reader.alias(node, MERGED)
     else:
         raise UnsupportedOpError(
-            f"{_describe(node)}: a Reshape to {target} is not a layout change of {features}; use Flatten"
+            f"{describe(node)}: a Reshape to {target} is not a layout change of {features}; use Flatten"
         )
 
 
@@ -188,7 +170,7 @@ def _read_identity(reader: _Reader, node):
 
 
 def _read_neuron(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     fields = {a: attrs[a] for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS if a in attrs}
     fields.update({a: bool(attrs[a]) for a in profile.NEURON_INT_ATTRS if a in attrs})
     if node.op_type == profile.IF:
@@ -198,16 +180,16 @@ def _read_neuron(reader: _Reader, node):
 
 
 def _read_leaky_integrator(reader: _Reader, node):
-    reader.leaky[node.output[0]] = (reader.source(node, 0, TIME), float(_attributes(node).get("beta", 1.0)))
+    reader.leaky[node.output[0]] = (reader.source(node, 0, TIME), float(attributes(node).get("beta", 1.0)))
 
 
 def _read_reduce_mean(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     axes = attrs.get("axes")
     if axes is None:
         axes = reader.constant(node, 1)
     if axes is None or list(np.atleast_1d(axes)) != [0] or attrs.get("keepdims", 1) != 0:
-        raise UnsupportedOpError(f"{_describe(node)}: the readout is a mean over time (axes=[0], keepdims=0)")
+        raise UnsupportedOpError(f"{describe(node)}: the readout is a mean over time (axes=[0], keepdims=0)")
     if node.input[0] in reader.leaky:
         source, beta = reader.leaky[node.input[0]]
         readout = ir.Readout(reader.ir_name(node), (source,), mode="leaky", beta=beta)
@@ -265,10 +247,10 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
             _READERS[key](reader, node)
         elif not node.domain and node.op_type in SHAPE_PLUMBING:
             if node.op_type == "Constant":
-                reader.constants[node.output[0]] = numpy_helper.to_array(_attributes(node)["value"])
+                reader.constants[node.output[0]] = numpy_helper.to_array(attributes(node)["value"])
             continue
         else:
-            raise UnsupportedOpError(f"unsupported op: {_describe(node)} is not part of the SNN-ONNX profile")
+            raise UnsupportedOpError(f"unsupported op: {describe(node)} is not part of the SNN-ONNX profile")
     if not any(isinstance(n, ir.Neuron) for n in reader.nodes):
         raise ModelError("the model holds no spiking neuron (no snn::LIF or snn::IF node)")
     output = model.graph.output[0].name

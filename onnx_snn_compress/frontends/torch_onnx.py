@@ -41,11 +41,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from .. import ir
 from ..errors import ModelError, UnsupportedOpError
+from .onnx_file import attributes, describe, symmetric_pads
 
 # What an exporter's framework implies beyond the forward pass (training only),
 # and whether an ambiguous hard reset is written in the peer's delayed form.
@@ -62,16 +63,6 @@ _MAX_TERMS = 64
 _RTOL = 1e-6
 
 
-def _describe(node: onnx.NodeProto) -> str:
-    return f"node {node.name or node.output[0]!r} ({node.op_type})"
-
-
-def _attributes(node: onnx.NodeProto) -> dict:
-    values = {}
-    for attribute in node.attribute:
-        value = helper.get_attribute_value(attribute)
-        values[attribute.name] = value.decode() if isinstance(value, bytes) else value
-    return values
 
 
 def _close(a: float, b: float) -> bool:
@@ -177,7 +168,7 @@ class _Reader:
         if not name:
             return None
         if name not in self.values:
-            raise ModelError(f"{_describe(node)} reads {name!r}, which no earlier node produces")
+            raise ModelError(f"{describe(node)} reads {name!r}, which no earlier node produces")
         return self.values[name]
 
     def constant(self, node: onnx.NodeProto, index: int, what: str = "input") -> np.ndarray | None:
@@ -185,7 +176,7 @@ class _Reader:
         if value is None:
             return None
         if not isinstance(value, Const):
-            raise UnsupportedOpError(f"{_describe(node)}: its {what} {node.input[index]!r} must be a constant")
+            raise UnsupportedOpError(f"{describe(node)}: its {what} {node.input[index]!r} must be a constant")
         return value.value
 
     def tensor(self, node: onnx.NodeProto, index: int, layouts: tuple[str, ...] | None = None) -> Tensor:
@@ -195,11 +186,11 @@ class _Reader:
             value = self.lift(value.expr, node)
         if not isinstance(value, Tensor):
             raise UnsupportedOpError(
-                f"{_describe(node)}: input {node.input[index]!r} is not the output of a layer of the network"
+                f"{describe(node)}: input {node.input[index]!r} is not the output of a layer of the network"
             )
         if layouts is not None and value.layout not in layouts:
             raise UnsupportedOpError(
-                f"{_describe(node)}: input {node.input[index]!r} has layout {value.layout} "
+                f"{describe(node)}: input {node.input[index]!r} has layout {value.layout} "
                 f"({_LAYOUT_TEXT[value.layout]}); expected {' or '.join(_LAYOUT_TEXT[l] for l in layouts)}"
             )
         return value
@@ -239,7 +230,7 @@ class _Reader:
     def input_expr(self, tensor: Tensor, node: onnx.NodeProto) -> Expr:
         if tensor.layout != "step":
             raise UnsupportedOpError(
-                f"{_describe(node)}: elementwise arithmetic on {_LAYOUT_TEXT[tensor.layout]} of layer "
+                f"{describe(node)}: elementwise arithmetic on {_LAYOUT_TEXT[tensor.layout]} of layer "
                 f"{tensor.layer!r}; only per-step neuron arithmetic on [N, ...] can be lifted"
             )
         key = (tensor.layer, tensor.step)
@@ -257,7 +248,7 @@ class _Reader:
         """The symbolic ``expr`` read by a layer op must be a neuron layer's spikes at one step."""
         if expr.op != "spike":
             raise UnsupportedOpError(
-                f"{_describe(consumer)} reads {_origin(expr)}, an elementwise result that is not a spike "
+                f"{describe(consumer)} reads {_origin(expr)}, an elementwise result that is not a spike "
                 f"Cast(Greater(H - v_threshold, 0)); only spiking neuron layers can be lifted "
                 f"(graded spikes, membrane outputs and other arithmetic are not supported)"
             )
@@ -291,7 +282,7 @@ _LAYOUT_TEXT = {
 
 
 def _origin(expr: Expr) -> str:
-    return _describe(expr.origin) if expr.origin is not None else "a value"
+    return describe(expr.origin) if expr.origin is not None else "a value"
 
 
 def _inputs_of_step(expr: Expr) -> set:
@@ -342,10 +333,10 @@ def _scalar(reader: _Reader, node: onnx.NodeProto, array: np.ndarray, index: int
     """A constant operand of neuron arithmetic: one value, possibly broadcast to a (batch) shape."""
     flat = np.asarray(array).ravel()
     if flat.size == 0:
-        raise UnsupportedOpError(f"{_describe(node)}: empty constant {node.input[index]!r}")
+        raise UnsupportedOpError(f"{describe(node)}: empty constant {node.input[index]!r}")
     if not np.all(flat == flat[0]):
         raise UnsupportedOpError(
-            f"{_describe(node)}: constant {node.input[index]!r} holds {flat.size} different per-neuron values; "
+            f"{describe(node)}: constant {node.input[index]!r} holds {flat.size} different per-neuron values; "
             f"the IR's neurons have one value per layer (per-neuron parameters are not supported)"
         )
     return float(flat[0])
@@ -359,7 +350,7 @@ def _operand(reader: _Reader, node: onnx.NodeProto, index: int) -> Expr:
         return value.expr
     if isinstance(value, Tensor):
         return reader.input_expr(value, node)
-    raise UnsupportedOpError(f"{_describe(node)}: input {node.input[index]!r} cannot take part in neuron arithmetic")
+    raise UnsupportedOpError(f"{describe(node)}: input {node.input[index]!r} cannot take part in neuron arithmetic")
 
 
 def _const(e: Expr, value: float) -> bool:
@@ -403,7 +394,7 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         reader.set(node, Sym(_neg(_operand(reader, node, 0), node)))
         return
     if op == "Cast":
-        to = _attributes(node).get("to")
+        to = attributes(node).get("to")
         a = _operand(reader, node, 0)
         if a.op == "compare" and to == onnx.TensorProto.FLOAT:
             (potential,) = a.args
@@ -412,7 +403,7 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         elif a.op != "compare" and to == onnx.TensorProto.FLOAT:
             reader.set(node, Sym(a))
         else:
-            raise UnsupportedOpError(f"{_describe(node)}: only a Cast of a comparison to float (a spike) is supported")
+            raise UnsupportedOpError(f"{describe(node)}: only a Cast of a comparison to float (a spike) is supported")
         return
     a, b = _operand(reader, node, 0), _operand(reader, node, 1)
     if op == "Add":
@@ -423,7 +414,7 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         result = _mul(a, b, node)
     elif op == "Div":
         if b.op != "const" or b.value == 0.0:
-            raise UnsupportedOpError(f"{_describe(node)}: only division by a non-zero constant can be lifted")
+            raise UnsupportedOpError(f"{describe(node)}: only division by a non-zero constant can be lifted")
         result = a if b.value == 1.0 else (
             Expr("const", value=a.value / b.value, origin=node) if a.op == "const" else Expr("div", (a,), b.value, node)
         )
@@ -439,7 +430,7 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
             potential, threshold = potential.args[0], -potential.args[1].value
         result = Expr("compare", (potential,), (threshold, or_equal), node)
     else:  # pragma: no cover - the table below only routes the ops above here
-        raise UnsupportedOpError(f"unsupported op: {_describe(node)}")
+        raise UnsupportedOpError(f"unsupported op: {describe(node)}")
     reader.set(node, Sym(result))
 
 
@@ -455,11 +446,11 @@ def _weight_name(reader: _Reader, node: onnx.NodeProto, index: int) -> str:
 
 def _linear_layer(reader: _Reader, node, source: Tensor, weight: np.ndarray, bias, name: str, from_matmul=False):
     if weight.ndim != 2:
-        raise UnsupportedOpError(f"{_describe(node)}: the weight must be a matrix, got shape {list(weight.shape)}")
+        raise UnsupportedOpError(f"{describe(node)}: the weight must be a matrix, got shape {list(weight.shape)}")
     features = reader.shapes[source.layer]
     if len(features) != 1 or features[0] != weight.shape[1]:
         raise UnsupportedOpError(
-            f"{_describe(node)}: a Linear layer of {weight.shape[1]} inputs reads layer "
+            f"{describe(node)}: a Linear layer of {weight.shape[1]} inputs reads layer "
             f"{source.layer!r} of per-sample shape {list(features)}"
         )
     key = ("Linear", source.layer, weight.tobytes(), None if bias is None else bias.tobytes())
@@ -469,9 +460,9 @@ def _linear_layer(reader: _Reader, node, source: Tensor, weight: np.ndarray, bia
 
 
 def _read_gemm(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
-        raise UnsupportedOpError(f"{_describe(node)}: only Gemm with transA=0, alpha=1, beta=1 is a Linear layer")
+        raise UnsupportedOpError(f"{describe(node)}: only Gemm with transA=0, alpha=1, beta=1 is a Linear layer")
     source = reader.tensor(node, 0, ("step", "merged"))
     weight = reader.constant(node, 1, "weight")
     weight = weight if attrs.get("transB", 0) else weight.T
@@ -485,7 +476,7 @@ def _read_matmul(reader: _Reader, node):
     source = reader.tensor(node, 0, ("step", "merged", "seq"))
     weight = reader.constant(node, 1, "weight")
     if weight.ndim != 2:
-        raise UnsupportedOpError(f"{_describe(node)}: only a product with a constant matrix is a Linear layer")
+        raise UnsupportedOpError(f"{describe(node)}: only a product with a constant matrix is a Linear layer")
     _linear_layer(reader, node, source, np.ascontiguousarray(weight.T), None, _scope(node) or node.output[0], True)
 
 
@@ -512,23 +503,15 @@ def _read_add(reader: _Reader, node):
     _elementwise(reader, node)
 
 
-def _pads(node, attrs) -> tuple[int, int]:
-    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
-        raise UnsupportedOpError(f"{_describe(node)}: auto_pad is not supported")
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    if len(pads) != 4 or pads[:2] != pads[2:]:
-        raise UnsupportedOpError(f"{_describe(node)}: only symmetric 2-D padding is supported, got pads={pads}")
-    return pads[0], pads[1]
-
 
 def _read_conv(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     source = reader.tensor(node, 0, ("step", "merged"))
     weight = reader.constant(node, 1, "weight")
     if weight.ndim != 4:
-        raise UnsupportedOpError(f"{_describe(node)}: only 2-D convolutions are supported")
+        raise UnsupportedOpError(f"{describe(node)}: only 2-D convolutions are supported")
     bias = reader.constant(node, 2, "bias")
-    args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1, 1))), padding=_pads(node, attrs),
+    args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs),
                 dilation=tuple(attrs.get("dilations", (1, 1))), groups=attrs.get("group", 1))
     key = ("Conv2d", source.layer, weight.tobytes(), None if bias is None else bias.tobytes(), str(attrs))
     spec = reader.layer(key, "Conv2d", (source.layer,), args, _weight_name(reader, node, 1), node)
@@ -536,12 +519,12 @@ def _read_conv(reader: _Reader, node):
 
 
 def _read_pool(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])) or attrs.get("storage_order", 0):
-        raise UnsupportedOpError(f"{_describe(node)}: ceil_mode, dilations and storage_order are not supported")
+        raise UnsupportedOpError(f"{describe(node)}: ceil_mode, dilations and storage_order are not supported")
     source = reader.tensor(node, 0, ("step", "merged"))
     kernel = tuple(attrs["kernel_shape"])
-    args = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", kernel)), padding=_pads(node, attrs))
+    args = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", kernel)), padding=symmetric_pads(node, attrs))
     if node.op_type == "AveragePool":
         kind = "AvgPool2d"
         args["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
@@ -552,9 +535,9 @@ def _read_pool(reader: _Reader, node):
 
 
 def _read_batchnorm(reader: _Reader, node):
-    attrs = _attributes(node)
+    attrs = attributes(node)
     if attrs.get("training_mode", 0):
-        raise UnsupportedOpError(f"{_describe(node)}: training_mode BatchNormalization is not an inference model")
+        raise UnsupportedOpError(f"{describe(node)}: training_mode BatchNormalization is not an inference model")
     source = reader.tensor(node, 0, ("step", "merged"))
     weight, bias, mean, var = (reader.constant(node, i) for i in range(1, 5))
     args = dict(weight=weight, bias=bias, running_mean=mean, running_var=var, eps=attrs.get("epsilon", 1e-5),
@@ -575,9 +558,9 @@ def _flatten_of(reader: _Reader, node, source: Tensor, layout: str) -> None:
 
 def _read_flatten(reader: _Reader, node):
     source = reader.tensor(node, 0, ("step", "merged", "seq"))
-    axis = _attributes(node).get("axis", 1)
+    axis = attributes(node).get("axis", 1)
     if axis != (2 if source.layout == "seq" else 1):
-        raise UnsupportedOpError(f"{_describe(node)}: Flatten(axis={axis}) does not keep the time and batch axes")
+        raise UnsupportedOpError(f"{describe(node)}: Flatten(axis={axis}) does not keep the time and batch axes")
     _flatten_of(reader, node, source, source.layout)
 
 
@@ -590,7 +573,7 @@ def _lead_dims(reader: _Reader, layout: str) -> list[int | None]:
 def _read_reshape(reader: _Reader, node):
     source = reader.tensor(node, 0)
     target = [int(d) for d in reader.constant(node, 1, "shape")]
-    allow_zero = _attributes(node).get("allowzero", 0)
+    allow_zero = attributes(node).get("allowzero", 0)
     features = list(reader.shapes[source.layer])
     timed = ("seq", "merged") if source.layout in ("seq", "merged") else ("step", "step1")
     current = _lead_dims(reader, source.layout) + features
@@ -613,13 +596,13 @@ def _read_reshape(reader: _Reader, node):
                     reader.set(node, Tensor(source.layer, layout, source.step))
                 return
     raise UnsupportedOpError(
-        f"{_describe(node)}: a Reshape of layer {source.layer!r} ({_LAYOUT_TEXT[source.layout]}, per-sample shape "
+        f"{describe(node)}: a Reshape of layer {source.layer!r} ({_LAYOUT_TEXT[source.layout]}, per-sample shape "
         f"{features}) to {target} is neither a change of the time/batch layout nor a flatten"
     )
 
 
 def _axes(reader: _Reader, node, index: int = 1) -> list[int]:
-    attrs = _attributes(node)
+    attrs = attributes(node)
     axes = attrs.get("axes")
     if axes is None:
         axes = reader.constant(node, index, "axes") if index < len(node.input) else None
@@ -629,20 +612,20 @@ def _axes(reader: _Reader, node, index: int = 1) -> list[int]:
 def _read_gather(reader: _Reader, node):
     source = reader.value(node, 0)
     if isinstance(source, ShapeOf):
-        raise UnsupportedOpError(f"{_describe(node)}: computing with dynamic shapes is not supported")
+        raise UnsupportedOpError(f"{describe(node)}: computing with dynamic shapes is not supported")
     source = reader.tensor(node, 0, ("seq", "step1"))
     index = reader.constant(node, 1, "index")
-    if _attributes(node).get("axis", 0) != 0 or np.ndim(index) != 0:
-        raise UnsupportedOpError(f"{_describe(node)}: only Gather of one time step (a scalar index on axis 0) is supported")
+    if attributes(node).get("axis", 0) != 0 or np.ndim(index) != 0:
+        raise UnsupportedOpError(f"{describe(node)}: only Gather of one time step (a scalar index on axis 0) is supported")
     step = int(index)
     if source.layout == "step1":
         if step not in (0, -1):
-            raise UnsupportedOpError(f"{_describe(node)}: index {step} out of range for a single time step")
+            raise UnsupportedOpError(f"{describe(node)}: index {step} out of range for a single time step")
         reader.set(node, Tensor(source.layer, "step", source.step))
         return
     step = step + reader.time_steps if step < 0 else step
     if not 0 <= step < reader.time_steps:
-        raise UnsupportedOpError(f"{_describe(node)}: time step {step} out of range (T={reader.time_steps})")
+        raise UnsupportedOpError(f"{describe(node)}: time step {step} out of range (T={reader.time_steps})")
     reader.set(node, Tensor(source.layer, "step", step))
 
 
@@ -653,16 +636,16 @@ def _read_slice(reader: _Reader, node):
     axes = [int(a) for a in reader.constant(node, 3).ravel()] if len(node.input) > 3 and node.input[3] else [0]
     steps = [int(s) for s in reader.constant(node, 4).ravel()] if len(node.input) > 4 and node.input[4] else [1]
     if axes != [0] or steps != [1] or len(starts) != 1:
-        raise UnsupportedOpError(f"{_describe(node)}: only a Slice of one time step (axis 0) is supported")
+        raise UnsupportedOpError(f"{describe(node)}: only a Slice of one time step (axis 0) is supported")
     start = starts[0] + reader.time_steps if starts[0] < 0 else starts[0]
     if source.layout == "step1":
         if start != 0:
-            raise UnsupportedOpError(f"{_describe(node)}: slices past a single time step")
+            raise UnsupportedOpError(f"{describe(node)}: slices past a single time step")
         reader.set(node, source)
         return
     if ends[0] != start + 1 or not 0 <= start < reader.time_steps:
         raise UnsupportedOpError(
-            f"{_describe(node)}: a Slice [{starts[0]}:{ends[0]}] of the time axis must take exactly one step"
+            f"{describe(node)}: a Slice [{starts[0]}:{ends[0]}] of the time axis must take exactly one step"
         )
     reader.set(node, Tensor(source.layer, "step1", start))
 
@@ -670,25 +653,25 @@ def _read_slice(reader: _Reader, node):
 def _read_squeeze(reader: _Reader, node):
     source = reader.tensor(node, 0, ("step1",))
     if _axes(reader, node) not in ([0], []):
-        raise UnsupportedOpError(f"{_describe(node)}: only squeezing the time axis 0 is supported")
+        raise UnsupportedOpError(f"{describe(node)}: only squeezing the time axis 0 is supported")
     reader.set(node, Tensor(source.layer, "step", source.step))
 
 
 def _read_unsqueeze(reader: _Reader, node):
     source = reader.tensor(node, 0, ("step",))
     if _axes(reader, node) != [0]:
-        raise UnsupportedOpError(f"{_describe(node)}: only unsqueezing a time axis 0 is supported")
+        raise UnsupportedOpError(f"{describe(node)}: only unsqueezing a time axis 0 is supported")
     reader.set(node, Tensor(source.layer, "step1", source.step))
 
 
 def _read_concat(reader: _Reader, node):
-    if _attributes(node).get("axis") != 0:
-        raise UnsupportedOpError(f"{_describe(node)}: only concatenating time steps (axis 0) is supported")
+    if attributes(node).get("axis") != 0:
+        raise UnsupportedOpError(f"{describe(node)}: only concatenating time steps (axis 0) is supported")
     parts = [reader.tensor(node, i, ("step1",)) for i in range(len(node.input))]
     layers = {p.layer for p in parts}
     if len(layers) != 1 or [p.step for p in parts] != list(range(reader.time_steps)):
         raise UnsupportedOpError(
-            f"{_describe(node)}: expected the {reader.time_steps} time steps of one layer in order, got "
+            f"{describe(node)}: expected the {reader.time_steps} time steps of one layer in order, got "
             + ", ".join(f"{p.layer}[t={p.step}]" for p in parts)
         )
     reader.set(node, Tensor(parts[0].layer, "seq"))
@@ -696,8 +679,8 @@ def _read_concat(reader: _Reader, node):
 
 def _read_split(reader: _Reader, node):
     source = reader.tensor(node, 0, ("seq",))
-    if _attributes(node).get("axis", 0) != 0 or len(node.output) != reader.time_steps:
-        raise UnsupportedOpError(f"{_describe(node)}: only splitting the time axis into single steps is supported")
+    if attributes(node).get("axis", 0) != 0 or len(node.output) != reader.time_steps:
+        raise UnsupportedOpError(f"{describe(node)}: only splitting the time axis into single steps is supported")
     for step, name in enumerate(node.output):
         reader.values[name] = Tensor(source.layer, "step1", step)
 
@@ -716,15 +699,15 @@ def _read_expand(reader: _Reader, node):
 
 def _read_constant_of_shape(reader: _Reader, node):
     if not isinstance(reader.value(node, 0), ShapeOf):
-        raise UnsupportedOpError(f"{_describe(node)}: unexpected ConstantOfShape input")
-    fill = _attributes(node).get("value")
+        raise UnsupportedOpError(f"{describe(node)}: unexpected ConstantOfShape input")
+    fill = attributes(node).get("value")
     reader.set(node, Const(numpy_helper.to_array(fill) if fill is not None else np.zeros(1, np.float32)))
 
 
 def _read_reduce_mean(reader: _Reader, node):
     source = reader.tensor(node, 0, ("seq",))
-    if _axes(reader, node) != [0] or _attributes(node).get("keepdims", 1) != 0:
-        raise UnsupportedOpError(f"{_describe(node)}: only a mean over time (axes=[0], keepdims=0) can be a readout")
+    if _axes(reader, node) != [0] or attributes(node).get("keepdims", 1) != 0:
+        raise UnsupportedOpError(f"{describe(node)}: only a mean over time (axes=[0], keepdims=0) can be a readout")
     reader.set(node, Rate(source.layer))
 
 
@@ -772,7 +755,7 @@ _FOLDABLE = {"Shape", "Identity", "Clip", "Cast", "Add", "Sub", "Mul", "Div", "N
 
 def _fold(reader: _Reader, node: onnx.NodeProto) -> bool:
     if node.op_type == "Constant":
-        attrs = _attributes(node)
+        attrs = attributes(node)
         value = attrs["value"] if "value" in attrs else next(iter(attrs.values()))
         reader.set(node, Const(numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.asarray(value)))
         return True
@@ -785,7 +768,7 @@ def _fold(reader: _Reader, node: onnx.NodeProto) -> bool:
     try:
         outputs = ReferenceEvaluator(node).run(None, feeds)
     except Exception as error:  # the reference evaluator raises many types
-        raise ModelError(f"{_describe(node)}: cannot evaluate its constant inputs ({type(error).__name__})") from None
+        raise ModelError(f"{describe(node)}: cannot evaluate its constant inputs ({type(error).__name__})") from None
     for name, out in zip(node.output, outputs):
         reader.values[name] = Const(np.asarray(out))
     return True
@@ -1105,7 +1088,7 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             hint = " (an SNN-ONNX profile model: read it with --from profile)" if node.domain == "snn" else ""
-            raise UnsupportedOpError(f"unsupported op: {_describe(node)} in domain {node.domain!r}{hint}")
+            raise UnsupportedOpError(f"unsupported op: {describe(node)} in domain {node.domain!r}{hint}")
     reader = _Reader(model)
     graph_input = _graph_input(reader)
     reader.names.add(graph_input.name)
@@ -1117,7 +1100,7 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
             continue
         handler = _READERS.get(node.op_type)
         if handler is None:
-            raise UnsupportedOpError(f"unsupported op: {_describe(node)} cannot be lifted from a torch.onnx export")
+            raise UnsupportedOpError(f"unsupported op: {describe(node)} cannot be lifted from a torch.onnx export")
         handler(reader, node)
     if len(model.graph.output) != 1:
         raise ModelError(f"the model must have one output (the output spikes), this one has {len(model.graph.output)}")
@@ -1142,7 +1125,7 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
         if not spec.whole and spec.steps != set(range(reader.time_steps)):
             missing = sorted(set(range(reader.time_steps)) - spec.steps)
             raise UnsupportedOpError(
-                f"{_describe(spec.origin)}: layer {spec.name!r} is missing at time step(s) {missing}; "
+                f"{describe(spec.origin)}: layer {spec.name!r} is missing at time step(s) {missing}; "
                 f"every layer must run at each of the T={reader.time_steps} steps"
             )
         fields = _identify(reader, spec, framework, notes) if isinstance(spec, NeuronSpec) else {}
