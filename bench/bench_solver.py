@@ -1,0 +1,337 @@
+"""The minimax solver's own cost per step, as a share of a training step.
+
+    python bench/bench_solver.py [--threads 2] [--repeats 20] [--train-repeats 10]
+                                 [--synthetic-weights 10000000] [--granularity global layer]
+
+Per search step, ``compress.Compression._search`` runs, besides the training step:
+
+    penalty   ``Minimax.penalty(state, hard_pruned)``: the flat float64 copy of all
+              prunable weights, their squares, the least-s set (k-th value
+              selection, ``np.argpartition``) -- before the training step
+    add       the returned closure ``add(grads)``: ``grads += 2 y w`` on the least-s
+              set (``FlatWeights.add_scaled_weights``) -- inside the training step
+    step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat copy and
+              squares again, the least-s sets twice (before and after the s step),
+              the s step, the dual updates of y and z, and the pruned mask with the
+              resource after pruning it twice (``resource_after``)
+
+These three are timed through the solver's own API, from the same mid-search state
+every repeat (s = half the prunable weights, y = 1, z = 0.1, nothing hard-pruned,
+resource ``params``, budget 0.1, the CompressConfig step sizes), and compared with
+a training step of the same model: forward + loss + backward + Adam (the core of
+``Trainer.train_step``, as in bench_train_step.py) at ``--batch`` (64) and T = 8 on
+the embedded digits. The operations inside them are also timed one by one, on the
+same weights, to show which dominates.
+
+Models: the two samples (``digits_mlp``, ``digits_conv``) with the paper's default
+prunable layers (all synapse layers but the first), and ``synthetic``: an MLP
+64 -> H -> H -> 10 of the samples' LIF neurons with H chosen so that the prunable
+layers (H -> H and H -> 10) hold ``--synthetic-weights`` synapses (10 M: H = 3,157).
+Its random weights are scaled so that its hidden layers fire; it is not trained.
+
+Medians over the repeats (the first call of everything is a warm-up: JIT, caches).
+Not a test: the numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20, help="repeats of the solver timings")
+    parser.add_argument("--train-repeats", type=int, default=10, help="repeats of the training step")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--time-steps", type=int, default=8)
+    parser.add_argument("--synthetic-weights", type=float, default=10e6)
+    parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "synthetic"])
+    parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
+    return parser.parse_args()
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(ARGS.threads)
+
+import numba
+import numpy as np
+from onnx_snn_compress.samples import digits_path, sample_model_path
+
+from onnx_snn_compress import backprop, ir
+from onnx_snn_compress.backprop import backward, forward_train, trainable
+from onnx_snn_compress.compress import CompressConfig
+from onnx_snn_compress.data import load_for_model
+from onnx_snn_compress.frontends import load_model
+from onnx_snn_compress.losses import LOSSES
+from onnx_snn_compress.optim import Adam
+from onnx_snn_compress.pruning import FlatWeights, default_prunable
+from onnx_snn_compress.resources import weight_costs
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, resource_after
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_train_step import synthetic_graph
+
+
+class OtherLoad:
+    """CPU use of *other* processes while a block ran, in cores (Linux: /proc/stat): the
+    machine's busy time minus this process's CPU time, over the wall time (0 when quiet)."""
+
+    cores: float | None = None
+
+    def __enter__(self):
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        if self.start is not None and end is not None:
+            (busy0, own0, wall0), (busy1, own1, wall1) = self.start, end
+            self.cores = max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9))
+
+    @staticmethod
+    def _sample():
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        return busy, own.user + own.system, time.monotonic()
+
+
+def median_seconds(function, repeats: int, setup=None) -> float:
+    """Median wall time of ``function()`` over ``repeats`` calls after one warm-up call;
+    ``setup()`` (untimed) runs before each call."""
+    times = []
+    for index in range(repeats + 1):
+        argument = setup() if setup is not None else None
+        start = time.perf_counter()
+        function() if setup is None else function(argument)
+        if index:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# -- models ------------------------------------------------------------------------------
+def model(name: str, synthetic_weights: float) -> ir.Graph:
+    if name == "synthetic":
+        return synthetic_graph(synthetic_weights)  # from bench_train_step.py, beside this file
+    return load_model(sample_model_path(name))
+
+
+# -- the training step -----------------------------------------------------------------
+def training_step_seconds(graph: ir.Graph, batch: int, time_steps: int, repeats: int):
+    """Median training step and its parts; also each Linear backward's time beside what
+    numpy's own (multi-threaded BLAS) GEMMs of the same shapes take."""
+    data = load_for_model(digits_path(), graph.input.shape, graph.num_classes, "train", time_steps)
+    x, y = data.inputs(slice(0, batch)), data.y[:batch]
+    optimizer = Adam(trainable(graph), lr=1e-4)
+    rng = np.random.default_rng(0)
+    loss_function = LOSSES["mse_rate"]
+    parts = {"forward": [], "backward": [], "adam": []}
+    rates = {}
+    linear_times: dict[str, list[float]] = {}
+    linear_shapes: dict[str, tuple] = {}
+    original = backprop.BACKWARD[ir.Linear.kind]
+
+    def timed_linear(node, x_in, grad, needs, param_grads):
+        start = time.perf_counter()
+        value = original(node, x_in, grad, needs, param_grads)
+        linear_times.setdefault(node.name, []).append(time.perf_counter() - start)
+        linear_shapes[node.name] = (x_in.shape, grad.shape, needs[0])
+        return value
+
+    backprop.BACKWARD[ir.Linear.kind] = timed_linear
+    try:
+        result = _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats)
+    finally:
+        backprop.BACKWARD[ir.Linear.kind] = original
+    rates, grads = result
+    total = statistics.median([sum(p) for p in zip(*parts.values())])
+    linear = {}
+    for name, (x_shape, grad_shape, input_grad) in linear_shapes.items():
+        rows = x_shape[0] * x_shape[1]
+        inputs = np.ones((rows, x_shape[-1]), np.float32)
+        grad_out = np.ones((rows, grad_shape[-1]), np.float32)
+        weight = graph[name].weight
+
+        def numpy_gemms(inputs=inputs, grad_out=grad_out, weight=weight, input_grad=input_grad):
+            grad_out.T @ inputs
+            if input_grad:
+                grad_out @ weight
+
+        linear[name] = (statistics.median(linear_times[name][1:]), median_seconds(numpy_gemms, 3))
+    return total, {k: statistics.median(v) for k, v in parts.items()}, rates, grads, linear
+
+
+def _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats):
+    rates = {}
+    for index in range(repeats + 1):
+        start = time.perf_counter()
+        output, tape = forward_train(graph, x, rng)
+        middle = time.perf_counter()
+        _, grad_output = loss_function(output, y)
+        grads = backward(graph, tape, grad_output)
+        after_backward = time.perf_counter()
+        optimizer.step(grads)
+        end = time.perf_counter()
+        if index:
+            parts["forward"].append(middle - start)
+            parts["backward"].append(after_backward - middle)
+            parts["adam"].append(end - after_backward)
+        else:
+            rates = tape.firing_rates()
+    return rates, grads
+
+
+# -- the solver ------------------------------------------------------------------------
+def solver_setup(graph: ir.Graph, granularity: str, budget_fraction: float = 0.1):
+    config = CompressConfig()
+    layers = default_prunable(graph)
+    flat = FlatWeights(graph, layers)
+    groups = [part for _, part in flat.layer_slices()] if granularity == "layer" else [slice(0, flat.size)]
+    solver = Minimax(flat, groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
+    per_layer = weight_costs(graph, "params")
+    costs = flat.flatten({name: per_layer[name] for name in layers})
+    fixed = float(sum(np.sum(c) for name, c in per_layer.items() if name not in layers))
+    reference = fixed + float(np.sum(costs))
+    budget = Budget(target=budget_fraction, reference=reference, fixed=fixed)
+    hard_pruned = np.zeros(flat.size, dtype=bool)
+    return flat, solver, costs, budget, hard_pruned, len(groups)
+
+
+def mid_search_state(groups: int) -> MinimaxState:
+    return MinimaxState(sigma=np.full(groups, 0.5), y=np.ones(groups), z=0.1)
+
+
+def time_solver(graph, grads, granularity, repeats):
+    flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
+    saved = {name: graph[name].weight.copy() for name in flat.layers}
+
+    def restore():  # the penalty and step leave the weights alone, but be sure
+        for name, weight in saved.items():
+            graph[name].weight[...] = weight
+
+    grads_copy = lambda: {k: v.copy() for k, v in grads.items()}
+    timings = {
+        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned),
+                                  repeats, lambda: mid_search_state(groups)),
+    }
+    add = solver.penalty(mid_search_state(groups), hard_pruned)
+    timings["add"] = median_seconds(lambda g: add(g), repeats, grads_copy)
+    timings["step"] = median_seconds(lambda state: solver.step(state, costs, hard_pruned, budget),
+                                     repeats, lambda: mid_search_state(groups))
+    restore()
+
+    # the operations inside, one by one
+    weights = flat.weights()
+    squared = weights * weights
+    sigma = np.full(groups, 0.5)
+    sets = solver._least_sets(squared, sigma, hard_pruned)
+    pruned = np.zeros_like(hard_pruned)
+    for least_set, _ in sets:
+        pruned[least_set] = True
+    ops = {
+        "flat float64 copy of the weights (FlatWeights.weights)": median_seconds(flat.weights, repeats),
+        "squares (w * w, float64)": median_seconds(lambda: weights * weights, repeats),
+        "least-s selection (_least_sets: argpartition)": median_seconds(
+            lambda: solver._least_sets(squared, sigma, hard_pruned), repeats),
+        "grads += 2 y w on the set (add_scaled_weights)": median_seconds(
+            lambda g: [flat.add_scaled_weights(g, s, 2.0) for s, _ in sets], repeats, grads_copy),
+        "pruned mask from the sets (zeros + scatter)": median_seconds(
+            lambda: [np.zeros_like(hard_pruned).__setitem__(s, True) for s, _ in sets], repeats),
+        "resource after pruning (resource_after)": median_seconds(
+            lambda: resource_after(costs, pruned, budget), repeats),
+        "sums over the set and group (y update)": median_seconds(
+            lambda: [(np.sum(squared[s]), np.sum(squared), np.mean(costs)) for s, _ in sets], repeats),
+    }
+    # what the same selection costs done leaner (for the suggestions in bench/README.md)
+    squared32 = squared.astype(np.float32)
+    k = int(0.5 * flat.size)
+    leaner = {
+        "np.partition of float32 squares (k-th value only)": median_seconds(
+            lambda: np.partition(squared32, k), repeats),
+        "mask squared <= k-th value (float32 compare)": median_seconds(
+            lambda: squared32 <= squared32[0], repeats),
+    }
+    return flat.size, timings, ops, leaner
+
+
+def masked_adam_seconds(graph: ir.Graph, grads, repeats):
+    """Adam.step with every prunable weight masked at 50 % vs no masks (after a budget is frozen)."""
+    params = trainable(graph)
+    copies = {k: v.copy() for k, v in params.items()}
+    plain = Adam(copies, lr=1e-4)
+    masks = {f"{name}.weight": np.random.default_rng(1).random(graph[name].weight.shape) < 0.5
+             for name in default_prunable(graph)}
+    masked = Adam({k: v.copy() for k, v in params.items()}, lr=1e-4, masks=masks)
+    return median_seconds(lambda: plain.step(grads), repeats), median_seconds(lambda: masked.step(grads), repeats)
+
+
+def main() -> None:
+    args = ARGS
+    numba.set_num_threads(args.threads)
+    load = os.getloadavg()
+    print(f"training step: batch {args.batch}, T={args.time_steps}, median of {args.train_repeats}; "
+          f"solver: median of {args.repeats}; {args.threads} threads ({os.cpu_count()} cores); "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("(other load: cores kept busy by other processes while a block was timed; rerun if not ~0)")
+    for name in args.models:
+        graph = model(name, args.synthetic_weights)
+        total_weights = sum(node.weight.size for node in graph.prunable())
+        with OtherLoad() as load:
+            step_seconds, parts, rates, grads, linear = training_step_seconds(
+                graph, args.batch, args.time_steps, args.train_repeats)
+        rates_text = ", ".join(f"{k} {v:.3f}" for k, v in rates.items())
+        print()
+        print(f"== {name}: {total_weights:,} synapses; firing rates {rates_text}")
+        print(f"  training step {1e3 * step_seconds:.2f} ms (forward {1e3 * parts['forward']:.2f}, "
+              f"loss + backward {1e3 * parts['backward']:.2f}, Adam {1e3 * parts['adam']:.2f}); "
+              f"other load {_cores(load)}")
+        ours_linear = sum(v[0] for v in linear.values())
+        numpy_linear = sum(v[1] for v in linear.values())
+        print("  Linear backward per layer, ours vs numpy's GEMMs of the same shapes: "
+              + ", ".join(f"{k} {1e3 * a:.2f} vs {1e3 * b:.2f} ms" for k, (a, b) in linear.items()))
+        fast_step = step_seconds - ours_linear + min(ours_linear, numpy_linear)
+        if ours_linear > 2 * numpy_linear:
+            print(f"  a training step with Linear backward at numpy GEMM speed would take about "
+                  f"{1e3 * fast_step:.2f} ms (estimate)")
+        for granularity in args.granularity:
+            with OtherLoad() as load:
+                size, timings, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
+            solver_total = sum(timings.values())
+            print(f"  minimax, granularity {granularity}: {size:,} prunable weights; other load {_cores(load)}")
+            for key, seconds in timings.items():
+                print(f"    {key:<8} {1e3 * seconds:10.3f} ms  {100 * seconds / step_seconds:7.1f} % of a training step")
+            print(f"    {'total':<8} {1e3 * solver_total:10.3f} ms  {100 * solver_total / step_seconds:7.1f} % of a training step"
+                  f"  (a search step takes {(step_seconds + solver_total) / step_seconds:.2f}x a training step)")
+            if ours_linear > 2 * numpy_linear:
+                print(f"    {'':<8} {'':>10}     {100 * solver_total / fast_step:7.1f} % of the estimated step with "
+                      "Linear backward at numpy speed")
+            if granularity == args.granularity[0]:
+                print("    operations inside, one call each (a search step runs the copy and the squares 2x,"
+                      " the selection 3x, resource_after 2x):")
+                for key, seconds in ops.items():
+                    print(f"      {key:<56} {1e3 * seconds:10.3f} ms")
+                print("    leaner primitives, for comparison:")
+                for key, seconds in leaner.items():
+                    print(f"      {key:<56} {1e3 * seconds:10.3f} ms")
+        plain, masked = masked_adam_seconds(graph, grads, args.repeats)
+        print(f"  Adam step without masks {1e3 * plain:.3f} ms, with 50 % of the prunable weights masked "
+              f"{1e3 * masked:.3f} ms (finetuning with a frozen mask)")
+
+
+def _cores(load: OtherLoad) -> str:
+    return "n/a" if load.cores is None else f"{load.cores:.2f}"
+
+
+if __name__ == "__main__":
+    main()
