@@ -119,6 +119,9 @@ def _linear_backward_kernel(x, weight, grad_y, chunk_rows, need_input_grad, grad
                 np.dot(gy, weight, grad_x[first:last])
 
 
+_MIN_CHUNK_ROWS = 8  # below this many rows per single-threaded GEMM, BLAS runs whole matrices
+
+
 def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True):
     """Gradients of ``Y = X @ weight.T + bias`` given dL/dY ``[B, out]``.
 
@@ -128,8 +131,15 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
     x = np.ascontiguousarray(x, dtype=np.float32)
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-    slices = max(1, min(_SLICES, x.shape[0]))
     chunk_rows = max(1, SINGLE_THREAD_GEMM // weight.size)
+    if chunk_rows < _MIN_CHUNK_ROWS:
+        # a big layer: single-threaded GEMM chunks of a few rows would each sweep the whole
+        # weight (a 3157x3157 layer took 5.5 s instead of 70 ms); whole-matrix products from
+        # Python, outside any Numba parallel region, let BLAS use its own threads
+        grad_x = grad_y @ weight if need_input_grad else None
+        grad_bias = grad_y.sum(axis=0, dtype=np.float32) if need_bias_grad else None
+        return grad_x, grad_y.T @ x, grad_bias
+    slices = max(1, min(_SLICES, x.shape[0]))
     partial_weight = np.empty((slices, *weight.shape), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, x.shape[1]), dtype=np.float32)
     _linear_backward_kernel(x, weight, grad_y, chunk_rows, bool(need_input_grad), grad_x, partial_weight)

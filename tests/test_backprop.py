@@ -616,3 +616,18 @@ def test_an_encoding_neuron_on_the_input_passes_gradients_only_when_the_input_gr
     assert list(plain) == ["fc.weight", "fc.bias"]
     assert all(np.array_equal(plain[k], with_input[k]) for k in plain)
     assert np.abs(with_input[INPUT_GRAD]).max() > 0
+
+
+def test_linear_backward_of_a_big_layer_matches_float64():
+    """Layers too big for single-threaded GEMM chunks take the whole-matrix path."""
+    from onnx_snn_compress.kernels.linear import linear_backward
+
+    rng = np.random.default_rng(5)
+    x = (rng.random((96, 300)) < 0.2).astype(np.float32)
+    weight = rng.normal(size=(300, 300)).astype(np.float32)
+    grad_y = rng.normal(size=(96, 300)).astype(np.float32)
+    grad_x, grad_weight, grad_bias = linear_backward(x, weight, grad_y)
+    for ours, exact in ((grad_x, grad_y.astype(np.float64) @ weight), (grad_weight, grad_y.T.astype(np.float64) @ x),
+                        (grad_bias, grad_y.astype(np.float64).sum(axis=0))):
+        assert ours.dtype == np.float32
+        assert np.abs(ours - exact).max() <= 1e-5 * np.abs(exact).max()
