@@ -55,9 +55,9 @@ def main() -> None:
         sess = session(model, threads=args.threads)
         feed = {graph.input.name: x}
         ort_seconds = median_seconds(lambda: sess.run(None, feed), args.repeats)
-        del sess
         print(f"{name:<12} {1e3 * sim_seconds:13.2f} {1e3 * ort_seconds:15.2f} {ort_seconds / sim_seconds:8.2f} "
               f"{args.batch / sim_seconds:14,.0f}")
+
 
 if __name__ == "__main__":
     main()

@@ -401,7 +401,7 @@ class Compression:
         state.stage = "finish"
 
     def _finish_phase(self) -> None:
-        state, config = self.state, self.config
+        state = self.state
         _copy_arrays(self.best, self.graph)  # continue from the best snapshot
         repaired = self._repair()
         budget = self.budgets[state.budget_index]
