@@ -46,6 +46,7 @@ def plot_curve(report: dict, folder: Path) -> list[Path]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return []
     entries = sorted(report["budgets"], key=lambda e: e["achieved"])
@@ -58,6 +59,8 @@ def plot_curve(report: dict, folder: Path) -> list[Path]:
     if split in report["input"]["accuracy"]:
         axis.axhline(100 * report["input"]["accuracy"][split], color="grey", linestyle="--", label="input model")
     axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_ylim(0, 102)  # room above a 100 % line
     axis.set_xlabel(f"{report['resource']} kept (% of the input model)")
     axis.set_ylabel(f"{split} accuracy (%)")
     axis.grid(True, which="both", alpha=0.3)
