@@ -76,35 +76,7 @@ from onnx_snn_compress.resources import weight_costs
 from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, resource_after
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_train_step import synthetic_graph
-
-
-class OtherLoad:
-    """CPU use of *other* processes while a block ran, in cores (Linux: /proc/stat): the
-    machine's busy time minus this process's CPU time, over the wall time (0 when quiet)."""
-
-    cores: float | None = None
-
-    def __enter__(self):
-        self.start = self._sample()
-        return self
-
-    def __exit__(self, *exc):
-        end = self._sample()
-        if self.start is not None and end is not None:
-            (busy0, own0, wall0), (busy1, own1, wall1) = self.start, end
-            self.cores = max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9))
-
-    @staticmethod
-    def _sample():
-        try:
-            with open("/proc/stat") as stat:
-                fields = [int(v) for v in stat.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-        own = os.times()
-        return busy, own.user + own.system, time.monotonic()
+from bench_train_step import OtherLoad, synthetic_graph
 
 
 def median_seconds(function, repeats: int, setup=None) -> float:
