@@ -38,7 +38,7 @@ def compress(
 ):
     """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
     from ..compress import CHECKPOINT, REPORT, CompressConfig, Compression
-    from ..data import MissingSplitError, load_for_model
+    from ..data import load_splits_for_model
     from ..frontends import load_model
     from ..report import plot_curve, table
     from ..resources import EnergyModel
@@ -49,16 +49,9 @@ def compress(
     graph = load_model(source)
     data = data if data is not None else digits_path()
 
-    def load(split):
-        try:
-            return load_for_model(data, graph.input.shape, graph.num_classes, split=split,
-                                  time_steps=time_steps, encoding=encoding, seed=seed)
-        except MissingSplitError:
-            if split == "train":
-                raise
-            return None
-
-    train_data, val_data, test_data = load("train"), load("val"), load("test")
+    train_data, val_data, test_data = load_splits_for_model(
+        data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
+    )
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
         resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,

@@ -30,7 +30,7 @@ def train(
 ):
     """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation."""
     from ..backends.onnx_profile import save
-    from ..data import load_for_model
+    from ..data import load_splits_for_model
     from ..frontends import load_model
     from ..samples import digits_path
     from ..train import TrainConfig, accuracy, train as run_training
@@ -40,11 +40,9 @@ def train(
         raise SNNError(f"--out {out} is the input model; choose another path (inputs are never overwritten)")
     graph = load_model(source)
     data = data if data is not None else digits_path()
-    load = lambda split: load_for_model(  # noqa: E731
-        data, graph.input.shape, graph.num_classes, split=split, time_steps=time_steps, encoding=encoding, seed=seed
+    train_data, val_data, test_data = load_splits_for_model(
+        data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
-    train_data = load("train")
-    val_data, test_data = _optional(load, "val"), _optional(load, "test")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          schedule=schedule, loss=loss, seed=seed, progress=not as_json)
     result = run_training(graph, train_data, val_data, config)
@@ -62,12 +60,3 @@ def train(
     for key, value in summary.items():
         typer.echo(f"{key}: {value}")
 
-
-def _optional(load, split):
-    """A split the data file may lack: None instead of an error."""
-    from ..data import MissingSplitError
-
-    try:
-        return load(split)
-    except MissingSplitError:
-        return None

@@ -309,3 +309,25 @@ def load_for_model(
     elif isinstance(time_steps, bool) or not isinstance(time_steps, (int, np.integer)) or time_steps < 1:
         raise DataError(f"time steps must be a positive integer, got {time_steps!r}")
     return ModelData(x=x, y=y, temporal=temporal, time_steps=int(time_steps), encoding=encoding, seed=int(seed))
+
+
+def load_splits_for_model(
+    path: str | Path,
+    input_shape: Sequence[int],
+    num_classes: int,
+    time_steps: int = 8,
+    encoding: str = "direct",
+    seed: int = 0,
+) -> tuple[ModelData, ModelData | None, ModelData | None]:
+    """The train, val and test splits fitted to a model (see :func:`load_for_model`);
+    val and test are ``None`` when the file has no such split."""
+
+    def load(split: str) -> ModelData | None:
+        try:
+            return load_for_model(path, input_shape, num_classes, split, time_steps, encoding, seed)
+        except MissingSplitError:
+            if split == "train":
+                raise
+            return None
+
+    return load("train"), load("val"), load("test")
