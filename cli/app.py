@@ -8,12 +8,21 @@ from typing import Optional
 
 import typer
 
+from .. import __version__
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Compress spiking neural networks stored as ONNX, on a CPU.",
 )
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")):
+    if version:
+        typer.echo(f"snn-compress {__version__}")
+        raise typer.Exit()
 
 ModelArg = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits MLP sample.")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import SNNError
 from .app import JsonOpt, app, model_path, print_json
+from .models import print_notes
 
 
 @app.command()
@@ -34,24 +34,22 @@ def compress(
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out (its files only; nothing else there is touched)."),
+    keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep checkpoint.npz after the run has finished."),
     as_json: bool = JsonOpt,
 ):
     """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
-    from ..compress import CHECKPOINT, REPORT, CompressConfig, Compression
+    from ..compress import OUTPUTS, REPORT, RUN_MARKERS, CompressConfig, Compression
     from ..data import load_splits_for_model
     from ..frontends import load_model
+    from ..outputs import RunFolder, check_output_folder
     from ..report import plot_curve, table
     from ..resources import EnergyModel
     from ..samples import digits_path
     from ..train import TrainConfig
 
     source = model_path(model, sample="digits_conv")  # its first layer is small, so the default schedule is reachable
-    graph = load_model(source)
     data = data if data is not None else digits_path()
-
-    train_data, val_data, test_data = load_splits_for_model(
-        data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
-    )
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
         resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
@@ -60,20 +58,25 @@ def compress(
         train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=not as_json),
     )
     config.validate()
-    if out.exists() and not out.is_dir():
-        raise SNNError(f"--out {out} exists and is not a folder")
-    if not resume and ((out / REPORT).exists() or (out / CHECKPOINT).exists()):
-        raise SNNError(f"--out {out} already holds a run; pass --resume to continue it or choose another folder")
-    run = Compression(graph, train_data, val_data, test_data, config, out, source=str(source))
-    if resume:
-        run.restore()
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, {"the input model": source, "--data": data}, OUTPUTS)
+    folder = RunFolder(out, OUTPUTS, RUN_MARKERS, resume=resume, overwrite=overwrite)
+    folder.check()
+    graph = load_model(source)
+    train_data, val_data, test_data = load_splits_for_model(
+        data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
+    )
+    run = Compression(graph, train_data, val_data, test_data, config, out, source=str(source),
+                      keep_checkpoint=keep_checkpoint)
     try:
-        report = run.run()
+        with folder:
+            print_notes(folder.notes)
+            if resume:
+                run.restore()
+            report = run.run()
+            curves = plot_curve(report, out)
     except KeyboardInterrupt:
         typer.echo(f"interrupted; continue with the same options and --resume (checkpoint in {out})", err=True)
         raise typer.Exit(130) from None
-    curves = plot_curve(report, out)
     if as_json:
         print_json(report)
         return

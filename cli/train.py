@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from ..errors import SNNError
 from .app import JsonOpt, ModelArg, app, model_path, print_json
 
 
@@ -32,19 +31,20 @@ def train(
     from ..backends.onnx_profile import save
     from ..data import load_splits_for_model
     from ..frontends import load_model
+    from ..outputs import check_output_file
     from ..samples import digits_path
     from ..train import TrainConfig, accuracy, train as run_training
 
     source = model_path(model)
-    if out.resolve() == source.resolve():
-        raise SNNError(f"--out {out} is the input model; choose another path (inputs are never overwritten)")
-    graph = load_model(source)
     data = data if data is not None else digits_path()
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                         schedule=schedule, loss=loss, seed=seed, progress=not as_json)
+    config.validate()
+    check_output_file(out, {"the input model": source, "the --data file": data}, "--out")
+    graph = load_model(source)
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         schedule=schedule, loss=loss, seed=seed, progress=not as_json)
     result = run_training(graph, train_data, val_data, config)
     test_accuracy = accuracy(result.graph, test_data) if test_data is not None else None
     result.graph.metadata["training"] = (

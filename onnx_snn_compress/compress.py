@@ -47,6 +47,9 @@ from .optim import CosineSchedule
 REPORT_VERSION = 1
 CHECKPOINT = "checkpoint.npz"
 REPORT = "report.json"
+# what a run writes at the top of its folder (globs), and the names that mean a folder holds a run
+OUTPUTS = (REPORT, CHECKPOINT, "budget_*", "curve.png", "curve.svg", ".*.tmp")
+RUN_MARKERS = (REPORT, CHECKPOINT)
 
 
 @dataclass
@@ -151,6 +154,14 @@ def _options(config_json: dict) -> dict:
     return {**config_json, "train": {k: v for k, v in config_json["train"].items() if k != "progress"}}
 
 
+_CHECKPOINT_META = ("budget_index", "stage", "phase_step", "search_steps", "forced", "gradual_start", "best_val",
+                    "best_step", "trainer_step", "fixed", "inputs", "results", "config", "solver")
+
+
+class DamagedCheckpointError(SNNError):
+    """The checkpoint cannot be read back (not an npz, truncated, keys or values missing)."""
+
+
 def _copy_arrays(source: ir.Graph, target: ir.Graph) -> None:
     """Put ``source``'s parameters and BatchNorm statistics into ``target``'s own arrays."""
     for a, b in zip(source, target):
@@ -162,13 +173,16 @@ class Compression:
     """One compression run; ``run()`` executes (or resumes) it and returns the report."""
 
     def __init__(self, graph: ir.Graph, train: ModelData, val: ModelData | None, test: ModelData | None,
-                 config: CompressConfig, out: Path, source: str = "", log=sys.stderr):
+                 config: CompressConfig, out: Path, source: str = "", log=sys.stderr, keep_checkpoint: bool = False):
         config.validate()
         self.config, self.out, self.source, self.log = config, Path(out), source, log
+        self.keep_checkpoint = keep_checkpoint
         self.original = graph
         self.graph = graph.copy()
         self.train_data, self.val, self.test = train, val, test
         self.fingerprint = _fingerprint(graph, (train, val, test))
+        options = json.dumps(_options(json.loads(json.dumps(config.to_json()))), sort_keys=True)
+        self.run_key = hashlib.sha256(f"{self.fingerprint} {options}".encode()).hexdigest()
         self.layers = check_prunable(graph, config.prunable) if config.prunable is not None else default_prunable(graph)
         if not self.layers:
             raise SNNError("the model has a single synapse layer, which the default keeps dense; name it with --prune")
@@ -177,10 +191,10 @@ class Compression:
             self.groups = [part for _, part in self.flat.layer_slices()]
         else:
             self.groups = [slice(0, self.flat.size)]
+        total = len(config.budgets) * config.steps_per_budget
+        self.trainer = Trainer(self.graph, train, val, config.train, total_steps=total)  # checks the memory first
         measure = val if val is not None else train
         self.measure_x = measure.inputs(slice(0, config.measure_samples))
-        total = len(config.budgets) * config.steps_per_budget
-        self.trainer = Trainer(self.graph, train, val, config.train, total_steps=total)
         per_phase = CosineSchedule(config.train.lr, config.steps_per_budget)
         if config.train.schedule == "cosine":  # restart the cosine for every budget's steps
             self.trainer.schedule = lambda step: per_phase(step % config.steps_per_budget)
@@ -243,34 +257,68 @@ class Compression:
         atomic_write_bytes(self.out / CHECKPOINT, buffer.getvalue())
 
     def restore(self) -> None:
-        """Continue from ``out/checkpoint.npz`` (same configuration required)."""
+        """Continue from ``out/checkpoint.npz`` (same model, data and options required).
+
+        A finished run that kept no checkpoint is restored from its ``report.json``
+        when that report was made from the same model, data and options.
+        Raises SNNError when there is nothing to resume, DamagedCheckpointError when
+        the checkpoint cannot be read back.
+        """
         path = self.out / CHECKPOINT
         if not path.is_file():
+            if self._restore_finished():
+                return
             raise SNNError(f"nothing to resume: {path} does not exist")
-        with np.load(path, allow_pickle=False) as saved:
-            meta = json.loads(str(saved["meta"]))
-            if _options(meta["config"]) != _options(json.loads(json.dumps(self.config.to_json()))):
-                raise SNNError(f"{path} was made with other options; resume with the same options or start anew")
-            if meta.get("inputs", self.fingerprint) != self.fingerprint:
-                raise SNNError(f"{path} was made from another model or other data; resume with the same ones or start anew")
-            _copy_arrays(_graph_from(saved["graph"]), self.graph)
-            self.best = _graph_from(saved["best"])
-            state = RunState(
-                budget_index=meta["budget_index"], stage=meta["stage"], phase_step=meta["phase_step"],
-                search_steps=meta["search_steps"], forced=meta["forced"], gradual_start=meta["gradual_start"],
-                best_val=meta["best_val"], best_step=meta["best_step"], results=meta["results"], fixed=meta["fixed"],
-            )
-            for name in ("hard_pruned", "phase_pruned", "costs"):
-                if name in saved.files:
-                    setattr(state, name, saved[name].copy())
-            if meta["solver"] is not None:
-                state.solver = MinimaxState(sigma=saved["solver_sigma"].copy(), y=saved["solver_y"].copy(),
-                                            z=float(meta["solver"]["z"]))
-            optimizer_state = {k[len("optimizer/"):]: saved[k] for k in saved.files if k.startswith("optimizer/")}
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                meta = json.loads(str(saved["meta"]))
+                missing = sorted(set(_CHECKPOINT_META) - set(meta)) if isinstance(meta, dict) else ["all"]
+                missing += sorted({"graph", "best"} - set(saved.files))
+                if missing:
+                    raise KeyError(f"no {', '.join(missing)}")
+                if _options(meta["config"]) != _options(json.loads(json.dumps(self.config.to_json()))):
+                    raise SNNError(f"{path} was made with other options; resume with the same options or start anew")
+                if meta["inputs"] != self.fingerprint:
+                    raise SNNError(f"{path} was made from another model or other data; resume with the same ones or start anew")
+                self._restore_from(saved, meta)
+        except SNNError:
+            raise
+        except Exception as error:  # any failure to read it back: BadZipFile, KeyError, JSON, protobuf, shapes
+            raise DamagedCheckpointError(
+                f"the checkpoint in {self.out} is damaged ({type(error).__name__}: {error}); "
+                "rerun without --resume (with --overwrite)"
+            ) from None
+        self._remove_stale_temporaries()
+
+    def _restore_from(self, saved, meta: dict) -> None:
+        _copy_arrays(_graph_from(saved["graph"]), self.graph)
+        self.best = _graph_from(saved["best"])
+        state = RunState(
+            budget_index=meta["budget_index"], stage=meta["stage"], phase_step=meta["phase_step"],
+            search_steps=meta["search_steps"], forced=meta["forced"], gradual_start=meta["gradual_start"],
+            best_val=meta["best_val"], best_step=meta["best_step"], results=meta["results"], fixed=meta["fixed"],
+        )
+        for name in ("hard_pruned", "phase_pruned", "costs"):
+            if name in saved.files:
+                setattr(state, name, saved[name].copy())
+        if meta["solver"] is not None:
+            state.solver = MinimaxState(sigma=saved["solver_sigma"].copy(), y=saved["solver_y"].copy(),
+                                        z=float(meta["solver"]["z"]))
+        optimizer_state = {k[len("optimizer/"):]: saved[k] for k in saved.files if k.startswith("optimizer/")}
         self.trainer.optimizer.load_state_dict(optimizer_state)
         self.trainer.step = meta["trainer_step"]
         self.state = state
-        self._remove_stale_temporaries()
+
+    def _restore_finished(self) -> bool:
+        """Whether ``out/report.json`` is this very run, finished: then resuming changes nothing."""
+        try:
+            report = json.loads((self.out / REPORT).read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(report, dict) or report.get("run_key") != self.run_key:
+            return False
+        self.state = RunState(budget_index=len(self.budgets), stage="start", results=report["budgets"])
+        return True
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of atomic writes that a kill interrupted (``.<name>.<random>.tmp``)."""
@@ -299,6 +347,8 @@ class Compression:
                 self._finish_phase()
         report = self.report()
         atomic_write_text(self.out / REPORT, json.dumps(report, indent=2))
+        if not self.keep_checkpoint:  # the run is finished; report.json now says all there is
+            (self.out / CHECKPOINT).unlink(missing_ok=True)
         return report
 
     def _check_reachable(self) -> None:
@@ -312,6 +362,13 @@ class Compression:
             raise SNNError(
                 f"budget {smallest} of {self.config.resource} cannot be reached: the layers kept dense "
                 f"({', '.join(kept)}) alone cost {floor:.4g} of the input model; prune them too (--prune) or raise the budget"
+            )
+        cheapest = costs[costs > 0].min(initial=np.inf)
+        if smallest * self.reference - fixed < cheapest:
+            raise SNNError(
+                f"budget {smallest:g} of {self.config.resource} keeps less than one synapse of the pruned layers "
+                f"({', '.join(self.layers)}): the cheapest costs {cheapest / self.reference:.3g} of the input model; "
+                "raise the budget"
             )
 
     def _say(self, text: str) -> None:
@@ -490,4 +547,5 @@ class Compression:
             "energy_model_pj": asdict(self.config.energy),
             "input": {"figures": self.reference_figures, "accuracy": self.dense_accuracy},
             "budgets": self.state.results,
+            "run_key": self.run_key,  # a digest of the model, data and options: `--resume` of a finished run
         }

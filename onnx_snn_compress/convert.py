@@ -16,6 +16,7 @@ from .backends import nir as nir_backend
 from .backends import onnx_profile
 from .errors import ModelError
 from .frontends import load_model, resolve_format
+from .outputs import check_output_file
 
 TARGETS = {".nir": "nir"}  # every other suffix: the SNN-ONNX profile
 
@@ -38,15 +39,6 @@ class Conversion:
         }
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if b.exists():
-        try:
-            return os.path.samefile(a, b)
-        except OSError:
-            return False
-    return a.resolve() == b.resolve()
-
-
 def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "auto", *,
             dt: float | None = None, nir_reset: str | None = None) -> Conversion:
     """Read ``source`` (format ``fmt`` or detected) and write it to ``target``: NIR for ``.nir``, else the profile.
@@ -54,10 +46,7 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "au
     ``dt`` is the NIR time step: of the input when it is NIR, else of the NIR output.
     """
     source, target = Path(source), Path(target)
-    if source.exists() and _same_file(source, target):
-        raise ModelError(f"{target}: the output would overwrite the input; choose another file name")
-    if target.is_dir():
-        raise ModelError(f"{target}: is a folder, not a file name")
+    check_output_file(target, {"the input model": source}, "the output file")
     source_format = resolve_format(source, fmt)
     target_format = TARGETS.get(target.suffix.lower(), "profile")
     reading_nir = source_format == "nir"

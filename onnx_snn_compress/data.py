@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DataError
+from .memory import check_fits, elements, human_size
 
 SPLITS = ("train", "val", "test")
 ENCODINGS = ("direct", "poisson")
@@ -92,7 +93,35 @@ def load_split(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.n
     return _check_x(x, x_key, where), _check_y(y, x, y_key, x_key, where)
 
 
+def _check_declared_size(archive, key: str, where: str) -> None:
+    """Refuse an array before reading it when its ``.npy`` header declares more data than the
+    archive member holds (a damaged or hostile file) or than the machine's memory can take."""
+    name = f"{key}.npy" if f"{key}.npy" in archive.zip.namelist() else key
+    try:
+        info = archive.zip.getinfo(name)
+        with archive.zip.open(name) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(member)
+            header = member.tell()
+    except Exception:  # not an .npy header: reading the array says what is wrong
+        return
+    if dtype.hasobject:
+        return  # refused as pickled objects when read
+    count = elements(shape)
+    declared = count * dtype.itemsize
+    if declared > info.file_size - header:
+        raise DataError(
+            f"{where}: key {key!r} declares shape {tuple(shape)} of {dtype} ({human_size(declared)}) but holds only "
+            f"{info.file_size - header} bytes; the file is truncated or damaged"
+        )
+    converted = count * (4 if key.startswith("x") else 8)  # the float32 inputs or int64 labels made from it
+    check_fits(declared + converted, f"{where}: key {key!r} of shape {tuple(shape)} and dtype {dtype}",
+               "use a smaller data set")
+
+
 def _read_array(archive, key: str, where: str) -> np.ndarray:
+    _check_declared_size(archive, key, where)
     try:
         array = archive[key]
     except ValueError as error:

@@ -11,6 +11,7 @@ from . import ir
 from .backends.onnx_profile import to_model
 from .data import ModelData
 from .errors import SNNError
+from .memory import check_run
 from .runtime import run
 from .simulate import SimulationResult, simulate
 
@@ -63,7 +64,11 @@ def evaluate(
     model: onnx.ModelProto | None = None,
     batch_size: int = 256,
 ) -> Evaluation:
-    """Classification accuracy and per-layer firing rates on ``data``."""
+    """Classification accuracy and per-layer firing rates on ``data``.
+
+    Raises MemoryLimitError before any work when the run would not fit in memory.
+    """
+    check_run(graph, (data,), batch_size)
     result = run_model(graph, data.inputs(), runtime, model, batch_size)
     predictions = result.predictions()
     return Evaluation(

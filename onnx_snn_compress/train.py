@@ -24,10 +24,12 @@ from .backprop import backward, forward_train, trainable
 from .data import ModelData
 from .errors import SNNError
 from .losses import LOSSES, default_loss
+from .memory import check_run
 from .optim import SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
 from .simulate import simulate
 
 OPTIMIZERS = ("adam", "sgd")
+MAX_LR = 10.0  # a learning rate (or weight decay) above this overflows float32 weights within steps: a typo
 
 
 @dataclass
@@ -56,8 +58,16 @@ class TrainConfig:
             raise SNNError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.epochs < 0 or self.batch_size < 1:
             raise SNNError("epochs must be >= 0 and batch size >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise SNNError(f"learning rate must be a positive number, got {self.lr}")
+        if not (0 < self.lr <= MAX_LR):  # false for NaN too
+            raise SNNError(f"learning rate must lie in (0, {MAX_LR:g}], got {self.lr}")
+        if not (0 <= self.weight_decay <= MAX_LR and math.isfinite(self.weight_decay)):
+            raise SNNError(f"weight decay must lie in [0, {MAX_LR:g}], got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise SNNError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if self.step_size < 1 or not 0 < self.gamma <= 1:
+            raise SNNError(f"the step schedule needs step size >= 1 and gamma in (0, 1], got {self.step_size}, {self.gamma}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
+            raise SNNError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
 
 
 @dataclass
@@ -113,6 +123,7 @@ class Trainer:
         total_steps: int | None = None,
     ):
         config.validate()
+        check_run(graph, (train, val), config.batch_size, training=True)
         self.graph, self.train, self.val, self.config = graph, train, val, config
         self.loss_name = config.loss or default_loss(graph.readout.mode)
         self.loss = LOSSES[self.loss_name]
@@ -161,6 +172,8 @@ class Trainer:
             penalty(grads)
         self.optimizer.lr = self.schedule(self.step)
         self.optimizer.step(grads)
+        if not all(np.isfinite(param).all() for param in self.params.values()):
+            raise SNNError(f"training diverged at step {self.step} (weights overflowed); lower the learning rate")
         self.step += 1
         return float(loss), int(np.sum(_prediction(output) == y)), len(index)
 

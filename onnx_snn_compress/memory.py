@@ -1,0 +1,87 @@
+"""Memory: what a run will need, estimated from shapes before it allocates, against what the machine has.
+
+A run that cannot fit is refused in one line that says how much it needs,
+instead of dying in a MemoryError (or the kernel's OOM killer) halfway through.
+The estimate (bytes, float32 everywhere)::
+
+    encoded split   = T * N_largest * prod(input shape) * 4 * 1.25   (a whole split
+                      is encoded at once for accuracy; the finiteness check adds 1/4)
+    activations     = T * n * sum_nodes prod(node output shape) * 4 * k, the larger of
+                      k = 2, n = 256 (the simulator's batch, inference) and
+                      k = 4, n = --batch-size (training: outputs, membrane potentials,
+                      spikes and gradients on the BPTT tape)
+
+It errs high on purpose only by these factors; it leaves out what is already
+allocated (the loaded data) and the model's parameters (small beside the rest).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import SNNError
+
+SIMULATION_BATCH = 256  # samples the simulator runs at once when measuring accuracy
+_FLOAT = 4
+_TAPE_FACTOR = 4
+_INFERENCE_FACTOR = 2
+
+
+class MemoryLimitError(SNNError):
+    """The run would need more memory than the machine has available."""
+
+
+def available_bytes(meminfo: str | Path = "/proc/meminfo") -> int | None:
+    """``MemAvailable`` of the machine in bytes (Linux), or None where it cannot be read."""
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def human_size(size: float) -> str:
+    """``size`` bytes for a message: ``'373 GiB'``, ``'16 MiB'``."""
+    return f"{size / 2**30:.3g} GiB" if size >= 2**30 else f"{size / 2**20:.3g} MiB"
+
+
+def check_fits(needed: int, what: str, advice: str) -> None:
+    """Raise MemoryLimitError when ``needed`` bytes exceed the machine's available memory."""
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise MemoryLimitError(f"{what} needs about {human_size(needed)} of memory but {human_size(available)} are available; {advice}")
+
+
+def elements(shape: Sequence[int]) -> int:
+    """Number of elements of ``shape`` as an exact Python int (no numpy overflow)."""
+    return math.prod(int(d) for d in shape)
+
+
+def run_bytes(graph, splits: Iterable, batch_size: int, training: bool) -> int:
+    """Bytes a simulation or training run of ``graph`` on ``splits`` (ModelData or None) will allocate."""
+    splits = [s for s in splits if s is not None]
+    if not splits:
+        return 0
+    time_steps = max(s.time_steps for s in splits)
+    largest = max(len(s) for s in splits)
+    encoded = time_steps * largest * elements(graph.input.shape) * _FLOAT * 5 // 4
+    per_step = sum(elements(graph.shapes[node.name]) for node in graph) * _FLOAT
+    inference = time_steps * min(largest, SIMULATION_BATCH) * per_step * _INFERENCE_FACTOR
+    tape = time_steps * min(largest, max(batch_size, 1)) * per_step * _TAPE_FACTOR if training else 0
+    return encoded + max(inference, tape)
+
+
+def check_run(graph, splits: Iterable, batch_size: int = SIMULATION_BATCH, training: bool = False) -> None:
+    """Refuse a run whose estimated memory (:func:`run_bytes`) the machine does not have."""
+    splits = list(splits)
+    what = "training" if training else "simulating"
+    time_steps = max((s.time_steps for s in splits if s is not None), default=0)
+    check_fits(
+        run_bytes(graph, splits, batch_size, training),
+        f"{what} this model over {time_steps} time steps",
+        "lower --time-steps or --batch-size, or use fewer samples",
+    )
