@@ -698,7 +698,7 @@ def test_the_input_model_is_never_modified_and_no_temporary_file_is_left(tmp_pat
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
     assert leftovers == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["model.onnx", "data.npz", REPORT, CHECKPOINT, "budget_0.6", "budget_0.35",
+        ["model.onnx", "data.npz", REPORT, "budget_0.6", "budget_0.35",  # the finished run dropped its checkpoint
          *[p.name for p in tmp_path.glob("curve.*")]])
 
 
