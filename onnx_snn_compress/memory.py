@@ -7,7 +7,7 @@ The estimate (bytes, float32 everywhere)::
     encoded split   = T * N_largest * prod(input shape) * 4 * 1.25   (a whole split
                       is encoded at once for accuracy; the finiteness check adds 1/4)
     activations     = T * n * sum_nodes prod(node output shape) * 4 * k, the larger of
-                      k = 2, n = 256 (the simulator's batch, inference) and
+                      k = 2, n = the simulator's batch (256 while training) and
                       k = 4, n = --batch-size (training: outputs, membrane potentials,
                       spikes and gradients on the BPTT tape)
 
@@ -70,7 +70,8 @@ def run_bytes(graph, splits: Iterable, batch_size: int, training: bool) -> int:
     largest = max(len(s) for s in splits)
     encoded = time_steps * largest * elements(graph.input.shape) * _FLOAT * 5 // 4
     per_step = sum(elements(graph.shapes[node.name]) for node in graph) * _FLOAT
-    inference = time_steps * min(largest, SIMULATION_BATCH) * per_step * _INFERENCE_FACTOR
+    inference_batch = SIMULATION_BATCH if training else max(batch_size, 1)
+    inference = time_steps * min(largest, inference_batch) * per_step * _INFERENCE_FACTOR
     tape = time_steps * min(largest, max(batch_size, 1)) * per_step * _TAPE_FACTOR if training else 0
     return encoded + max(inference, tape)
 

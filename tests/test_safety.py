@@ -281,6 +281,7 @@ ALL_LAYERS = ["--prune", "fc1", "--prune", "fc2", "--prune", "fc3"]
     ("compress", ["--budget", "1e-300", *ALL_LAYERS], "less than one synapse"),
     ("compress", ["--time-steps", "100000000"], "needs about"),
     ("evaluate", ["--time-steps", "100000000"], "needs about"),
+    ("evaluate", ["--seed", "-1"], "seed"),
 ])
 def test_absurd_values_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, command, options, fragment):
     model, data = cli_files(tmp_path)
