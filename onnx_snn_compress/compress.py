@@ -50,6 +50,7 @@ REPORT = "report.json"
 # what a run writes at the top of its folder (globs), and the names that mean a folder holds a run
 OUTPUTS = (REPORT, CHECKPOINT, "budget_*", "curve.png", "curve.svg", ".*.tmp")
 RUN_MARKERS = (REPORT, CHECKPOINT)
+MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
 
 @dataclass
@@ -90,8 +91,8 @@ class CompressConfig:
             if not (math.isfinite(value) and value >= 0):
                 raise SNNError(f"{name} must be a finite number >= 0, got {value}")
         for name, value in asdict(self.energy).items():
-            if not (math.isfinite(value) and value >= 0):
-                raise SNNError(f"energy per operation {name} must be a finite number of pJ >= 0, got {value}")
+            if not 0 <= value <= MAX_ENERGY_PJ:  # false for NaN too
+                raise SNNError(f"energy per operation {name} must lie in [0, {MAX_ENERGY_PJ:g}] pJ, got {value}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
         if self.measure_samples < 1:
@@ -181,7 +182,8 @@ class Compression:
         self.graph = graph.copy()
         self.train_data, self.val, self.test = train, val, test
         self.fingerprint = _fingerprint(graph, (train, val, test))
-        options = json.dumps(_options(json.loads(json.dumps(config.to_json()))), sort_keys=True)
+        self.options = _options(json.loads(json.dumps(config.to_json())))  # as a checkpoint reads them back
+        options = json.dumps(self.options, sort_keys=True)
         self.run_key = hashlib.sha256(f"{self.fingerprint} {options}".encode()).hexdigest()
         self.layers = check_prunable(graph, config.prunable) if config.prunable is not None else default_prunable(graph)
         if not self.layers:
@@ -272,11 +274,12 @@ class Compression:
         try:
             with np.load(path, allow_pickle=False) as saved:
                 meta = json.loads(str(saved["meta"]))
-                missing = sorted(set(_CHECKPOINT_META) - set(meta)) if isinstance(meta, dict) else ["all"]
-                missing += sorted({"graph", "best"} - set(saved.files))
+                if not isinstance(meta, dict):
+                    raise ValueError("its meta is not a JSON object")
+                missing = sorted(set(_CHECKPOINT_META) - set(meta)) + sorted({"graph", "best"} - set(saved.files))
                 if missing:
                     raise KeyError(f"no {', '.join(missing)}")
-                if _options(meta["config"]) != _options(json.loads(json.dumps(self.config.to_json()))):
+                if _options(meta["config"]) != self.options:
                     raise SNNError(f"{path} was made with other options; resume with the same options or start anew")
                 if meta["inputs"] != self.fingerprint:
                     raise SNNError(f"{path} was made from another model or other data; resume with the same ones or start anew")

@@ -280,6 +280,7 @@ ALL_LAYERS = ["--prune", "fc1", "--prune", "fc2", "--prune", "fc3"]
     ("compress", ["--lr", "3e38"], "learning rate"),
     ("compress", ["--budget", "1e-300", *ALL_LAYERS], "less than one synapse"),
     ("compress", ["--time-steps", "100000000"], "needs about"),
+    ("compress", ["--e-ac", "1e308", "--resource", "energy"], "e_ac_pj"),
     ("evaluate", ["--time-steps", "100000000"], "needs about"),
     ("evaluate", ["--seed", "-1"], "seed"),
 ])
