@@ -7,18 +7,19 @@ Rules (docs/safety.md), all checked before any work:
 - an output folder must be a new path or an existing folder, and no input may
   lie where the run writes in it (``OUT/budget_0.5/model.onnx`` as the input
   model of a run into ``OUT``);
-- while a run writes into a folder it holds ``OUT/.snn-compress.lock``
-  (made by a hard link, which fails when it exists; it names the owner's pid, host and start time). A
-  second run on the folder is refused; a lock whose owner is gone is stale and
-  taken over with a note;
+- while a run writes into a folder it holds ``OUT/.snn-compress.lock`` (made
+  by a hard link, which fails when the lock exists; it names the owner's pid,
+  host and start time). A second run on the folder is refused; a lock whose
+  owner is gone is stale and taken over with a note;
 - a folder that holds a run is refused unless the run is resumed or
   overwritten; overwriting removes only that run's own files;
 - a fresh run that fails removes everything it created, so a failure leaves
   nothing behind (an interrupted run keeps its checkpoint for ``--resume``).
 
-File-system faults (read-only folder, no space, a file where a folder is
-expected, a name too long) become :class:`OutputError`, one line naming the
-path and the cause.
+Refusals raise :class:`OutputError`. File-system faults while writing (read-only
+folder, no space, a name too long) stay ``OSError`` with the path in it
+(:mod:`onnx_snn_compress.files` names the file); :func:`describe_os_error` turns
+one into the line the CLI prints.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ LOCK = ".snn-compress.lock"
 
 
 class OutputError(SNNError):
-    """An output path the run may not write, or a file-system fault while writing it."""
+    """An output path the run may not write."""
 
 
 def describe_os_error(error: OSError) -> str:
