@@ -273,6 +273,12 @@ def encode(
     raise DataError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
 
 
+def check_seed(seed) -> None:
+    """Raise DataError unless ``seed`` is an integer in [0, 2**63) (what numpy's generators take)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise DataError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+
+
 # -- the one call of the CLI ------------------------------------------------
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare
 class ModelData:
@@ -337,8 +343,7 @@ def load_for_model(
         time_steps = int(x.shape[1])
     elif isinstance(time_steps, bool) or not isinstance(time_steps, (int, np.integer)) or time_steps < 1:
         raise DataError(f"time steps must be a positive integer, got {time_steps!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise DataError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    check_seed(seed)
     return ModelData(x=x, y=y, temporal=temporal, time_steps=int(time_steps), encoding=encoding, seed=int(seed))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import ir
 from .backprop import backward, forward_train, trainable
-from .data import ModelData
+from .data import ModelData, check_seed
 from .errors import SNNError
 from .losses import LOSSES, default_loss
 from .memory import check_run
@@ -66,8 +66,7 @@ class TrainConfig:
             raise SNNError(f"momentum must lie in [0, 1), got {self.momentum}")
         if self.step_size < 1 or not 0 < self.gamma <= 1:
             raise SNNError(f"the step schedule needs step size >= 1 and gamma in (0, 1], got {self.step_size}, {self.gamma}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
-            raise SNNError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        check_seed(self.seed)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from onnx_snn_compress.compress import CHECKPOINT, REPORT
 from onnx_snn_compress.outputs import LOCK, FolderLock
 from onnx_snn_compress.train import Trainer
 
-from test_compress import CLI_RUN, Interrupt, cli_files, interrupt_after, run_cli
+from test_compress import CLI_RUN, cli_files, interrupt_after, run_cli
 
 FAST = ["--steps-per-budget", "4", "--eval-every", "2", "--budget", "0.6", "--time-steps", "4", "--batch-size", "32"]
 
