@@ -199,7 +199,8 @@ class RunFolder:
     means one) unless ``resume`` or ``overwrite``; with ``overwrite`` removes
     that run's files (names matching ``writes``) and nothing else. If the body
     fails with anything but an interrupt and the run was not resumed, every
-    path it created is removed, the folder too when the run made it. ``notes``
+    path it created is removed; a folder the run made goes whenever it is left
+    empty. ``notes``
     lists what was assumed (a stale lock taken over).
     """
 
@@ -252,8 +253,8 @@ class RunFolder:
                 self._remove_created()
         finally:
             self.lock.release()
-            if failed and not self.resume:
-                self._remove_made()
+            if kind is not None:
+                self._remove_made()  # only when empty: a resumed or interrupted run may have written there
 
     def _remove_created(self) -> None:
         created = [p for p in self.folder.rglob("*") if p not in self.before and p.name != LOCK]

@@ -175,6 +175,15 @@ def test_resume_with_data_that_differ_only_in_the_validation_split_is_refused(tm
     assert (tmp_path / "run" / CHECKPOINT).read_bytes() == checkpoint
 
 
+def test_resume_into_a_folder_that_does_not_exist_leaves_none(tmp_path, capsys, monkeypatch):
+    model, data = cli_files(tmp_path)
+    no_training(monkeypatch)
+    code, out, err = run_cli(["compress", model, "--data", data, *FAST, "--out", tmp_path / "a" / "b", "--resume"],
+                             capsys, monkeypatch)
+    one_line_error(code, out, err, "nothing to resume")
+    assert not (tmp_path / "a").exists()
+
+
 def _damaged_checkpoints(path: Path):
     yield "not a zip", lambda: path.write_bytes(b"this is not a checkpoint\n")
     yield "truncated zip", lambda: np.savez(path, meta=np.array("{}")) or path.write_bytes(path.read_bytes()[:40])
