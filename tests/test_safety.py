@@ -25,9 +25,8 @@ import pytest
 from onnx_snn_compress import files, memory
 from onnx_snn_compress.compress import CHECKPOINT, REPORT
 from onnx_snn_compress.outputs import LOCK, FolderLock
-from onnx_snn_compress.train import Trainer
 
-from test_compress import CLI_RUN, cli_files, interrupt_after, run_cli
+from test_compress import CLI_RUN, cli_files, interrupt_after, no_training, run_cli
 
 FAST = ["--steps-per-budget", "4", "--eval-every", "2", "--budget", "0.6", "--time-steps", "4", "--batch-size", "32"]
 
@@ -36,13 +35,6 @@ def snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` and its digest: what the user had."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def no_training(monkeypatch):
-    def train_step(self, penalty=None):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(Trainer, "train_step", train_step)
 
 
 def one_line_error(code, out, err, fragment):
