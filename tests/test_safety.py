@@ -354,7 +354,7 @@ def test_available_memory_is_read_from_meminfo(tmp_path):
 def _interrupt_when(tmp_path, ready) -> subprocess.CompletedProcess:
     model, data = cli_files(tmp_path)
     command = [sys.executable, "-m", "onnx_snn_compress", "compress", str(model), "--data", str(data), *FAST,
-               "--steps-per-budget", "100000", "--out", str(tmp_path / "out")]
+               "--steps-per-budget", "100000", "--out", str(tmp_path / "out"), "--json"]  # --json: no progress lines
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not ready(process.pid) and process.poll() is None and time.monotonic() < deadline:
