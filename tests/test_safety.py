@@ -293,6 +293,26 @@ def test_absurd_values_are_one_line_before_any_work(tmp_path, capsys, monkeypatc
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.onnx").exists()
 
 
+def test_training_whose_weights_overflow_stops_in_one_line(monkeypatch):
+    from test_compress import splits, tiny_mlp
+
+    from onnx_snn_compress.errors import SNNError
+    from onnx_snn_compress.train import TrainConfig, Trainer
+
+    graph = tiny_mlp()
+    train, val, _ = splits(graph)
+    trainer = Trainer(graph, train, val, TrainConfig(lr=10.0, progress=False))
+    original = trainer.optimizer.step
+
+    def overflowing_step(grads):  # what a huge step does to float32 weights
+        original(grads)
+        next(iter(trainer.params.values()))[0] = np.inf
+
+    monkeypatch.setattr(trainer.optimizer, "step", overflowing_step)
+    with pytest.raises(SNNError, match="training diverged at step 0 .*lower the learning rate"):
+        trainer.train_step()
+
+
 def _npz_declaring(path: Path, shape: tuple[int, ...]) -> Path:
     """An .npz whose ``x`` and ``x_test`` headers declare ``shape`` (float32) over a body of 16 bytes: the harness's input."""
     header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
