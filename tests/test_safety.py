@@ -24,7 +24,9 @@ import pytest
 
 from onnx_snn_compress import files, memory
 from onnx_snn_compress.compress import CHECKPOINT, REPORT
+from onnx_snn_compress.errors import SNNError
 from onnx_snn_compress.outputs import LOCK, FolderLock
+from onnx_snn_compress.train import TrainConfig, Trainer
 
 from test_compress import CLI_RUN, cli_files, interrupt_after, no_training, run_cli
 
@@ -143,9 +145,17 @@ def test_the_lock_is_released_when_a_run_fails_or_is_interrupted(tmp_path, capsy
         interrupt_after(patch, 3)
         assert run_cli(["compress", model, "--data", data, *FAST, "--out", tmp_path / "cut"], capsys, monkeypatch)[0] == 130
     assert not (tmp_path / "cut" / LOCK).exists()
-    no_training(monkeypatch)
-    code, _, _ = run_cli(["compress", model, "--data", data, *FAST, "--out", tmp_path / "failed"], capsys, monkeypatch)
-    assert code == 1 and not (tmp_path / "failed").exists()  # the AssertionError stands for any failure
+    original = Trainer.train_step
+
+    def diverge_after_a_checkpoint(self, penalty=None):
+        if self.step == 3:
+            raise SNNError("training diverged at step 3")
+        return original(self, penalty)
+
+    monkeypatch.setattr(Trainer, "train_step", diverge_after_a_checkpoint)
+    code, out, err = run_cli(["compress", model, "--data", data, *FAST, "--out", tmp_path / "failed"], capsys, monkeypatch)
+    one_line_error(code, out, err, "training diverged")
+    assert not (tmp_path / "failed").exists()  # its checkpoint and lock went with it
 
 
 # ---------------------------------------------------------------------------
@@ -295,9 +305,6 @@ def test_absurd_values_are_one_line_before_any_work(tmp_path, capsys, monkeypatc
 
 def test_training_whose_weights_overflow_stops_in_one_line(monkeypatch):
     from test_compress import splits, tiny_mlp
-
-    from onnx_snn_compress.errors import SNNError
-    from onnx_snn_compress.train import TrainConfig, Trainer
 
     graph = tiny_mlp()
     train, val, _ = splits(graph)
