@@ -33,6 +33,8 @@ def compress(
     time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
+    measure_samples: int = typer.Option(256, "--measure-samples", help="Firing rates, SynOps, effective MACs and energy are measured on the first N validation samples."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     as_json: bool = JsonOpt,
 ):
@@ -40,7 +42,7 @@ def compress(
     from ..compress import CHECKPOINT, REPORT, CompressConfig, Compression
     from ..data import load_splits_for_model
     from ..frontends import load_model
-    from ..report import plot_curve, table
+    from ..report import figures_missing_note, table, write_figures
     from ..resources import EnergyModel
     from ..samples import digits_path
     from ..train import TrainConfig
@@ -56,8 +58,8 @@ def compress(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
         resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
         steps_per_budget=steps, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
-        energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac),
-        train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=not as_json),
+        energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac), measure_samples=measure_samples,
+        train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=not quiet),
     )
     config.validate()
     if out.exists() and not out.is_dir():
@@ -73,9 +75,11 @@ def compress(
     except KeyboardInterrupt:
         typer.echo(f"interrupted; continue with the same options and --resume (checkpoint in {out})", err=True)
         raise typer.Exit(130) from None
-    curves = plot_curve(report, out)
+    figures = write_figures(report, out)
+    if not figures and figures_missing_note() and not quiet:
+        typer.echo(f"note: {figures_missing_note()}", err=True)
     if as_json:
         print_json(report)
         return
     typer.echo(table(report))
-    typer.echo(f"\nreport: {out / REPORT}" + (f"; curve: {', '.join(map(str, curves))}" if curves else ""))
+    typer.echo(f"\nreport: {out / REPORT}" + (f"; figures: {', '.join(p.name for p in figures)}" if figures else ""))

@@ -11,7 +11,7 @@ import typer
 
 from .. import __version__
 from ..errors import SNNError
-from . import compress, models, train  # noqa: F401  (register their commands)
+from . import compress, models, report, train  # noqa: F401  (register their commands)
 from . import convert  # noqa: F401
 from .app import app
 

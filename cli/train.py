@@ -26,6 +26,7 @@ def train(
     time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     as_json: bool = JsonOpt,
 ):
     """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation."""
@@ -44,7 +45,7 @@ def train(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         schedule=schedule, loss=loss, seed=seed, progress=not as_json)
+                         schedule=schedule, loss=loss, seed=seed, progress=not quiet)
     result = run_training(graph, train_data, val_data, config)
     test_accuracy = accuracy(result.graph, test_data) if test_data is not None else None
     result.graph.metadata["training"] = (

@@ -38,7 +38,9 @@ from .errors import SNNError
 from .evaluate import run_model
 from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
+from .progress import Progress
 from .pruning import FlatWeights, check_prunable, default_prunable
+from .report import percent
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
 from .train import TrainConfig, Trainer, accuracy
@@ -165,6 +167,9 @@ class Compression:
                  config: CompressConfig, out: Path, source: str = "", log=sys.stderr):
         config.validate()
         self.config, self.out, self.source, self.log = config, Path(out), source, log
+        self.progress = Progress(log, quiet=log is None or not config.train.progress)
+        self.progress.say_if_compiling()
+        self._task = None  # the progress bar (or periodic lines) of a run
         self.original = graph
         self.graph = graph.copy()
         self.train_data, self.val, self.test = train, val, test
@@ -288,15 +293,18 @@ class Compression:
             state.hard_pruned = self.flat.weights() == 0.0
             if state.hard_pruned.any():
                 self._set_masks(state.hard_pruned)
-        while state.budget_index < len(self.budgets):
-            if state.stage == "start":
-                self._start_phase()
-            if state.stage == "search":
-                self._search()
-            if state.stage == "finetune":
-                self._finetune()
-            if state.stage == "finish":
-                self._finish_phase()
+        steps = self.config.steps_per_budget
+        with self.progress.task("compress", len(self.budgets) * steps,
+                                completed=state.budget_index * steps + state.phase_step) as self._task:
+            while state.budget_index < len(self.budgets):
+                if state.stage == "start":
+                    self._start_phase()
+                if state.stage == "search":
+                    self._search()
+                if state.stage == "finetune":
+                    self._finetune()
+                if state.stage == "finish":
+                    self._finish_phase()
         report = self.report()
         atomic_write_text(self.out / REPORT, json.dumps(report, indent=2))
         return report
@@ -315,8 +323,14 @@ class Compression:
             )
 
     def _say(self, text: str) -> None:
-        if self.log is not None and self.config.train.progress:
-            print(text, file=self.log, flush=True)
+        self.progress.line(text)
+
+    def _advance(self, loss: float) -> None:
+        """One training step done: move the progress bar (or the periodic lines) on."""
+        state = self.state
+        best = "" if state.best_val < 0 else f", best val acc {percent(state.best_val)}"
+        self._task.advance(description=f"budget {self.budgets[state.budget_index]:g} of {self.config.resource}: {state.stage}",
+                           status=f"loss {loss:.3g}{best}")
 
     def _start_phase(self) -> None:
         state = self.state
@@ -341,8 +355,9 @@ class Compression:
         state, config = self.state, self.config
         while state.stage == "search":
             minimax = config.method == "minimax"
-            self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
+            loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
             state.phase_step += 1
+            self._advance(loss)
             if state.phase_step % config.eval_every == 0 and config.resource in ("synops", "energy"):
                 state.costs, state.fixed = self._costs(self.graph)  # firing rates move while training
             budget = self._budget(state.fixed)
@@ -393,8 +408,9 @@ class Compression:
     def _finetune(self) -> None:
         state, config = self.state, self.config
         while state.phase_step < config.steps_per_budget:
-            self.trainer.train_step()
+            loss, _, _ = self.trainer.train_step()
             state.phase_step += 1
+            self._advance(loss)
             if state.phase_step % config.eval_every == 0 or state.phase_step == config.steps_per_budget:
                 self._consider_snapshot()
                 self._checkpoint()
@@ -409,8 +425,9 @@ class Compression:
         state.results.append(entry)
         state.hard_pruned = self.flat.weights() == 0.0
         self._set_masks(state.hard_pruned)
-        self._say(f"  budget {budget:g}: achieved {entry['achieved']:.4g}, val {entry['accuracy'].get('val')}, "
-                  f"test {entry['accuracy'].get('test')}")
+        accuracies = "".join(f", {split} acc {percent(entry['accuracy'][split])}" for split in ("val", "test")
+                             if split in entry["accuracy"])
+        self._say(f"  budget {budget:g}: kept {percent(entry['achieved'])} of the {self.config.resource}{accuracies}")
         state.budget_index += 1
         state.stage = "start"
         atomic_write_text(self.out / REPORT, json.dumps(self.report(), indent=2))
@@ -487,6 +504,7 @@ class Compression:
             "seed": self.config.train.seed,
             "steps_per_budget": self.config.steps_per_budget,
             "measured_on": "validation split" if self.val is not None else "training split",
+            "measure_samples": int(self.measure_x.shape[1]),  # rate figures: the first N samples of measured_on
             "energy_model_pj": asdict(self.config.energy),
             "input": {"figures": self.reference_figures, "accuracy": self.dense_accuracy},
             "budgets": self.state.results,
