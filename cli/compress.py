@@ -38,7 +38,10 @@ def compress(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     as_json: bool = JsonOpt,
 ):
-    """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
+    """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json.
+
+    Example: snn-compress compress model.onnx --data data.npz --budget 0.1 --budget 0.02 --out runs/model
+    """
     from ..compress import CHECKPOINT, REPORT, CompressConfig, Compression
     from ..data import load_splits_for_model
     from ..frontends import load_model

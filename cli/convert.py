@@ -20,7 +20,10 @@ def convert(
     nir_reset: Optional[str] = NirResetOpt,
     as_json: bool = JsonOpt,
 ):
-    """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one)."""
+    """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one).
+
+    Example: snn-compress convert snntorch_model.nir model.onnx
+    """
     from ..convert import convert as run_conversion
 
     result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset)

@@ -4,6 +4,7 @@ group of commands registers them on the shared Typer app."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 
@@ -28,6 +29,16 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
         raise typer.Exit()
 
 
+def _usage_message(error) -> str:
+    """Click's message, with a misspelled option answered by its closest match only
+    (Click lists every option that shares a few letters)."""
+    if isinstance(error, click_errors.NoSuchOption) and error.ctx is not None:
+        names = [name for param in error.ctx.command.params for name in getattr(param, "opts", []) if name.startswith("-")]
+        close = difflib.get_close_matches(error.option_name, names, n=1, cutoff=0.6)
+        return f"no such option {error.option_name}" + (f"; did you mean {close[0]}?" if close else "")
+    return error.format_message()
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     sys.exit(_run())
@@ -42,7 +53,7 @@ def _run() -> int:
         return 0
     except click_errors.UsageError as error:
         command = error.ctx.command_path if error.ctx is not None else "snn-compress"
-        typer.echo(f"error: {error.format_message()} (see {command} --help)", err=True)
+        typer.echo(f"error: {_usage_message(error)} (see {command} --help)", err=True)
         return 2
     except typer.Exit as done:  # --help, --version
         return done.exit_code

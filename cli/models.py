@@ -35,7 +35,10 @@ def load_source(model: Optional[Path], source_format: str, dt, nir_reset):
 @app.command()
 def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_format: str = FromOpt,
             dt: Optional[float] = DtOpt, nir_reset: Optional[str] = NirResetOpt):
-    """Layers, neuron parameters, parameter and nonzero counts, connectivity, MACs per time step."""
+    """Layers, neuron parameters, parameter and nonzero counts, connectivity, MACs per time step.
+
+    Example: snn-compress inspect exported.onnx --from torch-onnx
+    """
     from ..resources import summarize
 
     summary = summarize(load_source(model, source_format, dt, nir_reset)[0])
@@ -77,7 +80,10 @@ def evaluate(
     dt: Optional[float] = DtOpt,
     nir_reset: Optional[str] = NirResetOpt,
 ):
-    """Accuracy and per-layer firing rates of MODEL on a data split."""
+    """Accuracy and per-layer firing rates of MODEL on a data split.
+
+    Example: snn-compress evaluate runs/model/budget_0.1/model.onnx --data data.npz --runtime onnxruntime
+    """
     from ..data import load_for_model
     from ..evaluate import RUNTIMES, evaluate as run_evaluation
     from ..samples import digits_path

@@ -29,7 +29,10 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     as_json: bool = JsonOpt,
 ):
-    """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation."""
+    """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation.
+
+    Example: snn-compress train model.onnx --data data.npz --epochs 20 --out trained.onnx
+    """
     from ..backends.onnx_profile import save
     from ..data import load_splits_for_model
     from ..frontends import load_model

@@ -214,3 +214,28 @@ def test_option_parse_errors_are_one_line_with_exit_code_2(args, fragment, capsy
     code, out, err = run_cli(args, capsys, monkeypatch)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and fragment in err
+
+
+@pytest.mark.parametrize("args, suggestion", [
+    (["compress", "--budjet", "0.1"], "did you mean --budget?"),
+    (["evaluate", "--runtim", "sim"], "did you mean --runtime?"),
+    (["compres"], "Did you mean 'compress'?"),
+])
+def test_a_misspelled_option_or_command_suggests_the_right_one(args, suggestion, capsys, monkeypatch):
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and out == "" and suggestion in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_option_with_no_close_match_suggests_nothing(capsys, monkeypatch):
+    code, _, err = run_cli(["evaluate", "--zzz"], capsys, monkeypatch)
+    assert code == 2 and "did you mean" not in err
+
+
+def test_every_command_help_has_a_summary_and_an_example(capsys, monkeypatch):
+    from onnx_snn_compress.cli.app import app
+
+    commands = [command.name or command.callback.__name__ for command in app.registered_commands]
+    assert {"compress", "train", "evaluate", "inspect", "convert", "report"} <= set(commands)
+    for command in commands:
+        code, out, _ = run_cli([command, "--help"], capsys, monkeypatch)
+        assert code == 0 and "Example: snn-compress " + command in " ".join(out.split()), command
