@@ -37,4 +37,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def percent(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.2f}%"
+    """A table cell: blank for None, else the report's rounding (``96.4 %``)."""
+    from ..report import percent as rounded
+
+    return "" if value is None else rounded(value)

@@ -61,7 +61,7 @@ def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_fo
     typer.echo(
         f"\nparams {summary['params']:,}  nonzero {summary['nonzero']:,}  "
         f"connectivity {percent(summary['connectivity'])}  neurons {summary['neurons']:,}  "
-        f"MACs/step {summary['macs_per_step_nonzero']:,} (dense {summary['macs_per_step']:,})"
+        f"MACs/step {summary['macs_per_step_nonzero']:,} ({summary['macs_per_step']:,} with every synapse kept)"
     )
 
 
@@ -100,7 +100,7 @@ def evaluate(
     if as_json:
         print_json({"model": str(path), "split": split, **result.to_json()})
         return
-    typer.echo(f"{path}: {split} accuracy {100 * result.accuracy:.2f}% on {result.samples} samples, "
+    typer.echo(f"{path}: {split} accuracy {percent(result.accuracy)} on {result.samples} samples, "
                f"T={result.time_steps}, runtime {runtime}")
     rows = [[name, percent(rate)] for name, rate in result.firing_rates.items()]
     typer.echo(table(rows, ["neuron layer", "firing rate"]))

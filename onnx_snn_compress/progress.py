@@ -99,7 +99,7 @@ class Progress:
     ``interval`` is the least number of seconds between two plain lines.
     """
 
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False, interval: float = 5.0,
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False, interval: float = 10.0,
                  live: bool | None = None):
         self.stream = sys.stderr if stream is None else stream
         self.enabled = not quiet
