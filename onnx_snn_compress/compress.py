@@ -328,8 +328,8 @@ class Compression:
     def _advance(self, loss: float) -> None:
         """One training step done: move the progress bar (or the periodic lines) on."""
         state = self.state
-        best = "" if state.best_val < 0 else f", best val acc {percent(state.best_val)}"
-        self._task.advance(description=f"budget {self.budgets[state.budget_index]:g} of {self.config.resource}: {state.stage}",
+        best = "" if state.best_val < 0 else f", best val {percent(state.best_val)}"
+        self._task.advance(description=f"budget {self.budgets[state.budget_index]:g} {state.stage}",
                            status=f"loss {loss:.3g}{best}")
 
     def _start_phase(self) -> None:

@@ -130,10 +130,11 @@ class Progress:
         if self._progress is None:
             from rich.console import Console
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+                                       TimeRemainingColumn)
 
             self._progress = RichProgress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                # fits 80 columns with a status of about 25 characters
+                TextColumn("{task.description}"), BarColumn(bar_width=15), MofNCompleteColumn(),
                 TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
                 console=Console(file=self.stream), transient=True,
             )

@@ -8,6 +8,7 @@ under a second; what is asserted holds for any model and any number of steps.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -774,3 +775,5 @@ def test_compress_with_no_arguments_compresses_the_embedded_sample(tmp_path, cap
     lines = out.splitlines()
     assert any(line.split()[:1] == ["0.01"] for line in lines)  # the table has a row per budget
     assert f"report: snn-compress-out/{REPORT}" in out
+    if importlib.util.find_spec("matplotlib") is not None:  # the README's first command installs the plot extra
+        assert (folder / "curve.png").stat().st_size > 0 and (folder / "curve.svg").stat().st_size > 0
