@@ -1,9 +1,9 @@
 """Progress of long work on stderr: a live bar for people, periodic lines for CI logs.
 
 One :class:`Progress` serves training and compression. When its stream is a
-terminal it draws a rich progress bar (step counts, elapsed time, ETA and the
-live status the caller passes: loss, accuracy, resource, budget); otherwise
-(CI logs, files) it prints a plain line at most every ``interval`` seconds;
+terminal it draws a rich progress bar (step counts, ETA and the live status
+the caller passes: budget, phase, loss, accuracy); otherwise (CI logs, files)
+it prints a plain line (the same, plus elapsed time) at most every ``interval`` seconds;
 ``quiet`` silences both. Messages (:meth:`Progress.line`) always print unless
 quiet. Progress never goes to stdout, so ``--json`` output stays clean.
 Numbers are rounded for people here; full precision lives in the JSON output.
