@@ -20,11 +20,11 @@ def report(
 
     Example: snn-compress report snn-compress-out --html
     """
-    from ..report import figures_missing_note, render, table
+    from ..report import figures_missing_note, render
 
-    result, written = render(folder, as_html=as_html, compare=list(compare or []))
+    text, written = render(folder, as_html=as_html, compare=list(compare or []))
     if not any(p.suffix in (".png", ".svg") for p in written) and figures_missing_note():
         typer.echo(f"note: {figures_missing_note()}", err=True)
-    typer.echo(table(result))
+    typer.echo(text)
     if written:
         typer.echo("\nwrote " + ", ".join(str(p) for p in written))

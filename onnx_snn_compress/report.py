@@ -260,11 +260,20 @@ def write_html(report: dict, folder: Path, figures: list[Path]) -> Path:
     return path
 
 
-def render(folder: Path, as_html: bool = False, compare: list[Path] = ()) -> tuple[dict, list[Path]]:
-    """Re-render the table's source and the figures of the run in ``folder`` from its
-    report.json, without recomputing anything: (report, files written)."""
+def render(folder: Path, as_html: bool = False, compare: list[Path] = ()) -> tuple[str, list[Path]]:
+    """Re-render the table and the figures of the run in ``folder`` from its report.json,
+    without recomputing anything: (the table, files written).
+
+    Raises SNNError when the folder holds no readable report, or one that lacks what a
+    view needs (written by another version).
+    """
     report = load_report(folder)
-    written = write_figures(report, Path(folder), find_baselines(folder, compare))
-    if as_html:
-        written.append(write_html(report, Path(folder), written))
-    return report, written
+    try:
+        text = table(report)
+        written = write_figures(report, Path(folder), find_baselines(folder, compare))
+        if as_html:
+            written.append(write_html(report, Path(folder), written))
+    except (KeyError, TypeError, AttributeError) as error:
+        raise SNNError(f"{Path(folder) / 'report.json'} lacks what the views need ({type(error).__name__}: {error}); "
+                       "was it written by another version?") from None
+    return text, written

@@ -73,7 +73,8 @@ def test_render_writes_every_figure_and_a_self_contained_page_without_touching_t
     pytest.importorskip("matplotlib")
     write_run(tmp_path, sample_report())
     before = (tmp_path / "report.json").read_bytes()
-    report, written = render(tmp_path, as_html=True)
+    text, written = render(tmp_path, as_html=True)
+    assert text == table(sample_report())
     assert sorted(p.name for p in written) == sorted(
         [f"{name}.{suffix}" for name in ("curve", "connectivity", "firing_rates") for suffix in ("png", "svg")]
         + ["report.html"])
@@ -124,8 +125,12 @@ def test_the_report_command_prints_the_table_and_writes_the_page(tmp_path, capsy
     assert (tmp_path / "report.html").is_file()
 
 
+BROKEN = json.dumps({"budgets": [{"budget": 0.1}], "input": {}, "method": "minimax", "resource": "params"})
+
+
 @pytest.mark.parametrize("content, fragment", [(None, "does not exist"), ("{not json", "not readable JSON"),
-                                               ('{"budgets": []}', "not a compression report")])
+                                               ('{"budgets": []}', "not a compression report"),
+                                               (BROKEN, "lacks what the views need")])
 def test_the_report_command_refuses_a_folder_without_a_report_in_one_line(tmp_path, content, fragment, capsys, monkeypatch):
     if content is not None:
         (tmp_path / "report.json").write_text(content)
