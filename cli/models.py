@@ -75,6 +75,7 @@ def evaluate(
     time_steps: int = typer.Option(8, "--time-steps", help="T for static data (temporal data bring their own)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoding."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     as_json: bool = JsonOpt,
     source_format: str = FromOpt,
     dt: Optional[float] = DtOpt,
@@ -86,6 +87,7 @@ def evaluate(
     """
     from ..data import load_for_model
     from ..evaluate import RUNTIMES, evaluate as run_evaluation
+    from ..progress import Progress
     from ..samples import digits_path
 
     if runtime not in RUNTIMES:
@@ -96,7 +98,8 @@ def evaluate(
         data if data is not None else digits_path(), graph.input.shape, graph.num_classes,
         split=split, time_steps=time_steps, encoding=encoding, seed=seed,
     )
-    result = run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size)
+    result = run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size,
+                            progress=Progress(quiet=quiet))
     if as_json:
         print_json({"model": str(path), "split": split, **result.to_json()})
         return

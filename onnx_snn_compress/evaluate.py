@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -11,6 +12,7 @@ from . import ir
 from .backends.onnx_profile import to_model
 from .data import ModelData
 from .errors import SNNError
+from .progress import Progress
 from .runtime import run
 from .simulate import SimulationResult, simulate
 
@@ -42,17 +44,20 @@ def run_model(
     runtime: str = "sim",
     model: onnx.ModelProto | None = None,
     batch_size: int = 256,
+    after_batch: Callable[[int], None] | None = None,
 ) -> SimulationResult:
     """Outputs and spike counts of ``graph`` on ``x`` ``[T, N, ...]``.
 
     With ``runtime="onnxruntime"`` the ONNX ``model`` runs (the file as the user
     has it); without one the graph is exported to the profile first.
+    ``after_batch(samples)`` is called after each batch (progress).
     """
     if runtime == "sim":
-        return simulate(graph, x, batch_size=batch_size)
+        return simulate(graph, x, batch_size=batch_size, after_batch=after_batch)
     if runtime == "onnxruntime":
         model = to_model(graph) if model is None else model
-        return run(model, x, watch=tuple(n.name for n in graph.neurons()), batch_size=batch_size)
+        return run(model, x, watch=tuple(n.name for n in graph.neurons()), batch_size=batch_size,
+                   after_batch=after_batch)
     raise SNNError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
 
 
@@ -62,9 +67,15 @@ def evaluate(
     runtime: str = "sim",
     model: onnx.ModelProto | None = None,
     batch_size: int = 256,
+    progress: Progress | None = None,
 ) -> Evaluation:
-    """Classification accuracy and per-layer firing rates on ``data``."""
-    result = run_model(graph, data.inputs(), runtime, model, batch_size)
+    """Classification accuracy and per-layer firing rates on ``data``; ``progress``
+    (default: none) shows the samples done."""
+    progress = Progress(quiet=True) if progress is None else progress
+    if runtime == "sim":
+        progress.say_if_compiling()
+    with progress.task(f"evaluate ({runtime})", len(data), unit="samples") as task:
+        result = run_model(graph, data.inputs(), runtime, model, batch_size, after_batch=lambda n: task.advance(n))
     predictions = result.predictions()
     return Evaluation(
         runtime=runtime,

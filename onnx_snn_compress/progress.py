@@ -37,10 +37,11 @@ def kernels_compiled() -> bool:
 
 
 class Task:
-    """One stretch of counted work (``total`` steps); see :meth:`Progress.task`."""
+    """One stretch of counted work (``total`` of ``unit``); see :meth:`Progress.task`."""
 
-    def __init__(self, progress: "Progress", description: str, total: int, completed: int = 0):
+    def __init__(self, progress: "Progress", description: str, total: int, completed: int = 0, unit: str = "steps"):
         self.progress, self.description, self.total, self.completed = progress, description, total, completed
+        self.unit = unit
         self.status = ""
         self.started = time.monotonic()
         self._rate_from = None  # (time, count) after the first step, which may include compiling kernels
@@ -71,7 +72,8 @@ class Task:
         elapsed = now - self.started
         since, counted = self._rate_from
         done = self.completed - counted
-        text = f"{self.description}: step {self.completed:,}/{self.total:,} ({100 * self.completed / max(1, self.total):.0f} %)"
+        text = (f"{self.description}: {self.completed:,}/{self.total:,} {self.unit} "
+                f"({100 * self.completed / max(1, self.total):.0f} %)")
         if self.status:
             text += f", {self.status}"
         text += f", {seconds(elapsed)} elapsed"
@@ -117,9 +119,9 @@ class Progress:
         else:
             print(text, file=self.stream, flush=True)
 
-    def task(self, description: str, total: int, completed: int = 0) -> Task:
+    def task(self, description: str, total: int, completed: int = 0, unit: str = "steps") -> Task:
         """Start counting ``total`` steps (``completed`` of them done already, after a resume)."""
-        return Task(self, description, total, completed)
+        return Task(self, description, total, completed, unit)
 
     def say_if_compiling(self) -> None:
         """A line before work that will compile the Numba kernels (cold start only)."""

@@ -38,7 +38,7 @@ def test_plain_lines_come_at_most_once_per_interval(clock):
             task.advance(status="loss 0.31")
     lines = stream.getvalue().splitlines()
     assert 8 <= len(lines) <= 10
-    assert lines[0].startswith("epoch 1/2: step 10/100 (10 %), loss 0.31, 5 s elapsed")
+    assert lines[0].startswith("epoch 1/2: 10/100 steps (10 %), loss 0.31, 5 s elapsed")
 
 
 def test_the_time_left_ignores_the_first_step_which_may_compile_kernels(clock):
@@ -103,3 +103,24 @@ def test_training_reports_each_epoch_with_rounded_numbers(capsys):
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert re.fullmatch(r"epoch 1/2: loss [\d.e+-]+, train acc [\d.]+ %, val acc [\d.]+ % \(\d+ s\)", lines[0]), lines[0]
     assert not re.search(r"\d\.\d{4,}", log.getvalue())  # rounded for people
+
+
+def test_evaluation_counts_samples_in_both_runtimes(clock):
+    import numpy as np
+
+    from onnx_snn_compress import ir
+    from onnx_snn_compress.data import ModelData
+    from onnx_snn_compress.evaluate import evaluate
+
+    rng = np.random.default_rng(1)
+    graph = ir.Graph([ir.Input("x", shape=(4,)), ir.Linear("fc", ("x",), weight=rng.normal(size=(2, 4)).astype(np.float32)),
+                      ir.Neuron("lif", ("fc",)), ir.Readout("out", ("lif",))])
+    data = ModelData(rng.uniform(size=(10, 4)).astype(np.float32), rng.integers(0, 2, 10), temporal=False, time_steps=3,
+                     encoding="direct", seed=0)
+    for runtime in ("sim", "onnxruntime"):
+        stream = io.StringIO()
+        progress = Progress(stream, interval=0.0)
+        quiet = evaluate(graph, data, runtime, batch_size=4)
+        shown = evaluate(graph, data, runtime, batch_size=4, progress=progress)
+        assert shown.accuracy == quiet.accuracy
+        assert stream.getvalue().splitlines()[-1].startswith(f"evaluate ({runtime}): 10/10 samples (100 %)")
