@@ -244,7 +244,7 @@ def write_html(report: dict, folder: Path, figures: list[Path]) -> Path:
         if path.suffix == ".svg":
             svg = path.read_text(encoding="utf-8")
             parts.append(svg[svg.index("<svg"):])
-        elif not path.with_suffix(".svg") in figures:
+        elif path.with_suffix(".svg") not in figures:  # a PNG without its SVG twin
             data = base64.b64encode(path.read_bytes()).decode()
             parts.append(f'<img alt="{path.stem}" src="data:image/png;base64,{data}">')
     title = html.escape(_title(report))

@@ -79,7 +79,7 @@ def test_render_writes_every_figure_and_a_self_contained_page_without_touching_t
         [f"{name}.{suffix}" for name in ("curve", "connectivity", "firing_rates") for suffix in ("png", "svg")]
         + ["report.html"])
     assert (tmp_path / "report.json").read_bytes() == before
-    assert all((tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG") for _ in [0])
+    assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert page.count("<svg") == 3  # the three figures, inlined
     assert not re.search(r'(src|href)="(?!data:|#)', page)  # nothing points at another file
