@@ -65,10 +65,11 @@ def layer_costs(graph: ir.Graph) -> list[LayerCost]:
     for node in graph:
         arrays = _trainable(node)
         synapses = synapses_nonzero = 0
+        uses = None  # per weight, per sample and time step
         if isinstance(node, ir.PRUNABLE_KINDS):
             synapses = int(node.weight.size)
             synapses_nonzero = int(np.count_nonzero(node.weight))
-        uses = _uses_per_weight(graph, node) if isinstance(node, ir.PRUNABLE_KINDS) else None
+            uses = _uses_per_weight(graph, node)
         costs.append(
             LayerCost(
                 name=node.name,
