@@ -24,10 +24,8 @@ from .backprop import backward, forward_train, trainable
 from .data import ModelData
 from .errors import SNNError
 from .losses import LOSSES, default_loss
-from .optim import SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
+from .optim import OPTIMIZERS, SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
 from .simulate import simulate
-
-OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass

@@ -47,10 +47,11 @@ def test_inspect_json_reports_counts_connectivity_and_layers(name, capsys, monke
     code, out, err = run_cli(["inspect", sample_model_path(name), "--json"], capsys, monkeypatch)
     assert code == 0 and err == ""
     summary = json.loads(out)
-    assert {"params", "nonzero", "connectivity", "layers"} <= summary.keys()
+    assert {"params", "parameters", "connectivity", "layers"} <= summary.keys()
     model = onnx.load(str(sample_model_path(name)))
     weights = sum(np.prod(t.dims) for t in model.graph.initializer if t.name.endswith((".weight", ".bias")))
-    assert summary["params"] == weights
+    assert summary["parameters"] == weights
+    assert summary["params"] == summary["synapses"] < weights  # params: synapses only, as compress counts them
     assert summary["connectivity"] == 1.0
     assert summary["macs_per_step"] > 0
     assert any(layer.get("neuron") for layer in summary["layers"])
@@ -64,7 +65,8 @@ def test_inspect_counts_pruned_weights(tmp_path, capsys, monkeypatch):
     summary = json.loads(out)
     assert code == 0
     assert summary["connectivity"] == pytest.approx(8 / 12)
-    assert summary["params"] - summary["nonzero"] == 4
+    assert summary["synapses"] - summary["params"] == 4
+    assert summary["parameters"] - summary["parameters_nonzero"] == 4
     assert summary["macs_per_step_nonzero"] == 8
 
 
