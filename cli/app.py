@@ -40,6 +40,9 @@ MaxDropOpt = typer.Option(None, "--max-accuracy-drop", help="Gate: fail (exit 1)
 MaxResourceOpt = typer.Option(None, "--max-resource", help="Gate: fail (exit 1) when --resource per inference exceeds this (synapses, MACs, SynOps or pJ).")
 
 
+PATH_OPTIONS = ("model", "data", "out", "reference_model")  # options that name files or folders
+
+
 def _read_config(ctx: typer.Context, param, value: Optional[Path]) -> Optional[Path]:
     """Make the TOML file's options the defaults of this command (command-line options override them)."""
     if value is None or ctx.resilient_parsing:
@@ -53,9 +56,9 @@ def _read_config(ctx: typer.Context, param, value: Optional[Path]) -> Optional[P
         names = ", ".join(sorted(name.replace("_", "-") for name in params))
         raise SNNError(f"--config {value}: {', '.join(u.replace('_', '-') for u in unknown)} is not an option of "
                        f"{ctx.command_path}; options are {names}")
-    for key, option in table.items():
-        if getattr(params[key].type, "name", "") == "path" and isinstance(option, str):
-            table[key] = str(value.parent / option)  # relative to the file's folder (absolute stays)
+    for key in PATH_OPTIONS:
+        if isinstance(table.get(key), str):
+            table[key] = str(value.parent / table[key])  # relative to the file's folder (absolute stays)
     ctx.default_map = {**(ctx.default_map or {}), **table}
     return value
 

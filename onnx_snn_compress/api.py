@@ -24,6 +24,7 @@ CONFIG_FILE = "config.toml"
 # options of a call that do not change its result, so the saved configuration leaves them out
 _NOT_RUN_OPTIONS = ("out", "resume", "progress", "log")
 _PATH_OPTIONS = ("model", "data", "reference_model")
+STDERR = "stderr"  # the default ``log``: sys.stderr at call time (a test or notebook may replace it)
 
 
 def run_options(function, values: dict) -> dict:
@@ -118,7 +119,7 @@ def compress(
     max_resource: float | None = None,
     select: str = "all",
     progress: bool = True,
-    log=sys.stderr,
+    log=STDERR,
 ) -> CompressResult:
     """Prune ``model`` to each budget with joint finetuning (``snn-compress compress``).
 
@@ -133,6 +134,7 @@ def compress(
     """
     started = time.perf_counter()
     options = run_options(compress, locals())
+    log = sys.stderr if log == STDERR else log
     from .compress import CHECKPOINT, REPORT, CompressConfig, Compression
     from .config import to_toml
     from .data import load_splits_for_model
@@ -255,7 +257,7 @@ def evaluate(
     e_mac: float = 4.6,
     e_ac: float = 0.9,
     measure_samples: int = 256,
-    log=sys.stderr,
+    log=STDERR,
 ) -> EvaluateResult:
     """Accuracy and per-layer firing rates of ``model`` on ``split`` of ``data``, in the
     Numba simulator (``runtime="sim"``) or onnxruntime, checked against the gates.
@@ -272,6 +274,7 @@ def evaluate(
     from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures
     from .samples import digits_path, sample_model_path
 
+    log = sys.stderr if log == STDERR else log
     if runtime not in RUNTIMES:
         raise SNNError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     if resource not in RESOURCES:

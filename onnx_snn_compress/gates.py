@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from .errors import SNNError
 
 SELECTIONS = ("all", "best-within-gates")
+TOLERANCE = 1e-9  # an accuracy exactly at a bound passes, whatever float rounding did to the difference
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,12 @@ class Gates:
         if self.min_accuracy is not None or self.max_accuracy_drop is not None:
             if accuracy is None:
                 return ["no accuracy to gate: the data have no validation or test split"]
-        if self.min_accuracy is not None and accuracy < self.min_accuracy:
+        if self.min_accuracy is not None and accuracy < self.min_accuracy - TOLERANCE:
             failed.append(f"accuracy {accuracy:.4f} < --min-accuracy {self.min_accuracy:g}")
         if self.max_accuracy_drop is not None:
             if reference_accuracy is None:
                 failed.append("no uncompressed accuracy to compare with for --max-accuracy-drop")
-            elif reference_accuracy - accuracy > self.max_accuracy_drop:
+            elif reference_accuracy - accuracy > self.max_accuracy_drop + TOLERANCE:
                 failed.append(f"accuracy drop {reference_accuracy - accuracy:.4f} (from {reference_accuracy:.4f}) "
                               f"> --max-accuracy-drop {self.max_accuracy_drop:g}")
         if self.max_resource is not None and resource_value is not None and resource_value > self.max_resource:
