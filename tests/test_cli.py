@@ -202,9 +202,9 @@ def test_bad_data_fails_with_one_line_and_exit_code_2(tmp_path, capsys, monkeypa
         _assert_clean_failure(code, out, err, fragment, before, sorted(p.name for p in tmp_path.rglob("*")))
 
 
-def test_unknown_runtime_is_a_one_line_error(capsys, monkeypatch):
+def test_unknown_runtime_is_a_one_line_error_that_lists_the_choices(capsys, monkeypatch):
     code, out, err = run_cli(["evaluate", "--runtime", "gpu"], capsys, monkeypatch)
-    assert code == 2 and "unknown runtime 'gpu'" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "'gpu'" in err and "'sim', 'onnxruntime'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, fragment", [
