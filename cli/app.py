@@ -71,8 +71,10 @@ ConfigOpt = typer.Option(
 
 
 def command_options(ctx: typer.Context, *, leave_out: tuple[str, ...] = ("as_json", "config")) -> dict:
-    """This command's options as the library function takes them (keyword arguments)."""
-    return {name: plain(value) for name, value in ctx.params.items() if name not in leave_out}
+    """This command's options as the library function takes them (keyword arguments); a
+    repeatable option given no times is ``None``, as in the library's defaults."""
+    return {name: plain(value) if value != [] and value != () else None
+            for name, value in ctx.params.items() if name not in leave_out}
 
 
 def model_path(model: Optional[Path], sample: str = "digits_mlp") -> Path:

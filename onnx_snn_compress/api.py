@@ -186,7 +186,7 @@ def compress(
     run.run()
     run.timings["load"] = loaded - started
     run.timings["total"] = time.perf_counter() - started
-    report = run.report()
+    report = {**run.report(), "timings_s": run.timings}
     passed = apply_to_report(report, gates, select)
     atomic_write_text(out / REPORT, _json(report))
     figures = plot_curve(report, out)

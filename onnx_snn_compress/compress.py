@@ -507,7 +507,6 @@ class Compression:
             "measured_on": "validation split" if self.val is not None else "training split",
             "energy_model_pj": asdict(self.config.energy),
             "notes": list(self.notes),
-            "timings_s": dict(self.timings),
             "input": {"figures": self.reference_figures, "accuracy": self.dense_accuracy},
             "budgets": self.state.results,
         }

@@ -270,6 +270,17 @@ def test_the_saved_config_repeats_the_run_exactly(tmp_path, capsys, monkeypatch)
         assert (tmp_path / "out" / entry["model"]).read_bytes() == (tmp_path / "again" / entry["model"]).read_bytes()
 
 
+def test_train_options_come_from_a_config_file_too(tmp_path, capsys, monkeypatch):
+    model, _ = files(tmp_path)
+    (tmp_path / "train.toml").write_text('data = "data.npz"\nepochs = 3\ntime-steps = 4\noptimizer = "sgd"\nlr = 0.01\n')
+    code, out, err = run_cli(["train", model, "--config", tmp_path / "train.toml", "--epochs", "1",
+                              "--out", tmp_path / "trained.onnx", "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert len(json.loads(out)["history"]) == 1  # the command line wins
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "trained.onnx")).metadata_props}
+    assert "sgd lr=0.01" in props["training"] and props[KEY_TIME_STEPS] == "4"
+
+
 @pytest.mark.parametrize("text, fragment", [
     ("steps = 3\n", "steps is not an option of snn-compress compress"),
     ("budget = [0.5\n", "not valid TOML"),
@@ -352,6 +363,25 @@ def test_the_python_api_takes_the_cli_options_and_returns_typed_results(tmp_path
     assert checked.accuracy == pytest.approx(result.report["budgets"][1]["accuracy"]["test_onnxruntime"])
     with pytest.raises(onnx_snn_compress.SNNError, match="outside \\(0, 1\\]"):
         compress(model, data=data, budget=[2.0], out=tmp_path / "bad", log=None)
+
+
+@pytest.mark.parametrize("command", ["compress", "evaluate"])
+def test_the_api_takes_every_option_of_the_command_with_the_same_default(command):
+    import inspect
+
+    import typer.main
+
+    from onnx_snn_compress import api
+    from onnx_snn_compress.cli.main import app
+
+    signature = inspect.signature(getattr(api, command)).parameters
+    options = [p for p in typer.main.get_command(app).commands[command].params if p.name not in ("as_json", "config")]
+    for option in options:
+        assert option.name in signature, option.name
+        default = option.default.value if hasattr(option.default, "value") else option.default
+        default = str(default) if isinstance(default, Path) else default
+        assert default == signature[option.name].default, option.name
+    assert {o.name for o in options} == set(signature) - {"progress", "log"}
 
 
 # ---------------------------------------------------------------------------
