@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from ..data import ENCODINGS, SPLITS
-from ..evaluate import RUNTIMES
 from ..frontends import FORMATS
 from ..frontends.nir import RESET_CHOICES
 from ..resources import RESOURCES
@@ -18,7 +17,7 @@ from .app import (JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, ModelArg,
 SourceFormat = choices("SourceFormat", FORMATS)
 NirReset = choices("NirReset", RESET_CHOICES)
 Encoding = choices("Encoding", ENCODINGS)
-Runtime = choices("Runtime", RUNTIMES)
+Runtime = choices("Runtime", ("sim", "onnxruntime"))  # evaluate.RUNTIMES: importing it loads Numba, slowing --help
 Split = choices("Split", SPLITS)
 Resource = choices("Resource", RESOURCES)
 

@@ -344,6 +344,13 @@ def test_help_lists_the_choices(command, choices, capsys, monkeypatch):
         assert choice in out
 
 
+def test_the_cli_offers_exactly_the_library_runtimes():
+    from onnx_snn_compress.cli.models import Runtime
+    from onnx_snn_compress.evaluate import RUNTIMES
+
+    assert tuple(member.value for member in Runtime) == RUNTIMES
+
+
 # ---------------------------------------------------------------------------
 # The Python API
 # ---------------------------------------------------------------------------
