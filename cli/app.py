@@ -9,6 +9,7 @@ from typing import Iterable, Optional
 
 import typer
 
+from ..api import PATH_OPTIONS
 from ..errors import EXIT_GATE_FAILED, SNNError
 
 app = typer.Typer(
@@ -38,9 +39,6 @@ JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON document on
 MinAccuracyOpt = typer.Option(None, "--min-accuracy", help="Gate: fail (exit 1) when accuracy is below this fraction, e.g. 0.95.")
 MaxDropOpt = typer.Option(None, "--max-accuracy-drop", help="Gate: fail (exit 1) when accuracy is more than this fraction below the uncompressed model's on the same split, e.g. 0.02.")
 MaxResourceOpt = typer.Option(None, "--max-resource", help="Gate: fail (exit 1) when --resource per inference exceeds this (synapses, MACs, SynOps or pJ).")
-
-
-PATH_OPTIONS = ("model", "data", "out", "reference_model")  # options that name files or folders
 
 
 def _read_config(ctx: typer.Context, param, value: Optional[Path]) -> Optional[Path]:

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import SNNError
-from .gates import SELECTIONS, Gates, apply_to_report
+from .gates import Gates, apply_to_report, check_selection
 
 CONFIG_FILE = "config.toml"
 # options of a call that do not change its result, so the saved configuration leaves them out
 _NOT_RUN_OPTIONS = ("out", "resume", "progress", "log")
-_PATH_OPTIONS = ("model", "data", "reference_model")
+PATH_OPTIONS = ("model", "data", "out", "reference_model")  # options that name files or folders
 STDERR = "stderr"  # the default ``log``: sys.stderr at call time (a test or notebook may replace it)
 
 
@@ -34,7 +34,7 @@ def run_options(function, values: dict) -> dict:
         if name in _NOT_RUN_OPTIONS:
             continue
         value = values[name]
-        if name in _PATH_OPTIONS and value is not None:
+        if name in PATH_OPTIONS and value is not None:
             value = str(Path(value).resolve())
         elif isinstance(value, tuple):
             value = list(value)
@@ -147,8 +147,7 @@ def compress(
 
     gates = Gates(min_accuracy, max_accuracy_drop, max_resource)
     gates.validate()
-    if select not in SELECTIONS:
-        raise SNNError(f"unknown selection {select!r}; choose one of {', '.join(SELECTIONS)}")
+    check_selection(select)
     out = Path(out)
     source = Path(model) if model is not None else sample_model_path("digits_conv")  # a small first layer
     data_path = Path(data) if data is not None else digits_path()

@@ -72,6 +72,11 @@ class Gates:
         return failed
 
 
+def check_selection(select: str) -> None:
+    if select not in SELECTIONS:
+        raise SNNError(f"unknown selection {select!r}; choose one of {', '.join(SELECTIONS)}")
+
+
 def gated_split(accuracy: dict) -> str | None:
     """The split the gates read: test when measured, else validation."""
     return next((split for split in ("test", "val") if split in accuracy), None)
@@ -84,8 +89,7 @@ def apply_to_report(report: dict, gates: Gates, select: str = "all") -> bool:
     ``selected`` is the budget of the least-resource model that passes (``None`` when
     none does, or when ``select`` is ``"all"``).
     """
-    if select not in SELECTIONS:
-        raise SNNError(f"unknown selection {select!r}; choose one of {', '.join(SELECTIONS)}")
+    check_selection(select)
     split = gated_split(report["input"]["accuracy"])
     reference = report["input"]["accuracy"].get(split) if split else None
     resource = report["resource"]
@@ -96,7 +100,8 @@ def apply_to_report(report: dict, gates: Gates, select: str = "all") -> bool:
     passing = [e for e in report["budgets"] if e["gate"]["passed"]]
     selected = None
     if select == "best-within-gates" and passing:
-        best = min(passing, key=lambda e: (e["figures"][resource], -(e["accuracy"].get(split) or 0.0) if split else 0.0))
+        # least resource; among equals, the most accurate
+        best = min(passing, key=lambda e: (e["figures"][resource], -e["accuracy"].get(split or "", 0.0)))
         selected = best["budget"]
     passed = bool(passing) if select == "best-within-gates" else len(passing) == len(report["budgets"])
     report["gates"] = {**gates.to_json(), "split": split, "select": select, "passed": passed}
