@@ -165,7 +165,9 @@ class Compression:
     def __init__(self, graph: ir.Graph, train: ModelData, val: ModelData | None, test: ModelData | None,
                  config: CompressConfig, out: Path, source: str = "", log=sys.stderr, provenance: dict | None = None):
         """``provenance``: what the caller knows of the run (``inputs`` with file digests, the
-        effective ``config``), copied into the report as is."""
+        effective ``config``), copied into the report as is. ``timings`` collects the wall
+        seconds of this process per phase (prepare, search, finetune, export); the report
+        leaves them out, so equal runs give equal reports (the API adds them to the final one)."""
         started = time.perf_counter()
         config.validate()
         self.config, self.out, self.source, self.log = config, Path(out), source, log
