@@ -1,6 +1,12 @@
 """The `snn-compress` command line. Each command parses options, calls one library
 function and prints its result; all logic lives in the library. One module per
-group of commands registers them on the shared Typer app."""
+group of commands registers them on the shared Typer app.
+
+Exit codes (the contract of docs/ci.md; constants in errors.py): 0 success; 1 a
+quality gate failed (outputs written); 2 bad input or usage (one ``error:`` line,
+nothing written); 3 an internal error (a bug: one line, or the traceback with
+SNN_COMPRESS_DEBUG=1); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,9 @@ import sys
 import typer
 
 from .. import __version__
-from ..errors import SNNError
+from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, SNNError
 from . import compress, models, report, train  # noqa: F401  (register their commands)
-from . import convert  # noqa: F401
+from . import convert, schema  # noqa: F401
 from .app import app
 
 try:  # recent Typer vendors Click privately; older Typer depends on Click itself
@@ -40,7 +46,7 @@ def _usage_message(error) -> str:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code 2 (see the module's exit codes)."""
     sys.exit(_run())
 
 
@@ -54,12 +60,12 @@ def _run() -> int:
     except click_errors.UsageError as error:
         command = error.ctx.command_path if error.ctx is not None else "snn-compress"
         typer.echo(f"error: {_usage_message(error)} (see {command} --help)", err=True)
-        return 2
+        return EXIT_BAD_INPUT
     except typer.Exit as done:  # --help, --version
         return done.exit_code
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except SNNError as error:
         typer.echo(f"error: {error}", err=True)
         return error.exit_code
@@ -67,7 +73,7 @@ def _run() -> int:
         if os.environ.get("SNN_COMPRESS_DEBUG"):
             raise
         typer.echo(f"internal error: {type(error).__name__}: {error} (set SNN_COMPRESS_DEBUG=1 for the traceback)", err=True)
-        return 1
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

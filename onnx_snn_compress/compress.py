@@ -25,6 +25,7 @@ import io
 import json
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,14 +40,14 @@ from .evaluate import run_model
 from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
 from .progress import Progress
-from .pruning import FlatWeights, check_prunable, default_prunable
+from .pruning import FlatWeights, choose_prunable
 from .report import percent
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule
+from .schema import REPORT_SCHEMA_VERSION
 
-REPORT_VERSION = 1
 CHECKPOINT = "checkpoint.npz"
 REPORT = "report.json"
 
@@ -57,7 +58,7 @@ class CompressConfig:
     resource: str = "params"
     method: str = "minimax"
     granularity: str = "global"  # global | layer (minimax only)
-    prunable: list[str] | None = None  # None: every synapse layer but the first (the paper's default)
+    prunable: list[str] | None = None  # None: pruning.default_prunable (all but the first, unless it holds most)
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
     eval_every: int = 50
@@ -164,19 +165,24 @@ class Compression:
     """One compression run; ``run()`` executes (or resumes) it and returns the report."""
 
     def __init__(self, graph: ir.Graph, train: ModelData, val: ModelData | None, test: ModelData | None,
-                 config: CompressConfig, out: Path, source: str = "", log=sys.stderr):
+                 config: CompressConfig, out: Path, source: str = "", log=sys.stderr, provenance: dict | None = None):
+        """``provenance``: what the caller knows of the run (``inputs`` with file digests, the
+        effective ``config``), copied into the report as is. ``timings`` collects the wall
+        seconds of this process per phase (prepare, search, finetune, export); the report
+        leaves them out, so equal runs give equal reports (the API adds them to the final one)."""
+        started = time.perf_counter()
         config.validate()
         self.config, self.out, self.source, self.log = config, Path(out), source, log
         self.progress = Progress(log, quiet=log is None or not config.train.progress)
         self.progress.say_if_compiling()
         self._task = None  # the progress bar (or periodic lines) of a run
+        self.provenance = dict(provenance or {})
+        self.timings: dict[str, float] = {}
         self.original = graph
         self.graph = graph.copy()
         self.train_data, self.val, self.test = train, val, test
         self.fingerprint = _fingerprint(graph, (train, val, test))
-        self.layers = check_prunable(graph, config.prunable) if config.prunable is not None else default_prunable(graph)
-        if not self.layers:
-            raise SNNError("the model has a single synapse layer, which the default keeps dense; name it with --prune")
+        self.layers, self.notes = choose_prunable(graph, config.prunable)
         self.flat = FlatWeights(self.graph, self.layers)
         if config.granularity == "layer":
             self.groups = [part for _, part in self.flat.layer_slices()]
@@ -198,6 +204,7 @@ class Compression:
         self.reference = self.reference_figures[config.resource]
         self._check_reachable()  # before any work, and before the caller makes an output folder
         self.dense_accuracy = self._accuracies(self.graph)
+        self.timings["prepare"] = time.perf_counter() - started
 
     # -- measurements --------------------------------------------------------------
     def _activity(self, graph: ir.Graph):
@@ -298,16 +305,23 @@ class Compression:
                                 completed=state.budget_index * steps + state.phase_step) as self._task:
             while state.budget_index < len(self.budgets):
                 if state.stage == "start":
-                    self._start_phase()
+                    self._timed("search", self._start_phase)
                 if state.stage == "search":
-                    self._search()
+                    self._timed("search", self._search)
                 if state.stage == "finetune":
-                    self._finetune()
+                    self._timed("finetune", self._finetune)
                 if state.stage == "finish":
-                    self._finish_phase()
+                    self._timed("export", self._finish_phase)
         report = self.report()
         atomic_write_text(self.out / REPORT, json.dumps(report, indent=2))
         return report
+
+    def _timed(self, phase: str, work) -> None:
+        started = time.perf_counter()
+        try:
+            work()
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
 
     def _check_reachable(self) -> None:
         costs, fixed = self._costs(self.graph)
@@ -456,6 +470,7 @@ class Compression:
         graph.metadata.update({
             "compression": json.dumps({"budget": budget, "resource": self.config.resource, "method": self.config.method,
                                        "achieved": achieved, "figures": figures}),
+            **self.train_data.input_metadata(),
         })
         save(graph, model_path)
         model = onnx.load(str(model_path))
@@ -494,9 +509,14 @@ class Compression:
         }
 
     def report(self) -> dict:
+        """The report as report.json holds it (onnx_snn_compress/schema/report.schema.json)."""
+        from . import __version__
+
         return {
-            "version": REPORT_VERSION,
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "tool": {"name": "onnx-snn-compress", "version": __version__},
             "input_model": self.source,
+            **self.provenance,
             "method": self.config.method,
             "resource": self.config.resource,
             "granularity": self.config.granularity,
@@ -506,6 +526,7 @@ class Compression:
             "measured_on": "validation split" if self.val is not None else "training split",
             "measure_samples": int(self.measure_x.shape[1]),  # rate figures: the first N samples of measured_on
             "energy_model_pj": asdict(self.config.energy),
+            "notes": list(self.notes),
             "input": {"figures": self.reference_figures, "accuracy": self.dense_accuracy},
             "budgets": self.state.results,
         }

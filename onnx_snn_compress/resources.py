@@ -87,13 +87,20 @@ def layer_costs(graph: ir.Graph) -> list[LayerCost]:
 
 
 def summarize(graph: ir.Graph) -> dict:
-    """A JSON-ready summary: totals plus one entry per layer (neuron parameters included)."""
+    """A JSON-ready summary: totals plus one entry per layer (neuron parameters included).
+
+    ``params`` counts surviving synapses (nonzero Linear and Conv2d weights), as the
+    ``params`` resource of a compression does; ``parameters`` counts every trainable
+    number (synapses pruned or not, biases, BatchNorm scale and shift).
+    """
     costs = layer_costs(graph)
     synapses = sum(c.synapses for c in costs)
     synapses_nonzero = sum(c.synapses_nonzero for c in costs)
     layers = []
     for node, cost in zip(graph, costs):
         entry = asdict(cost)
+        entry["parameters"], entry["parameters_nonzero"] = entry.pop("params"), entry.pop("nonzero")
+        entry["params"] = cost.synapses_nonzero
         entry["output_shape"] = list(cost.output_shape)
         entry["inputs"] = list(node.inputs)
         entry["connectivity"] = cost.connectivity
@@ -113,8 +120,9 @@ def summarize(graph: ir.Graph) -> dict:
         "input_shape": list(graph.input.shape),
         "classes": graph.num_classes,
         "neurons": int(sum(np.prod(graph.shapes[n.name]) for n in graph.neurons())),
-        "params": sum(c.params for c in costs),
-        "nonzero": sum(c.nonzero for c in costs),
+        "params": synapses_nonzero,
+        "parameters": sum(c.params for c in costs),
+        "parameters_nonzero": sum(c.nonzero for c in costs),
         "synapses": synapses,
         "synapses_nonzero": synapses_nonzero,
         "connectivity": synapses_nonzero / synapses if synapses else 1.0,

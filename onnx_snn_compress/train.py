@@ -23,12 +23,10 @@ from .backprop import backward, forward_train, trainable
 from .data import ModelData
 from .errors import SNNError
 from .losses import LOSSES, default_loss
-from .optim import SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
+from .optim import OPTIMIZERS, SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
 from .progress import Progress
 from .report import percent, seconds
 from .simulate import simulate
-
-OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass

@@ -47,10 +47,11 @@ def test_inspect_json_reports_counts_connectivity_and_layers(name, capsys, monke
     code, out, err = run_cli(["inspect", sample_model_path(name), "--json"], capsys, monkeypatch)
     assert code == 0 and err == ""
     summary = json.loads(out)
-    assert {"params", "nonzero", "connectivity", "layers"} <= summary.keys()
+    assert {"params", "parameters", "connectivity", "layers"} <= summary.keys()
     model = onnx.load(str(sample_model_path(name)))
     weights = sum(np.prod(t.dims) for t in model.graph.initializer if t.name.endswith((".weight", ".bias")))
-    assert summary["params"] == weights
+    assert summary["parameters"] == weights
+    assert summary["params"] == summary["synapses"] < weights  # params: synapses only, as compress counts them
     assert summary["connectivity"] == 1.0
     assert summary["macs_per_step"] > 0
     assert any(layer.get("neuron") for layer in summary["layers"])
@@ -64,7 +65,8 @@ def test_inspect_counts_pruned_weights(tmp_path, capsys, monkeypatch):
     summary = json.loads(out)
     assert code == 0
     assert summary["connectivity"] == pytest.approx(8 / 12)
-    assert summary["params"] - summary["nonzero"] == 4
+    assert summary["synapses"] - summary["params"] == 4
+    assert summary["parameters"] - summary["parameters_nonzero"] == 4
     assert summary["macs_per_step_nonzero"] == 8
 
 
@@ -200,9 +202,9 @@ def test_bad_data_fails_with_one_line_and_exit_code_2(tmp_path, capsys, monkeypa
         _assert_clean_failure(code, out, err, fragment, before, sorted(p.name for p in tmp_path.rglob("*")))
 
 
-def test_unknown_runtime_is_a_one_line_error(capsys, monkeypatch):
+def test_unknown_runtime_is_a_one_line_error_that_lists_the_choices(capsys, monkeypatch):
     code, out, err = run_cli(["evaluate", "--runtime", "gpu"], capsys, monkeypatch)
-    assert code == 2 and "unknown runtime 'gpu'" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "'gpu'" in err and "'sim', 'onnxruntime'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, fragment", [
