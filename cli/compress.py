@@ -7,21 +7,31 @@ from typing import List, Optional
 
 import typer
 
-from .app import JsonOpt, app, model_path, print_json
-from .models import print_notes
+from ..gates import SELECTIONS
+from ..resources import RESOURCES
+from ..solvers import METHODS
+from .app import (ConfigOpt, JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, app, choices, command_options,
+                  fail_gates, print_json)
+from .models import Encoding
+
+Resource = choices("Resource", RESOURCES)
+Method = choices("Method", METHODS)
+Granularity = choices("Granularity", ("global", "layer"))
+Select = choices("Select", SELECTIONS)
 
 
 @app.command()
 def compress(
+    ctx: typer.Context,
     model: Optional[Path] = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits conv sample."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data .npz (x, y, x_val, y_val, x_test, y_test). Default: the embedded digits."),
     budget: Optional[List[float]] = typer.Option(None, "--budget", help="Fraction of the input model's resource to keep, in (0, 1]; repeat for a schedule. Default: 0.2 0.1 0.05 0.02 0.01."),
-    resource: str = typer.Option("params", "--resource", help="params, macs, synops or energy."),
-    method: str = typer.Option("minimax", "--method", help="minimax, magnitude or gradual."),
-    granularity: str = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
-    prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first."),
-    out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json)."),
-    steps: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),
+    resource: Resource = typer.Option("params", "--resource", help="What a budget limits: surviving synapses, MACs, SynOps or energy (pJ)."),
+    method: Method = typer.Option("minimax", "--method", help="Pruning method; every method gets the same training steps."),
+    granularity: Granularity = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
+    prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first, unless the first holds most synapses."),
+    out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json, config.toml)."),
+    steps_per_budget: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),
     eval_every: int = typer.Option(50, "--eval-every", help="Steps between validations (and checkpoints)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the weights (Adam)."),
     batch_size: int = typer.Option(64, "--batch-size"),
@@ -31,54 +41,41 @@ def compress(
     e_mac: float = typer.Option(4.6, "--e-mac", help="Energy of a MAC in pJ (non-spike input layers)."),
     e_ac: float = typer.Option(0.9, "--e-ac", help="Energy of an accumulate (one SynOp) in pJ."),
     time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
-    encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
+    encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
     seed: int = typer.Option(0, "--seed"),
+    measure_samples: int = typer.Option(256, "--measure-samples", help="Firing rates, SynOps, effective MACs and energy are measured on the first N validation samples."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out (its files only; nothing else there is touched)."),
     keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep checkpoint.npz after the run has finished."),
+    min_accuracy: Optional[float] = MinAccuracyOpt,
+    max_accuracy_drop: Optional[float] = MaxDropOpt,
+    max_resource: Optional[float] = MaxResourceOpt,
+    select: Select = typer.Option("all", "--select", help="all: every budget's model must pass the gates; "
+                                  "best-within-gates: name the smallest model that passes as `selected` (exit 1 if none does)."),
+    config: Optional[Path] = ConfigOpt,
     as_json: bool = JsonOpt,
 ):
-    """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
-    from ..compress import OUTPUTS, REPORT, RUN_MARKERS, CompressConfig, Compression
-    from ..data import load_splits_for_model
-    from ..frontends import load_model
-    from ..outputs import RunFolder, check_output_folder
-    from ..report import plot_curve, table
-    from ..resources import EnergyModel
-    from ..samples import digits_path
-    from ..train import TrainConfig
+    """Prune MODEL to each budget with joint finetuning; write one model per budget, report.json and config.toml.
 
-    source = model_path(model, sample="digits_conv")  # its first layer is small, so the default schedule is reachable
-    data = data if data is not None else digits_path()
-    config = CompressConfig(
-        budgets=tuple(budget) if budget else CompressConfig.budgets,
-        resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
-        steps_per_budget=steps, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
-        energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac),
-        train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=not as_json),
-    )
-    config.validate()
-    check_output_folder(out, {"the input model": source, "--data": data}, OUTPUTS)
-    folder = RunFolder(out, OUTPUTS, RUN_MARKERS, resume=resume, overwrite=overwrite)
-    folder.check()
-    graph = load_model(source)
-    train_data, val_data, test_data = load_splits_for_model(
-        data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
-    )
-    run = Compression(graph, train_data, val_data, test_data, config, out, source=str(source),
-                      keep_checkpoint=keep_checkpoint)
+    Example: snn-compress compress model.onnx --data data.npz --budget 0.1 --budget 0.02 --out runs/model
+
+    Exit codes: 0 done, 1 a quality gate failed (the outputs are still written), 2 bad input, 130 interrupted.
+    """
+    from ..api import compress as run_compression
+    from ..report import table
+
     try:
-        with folder:
-            print_notes(folder.notes)
-            if resume:
-                run.restore()
-            report = run.run()
-            curves = plot_curve(report, out)
+        result = run_compression(**command_options(ctx, leave_out=("as_json", "config", "quiet")), progress=not quiet)
     except KeyboardInterrupt:
         typer.echo(f"interrupted; continue with the same options and --resume (checkpoint in {out})", err=True)
         raise typer.Exit(130) from None
     if as_json:
-        print_json(report)
-        return
-    typer.echo(table(report))
-    typer.echo(f"\nreport: {out / REPORT}" + (f"; curve: {', '.join(map(str, curves))}" if curves else ""))
+        print_json(result.report)
+    else:
+        typer.echo(table(result.report))
+        figures = f"; figures: {', '.join(p.name for p in result.figures)}" if result.figures else ""
+        selected = f"; selected: budget {result.selected:g} ({result.model_path(result.selected)})" if result.selected is not None else ""
+        typer.echo(f"\nreport: {result.report_path}{figures}{selected}")
+    if not result.passed:
+        fail_gates(result.failed_gates() or ["no budget's model passes every gate"])

@@ -7,23 +7,26 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, app, print_json
-from .models import DtOpt, FromOpt, NirResetOpt, print_notes
+from .app import JsonOpt, app, plain, print_json
+from .models import DtOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, print_notes
 
 
 @app.command()
 def convert(
     source: Path = typer.Argument(..., help="Model to read: SNN-ONNX profile, NIR (.nir) or a plain torch.onnx export."),
     target: Path = typer.Argument(..., help="File to write: NIR when it ends in .nir, else the SNN-ONNX profile."),
-    source_format: str = FromOpt,
+    source_format: SourceFormat = FromOpt,
     dt: Optional[float] = DtOpt,
-    nir_reset: Optional[str] = NirResetOpt,
+    nir_reset: Optional[NirReset] = NirResetOpt,
     as_json: bool = JsonOpt,
 ):
-    """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one)."""
+    """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one).
+
+    Example: snn-compress convert snntorch_model.nir model.onnx
+    """
     from ..convert import convert as run_conversion
 
-    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset)
+    result = run_conversion(source, target, plain(source_format), dt=dt, nir_reset=plain(nir_reset))
     if as_json:
         print_json(result.to_json())
         return

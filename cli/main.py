@@ -2,8 +2,11 @@
 function and prints its result; all logic lives in the library. One module per
 group of commands registers them on the shared Typer app.
 
-Exit codes (docs/safety.md): 0 done, 2 bad input or usage (one line on stderr),
-130 interrupted (Ctrl-C at any moment, start-up imports included), 1 internal error.
+Exit codes (the contract of docs/ci.md and docs/safety.md; constants in errors.py):
+0 success; 1 a quality gate failed (outputs written); 2 bad input or usage, a
+file-system fault or too little memory (one ``error:`` line, nothing written); 3 an
+internal error (a bug: one line, or the traceback with SNN_COMPRESS_DEBUG=1); 130
+interrupted (Ctrl-C at any moment, start-up imports included).
 """
 
 import os
@@ -12,7 +15,7 @@ import sys
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2; Ctrl-C exits 130."""
+    """Entry point: user errors become one line on stderr and exit code 2 (see the module's exit codes)."""
     try:
         _start_up()
         code = _run()
@@ -31,32 +34,59 @@ def _start_up() -> None:
     interrupts = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupts.append(True))
     try:
-        import typer  # noqa: F401
-
-        from . import compress, convert, models, train  # noqa: F401  (register their commands)
-
+        _app()
         if sys.argv[1:2] and sys.argv[1] not in ("--help", "-h", "--version"):  # a command: load the library
-            from .. import compress as _compression, frontends as _frontends  # noqa: F401
+            from ..compress import Compression  # noqa: F401
+            from ..frontends import load_model  # noqa: F401
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupts:
         raise KeyboardInterrupt
 
 
+def _app():
+    """The Typer app with every command registered."""
+    from . import compress, convert, models, report, schema, train  # noqa: F401  (register their commands)
+    from .app import app
+
+    return app
+
+
+def __getattr__(name: str):
+    if name == "app":  # `from onnx_snn_compress.cli.main import app`, as before the imports moved into main()
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _interrupted() -> int:
+    from ..errors import EXIT_INTERRUPTED
+
     try:
         print("interrupted", file=sys.stderr, flush=True)
     except KeyboardInterrupt:  # a second Ctrl-C while saying so
         pass
-    return 130
+    return EXIT_INTERRUPTED
+
+
+def _usage_message(error, click_errors) -> str:
+    """Click's message, with a misspelled option answered by its closest match only
+    (Click lists every option that shares a few letters)."""
+    import difflib
+
+    if isinstance(error, click_errors.NoSuchOption) and error.ctx is not None:
+        names = [name for param in error.ctx.command.params for name in getattr(param, "opts", []) if name.startswith("-")]
+        close = difflib.get_close_matches(error.option_name, names, n=1, cutoff=0.6)
+        return f"no such option {error.option_name}" + (f"; did you mean {close[0]}?" if close else "")
+    return error.format_message()
 
 
 def _run() -> int:
     import typer
 
-    from ..errors import SNNError
+    from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, SNNError
     from ..outputs import describe_os_error
-    from .app import app
+
+    app = _app()
 
     try:  # recent Typer vendors Click privately; older Typer depends on Click itself
         from typer._click import exceptions as click_errors
@@ -71,8 +101,8 @@ def _run() -> int:
         return 0
     except click_errors.UsageError as error:
         command = error.ctx.command_path if error.ctx is not None else "snn-compress"
-        typer.echo(f"error: {error.format_message()} (see {command} --help)", err=True)
-        return 2
+        typer.echo(f"error: {_usage_message(error, click_errors)} (see {command} --help)", err=True)
+        return EXIT_BAD_INPUT
     except typer.Exit as done:  # --help, --version
         return done.exit_code
     except (typer.Abort, KeyboardInterrupt):
@@ -82,15 +112,15 @@ def _run() -> int:
         return error.exit_code
     except OSError as error:  # the file system's fault (read-only, full, a bad path), not the program's
         typer.echo(f"error: {describe_os_error(error)}", err=True)
-        return 2
+        return EXIT_BAD_INPUT
     except MemoryError:
         typer.echo("error: out of memory; lower --batch-size or --time-steps, or use a smaller data set", err=True)
-        return 2
+        return EXIT_BAD_INPUT
     except Exception as error:  # a bug, not a user error: still one line unless asked for more
         if os.environ.get("SNN_COMPRESS_DEBUG"):
             raise
         typer.echo(f"internal error: {type(error).__name__}: {error} (set SNN_COMPRESS_DEBUG=1 for the traceback)", err=True)
-        return 1
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

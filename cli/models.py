@@ -7,10 +7,21 @@ from typing import Optional
 
 import typer
 
-from ..errors import SNNError
-from .app import JsonOpt, ModelArg, app, model_path, percent, print_json, table
+from ..data import ENCODINGS, SPLITS
+from ..frontends import FORMATS
+from ..frontends.nir import RESET_CHOICES
+from ..resources import RESOURCES
+from .app import (JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, ModelArg, app, choices, command_options,
+                  fail_gates, model_path, percent, plain, print_json, table)
 
-FromOpt = typer.Option("auto", "--from", help="Input format: auto, profile, nir or torch-onnx (a plain torch.onnx export).")
+SourceFormat = choices("SourceFormat", FORMATS)
+NirReset = choices("NirReset", RESET_CHOICES)
+Encoding = choices("Encoding", ENCODINGS)
+Runtime = choices("Runtime", ("sim", "onnxruntime"))  # evaluate.RUNTIMES: importing it loads Numba, slowing --help
+Split = choices("Split", SPLITS)
+Resource = choices("Resource", RESOURCES)
+
+FromOpt = typer.Option("auto", "--from", help="Input format (torch-onnx: a plain torch.onnx export).")
 DtOpt = typer.Option(None, "--dt", help="NIR only: the time step of the forward-Euler discretisation "
                      "(default: the exporter's, when recognised; see docs/interop.md).")
 NirResetOpt = typer.Option(None, "--nir-reset", help="NIR only: hard (NIR's reset to v_reset, the default), "
@@ -27,15 +38,18 @@ def load_source(model: Optional[Path], source_format: str, dt, nir_reset):
     """The IR graph and, for profile files, the ONNX model as the user has it; notes go to stderr."""
     from ..frontends import load_with_proto
 
-    graph, proto = load_with_proto(model_path(model), source_format, dt=dt, nir_reset=nir_reset)
+    graph, proto = load_with_proto(model_path(model), plain(source_format), dt=dt, nir_reset=plain(nir_reset))
     print_notes(n for n in graph.metadata.get("import_notes", "").split(" | ") if n)
     return graph, proto
 
 
 @app.command()
-def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_format: str = FromOpt,
-            dt: Optional[float] = DtOpt, nir_reset: Optional[str] = NirResetOpt):
-    """Layers, neuron parameters, parameter and nonzero counts, connectivity, MACs per time step."""
+def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_format: SourceFormat = FromOpt,
+            dt: Optional[float] = DtOpt, nir_reset: Optional[NirReset] = NirResetOpt):
+    """Layers, neuron parameters, parameter and nonzero counts, connectivity, MACs per time step.
+
+    Example: snn-compress inspect exported.onnx --from torch-onnx
+    """
     from ..resources import summarize
 
     summary = summarize(load_source(model, source_format, dt, nir_reset)[0])
@@ -51,52 +65,57 @@ def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_fo
         elif "readout" in layer:
             detail = layer["readout"]["mode"]
         rows.append([
-            layer["name"], layer["kind"], "x".join(map(str, layer["output_shape"])), layer["params"],
-            layer["nonzero"], percent(layer["connectivity"]), layer["macs_nonzero"], detail,
+            layer["name"], layer["kind"], "x".join(map(str, layer["output_shape"])), layer["synapses"] or "",
+            layer["params"] or "", percent(layer["connectivity"]), layer["macs_nonzero"], detail,
         ])
-    typer.echo(table(rows, ["layer", "kind", "shape", "params", "nonzero", "connectivity", "MACs/step", "detail"]))
+    typer.echo(table(rows, ["layer", "kind", "shape", "synapses", "params", "connectivity", "MACs/step", "detail"]))
     typer.echo(
-        f"\nparams {summary['params']:,}  nonzero {summary['nonzero']:,}  "
+        f"\nparams {summary['params']:,} (surviving synapses, as compress counts them) of {summary['synapses']:,}  "
         f"connectivity {percent(summary['connectivity'])}  neurons {summary['neurons']:,}  "
-        f"MACs/step {summary['macs_per_step_nonzero']:,} (dense {summary['macs_per_step']:,})"
+        f"MACs/step {summary['macs_per_step_nonzero']:,} ({summary['macs_per_step']:,} with every synapse kept)  "
+        f"parameters with biases and BatchNorm {summary['parameters']:,}"
     )
 
 
 @app.command()
 def evaluate(
+    ctx: typer.Context,
     model: Optional[Path] = ModelArg,
     data: Optional[Path] = typer.Option(None, "--data", help="Data .npz (x, y, x_val, y_val, x_test, y_test). Default: the embedded digits."),
-    runtime: str = typer.Option("sim", "--runtime", help="sim (Numba simulator) or onnxruntime."),
-    split: str = typer.Option("test", "--split", help="train, val or test."),
-    encoding: str = typer.Option("direct", "--encoding", help="For static data: direct or poisson."),
+    runtime: Runtime = typer.Option("sim", "--runtime", help="sim (Numba simulator) or onnxruntime."),
+    split: Split = typer.Option("test", "--split"),
+    encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
     time_steps: int = typer.Option(8, "--time-steps", help="T for static data (temporal data bring their own)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoding."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     as_json: bool = JsonOpt,
-    source_format: str = FromOpt,
+    source_format: SourceFormat = FromOpt,
     dt: Optional[float] = DtOpt,
-    nir_reset: Optional[str] = NirResetOpt,
+    nir_reset: Optional[NirReset] = NirResetOpt,
+    min_accuracy: Optional[float] = MinAccuracyOpt,
+    max_accuracy_drop: Optional[float] = MaxDropOpt,
+    reference_model: Optional[Path] = typer.Option(None, "--reference-model", help="The uncompressed model, for --max-accuracy-drop (same split, runtime and format)."),
+    max_resource: Optional[float] = MaxResourceOpt,
+    resource: Resource = typer.Option("params", "--resource", help="The resource --max-resource bounds."),
+    e_mac: float = typer.Option(4.6, "--e-mac", help="Energy of a MAC in pJ (for --resource energy)."),
+    e_ac: float = typer.Option(0.9, "--e-ac", help="Energy of an accumulate (one SynOp) in pJ."),
+    measure_samples: int = typer.Option(256, "--measure-samples", min=1, help="Samples (the split's first) on which --max-resource measures firing rates."),
 ):
-    """Accuracy and per-layer firing rates of MODEL on a data split."""
-    from ..data import load_for_model
-    from ..evaluate import RUNTIMES, evaluate as run_evaluation
-    from ..samples import digits_path
+    """Accuracy and per-layer firing rates of MODEL on a data split, checked against the quality gates.
 
-    if runtime not in RUNTIMES:
-        raise SNNError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    path = model_path(model)
-    graph, proto = load_source(model, source_format, dt, nir_reset)
-    dataset = load_for_model(
-        data if data is not None else digits_path(), graph.input.shape, graph.num_classes,
-        split=split, time_steps=time_steps, encoding=encoding, seed=seed,
-    )
-    result = run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size)
+    Example: snn-compress evaluate runs/model/budget_0.1/model.onnx --data data.npz --runtime onnxruntime
+
+    Exit codes: 0 done, 1 a quality gate failed, 2 bad input.
+    """
+    from ..api import evaluate as run_evaluation
+
+    result = run_evaluation(**command_options(ctx, leave_out=("as_json", "quiet")), progress=not quiet)
     if as_json:
-        print_json({"model": str(path), "split": split, **result.to_json()})
-        return
-    typer.echo(f"{path}: {split} accuracy {100 * result.accuracy:.2f}% on {result.samples} samples, "
-               f"T={result.time_steps}, runtime {runtime}")
-    rows = [[name, percent(rate)] for name, rate in result.firing_rates.items()]
-    typer.echo(table(rows, ["neuron layer", "firing rate"]))
-
-
+        print_json(result.to_json())
+    else:
+        typer.echo(f"{result.model}: {result.split} accuracy {percent(result.accuracy)} on {result.samples} samples, "
+                   f"T={result.time_steps}, runtime {result.runtime}")
+        rows = [[name, percent(rate)] for name, rate in result.firing_rates.items()]
+        typer.echo(table(rows, ["neuron layer", "firing rate"]))
+    fail_gates(result.failed)

@@ -7,7 +7,14 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, ModelArg, app, model_path, print_json
+from ..losses import LOSSES
+from ..optim import OPTIMIZERS, SCHEDULES
+from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, plain, print_json
+from .models import Encoding
+
+Optimizer = choices("Optimizer", OPTIMIZERS)
+Schedule = choices("Schedule", SCHEDULES)
+Loss = choices("Loss", LOSSES)
 
 
 @app.command()
@@ -17,17 +24,22 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Data .npz. Default: the embedded digits."),
     epochs: int = typer.Option(30, "--epochs", min=0),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    optimizer: str = typer.Option("adam", "--optimizer", help="adam or sgd."),
+    optimizer: Optimizer = typer.Option("adam", "--optimizer"),
     lr: float = typer.Option(1e-3, "--lr"),
     weight_decay: float = typer.Option(0.0, "--weight-decay"),
-    schedule: str = typer.Option("cosine", "--schedule", help="cosine, step or constant."),
-    loss: Optional[str] = typer.Option(None, "--loss", help="mse_rate, ce_rate or ce_readout. Default: by readout."),
+    schedule: Schedule = typer.Option("cosine", "--schedule", help="Learning-rate schedule over all steps."),
+    loss: Optional[Loss] = typer.Option(None, "--loss", help="Default: by readout."),
     time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
-    encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
+    encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
     seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    config: Optional[Path] = ConfigOpt,
     as_json: bool = JsonOpt,
 ):
-    """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation."""
+    """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation.
+
+    Example: snn-compress train model.onnx --data data.npz --epochs 20 --out trained.onnx
+    """
     from ..backends.onnx_profile import save
     from ..data import load_splits_for_model
     from ..frontends import load_model
@@ -35,10 +47,11 @@ def train(
     from ..samples import digits_path
     from ..train import TrainConfig, accuracy, train as run_training
 
+    optimizer, schedule, loss, encoding = plain(optimizer), plain(schedule), plain(loss), plain(encoding)
     source = model_path(model)
     data = data if data is not None else digits_path()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                         schedule=schedule, loss=loss, seed=seed, progress=not as_json)
+                         schedule=schedule, loss=loss, seed=seed, progress=not quiet)
     config.validate()
     check_output_file(out, {"the input model": source, "the --data file": data}, "--out")
     graph = load_model(source)
@@ -51,6 +64,7 @@ def train(
         f"snn-compress train: epochs={epochs} batch={batch_size} {optimizer} lr={lr} {schedule} "
         f"T={train_data.time_steps} {encoding} seed={seed}; best epoch {result.best_epoch}"
     )
+    result.graph.metadata.update(train_data.input_metadata())
     save(result.graph, out)
     summary = {"model": str(out), "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                "test_accuracy": test_accuracy}

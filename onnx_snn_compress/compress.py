@@ -25,6 +25,7 @@ import io
 import json
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,18 +39,17 @@ from .errors import SNNError
 from .evaluate import run_model
 from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
-from .pruning import FlatWeights, check_prunable, default_prunable
+from .progress import Progress
+from .pruning import FlatWeights, choose_prunable
+from .report import percent
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule
+from .schema import REPORT_SCHEMA_VERSION
 
-REPORT_VERSION = 1
 CHECKPOINT = "checkpoint.npz"
 REPORT = "report.json"
-# what a run writes at the top of its folder (globs), and the names that mean a folder holds a run
-OUTPUTS = (REPORT, CHECKPOINT, "budget_*", "curve.png", "curve.svg", ".*.tmp")
-RUN_MARKERS = (REPORT, CHECKPOINT)
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
 
@@ -59,7 +59,7 @@ class CompressConfig:
     resource: str = "params"
     method: str = "minimax"
     granularity: str = "global"  # global | layer (minimax only)
-    prunable: list[str] | None = None  # None: every synapse layer but the first (the paper's default)
+    prunable: list[str] | None = None  # None: pruning.default_prunable (all but the first, unless it holds most)
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
     eval_every: int = 50
@@ -174,10 +174,22 @@ class Compression:
     """One compression run; ``run()`` executes (or resumes) it and returns the report."""
 
     def __init__(self, graph: ir.Graph, train: ModelData, val: ModelData | None, test: ModelData | None,
-                 config: CompressConfig, out: Path, source: str = "", log=sys.stderr, keep_checkpoint: bool = False):
+                 config: CompressConfig, out: Path, source: str = "", log=sys.stderr, provenance: dict | None = None,
+                 keep_checkpoint: bool = False):
+        """``provenance``: what the caller knows of the run (``inputs`` with file digests, the
+        effective ``config``), copied into the report as is. ``timings`` collects the wall
+        seconds of this process per phase (prepare, search, finetune, export); the report
+        leaves them out, so equal runs give equal reports (the API adds them to the final one).
+        ``keep_checkpoint``: keep ``checkpoint.npz`` when the run has finished."""
+        started = time.perf_counter()
         config.validate()
         self.config, self.out, self.source, self.log = config, Path(out), source, log
         self.keep_checkpoint = keep_checkpoint
+        self.progress = Progress(log, quiet=log is None or not config.train.progress)
+        self.progress.say_if_compiling()
+        self._task = None  # the progress bar (or periodic lines) of a run
+        self.provenance = dict(provenance or {})
+        self.timings: dict[str, float] = {}
         self.original = graph
         self.graph = graph.copy()
         self.train_data, self.val, self.test = train, val, test
@@ -185,9 +197,7 @@ class Compression:
         self.options = _options(json.loads(json.dumps(config.to_json())))  # as a checkpoint reads them back
         options = json.dumps(self.options, sort_keys=True)
         self.run_key = hashlib.sha256(f"{self.fingerprint} {options}".encode()).hexdigest()
-        self.layers = check_prunable(graph, config.prunable) if config.prunable is not None else default_prunable(graph)
-        if not self.layers:
-            raise SNNError("the model has a single synapse layer, which the default keeps dense; name it with --prune")
+        self.layers, self.notes = choose_prunable(graph, config.prunable)
         self.flat = FlatWeights(self.graph, self.layers)
         if config.granularity == "layer":
             self.groups = [part for _, part in self.flat.layer_slices()]
@@ -209,6 +219,7 @@ class Compression:
         self.reference = self.reference_figures[config.resource]
         self._check_reachable()  # before any work, and before the caller makes an output folder
         self.dense_accuracy = self._accuracies(self.graph)
+        self.timings["prepare"] = time.perf_counter() - started
 
     # -- measurements --------------------------------------------------------------
     def _activity(self, graph: ir.Graph):
@@ -339,20 +350,30 @@ class Compression:
             state.hard_pruned = self.flat.weights() == 0.0
             if state.hard_pruned.any():
                 self._set_masks(state.hard_pruned)
-        while state.budget_index < len(self.budgets):
-            if state.stage == "start":
-                self._start_phase()
-            if state.stage == "search":
-                self._search()
-            if state.stage == "finetune":
-                self._finetune()
-            if state.stage == "finish":
-                self._finish_phase()
+        steps = self.config.steps_per_budget
+        with self.progress.task("compress", len(self.budgets) * steps,
+                                completed=state.budget_index * steps + state.phase_step) as self._task:
+            while state.budget_index < len(self.budgets):
+                if state.stage == "start":
+                    self._timed("search", self._start_phase)
+                if state.stage == "search":
+                    self._timed("search", self._search)
+                if state.stage == "finetune":
+                    self._timed("finetune", self._finetune)
+                if state.stage == "finish":
+                    self._timed("export", self._finish_phase)
         report = self.report()
         atomic_write_text(self.out / REPORT, json.dumps(report, indent=2))
         if not self.keep_checkpoint:  # the run is finished; report.json now says all there is
             (self.out / CHECKPOINT).unlink(missing_ok=True)
         return report
+
+    def _timed(self, phase: str, work) -> None:
+        started = time.perf_counter()
+        try:
+            work()
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
 
     def _check_reachable(self) -> None:
         costs, fixed = self._costs(self.graph)
@@ -375,8 +396,14 @@ class Compression:
             )
 
     def _say(self, text: str) -> None:
-        if self.log is not None and self.config.train.progress:
-            print(text, file=self.log, flush=True)
+        self.progress.line(text)
+
+    def _advance(self, loss: float) -> None:
+        """One training step done: move the progress bar (or the periodic lines) on."""
+        state = self.state
+        best = "" if state.best_val < 0 else f", best val {percent(state.best_val)}"
+        self._task.advance(description=f"budget {self.budgets[state.budget_index]:g} {state.stage}",
+                           status=f"loss {loss:.3g}{best}")
 
     def _start_phase(self) -> None:
         state = self.state
@@ -401,8 +428,9 @@ class Compression:
         state, config = self.state, self.config
         while state.stage == "search":
             minimax = config.method == "minimax"
-            self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
+            loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
             state.phase_step += 1
+            self._advance(loss)
             if state.phase_step % config.eval_every == 0 and config.resource in ("synops", "energy"):
                 state.costs, state.fixed = self._costs(self.graph)  # firing rates move while training
             budget = self._budget(state.fixed)
@@ -453,8 +481,9 @@ class Compression:
     def _finetune(self) -> None:
         state, config = self.state, self.config
         while state.phase_step < config.steps_per_budget:
-            self.trainer.train_step()
+            loss, _, _ = self.trainer.train_step()
             state.phase_step += 1
+            self._advance(loss)
             if state.phase_step % config.eval_every == 0 or state.phase_step == config.steps_per_budget:
                 self._consider_snapshot()
                 self._checkpoint()
@@ -469,8 +498,9 @@ class Compression:
         state.results.append(entry)
         state.hard_pruned = self.flat.weights() == 0.0
         self._set_masks(state.hard_pruned)
-        self._say(f"  budget {budget:g}: achieved {entry['achieved']:.4g}, val {entry['accuracy'].get('val')}, "
-                  f"test {entry['accuracy'].get('test')}")
+        accuracies = "".join(f", {split} acc {percent(entry['accuracy'][split])}" for split in ("val", "test")
+                             if split in entry["accuracy"])
+        self._say(f"  budget {budget:g}: kept {percent(entry['achieved'])} of the {self.config.resource}{accuracies}")
         state.budget_index += 1
         state.stage = "start"
         atomic_write_text(self.out / REPORT, json.dumps(self.report(), indent=2))
@@ -499,6 +529,7 @@ class Compression:
         graph.metadata.update({
             "compression": json.dumps({"budget": budget, "resource": self.config.resource, "method": self.config.method,
                                        "achieved": achieved, "figures": figures}),
+            **self.train_data.input_metadata(),
         })
         save(graph, model_path)
         model = onnx.load(str(model_path))
@@ -537,9 +568,14 @@ class Compression:
         }
 
     def report(self) -> dict:
+        """The report as report.json holds it (onnx_snn_compress/schema/report.schema.json)."""
+        from . import __version__
+
         return {
-            "version": REPORT_VERSION,
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "tool": {"name": "onnx-snn-compress", "version": __version__},
             "input_model": self.source,
+            **self.provenance,
             "method": self.config.method,
             "resource": self.config.resource,
             "granularity": self.config.granularity,
@@ -547,7 +583,9 @@ class Compression:
             "seed": self.config.train.seed,
             "steps_per_budget": self.config.steps_per_budget,
             "measured_on": "validation split" if self.val is not None else "training split",
+            "measure_samples": int(self.measure_x.shape[1]),  # rate figures: the first N samples of measured_on
             "energy_model_pj": asdict(self.config.energy),
+            "notes": list(self.notes),
             "input": {"figures": self.reference_figures, "accuracy": self.dense_accuracy},
             "budgets": self.state.results,
             "run_key": self.run_key,  # a digest of the model, data and options: `--resume` of a finished run

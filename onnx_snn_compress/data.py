@@ -300,6 +300,12 @@ class ModelData:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def input_metadata(self) -> dict[str, str]:
+        """T and the encoding, as metadata_props of a model made with these data (docs/profile.md)."""
+        from .profile import KEY_ENCODING, KEY_TIME_STEPS
+
+        return {KEY_TIME_STEPS: str(self.time_steps), KEY_ENCODING: "temporal" if self.temporal else self.encoding}
+
     def inputs(self, index=slice(None), seed: int | None = None) -> np.ndarray:
         """The graph input ``[T, n, *shape]`` for the samples ``x[index]``.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -12,6 +13,7 @@ from .backends.onnx_profile import to_model
 from .data import ModelData
 from .errors import SNNError
 from .memory import check_run
+from .progress import Progress
 from .runtime import run
 from .simulate import SimulationResult, simulate
 
@@ -43,17 +45,20 @@ def run_model(
     runtime: str = "sim",
     model: onnx.ModelProto | None = None,
     batch_size: int = 256,
+    after_batch: Callable[[int], None] | None = None,
 ) -> SimulationResult:
     """Outputs and spike counts of ``graph`` on ``x`` ``[T, N, ...]``.
 
     With ``runtime="onnxruntime"`` the ONNX ``model`` runs (the file as the user
     has it); without one the graph is exported to the profile first.
+    ``after_batch(samples)`` is called after each batch (progress).
     """
     if runtime == "sim":
-        return simulate(graph, x, batch_size=batch_size)
+        return simulate(graph, x, batch_size=batch_size, after_batch=after_batch)
     if runtime == "onnxruntime":
         model = to_model(graph) if model is None else model
-        return run(model, x, watch=tuple(n.name for n in graph.neurons()), batch_size=batch_size)
+        return run(model, x, watch=tuple(n.name for n in graph.neurons()), batch_size=batch_size,
+                   after_batch=after_batch)
     raise SNNError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
 
 
@@ -63,13 +68,17 @@ def evaluate(
     runtime: str = "sim",
     model: onnx.ModelProto | None = None,
     batch_size: int = 256,
+    progress: Progress | None = None,
 ) -> Evaluation:
-    """Classification accuracy and per-layer firing rates on ``data``.
-
-    Raises MemoryLimitError before any work when the run would not fit in memory.
-    """
+    """Classification accuracy and per-layer firing rates on ``data``; ``progress``
+    (default: none) shows the samples done. Raises MemoryLimitError before any work
+    when the run would not fit in memory."""
     check_run(graph, (data,), batch_size)
-    result = run_model(graph, data.inputs(), runtime, model, batch_size)
+    progress = Progress(quiet=True) if progress is None else progress
+    if runtime == "sim":
+        progress.say_if_compiling()
+    with progress.task(f"evaluate ({runtime})", len(data), unit="samples") as task:
+        result = run_model(graph, data.inputs(), runtime, model, batch_size, after_batch=lambda n: task.advance(n))
     predictions = result.predictions()
     return Evaluation(
         runtime=runtime,

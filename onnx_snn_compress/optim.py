@@ -344,3 +344,4 @@ class StepSchedule:
 
 
 SCHEDULES = {"constant": ConstantSchedule, "cosine": CosineSchedule, "step": StepSchedule}
+OPTIMIZERS = ("adam", "sgd")

@@ -15,6 +15,9 @@ PRODUCER = "onnx-snn-compress"
 KEY_PROFILE = "snn.profile_version"
 KEY_OUTPUT = "snn.output"  # "rate" | "spikes" | "leaky"
 RESERVED_KEYS = (KEY_PROFILE, KEY_OUTPUT)
+# optional keys: how the input the model was trained or compressed with was made
+KEY_TIME_STEPS = "snn.input.time_steps"  # T, as a decimal string
+KEY_ENCODING = "snn.input.encoding"  # "direct" | "poisson" | "temporal" (data with their own T)
 
 # Neuron functions and their attributes, in declaration order
 LIF = "LIF"

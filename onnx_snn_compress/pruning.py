@@ -15,8 +15,30 @@ from .errors import SNNError
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
-    """The paper's default: every synapse layer except the first (kept dense)."""
-    return [node.name for node in graph.prunable()[1:]]
+    """The paper's default, every synapse layer except the first (kept dense), unless the
+    first holds most of the synapses (any MLP on images): then every synapse layer, since
+    keeping it dense would leave no budget reachable."""
+    layers = graph.prunable()
+    if layers and _share_of_first(layers) > 0.5:
+        return [node.name for node in layers]
+    return [node.name for node in layers[1:]]
+
+
+def _share_of_first(layers: list[ir.Node]) -> float:
+    return layers[0].weight.size / sum(node.weight.size for node in layers)
+
+
+def choose_prunable(graph: ir.Graph, names: list[str] | None) -> tuple[list[str], list[str]]:
+    """The synapse layers to prune (``names``, checked, or the default) and notes on what the default chose."""
+    if names is not None:
+        return check_prunable(graph, names), []
+    chosen = default_prunable(graph)
+    layers = graph.prunable()
+    notes = []
+    if len(layers) > 1 and chosen and chosen[0] == layers[0].name:
+        notes.append(f"the first synapse layer {layers[0].name!r} holds {100 * _share_of_first(layers):.0f} % of the "
+                     "synapses, so it is pruned too (the paper keeps it dense); choose the layers with --prune")
+    return chosen, notes
 
 
 def check_prunable(graph: ir.Graph, names: list[str]) -> list[str]:

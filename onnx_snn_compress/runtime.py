@@ -7,6 +7,8 @@ measured by onnxruntime can be compared with the simulator's.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -41,8 +43,11 @@ def run(
     watch: tuple[str, ...] = (),
     batch_size: int = 256,
     threads: int = 0,
+    after_batch: Callable[[int], None] | None = None,
 ) -> SimulationResult:
-    """Run ``x`` ``[T, N, ...]`` through ``model`` in batches along N (same result type as the simulator)."""
+    """Run ``x`` ``[T, N, ...]`` through ``model`` in batches along N (same result type as the simulator).
+
+    ``after_batch(samples)``, if given, is called after each batch (progress)."""
     sess = session(model, watch, threads)
     input_name = sess.get_inputs()[0].name
     output_name = model.graph.output[0].name
@@ -55,5 +60,7 @@ def run(
         for name, spikes in zip(watch, values[1:]):
             total = spikes.sum(axis=(0, 1), dtype=np.float64).astype(np.int64)
             counts[name] = total if counts[name] is None else counts[name] + total
+        if after_batch is not None:
+            after_batch(values[0].shape[1 if spikes_output else 0])
     output = np.concatenate(outputs, axis=1 if spikes_output else 0)
     return SimulationResult(output=output, spike_counts=counts, time_steps=x.shape[0], samples=x.shape[1])

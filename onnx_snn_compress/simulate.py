@@ -264,10 +264,12 @@ def _check_data(graph: Graph, x) -> np.ndarray:
     return x
 
 
-def simulate(graph: Graph, x: np.ndarray, batch_size: int | None = 256) -> SimulationResult:
+def simulate(graph: Graph, x: np.ndarray, batch_size: int | None = 256,
+             after_batch: Callable[[int], None] | None = None) -> SimulationResult:
     """Run ``graph`` on ``x`` ``[T, N, *graph.input.shape]`` (float32), ``batch_size`` samples at a time.
 
     ``batch_size=None`` runs all samples at once. The result does not depend on it.
+    ``after_batch(samples)``, if given, is called after each batch (progress).
     Raises DataError when ``x`` does not fit the graph.
     """
     x = _check_data(graph, x)
@@ -285,6 +287,8 @@ def simulate(graph: Graph, x: np.ndarray, batch_size: int | None = 256) -> Simul
         outputs.append(forward(graph, batch, trace))
         for name, counts in trace.spike_counts.items():
             spike_counts[name] += counts.sum(axis=0)
+        if after_batch is not None:
+            after_batch(batch.shape[1])
     sample_axis = 1 if graph.readout.mode == "spikes" else 0
     output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=sample_axis)
     return SimulationResult(output, spike_counts, int(time_steps), int(samples))

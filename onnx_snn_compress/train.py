@@ -12,7 +12,6 @@ validation split, the last one is kept.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -25,10 +24,11 @@ from .data import ModelData, check_seed
 from .errors import SNNError
 from .losses import LOSSES, default_loss
 from .memory import check_run
-from .optim import SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
+from .optim import OPTIMIZERS, SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
+from .progress import Progress
+from .report import percent, seconds
 from .simulate import simulate
 
-OPTIMIZERS = ("adam", "sgd")
 MAX_LR = 10.0  # a learning rate (or weight decay) above this overflows float32 weights within steps: a typo
 
 
@@ -184,40 +184,36 @@ class Trainer:
         log=None,
     ) -> TrainResult:
         """Train for ``epochs`` (default: the config's), validating after each epoch and
-        keeping the best snapshot on validation. Progress goes to ``log`` (default:
-        the current ``sys.stderr``) when the config asks for it."""
+        keeping the best snapshot on validation. Progress (a bar on a terminal,
+        periodic lines otherwise, see progress.py) goes to ``log`` (default: the
+        current ``sys.stderr``) when the config asks for it."""
         epochs = self.config.epochs if epochs is None else epochs
-        log = sys.stderr if log is None else log
+        progress = Progress(log, quiet=not self.config.progress)
+        if epochs > 0:
+            progress.say_if_compiling()
         best = TrainResult(self.graph.copy(), 0, accuracy(self.graph, self.val) if self.val is not None else None)
-        for epoch in range(1, epochs + 1):
-            started, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
-            for _ in range(self.steps_per_epoch):
-                loss, hits, size = self.train_step()
-                if after_step is not None:
-                    after_step(self)
-                total_loss += loss * size
-                correct += hits
-                seen += size
-                if self.config.progress and log.isatty():
-                    _progress(log, epoch, epochs, seen, len(self.train), total_loss / seen, correct / seen)
-            val_accuracy = accuracy(self.graph, self.val) if self.val is not None else None
-            record = EpochRecord(epoch, self.step, total_loss / seen, correct / seen, val_accuracy,
-                                 float(self.optimizer.lr), time.perf_counter() - started)
-            best.history.append(record)
-            if self.config.progress:
-                val_text = "" if val_accuracy is None else f" val acc {100 * val_accuracy:.2f}%"
-                print(f"\repoch {epoch}/{epochs} loss {record.loss:.4f} train acc {100 * record.train_accuracy:.2f}%"
-                      f"{val_text} ({record.seconds:.1f}s)", file=log, flush=True)
-            if val_accuracy is None or best.best_val_accuracy is None or val_accuracy > best.best_val_accuracy:
-                best.graph, best.best_epoch, best.best_val_accuracy = self.graph.copy(), epoch, val_accuracy
+        with progress.task(f"epoch 1/{epochs}", epochs * self.steps_per_epoch) as task:
+            for epoch in range(1, epochs + 1):
+                started, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
+                for _ in range(self.steps_per_epoch):
+                    loss, hits, size = self.train_step()
+                    if after_step is not None:
+                        after_step(self)
+                    total_loss += loss * size
+                    correct += hits
+                    seen += size
+                    task.advance(description=f"epoch {epoch}/{epochs}",
+                                 status=f"loss {total_loss / seen:.3g}, train acc {percent(correct / seen)}")
+                val_accuracy = accuracy(self.graph, self.val) if self.val is not None else None
+                record = EpochRecord(epoch, self.step, total_loss / seen, correct / seen, val_accuracy,
+                                     float(self.optimizer.lr), time.perf_counter() - started)
+                best.history.append(record)
+                val_text = "" if val_accuracy is None else f", val acc {percent(val_accuracy)}"
+                progress.line(f"epoch {epoch}/{epochs}: loss {record.loss:.3g}, train acc "
+                              f"{percent(record.train_accuracy)}{val_text} ({seconds(record.seconds)})")
+                if val_accuracy is None or best.best_val_accuracy is None or val_accuracy > best.best_val_accuracy:
+                    best.graph, best.best_epoch, best.best_val_accuracy = self.graph.copy(), epoch, val_accuracy
         return best
-
-
-def _progress(log, epoch, epochs, seen, total, loss, train_accuracy) -> None:
-    width = 24
-    done = int(width * seen / total)
-    bar = "#" * done + "." * (width - done)
-    print(f"\repoch {epoch}/{epochs} [{bar}] loss {loss:.4f} acc {100 * train_accuracy:.1f}%", end="", file=log, flush=True)
 
 
 def train(

@@ -1,4 +1,4 @@
-"""The embedded sample: scikit-learn digits and two sample SNNs in the SNN-ONNX profile.
+"""The embedded samples: scikit-learn digits, MNIST digits and two trained SNNs in the SNN-ONNX profile.
 
 ``digits.npz`` holds the 1,797 8x8 handwritten digits that ship with
 scikit-learn (UCI "Optical Recognition of Handwritten Digits", E. Alpaydin and
@@ -6,9 +6,15 @@ C. Kaynak, 1998, CC BY 4.0), as float32 ``[N, 1, 8, 8]`` in [0, 1] with a fixed
 stratified split: ``x``/``y`` (train, 1,078), ``x_val``/``y_val`` (359),
 ``x_test``/``y_test`` (360). Made by ``scripts/make_digits_data.py``.
 
-``digits_mlp.onnx`` and ``digits_conv.onnx`` are made by
-``scripts/make_sample_models.py`` from a seeded random initialisation: they are
-untrained and claim no accuracy.
+``digits_mlp.onnx`` (64 -> 128 LIF -> 10 LIF) and ``digits_conv.onnx`` (two
+conv layers with LIF neurons, then 128 -> 64 LIF -> 10 LIF) are trained SNNs
+(T = 8, direct encoding, LIF beta = 0.9): ``scripts/train_samples.sh`` draws a
+seeded random initialisation with ``scripts/make_sample_models.py`` and trains
+it on the digits with ``snn-compress train``. Their test accuracies are in the
+README (``snn-compress evaluate samples/digits_conv.onnx``).
+
+``mnist.npz`` holds 5,000 real 28x28 MNIST digits, split 3,000 / 1,000 / 1,000,
+made by ``scripts/make_mnist_data.py``.
 """
 
 from __future__ import annotations

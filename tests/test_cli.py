@@ -47,10 +47,11 @@ def test_inspect_json_reports_counts_connectivity_and_layers(name, capsys, monke
     code, out, err = run_cli(["inspect", sample_model_path(name), "--json"], capsys, monkeypatch)
     assert code == 0 and err == ""
     summary = json.loads(out)
-    assert {"params", "nonzero", "connectivity", "layers"} <= summary.keys()
+    assert {"params", "parameters", "connectivity", "layers"} <= summary.keys()
     model = onnx.load(str(sample_model_path(name)))
     weights = sum(np.prod(t.dims) for t in model.graph.initializer if t.name.endswith((".weight", ".bias")))
-    assert summary["params"] == weights
+    assert summary["parameters"] == weights
+    assert summary["params"] == summary["synapses"] < weights  # params: synapses only, as compress counts them
     assert summary["connectivity"] == 1.0
     assert summary["macs_per_step"] > 0
     assert any(layer.get("neuron") for layer in summary["layers"])
@@ -64,7 +65,8 @@ def test_inspect_counts_pruned_weights(tmp_path, capsys, monkeypatch):
     summary = json.loads(out)
     assert code == 0
     assert summary["connectivity"] == pytest.approx(8 / 12)
-    assert summary["params"] - summary["nonzero"] == 4
+    assert summary["synapses"] - summary["params"] == 4
+    assert summary["parameters"] - summary["parameters_nonzero"] == 4
     assert summary["macs_per_step_nonzero"] == 8
 
 
@@ -200,9 +202,9 @@ def test_bad_data_fails_with_one_line_and_exit_code_2(tmp_path, capsys, monkeypa
         _assert_clean_failure(code, out, err, fragment, before, sorted(p.name for p in tmp_path.rglob("*")))
 
 
-def test_unknown_runtime_is_a_one_line_error(capsys, monkeypatch):
+def test_unknown_runtime_is_a_one_line_error_that_lists_the_choices(capsys, monkeypatch):
     code, out, err = run_cli(["evaluate", "--runtime", "gpu"], capsys, monkeypatch)
-    assert code == 2 and "unknown runtime 'gpu'" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "'gpu'" in err and "'sim', 'onnxruntime'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -214,3 +216,28 @@ def test_option_parse_errors_are_one_line_with_exit_code_2(args, fragment, capsy
     code, out, err = run_cli(args, capsys, monkeypatch)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and fragment in err
+
+
+@pytest.mark.parametrize("args, suggestion", [
+    (["compress", "--budjet", "0.1"], "did you mean --budget?"),
+    (["evaluate", "--runtim", "sim"], "did you mean --runtime?"),
+    (["compres"], "Did you mean 'compress'?"),
+])
+def test_a_misspelled_option_or_command_suggests_the_right_one(args, suggestion, capsys, monkeypatch):
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and out == "" and suggestion in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_option_with_no_close_match_suggests_nothing(capsys, monkeypatch):
+    code, _, err = run_cli(["evaluate", "--zzz"], capsys, monkeypatch)
+    assert code == 2 and "did you mean" not in err
+
+
+def test_every_command_help_has_a_summary_and_an_example(capsys, monkeypatch):
+    from onnx_snn_compress.cli.app import app
+
+    commands = [command.name or command.callback.__name__ for command in app.registered_commands]
+    assert {"compress", "train", "evaluate", "inspect", "convert", "report"} <= set(commands)
+    for command in commands:
+        code, out, _ = run_cli([command, "--help"], capsys, monkeypatch)
+        assert code == 0 and "Example: snn-compress " + command in " ".join(out.split()), command

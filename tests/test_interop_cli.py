@@ -69,7 +69,7 @@ def test_from_forces_the_format_and_explains_a_mismatch(capsys, monkeypatch):
     code, _, err = run_cli(["inspect", ST_ONNX, "--from", "nir"], capsys, monkeypatch)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     code, _, err = run_cli(["inspect", ST_ONNX, "--from", "keras"], capsys, monkeypatch)
-    assert code == 2 and "unknown model format 'keras'" in err
+    assert code == 2 and "'keras' is not one of 'auto', 'profile', 'nir', 'torch-onnx'" in err
 
 
 def test_dt_on_an_onnx_model_is_refused(capsys, monkeypatch):

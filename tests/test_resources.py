@@ -1,5 +1,6 @@
-"""Resource models: MACs by hand, SynOps against a brute-force spike count, energy as
-E_AC x SynOps for spike-fed layers plus E_MAC x MACs for analog-fed ones."""
+"""Resource models: MACs by hand (padding taps are not MACs), SynOps and effective MACs
+against a brute-force count of every synapse use, energy as E_AC x SynOps + E_MAC x
+effective MACs (NeuroBench's definitions)."""
 
 from __future__ import annotations
 
@@ -71,23 +72,23 @@ def fan_out(graph: ir.Graph, node: ir.Node) -> np.ndarray:
 
 
 def brute_force(graph: ir.Graph, x: np.ndarray) -> dict[str, dict]:
-    """Per synapse layer: spike-fed?, SynOps and surviving MACs per inference."""
+    """Per synapse layer: spike-fed?, operations on non-zero inputs (SynOps when
+    spike-fed, effective MACs otherwise) and dense surviving MACs, per inference."""
     result = {}
     samples = x.shape[1]
     for name, values in record_synapse_inputs(graph, x).items():
         node = graph[name]
         spiking = bool(np.all((values == 0) | (values == 1)))
-        per_spike = fan_out(graph, node)
-        synops = 0.0
-        if spiking:
-            for t in range(values.shape[0]):
-                for n in range(samples):
-                    synops += float(np.sum(per_spike[values[t, n] == 1]))
-        uses = int(np.prod(graph.shapes[name][1:])) if isinstance(node, ir.Conv2d) else 1
+        per_input = fan_out(graph, node)
+        operations = 0.0
+        for t in range(values.shape[0]):
+            for n in range(samples):
+                operations += float(np.sum(per_input[values[t, n] != 0]))
         result[name] = {
             "spiking": spiking,
-            "synops": synops / samples,
-            "macs": float(np.count_nonzero(node.weight) * uses * values.shape[0]),
+            "synops": operations / samples if spiking else 0.0,
+            "effective_macs": 0.0 if spiking else operations / samples,
+            "macs": float(per_input.sum() * values.shape[0]),
         }
     return result
 
@@ -118,7 +119,7 @@ def graph_from_chain(input_shape, *layers, classes: int = 3) -> ir.Graph:
 # ---------------------------------------------------------------------------
 # MACs and params by hand
 # ---------------------------------------------------------------------------
-def test_macs_of_linear_and_strided_padded_grouped_conv_by_hand():
+def test_macs_of_linear_and_strided_padded_grouped_conv_by_hand_count_no_padding_taps():
     rng = np.random.default_rng(0)
     conv_weight = rng.normal(size=(6, 2, 3, 3)).astype(np.float32)  # groups=2: 4 input channels
     conv_weight[0, 0, 0, 0] = conv_weight[5, 1, 2, 2] = conv_weight[3, 0, 1, 1] = 0.0  # 3 pruned synapses
@@ -133,22 +134,25 @@ def test_macs_of_linear_and_strided_padded_grouped_conv_by_hand():
         ir.Neuron("lif2", ("fc",)),
         ir.Readout("out", ("lif2",)),
     ])
-    # H_out = (7 + 2*1 - 3) // 2 + 1 = 4: 16 positions, each weight used once per position
+    # H_out = (7 + 2*1 - 3) // 2 + 1 = 4. Kernel row i reads input rows 2*oh + i - 1 for oh = 0..3:
+    # row 0 reads -1 (padding), 1, 3, 5 -> 3 real taps; row 1 reads 0, 2, 4, 6 -> 4; row 2 reads 1, 3, 5, 7 -> 3
     assert graph.shapes["conv"] == (6, 4, 4)
-    conv_macs = 6 * 16 * 2 * 3 * 3
+    taps = np.outer([3, 4, 3], [3, 4, 3])  # uses per step of a weight at kernel offset (i, j)
+    conv_macs = 6 * 2 * int(taps.sum())  # 1,200, where counting padding taps would give 6 * 2 * 9 * 16 = 1,728
+    conv_pruned = taps[0, 0] + taps[2, 2] + taps[1, 1]  # the three pruned weights: 9 + 9 + 16 uses
     linear_macs = 5 * 96
     costs = {c.name: c for c in layer_costs(graph)}
-    assert (costs["conv"].macs, costs["conv"].macs_nonzero) == (conv_macs, conv_macs - 3 * 16)
+    assert (costs["conv"].macs, costs["conv"].macs_nonzero) == (conv_macs, conv_macs - conv_pruned)
     assert (costs["fc"].macs, costs["fc"].macs_nonzero) == (linear_macs, linear_macs - 50)
     assert (costs["conv"].synapses_nonzero, costs["fc"].synapses_nonzero) == (6 * 2 * 9 - 3, linear_macs - 50)
 
     x = random_input(graph, T, 5, seed=1)
     figures = resource_figures(graph, measure_activity(graph, x))
-    assert figures["macs"] == T * (conv_macs - 3 * 16 + linear_macs - 50)
+    assert figures["macs"] == T * (conv_macs - conv_pruned + linear_macs - 50)
     assert figures["params"] == 6 * 2 * 9 - 3 + linear_macs - 50  # surviving synapses; biases and BN are not synapses
 
     per_weight = weight_costs(graph, "macs", time_steps=T)
-    assert np.all(per_weight["conv"] == 16 * T) and np.all(per_weight["fc"] == T)
+    assert np.all(per_weight["conv"] == T * taps[None, None]) and np.all(per_weight["fc"] == T)
     assert np.all(weight_costs(graph, "params")["conv"] == 1.0)
 
 
@@ -160,23 +164,16 @@ def check_against_brute_force(graph: ir.Graph, x: np.ndarray, energy: EnergyMode
     activity = measure_activity(graph, x, batch_size=2)  # several batches: sums must add up across them
     assert activity.spiking == {name: entry["spiking"] for name, entry in expected.items()}
     figures = resource_figures(graph, activity, energy)
-    synops = sum(entry["synops"] for entry in expected.values())
-    assert figures["synops"] == pytest.approx(synops, rel=1e-9, abs=1e-9)
-    joules = sum(
-        energy.e_ac_pj * entry["synops"] if entry["spiking"] else energy.e_mac_pj * entry["macs"]
-        for entry in expected.values()
-    )
-    assert figures["energy"] == pytest.approx(joules, rel=1e-9, abs=1e-9)
+    for name, entry in expected.items():
+        entry["energy"] = energy.e_ac_pj * entry["synops"] + energy.e_mac_pj * entry["effective_macs"]
+    for figure in ("macs", "effective_macs", "synops", "energy"):
+        assert figures[figure] == pytest.approx(sum(e[figure] for e in expected.values()), rel=1e-9, abs=1e-9), figure
     # per layer, and per synapse: the cost of a layer is the sum of its surviving synapses' costs
-    for resource in ("synops", "energy"):
-        costs = weight_costs(graph, resource, activity, energy)
+    for figure in ("macs", "effective_macs", "synops", "energy"):
+        costs = weight_costs(graph, figure, activity, energy)
         for name, entry in expected.items():
             surviving = float(np.sum(costs[name][graph[name].weight != 0]))
-            if resource == "synops":
-                want = entry["synops"] if entry["spiking"] else 0.0
-            else:
-                want = energy.e_ac_pj * entry["synops"] if entry["spiking"] else energy.e_mac_pj * entry["macs"]
-            assert surviving == pytest.approx(want, rel=1e-9, abs=1e-9), (resource, name)
+            assert surviving == pytest.approx(entry[figure], rel=1e-9, abs=1e-9), (figure, name)
             assert np.all(costs[name] >= 0)
 
 
@@ -218,7 +215,22 @@ def test_a_layer_without_spikes_arriving_costs_no_synops():
     assert activity.spiking == {"l0": False, "l1": True}
     figures = resource_figures(graph, activity, EnergyModel(e_mac_pj=2.0, e_ac_pj=1.0))
     assert figures["synops"] == 0.0  # l0 is analog-fed, and l1 receives no spike
+    assert figures["effective_macs"] == 12 * T  # every input value is non-zero: all of l0's MACs are effective
     assert figures["energy"] == 2.0 * 12 * T
+
+
+def test_zero_inputs_cost_no_effective_macs_and_padding_taps_cost_no_macs():
+    # a 1x1-channel 3x3 input, a 3x3 kernel with padding 1: the centre tap sees 9 positions, a corner tap 4
+    graph = graph_from_chain((1, 3, 3), (ir.Conv2d, dict(weight=np.ones((1, 1, 3, 3), np.float32), padding=1)))
+    x = np.zeros((T, 2, 1, 3, 3), np.float32)
+    x[:, :, 0, 1, 1] = 0.6  # one non-zero pixel, in the centre: every tap reaches it once
+    activity = measure_activity(graph, x)
+    assert not activity.spiking["l0"]
+    dense = weight_costs(graph, "macs", activity)["l0"][0, 0]
+    assert dense.tolist() == [[4 * T, 6 * T, 4 * T], [6 * T, 9 * T, 6 * T], [4 * T, 6 * T, 4 * T]]
+    effective = weight_costs(graph, "effective_macs", activity)["l0"]
+    assert np.all(effective == T)  # one non-zero input per step, seen by each of the 9 taps once
+    assert resource_figures(graph, activity)["effective_macs"] == 9 * T
 
 
 def test_default_energy_figures_are_the_45nm_ones():
@@ -229,5 +241,6 @@ def test_weight_costs_refuse_an_unknown_resource_and_missing_activity():
     graph = graph_from_chain((3,), (ir.Linear, dict(weight=np.ones((2, 3)))))
     with pytest.raises(ValueError, match="unknown resource"):
         weight_costs(graph, "flops")
-    with pytest.raises(ValueError, match="activity"):
-        weight_costs(graph, "synops")
+    for measured in ("synops", "effective_macs", "energy"):
+        with pytest.raises(ValueError, match="activity"):
+            weight_costs(graph, measured)

@@ -1,0 +1,150 @@
+"""Progress of long work on stderr: a live bar for people, periodic lines for CI logs.
+
+One :class:`Progress` serves training and compression. When its stream is a
+terminal it draws a rich progress bar (step counts, ETA and the live status
+the caller passes: budget, phase, loss, accuracy); otherwise (CI logs, files)
+it prints a plain line (the same, plus elapsed time) at most every ``interval`` seconds;
+``quiet`` silences both. Messages (:meth:`Progress.line`) always print unless
+quiet. Progress never goes to stdout, so ``--json`` output stays clean.
+Numbers are rounded for people here; full precision lives in the JSON output.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from .report import seconds
+
+
+def kernels_compiled() -> bool:
+    """Whether Numba's on-disk cache holds the spiking-neuron kernels already.
+
+    On a cold start (fresh install, new Python or Numba) the first forward and
+    backward pass compile the kernels, which takes a minute or more; a caller says
+    so before it happens. Reads Numba's cache index paths; True when unsure.
+    """
+    try:
+        from .kernels import neuron
+
+        paths = [kernel._cache._cache_file._index_path for kernel in (neuron._lif_forward_kernel, neuron._lif_backward_kernel)]
+    except Exception:  # a Numba without these internals: better silent than wrong
+        return True
+    from pathlib import Path
+
+    return all(Path(path).is_file() for path in paths)
+
+
+class Task:
+    """One stretch of counted work (``total`` of ``unit``); see :meth:`Progress.task`."""
+
+    def __init__(self, progress: "Progress", description: str, total: int, completed: int = 0, unit: str = "steps"):
+        self.progress, self.description, self.total, self.completed = progress, description, total, completed
+        self.unit = unit
+        self.status = ""
+        self.started = time.monotonic()
+        self._rate_from = None  # (time, count) after the first step, which may include compiling kernels
+        self._last_line = self.started
+        self._bar = None
+        if progress.live:
+            self._bar = progress._rich().add_task(description, total=total, completed=completed, status="")
+
+    def advance(self, steps: int = 1, description: str | None = None, status: str | None = None) -> None:
+        """Count ``steps`` more; optionally change the description or the status text."""
+        self.completed += steps
+        if description is not None:
+            self.description = description
+        if status is not None:
+            self.status = status
+        if self._bar is not None:
+            self.progress._rich().update(self._bar, completed=self.completed, description=self.description,
+                                         status=self.status)
+            return
+        now = time.monotonic()
+        if self._rate_from is None:
+            self._rate_from = (now, self.completed)
+        if self.progress.enabled and now - self._last_line >= self.progress.interval:
+            self._last_line = now
+            self.progress.line(self._plain_line(now))
+
+    def _plain_line(self, now: float) -> str:
+        elapsed = now - self.started
+        since, counted = self._rate_from
+        done = self.completed - counted
+        text = (f"{self.description}: {self.completed:,}/{self.total:,} {self.unit} "
+                f"({100 * self.completed / max(1, self.total):.0f} %)")
+        if self.status:
+            text += f", {self.status}"
+        text += f", {seconds(elapsed)} elapsed"
+        if 0 < done and self.completed < self.total:
+            text += f", about {seconds((now - since) / done * (self.total - self.completed))} left"
+        return text
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self.progress._rich().remove_task(self._bar)
+            self._bar = None
+            self.progress._stop_if_idle()
+
+    def __enter__(self) -> "Task":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+class Progress:
+    """Where progress goes: ``stream`` (default: the current ``sys.stderr``).
+
+    ``live`` (default: whether the stream is a terminal) draws a rich bar;
+    ``interval`` is the least number of seconds between two plain lines.
+    """
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False, interval: float = 10.0,
+                 live: bool | None = None):
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = not quiet
+        self.interval = interval
+        isatty = getattr(self.stream, "isatty", lambda: False)
+        self.live = self.enabled and (isatty() if live is None else live)
+        self._progress = None
+
+    def line(self, text: str) -> None:
+        """One message on its own line (above the bar when one is drawn)."""
+        if not self.enabled:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def task(self, description: str, total: int, completed: int = 0, unit: str = "steps") -> Task:
+        """Start counting ``total`` steps (``completed`` of them done already, after a resume)."""
+        return Task(self, description, total, completed, unit)
+
+    def say_if_compiling(self) -> None:
+        """A line before work that will compile the Numba kernels (cold start only)."""
+        if self.enabled and not kernels_compiled():
+            self.line("compiling the Numba kernels for this machine (once per install, about a minute or two) ...")
+
+    def _rich(self):
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
+                                       TimeRemainingColumn)
+
+            self._progress = RichProgress(
+                # fits 80 columns with a status of about 25 characters
+                TextColumn("{task.description}"), BarColumn(bar_width=15), MofNCompleteColumn(),
+                TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+                console=Console(file=self.stream), transient=True,
+            )
+            self._progress.start()
+        return self._progress
+
+    def _stop_if_idle(self) -> None:
+        if self._progress is not None and not self._progress.tasks:
+            self._progress.stop()
+            self._progress = None
+
