@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import SNNError
+from .models import DtOpt, FrameworkOpt, FromOpt, NirResetOpt, load_source
 from .app import JsonOpt, app, model_path, print_json
 
 
@@ -35,18 +36,21 @@ def compress(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     as_json: bool = JsonOpt,
+    source_format: str = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[str] = NirResetOpt,
+    framework: Optional[str] = FrameworkOpt,
 ):
     """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
     from ..compress import CHECKPOINT, REPORT, CompressConfig, Compression
     from ..data import load_splits_for_model
-    from ..frontends import load_model
     from ..report import plot_curve, table
     from ..resources import EnergyModel
     from ..samples import digits_path
     from ..train import TrainConfig
 
     source = model_path(model, sample="digits_conv")  # its first layer is small, so the default schedule is reachable
-    graph = load_model(source)
+    graph = load_source(source, source_format, dt, nir_reset, framework)[0]
     data = data if data is not None else digits_path()
 
     train_data, val_data, test_data = load_splits_for_model(

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .app import JsonOpt, app, print_json
-from .models import DtOpt, FromOpt, NirResetOpt, print_notes
+from .models import DtOpt, FrameworkOpt, FromOpt, NirResetOpt, print_notes
 
 
 @app.command()
@@ -18,12 +18,13 @@ def convert(
     source_format: str = FromOpt,
     dt: Optional[float] = DtOpt,
     nir_reset: Optional[str] = NirResetOpt,
+    framework: Optional[str] = FrameworkOpt,
     as_json: bool = JsonOpt,
 ):
     """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one)."""
     from ..convert import convert as run_conversion
 
-    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset)
+    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset, framework=framework)
     if as_json:
         print_json(result.to_json())
         return

@@ -15,6 +15,13 @@ DtOpt = typer.Option(None, "--dt", help="NIR only: the time step of the forward-
                      "(default: the exporter's, when recognised; see docs/interop.md).")
 NirResetOpt = typer.Option(None, "--nir-reset", help="NIR only: hard (NIR's reset to v_reset, the default), "
                            "subtract, or subtract-delayed (snnTorch's default Leaky).")
+FrameworkOpt = typer.Option(None, "--from-framework", help="The framework that exported the model: snntorch, "
+                            "spikingjelly, norse, sinabs, rockpool, lava or nir (NIR's own definitions). Default: "
+                            "inferred from the file and said in a note (docs/interop.md).")
+
+
+# what a frontend inferred about its input, shown by inspect
+SOURCE_KEYS = ("source_format", "source_framework", "nir.exporter", "nir.dt", "nir.reset", "time_steps")
 
 
 def print_notes(notes) -> None:
@@ -23,22 +30,23 @@ def print_notes(notes) -> None:
         typer.echo(f"note: {note}", err=True)
 
 
-def load_source(model: Optional[Path], source_format: str, dt, nir_reset):
+def load_source(path: Path, source_format: str, dt, nir_reset, framework):
     """The IR graph and, for profile files, the ONNX model as the user has it; notes go to stderr."""
     from ..frontends import load_with_proto
 
-    graph, proto = load_with_proto(model_path(model), source_format, dt=dt, nir_reset=nir_reset)
+    graph, proto = load_with_proto(path, source_format, dt=dt, nir_reset=nir_reset, framework=framework)
     print_notes(n for n in graph.metadata.get("import_notes", "").split(" | ") if n)
     return graph, proto
 
 
 @app.command()
 def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_format: str = FromOpt,
-            dt: Optional[float] = DtOpt, nir_reset: Optional[str] = NirResetOpt):
+            dt: Optional[float] = DtOpt, nir_reset: Optional[str] = NirResetOpt,
+            framework: Optional[str] = FrameworkOpt):
     """Layers, neuron parameters, parameter and nonzero counts, connectivity, MACs per time step."""
     from ..resources import summarize
 
-    summary = summarize(load_source(model, source_format, dt, nir_reset)[0])
+    summary = summarize(load_source(model_path(model), source_format, dt, nir_reset, framework)[0])
     if as_json:
         print_json(summary)
         return
@@ -60,6 +68,9 @@ def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_fo
         f"connectivity {percent(summary['connectivity'])}  neurons {summary['neurons']:,}  "
         f"MACs/step {summary['macs_per_step_nonzero']:,} (dense {summary['macs_per_step']:,})"
     )
+    source = {k: v for k, v in summary["metadata"].items() if k in SOURCE_KEYS}
+    if source:
+        typer.echo("read as: " + "  ".join(f"{k} {v}" for k, v in source.items()))
 
 
 @app.command()
@@ -76,6 +87,7 @@ def evaluate(
     source_format: str = FromOpt,
     dt: Optional[float] = DtOpt,
     nir_reset: Optional[str] = NirResetOpt,
+    framework: Optional[str] = FrameworkOpt,
 ):
     """Accuracy and per-layer firing rates of MODEL on a data split."""
     from ..data import load_for_model
@@ -85,7 +97,7 @@ def evaluate(
     if runtime not in RUNTIMES:
         raise SNNError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     path = model_path(model)
-    graph, proto = load_source(model, source_format, dt, nir_reset)
+    graph, proto = load_source(path, source_format, dt, nir_reset, framework)
     dataset = load_for_model(
         data if data is not None else digits_path(), graph.input.shape, graph.num_classes,
         split=split, time_steps=time_steps, encoding=encoding, seed=seed,

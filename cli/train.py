@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import SNNError
+from .models import DtOpt, FrameworkOpt, FromOpt, NirResetOpt, load_source
 from .app import JsonOpt, ModelArg, app, model_path, print_json
 
 
@@ -27,18 +28,21 @@ def train(
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = JsonOpt,
+    source_format: str = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[str] = NirResetOpt,
+    framework: Optional[str] = FrameworkOpt,
 ):
     """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation."""
     from ..backends.onnx_profile import save
     from ..data import load_splits_for_model
-    from ..frontends import load_model
     from ..samples import digits_path
     from ..train import TrainConfig, accuracy, train as run_training
 
     source = model_path(model)
     if out.resolve() == source.resolve():
         raise SNNError(f"--out {out} is the input model; choose another path (inputs are never overwritten)")
-    graph = load_model(source)
+    graph = load_source(source, source_format, dt, nir_reset, framework)[0]
     data = data if data is not None else digits_path()
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed

@@ -1083,8 +1083,12 @@ def _used_layers(reader: _Reader, last: str) -> set[str]:
     return used
 
 
-def from_model(model: onnx.ModelProto) -> ir.Graph:
-    """The IR of a ``torch.onnx.export`` of an unrolled SNN; one-line errors name what could not be lifted."""
+def from_model(model: onnx.ModelProto, framework: str | None = None) -> ir.Graph:
+    """The IR of a ``torch.onnx.export`` of an unrolled SNN; one-line errors name what could not be lifted.
+
+    ``framework`` (snntorch, spikingjelly, norse, ...) overrides :func:`detect_framework`; it sets
+    the training-only fields and snnTorch's delayed reset form.
+    """
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             hint = " (an SNN-ONNX profile model: read it with --from profile)" if node.domain == "snn" else ""
@@ -1094,7 +1098,7 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
     reader.names.add(graph_input.name)
     reader.shapes[graph_input.name] = graph_input.shape
     reader.values[graph_input.name] = Tensor(graph_input.name, "seq")
-    framework = detect_framework(model)
+    framework = framework or detect_framework(model)
     for node in model.graph.node:
         if _fold(reader, node):
             continue
