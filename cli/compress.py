@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import SNNError
-from .models import DtOpt, FrameworkOpt, FromOpt, NirResetOpt, load_source
+from .models import DtOpt, FrameworkOpt, FromOpt, NirResetOpt, TimeStepsOpt, load_source, source_time_steps
 from .app import JsonOpt, app, model_path, print_json
 
 
@@ -31,7 +31,7 @@ def compress(
     dual_lr_z: float = typer.Option(0.1, "--dual-lr-z", help="Dual ascent step of the resource multiplier (minimax)."),
     e_mac: float = typer.Option(4.6, "--e-mac", help="Energy of a MAC in pJ (non-spike input layers)."),
     e_ac: float = typer.Option(0.9, "--e-ac", help="Energy of an accumulate (one SynOp) in pJ."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
+    time_steps: Optional[int] = TimeStepsOpt,
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
@@ -51,6 +51,7 @@ def compress(
 
     source = model_path(model, sample="digits_conv")  # its first layer is small, so the default schedule is reachable
     graph = load_source(source, source_format, dt, nir_reset, framework)[0]
+    time_steps = source_time_steps(graph, time_steps)
     data = data if data is not None else digits_path()
 
     train_data, val_data, test_data = load_splits_for_model(

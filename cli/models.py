@@ -15,6 +15,8 @@ DtOpt = typer.Option(None, "--dt", help="NIR only: the time step of the forward-
                      "(default: the exporter's, when recognised; see docs/interop.md).")
 NirResetOpt = typer.Option(None, "--nir-reset", help="NIR only: hard (NIR's reset to v_reset, the default), "
                            "subtract, or subtract-delayed (snnTorch's default Leaky).")
+TimeStepsOpt = typer.Option(None, "--time-steps", help="T for static data (temporal data bring their own). "
+                             "Default: the T a torch.onnx export was unrolled over, else 8.")
 FrameworkOpt = typer.Option(None, "--from-framework", help="The framework that exported the model: snntorch, "
                             "spikingjelly, norse, sinabs, rockpool, lava or nir (NIR's own definitions). Default: "
                             "inferred from the file and said in a note (docs/interop.md).")
@@ -22,6 +24,15 @@ FrameworkOpt = typer.Option(None, "--from-framework", help="The framework that e
 
 # what a frontend inferred about its input, shown by inspect
 SOURCE_KEYS = ("source_format", "source_framework", "nir.exporter", "nir.dt", "nir.reset", "time_steps")
+
+
+def source_time_steps(graph, time_steps: Optional[int]) -> int:
+    """``--time-steps``, else the model's own T (with a note), else the default."""
+    from ..data import model_time_steps
+
+    time_steps, note = model_time_steps(graph.metadata, time_steps)
+    print_notes([note] if note else [])
+    return time_steps
 
 
 def print_notes(notes) -> None:
@@ -80,7 +91,7 @@ def evaluate(
     runtime: str = typer.Option("sim", "--runtime", help="sim (Numba simulator) or onnxruntime."),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     encoding: str = typer.Option("direct", "--encoding", help="For static data: direct or poisson."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data (temporal data bring their own)."),
+    time_steps: Optional[int] = TimeStepsOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoding."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     as_json: bool = JsonOpt,
@@ -98,6 +109,7 @@ def evaluate(
         raise SNNError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
     path = model_path(model)
     graph, proto = load_source(path, source_format, dt, nir_reset, framework)
+    time_steps = source_time_steps(graph, time_steps)
     dataset = load_for_model(
         data if data is not None else digits_path(), graph.input.shape, graph.num_classes,
         split=split, time_steps=time_steps, encoding=encoding, seed=seed,

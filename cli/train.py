@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import SNNError
-from .models import DtOpt, FrameworkOpt, FromOpt, NirResetOpt, load_source
+from .models import DtOpt, FrameworkOpt, FromOpt, NirResetOpt, TimeStepsOpt, load_source, source_time_steps
 from .app import JsonOpt, ModelArg, app, model_path, print_json
 
 
@@ -24,7 +24,7 @@ def train(
     weight_decay: float = typer.Option(0.0, "--weight-decay"),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine, step or constant."),
     loss: Optional[str] = typer.Option(None, "--loss", help="mse_rate, ce_rate or ce_readout. Default: by readout."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
+    time_steps: Optional[int] = TimeStepsOpt,
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = JsonOpt,
@@ -43,6 +43,7 @@ def train(
     if out.resolve() == source.resolve():
         raise SNNError(f"--out {out} is the input model; choose another path (inputs are never overwritten)")
     graph = load_source(source, source_format, dt, nir_reset, framework)[0]
+    time_steps = source_time_steps(graph, time_steps)
     data = data if data is not None else digits_path()
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed

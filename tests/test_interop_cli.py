@@ -176,3 +176,17 @@ def test_train_and_compress_take_the_nir_options_and_their_errors_start_with_the
                             "--from-framework", "rockpool", "--dt", "1e-3", "--json"], capsys, monkeypatch)
     assert code == 0, err
     assert onnx.load(str(tmp_path / "t.onnx")).graph.node
+
+
+def test_evaluate_uses_the_time_steps_the_model_was_exported_with_and_says_so(tmp_path, capsys, monkeypatch):
+    cases = FIXTURES / "cases"
+    expected = np.load(cases / "snntorch_static.expected.npz", allow_pickle=False)
+    labels = expected["spikes"].sum(axis=0).argmax(axis=1)  # static x [N, 12]: the model repeats it T = 6 times
+    np.savez(tmp_path / "data.npz", x=expected["x"], y=labels, x_test=expected["x"], y_test=labels)
+    code, out, err = run_cli(["evaluate", cases / "snntorch_static.legacy.onnx", "--data", tmp_path / "data.npz",
+                              "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["time_steps"] == 6 and json.loads(out)["accuracy"] == 1.0
+    assert "note: T = 6 for static data: the time steps the model was exported with; override with --time-steps" in err
+    code, out, err = run_cli(["evaluate", cases / "snntorch_static.legacy.onnx", "--data", tmp_path / "data.npz",
+                              "--json", "--time-steps", "4"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["time_steps"] == 4 and "note: T =" not in err

@@ -269,3 +269,8 @@ def test_conventions_apply_per_node_kind():
     sinabs = nir.NIRGraph.from_list(layers.nodes["affine"], layers.nodes["if"])
     assert to_graph(sinabs, framework="sinabs").neurons()[0].gain == 0.5
     assert to_graph(sinabs, framework="nir", dt=1e-3).neurons()[0].gain == pytest.approx(5e-4)  # NIR: r*dt
+
+
+def test_a_node_kind_not_supported_yet_is_named_before_any_question_about_the_exporter():
+    with pytest.raises(UnsupportedOpError, match=r"sj_conv1d.nir: NIR node '_0' \(Conv1d\) is not supported yet"):
+        read_nir(CASES / "sj_conv1d.nir")

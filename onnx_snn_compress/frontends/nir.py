@@ -478,7 +478,7 @@ def _topological(reader: _Reader, graph) -> list[str]:
             if target not in done and target not in ready and all(p in done for p in predecessors[target]):
                 ready.append(target)
     if len(order) != len(graph.nodes):
-        cycle = sorted(n for n in graph.nodes if n not in done)
+        cycle = sorted(n for n in graph.nodes if n not in done and _on_a_cycle(reader.successors, n))
         synapses = [n for n in cycle if type(graph.nodes[n]).__name__ in ("Affine", "Linear")]
         raise UnsupportedOpError(
             f"{reader.path}: recurrent synapses (a cycle through NIR node(s) {', '.join(map(repr, synapses or cycle))}; "
@@ -486,6 +486,18 @@ def _topological(reader: _Reader, graph) -> list[str]:
         )
     reader.predecessors = predecessors
     return order
+
+
+def _on_a_cycle(successors: dict, start: str) -> bool:
+    stack, seen = list(successors.get(start, ())), set()
+    while stack:
+        name = stack.pop()
+        if name == start:
+            return True
+        if name not in seen:
+            seen.add(name)
+            stack.extend(successors.get(name, ()))
+    return False
 
 
 def _input_shape(graph, name: str, node) -> tuple[int, ...]:
@@ -507,6 +519,10 @@ def to_graph(graph, *, dt: float | None = None, reset: str | None = None, framew
         raise ModelError(f"--dt must be a positive time step, got {dt}")
     reader = _Reader(graph, None, None, reset, path)
     order = _topological(reader, graph)  # a refused construct is named before any question about the exporter
+    for name, node in graph.nodes.items():
+        if type(node).__name__ not in _READERS and type(node).__name__ not in ("Input", "Output"):
+            raise UnsupportedOpError(f"{path}: {reader.describe(name)} is not supported yet (supported: "
+                                     f"{', '.join(sorted(_READERS))}, Input, Output)")
     reader.exporter, reader.dt, reader.notes = _identify(graph, framework, dt, path)
     if reset is None and reader.exporter.reset_note:
         reader.notes.append(reader.exporter.reset_note)
@@ -572,11 +588,7 @@ def _read_nodes(reader: _Reader, graph, order: list[str]) -> None:
                 readout = ir.Readout(name, (source,), mode=graph_readout_mode(graph))
             reader.add(readout, name)
             continue
-        handler = _READERS.get(kind)
-        if handler is None:
-            raise UnsupportedOpError(f"{path}: {reader.describe(name)} is not supported (supported: "
-                                     f"{', '.join(sorted(_READERS))}, Input, Output)")
-        handler(reader, name, node, source)
+        _READERS[kind](reader, name, node, source)
 
 
 def graph_readout_mode(graph) -> str:
