@@ -19,7 +19,7 @@ from pathlib import Path
 import onnx
 
 from .. import ir, profile
-from ..errors import ModelError
+from ..errors import IRError, ModelError
 from .onnx_file import read_onnx
 from .onnx_profile import from_model
 
@@ -94,6 +94,15 @@ def load_with_proto(path: str | os.PathLike, fmt: str = "auto", *, dt: float | N
         raise ModelError(f"unknown model format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if framework is not None and framework not in FRAMEWORKS:
         raise ModelError(f"unknown framework {framework!r} for --from-framework; choose one of {', '.join(FRAMEWORKS)}")
+    try:
+        return _read(path, fmt, dt, nir_reset, framework)
+    except (ModelError, IRError) as error:  # every message starts with the file it is about
+        if str(error).startswith(f"{path}: "):
+            raise
+        raise (ModelError if isinstance(error, IRError) else type(error))(f"{path}: {error}") from None
+
+
+def _read(path: Path, fmt: str, dt, nir_reset, framework) -> tuple[ir.Graph, onnx.ModelProto | None]:
     if fmt == "auto" and detect_format(path) == "nir":
         fmt = "nir"
     if fmt == "nir":
@@ -108,10 +117,7 @@ def load_with_proto(path: str | os.PathLike, fmt: str = "auto", *, dt: float | N
     if fmt == "torch-onnx":
         from .torch_onnx import from_model as lift
 
-        try:
-            return lift(model, framework=framework), None
-        except ModelError as error:
-            raise type(error)(f"{path}: {error}") from None
+        return lift(model, framework=framework), None
     if framework is not None:
         raise ModelError(f"{path}: --from-framework applies to NIR files and torch.onnx exports (this is an "
                          f"SNN-ONNX profile model, which records its source framework)")
