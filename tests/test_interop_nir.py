@@ -179,9 +179,33 @@ def test_rate_and_leaky_readouts_survive_the_round_trip(tmp_path):
 
 
 def test_layers_nir_cannot_hold_are_named(tmp_path):
-    with pytest.raises(UnsupportedOpError, match=r"BatchNorm 'bn1' has no NIR equivalent"):
+    with pytest.raises(UnsupportedOpError, match=r"MaxPool2d 'pool1' has no NIR equivalent"):
         nir_backend.save(load_model(sample_model_path("digits_conv")), tmp_path / "conv.nir")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_batchnorm_is_folded_into_the_layer_before_it_on_nir_export(tmp_path):
+    conv = load_model(sample_model_path("digits_conv"))
+    folded, notes = nir_backend.fold_batchnorm(conv)
+    assert notes == ["BatchNorm 'bn1' folded into Conv2d 'conv1' (NIR has no batch norm)"]
+    assert not any(isinstance(n, ir.BatchNorm) for n in folded) and folded["lif1"].inputs == ("conv1",)
+    x = np.random.default_rng(0).random((8, 32, 1, 8, 8)).astype(np.float32)
+    assert np.array_equal(simulate(folded, x).output, simulate(conv, x).output)
+    rng = np.random.default_rng(1)
+    mlp = ir.Graph([
+        ir.Input("x", shape=(3,)),
+        ir.Linear("fc", ("x",), weight=rng.normal(size=(4, 3)), bias=None),
+        ir.BatchNorm("bn", ("fc",), weight=rng.random(4) + 0.5, bias=rng.normal(size=4), running_mean=rng.normal(size=4),
+                     running_var=rng.random(4) + 0.5),
+        ir.Neuron("lif", ("bn",), beta=0.5),
+        ir.Readout("out", ("lif",), mode="rate"),
+    ])
+    notes = nir_backend.save(mlp, tmp_path / "mlp.nir")
+    assert "BatchNorm 'bn' folded into Linear 'fc' (NIR has no batch norm)" in notes
+    back = read_nir(tmp_path / "mlp.nir")
+    assert [n.kind for n in back] == ["Input", "Linear", "Neuron", "Readout"]
+    np.testing.assert_allclose(back["fc"].bias, (0 - mlp["bn"].running_mean) * mlp["bn"].weight
+                               / np.sqrt(mlp["bn"].running_var + mlp["bn"].eps) + mlp["bn"].bias, rtol=1e-5)
 
 
 def test_a_corrupt_nir_file_is_one_line(tmp_path):
