@@ -9,10 +9,13 @@ with forward Euler over a time step ``dt`` (docs/interop.md)::
     LI / I   (last layer only) the IR's leaky readout, beta = 1 - dt/tau (1 for I)
 
 then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). The
-file does not record ``dt`` (nor reset details that NIR cannot express), so the
-exporter is recognised by its fingerprints (:data:`EXPORTERS`) and its
-conventions applied; ``dt`` and the reset can be forced. One reader per NIR node
-type (:data:`_READERS`).
+file records neither ``dt`` nor its exporter (nor reset details that NIR cannot
+express). The user names them (``framework``, ``dt``: ``--from-framework``,
+``--dt``), or :func:`_identify` recognises the exporter from evidence that pins
+it and says so in a note; anything less is a one-line refusal asking for the
+option. Each exporter's conventions (:data:`EXPORTERS`) apply per node kind
+(Norse's IF and Sinabs' IAF add ``r*I`` each step, without dt). One reader per
+NIR node type (:data:`_READERS`).
 
 Needs the optional ``nir`` extra; it is imported on first use.
 """
