@@ -20,11 +20,11 @@ import onnx
 
 from .. import ir, profile
 from ..errors import IRError, ModelError
+from .nir import FRAMEWORKS  # the nir package itself is imported only to read a file
 from .onnx_file import read_onnx
 from .onnx_profile import from_model
 
 FORMATS = ("auto", "profile", "nir", "torch-onnx")
-FRAMEWORKS = ("snntorch", "spikingjelly", "norse", "sinabs", "rockpool", "lava", "nir")  # --from-framework
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 

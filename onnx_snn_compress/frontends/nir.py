@@ -88,7 +88,7 @@ EXPORTERS = {
     "lava": Exporter("lava", framework="lava"),
     "nir": Exporter("nir", framework="unknown"),
 }
-FRAMEWORKS = tuple(EXPORTERS)  # the same as frontends.FRAMEWORKS, which needs no nir import
+FRAMEWORKS = tuple(EXPORTERS)  # --from-framework
 
 _NEURON_TYPES = ("LIF", "IF", "CubaLIF", "LI", "I", "CubaLI")
 
@@ -143,6 +143,7 @@ def _identify(graph, framework: str | None, dt: float | None, path: str) -> tupl
     arrays = [v for n in neurons.values() for v in vars(n).values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
     float64 = bool(arrays) and all(a.dtype == np.float64 for a in arrays)
     options = f"--from-framework {'|'.join(FRAMEWORKS)}"
+    pinned_dt = _spikingjelly_dt(neurons) if float64 else None
     notes = []
     if framework is None:
         kinds = {type(n).__name__ for n in neurons.values()}
@@ -152,9 +153,9 @@ def _identify(graph, framework: str | None, dt: float | None, path: str) -> tupl
             framework = "snntorch"
             notes.append("read as an snnTorch export_to_nir file with dt = 1e-4: every LIF has tau = r*1e-4, as "
                          "snnTorch writes them (tau = 1e-4/(1-beta), r = 1/(1-beta)); override with --from-framework")
-        elif float64 and _spikingjelly_dt(neurons) is not None:
+        elif pinned_dt is not None:
             framework = "spikingjelly"
-            notes.append(f"read as a SpikingJelly export_to_nir file with dt = {_spikingjelly_dt(neurons):.6g}: float64 "
+            notes.append(f"read as a SpikingJelly export_to_nir file with dt = {pinned_dt:.6g}: float64 "
                          f"parameters with IF r = 1/dt (LIF r = tau/dt), as SpikingJelly writes them; override with "
                          f"--from-framework and --dt")
         elif dt is None and (cubalif := next((n for n, v in neurons.items() if type(v).__name__ == "CubaLIF"), None)):
@@ -173,8 +174,8 @@ def _identify(graph, framework: str | None, dt: float | None, path: str) -> tupl
     if framework not in EXPORTERS:
         raise ModelError(f"unknown framework {framework!r} for --from-framework; choose one of {', '.join(FRAMEWORKS)}")
     exporter = EXPORTERS[framework]
-    if dt is None and exporter.dt is None and framework == "spikingjelly" and _spikingjelly_dt(neurons) is not None:
-        dt = _spikingjelly_dt(neurons)
+    if dt is None and exporter.dt is None and framework == "spikingjelly" and pinned_dt is not None:
+        dt = pinned_dt
         if not notes:
             notes.append(f"dt = {dt:.6g}: SpikingJelly's IF r = 1/dt (LIF r = tau/dt) in this file; override with --dt")
     if dt is None and exporter.dt is None:
