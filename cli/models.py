@@ -11,10 +11,10 @@ from ..errors import SNNError
 from .app import JsonOpt, ModelArg, app, model_path, percent, print_json, table
 
 FromOpt = typer.Option("auto", "--from", help="Input format: auto, profile, nir or torch-onnx (a plain torch.onnx export).")
-DtOpt = typer.Option(None, "--dt", help="NIR only: the time step of the forward-Euler discretisation "
-                     "(default: the exporter's, when recognised; see docs/interop.md).")
+DtOpt = typer.Option(None, "--dt", help="NIR only: the time step the exporter used (Norse: its dt). Default: "
+                     "fixed by the exporter (snnTorch, Sinabs) or pinned by the file, else asked for (docs/interop.md).")
 NirResetOpt = typer.Option(None, "--nir-reset", help="NIR only: hard (NIR's reset to v_reset, the default), "
-                           "subtract, or subtract-delayed (snnTorch's default Leaky).")
+                           "subtract (Sinabs MembraneSubtract), or subtract-delayed (snnTorch's default Leaky).")
 TimeStepsOpt = typer.Option(None, "--time-steps", help="T for static data (temporal data bring their own). "
                              "Default: the T a torch.onnx export was unrolled over, else 8.")
 FrameworkOpt = typer.Option(None, "--from-framework", help="The framework that exported the model: snntorch, "
