@@ -1009,7 +1009,11 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
                                  f"membrane dynamics; export it with T >= 2")
     recursions = [_recursion(reader, spec, t, notes) for t in steps[1:]]
     first = 1
-    if spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], None)) and len(recursions) > 1:
+    static_start = spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], None))
+    if static_start and len(recursions) < 2:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: with a static input, a model exported with "
+                                 f"T = {reader.time_steps} does not tell its leak from its input gain; export it with T >= 3")
+    if static_start:
         # a static input with H[0] = X: step 1 reads X once for H[0] and once for X[1], so a and g show
         # only as their sum there; the recursion is read from step 2 on and step 1 checked against it
         step1, recursions, first = recursions[0], recursions[1:], 2
