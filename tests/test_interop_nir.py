@@ -298,3 +298,14 @@ def test_conventions_apply_per_node_kind():
 def test_a_node_kind_not_supported_yet_is_named_before_any_question_about_the_exporter():
     with pytest.raises(UnsupportedOpError, match=r"sj_conv1d.nir: NIR node '_0' \(Conv1d\) is not supported yet"):
         read_nir(CASES / "sj_conv1d.nir")
+
+
+def test_written_nir_uses_the_time_step_snntorchs_importer_assumes():
+    """snnTorch's import_from_nir reads every LIF with dt = 1e-4 and needs an input gain r*dt/tau of 1
+    (bench/nir_into_snntorch.py: 98.33 % at 1e-4 vs 9.72 % at 1e-3 for digits_mlp)."""
+    graph = load_model(sample_model_path("digits_mlp"))
+    written, _ = nir_backend.to_nir(graph)
+    assert written.metadata["snn.dt"] == "0.0001"
+    for neuron in graph.neurons():
+        lif = written.nodes[neuron.name]
+        assert np.allclose(1 - 1e-4 / lif.tau, neuron.beta) and np.allclose(lif.r * 1e-4 / lif.tau, neuron.gain)

@@ -27,7 +27,9 @@ from ..errors import UnsupportedOpError
 from ..files import atomic_write_bytes
 from ..frontends.nir import PRODUCER, import_nir
 
-DEFAULT_DT = 1e-3  # 1 ms: the time step a written file declares unless told otherwise
+# The time step a written file declares unless told otherwise: snnTorch's and SpikingJelly's NIR exports
+# use 1e-4, and snnTorch's import_from_nir assumes it for every LIF (bench/nir_into_snntorch.py)
+DEFAULT_DT = 1e-4
 
 
 def _full(shape, value) -> np.ndarray:
