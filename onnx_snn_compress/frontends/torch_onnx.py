@@ -1130,27 +1130,31 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
 
 
 # What the IR cannot hold yet, recognised by the names exporters give it (before lifting, which
-# would only say which arithmetic it could not read)
-_NAMED_CONSTRUCTS = (
-    ("rleaky", "recurrent synapses (snnTorch RLeaky) are not supported yet"),
-    ("rsynaptic", "recurrent synapses and synaptic current (snnTorch RSynaptic) are not supported yet"),
-    (".recurrent.weight", "recurrent synapses (snnTorch RLeaky / RSynaptic) are not supported yet"),
-    ("synaptic.synaptic", "synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet"),
-    ("cubalifnode", "synaptic current (CubaLIF / SpikingJelly CUBALIFNode) is not supported yet"),
-    (".alpha", "synaptic current (CubaLIF / snnTorch Synaptic, whose alpha is the current's decay) is not supported yet"),
+# would only say which arithmetic it could not read): the dynamo exporter's class names ...
+_NAMED_CLASSES = (
+    ("snntorch._neurons.rleaky.", "recurrent synapses (snnTorch RLeaky) are not supported yet"),
+    ("snntorch._neurons.rsynaptic.", "recurrent synapses and synaptic current (snnTorch RSynaptic) are not supported yet"),
+    ("snntorch._neurons.synaptic.", "synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet"),
+    (".cubalifnode", "synaptic current (CubaLIF / SpikingJelly CUBALIFNode) is not supported yet"),
+    ("norse.torch.module.lif.lifcell", "synaptic current (CubaLIF / Norse LIFCell) is not supported yet"),
 )
 
 
 def _refuse_named_constructs(model: onnx.ModelProto) -> None:
-    names = [t.name.lower() for t in model.graph.initializer]
-    names += [p.value.lower() for n in model.graph.node for p in n.metadata_props
-              if p.key == "pkg.torch.onnx.class_hierarchy"]
-    for fingerprint, message in _NAMED_CONSTRUCTS:
-        found = next((n for n in names if n.endswith(fingerprint) or (not fingerprint.startswith(".") and fingerprint in n)),
-                     None)
-        if found is not None:
-            evidence = found if len(found) < 80 else found[:77] + "..."
-            raise UnsupportedOpError(f"{message} ({evidence!r})")
+    """... and snnTorch's parameter names (legacy exports keep no class names)."""
+    classes = {p.value.lower() for n in model.graph.node for p in n.metadata_props
+               if p.key == "pkg.torch.onnx.class_hierarchy"}
+    for fingerprint, message in _NAMED_CLASSES:
+        if any(fingerprint in c for c in classes):
+            raise UnsupportedOpError(f"{message} (class {fingerprint.strip('.')!r} in the export)")
+    names = {t.name for t in model.graph.initializer}
+    for name in sorted(names):
+        if name.endswith(".recurrent.weight"):
+            raise UnsupportedOpError(f"recurrent synapses (snnTorch RLeaky / RSynaptic) are not supported yet "
+                                     f"(initializer {name!r})")
+        if name.endswith(".alpha") and f"{name[:-len('alpha')]}beta" in names:
+            raise UnsupportedOpError(f"synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet "
+                                     f"(initializers {name!r} and its beta: a synaptic and a membrane decay)")
 
 
 def _spike_output_only(model: onnx.ModelProto, notes: list) -> onnx.ModelProto:
