@@ -12,7 +12,7 @@ from ..resources import RESOURCES
 from ..solvers import METHODS
 from .app import (ConfigOpt, JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, app, choices, command_options,
                   fail_gates, print_json)
-from .models import Encoding
+from .models import DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt
 
 Resource = choices("Resource", RESOURCES)
 Method = choices("Method", METHODS)
@@ -40,7 +40,7 @@ def compress(
     dual_lr_z: float = typer.Option(0.1, "--dual-lr-z", help="Dual ascent step of the resource multiplier (minimax)."),
     e_mac: float = typer.Option(4.6, "--e-mac", help="Energy of a MAC in pJ (non-spike input layers)."),
     e_ac: float = typer.Option(0.9, "--e-ac", help="Energy of an accumulate (one SynOp) in pJ."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
+    time_steps: Optional[int] = TimeStepsOpt,
     encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
     seed: int = typer.Option(0, "--seed"),
     measure_samples: int = typer.Option(256, "--measure-samples", help="Firing rates, SynOps, effective MACs and energy are measured on the first N validation samples."),
@@ -53,6 +53,10 @@ def compress(
                                   "best-within-gates: name the smallest model that passes as `selected` (exit 1 if none does)."),
     config: Optional[Path] = ConfigOpt,
     as_json: bool = JsonOpt,
+    source_format: SourceFormat = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[NirReset] = NirResetOpt,
+    framework: Optional[Framework] = FrameworkOpt,
 ):
     """Prune MODEL to each budget with joint finetuning; write one model per budget, report.json and config.toml.
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .app import JsonOpt, app, plain, print_json
-from .models import DtOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, print_notes
+from .models import DtOpt, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, print_notes
 
 
 @app.command()
@@ -18,6 +18,7 @@ def convert(
     source_format: SourceFormat = FromOpt,
     dt: Optional[float] = DtOpt,
     nir_reset: Optional[NirReset] = NirResetOpt,
+    framework: Optional[Framework] = FrameworkOpt,
     as_json: bool = JsonOpt,
 ):
     """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one).
@@ -26,7 +27,7 @@ def convert(
     """
     from ..convert import convert as run_conversion
 
-    result = run_conversion(source, target, plain(source_format), dt=dt, nir_reset=plain(nir_reset))
+    result = run_conversion(source, target, plain(source_format), dt=dt, nir_reset=plain(nir_reset), framework=plain(framework))
     if as_json:
         print_json(result.to_json())
         return

@@ -11,7 +11,8 @@ from ..errors import SNNError
 from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
 from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, plain, print_json
-from .models import Encoding
+from .models import (DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt,
+                     load_source, source_time_steps)
 
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Schedule = choices("Schedule", SCHEDULES)
@@ -30,12 +31,16 @@ def train(
     weight_decay: float = typer.Option(0.0, "--weight-decay"),
     schedule: Schedule = typer.Option("cosine", "--schedule", help="Learning-rate schedule over all steps."),
     loss: Optional[Loss] = typer.Option(None, "--loss", help="Default: by readout."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
+    time_steps: Optional[int] = TimeStepsOpt,
     encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     config: Optional[Path] = ConfigOpt,
     as_json: bool = JsonOpt,
+    source_format: SourceFormat = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[NirReset] = NirResetOpt,
+    framework: Optional[Framework] = FrameworkOpt,
 ):
     """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation.
 
@@ -43,7 +48,6 @@ def train(
     """
     from ..backends.onnx_profile import save
     from ..data import load_splits_for_model
-    from ..frontends import load_model
     from ..samples import digits_path
     from ..train import TrainConfig, accuracy, train as run_training
 
@@ -51,7 +55,8 @@ def train(
     source = model_path(model)
     if out.resolve() == source.resolve():
         raise SNNError(f"--out {out} is the input model; choose another path (inputs are never overwritten)")
-    graph = load_model(source)
+    graph = load_source(source, source_format, dt, nir_reset, framework)[0]
+    time_steps = source_time_steps(graph, time_steps)
     data = data if data is not None else digits_path()
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed

@@ -57,6 +57,18 @@ def _note(log, notes: Sequence[str]) -> None:
             print(f"note: {note}", file=log, flush=True)
 
 
+def _load_source(path: Path, source_format: str, dt, nir_reset, framework, time_steps: int | None, log):
+    """(IR graph, the file's own ONNX model when it is a profile file, T for static data: the
+    model's own unless given), saying on ``log`` what the importer assumed."""
+    from .data import model_time_steps
+    from .frontends import load_with_proto
+
+    graph, proto = load_with_proto(path, source_format, dt=dt, nir_reset=nir_reset, framework=framework)
+    time_steps, note = model_time_steps(graph.metadata, time_steps)
+    _note(log, [n for n in graph.metadata.get("import_notes", "").split(" | ") if n] + ([note] if note else []))
+    return graph, proto, time_steps
+
+
 @dataclass
 class CompressResult:
     """What a compression leaves: the report (report.json's content) and where the files are.
@@ -110,10 +122,14 @@ def compress(
     dual_lr_z: float = 0.1,
     e_mac: float = 4.6,
     e_ac: float = 0.9,
-    time_steps: int = 8,
+    time_steps: int | None = None,
     encoding: str = "direct",
     seed: int = 0,
     measure_samples: int = 256,
+    source_format: str = "auto",
+    dt: float | None = None,
+    nir_reset: str | None = None,
+    framework: str | None = None,
     resume: bool = False,
     min_accuracy: float | None = None,
     max_accuracy_drop: float | None = None,
@@ -140,7 +156,6 @@ def compress(
     from .config import to_toml
     from .data import load_splits_for_model
     from .files import atomic_write_text
-    from .frontends import load_model
     from .report import figures_missing_note, write_figures
     from .resources import EnergyModel
     from .samples import digits_path, sample_model_path
@@ -152,7 +167,7 @@ def compress(
     out = Path(out)
     source = Path(model) if model is not None else sample_model_path("digits_conv")  # a small first layer
     data_path = Path(data) if data is not None else digits_path()
-    graph = load_model(source)
+    graph, _, time_steps = _load_source(source, source_format, dt, nir_reset, framework, time_steps, log)
     train_data, val_data, test_data = load_splits_for_model(
         data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
@@ -245,12 +260,13 @@ def evaluate(
     runtime: str = "sim",
     split: str = "test",
     encoding: str = "direct",
-    time_steps: int = 8,
+    time_steps: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
     source_format: str = "auto",
     dt: float | None = None,
     nir_reset: str | None = None,
+    framework: str | None = None,
     min_accuracy: float | None = None,
     max_accuracy_drop: float | None = None,
     reference_model: str | Path | None = None,
@@ -273,7 +289,6 @@ def evaluate(
     """
     from .data import load_for_model
     from .evaluate import RUNTIMES, evaluate as run_evaluation
-    from .frontends import load_with_proto
     from .progress import Progress
     from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures
     from .samples import digits_path, sample_model_path
@@ -290,10 +305,9 @@ def evaluate(
     data_path = Path(data) if data is not None else digits_path()
 
     def measure(path: Path):
-        graph, proto = load_with_proto(path, source_format, dt=dt, nir_reset=nir_reset)
-        _note(log, [n for n in graph.metadata.get("import_notes", "").split(" | ") if n])
+        graph, proto, steps = _load_source(path, source_format, dt, nir_reset, framework, time_steps, log)
         dataset = load_for_model(data_path, graph.input.shape, graph.num_classes, split=split,
-                                 time_steps=time_steps, encoding=encoding, seed=seed)
+                                 time_steps=steps, encoding=encoding, seed=seed)
         return graph, dataset, run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size,
                                                      progress=Progress(log, quiet=log is None or not progress))
 

@@ -48,10 +48,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "auto", *,
-            dt: float | None = None, nir_reset: str | None = None) -> Conversion:
+            dt: float | None = None, nir_reset: str | None = None, framework: str | None = None) -> Conversion:
     """Read ``source`` (format ``fmt`` or detected) and write it to ``target``: NIR for ``.nir``, else the profile.
 
-    ``dt`` is the NIR time step: of the input when it is NIR, else of the NIR output.
+    ``dt`` is the NIR time step: of the input when it is NIR, else of the NIR output. ``framework``
+    is the input's exporting framework (:func:`frontends.load_model`).
     """
     source, target = Path(source), Path(target)
     if source.exists() and _same_file(source, target):
@@ -63,7 +64,7 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "au
     reading_nir = source_format == "nir"
     if dt is not None and not reading_nir and target_format != "nir":
         raise ModelError("--dt is the time step of a NIR file; neither the input nor the output is NIR")
-    graph = load_model(source, source_format, dt=dt if reading_nir else None, nir_reset=nir_reset)
+    graph = load_model(source, source_format, dt=dt if reading_nir else None, nir_reset=nir_reset, framework=framework)
     notes = [n for n in graph.metadata.get("import_notes", "").split(" | ") if n]
     if target_format == "nir":
         write_dt = dt if dt is not None else float(graph.metadata.get("nir.dt", nir_backend.DEFAULT_DT))
