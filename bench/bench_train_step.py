@@ -73,7 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv"],
-                        help="sample models, and/or 'synthetic' (an MLP with --synthetic-weights prunable synapses)")
+                        help="sample models, 'mnist_mlp' / 'mnist_conv' (the MNIST-size nets), and/or 'synthetic' "
+                             "(an MLP with --synthetic-weights prunable synapses)")
     parser.add_argument("--synthetic-weights", type=float, default=10e6)
     parser.add_argument("--peers", nargs="*", default=list(PEERS), help=f"subset of {PEERS}; none: ours only")
     parser.add_argument("--layers", action="store_true", help="also time our forward/backward node by node")
@@ -174,15 +175,89 @@ def synthetic_graph(prunable_weights: float, seed: int = 0):
     ])
 
 
-def load_case(model: str, batch: int, time_steps: int, synthetic_weights: float = 10e6):
-    """The graph and one batch of the digits for a sample model, or for ``synthetic``."""
-    from onnx_snn_compress.samples import digits_path, sample_model_path
+def _layers(rng):
+    """``linear``/``conv`` makers of seeded random layers: uniform in +-scale/sqrt(fan_in)
+    (torch's default initialisation, scaled by hand so that every layer fires)."""
+    import math
 
+    from onnx_snn_compress import ir
+
+    def uniform(shape, fan_in, scale):
+        bound = scale / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, size=shape).astype(np.float32)
+
+    def linear(name, source, fan_in, fan_out, scale):
+        return ir.Linear(name=name, inputs=(source,), weight=uniform((fan_out, fan_in), fan_in, scale),
+                         bias=uniform(fan_out, fan_in, 1.0))
+
+    def conv(name, source, channels_in, channels_out, scale):
+        fan_in = channels_in * 9
+        return ir.Conv2d(name=name, inputs=(source,), weight=uniform((channels_out, channels_in, 3, 3), fan_in, scale),
+                         bias=uniform(channels_out, fan_in, 1.0), padding=(1, 1))
+
+    return linear, conv
+
+
+_NEURON = {"beta": np.float32(0.5), "v_threshold": 1.0, "reset": "subtract", "surrogate": "atan", "alpha": 2.0}
+
+
+def mnist_mlp_graph(seed: int = 0):
+    """MLP 784-800-10 of LIF neurons (tau 2), the issue's MNIST-size net. Random weights."""
+    from onnx_snn_compress import ir
+
+    linear, _ = _layers(np.random.default_rng(seed))
+    return ir.Graph([
+        ir.Input(name="input", shape=(1, 28, 28)),
+        ir.Flatten(name="flat", inputs=("input",)),
+        linear("fc1", "flat", 784, 800, 6.0), ir.Neuron(name="lif1", inputs=("fc1",), **_NEURON),
+        linear("fc2", "lif1", 800, 10, 8.0), ir.Neuron(name="lif2", inputs=("fc2",), **_NEURON),
+        ir.Readout(name="output", inputs=("lif2",), mode="rate"),
+    ])
+
+
+def mnist_conv_graph(seed: int = 0):
+    """1x28x28 C16-BN-LIF-MP2-C32-BN-LIF-MP2-FC128-LIF-FC10-LIF (3x3 convolutions, padding 1),
+    the issue's MNIST-size conv net. Random weights, BatchNorm at its initial state."""
+    from onnx_snn_compress import ir
+
+    linear, conv = _layers(np.random.default_rng(seed))
+
+    def batchnorm(name, source, channels):
+        ones, zeros = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+        return ir.BatchNorm(name=name, inputs=(source,), weight=ones, bias=zeros, running_mean=zeros.copy(),
+                            running_var=ones.copy())
+
+    pool = {"kernel_size": (2, 2), "stride": (2, 2)}
+    return ir.Graph([
+        ir.Input(name="input", shape=(1, 28, 28)),
+        conv("conv1", "input", 1, 16, 1.0), batchnorm("bn1", "conv1", 16),
+        ir.Neuron(name="lif1", inputs=("bn1",), **_NEURON), ir.MaxPool2d(name="pool1", inputs=("lif1",), **pool),
+        conv("conv2", "pool1", 16, 32, 1.0), batchnorm("bn2", "conv2", 32),
+        ir.Neuron(name="lif2", inputs=("bn2",), **_NEURON), ir.MaxPool2d(name="pool2", inputs=("lif2",), **pool),
+        ir.Flatten(name="flat", inputs=("pool2",)),
+        linear("fc1", "flat", 32 * 7 * 7, 128, 8.0), ir.Neuron(name="lif3", inputs=("fc1",), **_NEURON),
+        linear("fc2", "lif3", 128, 10, 8.0), ir.Neuron(name="lif4", inputs=("fc2",), **_NEURON),
+        ir.Readout(name="output", inputs=("lif4",), mode="rate"),
+    ])
+
+
+#: Bench nets fed the real 28x28 MNIST digits of samples/mnist.npz.
+MNIST_MODELS = {"mnist_mlp": mnist_mlp_graph, "mnist_conv": mnist_conv_graph}
+
+
+def load_case(model: str, batch: int, time_steps: int, synthetic_weights: float = 10e6):
+    """The graph and one batch of its data: a sample model or ``synthetic`` on the digits,
+    an MNIST net on the first training digits of samples/mnist.npz (direct encoding)."""
     from onnx_snn_compress.data import load_for_model
     from onnx_snn_compress.frontends import load_model
+    from onnx_snn_compress.samples import digits_path, sample_model_path
 
-    graph = synthetic_graph(synthetic_weights) if model == "synthetic" else load_model(sample_model_path(model))
-    data = load_for_model(digits_path(), graph.input.shape, graph.num_classes, "train", time_steps)
+    if model in MNIST_MODELS:
+        graph, path = MNIST_MODELS[model](), Path(digits_path()).with_name("mnist.npz")
+    else:
+        graph = synthetic_graph(synthetic_weights) if model == "synthetic" else load_model(sample_model_path(model))
+        path = digits_path()
+    data = load_for_model(path, graph.input.shape, graph.num_classes, "train", time_steps)
     return graph, data.inputs(slice(0, batch)), data.y[:batch]
 
 
