@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .blas import SINGLE_THREAD_GEMM
+from .blas import KERNEL_GEMM
 
 # Rows per parallel work item: a row of weight_t is reused this many times from cache.
 _ROWS = 8
@@ -131,7 +131,7 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
     x = np.ascontiguousarray(x, dtype=np.float32)
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-    chunk_rows = max(1, SINGLE_THREAD_GEMM // weight.size)
+    chunk_rows = max(1, KERNEL_GEMM // weight.size)
     if chunk_rows < _MIN_CHUNK_ROWS:
         # a big layer: single-threaded GEMM chunks of a few rows would each sweep the whole
         # weight (a 3157x3157 layer took 5.5 s instead of 70 ms); whole-matrix products from
