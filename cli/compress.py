@@ -34,6 +34,7 @@ def compress(
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads of the kernels. Default: the cores free at start."),
     as_json: bool = JsonOpt,
 ):
     """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
@@ -43,7 +44,12 @@ def compress(
     from ..report import plot_curve, table
     from ..resources import EnergyModel
     from ..samples import digits_path
+    from ..threads import use_threads
     from ..train import TrainConfig
+
+    _, note = use_threads(threads)
+    if note:
+        typer.echo(f"note: {note}", err=True)
 
     source = model_path(model, sample="digits_conv")  # its first layer is small, so the default schedule is reachable
     graph = load_model(source)

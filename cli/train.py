@@ -26,6 +26,7 @@ def train(
     time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads of the kernels. Default: the cores free at start."),
     as_json: bool = JsonOpt,
 ):
     """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation."""
@@ -33,7 +34,12 @@ def train(
     from ..data import load_splits_for_model
     from ..frontends import load_model
     from ..samples import digits_path
+    from ..threads import use_threads
     from ..train import TrainConfig, accuracy, train as run_training
+
+    _, note = use_threads(threads)
+    if note:
+        typer.echo(f"note: {note}", err=True)
 
     source = model_path(model)
     if out.resolve() == source.resolve():
