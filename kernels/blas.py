@@ -23,26 +23,45 @@ from pathlib import Path
 SINGLE_THREAD_GEMM = 65536 * 4
 
 
+def _openblas_setter(package: str, symbol: str):
+    """``symbol`` (an OpenBLAS ``set_num_threads``) of the OpenBLAS bundled in the wheel of
+    ``package`` (its ``<package>.libs`` folder), or None."""
+    try:
+        module = __import__(package)
+    except ImportError:
+        return None
+    for library in sorted((Path(module.__file__).parent.parent / f"{package}.libs").glob("libscipy_openblas*.so*")):
+        try:
+            setter = getattr(ctypes.CDLL(str(library)), symbol)
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes = [ctypes.c_int]
+        return setter
+    return None
+
+
 def pin_kernel_blas() -> bool:
     """Set SciPy's bundled OpenBLAS (the BLAS of Numba's ``np.dot``) to one thread.
 
     Returns whether it was found and set (False with another BLAS: nothing is changed).
     """
     try:
-        import scipy
         import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba calls)
     except ImportError:
         return False
-    libraries = sorted((Path(scipy.__file__).parent.parent / "scipy.libs").glob("libscipy_openblas*.so*"))
-    for library in libraries:
-        try:
-            setter = ctypes.CDLL(str(library)).scipy_openblas_set_num_threads
-        except (OSError, AttributeError):
-            continue
-        setter.argtypes = [ctypes.c_int]
+    setter = _openblas_setter("scipy", "scipy_openblas_set_num_threads")
+    if setter is not None:
         setter(1)
-        return True
-    return False
+    return setter is not None
+
+
+def set_numpy_blas_threads(threads: int) -> bool:
+    """Set the threads of numpy's bundled OpenBLAS (GEMMs made from Python between parallel
+    regions, e.g. ``kernels/linear.py``'s large layers). Returns whether it was found."""
+    setter = _openblas_setter("numpy", "scipy_openblas_set_num_threads64_")
+    if setter is not None:
+        setter(int(threads))
+    return setter is not None
 
 
 #: Whether the kernels' BLAS runs single-threaded (see the module docstring).

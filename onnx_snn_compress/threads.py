@@ -9,8 +9,12 @@ the cores this process may run on (``os.sched_getaffinity``) minus the cores tha
 processes kept busy over a short sample of ``/proc/stat`` (busy time of the machine minus
 this process's own), rounded to the nearest integer, at least 1. ``--threads`` overrides it.
 
-The thread count never changes a result: the kernels cut their work into pieces fixed by
-the data, never by the thread count, and sum the pieces in a fixed order (kernels/*.py).
+The count is given to Numba and to numpy's BLAS. Numba's kernels cut their work into
+pieces fixed by the data, never by the thread count, and sum the pieces in a fixed order
+(kernels/*.py), so their results do not depend on it; numpy's BLAS GEMMs (a large Linear
+layer's backward, kernels/linear.py) sum in an order that does. Results are therefore
+bit-identical per seed and thread count: pass ``--threads`` for runs that must reproduce
+bit for bit on another load.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import time
 
 from .errors import SNNError
+from .kernels.blas import set_numpy_blas_threads
 
 
 def usable_cores() -> int:
@@ -86,4 +91,5 @@ def use_threads(threads: int | None) -> tuple[int, str | None]:
         raise SNNError(f"--threads {threads} is more than the {numba.config.NUMBA_NUM_THREADS} threads Numba can "
                        "start here (set NUMBA_NUM_THREADS to raise it)")
     numba.set_num_threads(threads)
+    set_numpy_blas_threads(threads)
     return threads, note
