@@ -81,6 +81,12 @@ def parse_args(argv=None):
     parser.add_argument("--max-other-load", type=float, default=0.1,
                         help="rerun an engine's block when other processes used more cores than this meanwhile")
     parser.add_argument("--retries", type=int, default=4, help="reruns per block at most (the least disturbed is kept)")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="start this many CPU-bound processes for the whole run (a busy machine); blocks are "
+                             "then rerun only when the other load exceeds this count by --max-other-load")
+    parser.add_argument("--policy", action="store_true",
+                        help="our engine picks its thread count as the CLI does by default "
+                             "(onnx_snn_compress.threads: the cores free at start) instead of --threads")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: ENGINE:MODEL:RESULT_PATH
     return parser.parse_args(argv)
 
@@ -270,7 +276,9 @@ def run_ours(args, model: str) -> dict:
     from onnx_snn_compress.losses import LOSSES
     from onnx_snn_compress.optim import Adam
 
-    numba.set_num_threads(args.threads)
+    from onnx_snn_compress.threads import use_threads
+
+    threads, _ = use_threads(None if args.policy else args.threads)  # Numba's and numpy's BLAS threads
     graph, x, y = load_case(model, args.batch, args.time_steps, args.synthetic_weights)
     loss_function = LOSSES["mse_rate"]
 
@@ -299,7 +307,8 @@ def run_ours(args, model: str) -> dict:
     times, other, faults = run_steps(step_function(graph.copy()), args.warmup, args.repeats)
     result = {"times": times, "other_load": other, "faults": faults, "loss": float(loss), "rates": tape.firing_rates(),
               "above": above, "grads": {k: v.tolist() for k, v in grads.items()},
-              "versions": f"numba {numba.__version__}, threading layer {numba.threading_layer()}"}
+              "versions": f"numba {numba.__version__}, threading layer {numba.threading_layer()}, "
+                          f"{threads} threads{' (policy)' if args.policy else ''}"}
 
     if args.layers:  # the same steps again, each node's forward and backward timed
         node_times: dict[str, list[float]] = {}
@@ -498,6 +507,8 @@ def spawn(args, engine: str, model: str, folder: str) -> dict:
                "--synthetic-weights", str(args.synthetic_weights)]
     if args.layers:
         command.append("--layers")
+    if args.policy:
+        command.append("--policy")
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
     if completed.returncode != 0:
         raise SystemExit(f"{engine} on {model} failed:\n{completed.stderr}")
@@ -519,34 +530,9 @@ def gradient_agreement(ours: dict, theirs: dict) -> float:
     return worst
 
 
-def main() -> None:
-    args = parse_args()
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(args.threads)  # inherited by the worker processes
-    if args.worker:
-        worker(args)
-        return
-
-    peers, skipped = [], {}
-    for peer in args.peers:
-        if peer not in PEERS:
-            raise SystemExit(f"unknown peer {peer!r}; choose from {', '.join(PEERS)}")
-        if importlib.util.find_spec("torch") is None:
-            skipped[peer] = "PyTorch is not installed"
-        elif importlib.util.find_spec(PEER_MODULES[peer]) is None:
-            skipped[peer] = f"{PEER_MODULES[peer]} is not installed"
-        else:
-            peers.append(peer)
-    load = os.getloadavg()
-    print(f"batch {args.batch}, T={args.time_steps}, {args.threads} threads ({os.cpu_count()} cores), "
-          f"{args.warmup} warm-up steps, median [quartiles] of {args.repeats} steps, one process per engine; "
-          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    for peer, why in skipped.items():
-        print(f"{peer}: skipped ({why})")
-    if not peers:
-        print("no peer framework available: timing our engine alone")
-
-    engines = ["ours", *peers]
+def measure(args, engines):
+    """Every engine on every model, each block rerun while others loaded the machine."""
+    expected_load = args.busy + args.max_other_load
     results: dict[tuple[str, str], dict] = {}
     retried: dict[tuple[str, str], int] = {}
     versions = {}
@@ -555,7 +541,7 @@ def main() -> None:
             for engine in engines:
                 best = spawn(args, engine, model, folder)
                 for _ in range(args.retries):
-                    if best["other_load"] is None or best["other_load"] <= args.max_other_load:
+                    if best["other_load"] is None or best["other_load"] <= expected_load:
                         break
                     time.sleep(5)
                     again = spawn(args, engine, model, folder)
@@ -564,6 +550,11 @@ def main() -> None:
                     retried[model, engine] = retried.get((model, engine), 0) + 1
                 results[model, engine] = best
                 versions[engine.split("-")[0]] = results[model, engine]["versions"]
+    return results, retried, versions
+
+
+def report(args, engines, peers, results, retried, versions):
+    """Print the table, the first-step agreement and (with --layers) our step node by node."""
     print("; ".join(f"{engine}: {text}" for engine, text in versions.items()))
 
     print()
@@ -609,6 +600,45 @@ def main() -> None:
             print(f"\n{model}: our step node by node (median ms; share of the {1e3 * step:.2f} ms step)")
             for key, seconds in ours["nodes"].items():
                 print(f"    {key:<36} {1e3 * seconds:8.3f} ms {100 * seconds / step:5.1f} %")
+
+
+def main() -> None:
+    args = parse_args()
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(args.threads)  # inherited by the worker processes
+    if args.worker:
+        worker(args)
+        return
+
+    peers, skipped = [], {}
+    for peer in args.peers:
+        if peer not in PEERS:
+            raise SystemExit(f"unknown peer {peer!r}; choose from {', '.join(PEERS)}")
+        if importlib.util.find_spec("torch") is None:
+            skipped[peer] = "PyTorch is not installed"
+        elif importlib.util.find_spec(PEER_MODULES[peer]) is None:
+            skipped[peer] = f"{PEER_MODULES[peer]} is not installed"
+        else:
+            peers.append(peer)
+    load = os.getloadavg()
+    busy = f", {args.busy} CPU-bound processes started beside" if args.busy else ""
+    print(f"batch {args.batch}, T={args.time_steps}, {args.threads} threads ({os.cpu_count()} cores){busy}, "
+          f"{args.warmup} warm-up steps, median [quartiles] of {args.repeats} steps, one process per engine; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    for peer, why in skipped.items():
+        print(f"{peer}: skipped ({why})")
+    if not peers:
+        print("no peer framework available: timing our engine alone")
+
+    engines = ["ours", *peers]
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        results, retried, versions = measure(args, engines)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    report(args, engines, peers, results, retried, versions)
 
 
 if __name__ == "__main__":
