@@ -84,6 +84,8 @@ def parse_args(argv=None):
     parser.add_argument("--busy", type=int, default=0,
                         help="start this many CPU-bound processes for the whole run (a busy machine); blocks are "
                              "then rerun only when the other load exceeds this count by --max-other-load")
+    parser.add_argument("--no-keep-memory", action="store_true",
+                        help="let glibc return freed memory as it does by default (onnx_snn_compress.memory)")
     parser.add_argument("--policy", action="store_true",
                         help="our engine picks its thread count as the CLI does by default "
                              "(onnx_snn_compress.threads: the cores free at start) instead of --threads")
@@ -276,9 +278,12 @@ def run_ours(args, model: str) -> dict:
     from onnx_snn_compress.losses import LOSSES
     from onnx_snn_compress.optim import Adam
 
+    from onnx_snn_compress.memory import keep_freed_memory
     from onnx_snn_compress.threads import use_threads
 
     threads, _ = use_threads(None if args.policy else args.threads)  # Numba's and numpy's BLAS threads
+    if not args.no_keep_memory:
+        keep_freed_memory()  # as Trainer does
     graph, x, y = load_case(model, args.batch, args.time_steps, args.synthetic_weights)
     loss_function = LOSSES["mse_rate"]
 
@@ -509,6 +514,8 @@ def spawn(args, engine: str, model: str, folder: str) -> dict:
         command.append("--layers")
     if args.policy:
         command.append("--policy")
+    if args.no_keep_memory:
+        command.append("--no-keep-memory")
     completed = subprocess.run(command, check=False, capture_output=True, text=True)
     if completed.returncode != 0:
         raise SystemExit(f"{engine} on {model} failed:\n{completed.stderr}")

@@ -53,3 +53,4 @@ def test_every_training_command_takes_threads_and_rejects_an_impossible_count(co
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2 and out == "" and err == "error: --threads must be at least 1, got 0\n"
     assert not any(tmp_path.iterdir())
+
