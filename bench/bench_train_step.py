@@ -1,12 +1,16 @@
 """One training step (forward + backward + Adam): our engine vs SpikingJelly and snnTorch on PyTorch CPU.
 
     python bench/bench_train_step.py [--threads 2] [--batch 64] [--time-steps 8] [--repeats 40]
-                                     [--warmup 5] [--models digits_mlp digits_conv] [--peers ...] [--layers]
+                                     [--warmup 5] [--models digits_mlp digits_conv mnist_mlp mnist_conv]
+                                     [--peers ...] [--layers] [--busy N] [--policy]
 
-For each sample model (``samples/digits_mlp.onnx``, ``samples/digits_conv.onnx``) the
-PyTorch networks are built node by node from the same IR graph (same layer shapes,
-same weights) and trained on the same batch of the embedded digits (direct encoding,
-T steps) with the MSE-on-rate loss and Adam (lr 1e-3):
+Models: the two samples (``samples/digits_mlp.onnx``, ``samples/digits_conv.onnx``) on the
+embedded 8x8 digits; the MNIST-size nets of issue 10 (``mnist_mlp`` 784-800-10 and
+``mnist_conv`` C16-BN-LIF-MP2-C32-BN-LIF-MP2-FC128-LIF-FC10-LIF, seeded random weights) on
+the real 28x28 digits of ``samples/mnist.npz``; ``synthetic``, a 10 M-synapse MLP. For each,
+the PyTorch networks are built node by node from the same IR graph (same layer shapes,
+same weights) and trained on the same batch (direct encoding, T steps) with the
+MSE-on-rate loss and Adam (lr 1e-3):
 
     ours          onnx_snn_compress: backprop.forward_train -> losses.mse_rate ->
                   backprop.backward -> optim.Adam.step (the core of Trainer.train_step;
@@ -72,7 +76,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv"],
+    parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "mnist_mlp", "mnist_conv"],
                         help="sample models, 'mnist_mlp' / 'mnist_conv' (the MNIST-size nets), and/or 'synthetic' "
                              "(an MLP with --synthetic-weights prunable synapses)")
     parser.add_argument("--synthetic-weights", type=float, default=10e6)
