@@ -47,9 +47,7 @@ def compress(
     from ..threads import use_threads
     from ..train import TrainConfig
 
-    _, note = use_threads(threads)
-    if note:
-        typer.echo(f"note: {note}", err=True)
+    _, note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
 
     source = model_path(model, sample="digits_conv")  # its first layer is small, so the default schedule is reachable
     graph = load_model(source)
@@ -80,6 +78,8 @@ def compress(
         typer.echo(f"interrupted; continue with the same options and --resume (checkpoint in {out})", err=True)
         raise typer.Exit(130) from None
     curves = plot_curve(report, out)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     if as_json:
         print_json(report)
         return

@@ -37,9 +37,7 @@ def train(
     from ..threads import use_threads
     from ..train import TrainConfig, accuracy, train as run_training
 
-    _, note = use_threads(threads)
-    if note:
-        typer.echo(f"note: {note}", err=True)
+    _, note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
 
     source = model_path(model)
     if out.resolve() == source.resolve():
@@ -58,6 +56,8 @@ def train(
         f"T={train_data.time_steps} {encoding} seed={seed}; best epoch {result.best_epoch}"
     )
     save(result.graph, out)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     summary = {"model": str(out), "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                "test_accuracy": test_accuracy}
     if as_json:
