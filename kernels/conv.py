@@ -106,7 +106,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 # block of images is first laid out batch-innermost and zero-padded, ``[C, Hp, Wp, images]``:
 # a position's window cell is then a contiguous run over the block's images, so unfolding
 # and folding back move whole runs whatever the stride and dilation. The positions are
-# taken in chunks sized so each GEMM stays single-threaded in BLAS (kernels/blas.py).
+# taken in chunks of at most KERNEL_GEMM multiply-adds per GEMM (kernels/blas.py).
 # Blocks are fixed by the batch (not by the thread count), each sums its own weight
 # gradient, and the blocks are added in order: the result does not depend on the number
 # of threads.
