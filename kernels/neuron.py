@@ -53,13 +53,13 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
     fired = np.zeros(width, dtype=np.bool_)
     count = np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
     for t in range(spikes.shape[0]):
-        row = t if x.shape[0] > 1 else 0  # a single input row is the input of every step
+        inputs = x[t if x.shape[0] > 1 else 0]  # a single input row is the input of every step
         for j in range(width):
             # charge
             d = beta * v[j] + leak
             if reset_delay:
                 d = _reset(d, fired[j], reset_mode, v_threshold, v_reset)
-            h = d + gain * x[row, start + j]
+            h = d + gain * inputs[start + j]
             # fire
             s = (h >= v_threshold) if fire_on_equal else (h > v_threshold)
             # reset
