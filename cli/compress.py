@@ -46,6 +46,7 @@ def compress(
     measure_samples: int = typer.Option(256, "--measure-samples", help="Firing rates, SynOps, effective MACs and energy are measured on the first N validation samples."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads of the kernels. Default: the cores free at start."),
     min_accuracy: Optional[float] = MinAccuracyOpt,
     max_accuracy_drop: Optional[float] = MaxDropOpt,
     max_resource: Optional[float] = MaxResourceOpt,

@@ -36,6 +36,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     config: Optional[Path] = ConfigOpt,
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads of the kernels. Default: the cores free at start."),
     as_json: bool = JsonOpt,
     source_format: SourceFormat = FromOpt,
     dt: Optional[float] = DtOpt,
@@ -49,9 +50,12 @@ def train(
     from ..backends.onnx_profile import save
     from ..data import load_splits_for_model
     from ..samples import digits_path
+    from ..threads import use_threads
     from ..train import TrainConfig, accuracy, train as run_training
 
     optimizer, schedule, loss, encoding = plain(optimizer), plain(schedule), plain(loss), plain(encoding)
+    _, note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
+
     source = model_path(model)
     if out.resolve() == source.resolve():
         raise SNNError(f"--out {out} is the input model; choose another path (inputs are never overwritten)")
@@ -71,6 +75,8 @@ def train(
     )
     result.graph.metadata.update(train_data.input_metadata())
     save(result.graph, out)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     summary = {"model": str(out), "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                "test_accuracy": test_accuracy}
     if as_json:

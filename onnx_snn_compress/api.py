@@ -130,6 +130,7 @@ def compress(
     dt: float | None = None,
     nir_reset: str | None = None,
     framework: str | None = None,
+    threads: int | None = None,
     resume: bool = False,
     min_accuracy: float | None = None,
     max_accuracy_drop: float | None = None,
@@ -159,8 +160,10 @@ def compress(
     from .report import figures_missing_note, write_figures
     from .resources import EnergyModel
     from .samples import digits_path, sample_model_path
+    from .threads import use_threads
     from .train import TrainConfig
 
+    _, threads_note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
     gates = Gates(min_accuracy, max_accuracy_drop, max_resource)
     gates.validate()
     check_selection(select)
@@ -205,10 +208,11 @@ def compress(
     passed = apply_to_report(report, gates, select)
     atomic_write_text(out / REPORT, _json(report))
     figures = write_figures(report, out)
-    if not figures and progress:
-        _note(log, [n for n in [figures_missing_note()] if n])
+    late_notes = [n for n in (threads_note, None if figures else figures_missing_note()) if n]
+    if progress:
+        _note(log, late_notes)
     return CompressResult(report=report, out=out, passed=passed, selected=report["selected"],
-                          notes=list(run.notes), figures=figures)
+                          notes=list(run.notes) + late_notes, figures=figures)
 
 
 def _json(value) -> str:

@@ -23,6 +23,7 @@ from .backprop import backward, forward_train, trainable
 from .data import ModelData
 from .errors import SNNError
 from .losses import LOSSES, default_loss
+from .memory import keep_freed_memory
 from .optim import OPTIMIZERS, SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
 from .progress import Progress
 from .report import percent, seconds
@@ -112,6 +113,7 @@ class Trainer:
         total_steps: int | None = None,
     ):
         config.validate()
+        keep_freed_memory()  # each step's arrays reuse the last step's pages
         self.graph, self.train, self.val, self.config = graph, train, val, config
         self.loss_name = config.loss or default_loss(graph.readout.mode)
         self.loss = LOSSES[self.loss_name]
