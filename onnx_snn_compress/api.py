@@ -209,8 +209,7 @@ def compress(
     atomic_write_text(out / REPORT, _json(report))
     figures = write_figures(report, out)
     late_notes = [n for n in (threads_note, None if figures else figures_missing_note()) if n]
-    if progress:
-        _note(log, late_notes)
+    _note(log, late_notes)
     return CompressResult(report=report, out=out, passed=passed, selected=report["selected"],
                           notes=list(run.notes) + late_notes, figures=figures)
 
