@@ -17,6 +17,10 @@ app = typer.Typer(
 
 ModelArg = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits MLP sample.")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+StorageOpt = typer.Option("dense", "--storage", help="dense, or compact: pruned weights as a packed bitmask plus "
+                          "their nonzero values, rebuilt by standard ops that onnxruntime folds at load.")
+RemoveDeadOpt = typer.Option(False, "--remove-dead", help="Drop the channels and neurons that pruning left dead "
+                             "(same predictions, smaller dense tensors; see docs/profile.md).")
 
 
 def model_path(model: Optional[Path], sample: str = "digits_mlp") -> Path:

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..errors import SNNError
-from .app import JsonOpt, app, model_path, print_json
+from .app import JsonOpt, RemoveDeadOpt, StorageOpt, app, model_path, print_json
 
 
 @app.command()
@@ -34,6 +34,8 @@ def compress(
     encoding: str = typer.Option("direct", "--encoding", help="direct or poisson, for static data."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
+    storage: str = StorageOpt,
+    remove_dead: bool = RemoveDeadOpt,
     as_json: bool = JsonOpt,
 ):
     """Prune MODEL to each budget with joint finetuning; write one model per budget and report.json."""
@@ -56,7 +58,7 @@ def compress(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
         resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
         steps_per_budget=steps, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
-        energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac),
+        energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac), storage=storage, remove_dead=remove_dead,
         train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=not as_json),
     )
     config.validate()

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, app, print_json
+from .app import JsonOpt, RemoveDeadOpt, StorageOpt, app, print_json
 from .models import DtOpt, FromOpt, NirResetOpt, print_notes
 
 
@@ -18,12 +18,14 @@ def convert(
     source_format: str = FromOpt,
     dt: Optional[float] = DtOpt,
     nir_reset: Optional[str] = NirResetOpt,
+    storage: str = StorageOpt,
+    remove_dead: bool = RemoveDeadOpt,
     as_json: bool = JsonOpt,
 ):
     """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one)."""
     from ..convert import convert as run_conversion
 
-    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset)
+    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset, storage=storage, remove_dead=remove_dead)
     if as_json:
         print_json(result.to_json())
         return
@@ -32,5 +34,6 @@ def convert(
         f"wrote {result.target} ({result.target_format}) from {result.source} ({result.source_format}, "
         f"{summary['source_framework']}): {summary['layers']} layers, {summary['neuron_layers']} neuron layers, "
         f"output {summary['readout']}"
+        + "".join(f"; removed {count} dead channels/neurons of {layer}" for layer, count in result.removed.items() if count)
     )
     print_notes(result.notes)

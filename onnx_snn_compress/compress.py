@@ -38,7 +38,9 @@ from .errors import SNNError
 from .evaluate import run_model
 from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
+from .profile import STORAGES
 from .pruning import FlatWeights, check_prunable, default_prunable
+from .shrink import remove_dead
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
 from .train import TrainConfig, Trainer, accuracy
@@ -63,6 +65,10 @@ class CompressConfig:
     dual_lr_y: float = 1.0
     dual_lr_z: float = 0.1
     measure_samples: int = 256
+    storage: str = "dense"  # how the exported models store pruned weights (profile.STORAGES)
+    # drop dead channels and neurons from the exported models (shrink.py); off by default so every
+    # budget's model keeps the input's layout (masks comparable across budgets, models re-compressible)
+    remove_dead: bool = False
     energy: EnergyModel = field(default_factory=EnergyModel)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, schedule="cosine"))
 
@@ -91,6 +97,8 @@ class CompressConfig:
                 raise SNNError(f"energy per operation {name} must be a finite number of pJ >= 0, got {value}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+        if self.storage not in STORAGES:
+            raise SNNError(f"unknown storage {self.storage!r}; choose one of {', '.join(STORAGES)}")
         if self.measure_samples < 1:
             raise SNNError(f"measure samples must be at least 1, got {self.measure_samples}")
         self.train.validate()
@@ -435,12 +443,12 @@ class Compression:
         activity = self._activity(self.graph)
         figures = resource_figures(self.graph, activity, self.config.energy)
         achieved = figures[self.config.resource] / self.reference
-        graph = self.graph.copy()
+        graph, removed = remove_dead(self.graph) if self.config.remove_dead else (self.graph.copy(), {})
         graph.metadata.update({
             "compression": json.dumps({"budget": budget, "resource": self.config.resource, "method": self.config.method,
                                        "achieved": achieved, "figures": figures}),
         })
-        save(graph, model_path)
+        save(graph, model_path, self.config.storage)
         model = onnx.load(str(model_path))
         accuracy_entry, agreement = {}, True
         for split, data in (("val", self.val), ("test", self.test)):
@@ -452,11 +460,13 @@ class Compression:
             accuracy_entry[split] = float(np.mean(sim == data.y))
             accuracy_entry[f"{split}_onnxruntime"] = float(np.mean(ort == data.y))
             agreement &= bool(np.array_equal(sim, ort))
-        rates = run_model(graph, self.measure_x, "sim").firing_rates()
+            if removed:  # the smaller model predicts what the masked one does
+                agreement &= bool(np.array_equal(sim, run_model(self.graph, x, "sim").predictions()))
+        rates = run_model(self.graph, self.measure_x, "sim").firing_rates()
         layers = {
             node.name: {"connectivity": float(np.count_nonzero(node.weight)) / node.weight.size,
                         "nonzero": int(np.count_nonzero(node.weight)), "synapses": int(node.weight.size)}
-            for node in graph.prunable()
+            for node in self.graph.prunable()
         }
         return {
             "budget": budget,
@@ -473,6 +483,8 @@ class Compression:
             "forced": self.state.forced,
             "repaired": repaired,
             "layers": layers,
+            "removed": removed,
+            "file_bytes": model_path.stat().st_size,
             "firing_rates": rates,
         }
 

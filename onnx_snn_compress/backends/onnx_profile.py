@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import ir, profile
+from ..errors import ModelError
 from ..files import atomic_write_bytes
 
 TIME, MERGED = "time", "merged"  # [T, N, *shape] or [T*N, *shape]
@@ -164,14 +165,54 @@ def _leaky_integrator_function() -> onnx.FunctionProto:
     )
 
 
+def _masked_weight_function() -> onnx.FunctionProto:
+    """``snn::MaskedWeight(mask_bits, values, shape) -> W``: a pruned weight tensor from a
+    packed bitmask (``np.packbits`` of ``W != 0``, most significant bit first, uint8)
+    and ``values`` (0.0, then the nonzero values in row-major order, float32)::
+
+        bits[i] = (mask_bits[i // 8] >> (7 - i % 8)) & 1       for i < size = prod(shape)
+        W[i]    = values[bits[i] * cumsum(bits)[i]]            (index 0 holds 0.0)
+
+    All inputs are initializers, so onnxruntime constant-folds the call at load.
+    """
+    nodes = [
+        _const("column", [1], np.int64),
+        _const("shifts", [7, 6, 5, 4, 3, 2, 1, 0], np.uint8),
+        _const("one", 1, np.uint8),
+        _const("start", [0], np.int64),
+        _const("flat", [-1], np.int64),
+        helper.make_node("ReduceProd", ["shape"], ["size"], keepdims=1),
+        helper.make_node("Unsqueeze", ["mask_bits", "column"], ["bytes"]),
+        helper.make_node("BitShift", ["bytes", "shifts"], ["shifted"], direction="RIGHT"),
+        helper.make_node("BitwiseAnd", ["shifted", "one"], ["bit_matrix"]),
+        helper.make_node("Reshape", ["bit_matrix", "flat"], ["padded_bits"]),
+        helper.make_node("Slice", ["padded_bits", "start", "size"], ["bits8"]),
+        helper.make_node("Cast", ["bits8"], ["bits"], to=TensorProto.INT64),
+        helper.make_node("CumSum", ["bits", "start"], ["rank"]),
+        helper.make_node("Mul", ["rank", "bits"], ["index"]),
+        helper.make_node("Gather", ["values", "index"], ["flat_weight"]),
+        helper.make_node("Reshape", ["flat_weight", "shape"], ["W"]),
+    ]
+    return helper.make_function(
+        profile.DOMAIN, profile.MASKED_WEIGHT, ["mask_bits", "values", "shape"], ["W"], nodes,
+        [helper.make_opsetid("", profile.OPSET)],
+    )
+
+
 # ---------------------------------------------------------------------------
 # Graph writer
 # ---------------------------------------------------------------------------
+COMPACT_OVERHEAD = 150  # bytes of a MaskedWeight call and its shape initializer, about
+
+
 class _Writer:
     """Emits nodes and initializers, tracking each IR tensor's layout."""
 
-    def __init__(self, graph: ir.Graph):
+    def __init__(self, graph: ir.Graph, storage: str = "dense"):
+        if storage not in profile.STORAGES:
+            raise ModelError(f"unknown storage {storage!r}; choose one of {', '.join(profile.STORAGES)}")
         self.graph = graph
+        self.storage = storage
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.layout: dict[str, str] = {}  # IR node name -> layout of the ONNX tensor of that name
@@ -181,6 +222,24 @@ class _Writer:
 
     def initializer(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def synapses(self, name: str, weight: np.ndarray) -> str:
+        """A weight tensor: an initializer, or with ``compact`` storage a packed bitmask and
+        the nonzero values rebuilt by ``snn::MaskedWeight`` when that takes fewer bytes."""
+        if self.storage == "dense":
+            return self.initializer(name, weight)
+        nonzero = weight.reshape(-1).view(np.uint32) != 0  # by bits, so a -0.0 is kept as a value
+        if 4 * int(nonzero.sum()) + (nonzero.size + 7) // 8 + COMPACT_OVERHEAD >= 4 * weight.size:
+            return self.initializer(name, weight)
+        inputs = [
+            self.initializer(f"{name}.mask_bits", np.packbits(nonzero)),
+            self.initializer(f"{name}.values", np.concatenate([np.zeros(1, np.float32), weight.reshape(-1)[nonzero]])),
+            self.initializer(f"{name}.shape", np.array(weight.shape, np.int64)),
+        ]
+        if profile.MASKED_WEIGHT not in self.functions:
+            self.functions[profile.MASKED_WEIGHT] = _masked_weight_function()
+        self.emit(profile.MASKED_WEIGHT, inputs, [name], name, domain=profile.DOMAIN)
         return name
 
     def emit(self, op: str, inputs, outputs, name: str, domain: str = "", **attrs) -> None:
@@ -217,7 +276,7 @@ def _write_input(w: _Writer, node: ir.Input):
 
 
 def _write_linear(w: _Writer, node: ir.Linear):
-    inputs = [w.view(node.inputs[0], MERGED), w.initializer(f"{node.name}.weight", node.weight)]
+    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", node.weight)]
     if node.bias is not None:
         inputs.append(w.initializer(f"{node.name}.bias", node.bias))
     w.emit("Gemm", inputs, [node.name], node.name, transB=1)
@@ -225,7 +284,7 @@ def _write_linear(w: _Writer, node: ir.Linear):
 
 
 def _write_conv(w: _Writer, node: ir.Conv2d):
-    inputs = [w.view(node.inputs[0], MERGED), w.initializer(f"{node.name}.weight", node.weight)]
+    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", node.weight)]
     if node.bias is not None:
         inputs.append(w.initializer(f"{node.name}.bias", node.bias))
     w.emit(
@@ -316,9 +375,14 @@ _WRITERS = {
 }
 
 
-def to_model(graph: ir.Graph) -> onnx.ModelProto:
-    """The graph as an ONNX model in the SNN-ONNX profile (checked with ``full_check``)."""
-    writer = _Writer(graph)
+def to_model(graph: ir.Graph, storage: str = "dense") -> onnx.ModelProto:
+    """The graph as an ONNX model in the SNN-ONNX profile (checked with ``full_check``).
+
+    ``storage="compact"`` writes each pruned weight tensor as a packed bitmask and its
+    nonzero values (see :func:`_unpack_nodes`; docs/profile.md, "Compact storage").
+    Raises ModelError for an unknown storage.
+    """
+    writer = _Writer(graph, storage)
     for node in graph:
         writer.write(node)
     readout = graph.readout
@@ -344,6 +408,6 @@ def to_model(graph: ir.Graph) -> onnx.ModelProto:
     return model
 
 
-def save(graph: ir.Graph, path: str | os.PathLike) -> None:
+def save(graph: ir.Graph, path: str | os.PathLike, storage: str = "dense") -> None:
     """Write the graph to ``path`` atomically (temporary file, then rename)."""
-    atomic_write_bytes(path, to_model(graph).SerializeToString())
+    atomic_write_bytes(path, to_model(graph, storage).SerializeToString())
