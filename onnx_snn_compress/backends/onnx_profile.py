@@ -202,7 +202,7 @@ def _masked_weight_function() -> onnx.FunctionProto:
 # ---------------------------------------------------------------------------
 # Graph writer
 # ---------------------------------------------------------------------------
-COMPACT_OVERHEAD = 150  # bytes of a MaskedWeight call and its shape initializer, about
+COMPACT_OVERHEAD = 200  # bytes of a MaskedWeight call, its shape and the tensors' names, about
 
 
 class _Writer:

@@ -1,0 +1,219 @@
+"""Deployable outputs: compact storage, removal of dead channels, the bench command."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from onnx_snn_compress import ir, profile
+from onnx_snn_compress.backends.onnx_profile import save, to_model
+from onnx_snn_compress.cli.main import main
+from onnx_snn_compress.frontends import load_model
+from onnx_snn_compress.frontends.onnx_profile import from_model
+from onnx_snn_compress.shrink import remove_dead
+from onnx_snn_compress.simulate import simulate
+
+from graphs import random_input, snn_graphs
+
+DEPLOY_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def run_cli(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code or 0, out, err
+
+
+def prune(graph: ir.Graph, density: float, seed: int) -> ir.Graph:
+    """Zero all but about ``density`` of every synapse layer's weights (in place)."""
+    rng = np.random.default_rng(seed)
+    for node in graph.prunable():
+        node.weight[rng.random(node.weight.shape) >= density] = 0.0
+    return graph
+
+
+def ort_output(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def mlp(hidden: int = 256, inputs: int = 128, classes: int = 10, seed: int = 0) -> ir.Graph:
+    rng = np.random.default_rng(seed)
+    return ir.Graph([
+        ir.Input("x", shape=(inputs,)),
+        ir.Linear("fc1", ("x",), weight=rng.normal(size=(hidden, inputs)), bias=rng.normal(size=hidden)),
+        ir.Neuron("lif1", ("fc1",), beta=0.9),
+        ir.Linear("fc2", ("lif1",), weight=rng.normal(size=(classes, hidden)), bias=np.zeros(classes)),
+        ir.Neuron("lif2", ("fc2",), beta=0.9),
+        ir.Readout("out", ("lif2",)),
+    ])
+
+
+# ---------------------------------------------------------------------------
+# Compact storage
+# ---------------------------------------------------------------------------
+@DEPLOY_SETTINGS
+@given(snn_graphs(), st.sampled_from([0.0, 0.05, 0.3, 0.9]), st.integers(0, 1000))
+def test_compact_model_reads_back_bit_for_bit_and_runs_like_the_dense_one(graph, density, seed):
+    prune(graph, density, seed)
+    compact = to_model(graph, storage="compact")  # to_model runs the full_check
+    assert from_model(compact).same_as(graph)
+    x = random_input(graph, 3, 2, seed=seed)
+    np.testing.assert_array_equal(ort_output(compact, x), ort_output(to_model(graph), x))
+
+
+def test_negative_zero_weights_survive_compact_storage():
+    graph = prune(mlp(hidden=16), 0.1, seed=0)
+    graph["fc1"].weight[0, :3] = -0.0
+    graph["fc1"].weight[1, 0] = np.float32(1e-30)
+    back = from_model(to_model(graph, storage="compact"))
+    assert back["fc1"].weight.tobytes() == graph["fc1"].weight.tobytes()
+
+
+def test_onnxruntime_folds_the_compact_weights_at_load(tmp_path):
+    optimized = tmp_path / "optimized.onnx"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(optimized)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    ort.InferenceSession(to_model(prune(mlp(), 0.05, 1), "compact").SerializeToString(), options,
+                         providers=["CPUExecutionProvider"])
+    ops = {node.op_type for node in onnx.load(str(optimized)).graph.node}
+    assert "Gemm" in ops
+    assert not ops & {profile.MASKED_WEIGHT, "BitShift", "BitwiseAnd", "CumSum", "Gather"}
+
+
+def test_a_compact_weight_takes_at_most_1_2_times_its_values_and_bitmask():
+    """For a layer of 32k synapses; a few hundred bytes per tensor (names, the call) are fixed."""
+    graph = prune(mlp(), 0.05, 2)
+    dense, compact = to_model(graph), to_model(graph, "compact")
+    for name in ("fc1",):
+        weight = graph[name].weight
+        payload = 4 * np.count_nonzero(weight) + (weight.size + 7) // 8
+        stored = sum(len(t.SerializeToString()) for t in compact.graph.initializer if t.name.startswith(f"{name}.weight."))
+        stored += len(next(n for n in compact.graph.node if n.output[0] == f"{name}.weight").SerializeToString())
+        assert stored <= 1.2 * payload, (name, stored, payload)
+    assert len(compact.SerializeToString()) <= 0.12 * len(dense.SerializeToString())
+
+
+def test_dense_layers_stay_plain_initializers_in_compact_storage():
+    graph = mlp(hidden=16)
+    graph["fc2"].weight[:, :2] = 0.0  # 7/8 dense: a bitmask would not pay
+    model = to_model(graph, "compact")
+    assert {t.name for t in model.graph.initializer} >= {"fc1.weight", "fc2.weight"}
+    assert not model.functions or all(f.name != profile.MASKED_WEIGHT for f in model.functions)
+
+
+# ---------------------------------------------------------------------------
+# Removal of dead channels and neurons
+# ---------------------------------------------------------------------------
+@DEPLOY_SETTINGS
+@given(snn_graphs(integer=True), st.sampled_from([0.05, 0.2, 0.5]), st.integers(0, 1000))
+def test_removal_keeps_every_output_of_the_masked_model(graph, density, seed):
+    prune(graph, density, seed)
+    smaller, removed = remove_dead(graph)
+    assert set(removed) == {n.name for n in graph.prunable()}
+    assert sum(n.weight.size for n in smaller.prunable()) <= sum(n.weight.size for n in graph.prunable())
+    assert smaller.num_classes == graph.num_classes
+    x = random_input(graph, 4, 3, seed=seed, integer=True)
+    expected = simulate(graph, x).output
+    np.testing.assert_array_equal(simulate(smaller, x).output, expected)  # integer weights: exact sums
+    np.testing.assert_array_equal(ort_output(to_model(smaller), x), ort_output(to_model(graph), x))
+
+
+def test_a_neuron_without_fan_out_or_unable_to_fire_is_removed_with_its_synapses():
+    graph = mlp(hidden=6, inputs=4, classes=3)
+    graph["fc2"].weight[:, 0] = 0.0  # neuron 0: no fan-out
+    graph["fc1"].weight[1] = 0.0
+    graph["fc1"].bias[1] = 0.05  # neuron 1: constant drive 0.05 -> at most 0.5 < threshold 1
+    graph["fc1"].weight[2] = 0.0
+    graph["fc1"].bias[2] = 0.2  # neuron 2: constant drive 0.2 -> tends to 2.0, fires
+    smaller, removed = remove_dead(graph)
+    assert removed == {"fc1": 2, "fc2": 0}
+    np.testing.assert_array_equal(smaller["fc1"].bias, graph["fc1"].bias[2:])
+    np.testing.assert_array_equal(smaller["fc2"].weight, graph["fc2"].weight[:, 2:])
+    x = np.random.default_rng(0).uniform(0, 1, (20, 5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(simulate(smaller, x).output, simulate(graph, x).output)
+
+
+def test_output_classes_are_never_removed():
+    graph = mlp(hidden=6, inputs=4, classes=3)
+    graph["fc2"].weight[1] = 0.0
+    smaller, removed = remove_dead(graph)
+    assert removed["fc2"] == 0 and smaller.num_classes == 3
+
+
+def residual_graph() -> ir.Graph:
+    rng = np.random.default_rng(0)
+    conv = lambda name, source: ir.Conv2d(name, (source,), weight=rng.normal(size=(4, 4, 3, 3)), padding=1)  # noqa: E731
+    return ir.Graph([
+        ir.Input("x", shape=(4, 5, 5)),
+        conv("conv1", "x"), ir.Neuron("lif1", ("conv1",)),
+        conv("conv2", "lif1"), ir.Neuron("lif2", ("conv2",)),
+        ir.Add("add", ("lif2", "lif1")), ir.MaxPool2d("pool", ("add",), kernel_size=2),
+        ir.Flatten("flat", ("pool",)),
+        ir.Linear("fc", ("flat",), weight=rng.normal(size=(3, 16))), ir.Neuron("lif3", ("fc",)),
+        ir.Readout("out", ("lif3",)),
+    ])
+
+
+def test_a_residual_channel_goes_only_when_every_branch_of_the_add_agrees():
+    graph = residual_graph()
+    graph["conv2"].weight[0] = 0.0  # channel 0 of one branch is dead; the skip branch still carries it
+    assert remove_dead(graph)[1] == {"conv1": 0, "conv2": 0, "fc": 0}
+    graph["conv1"].weight[0] = 0.0  # now dead in both branches
+    smaller, removed = remove_dead(graph)
+    assert removed == {"conv1": 1, "conv2": 1, "fc": 0}
+    assert smaller["conv2"].weight.shape == (3, 3, 3, 3)
+    assert smaller["fc"].weight.shape == (3, 12)  # channel 0's 2x2 block left the Flatten
+    x = np.random.default_rng(1).uniform(0, 2, (6, 3, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_array_equal(simulate(smaller, x).output, simulate(graph, x).output)
+
+
+def test_a_channel_without_fan_out_after_flatten_is_removed_from_the_conv():
+    graph = residual_graph()
+    graph["fc"].weight[:, 4:8] = 0.0  # channel 1's block
+    assert remove_dead(graph)[1]["conv1"] == 0  # conv2 still reads channel 1 of lif1
+    graph["conv2"].weight[:, 1] = 0.0
+    smaller, removed = remove_dead(graph)
+    assert removed["conv1"] == 1 and removed["conv2"] == 1
+    x = np.random.default_rng(2).uniform(0, 2, (6, 3, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_array_equal(simulate(smaller, x).output, simulate(graph, x).output)
+
+
+def test_convert_removes_dead_neurons_and_writes_compact_storage(tmp_path, capsys, monkeypatch):
+    source, target = tmp_path / "pruned.onnx", tmp_path / "small.onnx"
+    graph = prune(mlp(), 0.05, 3)
+    save(graph, source)
+    code, out, err = run_cli(["convert", source, target, "--storage", "compact", "--remove-dead", "--json"],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["removed"]["fc1"] > 0 and summary["removed"]["fc2"] == 0
+    small = load_model(target)
+    assert small["fc1"].weight.shape[0] == 256 - summary["removed"]["fc1"]
+    assert target.stat().st_size < 0.12 * source.stat().st_size
+    x = random_input(graph, 4, 8, seed=0)
+    np.testing.assert_array_equal(simulate(small, x).predictions(), simulate(graph, x).predictions())
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--storage", "sparse"], "unknown storage 'sparse'"),
+    (["--storage", "compact", "OUT.nir"], "applies to the SNN-ONNX profile"),
+])
+def test_bad_storage_gives_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, args, fragment):
+    source = tmp_path / "model.onnx"
+    save(mlp(hidden=8), source)
+    target = tmp_path / ("out.nir" if "OUT.nir" in args else "out.onnx")
+    args = [a for a in args if a != "OUT.nir"]
+    code, out, err = run_cli(["convert", source, target, *args], capsys, monkeypatch)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+    assert not target.exists()
