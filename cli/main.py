@@ -12,7 +12,7 @@ import typer
 from .. import __version__
 from ..errors import SNNError
 from . import compress, models, train  # noqa: F401  (register their commands)
-from . import convert  # noqa: F401
+from . import bench, convert  # noqa: F401
 from .app import app
 
 try:  # recent Typer vendors Click privately; older Typer depends on Click itself

@@ -217,3 +217,60 @@ def test_bad_storage_gives_one_line_and_writes_nothing(tmp_path, capsys, monkeyp
     code, out, err = run_cli(["convert", source, target, *args], capsys, monkeypatch)
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
     assert not target.exists()
+
+
+# ---------------------------------------------------------------------------
+# The bench command
+# ---------------------------------------------------------------------------
+BENCH_FAST = ["--batch", "1,3", "--time-steps", "2", "--repeats", "3", "--json"]
+
+
+def test_bench_times_one_model_at_every_batch_size(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "model.onnx"
+    save(mlp(hidden=8), path)
+    code, out, err = run_cli(["bench", path, *BENCH_FAST], capsys, monkeypatch)
+    assert code == 0, err
+    (cost,) = json.loads(out)["models"]
+    assert cost["file_bytes"] == path.stat().st_size
+    assert cost["params"] == 8 * 128 + 8 + 10 * 8 + 10 and cost["macs"] == 2 * (8 * 128 + 10 * 8)
+    assert [t["batch"] for t in cost["timings"]] == [1, 3]
+    assert all(0 < t["p50_ms"] <= t["p95_ms"] for t in cost["timings"])
+
+
+def test_bench_on_a_report_folder_puts_the_input_model_beside_every_budget(tmp_path, capsys, monkeypatch):
+    source = tmp_path / "input.onnx"
+    graph = mlp(hidden=8)
+    save(graph, source)
+    (tmp_path / "run" / "budget_0.1").mkdir(parents=True)
+    save(prune(graph, 0.1, 0), tmp_path / "run" / "budget_0.1" / "model.onnx")
+    report = {"input_model": str(source), "input": {"figures": {"synops": 50.0}},
+              "budgets": [{"budget": 0.1, "model": "budget_0.1/model.onnx", "figures": {"synops": 5.0}}]}
+    (tmp_path / "run" / "report.json").write_text(json.dumps(report))
+    code, out, err = run_cli(["bench", tmp_path / "run", *BENCH_FAST], capsys, monkeypatch)
+    assert code == 0, err
+    models = json.loads(out)["models"]
+    assert [(m["label"], m["synops"]) for m in models] == [("input", 50.0), ("budget 0.1", 5.0)]
+    assert models[1]["nonzero"] < models[0]["nonzero"]
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("not_a_model", "not a readable ONNX model"),
+    ("folder_without_report", "must hold the report.json"),
+    ("bad_report", "not a report.json written by compress"),
+    ("bad_batch", "give batch sizes as integers"),
+])
+def test_bench_on_bad_input_gives_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, case, fragment):
+    args = ["--repeats", "1"]
+    if case == "not_a_model":
+        target = tmp_path / "model.onnx"
+        target.write_bytes(b"not onnx at all")
+    elif case == "bad_batch":
+        target = tmp_path / "model.onnx"
+        save(mlp(hidden=4), target)
+        args += ["--batch", "1,x"]
+    else:
+        target = tmp_path
+        if case == "bad_report":
+            (tmp_path / "report.json").write_text("[1, 2]")
+    code, out, err = run_cli(["bench", target, *args], capsys, monkeypatch)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1 and not out
