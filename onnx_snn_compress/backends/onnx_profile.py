@@ -44,45 +44,44 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
 
 
 def _neuron_scan_body() -> onnx.GraphProto:
-    """One time step; reads the outer-scope constants made in :func:`_neuron_function`.
+    """One time step, 15 ops (onnxruntime pays about a microsecond per op and step); reads the
+    outer-scope constants made in :func:`_neuron_function`. State: the potential ``v`` and
+    ``pending`` (the previous step fired and the reset is delayed).
 
-    Exact in float32 for every reset mode: multiplying by the 0/1 flags is exact,
-    so ``(1 - hard*s) * P + s * reset_value`` equals ``P - v_threshold`` (subtract),
-    ``v_reset`` (hard) or ``P`` (none / no spike) bit for bit.
+    Exact in float32 for every reset mode: ``reset(P) = P * keep + reset_value`` with
+    ``keep = 1 - hard`` is ``P - v_threshold`` (subtract), ``v_reset`` (hard) or ``P``
+    (none) bit for bit, and ``Where`` applies it only to neurons that fired. Firing is
+    ``(sign * H > sign * v_threshold) xor fire_on_equal`` with ``sign = -1`` when firing
+    on equality: ``not (H < v_threshold)``, i.e. ``H >= v_threshold``; negation is exact.
     """
     f = TensorProto.FLOAT
     nodes = [
         helper.make_node("Mul", ["v_prev", "beta"], ["decayed"]),
         helper.make_node("Add", ["decayed", "leak"], ["charged"]),
         # delayed reset (reset_delay = 1): reset the decayed potential by the previous spike
-        helper.make_node("Mul", ["s_prev", "delay"], ["s_early"]),
-        helper.make_node("Mul", ["hard", "s_early"], ["keep_early_off"]),
-        helper.make_node("Sub", ["one", "keep_early_off"], ["keep_early"]),
-        helper.make_node("Mul", ["keep_early", "charged"], ["kept_early"]),
-        helper.make_node("Mul", ["s_early", "reset_value"], ["shift_early"]),
-        helper.make_node("Add", ["kept_early", "shift_early"], ["reset_early"]),
-        helper.make_node("Mul", ["gain", "x_t"], ["drive"]),
-        helper.make_node("Add", ["reset_early", "drive"], ["h"]),
+        helper.make_node("Mul", ["charged", "keep"], ["kept_early"]),
+        helper.make_node("Add", ["kept_early", "reset_value"], ["reset_early"]),
+        helper.make_node("Where", ["pending_prev", "reset_early", "charged"], ["charged_reset"]),
+        helper.make_node("Add", ["charged_reset", "drive_t"], ["h"]),
         # fire: H > v_threshold, or H >= v_threshold when fire_on_equal
-        helper.make_node("Greater", ["h", "v_threshold"], ["above"]),
-        helper.make_node("Equal", ["h", "v_threshold"], ["at"]),
-        helper.make_node("And", ["at", "fire_on_equal"], ["fires_at"]),
-        helper.make_node("Or", ["above", "fires_at"], ["fired"]),
+        helper.make_node("Mul", ["h", "sign"], ["signed_h"]),
+        helper.make_node("Greater", ["signed_h", "signed_threshold"], ["beyond"]),
+        helper.make_node("Xor", ["beyond", "fire_on_equal"], ["fired"]),
         helper.make_node("Cast", ["fired"], ["s_t"], to=f),
         # immediate reset (reset_delay = 0)
-        helper.make_node("Mul", ["s_t", "no_delay"], ["s_now"]),
-        helper.make_node("Mul", ["hard", "s_now"], ["keep_now_off"]),
-        helper.make_node("Sub", ["one", "keep_now_off"], ["keep_now"]),
-        helper.make_node("Mul", ["keep_now", "h"], ["kept_now"]),
-        helper.make_node("Mul", ["s_now", "reset_value"], ["shift_now"]),
-        helper.make_node("Add", ["kept_now", "shift_now"], ["v_next"]),
-        helper.make_node("Identity", ["s_t"], ["s_next"]),
+        helper.make_node("And", ["fired", "no_delay"], ["reset_now"]),
+        helper.make_node("Mul", ["h", "keep"], ["kept_now"]),
+        helper.make_node("Add", ["kept_now", "reset_value"], ["after_spike"]),
+        helper.make_node("Where", ["reset_now", "after_spike", "h"], ["v_next"]),
+        helper.make_node("And", ["fired", "delay"], ["pending_next"]),
     ]
     return helper.make_graph(
         nodes,
         "neuron_step",
-        [helper.make_tensor_value_info(n, f, None) for n in ("v_prev", "s_prev", "x_t")],
-        [helper.make_tensor_value_info(n, f, None) for n in ("v_next", "s_next", "s_t")],
+        [helper.make_tensor_value_info("v_prev", f, None), helper.make_tensor_value_info("pending_prev", TensorProto.BOOL, None),
+         helper.make_tensor_value_info("drive_t", f, None)],
+        [helper.make_tensor_value_info("v_next", f, None), helper.make_tensor_value_info("pending_next", TensorProto.BOOL, None),
+         helper.make_tensor_value_info("s_t", f, None)],
     )
 
 
@@ -111,31 +110,45 @@ def _neuron_function(name: str) -> onnx.FunctionProto:
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         ]
     nodes += [
-        # flags from the attributes: fire_on_equal (bool), reset_delay (0/1 and 1/0)
+        # flags from the attributes: fire_on_equal, reset_delay and its negation (bool)
         _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
         helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
+        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal_float"], to=TensorProto.FLOAT),
+        _const("two", 2.0),
+        helper.make_node("Mul", ["two", "fire_on_equal_float"], ["sign_flip"]),
+        helper.make_node("Sub", ["one", "sign_flip"], ["sign"]),  # -1 when firing on equality, else 1
+        helper.make_node("Mul", ["v_threshold", "sign"], ["signed_threshold"]),
         _ref_constant("delay_int", "reset_delay", INT),
-        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["one", "delay"], ["no_delay"]),
+        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.BOOL),
+        helper.make_node("Not", ["delay"], ["no_delay"]),
         # reset mode: hard = (reset == "hard"), subtract = (reset == "subtract");
-        # reset_value = hard * v_reset - subtract * v_threshold
+        # keep = 1 - hard; reset_value = hard * v_reset - subtract * v_threshold
         _ref_constant("reset", "reset", STRING),
         _const("hard_name", "hard", dtype=object),
         _const("subtract_name", "subtract", dtype=object),
         helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
         helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "hard"], ["keep"]),
         helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
         helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
         helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
         helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
-        # initial state: V = v_init, previous spikes = 0, shaped like one time step
+        # the input current of every step at once, outside the time loop
+        helper.make_node("Mul", ["gain", "X"], ["drive"]),
+        # initial state: V = v_init, nothing pending, shaped like one time step
         helper.make_node("Shape", ["X"], ["step_shape"], start=1),
         helper.make_node(
-            "ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))
+            "ConstantOfShape", ["step_shape"], ["v_start"], value=numpy_helper.from_array(np.zeros(1, np.float32))
         ),
-        helper.make_node("Add", ["zeros", "v_init"], ["v_start"]),
-        helper.make_node("Scan", ["v_start", "zeros", "X"], ["v_end", "s_end", "S"], body=_neuron_scan_body(), num_scan_inputs=1),
+        helper.make_node("Add", ["v_start", "v_init"], ["v_first"]),
+        helper.make_node(
+            "ConstantOfShape", ["step_shape"], ["pending_start"], value=numpy_helper.from_array(np.zeros(1, bool))
+        ),
+        helper.make_node(
+            "Scan", ["v_first", "pending_start", "drive"], ["v_end", "pending_end", "S"], body=_neuron_scan_body(),
+            num_scan_inputs=1,
+        ),
     ]
     return helper.make_function(
         profile.DOMAIN, name, ["X"], ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
