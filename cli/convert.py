@@ -20,12 +20,16 @@ def convert(
     nir_reset: Optional[str] = NirResetOpt,
     storage: str = StorageOpt,
     remove_dead: bool = RemoveDeadOpt,
+    fixed_time_steps: Optional[int] = typer.Option(
+        None, "--fixed-time-steps", help="Write the model for this T only, the neurons' time loop unrolled "
+        "(faster in onnxruntime than the Scan of the default, which runs any T)."),
     as_json: bool = JsonOpt,
 ):
     """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one)."""
     from ..convert import convert as run_conversion
 
-    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset, storage=storage, remove_dead=remove_dead)
+    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset, storage=storage, remove_dead=remove_dead,
+                            fixed_time_steps=fixed_time_steps)
     if as_json:
         print_json(result.to_json())
         return

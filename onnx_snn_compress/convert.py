@@ -50,12 +50,13 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "auto", *,
             dt: float | None = None, nir_reset: str | None = None, storage: str = "dense",
-            remove_dead: bool = False) -> Conversion:
+            remove_dead: bool = False, fixed_time_steps: int | None = None) -> Conversion:
     """Read ``source`` (format ``fmt`` or detected) and write it to ``target``: NIR for ``.nir``, else the profile.
 
     ``dt`` is the NIR time step: of the input when it is NIR, else of the NIR output.
     ``storage`` (``dense`` or ``compact``) is how the profile stores pruned weights;
-    ``remove_dead`` drops the channels and neurons pruning left dead (shrink.py), listed in the notes.
+    ``remove_dead`` drops the channels and neurons pruning left dead (shrink.py);
+    ``fixed_time_steps`` writes a model for that T only, with the neurons' time loop unrolled.
     """
     source, target = Path(source), Path(target)
     if source.exists() and _same_file(source, target):
@@ -66,8 +67,8 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "au
         raise ModelError(f"unknown storage {storage!r}; choose one of {', '.join(profile.STORAGES)}")
     source_format = resolve_format(source, fmt)
     target_format = TARGETS.get(target.suffix.lower(), "profile")
-    if target_format == "nir" and storage != "dense":
-        raise ModelError("--storage compact applies to the SNN-ONNX profile, not to NIR outputs")
+    if target_format == "nir" and (storage != "dense" or fixed_time_steps is not None):
+        raise ModelError("--storage and --fixed-time-steps apply to the SNN-ONNX profile, not to NIR outputs")
     reading_nir = source_format == "nir"
     if dt is not None and not reading_nir and target_format != "nir":
         raise ModelError("--dt is the time step of a NIR file; neither the input nor the output is NIR")
@@ -80,5 +81,5 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "au
         write_dt = dt if dt is not None else float(graph.metadata.get("nir.dt", nir_backend.DEFAULT_DT))
         notes += nir_backend.save(graph, target, dt=write_dt)
     else:
-        onnx_profile.save(graph, target, storage)
+        onnx_profile.save(graph, target, storage, fixed_time_steps)
     return Conversion(source, target, source_format, target_format, graph, notes, removed)

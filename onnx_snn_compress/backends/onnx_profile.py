@@ -43,50 +43,97 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
     )
 
 
-def _neuron_scan_body() -> onnx.GraphProto:
-    """One time step, 15 ops (onnxruntime pays about a microsecond per op and step); reads the
-    outer-scope constants made in :func:`_neuron_function`. State: the potential ``v`` and
-    ``pending`` (the previous step fired and the reset is delayed).
+def _neuron_step(tag: str = "", v_prev: str = "v_prev", fired_prev: str | None = "fired_prev",
+                 drive_t: str = "drive_t", last: bool = False) -> list[onnx.NodeProto]:
+    """One time step in 11 ops (onnxruntime pays about a microsecond per op and step), reading
+    the constants made in :func:`_neuron_function`; outputs ``v_next{tag}``, ``fired{tag}`` and
+    ``beyond{tag}``. ``fired_prev=None``: the first step (no earlier spike to reset by);
+    ``last``: only ``beyond`` is needed.
 
-    Exact in float32 for every reset mode: ``reset(P) = P * keep + reset_value`` with
-    ``keep = 1 - hard`` is ``P - v_threshold`` (subtract), ``v_reset`` (hard) or ``P``
-    (none) bit for bit, and ``Where`` applies it only to neurons that fired. Firing is
-    ``(sign * H > sign * v_threshold) xor fire_on_equal`` with ``sign = -1`` when firing
-    on equality: ``not (H < v_threshold)``, i.e. ``H >= v_threshold``; negation is exact.
+    Exact in float32 for every neuron variant:
+
+    - the potential is held as ``sign * V`` with ``sign = -1`` when firing on equality
+      (negation commutes exactly with every Mul and Add), so ``sign * H > sign * v_threshold``,
+      xor ``fire_on_equal``, is ``H > v_threshold`` or ``not (H < v_threshold)``;
+    - ``reset(P) = P * keep + reset_value`` (``keep = 1 - hard``) is ``P - v_threshold``
+      (subtract), ``v_reset`` (hard) or ``P`` (none), and ``Where`` applies it only after a
+      spike; for the reset point not in use (``reset_delay`` picks one) keep is 1 and
+      reset_value 0, which leaves the potential unchanged.
     """
-    f = TensorProto.FLOAT
+    n = lambda name: f"{name}{tag}"  # noqa: E731
     nodes = [
-        helper.make_node("Mul", ["v_prev", "beta"], ["decayed"]),
-        helper.make_node("Add", ["decayed", "leak"], ["charged"]),
-        # delayed reset (reset_delay = 1): reset the decayed potential by the previous spike
-        helper.make_node("Mul", ["charged", "keep"], ["kept_early"]),
-        helper.make_node("Add", ["kept_early", "reset_value"], ["reset_early"]),
-        helper.make_node("Where", ["pending_prev", "reset_early", "charged"], ["charged_reset"]),
-        helper.make_node("Add", ["charged_reset", "drive_t"], ["h"]),
-        # fire: H > v_threshold, or H >= v_threshold when fire_on_equal
-        helper.make_node("Mul", ["h", "sign"], ["signed_h"]),
-        helper.make_node("Greater", ["signed_h", "signed_threshold"], ["beyond"]),
-        helper.make_node("Xor", ["beyond", "fire_on_equal"], ["fired"]),
-        helper.make_node("Cast", ["fired"], ["s_t"], to=f),
-        # immediate reset (reset_delay = 0)
-        helper.make_node("And", ["fired", "no_delay"], ["reset_now"]),
-        helper.make_node("Mul", ["h", "keep"], ["kept_now"]),
-        helper.make_node("Add", ["kept_now", "reset_value"], ["after_spike"]),
-        helper.make_node("Where", ["reset_now", "after_spike", "h"], ["v_next"]),
-        helper.make_node("And", ["fired", "delay"], ["pending_next"]),
+        helper.make_node("Mul", [v_prev, "beta"], [n("decayed")]),
+        helper.make_node("Add", [n("decayed"), "signed_leak"], [n("charged")]),
     ]
+    charged = n("charged")
+    if fired_prev is not None:  # delayed reset (reset_delay = 1): reset the decayed potential by the previous spike
+        nodes += [
+            helper.make_node("Mul", [charged, "keep_early"], [n("kept_early")]),
+            helper.make_node("Add", [n("kept_early"), "reset_early"], [n("after_early")]),
+            helper.make_node("Where", [fired_prev, n("after_early"), charged], [n("charged_reset")]),
+        ]
+        charged = n("charged_reset")
+    nodes += [
+        helper.make_node("Add", [charged, drive_t], [n("h")]),
+        # fire: beyond xor fire_on_equal (the spikes are made from `beyond` after the loop)
+        helper.make_node("Greater", [n("h"), "signed_threshold"], [n("beyond")]),
+    ]
+    if not last:
+        nodes += [
+            helper.make_node("Xor", [n("beyond"), "fire_on_equal"], [n("fired")]),
+            # immediate reset (reset_delay = 0)
+            helper.make_node("Mul", [n("h"), "keep_now"], [n("kept_now")]),
+            helper.make_node("Add", [n("kept_now"), "reset_now"], [n("after_now")]),
+            helper.make_node("Where", [n("fired"), n("after_now"), n("h")], [n("v_next")]),
+        ]
+    return nodes
+
+
+def _neuron_scan_body() -> onnx.GraphProto:
+    """The Scan body: one :func:`_neuron_step`; state (potential, fired), scan output ``beyond``."""
+    f, b = TensorProto.FLOAT, TensorProto.BOOL
     return helper.make_graph(
-        nodes,
+        _neuron_step(),
         "neuron_step",
-        [helper.make_tensor_value_info("v_prev", f, None), helper.make_tensor_value_info("pending_prev", TensorProto.BOOL, None),
+        [helper.make_tensor_value_info("v_prev", f, None), helper.make_tensor_value_info("fired_prev", b, None),
          helper.make_tensor_value_info("drive_t", f, None)],
-        [helper.make_tensor_value_info("v_next", f, None), helper.make_tensor_value_info("pending_next", TensorProto.BOOL, None),
-         helper.make_tensor_value_info("s_t", f, None)],
+        [helper.make_tensor_value_info("v_next", f, None), helper.make_tensor_value_info("fired", b, None),
+         helper.make_tensor_value_info("beyond", b, None)],
     )
 
 
-def _neuron_function(name: str) -> onnx.FunctionProto:
-    """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``."""
+def _neuron_loop(time_steps: int | None) -> list[onnx.NodeProto]:
+    """``drive`` ``[T, N, ...]`` -> ``beyond`` ``[T, N, ...]``: a Scan over any T, or, for a fixed
+    ``time_steps``, the steps written out one after the other (no per-step Scan overhead)."""
+    if time_steps is None:
+        return [
+            # initial state: V = v_init, no previous spike, shaped like one time step
+            helper.make_node("Shape", ["drive"], ["step_shape"], start=1),
+            helper.make_node(
+                "ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))
+            ),
+            helper.make_node("Add", ["zeros", "signed_v_init"], ["v_first"]),
+            helper.make_node(
+                "ConstantOfShape", ["step_shape"], ["no_spikes"], value=numpy_helper.from_array(np.zeros(1, bool))
+            ),
+            helper.make_node(
+                "Scan", ["v_first", "no_spikes", "drive"], ["v_end", "fired_end", "beyond"], body=_neuron_scan_body(),
+                num_scan_inputs=1,
+            ),
+        ]
+    drives = [f"drive_{t}" for t in range(time_steps)]
+    nodes = [helper.make_node("Split", ["drive"], drives, axis=0, num_outputs=time_steps)] if time_steps > 1 else [
+        helper.make_node("Identity", ["drive"], drives)]
+    nodes += _neuron_step("_0", "signed_v_init", None, drives[0], last=time_steps == 1)
+    for t in range(1, time_steps):
+        nodes += _neuron_step(f"_{t}", f"v_next_{t - 1}", f"fired_{t - 1}", drives[t], last=t == time_steps - 1)
+    nodes.append(helper.make_node("Concat", [f"beyond_{t}" for t in range(time_steps)], ["beyond"], axis=0))
+    return nodes
+
+
+def _neuron_function(name: str, time_steps: int | None = None) -> onnx.FunctionProto:
+    """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``,
+    for any T, or unrolled for ``time_steps`` (see :func:`_neuron_loop`)."""
     FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
     is_if = name == profile.IF
     attributes = [
@@ -95,6 +142,7 @@ def _neuron_function(name: str) -> onnx.FunctionProto:
     ]
     nodes = [
         _const("one", 1.0),
+        _const("two", 2.0),
         _ref_constant("v_threshold", "v_threshold", FLOAT),
         _ref_constant("v_reset", "v_reset", FLOAT),
         _ref_constant("gain", "gain", FLOAT),
@@ -110,45 +158,44 @@ def _neuron_function(name: str) -> onnx.FunctionProto:
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         ]
     nodes += [
-        # flags from the attributes: fire_on_equal, reset_delay and its negation (bool)
+        # fire_on_equal: the bool flag, and sign = -1 when firing on equality, else 1
         _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
         helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
         helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal_float"], to=TensorProto.FLOAT),
-        _const("two", 2.0),
         helper.make_node("Mul", ["two", "fire_on_equal_float"], ["sign_flip"]),
-        helper.make_node("Sub", ["one", "sign_flip"], ["sign"]),  # -1 when firing on equality, else 1
+        helper.make_node("Sub", ["one", "sign_flip"], ["sign"]),
         helper.make_node("Mul", ["v_threshold", "sign"], ["signed_threshold"]),
-        _ref_constant("delay_int", "reset_delay", INT),
-        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.BOOL),
-        helper.make_node("Not", ["delay"], ["no_delay"]),
+        helper.make_node("Mul", ["leak", "sign"], ["signed_leak"]),
         # reset mode: hard = (reset == "hard"), subtract = (reset == "subtract");
-        # keep = 1 - hard; reset_value = hard * v_reset - subtract * v_threshold
+        # reset_value = sign * (hard * v_reset - subtract * v_threshold)
         _ref_constant("reset", "reset", STRING),
         _const("hard_name", "hard", dtype=object),
         _const("subtract_name", "subtract", dtype=object),
         helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
         helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["one", "hard"], ["keep"]),
         helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
         helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
         helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
         helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
+        helper.make_node("Mul", ["reset_value", "sign"], ["signed_reset_value"]),
+        # the reset point: early (delayed, 0/1 flag `delay`) or now (1 - delay); the other is a no-op
+        _ref_constant("delay_int", "reset_delay", INT),
+        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "delay"], ["no_delay"]),
+        helper.make_node("Mul", ["hard", "delay"], ["hard_early"]),
+        helper.make_node("Sub", ["one", "hard_early"], ["keep_early"]),
+        helper.make_node("Mul", ["signed_reset_value", "delay"], ["reset_early"]),
+        helper.make_node("Mul", ["hard", "no_delay"], ["hard_now"]),
+        helper.make_node("Sub", ["one", "hard_now"], ["keep_now"]),
+        helper.make_node("Mul", ["signed_reset_value", "no_delay"], ["reset_now"]),
         # the input current of every step at once, outside the time loop
-        helper.make_node("Mul", ["gain", "X"], ["drive"]),
-        # initial state: V = v_init, nothing pending, shaped like one time step
-        helper.make_node("Shape", ["X"], ["step_shape"], start=1),
-        helper.make_node(
-            "ConstantOfShape", ["step_shape"], ["v_start"], value=numpy_helper.from_array(np.zeros(1, np.float32))
-        ),
-        helper.make_node("Add", ["v_start", "v_init"], ["v_first"]),
-        helper.make_node(
-            "ConstantOfShape", ["step_shape"], ["pending_start"], value=numpy_helper.from_array(np.zeros(1, bool))
-        ),
-        helper.make_node(
-            "Scan", ["v_first", "pending_start", "drive"], ["v_end", "pending_end", "S"], body=_neuron_scan_body(),
-            num_scan_inputs=1,
-        ),
+        helper.make_node("Mul", ["gain", "sign"], ["signed_gain"]),
+        helper.make_node("Mul", ["X", "signed_gain"], ["drive"]),
+        helper.make_node("Mul", ["v_init", "sign"], ["signed_v_init"]),
+        *_neuron_loop(time_steps),
+        helper.make_node("Xor", ["beyond", "fire_on_equal"], ["fired"]),
+        helper.make_node("Cast", ["fired"], ["S"], to=TensorProto.FLOAT),
     ]
     return helper.make_function(
         profile.DOMAIN, name, ["X"], ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
@@ -215,17 +262,21 @@ def _masked_weight_function() -> onnx.FunctionProto:
 # ---------------------------------------------------------------------------
 # Graph writer
 # ---------------------------------------------------------------------------
+MAX_UNROLLED_STEPS = 1000  # 11 ops per step and neuron function
 COMPACT_OVERHEAD = 200  # bytes of a MaskedWeight call, its shape and the tensors' names, about
 
 
 class _Writer:
     """Emits nodes and initializers, tracking each IR tensor's layout."""
 
-    def __init__(self, graph: ir.Graph, storage: str = "dense"):
+    def __init__(self, graph: ir.Graph, storage: str = "dense", time_steps: int | None = None):
         if storage not in profile.STORAGES:
             raise ModelError(f"unknown storage {storage!r}; choose one of {', '.join(profile.STORAGES)}")
+        if time_steps is not None and not 1 <= time_steps <= MAX_UNROLLED_STEPS:
+            raise ModelError(f"time steps to unroll must lie in [1, {MAX_UNROLLED_STEPS}], got {time_steps}")
         self.graph = graph
         self.storage = storage
+        self.time_steps = time_steps
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.layout: dict[str, str] = {}  # IR node name -> layout of the ONNX tensor of that name
@@ -353,7 +404,7 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     }
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        w.functions[op] = _neuron_function(op)
+        w.functions[op] = _neuron_function(op, w.time_steps)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
     w.layout[node.name] = TIME
 
@@ -388,23 +439,26 @@ _WRITERS = {
 }
 
 
-def to_model(graph: ir.Graph, storage: str = "dense") -> onnx.ModelProto:
+def to_model(graph: ir.Graph, storage: str = "dense", time_steps: int | None = None) -> onnx.ModelProto:
     """The graph as an ONNX model in the SNN-ONNX profile (checked with ``full_check``).
 
     ``storage="compact"`` writes each pruned weight tensor as a packed bitmask and its
-    nonzero values (see :func:`_unpack_nodes`; docs/profile.md, "Compact storage").
-    Raises ModelError for an unknown storage.
+    nonzero values (``snn::MaskedWeight``; docs/profile.md, "Compact storage").
+    ``time_steps`` fixes T and writes the neurons' time loop unrolled, which onnxruntime
+    runs faster than a Scan (docs/profile.md, "Fixed time steps"). Raises ModelError for
+    an unknown storage or a T outside [1, MAX_UNROLLED_STEPS].
     """
-    writer = _Writer(graph, storage)
+    writer = _Writer(graph, storage, time_steps)
     for node in graph:
         writer.write(node)
     readout = graph.readout
     classes = graph.num_classes
-    output_dims = ["T", "N", classes] if readout.mode == "spikes" else ["N", classes]
+    steps = "T" if time_steps is None else time_steps
+    output_dims = [steps, "N", classes] if readout.mode == "spikes" else ["N", classes]
     onnx_graph = helper.make_graph(
         writer.nodes,
         graph.metadata.get("name", "snn"),
-        [helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT, ["T", "N", *graph.input.shape])],
+        [helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT, [steps, "N", *graph.input.shape])],
         [helper.make_tensor_value_info(readout.name, TensorProto.FLOAT, output_dims)],
         initializer=writer.initializers,
     )
@@ -421,6 +475,6 @@ def to_model(graph: ir.Graph, storage: str = "dense") -> onnx.ModelProto:
     return model
 
 
-def save(graph: ir.Graph, path: str | os.PathLike, storage: str = "dense") -> None:
-    """Write the graph to ``path`` atomically (temporary file, then rename)."""
-    atomic_write_bytes(path, to_model(graph, storage).SerializeToString())
+def save(graph: ir.Graph, path: str | os.PathLike, storage: str = "dense", time_steps: int | None = None) -> None:
+    """Write the graph to ``path`` atomically (temporary file, then rename); options as :func:`to_model`."""
+    atomic_write_bytes(path, to_model(graph, storage, time_steps).SerializeToString())
