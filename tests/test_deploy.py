@@ -228,7 +228,7 @@ def test_convert_removes_dead_neurons_and_writes_compact_storage(tmp_path, capsy
 
 @pytest.mark.parametrize("args, fragment", [
     (["--storage", "sparse"], "unknown storage 'sparse'"),
-    (["--storage", "compact", "OUT.nir"], "applies to the SNN-ONNX profile"),
+    (["--storage", "compact", "OUT.nir"], "apply to the SNN-ONNX profile"),
 ])
 def test_bad_storage_gives_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, args, fragment):
     source = tmp_path / "model.onnx"
