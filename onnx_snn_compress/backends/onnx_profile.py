@@ -43,97 +43,103 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
     )
 
 
-def _neuron_step(tag: str = "", v_prev: str = "v_prev", fired_prev: str | None = "fired_prev",
-                 drive_t: str = "drive_t", last: bool = False) -> list[onnx.NodeProto]:
-    """One time step in 11 ops (onnxruntime pays about a microsecond per op and step), reading
-    the constants made in :func:`_neuron_function`; outputs ``v_next{tag}``, ``fired{tag}`` and
-    ``beyond{tag}``. ``fired_prev=None``: the first step (no earlier spike to reset by);
-    ``last``: only ``beyond`` is needed.
+VARIANTS = [(delay, on_equal) for delay in (True, False) for on_equal in (True, False)]
 
-    Exact in float32 for every neuron variant:
 
-    - the potential is held as ``sign * V`` with ``sign = -1`` when firing on equality
-      (negation commutes exactly with every Mul and Add), so ``sign * H > sign * v_threshold``,
-      xor ``fire_on_equal``, is ``H > v_threshold`` or ``not (H < v_threshold)``;
-    - ``reset(P) = P * keep + reset_value`` (``keep = 1 - hard``) is ``P - v_threshold``
-      (subtract), ``v_reset`` (hard) or ``P`` (none), and ``Where`` applies it only after a
-      spike; for the reset point not in use (``reset_delay`` picks one) keep is 1 and
-      reset_value 0, which leaves the potential unchanged.
+def _variant_tag(delay: bool, on_equal: bool) -> str:
+    return f"_d{int(delay)}e{int(on_equal)}"
+
+
+def _neuron_step(delay: bool, on_equal: bool, tag: str, v_prev: str, fired_prev: str | None,
+                 drive_t: str) -> tuple[list[onnx.NodeProto], str, str]:
+    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``): 6 to 8 ops
+    (onnxruntime pays about a microsecond per op and step, three for a Where). Reads the
+    constants of :func:`_neuron_function`; returns the nodes and the names of the potential
+    and the spikes (bool) after the step. ``fired_prev=None``: the first step.
+
+    ``reset(P) = P * keep + reset_value`` (``keep = 1 - hard``) is exact: ``P - v_threshold``
+    (subtract), ``v_reset`` (hard) or ``P`` (none); ``Where`` applies it after a spike.
     """
     n = lambda name: f"{name}{tag}"  # noqa: E731
     nodes = [
         helper.make_node("Mul", [v_prev, "beta"], [n("decayed")]),
-        helper.make_node("Add", [n("decayed"), "signed_leak"], [n("charged")]),
+        helper.make_node("Add", [n("decayed"), "leak"], [n("charged")]),
     ]
     charged = n("charged")
-    if fired_prev is not None:  # delayed reset (reset_delay = 1): reset the decayed potential by the previous spike
+    if delay and fired_prev is not None:  # reset the decayed potential by the previous spike
         nodes += [
-            helper.make_node("Mul", [charged, "keep_early"], [n("kept_early")]),
-            helper.make_node("Add", [n("kept_early"), "reset_early"], [n("after_early")]),
+            helper.make_node("Mul", [charged, "keep"], [n("kept_early")]),
+            helper.make_node("Add", [n("kept_early"), "reset_value"], [n("after_early")]),
             helper.make_node("Where", [fired_prev, n("after_early"), charged], [n("charged_reset")]),
         ]
         charged = n("charged_reset")
     nodes += [
         helper.make_node("Add", [charged, drive_t], [n("h")]),
-        # fire: beyond xor fire_on_equal (the spikes are made from `beyond` after the loop)
-        helper.make_node("Greater", [n("h"), "signed_threshold"], [n("beyond")]),
+        helper.make_node("GreaterOrEqual" if on_equal else "Greater", [n("h"), "v_threshold"], [n("fired")]),
     ]
-    if not last:
-        nodes += [
-            helper.make_node("Xor", [n("beyond"), "fire_on_equal"], [n("fired")]),
-            # immediate reset (reset_delay = 0)
-            helper.make_node("Mul", [n("h"), "keep_now"], [n("kept_now")]),
-            helper.make_node("Add", [n("kept_now"), "reset_now"], [n("after_now")]),
-            helper.make_node("Where", [n("fired"), n("after_now"), n("h")], [n("v_next")]),
-        ]
-    return nodes
+    if delay:
+        return nodes, n("h"), n("fired")
+    nodes += [  # immediate reset
+        helper.make_node("Mul", [n("h"), "keep"], [n("kept_now")]),
+        helper.make_node("Add", [n("kept_now"), "reset_value"], [n("after_now")]),
+        helper.make_node("Where", [n("fired"), n("after_now"), n("h")], [n("v_next")]),
+    ]
+    return nodes, n("v_next"), n("fired")
 
 
-def _neuron_scan_body() -> onnx.GraphProto:
-    """The Scan body: one :func:`_neuron_step`; state (potential, fired), scan output ``beyond``."""
+def _neuron_loop(delay: bool, on_equal: bool, time_steps: int | None) -> onnx.GraphProto:
+    """``drive`` ``[T, N, ...]`` (outer scope) -> the spikes as bool ``[T, N, ...]``, for one variant:
+    a Scan over any T, or, for a fixed ``time_steps``, the steps written out one after another."""
+    tag = _variant_tag(delay, on_equal)
+    n = lambda name: f"{name}{tag}"  # noqa: E731
     f, b = TensorProto.FLOAT, TensorProto.BOOL
-    return helper.make_graph(
-        _neuron_step(),
-        "neuron_step",
-        [helper.make_tensor_value_info("v_prev", f, None), helper.make_tensor_value_info("fired_prev", b, None),
-         helper.make_tensor_value_info("drive_t", f, None)],
-        [helper.make_tensor_value_info("v_next", f, None), helper.make_tensor_value_info("fired", b, None),
-         helper.make_tensor_value_info("beyond", b, None)],
-    )
-
-
-def _neuron_loop(time_steps: int | None) -> list[onnx.NodeProto]:
-    """``drive`` ``[T, N, ...]`` -> ``beyond`` ``[T, N, ...]``: a Scan over any T, or, for a fixed
-    ``time_steps``, the steps written out one after the other (no per-step Scan overhead)."""
+    spikes = n("spikes")
     if time_steps is None:
-        return [
-            # initial state: V = v_init, no previous spike, shaped like one time step
-            helper.make_node("Shape", ["drive"], ["step_shape"], start=1),
+        step, v_next, fired = _neuron_step(delay, on_equal, tag, n("v_prev"), n("fired_prev") if delay else None, n("drive_t"))
+        states = [(n("v_prev"), v_next, f)] + ([(n("fired_prev"), fired, b)] if delay else [])
+        step.append(helper.make_node("Identity", [fired], [n("fired_t")]))
+        body = helper.make_graph(
+            step, n("neuron_step"),
+            [helper.make_tensor_value_info(name, t, None) for name, _, t in states]
+            + [helper.make_tensor_value_info(n("drive_t"), f, None)],
+            [helper.make_tensor_value_info(out, t, None) for _, out, t in states]
+            + [helper.make_tensor_value_info(n("fired_t"), b, None)],
+        )
+        starts = [n("v_first")] + ([n("no_spikes")] if delay else [])
+        nodes = [  # initial state: V = v_init, no previous spike, shaped like one time step
+            helper.make_node("Shape", ["drive"], [n("step_shape")], start=1),
             helper.make_node(
-                "ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))
+                "ConstantOfShape", [n("step_shape")], [n("zeros")], value=numpy_helper.from_array(np.zeros(1, np.float32))
             ),
-            helper.make_node("Add", ["zeros", "signed_v_init"], ["v_first"]),
+            helper.make_node("Add", [n("zeros"), "v_init"], [n("v_first")]),
             helper.make_node(
-                "ConstantOfShape", ["step_shape"], ["no_spikes"], value=numpy_helper.from_array(np.zeros(1, bool))
+                "ConstantOfShape", [n("step_shape")], [n("no_spikes")], value=numpy_helper.from_array(np.zeros(1, bool))
             ),
             helper.make_node(
-                "Scan", ["v_first", "no_spikes", "drive"], ["v_end", "fired_end", "beyond"], body=_neuron_scan_body(),
+                "Scan", [*starts, "drive"], [*(n(f"end{i}") for i in range(len(starts))), spikes], body=body,
                 num_scan_inputs=1,
             ),
         ]
-    drives = [f"drive_{t}" for t in range(time_steps)]
-    nodes = [helper.make_node("Split", ["drive"], drives, axis=0, num_outputs=time_steps)] if time_steps > 1 else [
-        helper.make_node("Identity", ["drive"], drives)]
-    nodes += _neuron_step("_0", "signed_v_init", None, drives[0], last=time_steps == 1)
-    for t in range(1, time_steps):
-        nodes += _neuron_step(f"_{t}", f"v_next_{t - 1}", f"fired_{t - 1}", drives[t], last=t == time_steps - 1)
-    nodes.append(helper.make_node("Concat", [f"beyond_{t}" for t in range(time_steps)], ["beyond"], axis=0))
-    return nodes
+    else:
+        drives = [n(f"drive_{t}") for t in range(time_steps)]
+        nodes = [helper.make_node("Split", ["drive"], drives, axis=0, num_outputs=time_steps) if time_steps > 1
+                 else helper.make_node("Identity", ["drive"], drives)]
+        v, fired, all_fired = "v_init", None, []
+        for t in range(time_steps):
+            step, v, fired = _neuron_step(delay, on_equal, f"{tag}_{t}", v, fired, drives[t])
+            nodes += step
+            all_fired.append(fired)
+        nodes.append(helper.make_node("Concat", all_fired, [spikes], axis=0))
+    return helper.make_graph(nodes, n("neuron_loop"), [], [helper.make_tensor_value_info(spikes, b, None)])
 
 
 def _neuron_function(name: str, time_steps: int | None = None) -> onnx.FunctionProto:
     """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``,
-    for any T, or unrolled for ``time_steps`` (see :func:`_neuron_loop`)."""
+    for any T, or unrolled for ``time_steps`` (see :func:`_neuron_loop`).
+
+    ``If`` nodes on ``reset_delay`` and ``fire_on_equal`` pick the loop of that variant;
+    their conditions are constants, so onnxruntime keeps only the chosen branch at load.
+    """
     FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
     is_if = name == profile.IF
     attributes = [
@@ -142,7 +148,6 @@ def _neuron_function(name: str, time_steps: int | None = None) -> onnx.FunctionP
     ]
     nodes = [
         _const("one", 1.0),
-        _const("two", 2.0),
         _ref_constant("v_threshold", "v_threshold", FLOAT),
         _ref_constant("v_reset", "v_reset", FLOAT),
         _ref_constant("gain", "gain", FLOAT),
@@ -158,43 +163,37 @@ def _neuron_function(name: str, time_steps: int | None = None) -> onnx.FunctionP
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         ]
     nodes += [
-        # fire_on_equal: the bool flag, and sign = -1 when firing on equality, else 1
-        _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
-        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
-        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal_float"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["two", "fire_on_equal_float"], ["sign_flip"]),
-        helper.make_node("Sub", ["one", "sign_flip"], ["sign"]),
-        helper.make_node("Mul", ["v_threshold", "sign"], ["signed_threshold"]),
-        helper.make_node("Mul", ["leak", "sign"], ["signed_leak"]),
         # reset mode: hard = (reset == "hard"), subtract = (reset == "subtract");
-        # reset_value = sign * (hard * v_reset - subtract * v_threshold)
+        # keep = 1 - hard; reset_value = hard * v_reset - subtract * v_threshold
         _ref_constant("reset", "reset", STRING),
         _const("hard_name", "hard", dtype=object),
         _const("subtract_name", "subtract", dtype=object),
         helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
         helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "hard"], ["keep"]),
         helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
         helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
         helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
         helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
-        helper.make_node("Mul", ["reset_value", "sign"], ["signed_reset_value"]),
-        # the reset point: early (delayed, 0/1 flag `delay`) or now (1 - delay); the other is a no-op
-        _ref_constant("delay_int", "reset_delay", INT),
-        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["one", "delay"], ["no_delay"]),
-        helper.make_node("Mul", ["hard", "delay"], ["hard_early"]),
-        helper.make_node("Sub", ["one", "hard_early"], ["keep_early"]),
-        helper.make_node("Mul", ["signed_reset_value", "delay"], ["reset_early"]),
-        helper.make_node("Mul", ["hard", "no_delay"], ["hard_now"]),
-        helper.make_node("Sub", ["one", "hard_now"], ["keep_now"]),
-        helper.make_node("Mul", ["signed_reset_value", "no_delay"], ["reset_now"]),
         # the input current of every step at once, outside the time loop
-        helper.make_node("Mul", ["gain", "sign"], ["signed_gain"]),
-        helper.make_node("Mul", ["X", "signed_gain"], ["drive"]),
-        helper.make_node("Mul", ["v_init", "sign"], ["signed_v_init"]),
-        *_neuron_loop(time_steps),
-        helper.make_node("Xor", ["beyond", "fire_on_equal"], ["fired"]),
+        helper.make_node("Mul", ["gain", "X"], ["drive"]),
+        # the variant: reset_delay, then fire_on_equal
+        _ref_constant("delay_int", "reset_delay", INT),
+        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.BOOL),
+        _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
+        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
+    ]
+    loops = {variant: _neuron_loop(*variant, time_steps) for variant in VARIANTS}
+
+    def by_firing(delay: bool) -> onnx.GraphProto:
+        tag = _variant_tag(delay, True)[:3]
+        node = helper.make_node("If", ["fire_on_equal"], [f"spikes{tag}"],
+                                then_branch=loops[(delay, True)], else_branch=loops[(delay, False)])
+        return helper.make_graph([node], f"loop{tag}", [], [helper.make_tensor_value_info(f"spikes{tag}", TensorProto.BOOL, None)])
+
+    nodes += [
+        helper.make_node("If", ["delay"], ["fired"], then_branch=by_firing(True), else_branch=by_firing(False)),
         helper.make_node("Cast", ["fired"], ["S"], to=TensorProto.FLOAT),
     ]
     return helper.make_function(
@@ -262,7 +261,7 @@ def _masked_weight_function() -> onnx.FunctionProto:
 # ---------------------------------------------------------------------------
 # Graph writer
 # ---------------------------------------------------------------------------
-MAX_UNROLLED_STEPS = 1000  # 11 ops per step and neuron function
+MAX_UNROLLED_STEPS = 1000  # about 30 ops per step (four variants) in each neuron function
 COMPACT_OVERHEAD = 200  # bytes of a MaskedWeight call, its shape and the tensors' names, about
 
 
