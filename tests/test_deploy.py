@@ -126,6 +126,19 @@ def test_an_unrolled_model_gives_the_scan_model_outputs_and_reads_back(graph, ti
     np.testing.assert_array_equal(ort_output(unrolled, x), ort_output(to_model(graph), x))
 
 
+def test_onnxruntime_keeps_only_the_loop_of_the_neuron_variant_in_use(tmp_path):
+    graph = mlp(hidden=8)
+    graph["lif1"].reset_delay, graph["lif2"].fire_on_equal = True, False
+    optimized = tmp_path / "optimized.onnx"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(to_model(graph, time_steps=4).SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(str(optimized)).graph.node]
+    assert "If" not in ops and "Scan" not in ops
+    assert ops.count("Where") == 3 + 4  # delayed reset: steps 1..3; immediate reset: every step
+    assert len([op for op in ops if op in ("Mul", "Add", "Where", "Greater", "GreaterOrEqual")]) <= 2 * 4 * 8
+
+
 def test_unrolling_refuses_a_bad_number_of_time_steps(tmp_path, capsys, monkeypatch):
     source = tmp_path / "model.onnx"
     save(mlp(hidden=8), source)

@@ -133,12 +133,14 @@ def _neuron_loop(delay: bool, on_equal: bool, time_steps: int | None) -> onnx.Gr
     return helper.make_graph(nodes, n("neuron_loop"), [], [helper.make_tensor_value_info(spikes, b, None)])
 
 
-def _neuron_function(name: str, time_steps: int | None = None) -> onnx.FunctionProto:
+def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants=VARIANTS) -> onnx.FunctionProto:
     """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``,
     for any T, or unrolled for ``time_steps`` (see :func:`_neuron_loop`).
 
     ``If`` nodes on ``reset_delay`` and ``fire_on_equal`` pick the loop of that variant;
     their conditions are constants, so onnxruntime keeps only the chosen branch at load.
+    With ``time_steps``, only ``unrolled_variants`` (those the model's nodes use) are
+    unrolled; the others stay Scans, correct for any T, to keep the file small.
     """
     FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
     is_if = name == profile.IF
@@ -184,7 +186,7 @@ def _neuron_function(name: str, time_steps: int | None = None) -> onnx.FunctionP
         _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
         helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
     ]
-    loops = {variant: _neuron_loop(*variant, time_steps) for variant in VARIANTS}
+    loops = {variant: _neuron_loop(*variant, time_steps if variant in unrolled_variants else None) for variant in VARIANTS}
 
     def by_firing(delay: bool) -> onnx.GraphProto:
         tag = _variant_tag(delay, True)[:3]
@@ -403,7 +405,8 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     }
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        w.functions[op] = _neuron_function(op, w.time_steps)
+        used = {(n.reset_delay, n.fire_on_equal) for n in w.graph.neurons() if n.is_if == node.is_if}
+        w.functions[op] = _neuron_function(op, w.time_steps, used)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
     w.layout[node.name] = TIME
 
