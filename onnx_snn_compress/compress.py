@@ -40,8 +40,8 @@ from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
 from .profile import STORAGES
 from .pruning import FlatWeights, check_prunable, default_prunable
-from .shrink import remove_dead
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
+from .shrink import remove_dead
 from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule

@@ -239,6 +239,21 @@ def test_convert_removes_dead_neurons_and_writes_compact_storage(tmp_path, capsy
     np.testing.assert_array_equal(simulate(small, x).predictions(), simulate(graph, x).predictions())
 
 
+def test_compress_can_write_compact_files_without_dead_neurons_and_report_them(tmp_path):
+    from test_compress import compress, tiny_mlp
+
+    graph = tiny_mlp()
+    report = compress(graph, tmp_path, budgets=(0.2,), storage="compact", remove_dead=True)
+    (entry,) = report["budgets"]
+    assert entry["runtimes_agree"] is True  # simulator, onnxruntime and the masked model agree
+    model = load_model(tmp_path / entry["model"])
+    for node in model.prunable():
+        assert node.weight.shape[0] == graph[node.name].weight.shape[0] - entry["removed"][node.name]
+    assert sum(entry["removed"].values()) > 0
+    assert entry["file_bytes"] == (tmp_path / entry["model"]).stat().st_size
+    assert entry["file_bytes"] < len(to_model(graph).SerializeToString())
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--storage", "sparse"], "unknown storage 'sparse'"),
     (["--storage", "compact", "OUT.nir"], "apply to the SNN-ONNX profile"),
