@@ -21,7 +21,7 @@ from .errors import SNNError
 from .frontends import load_with_proto
 from .backends.onnx_profile import to_model
 from .resources import summarize
-from .runtime import session
+from .runtime import check_time_steps, session
 
 WARMUP_RUNS = 3
 
@@ -74,6 +74,7 @@ def time_model(path: str | os.PathLike, batches=(1, 64), time_steps: int = 8, th
     path = Path(path)
     graph, model = load_with_proto(path)
     model = to_model(graph) if model is None else model
+    check_time_steps(model, time_steps)
     summary = summarize(graph)
     cost = ModelCost(
         label=label or path.name, path=str(path), file_bytes=path.stat().st_size, params=summary["params"],

@@ -17,6 +17,7 @@ from onnx_snn_compress.backends.onnx_profile import save, to_model
 from onnx_snn_compress.cli.main import main
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.frontends.onnx_profile import from_model
+from onnx_snn_compress.samples import sample_model_path
 from onnx_snn_compress.shrink import remove_dead
 from onnx_snn_compress.simulate import simulate
 
@@ -137,6 +138,14 @@ def test_onnxruntime_keeps_only_the_loop_of_the_neuron_variant_in_use(tmp_path):
     assert "If" not in ops and "Scan" not in ops
     assert ops.count("Where") == 3 + 4  # delayed reset: steps 1..3; immediate reset: every step
     assert len([op for op in ops if op in ("Mul", "Add", "Where", "Greater", "GreaterOrEqual")]) <= 2 * 4 * 8
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--runtime", "onnxruntime"], ["bench", "--repeats", "1"]])
+def test_a_model_for_fixed_time_steps_refuses_other_inputs_in_one_line(tmp_path, capsys, monkeypatch, command):
+    path = tmp_path / "t6.onnx"
+    save(load_model(sample_model_path("digits_mlp")), path, time_steps=6)
+    code, _, err = run_cli([command[0], path, *command[1:], "--time-steps", "8"], capsys, monkeypatch)
+    assert code == 2 and "written for T=6 only" in err and len(err.strip().splitlines()) == 1
 
 
 def test_unrolling_refuses_a_bad_number_of_time_steps(tmp_path, capsys, monkeypatch):
