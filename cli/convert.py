@@ -28,8 +28,8 @@ def convert(
     """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one)."""
     from ..convert import convert as run_conversion
 
-    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset, storage=storage, remove_dead=remove_dead,
-                            fixed_time_steps=fixed_time_steps)
+    result = run_conversion(source, target, source_format, dt=dt, nir_reset=nir_reset, storage=storage,
+                            remove_dead=remove_dead, fixed_time_steps=fixed_time_steps)
     if as_json:
         print_json(result.to_json())
         return

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ir, profile, shrink
+from . import ir, shrink
 from .backends import nir as nir_backend
 from .backends import onnx_profile
 from .errors import ModelError
@@ -63,8 +63,6 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, fmt: str = "au
         raise ModelError(f"{target}: the output would overwrite the input; choose another file name")
     if target.is_dir():
         raise ModelError(f"{target}: is a folder, not a file name")
-    if storage not in profile.STORAGES:
-        raise ModelError(f"unknown storage {storage!r}; choose one of {', '.join(profile.STORAGES)}")
     source_format = resolve_format(source, fmt)
     target_format = TARGETS.get(target.suffix.lower(), "profile")
     if target_format == "nir" and (storage != "dense" or fixed_time_steps is not None):

@@ -177,7 +177,8 @@ def _read_masked_weight(reader: _Reader, node):
     size = int(np.prod(shape))
     bits = np.unpackbits(mask_bits)[:size].astype(bool)
     if bits.size != size or int(bits.sum()) + 1 != values.size:
-        raise ModelError(f"{describe(node)}: the mask has {int(bits.sum())} set bits of {bits.size} for {values.size - 1} values and {size} weights")
+        raise ModelError(f"{describe(node)}: the mask has {int(bits.sum())} set bits of {bits.size} "
+                         f"for {values.size - 1} values and {size} weights")
     weight = np.zeros(size, np.float32)
     weight[bits] = values[1:]
     reader.constants[node.output[0]] = weight.reshape(tuple(int(d) for d in shape))
