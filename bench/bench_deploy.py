@@ -7,8 +7,9 @@ latency do not depend on training), each synapse layer but the first is pruned t
 each density by global magnitude, then written as: the masked dense profile (Scan),
 compact storage, dead channels removed + compact, and removed + compact + unrolled
 for T = 8 (``convert --fixed-time-steps 8``). Each file is timed with the ``bench``
-command's library (onnxruntime, 1 thread by default, T = 8, p50 over ``repeats``).
-Not a test: latencies depend on the machine and its load; compare within one run.
+command's library (onnxruntime, 1 thread by default, T = 8, p50 over ``repeats``), the
+forms of one model and density in turns, three rounds, and the median p50 is printed,
+so a busy machine slows all forms alike. Not a test: compare within one run.
 """
 
 from __future__ import annotations
@@ -84,12 +85,17 @@ def main() -> None:
                     "removed + compact": (smaller, "compact", None),
                     "removed + compact + T=8": (smaller, "compact", TIME_STEPS),
                 }
+                paths = {form: Path(folder) / f"{name}_{density}_{form.replace(' ', '_')}.onnx" for form in forms}
                 for form, (written, storage, steps) in forms.items():
-                    path = Path(folder) / f"{name}_{density}_{form.replace(' ', '_')}.onnx"
-                    save(written, path, storage, steps)
-                    cost = time_model(path, (1, 64), TIME_STEPS, args.threads, args.repeats)
+                    save(written, paths[form], storage, steps)
+                rounds = {form: [] for form in forms}
+                for _ in range(3):
+                    for form, path in paths.items():
+                        rounds[form].append(time_model(path, (1, 64), TIME_STEPS, args.threads, args.repeats))
+                for form, costs in rounds.items():
+                    cost = costs[0]
                     dense_bytes = dense_bytes or cost.file_bytes
-                    b1, b64 = (t.p50_ms for t in cost.timings)
+                    b1, b64 = (float(np.median([c.timings[i].p50_ms for c in costs])) for i in range(2))
                     print(f"{name:<12} {density:7.2f} {form:<26} {cost.file_bytes:9,} "
                           f"{cost.file_bytes / dense_bytes:8.1%} {cost.macs:11,} {b1:10.3f} {b64:11.3f}", flush=True)
 
