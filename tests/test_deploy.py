@@ -23,7 +23,7 @@ from onnx_snn_compress.simulate import simulate
 
 from graphs import random_input, snn_graphs
 
-DEPLOY_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DEPLOY_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def run_cli(args, capsys, monkeypatch):
