@@ -106,6 +106,16 @@ def test_a_compact_weight_takes_at_most_1_2_times_its_values_and_bitmask():
     assert len(compact.SerializeToString()) <= 0.12 * len(dense.SerializeToString())
 
 
+def test_a_compact_weight_whose_mask_and_values_disagree_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    model = to_model(prune(mlp(hidden=16), 0.1, 0), "compact")
+    values = next(t for t in model.graph.initializer if t.name == "fc1.weight.values")
+    values.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(values)[:-1], values.name))
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(model.SerializeToString())
+    code, _, err = run_cli(["inspect", path], capsys, monkeypatch)
+    assert code == 2 and "set bits" in err and len(err.strip().splitlines()) == 1
+
+
 def test_dense_layers_stay_plain_initializers_in_compact_storage():
     graph = mlp(hidden=16)
     graph["fc2"].weight[:, :2] = 0.0  # 7/8 dense: a bitmask would not pay
@@ -309,6 +319,17 @@ def test_bench_on_a_report_folder_puts_the_input_model_beside_every_budget(tmp_p
     models = json.loads(out)["models"]
     assert [(m["label"], m["synops"]) for m in models] == [("input", 50.0), ("budget 0.1", 5.0)]
     assert models[1]["nonzero"] < models[0]["nonzero"]
+
+
+def test_bench_on_a_report_whose_input_model_is_gone_says_so_and_benches_the_budgets(tmp_path, capsys, monkeypatch):
+    (tmp_path / "budget_0.5").mkdir()
+    save(prune(mlp(hidden=8), 0.5, 0), tmp_path / "budget_0.5" / "model.onnx")
+    report = {"input_model": str(tmp_path / "moved.onnx"), "input": {"figures": {}},
+              "budgets": [{"budget": 0.5, "model": "budget_0.5/model.onnx", "figures": {}}]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    code, out, err = run_cli(["bench", tmp_path, *BENCH_FAST], capsys, monkeypatch)
+    assert code == 0 and "note: input model" in err
+    assert [m["label"] for m in json.loads(out)["models"]] == ["budget 0.5"]
 
 
 @pytest.mark.parametrize("case, fragment", [
