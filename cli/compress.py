@@ -19,6 +19,8 @@ def compress(
     resource: str = typer.Option("params", "--resource", help="params, macs, synops or energy."),
     method: str = typer.Option("minimax", "--method", help="minimax, magnitude or gradual."),
     granularity: str = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
+    structure: str = typer.Option("none", "--structure", help="none (single synapses) or channel (whole conv channels / "
+                                  "linear neurons, removed from the written models; magnitude and gradual methods)."),
     prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first."),
     out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json)."),
     steps: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),
@@ -56,7 +58,7 @@ def compress(
     )
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
-        resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
+        resource=resource, method=method, granularity=granularity, structure=structure, prunable=list(prune) if prune else None,
         steps_per_budget=steps, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
         energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac), storage=storage, remove_dead=remove_dead,
         train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=not as_json),

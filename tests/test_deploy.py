@@ -204,7 +204,7 @@ def test_output_classes_are_never_removed():
     assert removed["fc2"] == 0 and smaller.num_classes == 3
 
 
-def residual_graph() -> ir.Graph:
+def residual_graph(classes: int = 3) -> ir.Graph:
     rng = np.random.default_rng(0)
     conv = lambda name, source: ir.Conv2d(name, (source,), weight=rng.normal(size=(4, 4, 3, 3)), padding=1)  # noqa: E731
     return ir.Graph([
@@ -213,7 +213,7 @@ def residual_graph() -> ir.Graph:
         conv("conv2", "lif1"), ir.Neuron("lif2", ("conv2",)),
         ir.Add("add", ("lif2", "lif1")), ir.MaxPool2d("pool", ("add",), kernel_size=2),
         ir.Flatten("flat", ("pool",)),
-        ir.Linear("fc", ("flat",), weight=rng.normal(size=(3, 16))), ir.Neuron("lif3", ("fc",)),
+        ir.Linear("fc", ("flat",), weight=rng.normal(size=(classes, 16))), ir.Neuron("lif3", ("fc",)),
         ir.Readout("out", ("lif3",)),
     ])
 
@@ -271,6 +271,41 @@ def test_compress_can_write_compact_files_without_dead_neurons_and_report_them(t
     assert sum(entry["removed"].values()) > 0
     assert entry["file_bytes"] == (tmp_path / entry["model"]).stat().st_size
     assert entry["file_bytes"] < len(to_model(graph).SerializeToString())
+
+
+# ---------------------------------------------------------------------------
+# Structured pruning: whole channels / neurons
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["magnitude", "gradual"])
+def test_channel_pruning_removes_whole_neurons_and_meets_the_budget(tmp_path, method):
+    from test_compress import compress, tiny_mlp
+
+    graph = tiny_mlp()
+    report = compress(graph, tmp_path, method=method, budgets=(0.6, 0.4), structure="channel")
+    assert report["structure"] == "channel"
+    for entry in report["budgets"]:
+        assert entry["achieved"] <= entry["budget"] and entry["runtimes_agree"] is True
+        model = load_model(tmp_path / entry["model"])
+        assert model["fc2"].weight.shape[0] == 48 - entry["removed"]["fc2"] < 48  # whole neurons went
+        assert model["fc3"].weight.shape == (4, model["fc2"].weight.shape[0])  # with their fan-out; classes stay
+        assert entry["layers"]["fc2"]["connectivity"] < 1.0
+
+
+@pytest.mark.parametrize("graph, options, fragment", [
+    ("residual", ["--method", "magnitude"], "reach Add 'add'"),
+    ("mlp", ["--method", "minimax"], "works with --method magnitude or gradual"),
+    ("mlp", ["--structure", "filter"], "unknown structure 'filter'"),
+])
+def test_channel_pruning_that_cannot_be_done_gives_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, graph,
+                                                                            options, fragment):
+    from test_compress import cli_files, tiny_mlp
+
+    model, data = cli_files(tmp_path, residual_graph(classes=4) if graph == "residual" else tiny_mlp())
+    out = tmp_path / "out"
+    code, _, err = run_cli(["compress", model, "--data", data, "--out", out, "--budget", "0.5", "--structure", "channel",
+                            "--steps-per-budget", "4", *options], capsys, monkeypatch)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("args, fragment", [
