@@ -291,6 +291,18 @@ def test_channel_pruning_removes_whole_neurons_and_meets_the_budget(tmp_path, me
         assert entry["layers"]["fc2"]["connectivity"] < 1.0
 
 
+def test_channel_pruning_of_a_conv_net_removes_channels_and_their_flattened_blocks(tmp_path):
+    from test_compress import compress, tiny_conv
+
+    report = compress(tiny_conv(), tmp_path, method="magnitude", budgets=(0.5,), resource="macs", structure="channel")
+    (entry,) = report["budgets"]
+    assert entry["achieved"] <= 0.5 and entry["runtimes_agree"] is True
+    model = load_model(tmp_path / entry["model"])
+    channels = model["conv2"].weight.shape[0]
+    assert channels == 8 - entry["removed"]["conv2"] < 8
+    assert model["fc"].weight.shape[1] == channels * 9  # each channel's 3x3 block left the Flatten
+
+
 @pytest.mark.parametrize("graph, options, fragment", [
     ("residual", ["--method", "magnitude"], "reach Add 'add'"),
     ("mlp", ["--method", "minimax"], "works with --method magnitude or gradual"),
