@@ -68,7 +68,7 @@ class CompressConfig:
     measure_samples: int = 256
     storage: str = "dense"  # how the exported models store pruned weights (profile.STORAGES)
     # drop dead channels and neurons from the exported models (shrink.py); off by default so every
-    # budget's model keeps the input's layout (masks comparable across budgets, models re-compressible)
+    # budget's model keeps the input's layout (masks line up across budgets)
     remove_dead: bool = False
     structure: str = "none"  # none (synapses) | channel (whole channels / neurons; magnitude and gradual)
     energy: EnergyModel = field(default_factory=EnergyModel)
