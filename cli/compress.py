@@ -8,16 +8,20 @@ from typing import List, Optional
 import typer
 
 from ..gates import SELECTIONS
+from ..profile import STORAGES
 from ..resources import RESOURCES
 from ..solvers import METHODS
-from .app import (ConfigOpt, JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, app, choices, command_options,
-                  fail_gates, print_json)
+from ..structured import STRUCTURES
+from .app import (ConfigOpt, JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, RemoveDeadOpt, StorageOpt, app,
+                  choices, command_options, fail_gates, print_json)
 from .models import DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt
 
 Resource = choices("Resource", RESOURCES)
 Method = choices("Method", METHODS)
 Granularity = choices("Granularity", ("global", "layer"))
 Select = choices("Select", SELECTIONS)
+Structure = choices("Structure", STRUCTURES)
+Storage = choices("Storage", STORAGES)
 
 
 @app.command()
@@ -29,6 +33,8 @@ def compress(
     resource: Resource = typer.Option("params", "--resource", help="What a budget limits: surviving synapses, MACs, SynOps or energy (pJ)."),
     method: Method = typer.Option("minimax", "--method", help="Pruning method; every method gets the same training steps."),
     granularity: Granularity = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
+    structure: Structure = typer.Option("none", "--structure", help="none (single synapses) or channel (whole conv channels / "
+                                        "linear neurons, removed from the written models; magnitude and gradual methods)."),
     prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first, unless the first holds most synapses."),
     out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json, config.toml)."),
     steps_per_budget: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),
@@ -53,6 +59,8 @@ def compress(
     select: Select = typer.Option("all", "--select", help="all: every budget's model must pass the gates; "
                                   "best-within-gates: name the smallest model that passes as `selected` (exit 1 if none does)."),
     config: Optional[Path] = ConfigOpt,
+    storage: Storage = StorageOpt,
+    remove_dead: bool = RemoveDeadOpt,
     as_json: bool = JsonOpt,
     source_format: SourceFormat = FromOpt,
     dt: Optional[float] = DtOpt,

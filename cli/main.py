@@ -19,7 +19,7 @@ import typer
 from .. import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, SNNError
 from . import compress, models, report, train  # noqa: F401  (register their commands)
-from . import convert, schema  # noqa: F401
+from . import bench, convert, schema  # noqa: F401
 from .app import app
 
 try:  # recent Typer vendors Click privately; older Typer depends on Click itself

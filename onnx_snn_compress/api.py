@@ -111,6 +111,7 @@ def compress(
     resource: str = "params",
     method: str = "minimax",
     granularity: str = "global",
+    structure: str = "none",
     prune: Sequence[str] | None = None,
     out: str | Path = "snn-compress-out",
     steps_per_budget: int = 300,
@@ -131,6 +132,8 @@ def compress(
     nir_reset: str | None = None,
     framework: str | None = None,
     threads: int | None = None,
+    storage: str = "dense",
+    remove_dead: bool = False,
     resume: bool = False,
     min_accuracy: float | None = None,
     max_accuracy_drop: float | None = None,
@@ -176,7 +179,8 @@ def compress(
     )
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
-        resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
+        resource=resource, method=method, granularity=granularity, structure=structure,
+        prunable=list(prune) if prune else None, storage=storage, remove_dead=remove_dead,
         steps_per_budget=steps_per_budget, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
         energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac), measure_samples=measure_samples,
         train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=progress),

@@ -500,11 +500,11 @@ def test_an_interruption_while_exporting_resumes_to_the_uninterrupted_result(tmp
     calls = {"n": 0}
     original = module.save
 
-    def save_then_die(graph, path):
+    def save_then_die(graph, path, *options):
         calls["n"] += 1
         if calls["n"] == 2:  # the second budget's model
             raise Interrupt()
-        original(graph, path)
+        original(graph, path, *options)
 
     with monkeypatch.context() as patch:
         patch.setattr(module, "save", save_then_die)
