@@ -44,6 +44,10 @@ def plain(value):
 
 ModelArg = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits MLP sample.")
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON document on stdout (notes and progress go to stderr).")
+StorageOpt = typer.Option("dense", "--storage", help="dense, or compact: pruned weights as a packed bitmask plus "
+                          "their nonzero values, rebuilt by standard ops that onnxruntime folds at load.")
+RemoveDeadOpt = typer.Option(False, "--remove-dead", help="Drop the channels and neurons that pruning left dead "
+                             "(same predictions, smaller dense tensors; see docs/profile.md).")
 MinAccuracyOpt = typer.Option(None, "--min-accuracy", help="Gate: fail (exit 1) when accuracy is below this fraction, e.g. 0.95.")
 MaxDropOpt = typer.Option(None, "--max-accuracy-drop", help="Gate: fail (exit 1) when accuracy is more than this fraction below the uncompressed model's on the same split, e.g. 0.02.")
 MaxResourceOpt = typer.Option(None, "--max-resource", help="Gate: fail (exit 1) when --resource per inference exceeds this (synapses, MACs, SynOps or pJ).")

@@ -8,16 +8,20 @@ from typing import List, Optional
 import typer
 
 from ..gates import SELECTIONS
+from ..profile import STORAGES
 from ..resources import RESOURCES
 from ..solvers import METHODS
-from .app import (ConfigOpt, JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, app, choices, command_options,
-                  fail_gates, print_json)
-from .models import Encoding
+from ..structured import STRUCTURES
+from .app import (ConfigOpt, JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, RemoveDeadOpt, StorageOpt, app,
+                  choices, command_options, fail_gates, print_json)
+from .models import DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt
 
 Resource = choices("Resource", RESOURCES)
 Method = choices("Method", METHODS)
 Granularity = choices("Granularity", ("global", "layer"))
 Select = choices("Select", SELECTIONS)
+Structure = choices("Structure", STRUCTURES)
+Storage = choices("Storage", STORAGES)
 
 
 @app.command()
@@ -29,6 +33,8 @@ def compress(
     resource: Resource = typer.Option("params", "--resource", help="What a budget limits: surviving synapses, MACs, SynOps or energy (pJ)."),
     method: Method = typer.Option("minimax", "--method", help="Pruning method; every method gets the same training steps."),
     granularity: Granularity = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
+    structure: Structure = typer.Option("none", "--structure", help="none (single synapses) or channel (whole conv channels / "
+                                        "linear neurons, removed from the written models; magnitude and gradual methods)."),
     prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first, unless the first holds most synapses."),
     out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json, config.toml)."),
     steps_per_budget: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),
@@ -40,7 +46,7 @@ def compress(
     dual_lr_z: float = typer.Option(0.1, "--dual-lr-z", help="Dual ascent step of the resource multiplier (minimax)."),
     e_mac: float = typer.Option(4.6, "--e-mac", help="Energy of a MAC in pJ (non-spike input layers)."),
     e_ac: float = typer.Option(0.9, "--e-ac", help="Energy of an accumulate (one SynOp) in pJ."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
+    time_steps: Optional[int] = TimeStepsOpt,
     encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
     seed: int = typer.Option(0, "--seed"),
     measure_samples: int = typer.Option(256, "--measure-samples", help="Firing rates, SynOps, effective MACs and energy are measured on the first N validation samples."),
@@ -48,13 +54,20 @@ def compress(
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out (its files only; nothing else there is touched)."),
     keep_checkpoint: bool = typer.Option(False, "--keep-checkpoint", help="Keep checkpoint.npz after the run has finished."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads of the kernels. Default: the cores free at start."),
     min_accuracy: Optional[float] = MinAccuracyOpt,
     max_accuracy_drop: Optional[float] = MaxDropOpt,
     max_resource: Optional[float] = MaxResourceOpt,
     select: Select = typer.Option("all", "--select", help="all: every budget's model must pass the gates; "
                                   "best-within-gates: name the smallest model that passes as `selected` (exit 1 if none does)."),
     config: Optional[Path] = ConfigOpt,
+    storage: Storage = StorageOpt,
+    remove_dead: bool = RemoveDeadOpt,
     as_json: bool = JsonOpt,
+    source_format: SourceFormat = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[NirReset] = NirResetOpt,
+    framework: Optional[Framework] = FrameworkOpt,
 ):
     """Prune MODEL to each budget with joint finetuning; write one model per budget, report.json and config.toml.
 

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from .app import JsonOpt, app, plain, print_json
-from .models import DtOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, print_notes
+from .app import JsonOpt, RemoveDeadOpt, StorageOpt, app, plain, print_json
+from .models import DtOpt, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, print_notes
 
 
 @app.command()
@@ -18,6 +18,12 @@ def convert(
     source_format: SourceFormat = FromOpt,
     dt: Optional[float] = DtOpt,
     nir_reset: Optional[NirReset] = NirResetOpt,
+    framework: Optional[Framework] = FrameworkOpt,
+    storage: str = StorageOpt,
+    remove_dead: bool = RemoveDeadOpt,
+    fixed_time_steps: Optional[int] = typer.Option(
+        None, "--fixed-time-steps", help="Write the model for this T only, the neurons' time loop unrolled "
+        "(faster in onnxruntime than the Scan of the default, which runs any T)."),
     as_json: bool = JsonOpt,
 ):
     """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one).
@@ -26,7 +32,8 @@ def convert(
     """
     from ..convert import convert as run_conversion
 
-    result = run_conversion(source, target, plain(source_format), dt=dt, nir_reset=plain(nir_reset))
+    result = run_conversion(source, target, plain(source_format), dt=dt, nir_reset=plain(nir_reset), framework=plain(framework),
+                            storage=plain(storage), remove_dead=remove_dead, fixed_time_steps=fixed_time_steps)
     if as_json:
         print_json(result.to_json())
         return
@@ -35,5 +42,6 @@ def convert(
         f"wrote {result.target} ({result.target_format}) from {result.source} ({result.source_format}, "
         f"{summary['source_framework']}): {summary['layers']} layers, {summary['neuron_layers']} neuron layers, "
         f"output {summary['readout']}"
+        + "".join(f"; removed {count} dead channels/neurons of {layer}" for layer, count in result.removed.items() if count)
     )
     print_notes(result.notes)

@@ -46,7 +46,7 @@ def _start_up() -> None:
 
 def _app():
     """The Typer app with every command registered."""
-    from . import compress, convert, models, report, schema, train  # noqa: F401  (register their commands)
+    from . import bench, compress, convert, models, report, schema, train  # noqa: F401  (register their commands)
     from .app import app
 
     return app

@@ -9,7 +9,7 @@ import typer
 
 from ..data import ENCODINGS, SPLITS
 from ..frontends import FORMATS
-from ..frontends.nir import RESET_CHOICES
+from ..frontends.nir import FRAMEWORKS, RESET_CHOICES
 from ..resources import RESOURCES
 from .app import (JsonOpt, MaxDropOpt, MaxResourceOpt, MinAccuracyOpt, ModelArg, app, choices, command_options,
                   fail_gates, model_path, percent, plain, print_json, table)
@@ -20,12 +20,31 @@ Encoding = choices("Encoding", ENCODINGS)
 Runtime = choices("Runtime", ("sim", "onnxruntime"))  # evaluate.RUNTIMES: importing it loads Numba, slowing --help
 Split = choices("Split", SPLITS)
 Resource = choices("Resource", RESOURCES)
+Framework = choices("Framework", FRAMEWORKS)
 
 FromOpt = typer.Option("auto", "--from", help="Input format (torch-onnx: a plain torch.onnx export).")
-DtOpt = typer.Option(None, "--dt", help="NIR only: the time step of the forward-Euler discretisation "
-                     "(default: the exporter's, when recognised; see docs/interop.md).")
+DtOpt = typer.Option(None, "--dt", help="NIR only: the time step the exporter used (Norse: its dt). Default: "
+                     "fixed by the exporter (snnTorch, Sinabs) or pinned by the file, else asked for (docs/interop.md).")
 NirResetOpt = typer.Option(None, "--nir-reset", help="NIR only: hard (NIR's reset to v_reset, the default), "
-                           "subtract, or subtract-delayed (snnTorch's default Leaky).")
+                           "subtract (Sinabs MembraneSubtract), or subtract-delayed (snnTorch's default Leaky).")
+TimeStepsOpt = typer.Option(None, "--time-steps", help="T for static data (temporal data bring their own). "
+                             "Default: the T a torch.onnx export was unrolled over, else 8.")
+FrameworkOpt = typer.Option(None, "--from-framework", help="The framework that exported the model: snntorch, "
+                            "spikingjelly, norse, sinabs, rockpool, lava or nir (NIR's own definitions). Default: "
+                            "inferred from the file and said in a note (docs/interop.md).")
+
+
+# what a frontend inferred about its input, shown by inspect
+SOURCE_KEYS = ("source_format", "source_framework", "nir.exporter", "nir.dt", "nir.reset", "time_steps")
+
+
+def source_time_steps(graph, time_steps: Optional[int]) -> int:
+    """``--time-steps``, else the model's own T (with a note), else the default."""
+    from ..data import model_time_steps
+
+    time_steps, note = model_time_steps(graph.metadata, time_steps)
+    print_notes([note] if note else [])
+    return time_steps
 
 
 def print_notes(notes) -> None:
@@ -34,25 +53,26 @@ def print_notes(notes) -> None:
         typer.echo(f"note: {note}", err=True)
 
 
-def load_source(model: Optional[Path], source_format: str, dt, nir_reset):
+def load_source(path: Path, source_format: str, dt, nir_reset, framework):
     """The IR graph and, for profile files, the ONNX model as the user has it; notes go to stderr."""
     from ..frontends import load_with_proto
 
-    graph, proto = load_with_proto(model_path(model), plain(source_format), dt=dt, nir_reset=plain(nir_reset))
+    graph, proto = load_with_proto(path, plain(source_format), dt=dt, nir_reset=plain(nir_reset), framework=plain(framework))
     print_notes(n for n in graph.metadata.get("import_notes", "").split(" | ") if n)
     return graph, proto
 
 
 @app.command()
 def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_format: SourceFormat = FromOpt,
-            dt: Optional[float] = DtOpt, nir_reset: Optional[NirReset] = NirResetOpt):
+            dt: Optional[float] = DtOpt, nir_reset: Optional[NirReset] = NirResetOpt,
+            framework: Optional[Framework] = FrameworkOpt):
     """Layers, neuron parameters, parameter and nonzero counts, connectivity, MACs per time step.
 
     Example: snn-compress inspect exported.onnx --from torch-onnx
     """
     from ..resources import summarize
 
-    summary = summarize(load_source(model, source_format, dt, nir_reset)[0])
+    summary = summarize(load_source(model_path(model), source_format, dt, nir_reset, framework)[0])
     if as_json:
         print_json(summary)
         return
@@ -75,6 +95,9 @@ def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_fo
         f"MACs/step {summary['macs_per_step_nonzero']:,} ({summary['macs_per_step']:,} with every synapse kept)  "
         f"parameters with biases and BatchNorm {summary['parameters']:,}"
     )
+    source = {k: v for k, v in summary["metadata"].items() if k in SOURCE_KEYS}
+    if source:
+        typer.echo("read as: " + "  ".join(f"{k} {v}" for k, v in source.items()))
 
 
 @app.command()
@@ -85,7 +108,7 @@ def evaluate(
     runtime: Runtime = typer.Option("sim", "--runtime", help="sim (Numba simulator) or onnxruntime."),
     split: Split = typer.Option("test", "--split"),
     encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data (temporal data bring their own)."),
+    time_steps: Optional[int] = TimeStepsOpt,
     seed: int = typer.Option(0, "--seed", help="Seed of the poisson encoding."),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -93,6 +116,7 @@ def evaluate(
     source_format: SourceFormat = FromOpt,
     dt: Optional[float] = DtOpt,
     nir_reset: Optional[NirReset] = NirResetOpt,
+    framework: Optional[Framework] = FrameworkOpt,
     min_accuracy: Optional[float] = MinAccuracyOpt,
     max_accuracy_drop: Optional[float] = MaxDropOpt,
     reference_model: Optional[Path] = typer.Option(None, "--reference-model", help="The uncompressed model, for --max-accuracy-drop (same split, runtime and format)."),

@@ -10,7 +10,8 @@ import typer
 from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
 from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, plain, print_json
-from .models import Encoding
+from .models import (DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt,
+                     load_source, source_time_steps)
 
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Schedule = choices("Schedule", SCHEDULES)
@@ -29,12 +30,17 @@ def train(
     weight_decay: float = typer.Option(0.0, "--weight-decay"),
     schedule: Schedule = typer.Option("cosine", "--schedule", help="Learning-rate schedule over all steps."),
     loss: Optional[Loss] = typer.Option(None, "--loss", help="Default: by readout."),
-    time_steps: int = typer.Option(8, "--time-steps", help="T for static data."),
+    time_steps: Optional[int] = TimeStepsOpt,
     encoding: Encoding = typer.Option("direct", "--encoding", help="How static data become spikes over T steps."),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     config: Optional[Path] = ConfigOpt,
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads of the kernels. Default: the cores free at start."),
     as_json: bool = JsonOpt,
+    source_format: SourceFormat = FromOpt,
+    dt: Optional[float] = DtOpt,
+    nir_reset: Optional[NirReset] = NirResetOpt,
+    framework: Optional[Framework] = FrameworkOpt,
 ):
     """Train (or finetune) MODEL with surrogate-gradient BPTT; keeps the best epoch on validation.
 
@@ -42,19 +48,22 @@ def train(
     """
     from ..backends.onnx_profile import save
     from ..data import load_splits_for_model
-    from ..frontends import load_model
     from ..outputs import check_output_file
     from ..samples import digits_path
+    from ..threads import use_threads
     from ..train import TrainConfig, accuracy, train as run_training
 
     optimizer, schedule, loss, encoding = plain(optimizer), plain(schedule), plain(loss), plain(encoding)
+    _, note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
+
     source = model_path(model)
     data = data if data is not None else digits_path()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          schedule=schedule, loss=loss, seed=seed, progress=not quiet)
     config.validate()
     check_output_file(out, {"the input model": source, "the --data file": data}, "--out")
-    graph = load_model(source)
+    graph = load_source(source, source_format, dt, nir_reset, framework)[0]
+    time_steps = source_time_steps(graph, time_steps)
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
@@ -66,6 +75,8 @@ def train(
     )
     result.graph.metadata.update(train_data.input_metadata())
     save(result.graph, out)
+    if note:
+        typer.echo(f"note: {note}", err=True)
     summary = {"model": str(out), "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                "test_accuracy": test_accuracy}
     if as_json:

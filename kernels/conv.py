@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .blas import SINGLE_THREAD_GEMM
+from .blas import KERNEL_GEMM
 
 
 def conv2d_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -106,7 +106,7 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
 # block of images is first laid out batch-innermost and zero-padded, ``[C, Hp, Wp, images]``:
 # a position's window cell is then a contiguous run over the block's images, so unfolding
 # and folding back move whole runs whatever the stride and dilation. The positions are
-# taken in chunks sized so each GEMM stays single-threaded in BLAS (kernels/blas.py).
+# taken in chunks of at most KERNEL_GEMM multiply-adds per GEMM (kernels/blas.py).
 # Blocks are fixed by the batch (not by the thread count), each sums its own weight
 # gradient, and the blocks are added in order: the result does not depend on the number
 # of threads.
@@ -205,8 +205,8 @@ def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_i
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     # every GEMM is [O_g, rows] x [rows or O_g, chunk_positions * images]: keep M*N*K in bound
     gemm_per_column = (out_channels // groups) * in_per_group * kh * kw
-    block_images = int(max(1, min(_BLOCK_IMAGES, SINGLE_THREAD_GEMM // gemm_per_column)))
-    chunk_positions = int(max(1, SINGLE_THREAD_GEMM // (gemm_per_column * block_images)))
+    block_images = int(max(1, min(_BLOCK_IMAGES, KERNEL_GEMM // gemm_per_column)))
+    chunk_positions = int(max(1, KERNEL_GEMM // (gemm_per_column * block_images)))
     blocks = -(-x.shape[0] // block_images)
     partial_weight = np.empty((blocks, out_channels, in_per_group * kh * kw), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), dtype=np.float32)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .blas import SINGLE_THREAD_GEMM
+from .blas import KERNEL_GEMM
 
 # Rows per parallel work item: a row of weight_t is reused this many times from cache.
 _ROWS = 8
@@ -96,7 +96,7 @@ def _linear_narrow_kernel(x, weight_t, bias, y):
 #
 # BLAS GEMMs from Numba threads, on fixed slices of the rows, so the result does not
 # depend on the thread count; the weight gradient sums its per-slice parts in slice order.
-# Within a slice the rows go in chunks small enough that BLAS stays single-threaded
+# Within a slice the rows go in chunks of at most KERNEL_GEMM multiply-adds, each one GEMM
 # (kernels/blas.py).
 
 _SLICES = 8
@@ -119,7 +119,7 @@ def _linear_backward_kernel(x, weight, grad_y, chunk_rows, need_input_grad, grad
                 np.dot(gy, weight, grad_x[first:last])
 
 
-_MIN_CHUNK_ROWS = 8  # below this many rows per single-threaded GEMM, BLAS runs whole matrices
+_MIN_CHUNK_ROWS = 8  # below this many rows per GEMM chunk, numpy runs whole matrices with its own threads
 
 
 def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True):
@@ -131,9 +131,9 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
     x = np.ascontiguousarray(x, dtype=np.float32)
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-    chunk_rows = max(1, SINGLE_THREAD_GEMM // weight.size)
+    chunk_rows = max(1, KERNEL_GEMM // weight.size)
     if chunk_rows < _MIN_CHUNK_ROWS:
-        # a big layer: single-threaded GEMM chunks of a few rows would each sweep the whole
+        # a big layer: GEMM chunks of a few rows would each sweep the whole
         # weight (a 3157x3157 layer took 5.5 s instead of 70 ms); whole-matrix products from
         # Python, outside any Numba parallel region, let BLAS use its own threads
         grad_x = grad_y @ weight if need_input_grad else None

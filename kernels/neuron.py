@@ -52,13 +52,14 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
     v = np.full(width, v_init, dtype=np.float32)
     fired = np.zeros(width, dtype=np.bool_)
     count = np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
-    for t in range(x.shape[0]):
+    for t in range(spikes.shape[0]):
+        inputs = x[t if x.shape[0] > 1 else 0]  # a single input row is the input of every step
         for j in range(width):
             # charge
             d = beta * v[j] + leak
             if reset_delay:
                 d = _reset(d, fired[j], reset_mode, v_threshold, v_reset)
-            h = d + gain * x[t, start + j]
+            h = d + gain * inputs[start + j]
             # fire
             s = (h >= v_threshold) if fire_on_equal else (h > v_threshold)
             # reset
@@ -73,11 +74,13 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
 
 
 def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
-                reset_mode, reset_delay, fire_on_equal, record_potential=False):
+                reset_mode, reset_delay, fire_on_equal, record_potential=False, time_steps=None):
     """Run a layer of LIF/IF neurons over time.
 
-    x: ``[T, M]`` (M = every neuron of every sample), made float32 C-contiguous;
-    scalars are rounded to float32; reset_mode is one of ``RESET_CODES``.
+    x: ``[T, M]`` (M = every neuron of every sample), made float32 C-contiguous, or
+    ``[1, M]`` with ``time_steps=T``: an input that is the same at every step (direct
+    encoding), read T times instead of stored T times. Scalars are rounded to float32;
+    reset_mode is one of ``RESET_CODES``.
 
     Returns ``(spikes, potential, spike_counts)``: spikes float32 ``[T, M]`` of
     0/1; potential the pre-reset membrane potential ``H`` as float32 ``[T, M]``
@@ -85,7 +88,10 @@ def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
     spike_counts int64 ``[M]``, spikes per neuron summed over time.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    time_steps, neurons = x.shape
+    rows, neurons = x.shape
+    time_steps = rows if time_steps is None else int(time_steps)
+    if rows not in (1, time_steps):
+        raise ValueError(f"input of {rows} steps for {time_steps} time steps")
     # numpy, not Numba, allocates the outputs: it asks for huge pages, which
     # halves the cost of first touching a large array.
     spikes = np.empty((time_steps, neurons), dtype=np.float32)

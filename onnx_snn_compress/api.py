@@ -57,6 +57,18 @@ def _note(log, notes: Sequence[str]) -> None:
             print(f"note: {note}", file=log, flush=True)
 
 
+def _load_source(path: Path, source_format: str, dt, nir_reset, framework, time_steps: int | None, log):
+    """(IR graph, the file's own ONNX model when it is a profile file, T for static data: the
+    model's own unless given), saying on ``log`` what the importer assumed."""
+    from .data import model_time_steps
+    from .frontends import load_with_proto
+
+    graph, proto = load_with_proto(path, source_format, dt=dt, nir_reset=nir_reset, framework=framework)
+    time_steps, note = model_time_steps(graph.metadata, time_steps)
+    _note(log, [n for n in graph.metadata.get("import_notes", "").split(" | ") if n] + ([note] if note else []))
+    return graph, proto, time_steps
+
+
 @dataclass
 class CompressResult:
     """What a compression leaves: the report (report.json's content) and where the files are.
@@ -99,6 +111,7 @@ def compress(
     resource: str = "params",
     method: str = "minimax",
     granularity: str = "global",
+    structure: str = "none",
     prune: Sequence[str] | None = None,
     out: str | Path = "snn-compress-out",
     steps_per_budget: int = 300,
@@ -110,10 +123,17 @@ def compress(
     dual_lr_z: float = 0.1,
     e_mac: float = 4.6,
     e_ac: float = 0.9,
-    time_steps: int = 8,
+    time_steps: int | None = None,
     encoding: str = "direct",
     seed: int = 0,
     measure_samples: int = 256,
+    source_format: str = "auto",
+    dt: float | None = None,
+    nir_reset: str | None = None,
+    framework: str | None = None,
+    threads: int | None = None,
+    storage: str = "dense",
+    remove_dead: bool = False,
     resume: bool = False,
     overwrite: bool = False,
     keep_checkpoint: bool = False,
@@ -146,13 +166,14 @@ def compress(
     from .config import to_toml
     from .data import load_splits_for_model
     from .files import atomic_write_text
-    from .frontends import load_model
     from .outputs import RunFolder, check_output_folder
     from .report import FIGURES, figures_missing_note, write_figures
     from .resources import EnergyModel
     from .samples import digits_path, sample_model_path
+    from .threads import use_threads
     from .train import TrainConfig
 
+    _, threads_note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
     gates = Gates(min_accuracy, max_accuracy_drop, max_resource)
     gates.validate()
     check_selection(select)
@@ -165,13 +186,14 @@ def compress(
     check_output_folder(out, {"the input model": source, "--data": data_path}, writes)
     folder = RunFolder(out, writes, (REPORT, CHECKPOINT), resume=resume, overwrite=overwrite)
     folder.check()
-    graph = load_model(source)
+    graph, _, time_steps = _load_source(source, source_format, dt, nir_reset, framework, time_steps, log)
     train_data, val_data, test_data = load_splits_for_model(
         data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
-        resource=resource, method=method, granularity=granularity, prunable=list(prune) if prune else None,
+        resource=resource, method=method, granularity=granularity, structure=structure,
+        prunable=list(prune) if prune else None, storage=storage, remove_dead=remove_dead,
         steps_per_budget=steps_per_budget, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
         energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac), measure_samples=measure_samples,
         train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=progress),
@@ -200,10 +222,10 @@ def compress(
         passed = apply_to_report(report, gates, select)
         atomic_write_text(out / REPORT, _json(report))
         figures = write_figures(report, out)
-    if not figures and progress:
-        _note(log, [n for n in [figures_missing_note()] if n])
+    late_notes = [n for n in (threads_note, None if figures else figures_missing_note()) if n]
+    _note(log, late_notes)
     return CompressResult(report=report, out=out, passed=passed, selected=report["selected"],
-                          notes=list(run.notes), figures=figures)
+                          notes=list(run.notes) + late_notes, figures=figures)
 
 
 def _json(value) -> str:
@@ -255,12 +277,13 @@ def evaluate(
     runtime: str = "sim",
     split: str = "test",
     encoding: str = "direct",
-    time_steps: int = 8,
+    time_steps: int | None = None,
     seed: int = 0,
     batch_size: int = 256,
     source_format: str = "auto",
     dt: float | None = None,
     nir_reset: str | None = None,
+    framework: str | None = None,
     min_accuracy: float | None = None,
     max_accuracy_drop: float | None = None,
     reference_model: str | Path | None = None,
@@ -283,7 +306,6 @@ def evaluate(
     """
     from .data import load_for_model
     from .evaluate import RUNTIMES, evaluate as run_evaluation
-    from .frontends import load_with_proto
     from .progress import Progress
     from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures
     from .samples import digits_path, sample_model_path
@@ -300,10 +322,9 @@ def evaluate(
     data_path = Path(data) if data is not None else digits_path()
 
     def measure(path: Path):
-        graph, proto = load_with_proto(path, source_format, dt=dt, nir_reset=nir_reset)
-        _note(log, [n for n in graph.metadata.get("import_notes", "").split(" | ") if n])
+        graph, proto, steps = _load_source(path, source_format, dt, nir_reset, framework, time_steps, log)
         dataset = load_for_model(data_path, graph.input.shape, graph.num_classes, split=split,
-                                 time_steps=time_steps, encoding=encoding, seed=seed)
+                                 time_steps=steps, encoding=encoding, seed=seed)
         return graph, dataset, run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size,
                                                      progress=Progress(log, quiet=log is None or not progress))
 

@@ -17,6 +17,15 @@ T*N (and H, W) and updates the graph's running statistics in place (PyTorch's mo
 unbiased variance for ``running_var``); Dropout multiplies by a mask drawn from ``rng``,
 one per sample shared by all time steps. Eval mode (``train=False``) computes exactly
 :func:`onnx_snn_compress.simulate.forward` and still records the tape.
+
+Static input (direct encoding): when the input is the same at every time step, the layers
+before the first neuron run once, as in the simulator (:func:`onnx_snn_compress.simulate.run_nodes`),
+and so does their backward: the gradient of a tensor that is the same at every step is the
+sum over time of its steps' gradients, so e.g. a first Linear layer's weight gradient is one
+product ``(sum_t dL/dY[t]).T @ X`` instead of T. BatchNorm in train mode takes its batch
+statistics over the N samples, which are those over the T*N identical rows; its backward
+formula, given the time-summed gradient, is the time sum of the per-step one. (Such a
+tape has no per-step input gradient: ``forward_train(static_input=False)`` records one that has.)
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from .kernels.linear import linear_backward
 from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
 from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
-from .simulate import FORWARD, Trace, _last_uses, _per_step, _pool_geometry
+from .simulate import FORWARD, Trace, _per_step, _pool_geometry, run_nodes
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
 INPUT_GRAD = "input"
@@ -87,6 +96,7 @@ class Tape:
 
     spike_counts: per Neuron node, int64 ``[N, *shape]``, spikes summed over time (as
     :class:`onnx_snn_compress.simulate.Trace`). records: per node, what its backward needs.
+    static: the tensors computed once for all time steps (static input).
     """
 
     time_steps: int
@@ -94,6 +104,7 @@ class Tape:
     train: bool
     spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
     records: dict[str, Any] = field(default_factory=dict)
+    static: set[str] = field(default_factory=set)
 
     def firing_rates(self) -> dict[str, float]:
         """Per Neuron layer: spikes / (T * N * neurons)."""
@@ -166,7 +177,7 @@ def _batchnorm(node: BatchNorm, inputs, run):
         invstd = (1.0 / np.sqrt(node.running_var.astype(np.float64) + np.float64(node.eps))).astype(np.float32)
         return FORWARD[node.kind](node, inputs, run.trace), (x, node.running_mean, invstd, False)
     view = _channels_view(x)
-    values = view.shape[0] * view.shape[2]
+    values = view.shape[0] * view.shape[2] * ((run.trace.time_steps or x.shape[0]) // x.shape[0])  # x may be static
     if values < 2:
         raise DataError(f"BatchNorm {node.name!r} needs more than one value per channel to train, got {values}")
     y, mean, var, invstd = batchnorm_train_forward(view, node.weight, node.bias, node.eps)
@@ -202,14 +213,16 @@ def _readout(node, inputs, run):
 
 
 def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None = None,
-                  train: bool = True) -> tuple[np.ndarray, Tape]:
+                  train: bool = True, static_input: bool = True) -> tuple[np.ndarray, Tape]:
     """Run ``graph`` on float32 ``x`` ``[T, N, *input shape]`` and record a tape for :func:`backward`.
 
     Returns the readout's output (``[N, C]``, or ``[T, N, C]`` for a spikes readout) and the
     tape. ``train=True``: BatchNorm uses batch statistics and updates the graph's running
     statistics in place; Dropout draws its masks from ``rng`` (required when the graph has a
     Dropout with p > 0). ``train=False``: the output is exactly
-    :func:`onnx_snn_compress.simulate.forward`'s.
+    :func:`onnx_snn_compress.simulate.forward`'s. ``static_input``: compute the layers
+    before the first neuron once when ``x`` is the same at every step (see the module's
+    docstring); pass False to get the input gradient from :func:`backward`.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 2 + len(graph.input.shape) or tuple(x.shape[2:]) != graph.input.shape or 0 in x.shape[:2]:
@@ -217,14 +230,13 @@ def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None =
             f"input of shape {list(x.shape)} does not fit the model's input [T, N, {', '.join(map(str, graph.input.shape))}]"
         )
     run = TrainContext(bool(train), rng, Trace(record_potential=True))
-    tape = Tape(int(x.shape[0]), int(x.shape[1]), bool(train), run.trace.spike_counts)
-    values: dict[str, np.ndarray] = {}
-    for node, freed in zip(graph.nodes, _last_uses(graph)):
-        inputs = [x] if isinstance(node, Input) else [values[s] for s in node.inputs]
-        values[node.name], tape.records[node.name] = TRAIN_FORWARD[node.kind](node, inputs, run)
-        for name in freed:
-            del values[name]
-    return values[graph.readout.name], tape
+    tape = Tape(int(x.shape[0]), int(x.shape[1]), bool(train), run.trace.spike_counts, static=run.trace.static)
+
+    def call(node, inputs):
+        value, tape.records[node.name] = TRAIN_FORWARD[node.kind](node, inputs, run)
+        return value
+
+    return run_nodes(graph, x, run.trace, call, static_input), tape
 
 
 # -- backward: input gradients per node, parameter gradients on the side ------------------
@@ -353,8 +365,12 @@ def backward(graph: Graph, tape: Tape, grad_output: np.ndarray, *, input_grad: b
     grad_output = np.ascontiguousarray(grad_output, dtype=np.float32)
     if grad_output.shape != expected:
         raise ValueError(f"grad_output has shape {grad_output.shape}; the output had {expected}")
+    if input_grad and graph.input.name in tape.static:
+        raise ValueError("the tape computed a static input's layers once: record it with "
+                         "forward_train(static_input=False) to get the input gradient")
     needs = _needs_grad(graph, input_grad)
-    shapes = {node.name: (tape.time_steps, tape.samples, *graph.shapes[node.name]) for node in graph.nodes}
+    shapes = {node.name: (1 if node.name in tape.static else tape.time_steps, tape.samples, *graph.shapes[node.name])
+              for node in graph.nodes}
     param_grads: dict[str, np.ndarray] = {}
     grads: dict[str, np.ndarray] = {readout.name: grad_output}
     for node in reversed(graph.nodes[1:]):
@@ -366,6 +382,9 @@ def backward(graph: Graph, tape: Tape, grad_output: np.ndarray, *, input_grad: b
         for source, grad_input in zip(node.inputs, input_grads):
             if grad_input is None or not needs[source]:
                 continue
+            if source in tape.static and grad_input.size != np.prod(shapes[source]):
+                # a static tensor read at every step: its gradient is the sum over the steps
+                grad_input = grad_input.reshape(tape.time_steps, *shapes[source][1:]).sum(axis=0, keepdims=True)
             grad_input = grad_input.reshape(shapes[source])
             grads[source] = grads[source] + grad_input if source in grads else grad_input
     if input_grad:

@@ -42,7 +42,10 @@ from .frontends.onnx_profile import from_model
 from .progress import Progress
 from .pruning import FlatWeights, choose_prunable
 from .report import percent
+from .profile import STORAGES
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
+from .shrink import remove_dead
+from .structured import STRUCTURES, channel_groups, prune_groups
 from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule
@@ -67,6 +70,11 @@ class CompressConfig:
     dual_lr_y: float = 1.0
     dual_lr_z: float = 0.1
     measure_samples: int = 256
+    storage: str = "dense"  # how the exported models store pruned weights (profile.STORAGES)
+    # drop dead channels and neurons from the exported models (shrink.py); off by default so every
+    # budget's model keeps the input's layout (masks line up across budgets)
+    remove_dead: bool = False
+    structure: str = "none"  # none (synapses) | channel (whole channels / neurons; magnitude and gradual)
     energy: EnergyModel = field(default_factory=EnergyModel)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, schedule="cosine"))
 
@@ -95,6 +103,13 @@ class CompressConfig:
                 raise SNNError(f"energy per operation {name} must lie in [0, {MAX_ENERGY_PJ:g}] pJ, got {value}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+        if self.structure not in STRUCTURES:
+            raise SNNError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
+        if self.structure == "channel" and self.method == "minimax":
+            raise SNNError("--structure channel works with --method magnitude or gradual; "
+                           "the minimax solver prunes single synapses")
+        if self.storage not in STORAGES:
+            raise SNNError(f"unknown storage {self.storage!r}; choose one of {', '.join(STORAGES)}")
         if self.measure_samples < 1:
             raise SNNError(f"measure samples must be at least 1, got {self.measure_samples}")
         self.train.validate()
@@ -199,6 +214,7 @@ class Compression:
         self.run_key = hashlib.sha256(f"{self.fingerprint} {options}".encode()).hexdigest()
         self.layers, self.notes = choose_prunable(graph, config.prunable)
         self.flat = FlatWeights(self.graph, self.layers)
+        self.channel_groups = channel_groups(self.graph, self.flat) if config.structure == "channel" else None
         if config.granularity == "layer":
             self.groups = [part for _, part in self.flat.layer_slices()]
         else:
@@ -414,7 +430,7 @@ class Compression:
         budget = self._budget(state.fixed)
         self._say(f"budget {budget.target:g} of {self.config.resource}: {self.config.method} search")
         if self.config.method == "magnitude":
-            self._freeze(magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget))
+            self._freeze(self._by_magnitude(state.costs, state.hard_pruned, budget))
         else:
             state.solver = self.solver.start(state.hard_pruned) if self.config.method == "minimax" else None
             state.gradual_start = resource_after(state.costs, state.hard_pruned, budget)
@@ -440,14 +456,14 @@ class Compression:
                 pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:
                 target = gradual_target(state.phase_step, self._search_limit, state.gradual_start, budget.target)
-                step_mask = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget, target)
+                step_mask = self._by_magnitude(state.costs, state.hard_pruned, budget, target)
                 if at_limit:
                     pruned = step_mask
                 else:
                     self.flat.zero(step_mask)
                     self._set_masks(step_mask)
             if pruned is None and at_limit:
-                pruned = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget)
+                pruned = self._by_magnitude(state.costs, state.hard_pruned, budget)
                 state.forced = True
                 self._say(f"  minimax did not meet the budget in {state.phase_step} steps; pruned the rest by magnitude")
             if pruned is not None:
@@ -455,6 +471,16 @@ class Compression:
                 self._freeze(pruned)
             elif state.phase_step % config.eval_every == 0:
                 self._checkpoint()
+
+    def _by_magnitude(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+                      target: float | None = None) -> np.ndarray:
+        """Prune by magnitude until the resource is at most ``target`` (default: the budget):
+        the least synapses, or with ``structure="channel"`` the least-L2-norm channels (structured.py)."""
+        if self.channel_groups is None:
+            return magnitude_to_budget(np.abs(self.flat.weights()), costs, hard_pruned, budget, target)
+        target = budget.target if target is None else target
+        excess = (resource_after(costs, hard_pruned, budget) - target) * budget.reference
+        return prune_groups(self.channel_groups, self.flat.weights(), costs, hard_pruned, excess)
 
     def _set_masks(self, pruned: np.ndarray) -> None:
         for name, keep in self.flat.keep_masks(pruned).items():
@@ -516,7 +542,7 @@ class Compression:
             if resource_after(costs, pruned, Budget(budget_fraction, self.reference, fixed)) <= budget_fraction:
                 return rounds
             target = Budget(budget_fraction * (1.0 - 0.01 * (rounds + 1)), self.reference, fixed)
-            self.flat.zero(magnitude_to_budget(np.abs(self.flat.weights()), costs, pruned, target))
+            self.flat.zero(self._by_magnitude(costs, pruned, target))
         raise SNNError(f"budget {budget_fraction} could not be met after 50 rounds of extra pruning")
 
     def _export(self, budget: float, repaired: int) -> dict:
@@ -525,13 +551,14 @@ class Compression:
         activity = self._activity(self.graph)
         figures = resource_figures(self.graph, activity, self.config.energy)
         achieved = figures[self.config.resource] / self.reference
-        graph = self.graph.copy()
+        removing = self.config.remove_dead or self.config.structure == "channel"  # pruned channels go from the file
+        graph, removed = remove_dead(self.graph) if removing else (self.graph.copy(), {})
         graph.metadata.update({
             "compression": json.dumps({"budget": budget, "resource": self.config.resource, "method": self.config.method,
                                        "achieved": achieved, "figures": figures}),
             **self.train_data.input_metadata(),
         })
-        save(graph, model_path)
+        save(graph, model_path, self.config.storage)
         model = onnx.load(str(model_path))
         accuracy_entry, agreement = {}, True
         for split, data in (("val", self.val), ("test", self.test)):
@@ -543,11 +570,13 @@ class Compression:
             accuracy_entry[split] = float(np.mean(sim == data.y))
             accuracy_entry[f"{split}_onnxruntime"] = float(np.mean(ort == data.y))
             agreement &= bool(np.array_equal(sim, ort))
-        rates = run_model(graph, self.measure_x, "sim").firing_rates()
+            if removed:  # the smaller model predicts what the masked one does
+                agreement &= bool(np.array_equal(sim, run_model(self.graph, x, "sim").predictions()))
+        rates = run_model(self.graph, self.measure_x, "sim").firing_rates()
         layers = {
             node.name: {"connectivity": float(np.count_nonzero(node.weight)) / node.weight.size,
                         "nonzero": int(np.count_nonzero(node.weight)), "synapses": int(node.weight.size)}
-            for node in graph.prunable()
+            for node in self.graph.prunable()
         }
         return {
             "budget": budget,
@@ -564,6 +593,8 @@ class Compression:
             "forced": self.state.forced,
             "repaired": repaired,
             "layers": layers,
+            "removed": removed,
+            "file_bytes": model_path.stat().st_size,
             "firing_rates": rates,
         }
 
@@ -579,6 +610,7 @@ class Compression:
             "method": self.config.method,
             "resource": self.config.resource,
             "granularity": self.config.granularity,
+            "structure": self.config.structure,
             "prunable": self.layers,
             "seed": self.config.train.seed,
             "steps_per_budget": self.config.steps_per_budget,

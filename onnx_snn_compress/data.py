@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DataError
-from .memory import check_fits, elements, human_size
+from .footprint import check_fits, elements, human_size
 
 SPLITS = ("train", "val", "test")
 ENCODINGS = ("direct", "poisson")
@@ -319,6 +319,25 @@ class ModelData:
             self.seed if seed is None else seed,
             temporal=self.temporal,
         )
+
+
+DEFAULT_TIME_STEPS = 8
+
+
+def model_time_steps(metadata: dict, time_steps: int | None) -> tuple[int, str | None]:
+    """T for static data, and a note when it is the model's own.
+
+    ``time_steps`` when given (``--time-steps``); else the T a torch.onnx export was unrolled over
+    (metadata ``time_steps``, kept by the profile), since its weights were trained at that T; else
+    :data:`DEFAULT_TIME_STEPS`.
+    """
+    if time_steps is not None:
+        return time_steps, None
+    exported = metadata.get("time_steps", "")
+    if exported.isdigit() and int(exported) > 0:
+        return int(exported), (f"T = {exported} for static data: the time steps the model was exported with; "
+                               f"override with --time-steps")
+    return DEFAULT_TIME_STEPS, None
 
 
 def load_for_model(

@@ -12,7 +12,7 @@ from . import ir
 from .backends.onnx_profile import to_model
 from .data import ModelData
 from .errors import SNNError
-from .memory import check_run
+from .footprint import check_run
 from .progress import Progress
 from .runtime import run
 from .simulate import SimulationResult, simulate

@@ -1,4 +1,4 @@
-"""Optimizers (Adam, SGD with momentum) and learning-rate schedules in numpy, with hard masks.
+"""Optimizers (Adam, SGD with momentum) and learning-rate schedules, with hard masks.
 
 Parameters are a dict ``name -> float32 ndarray`` that the optimizer updates *in place*
 (the trainer holds the graph's own arrays). ``step(grads)`` takes a dict of gradients of
@@ -33,6 +33,7 @@ from typing import Mapping
 import numpy as np
 
 from .errors import SNNError
+from .kernels.adam import adam_update
 
 f32 = np.float32
 
@@ -57,11 +58,12 @@ class Optimizer:
         self.lr = float(lr)
         self.steps = {name: 0 for name in self.params}
         self.moments = {
-            moment: {name: np.zeros_like(param) for name, param in self.params.items()} for moment in self.moment_names
+            moment: {name: np.zeros(param.shape, np.float32) for name, param in self.params.items()}
+            for moment in self.moment_names
         }
         self._pruned: dict[str, np.ndarray] = {}  # name -> bool array, True where pruned
         self._keep: dict[str, np.ndarray] = {}  # name -> float32 array, 1 where kept, 0 where pruned
-        self._gradient = {name: np.empty_like(param) for name, param in self.params.items()}
+        self._gradient: dict[str, np.ndarray] = {}  # per-parameter buffers of step(), made on first use
         for name, keep in (masks or {}).items():
             self.set_mask(name, keep)
 
@@ -95,7 +97,7 @@ class Optimizer:
             del self._pruned[name], self._keep[name]
         else:
             self._pruned[name] = pruned
-            self._keep[name] = keep.astype(np.float32)
+            self._keep[name] = np.ascontiguousarray(keep, dtype=np.float32)
             np.copyto(param, 0.0, where=pruned)
 
     def mask(self, name: str) -> np.ndarray | None:
@@ -107,12 +109,10 @@ class Optimizer:
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
         """One update of every parameter that has a gradient in ``grads``."""
         for name, grad in grads.items():
-            if name not in self.params:
-                raise KeyError(f"gradient for unknown parameter {name!r}")
-            param = self.params[name]
-            if np.shape(grad) != param.shape:
-                raise ValueError(f"gradient of {name!r} has shape {np.shape(grad)}, parameter has {param.shape}")
-            gradient = self._gradient[name]
+            param = self._parameter_for(name, grad)
+            gradient = self._gradient.get(name)
+            if gradient is None:
+                gradient = self._gradient[name] = np.empty_like(param)
             keep = self._keep.get(name)
             if keep is None:
                 np.copyto(gradient, grad, casting="same_kind")
@@ -132,6 +132,15 @@ class Optimizer:
                 param *= keep
                 for moments in self.moments.values():
                     moments[name] *= keep
+
+    def _parameter_for(self, name: str, grad) -> np.ndarray:
+        """The parameter ``name``, after checking that ``grad`` fits it."""
+        if name not in self.params:
+            raise KeyError(f"gradient for unknown parameter {name!r}")
+        param = self.params[name]
+        if np.shape(grad) != param.shape:
+            raise ValueError(f"gradient of {name!r} has shape {np.shape(grad)}, parameter has {param.shape}")
+        return param
 
     def _update(self, name: str, param: np.ndarray, gradient: np.ndarray) -> None:
         raise NotImplementedError
@@ -223,24 +232,18 @@ class Adam(Optimizer):
         self.decoupled_weight_decay = bool(decoupled_weight_decay)
         super().__init__(params, lr, masks)
 
-    def _update(self, name, param, gradient):
-        m, v = self.moments["exp_avg"][name], self.moments["exp_avg_sq"][name]
-        t = self.steps[name]
-        if self.weight_decay:
-            if self.decoupled_weight_decay:
-                param *= f32(1.0 - self.lr * self.weight_decay)
-            else:
-                gradient += f32(self.weight_decay) * param
-        # m + (1 - beta1) * (g - m) is beta1 * m + (1 - beta1) * g, computed as torch's lerp_.
-        m += f32(1.0 - self.beta1) * (gradient - m)
-        v *= f32(self.beta2)
-        v += f32(1.0 - self.beta2) * gradient * gradient
-        step_size = self.lr / (1.0 - self.beta1**t)
-        denominator = np.sqrt(v)
-        denominator /= f32(math.sqrt(1.0 - self.beta2**t))
-        denominator += f32(self.eps)
-        # torch's addcdiv computes w + (value * m) / denominator, in that order.
-        param += f32(-step_size) * m / denominator
+    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        """One update of every parameter that has a gradient in ``grads``: one pass of
+        ``kernels/adam.py`` per parameter, bit-identical to the formulas above in numpy."""
+        for name, grad in grads.items():
+            param = self._parameter_for(name, grad)
+            self.steps[name] += 1
+            work = param if param.flags.c_contiguous else np.ascontiguousarray(param)
+            adam_update(work, np.ascontiguousarray(grad, dtype=np.float32), self.moments["exp_avg"][name],
+                        self.moments["exp_avg_sq"][name], self._keep.get(name), self.lr, self.beta1, self.beta2,
+                        self.eps, self.weight_decay, self.decoupled_weight_decay, self.steps[name])
+            if work is not param:
+                param[...] = work
 
 
 class SGD(Optimizer):

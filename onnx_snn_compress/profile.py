@@ -23,6 +23,7 @@ KEY_ENCODING = "snn.input.encoding"  # "direct" | "poisson" | "temporal" (data w
 LIF = "LIF"
 IF = "IF"
 LI = "LI"
+MASKED_WEIGHT = "MaskedWeight"  # compact storage of a pruned weight tensor
 NEURON_FLOAT_ATTRS = ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha")
 NEURON_INT_ATTRS = ("reset_delay", "fire_on_equal", "detach_reset")
 NEURON_STRING_ATTRS = ("reset", "surrogate")
@@ -30,3 +31,7 @@ IF_OMITTED_ATTRS = ("beta", "v_leak")  # IF is LIF with beta = 1; v_leak then ha
 
 # Graph-level helper tensor: the dynamic number of time steps, Shape(input)[0:1]
 TIME_STEPS = "snn.time_steps"
+
+# How weight tensors are stored: plain initializers, or pruned ones as a packed
+# bitmask + nonzero values rebuilt in the graph (docs/profile.md, "Compact storage")
+STORAGES = ("dense", "compact")

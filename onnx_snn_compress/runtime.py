@@ -14,7 +14,7 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
-from .errors import ModelError
+from .errors import DataError, ModelError
 from .simulate import SimulationResult
 
 
@@ -37,6 +37,18 @@ def session(model: onnx.ModelProto, watch: tuple[str, ...] = (), threads: int = 
         raise ModelError(f"onnxruntime cannot load the model: {first_line}") from None
 
 
+def check_time_steps(model: onnx.ModelProto, time_steps: int) -> None:
+    """DataError unless the model runs ``time_steps`` steps (a model written with
+    ``--fixed-time-steps`` runs only its own T; the default profile runs any)."""
+    inputs = {t.name for t in model.graph.initializer}
+    first = next(i for i in model.graph.input if i.name not in inputs)
+    dims = first.type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value != time_steps:
+        raise DataError(
+            f"the model was written for T={dims[0].dim_value} only (--fixed-time-steps); the inputs have T={time_steps}"
+        )
+
+
 def run(
     model: onnx.ModelProto,
     x: np.ndarray,
@@ -48,6 +60,7 @@ def run(
     """Run ``x`` ``[T, N, ...]`` through ``model`` in batches along N (same result type as the simulator).
 
     ``after_batch(samples)``, if given, is called after each batch (progress)."""
+    check_time_steps(model, x.shape[0])
     sess = session(model, watch, threads)
     input_name = sess.get_inputs()[0].name
     output_name = model.graph.output[0].name

@@ -9,6 +9,14 @@ tensors. Stateless layers run on ``[T*N, *shape]``.
 Samples are independent, so the data is cut into batches along N to bound
 memory; no kernel's result depends on the batch (see kernels/linear.py and
 kernels/conv.py), so neither does the simulation's.
+
+Static tensors: under direct encoding the input is the same at every time step, and so is
+the output of every layer that works step by step (:data:`PER_STEP_KINDS`) until the first
+neuron. :func:`run_nodes` detects such an input (it compares the steps; nothing is
+assumed), stores it and those outputs once, with a time axis of 1, and computes those
+layers once instead of T times; the neuron reads its one input row at every step. The
+kernels compute each step's value exactly as they would on the full tensor (each sample's
+output depends only on that sample), so the results are bit-identical either way.
 """
 
 from __future__ import annotations
@@ -79,13 +87,17 @@ class Trace:
     potentials: per Neuron node, the pre-reset potential ``H`` as float32
     ``[T, N, *shape]``, only when ``record_potential`` (what BPTT needs).
     observe: if set, called as ``observe(node, inputs)`` before each node runs
-    (how resource models measure what reaches each synapse layer).
+    (how resource models measure what reaches each synapse layer); it sees every
+    input with all T steps, static or not.
     """
 
     record_potential: bool = False
     spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
     potentials: dict[str, np.ndarray] = field(default_factory=dict)
     observe: Callable[[Node, list[np.ndarray]], None] | None = None
+    #: T of the run, and the tensors stored once for all steps (time axis 1), set by run_nodes
+    time_steps: int | None = None
+    static: set[str] = field(default_factory=set)
 
 
 LayerForward = Callable[[Node, list[np.ndarray], Trace], np.ndarray]
@@ -185,9 +197,9 @@ def _dropout(node: Dropout, inputs, trace):
 @_forward_of(Neuron.kind)
 def _neuron(node: Neuron, inputs, trace):
     (x,) = inputs
-    time_steps, samples = x.shape[:2]
+    time_steps = x.shape[0] if trace.time_steps is None else trace.time_steps  # x may be static
     spikes, potential, counts = lif_forward(
-        np.ascontiguousarray(x).reshape(time_steps, -1),
+        np.ascontiguousarray(x).reshape(x.shape[0], -1),
         np.float32(node.beta),
         np.float32(node.gain),
         np.float32(node.v_threshold),
@@ -198,11 +210,13 @@ def _neuron(node: Neuron, inputs, trace):
         node.reset_delay,
         node.fire_on_equal,
         trace.record_potential,
+        time_steps,
     )
+    shape = (time_steps, *x.shape[1:])
     trace.spike_counts[node.name] = counts.reshape(x.shape[1:])
     if trace.record_potential:
-        trace.potentials[node.name] = potential.reshape(x.shape)
-    return spikes.reshape(x.shape)
+        trace.potentials[node.name] = potential.reshape(shape)
+    return spikes.reshape(shape)
 
 
 @_forward_of(Readout.kind)
@@ -231,21 +245,65 @@ def _last_uses(graph: Graph) -> list[list[str]]:
     return freed
 
 
+#: Node kinds that compute each time step from that step's input alone, the same way at
+#: every step: on inputs that are the same at every step, so is their output.
+PER_STEP_KINDS = frozenset(kind.kind for kind in (Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten,
+                                                   Dropout, Add))
+
+
+def is_static(x: np.ndarray) -> bool:
+    """Is ``x`` ``[T, N, ...]`` (T > 1) the same at every time step? (Compared, not assumed.)"""
+    return x.shape[0] > 1 and all(np.array_equal(x[t], x[0]) for t in range(1, x.shape[0]))
+
+
+def expand_static(x: np.ndarray, time_steps: int) -> np.ndarray:
+    """A static tensor ``[1, N, ...]`` as ``[T, N, ...]`` (a read-only view)."""
+    return np.broadcast_to(x, (time_steps, *x.shape[1:]))
+
+
+def run_nodes(graph: Graph, x: np.ndarray, trace: Trace, call: Callable[[Node, list[np.ndarray]], np.ndarray],
+              static_input: bool = True) -> np.ndarray:
+    """Run ``call(node, inputs)`` for every node of ``graph`` in order on ``x`` ``[T, N, ...]``
+    and return the readout's value, freeing each tensor after its last use.
+
+    With ``static_input`` and an input that is the same at every step (:func:`is_static`),
+    the input and the outputs of the :data:`PER_STEP_KINDS` nodes fed only by such tensors
+    are computed and stored once, ``[1, N, ...]``; their names land in ``trace.static``.
+    A Neuron reads such an input as is (``trace.time_steps`` tells it T); every other node
+    sees it expanded to T steps. ``trace.observe`` sees every input expanded.
+    """
+    time_steps = x.shape[0]
+    trace.time_steps = time_steps
+    values: dict[str, np.ndarray] = {}
+    for node, freed in zip(graph.nodes, _last_uses(graph)):
+        if isinstance(node, Input):
+            if static_input and is_static(x):
+                trace.static.add(node.name)
+                inputs = [x[:1]]
+            else:
+                inputs = [x]
+        else:
+            inputs = [values[s] for s in node.inputs]
+            static = [s in trace.static for s in node.inputs]
+            if node.kind in PER_STEP_KINDS and all(static):
+                trace.static.add(node.name)
+            elif not isinstance(node, Neuron):
+                inputs = [expand_static(v, time_steps) if s else v for v, s in zip(inputs, static)]
+        if trace.observe is not None:
+            trace.observe(node, [expand_static(v, time_steps) for v in inputs])
+        values[node.name] = call(node, inputs)
+        for name in freed:
+            del values[name]
+    return values[graph.readout.name]
+
+
 def forward(graph: Graph, x: np.ndarray, trace: Trace | None = None) -> np.ndarray:
     """One forward pass over float32 ``x`` ``[T, N, *input shape]`` (no validation, no batching).
 
     Returns the readout's output; neuron records land in ``trace``.
     """
     trace = Trace() if trace is None else trace
-    values: dict[str, np.ndarray] = {}
-    for node, freed in zip(graph.nodes, _last_uses(graph)):
-        inputs = [x] if isinstance(node, Input) else [values[s] for s in node.inputs]
-        if trace.observe is not None:
-            trace.observe(node, inputs)
-        values[node.name] = FORWARD[node.kind](node, inputs, trace)
-        for name in freed:
-            del values[name]
-    return values[graph.readout.name]
+    return run_nodes(graph, x, trace, lambda node, inputs: FORWARD[node.kind](node, inputs, trace))
 
 
 def _check_data(graph: Graph, x) -> np.ndarray:

@@ -23,7 +23,8 @@ from .backprop import backward, forward_train, trainable
 from .data import ModelData, check_seed
 from .errors import SNNError
 from .losses import LOSSES, default_loss
-from .memory import check_run
+from .footprint import check_run
+from .memory import keep_freed_memory
 from .optim import OPTIMIZERS, SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
 from .progress import Progress
 from .report import percent, seconds
@@ -123,6 +124,7 @@ class Trainer:
     ):
         config.validate()
         check_run(graph, (train, val), config.batch_size, training=True)
+        keep_freed_memory()  # each step's arrays reuse the last step's pages
         self.graph, self.train, self.val, self.config = graph, train, val, config
         self.loss_name = config.loss or default_loss(graph.readout.mode)
         self.loss = LOSSES[self.loss_name]

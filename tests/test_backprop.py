@@ -631,3 +631,62 @@ def test_linear_backward_of_a_big_layer_matches_float64():
                         (grad_bias, grad_y.astype(np.float64).sum(axis=0))):
         assert ours.dtype == np.float32
         assert np.abs(ours - exact).max() <= 1e-5 * np.abs(exact).max()
+
+
+# -- static input (direct encoding): the layers before the first neuron run once ----------
+
+def static_input(graph, time_steps, samples, seed):
+    """An input that is the same at every time step, as direct encoding makes it."""
+    return np.repeat(graphs.random_input(graph, 1, samples, seed), time_steps, axis=0)
+
+
+@settings(max_examples=20, deadline=None)
+@given(graph=graphs.snn_graphs(), seed=st.integers(0, 2**16))
+def test_a_static_input_gives_the_same_output_and_gradients_as_the_full_input(graph, seed):
+    x = static_input(graph, 4, 3, seed)
+    full_output, full_tape = forward_train(graph, x, train=False, static_input=False)
+    output, tape = forward_train(graph, x, train=False)
+    assert graph.input.name in tape.static and not full_tape.static
+    assert np.array_equal(output, full_output)  # computed once, each step's value is unchanged
+    grad_output = np.random.default_rng(seed).normal(size=output.shape).astype(f32)
+    full_grads = backward(graph, full_tape, grad_output)
+    grads = backward(graph, tape, grad_output)
+    for name, full in full_grads.items():  # a time sum taken earlier: equal up to rounding
+        assert grads[name].shape == full.shape
+        np.testing.assert_allclose(grads[name], full, rtol=1e-4, atol=1e-5 * (np.abs(full).max() + 1))
+
+
+def test_a_static_input_trains_batchnorm_on_the_statistics_of_all_steps():
+    graph = load_model(sample_model_path("digits_conv"))
+    full_graph = graph.copy()
+    x = static_input(graph, 6, 5, seed=3)
+    output, tape = forward_train(graph, x)
+    full_output, full_tape = forward_train(full_graph, x, static_input=False)
+    assert {"input", *[n.name for n in graph.nodes[1:3]]} <= tape.static
+    assert np.array_equal(output, full_output)
+    for node in graph.nodes:
+        if isinstance(node, ir.BatchNorm):  # running_var's unbiased factor counts T*N*H*W values
+            np.testing.assert_allclose(node.running_mean, full_graph[node.name].running_mean, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(node.running_var, full_graph[node.name].running_var, rtol=1e-5)
+    grad_output = np.ones_like(output)
+    full_grads = backward(full_graph, full_tape, grad_output)
+    for name, grad in backward(graph, tape, grad_output).items():
+        np.testing.assert_allclose(grad, full_grads[name], rtol=1e-4, atol=1e-6 * np.abs(full_grads[name]).max())
+
+
+def test_an_input_that_changes_over_time_is_not_taken_for_static():
+    graph = load_model(sample_model_path("digits_mlp"))
+    x = static_input(graph, 4, 2, seed=5)
+    x[3, 1, 0] += 1e-3  # one value at one step differs
+    _, tape = forward_train(graph, x)
+    assert not tape.static
+
+
+def test_the_input_gradient_needs_a_tape_recorded_without_the_static_shortcut():
+    graph = load_model(sample_model_path("digits_mlp"))
+    x = static_input(graph, 4, 2, seed=6)
+    output, tape = forward_train(graph, x)
+    with pytest.raises(ValueError, match="static_input=False"):
+        backward(graph, tape, np.ones_like(output), input_grad=True)
+    output, tape = forward_train(graph, x, static_input=False)
+    assert backward(graph, tape, np.ones_like(output), input_grad=True)[INPUT_GRAD].shape == x.shape

@@ -199,6 +199,8 @@ def test_every_command_with_json_prints_exactly_one_json_document_on_stdout(tmp_
         "train": ["train", model, "--data", data, "--out", tmp_path / "trained.onnx", "--epochs", "1",
                   "--time-steps", "4"],
         "compress": ["compress", model, "--data", data, *FAST, "--out", tmp_path / "out"],
+        "report": ["report", tmp_path / "out"],  # the folder compress wrote just before
+        "bench": ["bench", model, "--batch", "1", "--repeats", "2"],
         "schema": ["schema"],
     }
     registered = {command.name or command.callback.__name__ for command in onnx_snn_compress.cli.app.app.registered_commands}

@@ -21,6 +21,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "interop"
 SJ_ONNX = FIXTURES / "spikingjelly_lif_hard_decay_m_conv.dynamo.onnx"
 ST_ONNX = FIXTURES / "snntorch_leaky_subtract_mlp.legacy.onnx"
 ST_NIR = FIXTURES / "snntorch_leaky_subtract_mlp.nir"
+NORSE_NIR = FIXTURES / "norse_lifboxcell_mlp.nir"
+NORSE_OPTIONS = ["--from-framework", "norse", "--dt", "1e-3"]  # NIR files do not record either
+ROCKPOOL = FIXTURES / "cases" / "lif_rockpool.nir"
 
 
 def run_cli(args, capsys, monkeypatch):
@@ -36,10 +39,10 @@ def spikes(name):
     return data["x"], data["spikes"]
 
 
-@pytest.mark.parametrize("path", [SJ_ONNX, ST_ONNX, FIXTURES / "norse_lifboxcell_mlp.nir"])
-def test_inspect_reads_peer_models_directly(path, capsys, monkeypatch):
+@pytest.mark.parametrize("path,options", [(SJ_ONNX, []), (ST_ONNX, []), (NORSE_NIR, NORSE_OPTIONS)])
+def test_inspect_reads_peer_models_directly(path, options, capsys, monkeypatch):
     pytest.importorskip("nir")
-    code, out, _ = run_cli(["inspect", path, "--json"], capsys, monkeypatch)
+    code, out, _ = run_cli(["inspect", path, "--json", *options], capsys, monkeypatch)
     assert code == 0
     summary = json.loads(out)
     assert summary["params"] > 0 and sum(1 for layer in summary["layers"] if layer.get("neuron")) == 2
@@ -49,7 +52,19 @@ def test_inspect_prints_the_nir_assumptions_on_stderr(capsys, monkeypatch):
     pytest.importorskip("nir")
     code, out, err = run_cli(["inspect", ST_NIR], capsys, monkeypatch)
     assert code == 0 and "lif1" in out
-    assert err.startswith("note: snnTorch's NIR export does not record the reset mechanism")
+    assert err.startswith("note: read as an snnTorch export_to_nir file with dt = 1e-4: every LIF has tau = r*1e-4")
+    assert "note: snnTorch's NIR export does not record the reset mechanism" in err
+    # and the table says what was inferred
+    assert "read as: source_format nir  source_framework snntorch  nir.exporter snntorch  nir.dt 0.0001" in out
+
+
+def test_a_nir_file_without_evidence_is_refused_in_one_line_asking_for_the_framework(capsys, monkeypatch):
+    pytest.importorskip("nir")
+    code, _, err = run_cli(["inspect", NORSE_NIR], capsys, monkeypatch)
+    assert code == 2 and err.startswith(f"error: {NORSE_NIR}: cannot tell which tool exported") and err.count("\n") == 1
+    assert "--from-framework snntorch|spikingjelly|norse|sinabs|rockpool|lava|nir" in err
+    code, _, err = run_cli(["inspect", NORSE_NIR, "--from-framework", "keras"], capsys, monkeypatch)
+    assert code == 2 and "unknown framework 'keras'" in err
 
 
 @pytest.mark.parametrize("runtime", ["sim", "onnxruntime"])
@@ -128,10 +143,11 @@ def test_convert_to_nir_of_a_layer_nir_lacks_is_one_line(tmp_path, capsys, monke
     assert code == 2 and "has no NIR equivalent" in err and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", [
-    "snntorch_leaky_subtract_mlp.legacy.onnx", "spikingjelly_lif_hard_decay_m_mlp.dynamo.onnx", "norse_lifboxcell_mlp.nir",
+@pytest.mark.parametrize("name,options", [
+    ("snntorch_leaky_subtract_mlp.legacy.onnx", []), ("spikingjelly_lif_hard_decay_m_mlp.dynamo.onnx", []),
+    ("norse_lifboxcell_mlp.nir", NORSE_OPTIONS),
 ])
-def test_compress_accepts_peer_models_and_emits_a_profile_model(name, tmp_path):
+def test_compress_accepts_peer_models_and_emits_a_profile_model(name, options, tmp_path):
     if name.endswith(".nir"):
         pytest.importorskip("nir")
     x, _ = spikes(name.split(".")[0])
@@ -141,10 +157,36 @@ def test_compress_accepts_peer_models_and_emits_a_profile_model(name, tmp_path):
     # a separate process: compress binds its log stream at import time
     done = subprocess.run(
         [sys.executable, "-m", "onnx_snn_compress", "compress", str(FIXTURES / name), "--data", str(tmp_path / "data.npz"),
-         "--budget", "0.9", "--steps-per-budget", "2", "--eval-every", "1", "--out", str(tmp_path / "out")],
+         "--budget", "0.9", "--steps-per-budget", "2", "--eval-every", "1", "--out", str(tmp_path / "out"), *options],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,  # outside the source tree (see test_cli)
     )
     assert done.returncode == 0, done.stderr
     model = onnx.load(str(tmp_path / "out" / "budget_0.9" / "model.onnx"))
     onnx.checker.check_model(model, full_check=True)
     assert any(node.domain == "snn" for node in model.graph.node)
+
+
+def test_train_and_compress_take_the_nir_options_and_their_errors_start_with_the_path(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("nir")
+    data = FIXTURES / "cases" / "lif_rockpool_data.npz"
+    for command in (["train", ROCKPOOL, "--out", tmp_path / "t.onnx"], ["compress", ROCKPOOL, "--out", tmp_path / "c"]):
+        code, _, err = run_cli([*command, "--data", data, "--from-framework", "rockpool"], capsys, monkeypatch)
+        assert code == 2 and err.startswith(f"error: {ROCKPOOL}: ") and err.rstrip().endswith("pass --dt")
+    code, _, err = run_cli(["train", ROCKPOOL, "--out", tmp_path / "t.onnx", "--data", data, "--epochs", "1",
+                            "--from-framework", "rockpool", "--dt", "1e-3", "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert onnx.load(str(tmp_path / "t.onnx")).graph.node
+
+
+def test_evaluate_uses_the_time_steps_the_model_was_exported_with_and_says_so(tmp_path, capsys, monkeypatch):
+    cases = FIXTURES / "cases"
+    expected = np.load(cases / "snntorch_static.expected.npz", allow_pickle=False)
+    labels = expected["spikes"].sum(axis=0).argmax(axis=1)  # static x [N, 12]: the model repeats it T = 6 times
+    np.savez(tmp_path / "data.npz", x=expected["x"], y=labels, x_test=expected["x"], y_test=labels)
+    code, out, err = run_cli(["evaluate", cases / "snntorch_static.legacy.onnx", "--data", tmp_path / "data.npz",
+                              "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["time_steps"] == 6 and json.loads(out)["accuracy"] == 1.0
+    assert "note: T = 6 for static data: the time steps the model was exported with; override with --time-steps" in err
+    code, out, err = run_cli(["evaluate", cases / "snntorch_static.legacy.onnx", "--data", tmp_path / "data.npz",
+                              "--json", "--time-steps", "4"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["time_steps"] == 4 and "note: T =" not in err

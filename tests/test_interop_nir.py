@@ -1,6 +1,7 @@
-"""NIR files written by snnTorch, SpikingJelly and Norse (tests/fixtures/interop): read with the
-documented discretisation they reproduce the peer's spikes exactly; IR -> NIR -> IR is exact;
-what the IR cannot express is rejected by name. Needs the optional nir extra."""
+"""NIR files written by snnTorch, SpikingJelly, Norse and Sinabs (tests/fixtures/interop): read with
+the documented discretisation they reproduce the peer's spikes exactly; nothing about the exporter
+is guessed silently (a note, or a one-line refusal asking for --from-framework / --dt); IR -> NIR
+-> IR is exact; what the IR cannot express is rejected by name. Needs the optional nir extra."""
 
 from __future__ import annotations
 
@@ -24,12 +25,23 @@ from onnx_snn_compress.samples import sample_model_path  # noqa: E402
 from onnx_snn_compress.simulate import simulate  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+CASES = FIXTURES / "cases"  # real users' files (../shared/cases/interop, issue 11)
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 NIR_FILES = sorted(name for name, f in MANIFEST["fixtures"].items() if f["files"].get("nir", {}).get("exported"))
 SYNAPTIC_CURRENT = "norse_lifcell_mlp"
 # snnTorch does not write its reset mechanism; the user says it (docs/interop.md)
 RESET = {"snntorch_leaky_subtract_mlp": "subtract-delayed", "snntorch_leaky_subtract_conv": "subtract-delayed",
          "snntorch_leaky_subtract_nodelay_mlp": "subtract"}
+
+
+def options(name: str) -> dict:
+    """What the user of each fixture tells the reader: snnTorch files are recognised; SpikingJelly's and
+    Norse's time step is their export's argument, which the file does not record."""
+    if name.startswith("spikingjelly"):
+        return dict(framework="spikingjelly", dt=1e-4)
+    if name.startswith("norse"):
+        return dict(framework="norse", dt=1e-3)
+    return dict(nir_reset=RESET.get(name))
 FORWARD_FIELDS = ("beta", "gain", "v_threshold", "v_leak", "v_init", "reset", "reset_delay", "fire_on_equal")
 
 
@@ -45,8 +57,8 @@ def test_every_nir_fixture_is_covered():
 @pytest.mark.parametrize("name", [n for n in NIR_FILES if n != SYNAPTIC_CURRENT])
 def test_nir_file_reproduces_the_peers_spikes_exactly(name):
     data, info = fixture(name)
-    graph = load_model(FIXTURES / f"{name}.nir", nir_reset=RESET.get(name))
-    assert float(graph.metadata["nir.dt"]) == pytest.approx(info["nir_dt"] ** (2 if "norse" in name else 1))
+    graph = load_model(FIXTURES / f"{name}.nir", **options(name))
+    assert float(graph.metadata["nir.dt"]) == pytest.approx(info["nir_dt"])
     result = simulate(graph, data["x"])
     assert np.array_equal(result.output, data["spikes"])
     for neuron, layer in zip(graph.neurons(), ("lif1", "lif2")):
@@ -58,7 +70,9 @@ def test_nir_file_reproduces_the_peers_spikes_exactly(name):
 def test_nir_neurons_have_the_peers_parameters(name):
     _, info = fixture(name)
     expected = [layer for layer in info["expected_ir"] if layer["kind"] == "Neuron"]
-    for neuron, want in zip(read_nir(FIXTURES / f"{name}.nir", reset=RESET.get(name)).neurons(), expected):
+    read = options(name)
+    read["reset"] = read.pop("nir_reset", None)
+    for neuron, want in zip(read_nir(FIXTURES / f"{name}.nir", **read).neurons(), expected):
         for field in FORWARD_FIELDS:
             assert getattr(neuron, field) == want[field], (neuron.name, field)
 
@@ -74,15 +88,26 @@ def test_snntorch_subtract_read_as_nir_says_reset_to_v_reset_and_notes_the_optio
 
 
 def test_cubalif_with_a_synaptic_current_is_rejected_by_name():
-    with pytest.raises(UnsupportedOpError, match=r"NIR node '1' \(CubaLIF\) has a synaptic current \(dt/tau_syn = 0.2"):
-        read_nir(FIXTURES / f"{SYNAPTIC_CURRENT}.nir")
+    with pytest.raises(UnsupportedOpError, match=r"NIR node '1' \(CubaLIF\): synaptic current \(CubaLIF / snnTorch "
+                                                 r"Synaptic\) is not supported yet \(dt/tau_syn = 0.2"):
+        read_nir(FIXTURES / f"{SYNAPTIC_CURRENT}.nir", framework="norse", dt=1e-3)
+    with pytest.raises(UnsupportedOpError, match=r"cases.sj_cubalif.nir: NIR node '\w+' \(CubaLIF\): synaptic current"):
+        read_nir(CASES / "sj_cubalif.nir")  # named before any question about the exporter
+
+
+def test_a_recurrent_graph_is_refused_naming_its_recurrent_synapses():
+    with pytest.raises(UnsupportedOpError) as error:
+        read_nir(CASES / "braille_noDelay_bias_zero.nir")
+    message = str(error.value)
+    assert message.startswith(str(CASES / "braille_noDelay_bias_zero.nir"))
+    assert "recurrent synapses (a cycle through NIR node(s) '" in message and "are not supported yet" in message
 
 
 def test_cubalif_without_synaptic_memory_reduces_to_a_lif():
     graph = nir.read(str(FIXTURES / f"{SYNAPTIC_CURRENT}.nir"), type_check=False)
     for name in ("1", "3"):
         graph.nodes[name].tau_syn = np.full_like(graph.nodes[name].tau_syn, 1e-6)  # dt/tau_syn = 1
-    lifs = to_graph(graph).neurons()
+    lifs = to_graph(graph, framework="norse", dt=1e-3).neurons()
     assert [(n.beta, n.gain, n.v_threshold) for n in lifs] == [(np.float32(0.9), np.float32(0.1), 1.0),
                                                                 (np.float32(0.95), np.float32(0.05), np.float32(0.8))]
 
@@ -91,7 +116,7 @@ def test_varying_per_neuron_parameters_are_rejected_by_name():
     graph = nir.read(str(FIXTURES / "spikingjelly_lif_hard_decay_s_mlp.nir"), type_check=False)
     graph.nodes["lif1"].v_threshold = np.linspace(0.5, 1.0, 10)
     with pytest.raises(UnsupportedOpError, match=r"NIR node 'lif1' \(LIF\): v_threshold varies across neurons"):
-        to_graph(graph)
+        to_graph(graph, framework="spikingjelly", dt=1e-4)
 
 
 def test_unknown_exporter_needs_dt_and_a_too_long_step_is_explained():
@@ -100,9 +125,12 @@ def test_unknown_exporter_needs_dt_and_a_too_long_step_is_explained():
         nir.LIF(tau=np.full(2, 0.02, np.float32), r=np.ones(2, np.float32), v_leak=np.zeros(2, np.float32),
                 v_threshold=np.ones(2, np.float32)),
     )
-    with pytest.raises(ModelError, match=r"pass --dt"):
+    with pytest.raises(ModelError, match=r"pass --from-framework snntorch\|spikingjelly\|norse\|sinabs\|rockpool\|lava"
+                                         r"\|nir \(and --dt unless the exporter fixes it\)$"):
         to_graph(layers)
-    assert to_graph(layers, dt=1e-3).neurons()[0].beta == np.float32(0.95)
+    graph = to_graph(layers, dt=1e-3)
+    assert graph.neurons()[0].beta == np.float32(0.95)
+    assert graph.metadata["import_notes"].startswith("no exporter recognised: read with NIR's own definitions")
     with pytest.raises(ModelError, match=r"dt/tau = 5 > 1 .*--dt"):
         to_graph(layers, dt=0.1)
 
@@ -151,9 +179,33 @@ def test_rate_and_leaky_readouts_survive_the_round_trip(tmp_path):
 
 
 def test_layers_nir_cannot_hold_are_named(tmp_path):
-    with pytest.raises(UnsupportedOpError, match=r"BatchNorm 'bn1' has no NIR equivalent"):
+    with pytest.raises(UnsupportedOpError, match=r"MaxPool2d 'pool1' has no NIR equivalent"):
         nir_backend.save(load_model(sample_model_path("digits_conv")), tmp_path / "conv.nir")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_batchnorm_is_folded_into_the_layer_before_it_on_nir_export(tmp_path):
+    conv = load_model(sample_model_path("digits_conv"))
+    folded, notes = nir_backend.fold_batchnorm(conv)
+    assert notes == ["BatchNorm 'bn1' folded into Conv2d 'conv1' (NIR has no batch norm)"]
+    assert not any(isinstance(n, ir.BatchNorm) for n in folded) and folded["lif1"].inputs == ("conv1",)
+    x = np.random.default_rng(0).random((8, 32, 1, 8, 8)).astype(np.float32)
+    assert np.array_equal(simulate(folded, x).output, simulate(conv, x).output)
+    rng = np.random.default_rng(1)
+    mlp = ir.Graph([
+        ir.Input("x", shape=(3,)),
+        ir.Linear("fc", ("x",), weight=rng.normal(size=(4, 3)), bias=None),
+        ir.BatchNorm("bn", ("fc",), weight=rng.random(4) + 0.5, bias=rng.normal(size=4), running_mean=rng.normal(size=4),
+                     running_var=rng.random(4) + 0.5),
+        ir.Neuron("lif", ("bn",), beta=0.5),
+        ir.Readout("out", ("lif",), mode="rate"),
+    ])
+    notes = nir_backend.save(mlp, tmp_path / "mlp.nir")
+    assert "BatchNorm 'bn' folded into Linear 'fc' (NIR has no batch norm)" in notes
+    back = read_nir(tmp_path / "mlp.nir")
+    assert [n.kind for n in back] == ["Input", "Linear", "Neuron", "Readout"]
+    np.testing.assert_allclose(back["fc"].bias, (0 - mlp["bn"].running_mean) * mlp["bn"].weight
+                               / np.sqrt(mlp["bn"].running_var + mlp["bn"].eps) + mlp["bn"].bias, rtol=1e-5)
 
 
 def test_a_corrupt_nir_file_is_one_line(tmp_path):
@@ -168,3 +220,92 @@ def test_missing_nir_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nir", None)
     with pytest.raises(ModelError, match=r"pip install 'onnx-snn-compress\[nir\]'"):
         read_nir(FIXTURES / "snntorch_leaky_zero_mlp.nir")
+
+
+# -- issue 11: files that were read silently wrong; each reproduces its framework with the documented option
+SILENTLY_WRONG_BEFORE = {
+    "snntorch_conv_nir": dict(nir_reset="subtract-delayed"),  # recognised as snnTorch; its reset is not in the file
+    "cnn_sinabs": dict(framework="sinabs"),  # digit node names: nothing identifies Sinabs
+    "sj_conv_s2_dt1e-3": dict(framework="spikingjelly", dt=1e-3),  # exported with dt = 1e-3, which NIR does not record
+}
+
+
+@pytest.mark.parametrize("name", sorted(SILENTLY_WRONG_BEFORE))
+def test_case_reproduces_its_frameworks_spikes_in_the_simulator_and_onnxruntime(name):
+    expected = np.load(CASES / f"{name}.expected.npz", allow_pickle=False)
+    x, spikes = expected["x"], expected["spikes"]
+    graph = load_model(CASES / f"{name}.nir", **SILENTLY_WRONG_BEFORE[name])
+    assert spikes.sum() > 0
+    result = simulate(graph, x)
+    assert np.array_equal(result.output, spikes)
+    if "spikes_layer1" in expected:  # the first hidden layer too, not only the output
+        first = graph.neurons()[0].name
+        assert np.array_equal(result.spike_counts[first], expected["spikes_layer1"].sum(axis=(0, 1)))
+    model = to_model(graph)
+    assert np.array_equal(run(model, x).output, spikes)
+    # another N and another T: the first sample, the first steps (the network is causal)
+    assert np.array_equal(run(model, x[:4, :1]).output, spikes[:4, :1])
+    assert np.array_equal(simulate(graph, x[:3, 1:]).output, spikes[:3, 1:])
+
+
+def test_digit_node_names_and_float64_arrays_identify_no_exporter():
+    for name in ("cnn_sinabs", "sj_conv_s2_dt1e-3"):  # nn.Sequential names '0'.. / float64 parameters
+        with pytest.raises(ModelError, match=r"cannot tell which tool exported this NIR graph.*--from-framework") as error:
+            read_nir(CASES / f"{name}.nir")
+        assert str(error.value).startswith(str(CASES / f"{name}.nir")) and "\n" not in str(error.value)
+
+
+def test_a_framework_whose_time_step_the_file_does_not_pin_needs_dt():
+    with pytest.raises(ModelError, match=r"time step the spikingjelly export used \(its export default is 0.0001\).*"
+                                         r"pass --dt$"):
+        read_nir(CASES / "sj_conv_s2_dt1e-3.nir", framework="spikingjelly")
+    with pytest.raises(ModelError, match=r"lif_rockpool.nir: .* the rockpool export used .*pass --dt$"):
+        read_nir(CASES / "lif_rockpool.nir", framework="rockpool")
+    assert read_nir(CASES / "lif_rockpool.nir", framework="rockpool", dt=1e-3).metadata["source_framework"] == "rockpool"
+
+
+@pytest.mark.parametrize("name,evidence", [
+    ("snntorch_leaky_zero_mlp", "read as an snnTorch export_to_nir file with dt = 1e-4: every LIF has tau = r*1e-4"),
+    ("spikingjelly_if_hard_s_mlp", "read as a SpikingJelly export_to_nir file with dt = 0.0001: float64 parameters "
+                                   "with IF r = 1/dt"),
+    ("spikingjelly_lif_hard_nodecay_s_mlp", "read as a SpikingJelly export_to_nir file with dt = 0.0001"),
+])
+def test_an_exporter_recognised_by_its_parameters_is_said_with_the_evidence_and_the_override(name, evidence):
+    data, _ = fixture(name)
+    graph = read_nir(FIXTURES / f"{name}.nir")
+    notes = graph.metadata["import_notes"]
+    assert notes.startswith(evidence) and "--from-framework" in notes
+    assert np.array_equal(simulate(graph, data["x"]).output, data["spikes"])
+
+
+def test_conventions_apply_per_node_kind():
+    """Norse: LIF tau is written times dt (Euler over dt**2), its IF adds r*I each step; Sinabs' IF too."""
+    layers = nir.NIRGraph.from_list(
+        nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)),
+        nir.LIF(tau=np.full(2, 1e-5, np.float32), r=np.ones(2, np.float32), v_leak=np.zeros(2, np.float32),
+                v_threshold=np.ones(2, np.float32)),
+        nir.Affine(weight=np.ones((2, 2), np.float32), bias=np.zeros(2, np.float32)),
+        nir.IF(r=np.full(2, 0.5, np.float32), v_threshold=np.ones(2, np.float32)),
+    )
+    lif, if_ = to_graph(layers, framework="norse", dt=1e-3).neurons()
+    assert (lif.beta, lif.gain) == (pytest.approx(0.9), pytest.approx(0.1))  # dt*tau_mem_inv = 1e-3 * 100
+    assert (if_.beta, if_.gain) == (1.0, 0.5)  # no dt
+    sinabs = nir.NIRGraph.from_list(layers.nodes["affine"], layers.nodes["if"])
+    assert to_graph(sinabs, framework="sinabs").neurons()[0].gain == 0.5
+    assert to_graph(sinabs, framework="nir", dt=1e-3).neurons()[0].gain == pytest.approx(5e-4)  # NIR: r*dt
+
+
+def test_a_node_kind_not_supported_yet_is_named_before_any_question_about_the_exporter():
+    with pytest.raises(UnsupportedOpError, match=r"sj_conv1d.nir: NIR node '_0' \(Conv1d\) is not supported yet"):
+        read_nir(CASES / "sj_conv1d.nir")
+
+
+def test_written_nir_uses_the_time_step_snntorchs_importer_assumes():
+    """snnTorch's import_from_nir reads every LIF with dt = 1e-4 and needs an input gain r*dt/tau of 1
+    (bench/nir_into_snntorch.py: 98.33 % at 1e-4 vs 9.72 % at 1e-3 for digits_mlp)."""
+    graph = load_model(sample_model_path("digits_mlp"))
+    written, _ = nir_backend.to_nir(graph)
+    assert written.metadata["snn.dt"] == "0.0001"
+    for neuron in graph.neurons():
+        lif = written.nodes[neuron.name]
+        assert np.allclose(1 - 1e-4 / lif.tau, neuron.beta) and np.allclose(lif.r * 1e-4 / lif.tau, neuron.gain)

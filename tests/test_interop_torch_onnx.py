@@ -82,13 +82,14 @@ def test_exported_profile_model_reproduces_the_spikes_in_onnxruntime_for_any_bat
     assert np.array_equal(run(model, data["x"][:, 1:2]).output, data["spikes"][:, 1:2])
 
 
-@pytest.mark.parametrize("kind", ["legacy", "dynamo"])
-def test_norse_lifcell_synaptic_current_is_rejected_naming_the_node(kind):
-    with pytest.raises(UnsupportedOpError) as error:
-        load_model(export_path(SYNAPTIC_CURRENT, kind))
+def test_norse_lifcell_synaptic_current_is_rejected_naming_the_node():
+    with pytest.raises(UnsupportedOpError) as error:  # legacy: no class names, the arithmetic says it
+        load_model(export_path(SYNAPTIC_CURRENT, "legacy"))
     message = str(error.value)
     assert "lif1" in message and "node '" in message and "input 'fc1' of step 0" in message
     assert "synaptic current" in message and "\n" not in message
+    with pytest.raises(UnsupportedOpError, match=r"synaptic current \(CubaLIF / Norse LIFCell\) is not supported yet"):
+        load_model(export_path(SYNAPTIC_CURRENT, "dynamo"))
 
 
 def test_snntorch_reset_delay_false_is_lifted_with_a_note():
@@ -152,3 +153,47 @@ def test_a_profile_model_read_as_torch_onnx_says_what_it_found(tmp_path):
 
     with pytest.raises(ModelError, match=r"snn::LIF|domain 'snn'"):
         load_model(sample_model_path("digits_mlp"), "torch-onnx")
+
+
+# -- issue 11: input layouts and outputs of real exports, lifted to the profile's time-major form
+CASES = FIXTURES / "cases"
+LAYOUTS = {  # file -> (input key, spikes key) of its expected.npz, time-major; the note that says the lift
+    "snntorch_batchfirst": ("x_timemajor", "spikes_timemajor", "is batch-first [N, T, ...] = [3, 6, 12]"),
+    "snntorch_static": ("x_timemajor", "spikes_timemajor", "[N, ...] = [3, 12] is repeated at each of the model's T = 6"),
+    "snntorch_tutorial_two_outputs": ("x", "spikes", "kept the first, 'spikes' (the spike record), dropped 'mem'"),
+}
+
+
+@pytest.mark.parametrize("kind", ["legacy", "dynamo"])
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_batch_first_static_and_two_output_exports_reproduce_the_spikes_time_major(name, kind):
+    x_key, spikes_key, note = LAYOUTS[name]
+    expected = np.load(CASES / f"{name}.expected.npz", allow_pickle=False)
+    x, spikes = expected[x_key], expected[spikes_key]
+    graph = load_model(CASES / f"{name}.{kind}.onnx")
+    assert note in graph.metadata["import_notes"]
+    assert graph.metadata["time_steps"] == str(len(x))  # the T it was unrolled over: the default T (data.py)
+    assert np.array_equal(simulate(graph, x).output, spikes)
+    model = to_model(graph)
+    assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim[:2]] == ["T", "N"]
+    assert np.array_equal(run(model, x).output, spikes)
+    # another N and a shorter T: the first sample, the first steps
+    assert np.array_equal(run(model, x[:4, :1]).output, spikes[:4, :1])
+
+
+@pytest.mark.parametrize("file,message", [
+    ("snntorch_rleaky.legacy.onnx", r"recurrent synapses \(snnTorch RLeaky / RSynaptic\) are not supported yet "
+                                    r"\(initializer 'lif1.recurrent.weight'\)"),
+    ("snntorch_rleaky.dynamo.onnx", r"recurrent synapses \(snnTorch RLeaky\) are not supported yet \(class "
+                                    r"'snntorch._neurons.rleaky'"),
+    ("snntorch_synaptic.legacy.onnx", r"synaptic current \(CubaLIF / snnTorch Synaptic\) is not supported yet "
+                                      r"\(initializers 'lif1.alpha' and its beta"),
+    ("snntorch_synaptic.dynamo.onnx", r"synaptic current \(CubaLIF / snnTorch Synaptic\) is not supported yet"),
+    ("sj_cubalif.dynamo.onnx", r"synaptic current \(CubaLIF / SpikingJelly CUBALIFNode\) is not supported yet"),
+    ("snntorch_learnbeta.legacy.onnx", r"holds 10 different per-neuron values.*per-neuron parameters are not supported"),
+    ("sj_conv1d.dynamo.onnx", r"a 1-D convolution \(Conv1d\) is not supported yet"),
+])
+def test_constructs_not_supported_yet_are_refused_in_one_line_that_names_them(file, message):
+    with pytest.raises(UnsupportedOpError, match=message) as error:
+        load_model(CASES / file)
+    assert str(error.value).startswith(f"{CASES / file}: ") and "\n" not in str(error.value)

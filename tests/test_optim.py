@@ -312,3 +312,40 @@ def test_cosine_schedule_runs_from_base_lr_to_eta_min():
 def test_step_schedule_decays_at_each_boundary():
     schedule = StepSchedule(base_lr=0.1, step_size=3, gamma=0.5)
     assert [schedule(t) for t in (0, 2, 3, 5, 6)] == [0.1, 0.1, 0.05, 0.05, 0.025]
+
+
+def _numpy_adam(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, decoupled, t):
+    """Adam in numpy float32 operations, the order the one-pass kernel must reproduce bit for bit."""
+    f = np.float32
+    gradient = grad * keep
+    if weight_decay and decoupled:
+        param *= f(1.0 - lr * weight_decay)
+    elif weight_decay:
+        gradient += f(weight_decay) * param
+    m += f(1.0 - beta1) * (gradient - m)
+    v *= f(beta2)
+    v += f(1.0 - beta2) * gradient * gradient
+    denominator = np.sqrt(v) / f(np.sqrt(1.0 - beta2**t)) + f(eps)
+    param += f(-(lr / (1.0 - beta1**t))) * m / denominator
+    for array in (param, m, v):
+        array *= keep
+
+
+@pytest.mark.parametrize("weight_decay, decoupled", [(0.0, False), (0.01, False), (0.05, True)])
+def test_adam_takes_one_pass_with_exactly_the_numpy_float32_operations(weight_decay, decoupled):
+    rng = np.random.default_rng(9)
+    shape = (140, 1000)
+    param = rng.standard_normal(shape).astype(np.float32)
+    keep = rng.random(shape) > 0.3
+    expected, m, v = param.copy(), np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    params = {"w": param[:, :500]}  # 70,000 entries (a parallel pass), not C-contiguous: updated through a copy
+    optimizer = Adam(params, lr=1e-2, weight_decay=weight_decay, decoupled_weight_decay=decoupled,
+                     masks={"w": keep[:, :500]})
+    reference = expected[:, :500].copy()
+    m, v, keep_f = m[:, :500].copy(), v[:, :500].copy(), keep[:, :500].astype(np.float32)
+    for t in range(1, 4):
+        grad = rng.standard_normal((140, 500)).astype(np.float32)
+        optimizer.step({"w": grad})
+        _numpy_adam(reference, grad, m, v, keep_f, 1e-2, 0.9, 0.999, 1e-8, weight_decay, decoupled, t)
+    assert np.array_equal(param[:, :500], reference)
+    assert np.array_equal(optimizer.moments["exp_avg"]["w"], m) and np.array_equal(optimizer.moments["exp_avg_sq"]["w"], v)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnx_snn_compress import files, memory
+from onnx_snn_compress import files, footprint
 from onnx_snn_compress.compress import CHECKPOINT, REPORT
 from onnx_snn_compress.errors import SNNError
 from onnx_snn_compress.outputs import LOCK, FolderLock
@@ -349,7 +349,7 @@ def test_data_larger_than_the_available_memory_is_refused_saying_how_much_it_nee
     data = tmp_path / "zeros.npz"
     zeros, labels = np.zeros((2**18, 8), np.float32), np.zeros(2**18, np.int64)  # 8 MiB, compressed to little
     np.savez_compressed(data, x=zeros, y=labels, x_test=zeros, y_test=labels)
-    monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)
+    monkeypatch.setattr(footprint, "available_bytes", lambda: 2**20)
     code, out, err = run_cli(["evaluate", model, "--data", data], capsys, monkeypatch)
     one_line_error(code, out, err, "needs about 16 MiB of memory but 1 MiB are available")
 
@@ -362,17 +362,17 @@ def test_the_memory_estimate_grows_with_time_steps_and_batch():
     graph = tiny_mlp()
     train, val, _ = splits(graph)
     longer = (replace(train, time_steps=8), replace(val, time_steps=8))
-    estimate = memory.run_bytes(graph, (train, val), 32, training=True)
-    assert memory.run_bytes(graph, longer, 32, training=True) == 2 * estimate
-    assert memory.run_bytes(graph, (train, val), 96, training=True) > estimate
-    assert memory.run_bytes(graph, (train, val), 32, training=False) <= estimate
+    estimate = footprint.run_bytes(graph, (train, val), 32, training=True)
+    assert footprint.run_bytes(graph, longer, 32, training=True) == 2 * estimate
+    assert footprint.run_bytes(graph, (train, val), 96, training=True) > estimate
+    assert footprint.run_bytes(graph, (train, val), 32, training=False) <= estimate
     assert estimate > 4 * 96 * 8 * 4  # at least the encoded training split
 
 
 def test_available_memory_is_read_from_meminfo(tmp_path):
     (tmp_path / "meminfo").write_text("MemTotal: 100 kB\nMemAvailable:     2048 kB\n")
-    assert memory.available_bytes(tmp_path / "meminfo") == 2 * 2**20
-    assert memory.available_bytes(tmp_path / "missing") is None
+    assert footprint.available_bytes(tmp_path / "meminfo") == 2 * 2**20
+    assert footprint.available_bytes(tmp_path / "missing") is None
 
 
 # ---------------------------------------------------------------------------

@@ -439,3 +439,13 @@ def test_integer_data_is_simulated_as_float32():
     graph = mlp_graph(np.random.default_rng(0))
     x = np.random.default_rng(1).integers(0, 2, size=(4, 6, 20))
     assert np.array_equal(simulate(graph, x).output, simulate(graph, x.astype(np.float32)).output)
+
+
+def test_a_neuron_reads_a_single_input_row_at_every_step():
+    x = np.random.default_rng(4).uniform(0, 1.5, size=(1, 40)).astype(np.float32)
+    repeated = lif_forward(np.repeat(x, 5, axis=0), 0.5, 1.0, 1.0, 0.0, 0.0, 0.0, RESET_CODES["subtract"],
+                           False, True, True)
+    once = lif_forward(x, 0.5, 1.0, 1.0, 0.0, 0.0, 0.0, RESET_CODES["subtract"], False, True, True, time_steps=5)
+    assert all(np.array_equal(a, b) for a, b in zip(once, repeated))
+    with pytest.raises(ValueError, match="2 steps for 5"):
+        lif_forward(np.repeat(x, 2, axis=0), 0.5, 1.0, 1.0, 0.0, 0.0, 0.0, 0, False, True, time_steps=5)

@@ -16,6 +16,7 @@ metadata records ``snn.dt``, the readout and the provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 
@@ -26,7 +27,9 @@ from ..errors import UnsupportedOpError
 from ..files import atomic_write_bytes
 from ..frontends.nir import PRODUCER, import_nir
 
-DEFAULT_DT = 1e-3  # 1 ms: the time step a written file declares unless told otherwise
+# The time step a written file declares unless told otherwise: snnTorch's and SpikingJelly's NIR exports
+# use 1e-4, and snnTorch's import_from_nir assumes it for every LIF (bench/nir_into_snntorch.py)
+DEFAULT_DT = 1e-4
 
 
 def _full(shape, value) -> np.ndarray:
@@ -165,12 +168,47 @@ _WRITERS = {
 }
 
 
+def fold_batchnorm(graph: ir.Graph) -> tuple[ir.Graph, list[str]]:
+    """The graph with each BatchNorm folded into the Conv2d / Linear right before it, and a note per fold.
+
+    Inference BatchNorm is affine per output channel: with ``s = weight / sqrt(running_var + eps)``,
+    ``W' = W * s`` (over the output axis) and ``b' = (b - running_mean) * s + bias``. Exact up to
+    float32 rounding. A BatchNorm after any other node, or after a layer that something else also
+    reads, is kept (and the NIR writer refuses it by name).
+    """
+    readers: dict[str, int] = {}
+    for node in graph:
+        for source in node.inputs:
+            readers[source] = readers.get(source, 0) + 1
+    layers = {n.name: n for n in graph}
+    folded: dict[str, str] = {}  # BatchNorm -> the layer that now computes it
+    nodes, notes = [], []
+    for node in graph:
+        source = layers.get(node.inputs[0]) if node.inputs else None
+        if isinstance(node, ir.BatchNorm) and isinstance(source, (ir.Conv2d, ir.Linear)) and readers[source.name] == 1:
+            scale = node.weight.astype(np.float64) / np.sqrt(node.running_var.astype(np.float64) + float(node.eps))
+            bias = source.bias.astype(np.float64) if source.bias is not None else 0.0
+            weight = source.weight * scale.reshape(-1, *[1] * (source.weight.ndim - 1))
+            nodes[-1] = dataclasses.replace(
+                nodes[-1], weight=weight.astype(np.float32),
+                bias=((bias - node.running_mean) * scale + node.bias).astype(np.float32))
+            folded[node.name] = source.name
+            notes.append(f"BatchNorm {node.name!r} folded into {source.kind} {source.name!r} (NIR has no batch norm)")
+            continue
+        renamed = tuple(folded.get(s, s) for s in node.inputs)
+        nodes.append(dataclasses.replace(node, inputs=renamed) if renamed != node.inputs else node)
+    return (ir.Graph(nodes, dict(graph.metadata)) if folded else graph), notes
+
+
 def to_nir(graph: ir.Graph, dt: float = DEFAULT_DT):
-    """``(nir.NIRGraph, notes)``: the graph with neurons as continuous-time ODEs over time step ``dt``."""
+    """``(nir.NIRGraph, notes)``: the graph with neurons as continuous-time ODEs over time step ``dt``
+    (BatchNorm folded first, :func:`fold_batchnorm`)."""
     nir = import_nir()
     if not (np.isfinite(dt) and dt > 0):
         raise UnsupportedOpError(f"the NIR time step must be positive, got {dt}")
+    graph, folds = fold_batchnorm(graph)
     writer = _Writer(graph, float(dt), nir)
+    writer.notes.extend(folds)
     for node in graph:
         _WRITERS[type(node)](writer, node)
     metadata = {"snn.producer": PRODUCER, "snn.dt": repr(float(dt)), "snn.readout": graph.readout.mode,

@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .. import ir, profile
+from ..errors import ModelError
 from ..files import atomic_write_bytes
 
 TIME, MERGED = "time", "merged"  # [T, N, *shape] or [T*N, *shape]
@@ -42,51 +43,105 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
     )
 
 
-def _neuron_scan_body() -> onnx.GraphProto:
-    """One time step; reads the outer-scope constants made in :func:`_neuron_function`.
+VARIANTS = [(delay, on_equal) for delay in (True, False) for on_equal in (True, False)]
 
-    Exact in float32 for every reset mode: multiplying by the 0/1 flags is exact,
-    so ``(1 - hard*s) * P + s * reset_value`` equals ``P - v_threshold`` (subtract),
-    ``v_reset`` (hard) or ``P`` (none / no spike) bit for bit.
+
+def _variant_tag(delay: bool, on_equal: bool) -> str:
+    return f"_d{int(delay)}e{int(on_equal)}"
+
+
+def _neuron_step(delay: bool, on_equal: bool, tag: str, v_prev: str, fired_prev: str | None,
+                 drive_t: str) -> tuple[list[onnx.NodeProto], str, str]:
+    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``): 6 to 8 ops
+    (onnxruntime pays about a microsecond per op and step, three for a Where). Reads the
+    constants of :func:`_neuron_function`; returns the nodes and the names of the potential
+    and the spikes (bool) after the step. ``fired_prev=None``: the first step.
+
+    ``reset(P) = P * keep + reset_value`` (``keep = 1 - hard``) is exact: ``P - v_threshold``
+    (subtract), ``v_reset`` (hard) or ``P`` (none); ``Where`` applies it after a spike.
     """
-    f = TensorProto.FLOAT
+    n = lambda name: f"{name}{tag}"  # noqa: E731
     nodes = [
-        helper.make_node("Mul", ["v_prev", "beta"], ["decayed"]),
-        helper.make_node("Add", ["decayed", "leak"], ["charged"]),
-        # delayed reset (reset_delay = 1): reset the decayed potential by the previous spike
-        helper.make_node("Mul", ["s_prev", "delay"], ["s_early"]),
-        helper.make_node("Mul", ["hard", "s_early"], ["keep_early_off"]),
-        helper.make_node("Sub", ["one", "keep_early_off"], ["keep_early"]),
-        helper.make_node("Mul", ["keep_early", "charged"], ["kept_early"]),
-        helper.make_node("Mul", ["s_early", "reset_value"], ["shift_early"]),
-        helper.make_node("Add", ["kept_early", "shift_early"], ["reset_early"]),
-        helper.make_node("Mul", ["gain", "x_t"], ["drive"]),
-        helper.make_node("Add", ["reset_early", "drive"], ["h"]),
-        # fire: H > v_threshold, or H >= v_threshold when fire_on_equal
-        helper.make_node("Greater", ["h", "v_threshold"], ["above"]),
-        helper.make_node("Equal", ["h", "v_threshold"], ["at"]),
-        helper.make_node("And", ["at", "fire_on_equal"], ["fires_at"]),
-        helper.make_node("Or", ["above", "fires_at"], ["fired"]),
-        helper.make_node("Cast", ["fired"], ["s_t"], to=f),
-        # immediate reset (reset_delay = 0)
-        helper.make_node("Mul", ["s_t", "no_delay"], ["s_now"]),
-        helper.make_node("Mul", ["hard", "s_now"], ["keep_now_off"]),
-        helper.make_node("Sub", ["one", "keep_now_off"], ["keep_now"]),
-        helper.make_node("Mul", ["keep_now", "h"], ["kept_now"]),
-        helper.make_node("Mul", ["s_now", "reset_value"], ["shift_now"]),
-        helper.make_node("Add", ["kept_now", "shift_now"], ["v_next"]),
-        helper.make_node("Identity", ["s_t"], ["s_next"]),
+        helper.make_node("Mul", [v_prev, "beta"], [n("decayed")]),
+        helper.make_node("Add", [n("decayed"), "leak"], [n("charged")]),
     ]
-    return helper.make_graph(
-        nodes,
-        "neuron_step",
-        [helper.make_tensor_value_info(n, f, None) for n in ("v_prev", "s_prev", "x_t")],
-        [helper.make_tensor_value_info(n, f, None) for n in ("v_next", "s_next", "s_t")],
-    )
+    charged = n("charged")
+    if delay and fired_prev is not None:  # reset the decayed potential by the previous spike
+        nodes += [
+            helper.make_node("Mul", [charged, "keep"], [n("kept_early")]),
+            helper.make_node("Add", [n("kept_early"), "reset_value"], [n("after_early")]),
+            helper.make_node("Where", [fired_prev, n("after_early"), charged], [n("charged_reset")]),
+        ]
+        charged = n("charged_reset")
+    nodes += [
+        helper.make_node("Add", [charged, drive_t], [n("h")]),
+        helper.make_node("GreaterOrEqual" if on_equal else "Greater", [n("h"), "v_threshold"], [n("fired")]),
+    ]
+    if delay:
+        return nodes, n("h"), n("fired")
+    nodes += [  # immediate reset
+        helper.make_node("Mul", [n("h"), "keep"], [n("kept_now")]),
+        helper.make_node("Add", [n("kept_now"), "reset_value"], [n("after_now")]),
+        helper.make_node("Where", [n("fired"), n("after_now"), n("h")], [n("v_next")]),
+    ]
+    return nodes, n("v_next"), n("fired")
 
 
-def _neuron_function(name: str) -> onnx.FunctionProto:
-    """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``."""
+def _neuron_loop(delay: bool, on_equal: bool, time_steps: int | None) -> onnx.GraphProto:
+    """``drive`` ``[T, N, ...]`` (outer scope) -> the spikes as bool ``[T, N, ...]``, for one variant:
+    a Scan over any T, or, for a fixed ``time_steps``, the steps written out one after another."""
+    tag = _variant_tag(delay, on_equal)
+    n = lambda name: f"{name}{tag}"  # noqa: E731
+    f, b = TensorProto.FLOAT, TensorProto.BOOL
+    spikes = n("spikes")
+    if time_steps is None:
+        step, v_next, fired = _neuron_step(delay, on_equal, tag, n("v_prev"), n("fired_prev") if delay else None, n("drive_t"))
+        states = [(n("v_prev"), v_next, f)] + ([(n("fired_prev"), fired, b)] if delay else [])
+        step.append(helper.make_node("Identity", [fired], [n("fired_t")]))
+        body = helper.make_graph(
+            step, n("neuron_step"),
+            [helper.make_tensor_value_info(name, t, None) for name, _, t in states]
+            + [helper.make_tensor_value_info(n("drive_t"), f, None)],
+            [helper.make_tensor_value_info(out, t, None) for _, out, t in states]
+            + [helper.make_tensor_value_info(n("fired_t"), b, None)],
+        )
+        starts = [n("v_first")] + ([n("no_spikes")] if delay else [])
+        nodes = [  # initial state: V = v_init, no previous spike, shaped like one time step
+            helper.make_node("Shape", ["drive"], [n("step_shape")], start=1),
+            helper.make_node(
+                "ConstantOfShape", [n("step_shape")], [n("zeros")], value=numpy_helper.from_array(np.zeros(1, np.float32))
+            ),
+            helper.make_node("Add", [n("zeros"), "v_init"], [n("v_first")]),
+            helper.make_node(
+                "ConstantOfShape", [n("step_shape")], [n("no_spikes")], value=numpy_helper.from_array(np.zeros(1, bool))
+            ),
+            helper.make_node(
+                "Scan", [*starts, "drive"], [*(n(f"end{i}") for i in range(len(starts))), spikes], body=body,
+                num_scan_inputs=1,
+            ),
+        ]
+    else:
+        drives = [n(f"drive_{t}") for t in range(time_steps)]
+        nodes = [helper.make_node("Split", ["drive"], drives, axis=0, num_outputs=time_steps) if time_steps > 1
+                 else helper.make_node("Identity", ["drive"], drives)]
+        v, fired, all_fired = "v_init", None, []
+        for t in range(time_steps):
+            step, v, fired = _neuron_step(delay, on_equal, f"{tag}_{t}", v, fired, drives[t])
+            nodes += step
+            all_fired.append(fired)
+        nodes.append(helper.make_node("Concat", all_fired, [spikes], axis=0))
+    return helper.make_graph(nodes, n("neuron_loop"), [], [helper.make_tensor_value_info(spikes, b, None)])
+
+
+def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants=VARIANTS) -> onnx.FunctionProto:
+    """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``,
+    for any T, or unrolled for ``time_steps`` (see :func:`_neuron_loop`).
+
+    ``If`` nodes on ``reset_delay`` and ``fire_on_equal`` pick the loop of that variant;
+    their conditions are constants, so onnxruntime keeps only the chosen branch at load.
+    With ``time_steps``, only ``unrolled_variants`` (those the model's nodes use) are
+    unrolled; the others stay Scans, correct for any T, to keep the file small.
+    """
     FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
     is_if = name == profile.IF
     attributes = [
@@ -110,31 +165,38 @@ def _neuron_function(name: str) -> onnx.FunctionProto:
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         ]
     nodes += [
-        # flags from the attributes: fire_on_equal (bool), reset_delay (0/1 and 1/0)
-        _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
-        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
-        _ref_constant("delay_int", "reset_delay", INT),
-        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["one", "delay"], ["no_delay"]),
         # reset mode: hard = (reset == "hard"), subtract = (reset == "subtract");
-        # reset_value = hard * v_reset - subtract * v_threshold
+        # keep = 1 - hard; reset_value = hard * v_reset - subtract * v_threshold
         _ref_constant("reset", "reset", STRING),
         _const("hard_name", "hard", dtype=object),
         _const("subtract_name", "subtract", dtype=object),
         helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
         helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "hard"], ["keep"]),
         helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
         helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
         helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
         helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
-        # initial state: V = v_init, previous spikes = 0, shaped like one time step
-        helper.make_node("Shape", ["X"], ["step_shape"], start=1),
-        helper.make_node(
-            "ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))
-        ),
-        helper.make_node("Add", ["zeros", "v_init"], ["v_start"]),
-        helper.make_node("Scan", ["v_start", "zeros", "X"], ["v_end", "s_end", "S"], body=_neuron_scan_body(), num_scan_inputs=1),
+        # the input current of every step at once, outside the time loop
+        helper.make_node("Mul", ["gain", "X"], ["drive"]),
+        # the variant: reset_delay, then fire_on_equal
+        _ref_constant("delay_int", "reset_delay", INT),
+        helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.BOOL),
+        _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
+        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
+    ]
+    loops = {variant: _neuron_loop(*variant, time_steps if variant in unrolled_variants else None) for variant in VARIANTS}
+
+    def by_firing(delay: bool) -> onnx.GraphProto:
+        tag = _variant_tag(delay, True)[:3]
+        node = helper.make_node("If", ["fire_on_equal"], [f"spikes{tag}"],
+                                then_branch=loops[(delay, True)], else_branch=loops[(delay, False)])
+        return helper.make_graph([node], f"loop{tag}", [], [helper.make_tensor_value_info(f"spikes{tag}", TensorProto.BOOL, None)])
+
+    nodes += [
+        helper.make_node("If", ["delay"], ["fired"], then_branch=by_firing(True), else_branch=by_firing(False)),
+        helper.make_node("Cast", ["fired"], ["S"], to=TensorProto.FLOAT),
     ]
     return helper.make_function(
         profile.DOMAIN, name, ["X"], ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
@@ -164,14 +226,58 @@ def _leaky_integrator_function() -> onnx.FunctionProto:
     )
 
 
+def _masked_weight_function() -> onnx.FunctionProto:
+    """``snn::MaskedWeight(mask_bits, values, shape) -> W``: a pruned weight tensor from a
+    packed bitmask (``np.packbits`` of ``W != 0``, most significant bit first, uint8)
+    and ``values`` (0.0, then the nonzero values in row-major order, float32)::
+
+        bits[i] = (mask_bits[i // 8] >> (7 - i % 8)) & 1       for i < size = prod(shape)
+        W[i]    = values[bits[i] * cumsum(bits)[i]]            (index 0 holds 0.0)
+
+    All inputs are initializers, so onnxruntime constant-folds the call at load.
+    """
+    nodes = [
+        _const("column", [1], np.int64),
+        _const("shifts", [7, 6, 5, 4, 3, 2, 1, 0], np.uint8),
+        _const("one", 1, np.uint8),
+        _const("start", [0], np.int64),
+        _const("flat", [-1], np.int64),
+        helper.make_node("ReduceProd", ["shape"], ["size"], keepdims=1),
+        helper.make_node("Unsqueeze", ["mask_bits", "column"], ["bytes"]),
+        helper.make_node("BitShift", ["bytes", "shifts"], ["shifted"], direction="RIGHT"),
+        helper.make_node("BitwiseAnd", ["shifted", "one"], ["bit_matrix"]),
+        helper.make_node("Reshape", ["bit_matrix", "flat"], ["padded_bits"]),
+        helper.make_node("Slice", ["padded_bits", "start", "size"], ["bits8"]),
+        helper.make_node("Cast", ["bits8"], ["bits"], to=TensorProto.INT64),
+        helper.make_node("CumSum", ["bits", "start"], ["rank"]),
+        helper.make_node("Mul", ["rank", "bits"], ["index"]),
+        helper.make_node("Gather", ["values", "index"], ["flat_weight"]),
+        helper.make_node("Reshape", ["flat_weight", "shape"], ["W"]),
+    ]
+    return helper.make_function(
+        profile.DOMAIN, profile.MASKED_WEIGHT, ["mask_bits", "values", "shape"], ["W"], nodes,
+        [helper.make_opsetid("", profile.OPSET)],
+    )
+
+
 # ---------------------------------------------------------------------------
 # Graph writer
 # ---------------------------------------------------------------------------
+MAX_UNROLLED_STEPS = 1000  # about 30 ops per step (four variants) in each neuron function
+COMPACT_OVERHEAD = 200  # bytes of a MaskedWeight call, its shape and the tensors' names, about
+
+
 class _Writer:
     """Emits nodes and initializers, tracking each IR tensor's layout."""
 
-    def __init__(self, graph: ir.Graph):
+    def __init__(self, graph: ir.Graph, storage: str = "dense", time_steps: int | None = None):
+        if storage not in profile.STORAGES:
+            raise ModelError(f"unknown storage {storage!r}; choose one of {', '.join(profile.STORAGES)}")
+        if time_steps is not None and not 1 <= time_steps <= MAX_UNROLLED_STEPS:
+            raise ModelError(f"time steps to unroll must lie in [1, {MAX_UNROLLED_STEPS}], got {time_steps}")
         self.graph = graph
+        self.storage = storage
+        self.time_steps = time_steps
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.layout: dict[str, str] = {}  # IR node name -> layout of the ONNX tensor of that name
@@ -181,6 +287,24 @@ class _Writer:
 
     def initializer(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def synapses(self, name: str, weight: np.ndarray) -> str:
+        """A weight tensor: an initializer, or with ``compact`` storage a packed bitmask and
+        the nonzero values rebuilt by ``snn::MaskedWeight`` when that takes fewer bytes."""
+        if self.storage == "dense":
+            return self.initializer(name, weight)
+        nonzero = weight.reshape(-1).view(np.uint32) != 0  # by bits, so a -0.0 is kept as a value
+        if 4 * int(nonzero.sum()) + (nonzero.size + 7) // 8 + COMPACT_OVERHEAD >= 4 * weight.size:
+            return self.initializer(name, weight)
+        inputs = [
+            self.initializer(f"{name}.mask_bits", np.packbits(nonzero)),
+            self.initializer(f"{name}.values", np.concatenate([np.zeros(1, np.float32), weight.reshape(-1)[nonzero]])),
+            self.initializer(f"{name}.shape", np.array(weight.shape, np.int64)),
+        ]
+        if profile.MASKED_WEIGHT not in self.functions:
+            self.functions[profile.MASKED_WEIGHT] = _masked_weight_function()
+        self.emit(profile.MASKED_WEIGHT, inputs, [name], name, domain=profile.DOMAIN)
         return name
 
     def emit(self, op: str, inputs, outputs, name: str, domain: str = "", **attrs) -> None:
@@ -217,7 +341,7 @@ def _write_input(w: _Writer, node: ir.Input):
 
 
 def _write_linear(w: _Writer, node: ir.Linear):
-    inputs = [w.view(node.inputs[0], MERGED), w.initializer(f"{node.name}.weight", node.weight)]
+    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", node.weight)]
     if node.bias is not None:
         inputs.append(w.initializer(f"{node.name}.bias", node.bias))
     w.emit("Gemm", inputs, [node.name], node.name, transB=1)
@@ -225,7 +349,7 @@ def _write_linear(w: _Writer, node: ir.Linear):
 
 
 def _write_conv(w: _Writer, node: ir.Conv2d):
-    inputs = [w.view(node.inputs[0], MERGED), w.initializer(f"{node.name}.weight", node.weight)]
+    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", node.weight)]
     if node.bias is not None:
         inputs.append(w.initializer(f"{node.name}.bias", node.bias))
     w.emit(
@@ -281,7 +405,8 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     }
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        w.functions[op] = _neuron_function(op)
+        used = {(n.reset_delay, n.fire_on_equal) for n in w.graph.neurons() if n.is_if == node.is_if}
+        w.functions[op] = _neuron_function(op, w.time_steps, used)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
     w.layout[node.name] = TIME
 
@@ -316,18 +441,26 @@ _WRITERS = {
 }
 
 
-def to_model(graph: ir.Graph) -> onnx.ModelProto:
-    """The graph as an ONNX model in the SNN-ONNX profile (checked with ``full_check``)."""
-    writer = _Writer(graph)
+def to_model(graph: ir.Graph, storage: str = "dense", time_steps: int | None = None) -> onnx.ModelProto:
+    """The graph as an ONNX model in the SNN-ONNX profile (checked with ``full_check``).
+
+    ``storage="compact"`` writes each pruned weight tensor as a packed bitmask and its
+    nonzero values (``snn::MaskedWeight``; docs/profile.md, "Compact storage").
+    ``time_steps`` fixes T and writes the neurons' time loop unrolled, which onnxruntime
+    runs faster than a Scan (docs/profile.md, "Fixed time steps"). Raises ModelError for
+    an unknown storage or a T outside [1, MAX_UNROLLED_STEPS].
+    """
+    writer = _Writer(graph, storage, time_steps)
     for node in graph:
         writer.write(node)
     readout = graph.readout
     classes = graph.num_classes
-    output_dims = ["T", "N", classes] if readout.mode == "spikes" else ["N", classes]
+    steps = "T" if time_steps is None else time_steps
+    output_dims = [steps, "N", classes] if readout.mode == "spikes" else ["N", classes]
     onnx_graph = helper.make_graph(
         writer.nodes,
         graph.metadata.get("name", "snn"),
-        [helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT, ["T", "N", *graph.input.shape])],
+        [helper.make_tensor_value_info(graph.input.name, TensorProto.FLOAT, [steps, "N", *graph.input.shape])],
         [helper.make_tensor_value_info(readout.name, TensorProto.FLOAT, output_dims)],
         initializer=writer.initializers,
     )
@@ -344,6 +477,6 @@ def to_model(graph: ir.Graph) -> onnx.ModelProto:
     return model
 
 
-def save(graph: ir.Graph, path: str | os.PathLike) -> None:
-    """Write the graph to ``path`` atomically (temporary file, then rename)."""
-    atomic_write_bytes(path, to_model(graph).SerializeToString())
+def save(graph: ir.Graph, path: str | os.PathLike, storage: str = "dense", time_steps: int | None = None) -> None:
+    """Write the graph to ``path`` atomically (temporary file, then rename); options as :func:`to_model`."""
+    atomic_write_bytes(path, to_model(graph, storage, time_steps).SerializeToString())

@@ -19,7 +19,8 @@ from pathlib import Path
 import onnx
 
 from .. import ir, profile
-from ..errors import ModelError
+from ..errors import IRError, ModelError
+from .nir import FRAMEWORKS  # the nir package itself is imported only to read a file
 from .onnx_file import read_onnx
 from .onnx_profile import from_model
 
@@ -70,16 +71,18 @@ def resolve_format(path: str | os.PathLike, fmt: str = "auto") -> str:
 
 
 def load_model(path: str | os.PathLike, fmt: str = "auto", *, dt: float | None = None,
-               nir_reset: str | None = None) -> ir.Graph:
-    """Read a model file as an IR graph; every problem is a one-line ModelError.
+               nir_reset: str | None = None, framework: str | None = None) -> ir.Graph:
+    """Read a model file as an IR graph; every problem is a one-line ModelError that starts with the path.
 
-    ``dt`` and ``nir_reset`` apply to NIR files only (see :func:`frontends.nir.read_nir`).
+    ``dt`` and ``nir_reset`` apply to NIR files only (see :func:`frontends.nir.read_nir`); ``framework``
+    (the exporting framework, ``--from-framework``) to NIR files and torch.onnx exports.
     """
-    return load_with_proto(path, fmt, dt=dt, nir_reset=nir_reset)[0]
+    return load_with_proto(path, fmt, dt=dt, nir_reset=nir_reset, framework=framework)[0]
 
 
 def load_with_proto(path: str | os.PathLike, fmt: str = "auto", *, dt: float | None = None,
-                    nir_reset: str | None = None) -> tuple[ir.Graph, onnx.ModelProto | None]:
+                    nir_reset: str | None = None,
+                    framework: str | None = None) -> tuple[ir.Graph, onnx.ModelProto | None]:
     """The IR graph, and the file's own ONNX model when it is already in the profile
     (so onnxruntime can run exactly what the user has); ``None`` for other formats."""
     path = Path(path)
@@ -89,12 +92,23 @@ def load_with_proto(path: str | os.PathLike, fmt: str = "auto", *, dt: float | N
         raise ModelError(f"{path}: not a file")
     if fmt not in FORMATS:
         raise ModelError(f"unknown model format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if framework is not None and framework not in FRAMEWORKS:
+        raise ModelError(f"unknown framework {framework!r} for --from-framework; choose one of {', '.join(FRAMEWORKS)}")
+    try:
+        return _read(path, fmt, dt, nir_reset, framework)
+    except (ModelError, IRError) as error:  # every message starts with the file it is about
+        if str(error).startswith(f"{path}: "):
+            raise
+        raise (ModelError if isinstance(error, IRError) else type(error))(f"{path}: {error}") from None
+
+
+def _read(path: Path, fmt: str, dt, nir_reset, framework) -> tuple[ir.Graph, onnx.ModelProto | None]:
     if fmt == "auto" and detect_format(path) == "nir":
         fmt = "nir"
     if fmt == "nir":
         from .nir import read_nir
 
-        return read_nir(path, dt=dt, reset=nir_reset), None
+        return read_nir(path, dt=dt, reset=nir_reset, framework=framework), None
     if dt is not None or nir_reset is not None:
         raise ModelError(f"{path}: --dt and --nir-reset apply to NIR files only (this is an ONNX model)")
     model = read_onnx(path)
@@ -103,10 +117,10 @@ def load_with_proto(path: str | os.PathLike, fmt: str = "auto", *, dt: float | N
     if fmt == "torch-onnx":
         from .torch_onnx import from_model as lift
 
-        try:
-            return lift(model), None
-        except ModelError as error:
-            raise type(error)(f"{path}: {error}") from None
+        return lift(model, framework=framework), None
+    if framework is not None:
+        raise ModelError(f"{path}: --from-framework applies to NIR files and torch.onnx exports (this is an "
+                         f"SNN-ONNX profile model, which records its source framework)")
     if not any(node.domain == profile.DOMAIN for node in model.graph.node):
         raise ModelError(
             f"{path}: no spiking neuron found (the SNN-ONNX profile writes neurons as snn::LIF / snn::IF nodes); "

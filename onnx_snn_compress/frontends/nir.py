@@ -9,10 +9,13 @@ with forward Euler over a time step ``dt`` (docs/interop.md)::
     LI / I   (last layer only) the IR's leaky readout, beta = 1 - dt/tau (1 for I)
 
 then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). The
-file does not record ``dt`` (nor reset details that NIR cannot express), so the
-exporter is recognised by its fingerprints (:data:`EXPORTERS`) and its
-conventions applied; ``dt`` and the reset can be forced. One reader per NIR node
-type (:data:`_READERS`).
+file records neither ``dt`` nor its exporter (nor reset details that NIR cannot
+express). The user names them (``framework``, ``dt``: ``--from-framework``,
+``--dt``), or :func:`_identify` recognises the exporter from evidence that pins
+it and says so in a note; anything less is a one-line refusal asking for the
+option. Each exporter's conventions (:data:`EXPORTERS`) apply per node kind
+(Norse's IF and Sinabs' IAF add ``r*I`` each step, without dt). One reader per
+NIR node type (:data:`_READERS`).
 
 Needs the optional ``nir`` extra; it is imported on first use.
 """
@@ -46,24 +49,46 @@ def import_nir():
 
 @dataclass(frozen=True)
 class Exporter:
-    """What a NIR exporter writes that the file does not say: its time step and firing rule."""
+    """What a NIR exporter writes that the file does not say: its time step, firing rule and,
+    per node kind, how its parameters map onto NIR's ODEs.
+
+    ``dt`` is the time step the exporter always uses (None: the user chose it at export, so it
+    must come from ``--dt`` or from the file's own evidence); ``default_dt`` only names the
+    exporter's default in messages. ``if_per_step``: its IF integrates ``v += r*I`` each step,
+    without dt. ``tau_times_dt``: it writes ``tau = dt * (true time constant)``, so forward
+    Euler reproduces it over ``dt**2``. ``reset_note``: what its files cannot say about the reset.
+    """
 
     name: str
-    dt: float | None
+    dt: float | None = None
+    default_dt: float | None = None
     fire_on_equal: bool = False
     framework: str = "unknown"
+    if_per_step: bool = False
+    tau_times_dt: bool = False
+    reset_note: str = ""
 
 
-# dt per exporter, as measured on the interop fixtures (tests/fixtures/interop/README.md):
+# Conventions per exporter, as measured on the interop fixtures (tests/fixtures/interop/README.md):
 # snnTorch writes tau = dt/(1 - beta), r = tau/dt with dt = 1e-4 hard-coded; SpikingJelly
-# tau = tau_sj*dt, r = 1 or tau_sj (IF: r = 1/dt) with dt = 1e-4 by default; Norse writes
-# tau = dt/tau_mem_inv, so Euler reproduces it with dt = (its dt = 1e-3)**2.
+# tau = tau_sj*dt, r = 1 or tau_sj (IF: r = 1/dt) with the dt given to export_to_nir (1e-4 by
+# default); Norse writes tau = dt/tau_mem_inv (dt 1e-3 by default) and its IF integrates without
+# dt; Sinabs' IAF is v += r*I per step (the NIR paper's CNN). Rockpool, Lava and plain NIR: NIR's
+# own definitions over the dt the user gives.
 EXPORTERS = {
-    "snntorch": Exporter("snntorch", 1e-4, framework="snntorch"),
-    "spikingjelly": Exporter("spikingjelly", 1e-4, fire_on_equal=True, framework="spikingjelly"),
-    "norse": Exporter("norse", 1e-6, framework="norse"),
-    "unknown": Exporter("unknown", None),
+    "snntorch": Exporter("snntorch", dt=1e-4, framework="snntorch", reset_note=(
+        "snnTorch's NIR export does not record the reset mechanism: read as NIR's reset to v_reset "
+        "(snnTorch reset_mechanism='zero'); for snnTorch's default subtract reset pass --nir-reset subtract-delayed")),
+    "spikingjelly": Exporter("spikingjelly", default_dt=1e-4, fire_on_equal=True, framework="spikingjelly"),
+    "norse": Exporter("norse", default_dt=1e-3, framework="norse", if_per_step=True, tau_times_dt=True),
+    "sinabs": Exporter("sinabs", dt=1.0, fire_on_equal=True, framework="sinabs", if_per_step=True, reset_note=(
+        "Sinabs' NIR export does not record the reset function: read as NIR's reset to v_reset (Sinabs "
+        "MembraneReset, as in the NIR paper's CNN); for Sinabs' MembraneSubtract pass --nir-reset subtract")),
+    "rockpool": Exporter("rockpool", default_dt=1e-3, framework="rockpool"),
+    "lava": Exporter("lava", framework="lava"),
+    "nir": Exporter("nir", framework="unknown"),
 }
+FRAMEWORKS = tuple(EXPORTERS)  # --from-framework
 
 _NEURON_TYPES = ("LIF", "IF", "CubaLIF", "LI", "I", "CubaLI")
 
@@ -80,26 +105,86 @@ def _metadata(node) -> dict[str, str]:
     return {str(k): _text(v) for k, v in (getattr(node, "metadata", None) or {}).items()}
 
 
-def detect_exporter(graph) -> Exporter:
-    """Which tool wrote ``graph``, from fingerprints of its neuron parameters and node names."""
+def _first(node, parameter: str) -> float:
+    return float(np.asarray(getattr(node, parameter), np.float64).ravel()[0])
+
+
+def _spikingjelly_dt(neurons: dict) -> float | None:
+    """The dt a SpikingJelly export pins: its IF writes r = 1/dt, its LIF without decay_input r = tau/dt
+    (r = 1 with decay_input says nothing). None when no neuron pins it or they disagree."""
+    pinned = []
+    for node in neurons.values():
+        kind = type(node).__name__
+        if kind == "IF":
+            pinned.append(1.0 / _first(node, "r"))
+        elif kind == "LIF" and _first(node, "r") != 1.0:
+            pinned.append(_first(node, "tau") / _first(node, "r"))
+        elif kind != "LIF":
+            return None
+    if not pinned or not np.allclose(pinned, pinned[0], rtol=1e-6):
+        return None
+    return float(f"{pinned[0]:.6g}")
+
+
+def _identify(graph, framework: str | None, dt: float | None, path: str) -> tuple[Exporter, float, list[str]]:
+    """The exporter of ``graph``, the time step to read it with, and a note for everything inferred.
+
+    ``framework`` and ``dt`` are the user's (``--from-framework``, ``--dt``). Without them, only
+    evidence that pins the exporter is used: our own graph metadata, snnTorch's fixed
+    ``tau = r*1e-4`` (float32), SpikingJelly's ``r = 1/dt`` on float64 parameters. Node names (every
+    nirtorch exporter writes digits for an ``nn.Sequential``) and array dtypes alone identify nothing.
+    Raises a one-line ModelError asking for the option when the evidence does not decide.
+    """
     meta = _metadata(graph)
-    if meta.get("snn.producer") == PRODUCER and "snn.dt" in meta:
-        return Exporter(PRODUCER, float(meta["snn.dt"]), framework=meta.get("snn.source_framework", "unknown"))
+    if meta.get("snn.producer") == PRODUCER and "snn.dt" in meta and framework is None:
+        exporter = Exporter(PRODUCER, float(meta["snn.dt"]), framework=meta.get("snn.source_framework", "unknown"))
+        return exporter, float(dt if dt is not None else exporter.dt), []
     neurons = {name: n for name, n in graph.nodes.items() if type(n).__name__ in _NEURON_TYPES}
-    if not neurons:
-        return EXPORTERS["unknown"]
-    arrays = [np.asarray(v) for n in neurons.values() for v in vars(n).values() if isinstance(v, np.ndarray)]
-    if arrays and all(a.dtype == np.float64 for a in arrays):
-        return EXPORTERS["spikingjelly"]
-    others = [name for name, n in graph.nodes.items() if type(n).__name__ not in ("Input", "Output")]
-    if others and all(name.isdigit() for name in others):
-        return EXPORTERS["norse"]
-    lifs = [n for n in neurons.values() if type(n).__name__ == "LIF"]
-    if lifs and len(lifs) == len(neurons) and all(
-        np.allclose(np.asarray(n.r, np.float64) * 1e-4, np.asarray(n.tau, np.float64), rtol=1e-5) for n in lifs
-    ):
-        return EXPORTERS["snntorch"]
-    return EXPORTERS["unknown"]
+    arrays = [v for n in neurons.values() for v in vars(n).values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+    float64 = bool(arrays) and all(a.dtype == np.float64 for a in arrays)
+    options = f"--from-framework {'|'.join(FRAMEWORKS)}"
+    pinned_dt = _spikingjelly_dt(neurons) if float64 else None
+    notes = []
+    if framework is None:
+        kinds = {type(n).__name__ for n in neurons.values()}
+        if neurons and kinds == {"LIF"} and not float64 and all(
+                np.allclose(np.asarray(n.r, np.float64) * 1e-4, np.asarray(n.tau, np.float64), rtol=1e-5)
+                for n in neurons.values()):
+            framework = "snntorch"
+            notes.append("read as an snnTorch export_to_nir file with dt = 1e-4: every LIF has tau = r*1e-4, as "
+                         "snnTorch writes them (tau = 1e-4/(1-beta), r = 1/(1-beta)); override with --from-framework")
+        elif pinned_dt is not None:
+            framework = "spikingjelly"
+            notes.append(f"read as a SpikingJelly export_to_nir file with dt = {pinned_dt:.6g}: float64 "
+                         f"parameters with IF r = 1/dt (LIF r = tau/dt), as SpikingJelly writes them; override with "
+                         f"--from-framework and --dt")
+        elif dt is None and (cubalif := next((n for n, v in neurons.items() if type(v).__name__ == "CubaLIF"), None)):
+            raise UnsupportedOpError(f"{path}: NIR node {cubalif!r} (CubaLIF): synaptic current (CubaLIF / snnTorch "
+                                     f"Synaptic) is not supported yet")
+        elif dt is not None:
+            framework = "nir"
+            notes.append(f"no exporter recognised: read with NIR's own definitions (forward Euler over dt = {dt:.6g}, "
+                         f"fire on v > v_threshold, reset to v_reset); pass {options} for an exporter's conventions")
+        else:
+            raise ModelError(
+                f"{path}: cannot tell which tool exported this NIR graph, so not its time step and conventions (NIR "
+                f"files record neither; node names and array dtypes identify no exporter); pass {options} (and --dt "
+                f"unless the exporter fixes it)"
+            )
+    if framework not in EXPORTERS:
+        raise ModelError(f"unknown framework {framework!r} for --from-framework; choose one of {', '.join(FRAMEWORKS)}")
+    exporter = EXPORTERS[framework]
+    if dt is None and exporter.dt is None and framework == "spikingjelly" and pinned_dt is not None:
+        dt = pinned_dt
+        if not notes:
+            notes.append(f"dt = {dt:.6g}: SpikingJelly's IF r = 1/dt (LIF r = tau/dt) in this file; override with --dt")
+    if dt is None and exporter.dt is None:
+        default = f" (its export default is {exporter.default_dt:g})" if exporter.default_dt else ""
+        raise ModelError(
+            f"{path}: NIR files do not record the time step the {framework} export used{default}, and nothing in "
+            f"this one pins it; pass --dt"
+        )
+    return exporter, float(dt if dt is not None else exporter.dt), notes
 
 
 def _pair(value, what: str) -> tuple[int, int]:
@@ -114,8 +199,8 @@ def _pair(value, what: str) -> tuple[int, int]:
 @dataclass
 class _Reader:
     graph: object
-    dt: float
-    exporter: Exporter
+    dt: float | None  # set once the exporter is identified
+    exporter: Exporter | None
     reset: str | None
     path: str
     nodes: list = field(default_factory=list)
@@ -126,6 +211,16 @@ class _Reader:
     predecessors: dict = field(default_factory=dict)
     readout: tuple | None = None  # (IR source, beta) when the graph ends in a leaky integrator
     notes: list = field(default_factory=list)
+
+    @property
+    def euler_dt(self) -> float:
+        """The step of forward Euler on the exporter's time constants (Norse writes them times dt)."""
+        return self.dt ** 2 if self.exporter.tau_times_dt else self.dt
+
+    def if_gain(self, name: str, node) -> float:
+        """An IF neuron's input gain: ``r*dt`` by NIR's ODE, ``r`` for exporters whose IF adds its input each step."""
+        r = self.scalar(name, "r", node.r)
+        return r if self.exporter.if_per_step else r * self.dt
 
     def describe(self, name: str) -> str:
         return f"NIR node {name!r} ({type(self.graph.nodes[name]).__name__})"
@@ -171,10 +266,10 @@ def _decay(reader: _Reader, name: str, tau: float, what: str = "tau") -> float:
     """``dt / tau``, which must lie in (0, 1] for a forward-Euler step to be a decay."""
     if tau <= 0:
         raise ModelError(f"{reader.describe(name)}: {what} = {tau:.6g} must be positive")
-    step = reader.dt / tau
+    step = reader.euler_dt / tau
     if step > 1.0 + 1e-6:
         raise ModelError(
-            f"{reader.describe(name)}: dt/{what} = {step:.6g} > 1 with dt = {reader.dt:.6g} (the step is longer than "
+            f"{reader.describe(name)}: dt/{what} = {step:.6g} > 1 with dt = {reader.euler_dt:.6g} (the step is longer than "
             f"the time constant); pass the exporter's time step with --dt (docs/interop.md)"
         )
     return min(step, 1.0)
@@ -294,16 +389,17 @@ def _read_lif(reader: _Reader, name, node, source):
 
 def _read_if(reader: _Reader, name, node, source):
     v_reset = reader.scalar(name, "v_reset", node.v_reset)
-    _neuron(reader, name, source, beta=1.0, gain=reader.dt * reader.scalar(name, "r", node.r), v_leak=0.0,
+    _neuron(reader, name, source, beta=1.0, gain=reader.if_gain(name, node), v_leak=0.0,
             v_threshold=reader.scalar(name, "v_threshold", node.v_threshold), v_reset=v_reset, v_init=v_reset)
 
 
 def _read_cubalif(reader: _Reader, name, node, source):
-    synapse = reader.dt / reader.scalar(name, "tau_syn", node.tau_syn)
+    synapse = reader.euler_dt / reader.scalar(name, "tau_syn", node.tau_syn)
     if not np.isclose(synapse, 1.0, rtol=1e-6):
         raise UnsupportedOpError(
-            f"{reader.describe(name)} has a synaptic current (dt/tau_syn = {synapse:.6g} with dt = {reader.dt:.6g}), "
-            f"which the IR's neurons do not have; only a CubaLIF with tau_syn = dt reduces exactly to a LIF"
+            f"{reader.describe(name)}: synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet "
+            f"(dt/tau_syn = {synapse:.6g} with dt = {reader.euler_dt:.6g}; only a CubaLIF with tau_syn = dt reduces "
+            f"exactly to a LIF)"
         )
     step = _decay(reader, name, reader.scalar(name, "tau_mem", node.tau_mem), "tau_mem")
     v_leak = reader.scalar(name, "v_leak", node.v_leak)
@@ -324,7 +420,7 @@ def _read_integrator(reader: _Reader, name, node, source):
         if reader.scalar(name, "v_leak", node.v_leak) != 0.0:
             raise UnsupportedOpError(f"{reader.describe(name)}: a readout with a non-zero v_leak is not supported")
     else:
-        beta, gain = 1.0, reader.dt * reader.scalar(name, "r", node.r)
+        beta, gain = 1.0, reader.if_gain(name, node)
     gain *= reader.scale[source]
     if not np.isclose(gain, 1.0, rtol=1e-6):
         previous = reader.nodes[-1]
@@ -386,9 +482,26 @@ def _topological(reader: _Reader, graph) -> list[str]:
             if target not in done and target not in ready and all(p in done for p in predecessors[target]):
                 ready.append(target)
     if len(order) != len(graph.nodes):
-        raise ModelError(f"{reader.path}: the NIR graph has a cycle (recurrent connections are not supported)")
+        cycle = sorted(n for n in graph.nodes if n not in done and _on_a_cycle(reader.successors, n))
+        synapses = [n for n in cycle if type(graph.nodes[n]).__name__ in ("Affine", "Linear")]
+        raise UnsupportedOpError(
+            f"{reader.path}: recurrent synapses (a cycle through NIR node(s) {', '.join(map(repr, synapses or cycle))}; "
+            f"snnTorch RLeaky / RSynaptic) are not supported yet"
+        )
     reader.predecessors = predecessors
     return order
+
+
+def _on_a_cycle(successors: dict, start: str) -> bool:
+    stack, seen = list(successors.get(start, ())), set()
+    while stack:
+        name = stack.pop()
+        if name == start:
+            return True
+        if name not in seen:
+            seen.add(name)
+            stack.extend(successors.get(name, ()))
+    return False
 
 
 def _input_shape(graph, name: str, node) -> tuple[int, ...]:
@@ -396,32 +509,40 @@ def _input_shape(graph, name: str, node) -> tuple[int, ...]:
     return shape
 
 
-def to_graph(graph, *, dt: float | None = None, reset: str | None = None, path: str = "NIR graph") -> ir.Graph:
-    """The IR of an in-memory ``nir.NIRGraph`` (see the module docstring for the discretisation)."""
+def to_graph(graph, *, dt: float | None = None, reset: str | None = None, framework: str | None = None,
+             path: str = "NIR graph") -> ir.Graph:
+    """The IR of an in-memory ``nir.NIRGraph`` (see the module docstring for the discretisation).
+
+    ``framework`` (one of :data:`FRAMEWORKS`) and ``dt`` override what :func:`_identify` infers; every
+    inference is kept in the metadata's ``import_notes``. Errors are one-line ModelErrors (or
+    UnsupportedOpErrors) that start with ``path``.
+    """
     if reset is not None and reset not in RESET_CHOICES:
         raise ModelError(f"unknown NIR reset {reset!r}; choose one of {', '.join(RESET_CHOICES)}")
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise ModelError(f"--dt must be a positive time step, got {dt}")
-    exporter = detect_exporter(graph)
-    if dt is None and exporter.dt is None:
-        raise ModelError(
-            f"{path}: cannot tell which tool exported this NIR graph, so not its time step (NIR files do not "
-            f"record it); pass --dt (snnTorch and SpikingJelly export with 1e-4, Norse needs 1e-6; docs/interop.md)"
-        )
-    reader = _Reader(graph, float(dt if dt is not None else exporter.dt), exporter, reset, path)
+    reader = _Reader(graph, None, None, reset, path)
+    order = _topological(reader, graph)  # a refused construct is named before any question about the exporter
+    for name, node in graph.nodes.items():
+        if type(node).__name__ not in _READERS and type(node).__name__ not in ("Input", "Output"):
+            raise UnsupportedOpError(f"{path}: {reader.describe(name)} is not supported yet (supported: "
+                                     f"{', '.join(sorted(_READERS))}, Input, Output)")
+    reader.exporter, reader.dt, reader.notes = _identify(graph, framework, dt, path)
+    if reset is None and reader.exporter.reset_note:
+        reader.notes.append(reader.exporter.reset_note)
     try:
-        _read_nodes(reader, graph)
+        _read_nodes(reader, graph, order)
     except IRError as error:
         raise ModelError(f"{path}: {error}") from None
-    if reader.reset is None and exporter.name == "snntorch":
-        reader.notes.append(
-            "snnTorch's NIR export does not record the reset mechanism: read as NIR's reset to v_reset "
-            "(snnTorch reset_mechanism='zero'); for snnTorch's default subtract reset pass --nir-reset subtract-delayed"
-        )
-    if exporter.name == PRODUCER:  # our own file: the IR's metadata as it was written
+    except (ModelError, UnsupportedOpError) as error:
+        if str(error).startswith(path):
+            raise
+        raise type(error)(f"{path}: {error}") from None
+    if reader.exporter.name == PRODUCER:  # our own file: the IR's metadata as it was written
         metadata = {k[len("snn.meta."):]: v for k, v in _metadata(graph).items() if k.startswith("snn.meta.")}
     else:
-        metadata = {"source_format": "nir", "source_framework": exporter.framework, "nir.exporter": exporter.name,
+        metadata = {"source_format": "nir", "source_framework": reader.exporter.framework,
+                    "nir.exporter": reader.exporter.name,
                     "nir.dt": repr(reader.dt), "nir.reset": reader.reset or "as recorded (v_reset)"}
     if reader.notes:
         metadata["import_notes"] = " | ".join(reader.notes)
@@ -431,7 +552,7 @@ def to_graph(graph, *, dt: float | None = None, reset: str | None = None, path: 
         raise ModelError(f"{path}: {error}") from None
 
 
-def _read_nodes(reader: _Reader, graph) -> None:
+def _read_nodes(reader: _Reader, graph, order: list[str]) -> None:
     path = reader.path
     types = {name: type(node).__name__ for name, node in graph.nodes.items()}
     inputs = [n for n, t in types.items() if t == "Input"]
@@ -439,7 +560,7 @@ def _read_nodes(reader: _Reader, graph) -> None:
     if len(inputs) != 1 or len(outputs) != 1:
         raise ModelError(f"{path}: a NIR graph needs exactly one Input and one Output node, "
                          f"this one has {len(inputs)} and {len(outputs)}")
-    for name in _topological(reader, graph):
+    for name in order:
         node, kind = graph.nodes[name], types[name]
         sources = [reader.output_of[p] for p in reader.predecessors[name] if p in reader.output_of]
         if kind == "Input":
@@ -471,11 +592,7 @@ def _read_nodes(reader: _Reader, graph) -> None:
                 readout = ir.Readout(name, (source,), mode=graph_readout_mode(graph))
             reader.add(readout, name)
             continue
-        handler = _READERS.get(kind)
-        if handler is None:
-            raise UnsupportedOpError(f"{path}: {reader.describe(name)} is not supported (supported: "
-                                     f"{', '.join(sorted(_READERS))}, Input, Output)")
-        handler(reader, name, node, source)
+        _READERS[kind](reader, name, node, source)
 
 
 def graph_readout_mode(graph) -> str:
@@ -484,7 +601,8 @@ def graph_readout_mode(graph) -> str:
     return mode if mode in ("rate", "spikes") else "spikes"
 
 
-def read_nir(path: str | os.PathLike, *, dt: float | None = None, reset: str | None = None) -> ir.Graph:
+def read_nir(path: str | os.PathLike, *, dt: float | None = None, reset: str | None = None,
+             framework: str | None = None) -> ir.Graph:
     """Read a ``.nir`` file as an IR graph; every problem is a one-line ModelError."""
     nir = import_nir()
     path = Path(path)
@@ -495,4 +613,4 @@ def read_nir(path: str | os.PathLike, *, dt: float | None = None, reset: str | N
         raise ModelError(f"{path}: not a readable NIR file ({type(error).__name__}{': ' + detail if detail else ''})") from None
     if type(graph).__name__ != "NIRGraph":
         raise ModelError(f"{path}: the NIR file holds a single {type(graph).__name__}, not a graph")
-    return to_graph(graph, dt=dt, reset=reset, path=str(path))
+    return to_graph(graph, dt=dt, reset=reset, framework=framework, path=str(path))

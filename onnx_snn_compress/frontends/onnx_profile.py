@@ -169,6 +169,21 @@ def _read_identity(reader: _Reader, node):
     reader.alias(node)
 
 
+def _read_masked_weight(reader: _Reader, node):
+    """``snn::MaskedWeight`` (compact storage): the weight, decoded exactly as the function body does."""
+    mask_bits, values, shape = (reader.constant(node, i) for i in range(3))
+    if mask_bits is None or values is None or shape is None or mask_bits.dtype != np.uint8 or values.ndim != 1:
+        raise ModelError(f"{describe(node)} needs a uint8 mask, a float values vector and a shape")
+    size = int(np.prod(shape))
+    bits = np.unpackbits(mask_bits)[:size].astype(bool)
+    if bits.size != size or int(bits.sum()) + 1 != values.size:
+        raise ModelError(f"{describe(node)}: the mask has {int(bits.sum())} set bits of {bits.size} "
+                         f"for {values.size - 1} values and {size} weights")
+    weight = np.zeros(size, np.float32)
+    weight[bits] = values[1:]
+    reader.constants[node.output[0]] = weight.reshape(tuple(int(d) for d in shape))
+
+
 def _read_neuron(reader: _Reader, node):
     attrs = attributes(node)
     fields = {a: attrs[a] for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS if a in attrs}
@@ -213,6 +228,7 @@ _READERS = {
     (profile.DOMAIN, profile.LIF): _read_neuron,
     (profile.DOMAIN, profile.IF): _read_neuron,
     (profile.DOMAIN, profile.LI): _read_leaky_integrator,
+    (profile.DOMAIN, profile.MASKED_WEIGHT): _read_masked_weight,
 }
 
 

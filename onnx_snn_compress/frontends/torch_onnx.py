@@ -79,7 +79,8 @@ class Const:
 
 @dataclass(frozen=True)
 class Tensor:
-    """A tensor of IR layer ``layer`` in ``layout`` (``seq``, ``merged``, ``step``, ``step1``)."""
+    """A tensor of IR layer ``layer`` in ``layout`` (``seq``, ``merged``, ``step``, ``step1``; for a batch-first
+    input ``batchfirst`` and ``step1b``). ``step`` is None for a static input, the same at every step."""
 
     layer: str
     layout: str
@@ -160,6 +161,7 @@ class _Reader:
         self.neuron_of_input: dict[str, NeuronSpec] = {}
         self.time_steps = 0
         self.batch: int | None = None
+        self.batch_first = False  # the input is [N, T, ...] (and so is a stacked output)
         self.names: set[str] = set()
 
     # -- values ---------------------------------------------------------------
@@ -255,7 +257,7 @@ class _Reader:
         sources = _inputs_of_step(expr)
         if not sources:
             raise UnsupportedOpError(f"{_origin(expr)} is a spike that depends on no layer's input")
-        layer, step = max(sources, key=lambda key: key[1])
+        layer = next(iter(sources))[0]
         if len({s[0] for s in sources}) != 1:
             raise UnsupportedOpError(
                 f"{_origin(expr)}: one neuron reads several layers ({', '.join(sorted({s[0] for s in sources}))})"
@@ -265,6 +267,11 @@ class _Reader:
             spec = self.layer(("neuron", layer), "Neuron", (layer,), {}, _scope(expr.origin) or "neuron",
                               expr.origin, cls=NeuronSpec)
             self.neuron_of_input[layer] = spec
+        steps = [t for _, t in sources if t is not None]
+        if steps:
+            step = max(steps)
+        else:  # reads only a static input: the exporter writes the steps in order
+            step = next((t for t, s in spec.spikes.items() if s is expr), len(spec.spikes))
         known = spec.spikes.get(step)
         if known is not None and known is not expr:
             raise UnsupportedOpError(f"{_origin(expr)}: neuron layer {spec.name!r} has two different spikes at step {step}")
@@ -278,6 +285,8 @@ _LAYOUT_TEXT = {
     "merged": "the merged sequence [T*N, ...]",
     "step": "one time step [N, ...]",
     "step1": "one time step [1, N, ...]",
+    "batchfirst": "the batch-first sequence [N, T, ...]",
+    "step1b": "one time step [N, 1, ...]",
 }
 
 
@@ -509,7 +518,8 @@ def _read_conv(reader: _Reader, node):
     source = reader.tensor(node, 0, ("step", "merged"))
     weight = reader.constant(node, 1, "weight")
     if weight.ndim != 4:
-        raise UnsupportedOpError(f"{describe(node)}: only 2-D convolutions are supported")
+        raise UnsupportedOpError(f"{describe(node)}: a {weight.ndim - 2}-D convolution (Conv1d) is not supported yet; "
+                                 f"only 2-D convolutions are")
     bias = reader.constant(node, 2, "bias")
     args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs),
                 dilation=tuple(attrs.get("dilations", (1, 1))), groups=attrs.get("group", 1))
@@ -567,7 +577,8 @@ def _read_flatten(reader: _Reader, node):
 def _lead_dims(reader: _Reader, layout: str) -> list[int | None]:
     """Leading (non-feature) dims of a layout; None where the batch size is dynamic."""
     n, t = reader.batch, reader.time_steps
-    return {"seq": [t, n], "merged": [None if n is None else t * n], "step": [n], "step1": [1, n]}[layout]
+    return {"seq": [t, n], "merged": [None if n is None else t * n], "step": [n], "step1": [1, n],
+            "batchfirst": [n, t], "step1b": [n, 1]}[layout]
 
 
 def _read_reshape(reader: _Reader, node):
@@ -613,9 +624,9 @@ def _read_gather(reader: _Reader, node):
     source = reader.value(node, 0)
     if isinstance(source, ShapeOf):
         raise UnsupportedOpError(f"{describe(node)}: computing with dynamic shapes is not supported")
-    source = reader.tensor(node, 0, ("seq", "step1"))
+    source = reader.tensor(node, 0, ("seq", "step1", "batchfirst"))
     index = reader.constant(node, 1, "index")
-    if attributes(node).get("axis", 0) != 0 or np.ndim(index) != 0:
+    if attributes(node).get("axis", 0) != (1 if source.layout == "batchfirst" else 0) or np.ndim(index) != 0:
         raise UnsupportedOpError(f"{describe(node)}: only Gather of one time step (a scalar index on axis 0) is supported")
     step = int(index)
     if source.layout == "step1":
@@ -659,15 +670,20 @@ def _read_squeeze(reader: _Reader, node):
 
 def _read_unsqueeze(reader: _Reader, node):
     source = reader.tensor(node, 0, ("step",))
-    if _axes(reader, node) != [0]:
+    axes = _axes(reader, node)
+    if axes == [1] and reader.batch_first:  # stacking a batch-first output [N, T, ...]
+        reader.set(node, Tensor(source.layer, "step1b", source.step))
+        return
+    if axes != [0]:
         raise UnsupportedOpError(f"{describe(node)}: only unsqueezing a time axis 0 is supported")
     reader.set(node, Tensor(source.layer, "step1", source.step))
 
 
 def _read_concat(reader: _Reader, node):
-    if attributes(node).get("axis") != 0:
+    axis = attributes(node).get("axis")
+    if axis != 0 and not (axis == 1 and reader.batch_first):
         raise UnsupportedOpError(f"{describe(node)}: only concatenating time steps (axis 0) is supported")
-    parts = [reader.tensor(node, i, ("step1",)) for i in range(len(node.input))]
+    parts = [reader.tensor(node, i, ("step1",) if axis == 0 else ("step1b",)) for i in range(len(node.input))]
     layers = {p.layer for p in parts}
     if len(layers) != 1 or [p.step for p in parts] != list(range(reader.time_steps)):
         raise UnsupportedOpError(
@@ -908,7 +924,7 @@ def _recursion(reader: _Reader, spec: NeuronSpec, step: int, notes: list) -> _Re
     terms = _subtract_foreign_spikes(terms, poly, spec, where, notes)
     names = {(): "c0", (id(potential_prev),): "a", (id(previous),): "b",
              tuple(sorted((id(potential_prev), id(previous)))): "d"}
-    current_input = reader.inputs.get((spec.inputs[0], step))
+    current_input = reader.inputs.get((spec.inputs[0], step), reader.inputs.get((spec.inputs[0], None)))
     if current_input is not None:
         names[(id(current_input),)] = "g"
     recursion = _Recursion()
@@ -944,7 +960,7 @@ def _first_step(reader: _Reader, spec: NeuronSpec) -> tuple[float, float]:
         terms = poly.expand(potential)
     except (_ReachesBack, RecursionError):
         terms = {("?",): 1.0}
-    current_input = reader.inputs.get((spec.inputs[0], 0))
+    current_input = reader.inputs.get((spec.inputs[0], 0), reader.inputs.get((spec.inputs[0], None)))
     k0 = terms.pop((), 0.0)
     g0 = terms.pop((id(current_input),), 0.0) if current_input is not None else 0.0
     if terms:
@@ -992,11 +1008,24 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a model exported with one time step shows no "
                                  f"membrane dynamics; export it with T >= 2")
     recursions = [_recursion(reader, spec, t, notes) for t in steps[1:]]
+    first = 1
+    static_start = spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], None))
+    if static_start and len(recursions) < 2:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: with a static input, a model exported with "
+                                 f"T = {reader.time_steps} does not tell its leak from its input gain; export it with T >= 3")
+    if static_start:
+        # a static input with H[0] = X: step 1 reads X once for H[0] and once for X[1], so a and g show
+        # only as their sum there; the recursion is read from step 2 on and step 1 checked against it
+        step1, recursions, first = recursions[0], recursions[1:], 2
+        merged = _Recursion(recursions[0].c0, 0.0, recursions[0].b, recursions[0].d, recursions[0].a + recursions[0].g)
+        if not step1.same_as(merged):
+            raise UnsupportedOpError(f"{_origin(spec.spikes[1])}: neuron layer {spec.name!r} computes step 1 "
+                                     f"differently from step 2 ({step1} vs {recursions[0]})")
     recursion = recursions[0]
-    for t, other in zip(steps[2:], recursions[1:]):
+    for t, other in zip(steps[first + 1:], recursions[1:]):
         if not other.same_as(recursion):
             raise UnsupportedOpError(f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} computes step {t} "
-                                     f"differently from step 1 ({other} vs {recursion})")
+                                     f"differently from step {first} ({other} vs {recursion})")
     candidates = [f for f in RESET_FORMS if f.matches(recursion, threshold)]
     if framework in PREFERS_RESET_DELAY:
         candidates.sort(key=lambda f: not f.reset_delay)
@@ -1054,22 +1083,98 @@ def detect_framework(model: onnx.ModelProto) -> str:
     return "unknown"
 
 
-def _graph_input(reader: _Reader) -> ir.Input:
+def _graph_input(reader: _Reader, notes: list) -> ir.Input:
+    """The IR input from the graph input: time-major ``[T, N, ...]`` as the profile, or lifted to it from a
+    batch-first ``[N, T, ...]`` input (read per step on axis 1) or a static ``[N, ...]`` input that the
+    model reads at every step (it goes straight into a Gemm or Conv; T is then the output's first dim)."""
     graph = reader.graph
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if len(inputs) != 1:
         raise ModelError(f"the model must have exactly one input x [T, N, ...], this one has {len(inputs)}")
-    dims = inputs[0].type.tensor_type.shape.dim
-    sizes = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    if len(sizes) < 3 or sizes[0] is None or any(s is None or s <= 0 for s in sizes[2:]):
+    name = inputs[0].name
+    sizes = _dims(inputs[0])
+    consumers = [n for n in graph.node if name in n.input]
+    per_step = [n for n in consumers if n.op_type in ("Gather", "Slice", "Split")]
+    if per_step and all(attributes(n).get("axis", 0) == 1 for n in per_step if n.op_type != "Slice"):
+        layout = "batchfirst" if any(n.op_type == "Gather" for n in per_step) else "seq"
+    elif len(sizes) == 2 or (consumers and all(n.op_type in ("Gemm", "Conv") for n in consumers)):
+        layout = "static"
+    else:
+        layout = "seq"
+    time_axis, batch_axis, features = {"seq": (0, 1, 2), "batchfirst": (1, 0, 2), "static": (None, 0, 1)}[layout]
+    output = _dims(graph.output[0]) if graph.output else []
+    time_steps = sizes[time_axis] if time_axis is not None else (output[0] if len(output) >= 3 else None)
+    if len(sizes) < 2 or time_steps is None or any(s is None or s <= 0 for s in sizes[features:]):
         raise ModelError(
-            f"input {inputs[0].name!r} must be time-major [T, N, ...] with a fixed number of time steps T "
-            f"(the exporter unrolls the time loop) and fixed feature sizes; got {sizes}"
+            f"input {name!r} must be time-major [T, N, ...] (or batch-first [N, T, ...], or a static [N, ...] "
+            f"that the model repeats over a spike record [T, N, C]) with a fixed number of time steps T (the "
+            f"exporter unrolls the time loop) and fixed feature sizes; got {sizes}"
         )
-    reader.time_steps = int(sizes[0])
-    reader.batch = sizes[1]
-    return ir.Input(inputs[0].name, shape=tuple(sizes[2:]))
+    reader.time_steps, reader.batch = int(time_steps), sizes[batch_axis]
+    shape = tuple(sizes[features:])
+    if layout == "batchfirst":
+        reader.batch_first = True
+        notes.append(f"input {name!r} is batch-first [N, T, ...] = {sizes}: the profile model takes it time-major "
+                     f"[T, N, ...] and returns its spike train time-major [T, N, C]")
+    elif layout == "static":
+        notes.append(f"input {name!r} [N, ...] = {sizes} is repeated at each of the model's T = {reader.time_steps} "
+                     f"steps: the profile model takes it time-major [T, N, ...] (static data with --encoding direct "
+                     f"is repeated so)")
+    reader.values[name] = Tensor(name, "step", None) if layout == "static" else Tensor(name, layout)
+    return ir.Input(name, shape=shape)
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+
+
+# What the IR cannot hold yet, recognised by the names exporters give it (before lifting, which
+# would only say which arithmetic it could not read): the dynamo exporter's class names ...
+_NAMED_CLASSES = (
+    ("snntorch._neurons.rleaky.", "recurrent synapses (snnTorch RLeaky) are not supported yet"),
+    ("snntorch._neurons.rsynaptic.", "recurrent synapses and synaptic current (snnTorch RSynaptic) are not supported yet"),
+    ("snntorch._neurons.synaptic.", "synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet"),
+    (".cubalifnode", "synaptic current (CubaLIF / SpikingJelly CUBALIFNode) is not supported yet"),
+    ("norse.torch.module.lif.lifcell", "synaptic current (CubaLIF / Norse LIFCell) is not supported yet"),
+)
+
+
+def _refuse_named_constructs(model: onnx.ModelProto) -> None:
+    """... and snnTorch's parameter names (legacy exports keep no class names)."""
+    classes = {p.value.lower() for n in model.graph.node for p in n.metadata_props
+               if p.key == "pkg.torch.onnx.class_hierarchy"}
+    for fingerprint, message in _NAMED_CLASSES:
+        if any(fingerprint in c for c in classes):
+            raise UnsupportedOpError(f"{message} (class {fingerprint.strip('.')!r} in the export)")
+    names = {t.name for t in model.graph.initializer}
+    for name in sorted(names):
+        if name.endswith(".recurrent.weight"):
+            raise UnsupportedOpError(f"recurrent synapses (snnTorch RLeaky / RSynaptic) are not supported yet "
+                                     f"(initializer {name!r})")
+        if name.endswith(".alpha") and f"{name[:-len('alpha')]}beta" in names:
+            raise UnsupportedOpError(f"synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet "
+                                     f"(initializers {name!r} and its beta: a synaptic and a membrane decay)")
+
+
+def _spike_output_only(model: onnx.ModelProto, notes: list) -> onnx.ModelProto:
+    """A model returning (spike record, membrane record, ...) keeps its first output: the spikes."""
+    if len(model.graph.output) <= 1:
+        return model
+    kept, dropped = model.graph.output[0], [o.name for o in model.graph.output[1:]]
+    needed, wanted = [], {kept.name}
+    for node in reversed(model.graph.node):
+        if wanted.intersection(node.output):
+            needed.append(node)
+            wanted.update(node.input)
+    pruned = onnx.ModelProto()
+    pruned.CopyFrom(model)
+    del pruned.graph.output[1:]
+    del pruned.graph.node[:]
+    pruned.graph.node.extend(reversed(needed))
+    notes.append(f"the model returns {len(model.graph.output)} outputs: kept the first, {kept.name!r} (the spike "
+                 f"record), dropped {', '.join(map(repr, dropped))} (a membrane record is not a model output here)")
+    return pruned
 
 
 def _used_layers(reader: _Reader, last: str) -> set[str]:
@@ -1083,18 +1188,24 @@ def _used_layers(reader: _Reader, last: str) -> set[str]:
     return used
 
 
-def from_model(model: onnx.ModelProto) -> ir.Graph:
-    """The IR of a ``torch.onnx.export`` of an unrolled SNN; one-line errors name what could not be lifted."""
+def from_model(model: onnx.ModelProto, framework: str | None = None) -> ir.Graph:
+    """The IR of a ``torch.onnx.export`` of an unrolled SNN; one-line errors name what could not be lifted.
+
+    ``framework`` (snntorch, spikingjelly, norse, ...) overrides :func:`detect_framework`; it sets
+    the training-only fields and snnTorch's delayed reset form.
+    """
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             hint = " (an SNN-ONNX profile model: read it with --from profile)" if node.domain == "snn" else ""
             raise UnsupportedOpError(f"unsupported op: {describe(node)} in domain {node.domain!r}{hint}")
+    _refuse_named_constructs(model)
+    notes: list[str] = []
+    model = _spike_output_only(model, notes)
     reader = _Reader(model)
-    graph_input = _graph_input(reader)
+    graph_input = _graph_input(reader, notes)
     reader.names.add(graph_input.name)
     reader.shapes[graph_input.name] = graph_input.shape
-    reader.values[graph_input.name] = Tensor(graph_input.name, "seq")
-    framework = detect_framework(model)
+    framework = framework or detect_framework(model)
     for node in model.graph.node:
         if _fold(reader, node):
             continue
@@ -1116,13 +1227,12 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
         raise ModelError(
             f"graph output {output_name!r} must be the output spike train [T, N, C] (or its mean over time)"
         )
-    notes: list[str] = []
     used = _used_layers(reader, last)
     nodes: list[ir.Node] = [graph_input]
     for spec in reader.order:
         if spec.name not in used:
             continue
-        if not spec.whole and spec.steps != set(range(reader.time_steps)):
+        if not spec.whole and spec.steps not in (set(range(reader.time_steps)), {None}):
             missing = sorted(set(range(reader.time_steps)) - spec.steps)
             raise UnsupportedOpError(
                 f"{describe(spec.origin)}: layer {spec.name!r} is missing at time step(s) {missing}; "
@@ -1134,7 +1244,8 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
         raise ModelError("no spiking neuron found: no Cast(Greater(H - v_threshold, 0)) feeds a layer or the output")
     readout = output_name if output_name not in reader.names else f"{output_name}.readout"
     nodes.append(ir.Readout(readout, (last,), mode=mode))
-    metadata = {"source_format": "torch-onnx", "source_framework": framework}
+    # the T it was unrolled over: the default time steps of evaluate / train / compress (data.model_time_steps)
+    metadata = {"source_format": "torch-onnx", "source_framework": framework, "time_steps": str(reader.time_steps)}
     if notes:
         metadata["import_notes"] = " | ".join(notes)
     return ir.Graph(nodes, metadata)

@@ -1,0 +1,95 @@
+"""How many threads the Numba kernels use: by default, the cores free when a command starts.
+
+A Numba parallel region ends only when each of its threads has done its share, so on a
+machine whose cores are busy with other work every region waits for a scheduler time
+slice: with two other CPU-bound processes on 2 cores, a 2-thread training step of the
+digits MLP took 70x its quiet time, a 1-thread step about the same as quiet
+(bench/README.md). So the default is as many threads as there are cores free at start:
+the cores this process may run on (``os.sched_getaffinity``) minus the cores that other
+processes kept busy over a short sample of ``/proc/stat`` (busy time of the machine minus
+this process's own), rounded to the nearest integer, at least 1. ``--threads`` overrides it.
+
+The count is given to Numba and to numpy's BLAS. Numba's kernels cut their work into
+pieces fixed by the data, never by the thread count, and sum the pieces in a fixed order
+(kernels/*.py), so their results do not depend on it; numpy's BLAS GEMMs (a large Linear
+layer's backward, kernels/linear.py) sum in an order that does. Results are therefore
+bit-identical per seed and thread count: pass ``--threads`` for runs that must reproduce
+bit for bit on another load.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .errors import SNNError
+from .kernels.blas import set_numpy_blas_threads
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores(seconds: float = 0.25) -> float | None:
+    """Cores kept busy by *other* processes over the next ``seconds`` (a float, 0 on an idle
+    machine), or None where ``/proc/stat`` cannot be read."""
+    start, own_start, wall_start = _machine_busy_seconds(), time.process_time(), time.monotonic()
+    if start is None:
+        return None
+    time.sleep(seconds)
+    end, own_end, wall_end = _machine_busy_seconds(), time.process_time(), time.monotonic()
+    if end is None:
+        return None
+    return max(0.0, ((end - start) - (own_end - own_start)) / max(wall_end - wall_start, 1e-9))
+
+
+def default_threads() -> tuple[int, str]:
+    """The thread count for a run started now, and how it was chosen (for a ``note:``)."""
+    import numba
+
+    cores = usable_cores()
+    busy = busy_cores()
+    if busy is None:
+        threads, why = cores, f"{cores} usable cores"
+    else:
+        threads = int(cores - busy + 0.5)
+        why = f"{max(0.0, cores - busy):.1f} of {cores} usable cores free at start"
+    return max(1, min(threads, cores, numba.config.NUMBA_NUM_THREADS)), why
+
+
+def use_threads(threads: int | None) -> tuple[int, str | None]:
+    """Set the kernels' thread count: ``threads``, or :func:`default_threads` for None.
+
+    Returns the count and, when it was chosen here, a note saying how (the CLI prints it
+    with the option that overrides it). Raises SNNError for a count below 1 or above the
+    most Numba can start (``NUMBA_NUM_THREADS``, by default the machine's cores).
+    """
+    import numba
+
+    note = None
+    if threads is None:
+        threads, why = default_threads()
+        note = f"{threads} thread{'s' if threads != 1 else ''} ({why}); --threads overrides"
+    elif threads < 1:
+        raise SNNError(f"--threads must be at least 1, got {threads}")
+    elif threads > numba.config.NUMBA_NUM_THREADS:
+        raise SNNError(f"--threads {threads} is more than the {numba.config.NUMBA_NUM_THREADS} threads Numba can "
+                       "start here (set NUMBA_NUM_THREADS to raise it)")
+    numba.set_num_threads(threads)
+    set_numpy_blas_threads(threads)
+    return threads, note
