@@ -19,7 +19,10 @@ def bench(
     repeats: int = typer.Option(100, "--repeats", help="Timed runs per batch size (after 3 warm-up runs)."),
     as_json: bool = JsonOpt,
 ):
-    """p50/p95 onnxruntime latency, throughput, file size, params and MACs of TARGET's models."""
+    """p50/p95 onnxruntime latency, throughput, file size, params and MACs of TARGET's models.
+
+    Example: snn-compress bench snn-compress-out --batch 1,64 --threads 1
+    """
     from ..latency import bench as run_bench, parse_batches
 
     costs, notes = run_bench(target, parse_batches(batch), time_steps, threads, repeats)

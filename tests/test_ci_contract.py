@@ -306,7 +306,7 @@ def test_a_first_layer_with_most_synapses_is_pruned_by_default_with_a_note(tmp_p
     assert report["prunable"] == ["fc1", "fc2"] and report["notes"]
     # a model whose first layer is small keeps it dense, as the paper does, and says nothing
     code, _, err = compress_cli(tmp_path, capsys, monkeypatch, out="small_first")
-    assert code == 0 and "note:" not in err
+    assert code == 0 and "note: the first synapse layer" not in err
     assert read_report(tmp_path / "small_first")["prunable"] == ["fc2", "fc3"]
 
 
@@ -384,7 +384,10 @@ def test_the_api_takes_every_option_of_the_command_with_the_same_default(command
     from onnx_snn_compress.cli.main import app
 
     signature = inspect.signature(getattr(api, command)).parameters
-    options = [p for p in typer.main.get_command(app).commands[command].params if p.name not in ("as_json", "config")]
+    params = typer.main.get_command(app).commands[command].params
+    assert [p.default for p in params if p.name == "quiet"] == [False]  # --quiet is the API's progress=False
+    assert signature["progress"].default is True
+    options = [p for p in params if p.name not in ("as_json", "config", "quiet")]
     for option in options:
         assert option.name in signature, option.name
         default = option.default.value if hasattr(option.default, "value") else option.default

@@ -518,7 +518,7 @@ def test_an_interruption_while_exporting_resumes_to_the_uninterrupted_result(tmp
 
 def test_resume_from_the_cli_after_ctrl_c_ends_with_the_same_report(tmp_path, capsys, monkeypatch):
     model, data = cli_files(tmp_path)
-    base = ["compress", model, "--data", data, *CLI_RUN, "--json"]
+    base = ["compress", model, "--data", data, *CLI_RUN, "--json", "--quiet"]
     code, out, _ = run_cli([*base, "--out", tmp_path / "whole"], capsys, monkeypatch)
     assert code == 0
     expected = timeless(json.loads(out))

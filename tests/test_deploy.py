@@ -306,7 +306,7 @@ def test_channel_pruning_of_a_conv_net_removes_channels_and_their_flattened_bloc
 @pytest.mark.parametrize("graph, options, fragment", [
     ("residual", ["--method", "magnitude"], "reach Add 'add'"),
     ("mlp", ["--method", "minimax"], "works with --method magnitude or gradual"),
-    ("mlp", ["--structure", "filter"], "unknown structure 'filter'"),
+    ("mlp", ["--structure", "filter"], "'filter' is not one of 'none', 'channel'"),
 ])
 def test_channel_pruning_that_cannot_be_done_gives_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, graph,
                                                                             options, fragment):
