@@ -40,7 +40,8 @@ from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
 from .pruning import FlatWeights, check_prunable, default_prunable
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
-from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
+from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
+                      resource_after)
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule
 
@@ -58,6 +59,7 @@ class CompressConfig:
     prunable: list[str] | None = None  # None: every synapse layer but the first (the paper's default)
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
+    finetune_lr_factor: float | None = None  # finetune restarts a cosine at this x lr; None: the budget's cosine goes on
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -89,6 +91,9 @@ class CompressConfig:
         for name, value in asdict(self.energy).items():
             if not (math.isfinite(value) and value >= 0):
                 raise SNNError(f"energy per operation {name} must be a finite number of pJ >= 0, got {value}")
+        if self.finetune_lr_factor is not None and not (math.isfinite(self.finetune_lr_factor)
+                                                        and self.finetune_lr_factor > 0):
+            raise SNNError(f"finetune lr factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
         if self.measure_samples < 1:
@@ -182,9 +187,15 @@ class Compression:
         total = len(config.budgets) * config.steps_per_budget
         self.trainer = Trainer(self.graph, train, val, config.train, total_steps=total)
         per_phase = CosineSchedule(config.train.lr, config.steps_per_budget)
-        if config.train.schedule == "cosine":  # restart the cosine for every budget's steps
-            self.trainer.schedule = lambda step: per_phase(step % config.steps_per_budget)
-        self.solver = Minimax(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
+        if config.method == "minimax-paper":  # the search at the base rate (its finetune: below)
+            self.search_schedule = lambda step: config.train.lr
+        elif config.train.schedule == "cosine":  # restart the cosine for every budget's steps
+            self.search_schedule = lambda step: per_phase(step % config.steps_per_budget)
+        else:
+            self.search_schedule = self.trainer.schedule
+        self.trainer.schedule = self._learning_rate
+        solver = PaperMinimax if config.method == "minimax-paper" else Minimax
+        self.solver = solver(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
         self.state = RunState()
         self.budgets = sorted(config.budgets, reverse=True)
         self.best = self.graph.copy()
@@ -193,6 +204,16 @@ class Compression:
         self.reference = self.reference_figures[config.resource]
         self._check_reachable()  # before any work, and before the caller makes an output folder
         self.dense_accuracy = self._accuracies(self.graph)
+
+    def _learning_rate(self, step: int) -> float:
+        """The weights' learning rate at trainer step ``step``: the search schedule, unless a
+        finetune restarts its own cosine at ``finetune_lr_factor`` x lr (minimax-paper: 10x)."""
+        state, config = self.state, self.config
+        factor = 10.0 if config.method == "minimax-paper" else config.finetune_lr_factor
+        if state.stage != "finetune" or factor is None:
+            return self.search_schedule(step)
+        finetune_steps = max(1, config.steps_per_budget - state.search_steps)
+        return CosineSchedule(factor * config.train.lr, finetune_steps)(state.phase_step - state.search_steps)
 
     # -- measurements --------------------------------------------------------------
     def _activity(self, graph: ir.Graph):
@@ -207,7 +228,8 @@ class Compression:
         return self.flat.flatten({name: costs[name] for name in self.layers}), fixed
 
     def _budget(self, fixed: float) -> Budget:
-        return Budget(target=self.budgets[self.state.budget_index], reference=self.reference, fixed=fixed)
+        goal = self.budgets[-1] if self.config.method == "minimax-paper" else None  # one trajectory to the last
+        return Budget(target=self.budgets[self.state.budget_index], reference=self.reference, fixed=fixed, goal=goal)
 
     def _accuracies(self, graph: ir.Graph) -> dict:
         result = {}
@@ -329,9 +351,14 @@ class Compression:
         if self.config.method == "magnitude":
             self._freeze(magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget))
         else:
-            state.solver = self.solver.start(state.hard_pruned) if self.config.method == "minimax" else None
+            if self.config.method == "minimax" or state.solver is None:  # minimax-paper: one trajectory
+                state.solver = self.solver.start(state.hard_pruned) if self._minimax else None
             state.gradual_start = resource_after(state.costs, state.hard_pruned, budget)
             state.stage = "search"
+
+    @property
+    def _minimax(self) -> bool:
+        return self.config.method in ("minimax", "minimax-paper")
 
     @property
     def _search_limit(self) -> int:
@@ -340,7 +367,7 @@ class Compression:
     def _search(self) -> None:
         state, config = self.state, self.config
         while state.stage == "search":
-            minimax = config.method == "minimax"
+            minimax = self._minimax
             self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
             state.phase_step += 1
             if state.phase_step % config.eval_every == 0 and config.resource in ("synops", "energy"):
@@ -349,7 +376,7 @@ class Compression:
             at_limit = state.phase_step >= self._search_limit
             pruned = None
             if minimax:
-                pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget)
+                pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget, self.trainer.optimizer.lr)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:
                 target = gradual_target(state.phase_step, self._search_limit, state.gradual_start, budget.target)
                 step_mask = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget, target)

@@ -65,13 +65,23 @@ class FlatWeights:
             weight = self.graph[name].weight
             weight[pruned[part].reshape(weight.shape)] = 0.0
 
-    def add_scaled_weights(self, grads: dict[str, np.ndarray], indices: np.ndarray, factor: float) -> None:
-        """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (in place)."""
+    def _local(self, indices: np.ndarray):
+        """Per layer: (name, the layer's own indices among the flat ``indices``), where there are any."""
         for name, part in self.layer_slices():
             local = indices[(indices >= part.start) & (indices < part.stop)] - part.start
             if local.size:
-                grad = grads[f"{name}.weight"].reshape(-1)
-                grad[local] += np.float32(factor) * self.graph[name].weight.reshape(-1)[local]
+                yield name, local
+
+    def add_scaled_weights(self, grads: dict[str, np.ndarray], indices: np.ndarray, factor: float) -> None:
+        """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (in place)."""
+        for name, local in self._local(indices):
+            grad = grads[f"{name}.weight"].reshape(-1)
+            grad[local] += np.float32(factor) * self.graph[name].weight.reshape(-1)[local]
+
+    def scale_weights(self, indices: np.ndarray, factor: float) -> None:
+        """``weight *= factor`` at the flat ``indices`` (in place)."""
+        for name, local in self._local(indices):
+            self.graph[name].weight.flat[local] *= np.float32(factor)
 
 
 def least(values: np.ndarray, k: int) -> np.ndarray:

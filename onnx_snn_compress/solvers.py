@@ -20,6 +20,16 @@ excess); then the least-s set is recomputed. The budget is met when pruning the
 least-s set brings the resource to ``b``. Duals are clipped, so no learning rate
 can make them overflow, and the search is bounded in steps.
 
+minimax-paper: the reference, as the authors' code runs it (with the product's fixes:
+validation snapshots, bounded search, hard masks, scale-free s steps). After
+the optimizer step the least-s weights are shrunk by the proximal operator of
+the penalty, ``w <- w / (1 + 2 lr y)``; plain gradient steps on s (as above),
+``y += lr_y * u`` and ``z += lr_z * max(0, R/R0 - b_last)``, so y and z only grow;
+the resource term aims at the *last* budget of the schedule in one trajectory,
+and each budget is a stopping point on it (the state carries over). Its
+finetune restarts at 10x the search learning rate with a cosine decay
+(``compress.py``).
+
 magnitude: prune the least-magnitude weights at once until the budget is met.
 gradual: Zhu & Gupta (2017): the resource target follows
 ``b + (r0 - b) * (1 - t / n)^3`` over the search steps, pruning by magnitude
@@ -35,7 +45,7 @@ import numpy as np
 
 from .pruning import FlatWeights, magnitude_prune_to
 
-METHODS = ("minimax", "magnitude", "gradual")
+METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 
@@ -47,6 +57,11 @@ class Budget:
     target: float  # b: the budget as a fraction of the input model's resource
     reference: float  # R0: the input model's resource
     fixed: float  # resource of synapse layers that are not pruned
+    goal: float | None = None  # what the resource dual aims at (minimax-paper: the last budget); None: target
+
+    @property
+    def aim(self) -> float:
+        return self.target if self.goal is None else self.goal
 
 
 @dataclass
@@ -107,9 +122,19 @@ class Minimax:
 
         return add
 
-    def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget):
-        """After the optimizer step: step on s, dual ascent, new least-s sets; returns the
-        pruned vector once pruning them meets the budget (``None`` otherwise)."""
+    def _ascend_y(self, y: float, mass: float) -> float:
+        """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""
+        return float(np.clip(y + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT))
+
+    def _ascend_z(self, z: float, excess: float) -> float:
+        """Dual ascent on the resource dual; ``excess``: resource after pruning minus the aim."""
+        return float(np.clip(z + self.lr_z * excess, 0.0, DUAL_LIMIT))
+
+    def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+             lr: float = 0.0):
+        """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
+        least-s sets; returns the pruned vector once pruning them meets the budget
+        (``None`` otherwise)."""
         weights = self.flat.weights()
         squared = weights * weights
         pruned = np.zeros_like(hard_pruned)
@@ -125,9 +150,8 @@ class Minimax:
                 floor = hard_pruned[group].mean()
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
             mass = float(np.sum(squared[least_set])) / (float(np.sum(squared[group])) + TINY)
-            state.y[index] = float(np.clip(state.y[index] + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT))
-        excess = resource_after(costs, pruned, budget) - budget.target
-        state.z = float(np.clip(state.z + self.lr_z * excess, 0.0, DUAL_LIMIT))
+            state.y[index] = self._ascend_y(state.y[index], mass)
+        state.z = self._ascend_z(state.z, resource_after(costs, pruned, budget) - budget.aim)
         pruned = np.zeros_like(hard_pruned)
         for least_set, _ in self._least_sets(squared, state.sigma, hard_pruned):
             pruned[least_set] = True
@@ -139,6 +163,29 @@ class Minimax:
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
             pruned = magnitude_to_budget(np.sqrt(squared), costs, hard_pruned, budget)
         return pruned
+
+
+class PaperMinimax(Minimax):
+    """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only grow."""
+
+    def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
+        return None
+
+    def _ascend_y(self, y: float, mass: float) -> float:
+        return float(np.clip(y + self.lr_y * mass, 0.0, DUAL_LIMIT))
+
+    def _ascend_z(self, z: float, excess: float) -> float:
+        return float(np.clip(z + self.lr_z * max(0.0, excess), 0.0, DUAL_LIMIT))
+
+    def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+             lr: float = 0.0):
+        """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
+        the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
+        weights = self.flat.weights()
+        for (least_set, _), y in zip(self._least_sets(weights * weights, state.sigma, hard_pruned), state.y):
+            if y > 0:
+                self.flat.scale_weights(least_set, 1.0 / (1.0 + 2.0 * lr * y))
+        return super().step(state, costs, hard_pruned, budget, lr)
 
 
 def magnitude_to_budget(magnitudes: np.ndarray, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
