@@ -38,7 +38,7 @@ from .errors import SNNError
 from .evaluate import run_model
 from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
-from .pruning import FlatWeights, check_prunable, default_prunable
+from .pruning import FlatWeights, check_prunable, default_prunable, protect_strongest
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
                       resource_after)
@@ -60,6 +60,7 @@ class CompressConfig:
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
     finetune_lr_factor: float | None = None  # finetune restarts a cosine at this x lr; None: the budget's cosine goes on
+    min_output_synapses: int = 0  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -96,6 +97,8 @@ class CompressConfig:
             raise SNNError(f"finetune lr factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+        if self.min_output_synapses < 0:
+            raise SNNError(f"min output synapses must be >= 0, got {self.min_output_synapses}")
         if self.measure_samples < 1:
             raise SNNError(f"measure samples must be at least 1, got {self.measure_samples}")
         self.train.validate()
@@ -195,7 +198,7 @@ class Compression:
             self.search_schedule = self.trainer.schedule
         self.trainer.schedule = self._learning_rate
         solver = PaperMinimax if config.method == "minimax-paper" else Minimax
-        self.solver = solver(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
+        self.solver = solver(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z, rank=self._rank)
         self.state = RunState()
         self.budgets = sorted(config.budgets, reverse=True)
         self.best = self.graph.copy()
@@ -204,6 +207,20 @@ class Compression:
         self.reference = self.reference_figures[config.resource]
         self._check_reachable()  # before any work, and before the caller makes an output folder
         self.dense_accuracy = self._accuracies(self.graph)
+
+    def _rank(self, magnitudes: np.ndarray) -> np.ndarray:
+        """The order of pruning: by magnitude, with each output neuron's ``min_output_synapses``
+        strongest synapses last (when the output layer is pruned), so no class is disconnected."""
+        output = self.graph.prunable()[-1].name
+        if self.config.min_output_synapses == 0 or output not in self.layers:
+            return magnitudes
+        part = dict(self.flat.layer_slices())[output]
+        rows = self.graph[output].weight.shape[0]
+        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses)
+
+    def _magnitudes(self) -> np.ndarray:
+        """|w| of the prunable weights, in the order of :meth:`_rank`."""
+        return self._rank(np.abs(self.flat.weights()))
 
     def _learning_rate(self, step: int) -> float:
         """The weights' learning rate at trainer step ``step``: the search schedule, unless a
@@ -349,7 +366,7 @@ class Compression:
         budget = self._budget(state.fixed)
         self._say(f"budget {budget.target:g} of {self.config.resource}: {self.config.method} search")
         if self.config.method == "magnitude":
-            self._freeze(magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget))
+            self._freeze(magnitude_to_budget(self._magnitudes(), state.costs, state.hard_pruned, budget))
         else:
             if self.config.method == "minimax" or state.solver is None:  # minimax-paper: one trajectory
                 state.solver = self.solver.start(state.hard_pruned) if self._minimax else None
@@ -379,14 +396,14 @@ class Compression:
                 pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget, self.trainer.optimizer.lr)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:
                 target = gradual_target(state.phase_step, self._search_limit, state.gradual_start, budget.target)
-                step_mask = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget, target)
+                step_mask = magnitude_to_budget(self._magnitudes(), state.costs, state.hard_pruned, budget, target)
                 if at_limit:
                     pruned = step_mask
                 else:
                     self.flat.zero(step_mask)
                     self._set_masks(step_mask)
             if pruned is None and at_limit:
-                pruned = magnitude_to_budget(np.abs(self.flat.weights()), state.costs, state.hard_pruned, budget)
+                pruned = magnitude_to_budget(self._magnitudes(), state.costs, state.hard_pruned, budget)
                 state.forced = True
                 self._say(f"  minimax did not meet the budget in {state.phase_step} steps; pruned the rest by magnitude")
             if pruned is not None:
@@ -453,7 +470,7 @@ class Compression:
             if resource_after(costs, pruned, Budget(budget_fraction, self.reference, fixed)) <= budget_fraction:
                 return rounds
             target = Budget(budget_fraction * (1.0 - 0.01 * (rounds + 1)), self.reference, fixed)
-            self.flat.zero(magnitude_to_budget(np.abs(self.flat.weights()), costs, pruned, target))
+            self.flat.zero(magnitude_to_budget(self._magnitudes(), costs, pruned, target))
         raise SNNError(f"budget {budget_fraction} could not be met after 50 rounds of extra pruning")
 
     def _export(self, budget: float, repaired: int) -> dict:

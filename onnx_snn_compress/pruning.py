@@ -101,6 +101,20 @@ def kth_smallest(values: np.ndarray, k: int) -> float:
     return float(np.partition(values, k - 1)[k - 1])
 
 
+def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int) -> np.ndarray:
+    """A copy of ``magnitudes`` in which, in each of the ``rows`` rows of the flat range ``part``
+    (one row per output neuron of a layer), the ``count`` largest are +inf: ranked last, so
+    pruned only if nothing else is left to meet a budget. Never disconnects an output neuron."""
+    ranked = magnitudes.copy()
+    block = ranked[part].reshape(rows, -1)  # a view into ``ranked``
+    if count >= block.shape[1]:
+        block[...] = np.inf
+    elif count > 0:
+        strongest = np.argpartition(-block, count - 1, axis=1)[:, :count]
+        np.put_along_axis(block, strongest, np.inf, axis=1)
+    return ranked
+
+
 def magnitude_prune_to(
     magnitudes: np.ndarray,
     costs: np.ndarray,

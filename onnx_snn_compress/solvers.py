@@ -79,10 +79,17 @@ def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> flo
     return (budget.fixed + float(np.sum(costs[~pruned]))) / budget.reference
 
 
+def unranked(magnitudes: np.ndarray) -> np.ndarray:
+    return magnitudes
+
+
 class Minimax:
+    """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
+    ``pruning.protect_strongest`` ranks protected synapses last)."""
+
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
-                 tolerance: float = 0.01):
-        self.flat, self.groups = flat, groups
+                 tolerance: float = 0.01, rank=unranked):
+        self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
@@ -92,14 +99,16 @@ class Minimax:
     def _least_sets(self, squared: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray):
         """Per group: (flat indices of the least-k weights, flat index of the next one or -1)."""
         sets = []
+        ranked = self.rank(squared)
         for group, fraction in zip(self.groups, sigma):
-            size = group.stop - group.start
-            k = min(size, max(int(math.ceil(fraction * size - 1e-9)), int(hard_pruned[group].sum())))
+            size = int(np.sum(np.isfinite(ranked[group])))  # protected ones are never in the least-s set
+            k = min(size, max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
+                              int(hard_pruned[group].sum())))
             # already pruned weights are exactly zero, so they are always among the least
             if k >= size:
-                sets.append((np.arange(group.start, group.stop), -1))
+                sets.append((np.flatnonzero(np.isfinite(ranked[group])) + group.start, -1))
                 continue
-            order = np.argpartition(squared[group], k)
+            order = np.argpartition(ranked[group], k)
             sets.append((order[:k] + group.start, int(order[k]) + group.start))
         return sets
 
@@ -161,7 +170,7 @@ class Minimax:
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
-            pruned = magnitude_to_budget(np.sqrt(squared), costs, hard_pruned, budget)
+            pruned = magnitude_to_budget(self.rank(np.sqrt(squared)), costs, hard_pruned, budget)
         return pruned
 
 
