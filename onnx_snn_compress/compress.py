@@ -52,15 +52,15 @@ REPORT = "report.json"
 
 @dataclass
 class CompressConfig:
-    budgets: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01)
+    budgets: tuple[float, ...] = (0.3, 0.2, 0.1, 0.05)  # the sample's models stay useful (docs/results.md)
     resource: str = "params"
     method: str = "minimax"
     granularity: str = "global"  # global | layer (minimax only)
     prunable: list[str] | None = None  # None: every synapse layer but the first (the paper's default)
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
-    finetune_lr_factor: float | None = None  # finetune restarts a cosine at this x lr; None: the budget's cosine goes on
-    min_output_synapses: int = 0  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
+    finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
+    min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -92,8 +92,7 @@ class CompressConfig:
         for name, value in asdict(self.energy).items():
             if not (math.isfinite(value) and value >= 0):
                 raise SNNError(f"energy per operation {name} must be a finite number of pJ >= 0, got {value}")
-        if self.finetune_lr_factor is not None and not (math.isfinite(self.finetune_lr_factor)
-                                                        and self.finetune_lr_factor > 0):
+        if not (math.isfinite(self.finetune_lr_factor) and self.finetune_lr_factor > 0):
             raise SNNError(f"finetune lr factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
@@ -223,11 +222,11 @@ class Compression:
         return self._rank(np.abs(self.flat.weights()))
 
     def _learning_rate(self, step: int) -> float:
-        """The weights' learning rate at trainer step ``step``: the search schedule, unless a
+        """The weights' learning rate at trainer step ``step``: the search schedule; each
         finetune restarts its own cosine at ``finetune_lr_factor`` x lr (minimax-paper: 10x)."""
         state, config = self.state, self.config
         factor = 10.0 if config.method == "minimax-paper" else config.finetune_lr_factor
-        if state.stage != "finetune" or factor is None:
+        if state.stage != "finetune":
             return self.search_schedule(step)
         finetune_steps = max(1, config.steps_per_budget - state.search_steps)
         return CosineSchedule(factor * config.train.lr, finetune_steps)(state.phase_step - state.search_steps)
