@@ -2,7 +2,7 @@
 
 A method sees the trainer after every optimizer step and answers with the flat
 bool vector of pruned weights once the budget is met (``None`` while it still
-searches). All three get the same number of training steps per budget; what is
+searches). All methods get the same number of training steps per budget; what is
 left of them after the search is spent finetuning with the mask frozen.
 
 minimax (Chen et al., ACM MM 2023), made robust::
@@ -18,13 +18,16 @@ straight-through gradient through ``ceil``); projected dual ascent on ``y``
 (the relative squared mass of the least-s weights) and ``z`` (the resource
 excess); then the least-s set is recomputed. The budget is met when pruning the
 least-s set brings the resource to ``b``. Duals are clipped, so no learning rate
-can make them overflow, and the search is bounded in steps.
+can make them overflow, and the search is bounded in steps. The least-s set is
+taken in the order of ``rank`` (magnitude, with protected synapses last: see
+``pruning.protect_strongest``). docs/solver.md has the whole algorithm.
 
 minimax-paper: the reference, as the authors' code runs it (with the product's fixes:
 validation snapshots, bounded search, hard masks, scale-free s steps). After
 the optimizer step the least-s weights are shrunk by the proximal operator of
 the penalty, ``w <- w / (1 + 2 lr y)``; plain gradient steps on s (as above),
-``y += lr_y * u`` and ``z += lr_z * max(0, R/R0 - b_last)``, so y and z only grow;
+``y += lr_y * m`` (``m``: the relative squared mass of the least-s set) and
+``z += lr_z * max(0, R/R0 - b_last)``, so y and z only grow;
 the resource term aims at the *last* budget of the schedule in one trajectory,
 and each budget is a stopping point on it (the state carries over). Its
 finetune restarts at 10x the search learning rate with a cosine decay

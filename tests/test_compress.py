@@ -764,7 +764,7 @@ def test_compress_with_no_arguments_compresses_the_embedded_sample(tmp_path, cap
     assert code == 0, err
     folder = tmp_path / "snn-compress-out"
     report = json.loads((folder / REPORT).read_text())
-    assert [e["budget"] for e in report["budgets"]] == [0.2, 0.1, 0.05, 0.02, 0.01]
+    assert [e["budget"] for e in report["budgets"]] == [0.3, 0.2, 0.1, 0.05]
     assert report["resource"] == "params" and report["method"] == "minimax"
     x = np.load(digits_path())["x_test"][:16]
     for entry in report["budgets"]:
@@ -775,7 +775,7 @@ def test_compress_with_no_arguments_compresses_the_embedded_sample(tmp_path, cap
         assert output.shape == (16, 10)
     assert report["budgets"][0]["accuracy"]["test"] > 0.5  # the trained sample survives the mildest budget
     lines = out.splitlines()
-    assert any(line.split()[:1] == ["0.01"] for line in lines)  # the table has a row per budget
+    assert any(line.split()[:1] == ["0.05"] for line in lines)  # the table has a row per budget
     assert f"report: snn-compress-out/{REPORT}" in out
 
 
