@@ -11,8 +11,8 @@ method, each in a fresh temporary folder (nothing of an earlier run or commit is
 ever read back), ``--jobs`` processes at a time with one thread each
 (NUMBA_NUM_THREADS=1). Then prints one markdown table per model: the test-split
 accuracy (%) of each budget's exported model, mean and (min-max) over seeds,
-with the command, the commit and the date that produced it. docs/results.md is
-this output.
+with the command, the commit and the date that produced it, each model's table
+as soon as its runs are done. docs/results.md is this output.
 
 A method may carry extra ``compress`` options, for ablations:
 ``--methods minimax "minimax --search-fraction 0.2"`` (the whole string labels the row).
@@ -86,12 +86,13 @@ def cell(values: list[float], forced: int) -> str:
 
 
 def table(model: str, methods: list[str], budgets: list[float], reports: dict) -> str:
+    """The markdown table of one model; ``reports``: (model, method, seed) -> report, of this model."""
     dense = next(iter(reports.values()))["input"]["accuracy"].get("test")
     lines = [f"### {model}" + (f" ({100 * dense:.1f} % test accuracy before compression)" if dense is not None else ""),
              "", "| method | " + " | ".join(f"{100 * b:g} %" for b in budgets) + " |",
              "|---|" + "---|" * len(budgets)]
     for method in methods:
-        runs = [report for (m, label, _), report in reports.items() if m == model and label == method]
+        runs = [report for (_, label, _), report in reports.items() if label == method]
         cells = []
         for index in range(len(budgets)):
             entries = [run["budgets"][index] for run in runs]
@@ -112,18 +113,18 @@ def main(argv=None) -> None:
     budgets = sorted(args.budgets, reverse=True)
     jobs = [(model, method, seed) for model in args.models for method in args.methods for seed in args.seeds]
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {job: pool.submit(run_one, *job, budgets, args.steps) for job in jobs}
-        reports = {job: future.result() for job, future in futures.items()}
-    minutes = (time.perf_counter() - started) / 60
     print(f"Test accuracy %, mean (min-max) over seeds {', '.join(map(str, args.seeds))}; "
           f"{args.steps} training steps per budget for every method; [n forced]: the search did not meet "
           f"the budget in n runs and the rest was pruned by magnitude.\n")
     print("```\npython bench/quality.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "\n```")
-    print(f"commit {commit()}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-          f"{len(jobs)} runs in {minutes:.0f} min with {args.jobs} jobs\n")
-    for model in args.models:
-        print(table(model, args.methods, budgets, reports) + "\n")
+    print(f"commit {commit()}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {job: pool.submit(run_one, *job, budgets, args.steps) for job in jobs}
+        for model in args.models:  # each table as soon as its runs are done
+            reports = {job: future.result() for job, future in futures.items() if job[0] == model}
+            print(table(model, args.methods, budgets, reports) + "\n", flush=True)
+    minutes = (time.perf_counter() - started) / 60
+    print(f"{len(jobs)} runs in {minutes:.0f} min with {args.jobs} jobs of one thread each")
 
 
 if __name__ == "__main__":
