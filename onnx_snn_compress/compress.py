@@ -5,10 +5,12 @@ For each budget b (a fraction of the input model's resource, largest first), in
 
 1. search: the method decides which synapses to prune (minimax: the joint
    minimax dynamics, bounded in steps and projected by magnitude if they have
-   not met the budget; magnitude: at once; gradual: the cubic schedule);
+   not met the budget; minimax-paper: the reference dynamics on one trajectory
+   to the last budget; magnitude: at once; gradual: the cubic schedule);
 2. finetune with the mask frozen (hard: zero weights, gradients and moments),
-   validating every ``eval_every`` steps and keeping the best snapshot on the
-   validation split;
+   the learning rate restarted at ``finetune_lr_factor`` x lr with a cosine
+   decay, validating every ``eval_every`` steps and keeping the best snapshot on
+   the validation split;
 3. for firing-rate-aware resources, prune more if finetuning raised the rates
    above the budget (``repaired``), so the exported model always meets it;
 4. export the model in the profile, evaluate it in the simulator and in
