@@ -23,8 +23,8 @@ a training step of the same model: forward + loss + backward + Adam (the core of
 the embedded digits. The operations inside them are also timed one by one, on the
 same weights, to show which dominates.
 
-Models: the two samples (``digits_mlp``, ``digits_conv``) with the paper's default
-prunable layers (all synapse layers but the first), and ``synthetic``: an MLP
+Models: the four samples (``digits_mlp``, ``digits_conv``, ``mnist_mlp``, ``mnist_conv``, each
+on its own data) with the paper's default prunable layers (all synapse layers but the first), and ``synthetic``: an MLP
 64 -> H -> H -> 10 of the samples' LIF neurons with H chosen so that the prunable
 layers (H -> H and H -> 10) hold ``--synthetic-weights`` synapses (10 M: H = 3,157).
 Its random weights are scaled so that its hidden layers fire; it is not trained.
@@ -50,7 +50,7 @@ def parse_args():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--time-steps", type=int, default=8)
     parser.add_argument("--synthetic-weights", type=float, default=10e6)
-    parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "synthetic"])
+    parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "mnist_mlp", "mnist_conv", "synthetic"])
     parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
     return parser.parse_args()
 
@@ -62,7 +62,7 @@ if ARGS is not None:
 
 import numba
 import numpy as np
-from onnx_snn_compress.samples import digits_path, sample_model_path
+from onnx_snn_compress.samples import digits_path, sample_data_path, sample_model_path
 
 from onnx_snn_compress import backprop, ir
 from onnx_snn_compress.backprop import backward, forward_train, trainable
@@ -100,10 +100,10 @@ def model(name: str, synthetic_weights: float) -> ir.Graph:
 
 
 # -- the training step -----------------------------------------------------------------
-def training_step_seconds(graph: ir.Graph, batch: int, time_steps: int, repeats: int):
-    """Median training step and its parts; also each Linear backward's time beside what
-    numpy's own (multi-threaded BLAS) GEMMs of the same shapes take."""
-    data = load_for_model(digits_path(), graph.input.shape, graph.num_classes, "train", time_steps)
+def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: int, repeats: int):
+    """Median training step and its parts (on the data at ``data_path``); also each Linear
+    backward's time beside what numpy's own (multi-threaded BLAS) GEMMs of the same shapes take."""
+    data = load_for_model(data_path, graph.input.shape, graph.num_classes, "train", time_steps)
     x, y = data.inputs(slice(0, batch)), data.y[:batch]
     optimizer = Adam(trainable(graph), lr=1e-4)
     rng = np.random.default_rng(0)
@@ -261,7 +261,8 @@ def main() -> None:
         total_weights = sum(node.weight.size for node in graph.prunable())
         with OtherLoad() as load:
             step_seconds, parts, rates, grads, linear = training_step_seconds(
-                graph, args.batch, args.time_steps, args.train_repeats)
+                graph, digits_path() if name == "synthetic" else sample_data_path(name), args.batch, args.time_steps,
+                args.train_repeats)
         rates_text = ", ".join(f"{k} {v:.3f}" for k, v in rates.items())
         print()
         print(f"== {name}: {total_weights:,} synapses; firing rates {rates_text}")

@@ -115,6 +115,9 @@ def compress(
     prune: Sequence[str] | None = None,
     out: str | Path = "snn-compress-out",
     steps_per_budget: int = 300,
+    search_fraction: float = 0.5,
+    finetune_lr_factor: float = 10.0,
+    min_output_synapses: int = 1,
     eval_every: int = 50,
     lr: float = 1e-3,
     batch_size: int = 64,
@@ -150,8 +153,8 @@ def compress(
     ``snn-compress schema``) and ``out/config.toml`` (these options; ``snn-compress
     compress --config out/config.toml`` repeats the run). Without ``model`` the
     embedded digits conv sample is compressed, without ``data`` the embedded digits.
-    Budgets are fractions of the input model's ``resource`` in (0, 1] (default 0.2,
-    0.1, 0.05, 0.02, 0.01). Gates: see :mod:`onnx_snn_compress.gates`; a failed gate
+    Budgets are fractions of the input model's ``resource`` in (0, 1] (default 0.3,
+    0.2, 0.1, 0.05). Gates: see :mod:`onnx_snn_compress.gates`; a failed gate
     does not raise, it sets ``passed`` to false. Notes on what was assumed go to ``log``.
     Raises SNNError on bad input; KeyboardInterrupt leaves a checkpoint for ``resume``.
     A folder that holds a run is refused unless ``resume`` or ``overwrite`` (which
@@ -194,7 +197,8 @@ def compress(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
         resource=resource, method=method, granularity=granularity, structure=structure,
         prunable=list(prune) if prune else None, storage=storage, remove_dead=remove_dead,
-        steps_per_budget=steps_per_budget, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
+        steps_per_budget=steps_per_budget, search_fraction=search_fraction, finetune_lr_factor=finetune_lr_factor,
+        min_output_synapses=min_output_synapses, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
         energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac), measure_samples=measure_samples,
         train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=progress),
     )

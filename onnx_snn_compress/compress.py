@@ -5,10 +5,12 @@ For each budget b (a fraction of the input model's resource, largest first), in
 
 1. search: the method decides which synapses to prune (minimax: the joint
    minimax dynamics, bounded in steps and projected by magnitude if they have
-   not met the budget; magnitude: at once; gradual: the cubic schedule);
+   not met the budget; minimax-paper: the reference dynamics on one trajectory
+   to the last budget; magnitude: at once; gradual: the cubic schedule);
 2. finetune with the mask frozen (hard: zero weights, gradients and moments),
-   validating every ``eval_every`` steps and keeping the best snapshot on the
-   validation split;
+   the learning rate restarted at ``finetune_lr_factor`` x lr with a cosine
+   decay, validating every ``eval_every`` steps and keeping the best snapshot on
+   the validation split;
 3. for firing-rate-aware resources, prune more if finetuning raised the rates
    above the budget (``repaired``), so the exported model always meets it;
 4. export the model in the profile, evaluate it in the simulator and in
@@ -40,13 +42,14 @@ from .evaluate import run_model
 from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
 from .progress import Progress
-from .pruning import FlatWeights, choose_prunable
+from .pruning import FlatWeights, choose_prunable, protect_strongest
 from .report import percent
 from .profile import STORAGES
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .shrink import remove_dead
 from .structured import STRUCTURES, channel_groups, prune_groups
-from .solvers import METHODS, Budget, Minimax, MinimaxState, gradual_target, magnitude_to_budget, resource_after
+from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
+                      resource_after)
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule
 from .schema import REPORT_SCHEMA_VERSION
@@ -58,13 +61,15 @@ MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and ke
 
 @dataclass
 class CompressConfig:
-    budgets: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01)
+    budgets: tuple[float, ...] = (0.3, 0.2, 0.1, 0.05)  # the sample's models stay useful (docs/results.md)
     resource: str = "params"
     method: str = "minimax"
     granularity: str = "global"  # global | layer (minimax only)
     prunable: list[str] | None = None  # None: pruning.default_prunable (all but the first, unless it holds most)
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
+    finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
+    min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -101,11 +106,15 @@ class CompressConfig:
         for name, value in asdict(self.energy).items():
             if not 0 <= value <= MAX_ENERGY_PJ:  # false for NaN too
                 raise SNNError(f"energy per operation {name} must lie in [0, {MAX_ENERGY_PJ:g}] pJ, got {value}")
+        if not (math.isfinite(self.finetune_lr_factor) and self.finetune_lr_factor > 0):
+            raise SNNError(f"finetune lr factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+        if self.min_output_synapses < 0:
+            raise SNNError(f"min output synapses must be >= 0, got {self.min_output_synapses}")
         if self.structure not in STRUCTURES:
             raise SNNError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
-        if self.structure == "channel" and self.method == "minimax":
+        if self.structure == "channel" and self.method in ("minimax", "minimax-paper"):
             raise SNNError("--structure channel works with --method magnitude or gradual; "
                            "the minimax solver prunes single synapses")
         if self.storage not in STORAGES:
@@ -224,9 +233,15 @@ class Compression:
         measure = val if val is not None else train
         self.measure_x = measure.inputs(slice(0, config.measure_samples))
         per_phase = CosineSchedule(config.train.lr, config.steps_per_budget)
-        if config.train.schedule == "cosine":  # restart the cosine for every budget's steps
-            self.trainer.schedule = lambda step: per_phase(step % config.steps_per_budget)
-        self.solver = Minimax(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
+        if config.method == "minimax-paper":  # the search at the base rate (its finetune: below)
+            self.search_schedule = lambda step: config.train.lr
+        elif config.train.schedule == "cosine":  # restart the cosine for every budget's steps
+            self.search_schedule = lambda step: per_phase(step % config.steps_per_budget)
+        else:
+            self.search_schedule = self.trainer.schedule
+        self.trainer.schedule = self._learning_rate
+        solver = PaperMinimax if config.method == "minimax-paper" else Minimax
+        self.solver = solver(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z, rank=self._rank)
         self.state = RunState()
         self.budgets = sorted(config.budgets, reverse=True)
         self.best = self.graph.copy()
@@ -236,6 +251,30 @@ class Compression:
         self._check_reachable()  # before any work, and before the caller makes an output folder
         self.dense_accuracy = self._accuracies(self.graph)
         self.timings["prepare"] = time.perf_counter() - started
+
+    def _rank(self, magnitudes: np.ndarray) -> np.ndarray:
+        """The order of pruning: by magnitude, with each output neuron's ``min_output_synapses``
+        strongest synapses last (when the output layer is pruned), so no class is disconnected."""
+        output = self.graph.prunable()[-1].name
+        if self.config.min_output_synapses == 0 or output not in self.layers:
+            return magnitudes
+        part = dict(self.flat.layer_slices())[output]
+        rows = self.graph[output].weight.shape[0]
+        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses)
+
+    def _magnitudes(self) -> np.ndarray:
+        """|w| of the prunable weights, in the order of :meth:`_rank`."""
+        return self._rank(np.abs(self.flat.weights()))
+
+    def _learning_rate(self, step: int) -> float:
+        """The weights' learning rate at trainer step ``step``: the search schedule; each
+        finetune restarts its own cosine at ``finetune_lr_factor`` x lr (minimax-paper: 10x)."""
+        state, config = self.state, self.config
+        factor = 10.0 if config.method == "minimax-paper" else config.finetune_lr_factor
+        if state.stage != "finetune":
+            return self.search_schedule(step)
+        finetune_steps = max(1, config.steps_per_budget - state.search_steps)
+        return CosineSchedule(factor * config.train.lr, finetune_steps)(state.phase_step - state.search_steps)
 
     # -- measurements --------------------------------------------------------------
     def _activity(self, graph: ir.Graph):
@@ -250,7 +289,8 @@ class Compression:
         return self.flat.flatten({name: costs[name] for name in self.layers}), fixed
 
     def _budget(self, fixed: float) -> Budget:
-        return Budget(target=self.budgets[self.state.budget_index], reference=self.reference, fixed=fixed)
+        goal = self.budgets[-1] if self.config.method == "minimax-paper" else None  # one trajectory to the last
+        return Budget(target=self.budgets[self.state.budget_index], reference=self.reference, fixed=fixed, goal=goal)
 
     def _accuracies(self, graph: ir.Graph) -> dict:
         result = {}
@@ -432,9 +472,14 @@ class Compression:
         if self.config.method == "magnitude":
             self._freeze(self._by_magnitude(state.costs, state.hard_pruned, budget))
         else:
-            state.solver = self.solver.start(state.hard_pruned) if self.config.method == "minimax" else None
+            if self.config.method == "minimax" or state.solver is None:  # minimax-paper: one trajectory
+                state.solver = self.solver.start(state.hard_pruned) if self._minimax else None
             state.gradual_start = resource_after(state.costs, state.hard_pruned, budget)
             state.stage = "search"
+
+    @property
+    def _minimax(self) -> bool:
+        return self.config.method in ("minimax", "minimax-paper")
 
     @property
     def _search_limit(self) -> int:
@@ -443,7 +488,7 @@ class Compression:
     def _search(self) -> None:
         state, config = self.state, self.config
         while state.stage == "search":
-            minimax = config.method == "minimax"
+            minimax = self._minimax
             loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
             state.phase_step += 1
             self._advance(loss)
@@ -453,7 +498,7 @@ class Compression:
             at_limit = state.phase_step >= self._search_limit
             pruned = None
             if minimax:
-                pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget)
+                pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget, self.trainer.optimizer.lr)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:
                 target = gradual_target(state.phase_step, self._search_limit, state.gradual_start, budget.target)
                 step_mask = self._by_magnitude(state.costs, state.hard_pruned, budget, target)
@@ -477,7 +522,7 @@ class Compression:
         """Prune by magnitude until the resource is at most ``target`` (default: the budget):
         the least synapses, or with ``structure="channel"`` the least-L2-norm channels (structured.py)."""
         if self.channel_groups is None:
-            return magnitude_to_budget(np.abs(self.flat.weights()), costs, hard_pruned, budget, target)
+            return magnitude_to_budget(self._magnitudes(), costs, hard_pruned, budget, target)
         target = budget.target if target is None else target
         excess = (resource_after(costs, hard_pruned, budget) - target) * budget.reference
         return prune_groups(self.channel_groups, self.flat.weights(), costs, hard_pruned, excess)

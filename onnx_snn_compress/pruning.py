@@ -87,13 +87,23 @@ class FlatWeights:
             weight = self.graph[name].weight
             weight[pruned[part].reshape(weight.shape)] = 0.0
 
-    def add_scaled_weights(self, grads: dict[str, np.ndarray], indices: np.ndarray, factor: float) -> None:
-        """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (in place)."""
+    def _local(self, indices: np.ndarray):
+        """Per layer: (name, the layer's own indices among the flat ``indices``), where there are any."""
         for name, part in self.layer_slices():
             local = indices[(indices >= part.start) & (indices < part.stop)] - part.start
             if local.size:
-                grad = grads[f"{name}.weight"].reshape(-1)
-                grad[local] += np.float32(factor) * self.graph[name].weight.reshape(-1)[local]
+                yield name, local
+
+    def add_scaled_weights(self, grads: dict[str, np.ndarray], indices: np.ndarray, factor: float) -> None:
+        """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (in place)."""
+        for name, local in self._local(indices):
+            grad = grads[f"{name}.weight"].reshape(-1)
+            grad[local] += np.float32(factor) * self.graph[name].weight.reshape(-1)[local]
+
+    def scale_weights(self, indices: np.ndarray, factor: float) -> None:
+        """``weight *= factor`` at the flat ``indices`` (in place)."""
+        for name, local in self._local(indices):
+            self.graph[name].weight.flat[local] *= np.float32(factor)
 
 
 def least(values: np.ndarray, k: int) -> np.ndarray:
@@ -111,6 +121,20 @@ def kth_smallest(values: np.ndarray, k: int) -> float:
     if k > values.size:
         return np.inf
     return float(np.partition(values, k - 1)[k - 1])
+
+
+def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int) -> np.ndarray:
+    """A copy of ``magnitudes`` in which, in each of the ``rows`` rows of the flat range ``part``
+    (one row per output neuron of a layer), the ``count`` largest are +inf: ranked last, so
+    pruned only if nothing else is left to meet a budget. Never disconnects an output neuron."""
+    ranked = magnitudes.copy()
+    block = ranked[part].reshape(rows, -1)  # a view into ``ranked``
+    if count >= block.shape[1]:
+        block[...] = np.inf
+    elif count > 0:
+        strongest = np.argpartition(-block, count - 1, axis=1)[:, :count]
+        np.put_along_axis(block, strongest, np.inf, axis=1)
+    return ranked
 
 
 def magnitude_prune_to(

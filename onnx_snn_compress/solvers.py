@@ -2,7 +2,7 @@
 
 A method sees the trainer after every optimizer step and answers with the flat
 bool vector of pruned weights once the budget is met (``None`` while it still
-searches). All three get the same number of training steps per budget; what is
+searches). All methods get the same number of training steps per budget; what is
 left of them after the search is spent finetuning with the mask frozen.
 
 minimax (Chen et al., ACM MM 2023), made robust::
@@ -18,7 +18,20 @@ straight-through gradient through ``ceil``); projected dual ascent on ``y``
 (the relative squared mass of the least-s weights) and ``z`` (the resource
 excess); then the least-s set is recomputed. The budget is met when pruning the
 least-s set brings the resource to ``b``. Duals are clipped, so no learning rate
-can make them overflow, and the search is bounded in steps.
+can make them overflow, and the search is bounded in steps. The least-s set is
+taken in the order of ``rank`` (magnitude, with protected synapses last: see
+``pruning.protect_strongest``). docs/solver.md has the whole algorithm.
+
+minimax-paper: the reference, as the authors' code runs it (with the product's fixes:
+validation snapshots, bounded search, hard masks, scale-free s steps). After
+the optimizer step the least-s weights are shrunk by the proximal operator of
+the penalty, ``w <- w / (1 + 2 lr y)``; plain gradient steps on s (as above),
+``y += lr_y * m`` (``m``: the relative squared mass of the least-s set) and
+``z += lr_z * max(0, R/R0 - b_last)``, so y and z only grow;
+the resource term aims at the *last* budget of the schedule in one trajectory,
+and each budget is a stopping point on it (the state carries over). Its
+finetune restarts at 10x the search learning rate with a cosine decay
+(``compress.py``).
 
 magnitude: prune the least-magnitude weights at once until the budget is met.
 gradual: Zhu & Gupta (2017): the resource target follows
@@ -35,7 +48,7 @@ import numpy as np
 
 from .pruning import FlatWeights, magnitude_prune_to
 
-METHODS = ("minimax", "magnitude", "gradual")
+METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 
@@ -47,6 +60,11 @@ class Budget:
     target: float  # b: the budget as a fraction of the input model's resource
     reference: float  # R0: the input model's resource
     fixed: float  # resource of synapse layers that are not pruned
+    goal: float | None = None  # what the resource dual aims at (minimax-paper: the last budget); None: target
+
+    @property
+    def aim(self) -> float:
+        return self.target if self.goal is None else self.goal
 
 
 @dataclass
@@ -64,10 +82,17 @@ def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> flo
     return (budget.fixed + float(np.sum(costs[~pruned]))) / budget.reference
 
 
+def unranked(magnitudes: np.ndarray) -> np.ndarray:
+    return magnitudes
+
+
 class Minimax:
+    """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
+    ``pruning.protect_strongest`` ranks protected synapses last)."""
+
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
-                 tolerance: float = 0.01):
-        self.flat, self.groups = flat, groups
+                 tolerance: float = 0.01, rank=unranked):
+        self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
@@ -77,14 +102,16 @@ class Minimax:
     def _least_sets(self, squared: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray):
         """Per group: (flat indices of the least-k weights, flat index of the next one or -1)."""
         sets = []
+        ranked = self.rank(squared)
         for group, fraction in zip(self.groups, sigma):
-            size = group.stop - group.start
-            k = min(size, max(int(math.ceil(fraction * size - 1e-9)), int(hard_pruned[group].sum())))
+            size = int(np.sum(np.isfinite(ranked[group])))  # protected ones are never in the least-s set
+            k = min(size, max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
+                              int(hard_pruned[group].sum())))
             # already pruned weights are exactly zero, so they are always among the least
             if k >= size:
-                sets.append((np.arange(group.start, group.stop), -1))
+                sets.append((np.flatnonzero(np.isfinite(ranked[group])) + group.start, -1))
                 continue
-            order = np.argpartition(squared[group], k)
+            order = np.argpartition(ranked[group], k)
             sets.append((order[:k] + group.start, int(order[k]) + group.start))
         return sets
 
@@ -107,9 +134,19 @@ class Minimax:
 
         return add
 
-    def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget):
-        """After the optimizer step: step on s, dual ascent, new least-s sets; returns the
-        pruned vector once pruning them meets the budget (``None`` otherwise)."""
+    def _ascend_y(self, y: float, mass: float) -> float:
+        """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""
+        return float(np.clip(y + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT))
+
+    def _ascend_z(self, z: float, excess: float) -> float:
+        """Dual ascent on the resource dual; ``excess``: resource after pruning minus the aim."""
+        return float(np.clip(z + self.lr_z * excess, 0.0, DUAL_LIMIT))
+
+    def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+             lr: float = 0.0):
+        """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
+        least-s sets; returns the pruned vector once pruning them meets the budget
+        (``None`` otherwise)."""
         weights = self.flat.weights()
         squared = weights * weights
         pruned = np.zeros_like(hard_pruned)
@@ -125,9 +162,8 @@ class Minimax:
                 floor = hard_pruned[group].mean()
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
             mass = float(np.sum(squared[least_set])) / (float(np.sum(squared[group])) + TINY)
-            state.y[index] = float(np.clip(state.y[index] + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT))
-        excess = resource_after(costs, pruned, budget) - budget.target
-        state.z = float(np.clip(state.z + self.lr_z * excess, 0.0, DUAL_LIMIT))
+            state.y[index] = self._ascend_y(state.y[index], mass)
+        state.z = self._ascend_z(state.z, resource_after(costs, pruned, budget) - budget.aim)
         pruned = np.zeros_like(hard_pruned)
         for least_set, _ in self._least_sets(squared, state.sigma, hard_pruned):
             pruned[least_set] = True
@@ -137,8 +173,31 @@ class Minimax:
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
-            pruned = magnitude_to_budget(np.sqrt(squared), costs, hard_pruned, budget)
+            pruned = magnitude_to_budget(self.rank(np.sqrt(squared)), costs, hard_pruned, budget)
         return pruned
+
+
+class PaperMinimax(Minimax):
+    """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only grow."""
+
+    def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
+        return None
+
+    def _ascend_y(self, y: float, mass: float) -> float:
+        return float(np.clip(y + self.lr_y * mass, 0.0, DUAL_LIMIT))
+
+    def _ascend_z(self, z: float, excess: float) -> float:
+        return float(np.clip(z + self.lr_z * max(0.0, excess), 0.0, DUAL_LIMIT))
+
+    def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+             lr: float = 0.0):
+        """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
+        the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
+        weights = self.flat.weights()
+        for (least_set, _), y in zip(self._least_sets(weights * weights, state.sigma, hard_pruned), state.y):
+            if y > 0:
+                self.flat.scale_weights(least_set, 1.0 / (1.0 + 2.0 * lr * y))
+        return super().step(state, costs, hard_pruned, budget, lr)
 
 
 def magnitude_to_budget(magnitudes: np.ndarray, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,

@@ -18,7 +18,7 @@ from onnx_snn_compress.backends.onnx_profile import to_model
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_with_proto
 from onnx_snn_compress.runtime import run, session
-from onnx_snn_compress.samples import SAMPLE_MODELS, digits_path, sample_model_path
+from onnx_snn_compress.samples import SAMPLE_MODELS, sample_data_path, sample_model_path
 from onnx_snn_compress.simulate import FORWARD, Trace, simulate
 
 from graphs import random_input, snn_graphs
@@ -53,7 +53,7 @@ def compare(graph: ir.Graph, x: np.ndarray, model=None):
 @pytest.mark.parametrize("encoding", ["direct", "poisson"])
 def test_simulator_agrees_with_onnxruntime_on_the_sample_models(name, encoding):
     graph, model = load_with_proto(sample_model_path(name))
-    data = load_for_model(digits_path(), graph.input.shape, graph.num_classes, split="test", encoding=encoding)
+    data = load_for_model(sample_data_path(name), graph.input.shape, graph.num_classes, split="test", encoding=encoding)
     x = data.inputs()
     agreement, sim, ort = compare(graph, x, model)
     assert agreement >= 0.9999

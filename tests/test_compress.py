@@ -421,7 +421,8 @@ def test_weights_already_zero_in_the_input_model_stay_pruned_from_the_first_step
 # ---------------------------------------------------------------------------
 # Determinism
 # ---------------------------------------------------------------------------
-@pytest.mark.parametrize("method, resource", [("minimax", "synops"), ("gradual", "params"), ("magnitude", "energy")])
+@pytest.mark.parametrize("method, resource", [("minimax", "synops"), ("gradual", "params"), ("magnitude", "energy"),
+                                              ("minimax-paper", "params")])
 def test_the_same_seed_gives_the_same_report_and_models(tmp_path, method, resource):
     graph = tiny_mlp()
     budgets = reachable_budgets(graph, resource)
@@ -467,6 +468,8 @@ def interrupt_after(monkeypatch, steps: int) -> None:
     ("magnitude", "macs", 12),
     ("minimax-layer", "synops", 9),  # one pruning amount per layer
     ("minimax-poisson", "synops", 24),  # spikes drawn from the data seed
+    ("minimax-paper", "params", 14),  # the finetune at 10x lr
+    ("minimax-paper", "params", 23),  # the second budget's search, on the trajectory of the first
 ])
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, method, resource, steps):
     graph = tiny_mlp()
@@ -770,7 +773,7 @@ def test_compress_with_no_arguments_compresses_the_embedded_sample(tmp_path, cap
     assert code == 0, err
     folder = tmp_path / "snn-compress-out"
     report = json.loads((folder / REPORT).read_text())
-    assert [e["budget"] for e in report["budgets"]] == [0.2, 0.1, 0.05, 0.02, 0.01]
+    assert [e["budget"] for e in report["budgets"]] == [0.3, 0.2, 0.1, 0.05]
     assert report["resource"] == "params" and report["method"] == "minimax"
     x = np.load(digits_path())["x_test"][:16]
     for entry in report["budgets"]:
@@ -781,7 +784,54 @@ def test_compress_with_no_arguments_compresses_the_embedded_sample(tmp_path, cap
         assert output.shape == (16, 10)
     assert report["budgets"][0]["accuracy"]["test"] > 0.5  # the trained sample survives the mildest budget
     lines = out.splitlines()
-    assert any(line.split()[:1] == ["0.01"] for line in lines)  # the table has a row per budget
+    assert any(line.split()[:1] == ["0.05"] for line in lines)  # the table has a row per budget
     assert f"report: snn-compress-out/{REPORT}" in out
     if importlib.util.find_spec("matplotlib") is not None:  # the README's first command installs the plot extra
         assert (folder / "curve.png").stat().st_size > 0 and (folder / "curve.svg").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------
+# minimax-paper, the reference; the output layer kept connected
+# ---------------------------------------------------------------------------
+def test_minimax_paper_duals_only_grow_and_its_finetune_restarts_at_ten_times_the_lr(tmp_path):
+    graph = tiny_mlp()
+    run = start(graph, tmp_path, method="minimax-paper", budgets=(0.6, 0.35))
+    original, seen = run.trainer.train_step, []
+
+    def watched_step(penalty=None):
+        result = original(penalty)
+        state = run.state
+        seen.append((state.stage, state.phase_step, run.trainer.optimizer.lr,
+                     None if state.solver is None else (state.solver.y.copy(), state.solver.z)))
+        return result
+
+    run.trainer.train_step = watched_step
+    report = run.run()
+    duals = [d for *_, d in seen if d is not None]
+    assert all(np.all(b[0] >= a[0]) and b[1] >= a[1] for a, b in zip(duals, duals[1:]))  # y, z never fall
+    assert duals[-1][1] > 0
+    lr = run.config.train.lr
+    searches = [(step, rate) for stage, step, rate, _ in seen if stage == "search"]
+    assert all(rate == lr for _, rate in searches)
+    for entry in report["budgets"]:
+        if entry["finetune_steps"] > 0:  # the first finetune step of the budget: 10x the search's lr
+            first = [rate for stage, step, rate, _ in seen if stage == "finetune" and step == entry["search_steps"]]
+            assert first and first[0] == pytest.approx(10 * lr)
+
+
+def test_minimax_paper_aims_its_resource_dual_at_the_last_budget(tmp_path):
+    graph = tiny_mlp()
+    run = start(graph, tmp_path, method="minimax-paper", budgets=(0.6, 0.35))
+    assert run._budget(0.0).aim == 0.35 and run._budget(0.0).target == 0.6
+    plain = start(graph, tmp_path / "plain", method="minimax", budgets=(0.6, 0.35))
+    assert plain._budget(0.0).aim == 0.6
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_output_neuron_keeps_its_strongest_synapses_when_asked(tmp_path, method):
+    graph = tiny_mlp()
+    changes = dict(method=method, budgets=(0.3, 0.05), prunable=["fc1", "fc2", "fc3"], min_output_synapses=2)
+    report = compress(graph, tmp_path, **changes)
+    models = check_exported(report, tmp_path, graph, config(**changes))
+    for model in models:
+        assert np.all(np.count_nonzero(model["fc3"].weight, axis=1) >= 2)
