@@ -63,6 +63,11 @@ def main() -> None:
     assert images.shape == (1797, 8, 8) and images.min() == 0 and images.max() == 16
     x = (images / 16.0).astype(np.float32)[:, None, :, :]
 
+    write_splits(x, labels, args.output)
+
+
+def write_splits(x: np.ndarray, labels: np.ndarray, output: Path) -> None:
+    """Split (x, labels) with :func:`stratified_split` and SEED; save the npz layout above."""
     split = stratified_split(labels, SEED)
     arrays = {}
     for name, key in (("train", ""), ("val", "_val"), ("test", "_test")):
@@ -71,10 +76,10 @@ def main() -> None:
     assert sum(len(i) for i in split.values()) == len(labels)
     assert len(np.unique(np.concatenate(list(split.values())))) == len(labels)
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.output, **arrays)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(output, **arrays)
     sizes = ", ".join(f"{name} {len(idx)}" for name, idx in split.items())
-    print(f"wrote {args.output} ({args.output.stat().st_size} bytes): {sizes}")
+    print(f"wrote {output} ({output.stat().st_size} bytes): {sizes}")
 
 
 if __name__ == "__main__":

