@@ -451,3 +451,13 @@ def test_the_documented_workflow_passes_on_the_sample_and_fails_on_an_unmet_gate
     # an accuracy no model reaches: the compress step exits 1, its report is there for the artifact
     assert run_workflow(tmp_path / "fail", "1.0") == [0, 1]
     assert read_report(tmp_path / "fail" / "out")["gates"]["passed"] is False
+
+
+def test_the_schema_names_every_method_resource_and_granularity_the_tool_has():
+    from onnx_snn_compress.resources import RESOURCES
+    from onnx_snn_compress.solvers import METHODS
+
+    properties = report_schema()["properties"]
+    assert properties["method"]["enum"] == list(METHODS)
+    assert properties["granularity"]["enum"] == ["global", "layer"]
+    assert report_schema()["$defs"]["resource"]["enum"] == list(RESOURCES)

@@ -732,7 +732,7 @@ def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, c
     ("--budget", "nan", "outside (0, 1]"),
     ("--budget", "inf", "outside (0, 1]"),
     ("--resource", "flops", "'flops' is not one of 'params', 'macs', 'synops', 'energy'"),
-    ("--method", "random", "'random' is not one of 'minimax', 'magnitude', 'gradual'"),
+    ("--method", "random", "'random' is not one of 'minimax', 'minimax-paper', 'magnitude', 'gradual'"),
     ("--granularity", "channel", "'channel' is not one of 'global', 'layer'"),
     ("--dual-lr-y", "inf", "dual_lr_y"),
     ("--dual-lr-z", "-1", "dual_lr_z"),
