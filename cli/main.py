@@ -96,8 +96,7 @@ def _run() -> int:
     try:
         result = app(standalone_mode=False)  # parse errors reach us instead of a usage box
         return result if isinstance(result, int) else 0
-    except click_errors.NoArgsIsHelpError as error:  # `snn-compress` alone shows the help
-        typer.echo(error.ctx.get_help())
+    except click_errors.NoArgsIsHelpError:  # `snn-compress` alone: Typer has printed the help already
         return 0
     except click_errors.UsageError as error:
         command = error.ctx.command_path if error.ctx is not None else "snn-compress"

@@ -130,7 +130,7 @@ def evaluate(
 
     Example: snn-compress evaluate runs/model/budget_0.1/model.onnx --data data.npz --runtime onnxruntime
 
-    Exit codes: 0 done, 1 a quality gate failed, 2 bad input.
+    Exit codes: 0 done, 1 a quality gate failed, 2 bad input, 130 interrupted.
     """
     from ..api import evaluate as run_evaluation
 

@@ -61,7 +61,7 @@ def train(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                          schedule=schedule, loss=loss, seed=seed, progress=not quiet)
     config.validate()
-    check_output_file(out, {"the input model": source, "the --data file": data}, "--out")
+    check_output_file(out, {"the input model": source, "the --data file": data}, "--out", kinds=(".onnx",))
     graph = load_source(source, source_format, dt, nir_reset, framework)[0]
     time_steps = source_time_steps(graph, time_steps)
     train_data, val_data, test_data = load_splits_for_model(

@@ -76,7 +76,7 @@ def evaluate(
     check_run(graph, (data,), batch_size)
     progress = Progress(quiet=True) if progress is None else progress
     if runtime == "sim":
-        progress.say_if_compiling()
+        progress.say_if_compiling(training=False)
     with progress.task(f"evaluate ({runtime})", len(data), unit="samples") as task:
         result = run_model(graph, data.inputs(), runtime, model, batch_size, after_batch=lambda n: task.advance(n))
     predictions = result.predictions()

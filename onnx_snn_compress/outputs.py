@@ -36,6 +36,9 @@ from .errors import SNNError
 LOCK = ".snn-compress.lock"
 
 
+MODEL_SUFFIXES = (".onnx", ".nir")  # what an existing output file of train or convert may be
+
+
 class OutputError(SNNError):
     """An output path the run may not write."""
 
@@ -53,8 +56,10 @@ def _same(a: Path, b: Path) -> bool:
         return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
 
 
-def check_output_file(path: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None], option: str) -> None:
-    """Refuse ``path`` as an output file unless it is new or a regular file that is no input.
+def check_output_file(path: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None], option: str,
+                      kinds: tuple[str, ...] = MODEL_SUFFIXES) -> None:
+    """Refuse ``path`` as an output file unless it is new or a regular file that is no input
+    and whose suffix is one of ``kinds`` (a model is never written over a data set or a picture).
 
     ``inputs`` maps what each input is ("the input model", "--data") to its path
     (``None``: not given). Raises OutputError naming ``option``.
@@ -70,6 +75,9 @@ def check_output_file(path: str | os.PathLike, inputs: Mapping[str, str | os.Pat
     for what, source in inputs.items():
         if source is not None and Path(source).exists() and _same(path, Path(source)):
             raise OutputError(f"{option} {path} would overwrite {what}; choose another path (inputs are never overwritten)")
+    if path.is_file() and path.suffix.lower() not in kinds:
+        raise OutputError(f"{option} {path} exists and is not a model file ({', '.join(kinds)}); "
+                          "choose another path (only a model file is ever replaced by a model)")
     parent = Path(os.path.realpath(path)).parent
     for folder in (parent, *parent.parents):
         if folder.exists():

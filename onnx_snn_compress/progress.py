@@ -18,8 +18,12 @@ from typing import TextIO
 from .report import seconds
 
 
-def kernels_compiled() -> bool:
-    """Whether Numba's on-disk cache holds the spiking-neuron kernels already.
+_SAID_COMPILING = False  # the compile line is said once per process
+
+
+def kernels_compiled(backward: bool = True) -> bool:
+    """Whether Numba's on-disk cache holds the spiking-neuron kernels already (the
+    forward one, and with ``backward`` the training one too).
 
     On a cold start (fresh install, new Python or Numba) the first forward and
     backward pass compile the kernels, which takes a minute or more; a caller says
@@ -28,7 +32,8 @@ def kernels_compiled() -> bool:
     try:
         from .kernels import neuron
 
-        paths = [kernel._cache._cache_file._index_path for kernel in (neuron._lif_forward_kernel, neuron._lif_backward_kernel)]
+        kernels = (neuron._lif_forward_kernel, neuron._lif_backward_kernel) if backward else (neuron._lif_forward_kernel,)
+        paths = [kernel._cache._cache_file._index_path for kernel in kernels]
     except Exception:  # a Numba without these internals: better silent than wrong
         return True
     from pathlib import Path
@@ -123,9 +128,12 @@ class Progress:
         """Start counting ``total`` steps (``completed`` of them done already, after a resume)."""
         return Task(self, description, total, completed, unit)
 
-    def say_if_compiling(self) -> None:
-        """A line before work that will compile the Numba kernels (cold start only)."""
-        if self.enabled and not kernels_compiled():
+    def say_if_compiling(self, training: bool = True) -> None:
+        """A line before work that will compile the Numba kernels (cold start only, once per
+        process); ``training=False`` for work that runs the forward kernels only."""
+        global _SAID_COMPILING
+        if self.enabled and not _SAID_COMPILING and not kernels_compiled(backward=training):
+            _SAID_COMPILING = True
             self.line("compiling the Numba kernels for this machine (once per install, about a minute or two) ...")
 
     def _rich(self):

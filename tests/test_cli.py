@@ -241,3 +241,8 @@ def test_every_command_help_has_a_summary_and_an_example(capsys, monkeypatch):
     for command in commands:
         code, out, _ = run_cli([command, "--help"], capsys, monkeypatch)
         assert code == 0 and "Example: snn-compress " + command in " ".join(out.split()), command
+
+
+def test_the_command_alone_prints_the_help_once_and_exits_0():
+    result = subprocess.run([sys.executable, "-m", "onnx_snn_compress"], capture_output=True, text=True, cwd="/")
+    assert result.returncode == 0 and result.stdout.count("Usage: ") == 1, result.stdout

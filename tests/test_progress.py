@@ -54,7 +54,7 @@ def test_the_time_left_ignores_the_first_step_which_may_compile_kernels(clock):
 
 
 def test_quiet_prints_nothing_at_all(clock, monkeypatch):
-    monkeypatch.setattr(progress_module, "kernels_compiled", lambda: False)
+    monkeypatch.setattr(progress_module, "kernels_compiled", lambda backward=True: False)
     stream = io.StringIO()
     progress = Progress(stream, quiet=True, interval=0.0)
     progress.say_if_compiling()
@@ -66,12 +66,22 @@ def test_quiet_prints_nothing_at_all(clock, monkeypatch):
     assert stream.getvalue() == ""
 
 
-def test_a_cold_start_says_that_kernels_compile_and_a_warm_one_does_not(monkeypatch):
+def test_a_cold_start_says_once_that_kernels_compile_and_a_warm_one_does_not(monkeypatch):
     for compiled, expected in ((False, "compiling the Numba kernels"), (True, "")):
-        monkeypatch.setattr(progress_module, "kernels_compiled", lambda: compiled)
+        monkeypatch.setattr(progress_module, "_SAID_COMPILING", False)
+        monkeypatch.setattr(progress_module, "kernels_compiled", lambda backward=True: compiled)
         stream = io.StringIO()
         Progress(stream).say_if_compiling()
-        assert expected in stream.getvalue() and bool(stream.getvalue()) == (not compiled)
+        Progress(stream).say_if_compiling()  # a second stage of the same process: said already
+        assert expected in stream.getvalue() and stream.getvalue().count("\n") == (not compiled)
+
+
+def test_evaluation_asks_only_for_the_forward_kernels(monkeypatch):
+    asked = []
+    monkeypatch.setattr(progress_module, "_SAID_COMPILING", False)
+    monkeypatch.setattr(progress_module, "kernels_compiled", lambda backward=True: asked.append(backward) or True)
+    Progress(io.StringIO()).say_if_compiling(training=False)
+    assert asked == [False]
 
 
 def test_a_terminal_gets_a_live_bar_and_messages_above_it():

@@ -86,6 +86,20 @@ def test_train_refuses_to_write_over_its_own_input(tmp_path, capsys, monkeypatch
 
 
 @pytest.mark.parametrize("command", ["train", "convert"])
+def test_a_model_is_never_written_over_a_file_of_another_kind_that_is_no_input(tmp_path, capsys, monkeypatch, command):
+    model, data = cli_files(tmp_path)
+    other = tmp_path / "other_data.npz"  # a data set of the user's that this run does not read
+    other.write_bytes(b"the user's data")
+    before = snapshot(tmp_path)
+    no_training(monkeypatch)
+    args = {"train": ["train", model, "--data", data, "--epochs", "1", "--out", other],
+            "convert": ["convert", model, other]}
+    code, out, err = run_cli(args[command], capsys, monkeypatch)
+    one_line_error(code, out, err, "is not a model file")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["train", "convert"])
 def test_no_command_replaces_a_device_with_a_file(tmp_path, capsys, monkeypatch, command):
     model, data = cli_files(tmp_path)
     no_training(monkeypatch)
