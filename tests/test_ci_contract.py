@@ -22,23 +22,16 @@ import pytest
 import onnx_snn_compress
 from onnx_snn_compress import ir
 from onnx_snn_compress.backends.onnx_profile import save
-from onnx_snn_compress.cli.main import main
 from onnx_snn_compress.gates import Gates, apply_to_report
 from onnx_snn_compress.profile import KEY_ENCODING, KEY_TIME_STEPS
 from onnx_snn_compress.samples import digits_path, sample_model_path
 from onnx_snn_compress.schema import report_schema, validate_report
+from commands import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--steps-per-budget", "6", "--eval-every", "3", "--batch-size", "32", "--time-steps", "4",
         "--budget", "0.6", "--budget", "0.3"]
 
-
-def run_cli(args, capsys, monkeypatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def mlp(first_share_large: bool = False) -> ir.Graph:

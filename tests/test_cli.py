@@ -13,16 +13,9 @@ from onnx import helper
 
 from onnx_snn_compress import ir
 from onnx_snn_compress.backends.onnx_profile import save
-from onnx_snn_compress.cli.main import main
 from onnx_snn_compress.samples import SAMPLE_MODELS, digits_path, sample_model_path
+from commands import run_cli
 
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def small_model(path, num_classes=3, inputs=4):

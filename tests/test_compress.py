@@ -26,7 +26,6 @@ import pytest
 from onnx_snn_compress import ir
 from onnx_snn_compress.backends.onnx_profile import save
 from onnx_snn_compress.api import CONFIG_FILE
-from onnx_snn_compress.cli.main import main
 from onnx_snn_compress.compress import CHECKPOINT, REPORT, CompressConfig, Compression
 from onnx_snn_compress.data import ModelData
 from onnx_snn_compress.errors import SNNError
@@ -37,6 +36,7 @@ from onnx_snn_compress.resources import RESOURCES, EnergyModel, measure_activity
 from onnx_snn_compress.simulate import simulate
 from onnx_snn_compress.solvers import METHODS
 from onnx_snn_compress.train import TrainConfig, Trainer
+from commands import run_cli
 
 TIME_STEPS = 4
 CLASSES = 4
@@ -162,13 +162,6 @@ def numbers(value):
         for item in value:
             yield from numbers(item)
 
-
-def run_cli(args, capsys, monkeypatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def timeless(report: dict) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import onnx
@@ -14,7 +13,6 @@ from hypothesis import strategies as st
 
 from onnx_snn_compress import ir, profile
 from onnx_snn_compress.backends.onnx_profile import save, to_model
-from onnx_snn_compress.cli.main import main
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.frontends.onnx_profile import from_model
 from onnx_snn_compress.samples import sample_model_path
@@ -22,16 +20,10 @@ from onnx_snn_compress.shrink import remove_dead
 from onnx_snn_compress.simulate import simulate
 
 from graphs import random_input, snn_graphs
+from commands import run_cli
 
 DEPLOY_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def prune(graph: ir.Graph, density: float, seed: int) -> ir.Graph:

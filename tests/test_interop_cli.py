@@ -15,7 +15,7 @@ import pytest
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.runtime import run
 
-from onnx_snn_compress.cli.main import main
+from commands import run_cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "interop"
 SJ_ONNX = FIXTURES / "spikingjelly_lif_hard_decay_m_conv.dynamo.onnx"
@@ -25,13 +25,6 @@ NORSE_NIR = FIXTURES / "norse_lifboxcell_mlp.nir"
 NORSE_OPTIONS = ["--from-framework", "norse", "--dt", "1e-3"]  # NIR files do not record either
 ROCKPOOL = FIXTURES / "cases" / "lif_rockpool.nir"
 
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["snn-compress", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
 
 
 def spikes(name):

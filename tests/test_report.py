@@ -12,6 +12,8 @@ import pytest
 
 from onnx_snn_compress.report import count, energy, find_baselines, percent, render, seconds, table
 
+from commands import run_cli
+
 
 def entry(budget: float, kept: float, test: float) -> dict:
     figures = {"params": 11208 * kept, "macs": 306432 * kept, "effective_macs": 17240.888888, "synops": 160186.5333 * kept,
@@ -105,15 +107,6 @@ def test_figures_are_skipped_with_a_reason_when_there_is_no_accuracy(tmp_path):
     _, written = render(tmp_path)
     assert "curve.png" not in [p.name for p in written]
     assert "connectivity.png" in [p.name for p in written]
-
-
-def run_cli(args, capsys, monkeypatch):
-    from onnx_snn_compress.cli.main import _run
-
-    monkeypatch.setattr("sys.argv", ["snn-compress", *map(str, args)])
-    code = _run()
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_the_report_command_prints_the_table_and_writes_the_page(tmp_path, capsys, monkeypatch):

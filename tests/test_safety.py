@@ -28,7 +28,8 @@ from onnx_snn_compress.errors import SNNError
 from onnx_snn_compress.outputs import LOCK, FolderLock
 from onnx_snn_compress.train import TrainConfig, Trainer
 
-from test_compress import CLI_RUN, cli_files, interrupt_after, no_training, run_cli
+from commands import run_cli
+from test_compress import CLI_RUN, cli_files, interrupt_after, no_training
 
 FAST = ["--steps-per-budget", "4", "--eval-every", "2", "--budget", "0.6", "--time-steps", "4", "--batch-size", "32", "--quiet"]
 
