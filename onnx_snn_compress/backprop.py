@@ -50,6 +50,7 @@ from .ir import (
     Neuron,
     Node,
     Readout,
+    SynapticNeuron,
 )
 from .kernels.batchnorm import batchnorm_backward, batchnorm_train_forward
 from .kernels.conv import conv2d_backward
@@ -58,6 +59,7 @@ from .kernels.linear import linear_backward
 from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
 from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
+from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
 from .simulate import FORWARD, Trace, _per_step, _pool_geometry, run_nodes
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
@@ -67,18 +69,22 @@ INPUT_GRAD = "input"
 def trainable(graph: Graph) -> dict[str, np.ndarray]:
     """``"<node>.<field>"`` -> the graph's own float32 array, for every trained parameter.
 
-    Linear and Conv2d weight and bias (when present), BatchNorm weight and bias, in graph
-    order. The arrays are the graph's: updating them in place updates the graph. (An array
+    Linear and Conv2d weight and bias (when present), BatchNorm weight and bias, a SynapticNeuron's
+    recurrent weight and bias, in graph order. The arrays are the graph's: updating them in place updates the graph. (An array
     that is read-only, e.g. a view of an ONNX file's buffer, is first replaced in its node
     by a writable copy.)
     """
     params: dict[str, np.ndarray] = {}
     for node in graph.nodes:
-        if isinstance(node, (Linear, Conv2d, BatchNorm)):
+        if _has_trained_arrays(node):
             params[f"{node.name}.weight"] = _writable(node, "weight")
             if node.bias is not None:
                 params[f"{node.name}.bias"] = _writable(node, "bias")
     return params
+
+
+def _has_trained_arrays(node: Node) -> bool:
+    return isinstance(node, (Linear, Conv2d, BatchNorm)) or (isinstance(node, SynapticNeuron) and node.recurrent)
 
 
 def _writable(node: Node, field_name: str) -> np.ndarray:
@@ -206,6 +212,13 @@ def _neuron(node, inputs, run):
     return spikes, run.trace.potentials.pop(node.name)
 
 
+@_train_forward_of(SynapticNeuron.kind)
+def _synaptic_neuron(node, inputs, run):
+    spikes = FORWARD[node.kind](node, inputs, run.trace)
+    potential, current = run.trace.potentials.pop(node.name)
+    return spikes, (potential, current, spikes if node.recurrent else None)
+
+
 @_train_forward_of(Readout.kind)
 def _readout(node, inputs, run):
     (x,) = inputs
@@ -327,6 +340,21 @@ def _neuron_backward(node: Neuron, potential, grad, needs, param_grads):
     return [grad_x.reshape(potential.shape)]
 
 
+@_backward_of(SynapticNeuron.kind)
+def _synaptic_neuron_backward(node: SynapticNeuron, record, grad, needs, param_grads):
+    potential, current, spikes = record
+    grad_x = synaptic_backward(
+        np.ascontiguousarray(grad).reshape(potential.shape), potential, current, node.weight, node.current_decay,
+        node.beta, node.gain, node.v_threshold, node.v_reset, node.v_leak, RESET_CODES[node.reset], node.reset_delay,
+        node.fire_on_equal, SURROGATE_CODES[node.surrogate], node.alpha, node.detach_reset,
+    )
+    if node.recurrent:
+        param_grads[f"{node.name}.weight"], grad_bias = recurrent_weight_grads(grad_x, spikes)
+        if node.bias is not None:
+            param_grads[f"{node.name}.bias"] = grad_bias
+    return [grad_x]
+
+
 @_backward_of(Readout.kind)
 def _readout_backward(node: Readout, shape, grad, needs, param_grads):
     if node.mode == "spikes":
@@ -347,7 +375,7 @@ def _needs_grad(graph: Graph, input_grad: bool) -> dict[str, bool]:
         if isinstance(node, Input):
             needs[node.name] = input_grad
         else:
-            needs[node.name] = isinstance(node, (Linear, Conv2d, BatchNorm)) or any(needs[s] for s in node.inputs)
+            needs[node.name] = _has_trained_arrays(node) or any(needs[s] for s in node.inputs)
     return needs
 
 

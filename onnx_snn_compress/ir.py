@@ -421,6 +421,101 @@ class Neuron(Node):
 
 
 @dataclass(eq=False)
+class SynapticNeuron(Node):
+    """A layer of current-based LIF neurons (CubaLIF), with optional recurrent synapses.
+
+    One per input element (a vector layer, ``[n]``). With ``I[-1] = 0``, ``V[-1] = v_init``
+    and ``S[-1] = 0``, for t = 0 .. T-1::
+
+        current  R[t] = S[t-1] @ weight.T + bias          (recurrent synapses; R = 0 without weight)
+                 I[t] = current_decay * I[t-1] + X[t] + R[t]
+        charge   H[t] = beta * V[t-1] + (1 - beta) * v_leak + gain * I[t]
+                 H[t] = reset(H[t], S[t-1])                only with reset_delay
+        fire     S[t] = H[t] >= v_threshold   if fire_on_equal  else  H[t] > v_threshold
+        reset    V[t] = reset(H[t], S[t])                  (V[t] = H[t] with reset_delay)
+
+        reset(P, s) = P - v_threshold (subtract) | v_reset (hard) | P (none)  if s else P
+
+    The current is never reset. weight ``[n, n]`` (row: receiving neuron, column: sending
+    neuron) and bias ``[n]`` are recurrent synapses, prunable like a Linear layer's; the
+    bias reaches the current at every step, step 0 included.
+
+    How each framework maps onto it (docs/interop.md):
+    snnTorch ``Synaptic``: current_decay = alpha, beta, gain = 1, fire on ``>``, subtract
+    reset with reset_delay (its default; the previous step's reset after the input is added).
+    snnTorch ``RLeaky``: current_decay = 0, ``recurrent`` Linear as weight and bias, otherwise as
+    Leaky. SpikingJelly ``CUBALIFNode``: current_decay = 1 - c_decay, beta = 1 - v_decay,
+    gain = 1, fire on ``>=``, reset hard or subtract without delay. NIR ``CubaLIF`` over dt
+    (forward Euler, the membrane reading the updated current): current_decay = 1 - dt/tau_syn,
+    beta = 1 - dt/tau_mem, gain = (dt/tau_mem) * r * (dt/tau_syn) * w_in (the current is kept
+    in units of the input), a recurrent Affine/Linear into the neuron as weight and bias.
+
+    Training only: ``surrogate`` (with ``alpha``) and ``detach_reset``, as :class:`Neuron`.
+    """
+
+    current_decay: float = 0.0
+    beta: float = 1.0
+    v_threshold: float = 1.0
+    v_reset: float = 0.0
+    v_leak: float = 0.0
+    v_init: float = 0.0
+    gain: float = 1.0
+    reset: str = "subtract"
+    reset_delay: bool = False
+    fire_on_equal: bool = True
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    surrogate: str = "atan"
+    alpha: float = 2.0
+    detach_reset: bool = False
+
+    kind: ClassVar[str] = "SynapticNeuron"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("current_decay", "beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha"):
+            value = _f32(getattr(self, name))
+            if not np.isfinite(value):
+                raise IRError(f"SynapticNeuron {self.name!r}: {name} must be finite")
+            setattr(self, name, value)
+        for name in ("current_decay", "beta"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise IRError(f"SynapticNeuron {self.name!r}: {name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.beta == 1.0:
+            self.v_leak = 0.0  # (1 - beta) * v_leak vanishes
+        if self.reset not in RESET_MODES:
+            raise IRError(f"SynapticNeuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
+        if self.surrogate not in SURROGATES:
+            raise IRError(f"SynapticNeuron {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
+        self.reset_delay = bool(self.reset_delay)
+        self.fire_on_equal = bool(self.fire_on_equal)
+        self.detach_reset = bool(self.detach_reset)
+        if self.weight is not None:
+            self.weight = _array(self.weight, f"{self.name}.weight", ndim=2)
+            if self.weight.shape[0] != self.weight.shape[1]:
+                raise IRError(f"SynapticNeuron {self.name!r}: the recurrent weight must be square, got {self.weight.shape}")
+        if self.bias is not None:
+            if self.weight is None:
+                raise IRError(f"SynapticNeuron {self.name!r}: a recurrent bias needs a recurrent weight")
+            self.bias = _array(self.bias, f"{self.name}.bias", ndim=1)
+            if self.bias.shape[0] != self.weight.shape[0]:
+                raise IRError(f"{self.name}.bias has {self.bias.shape[0]} entries for {self.weight.shape[0]} neurons")
+
+    @property
+    def recurrent(self) -> bool:
+        """True when the layer has recurrent synapses."""
+        return self.weight is not None
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        if len(shape) != 1:
+            raise IRError(f"SynapticNeuron {self.name!r} expects a vector input (n,), got {shape}")
+        if self.weight is not None and self.weight.shape[0] != shape[0]:
+            raise IRError(f"SynapticNeuron {self.name!r}: a recurrent weight {self.weight.shape} for {shape[0]} neurons")
+        return shape
+
+
+@dataclass(eq=False)
 class Readout(Node):
     """The graph output, from a ``[T, N, C]`` tensor.
 
@@ -456,10 +551,17 @@ class Readout(Node):
 
 NODE_KINDS: dict[str, type[Node]] = {
     cls.kind: cls
-    for cls in (Input, Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten, Add, Dropout, Neuron, Readout)
+    for cls in (Input, Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten, Add, Dropout, Neuron,
+                SynapticNeuron, Readout)
 }
 
 PRUNABLE_KINDS = (Linear, Conv2d)
+SPIKING_KINDS = (Neuron, SynapticNeuron)
+
+
+def has_synapses(node: Node) -> bool:
+    """Does ``node.weight`` hold synapses (Linear, Conv2d, a SynapticNeuron's recurrent weight)?"""
+    return isinstance(node, PRUNABLE_KINDS) or (isinstance(node, SynapticNeuron) and node.weight is not None)
 
 
 @dataclass(eq=False)
@@ -483,7 +585,7 @@ class Graph:
             raise IRError("a graph has exactly one Input, and it comes first")
         if not isinstance(self.nodes[-1], Readout) or any(isinstance(n, Readout) for n in self.nodes[:-1]):
             raise IRError("a graph has exactly one Readout, and it comes last")
-        if not any(isinstance(n, Neuron) for n in self.nodes):
+        if not any(isinstance(n, SPIKING_KINDS) for n in self.nodes):
             raise IRError("a graph without any spiking neuron is not an SNN")
         self.metadata = {str(k): str(v) for k, v in self.metadata.items()}
         shapes: dict[str, Shape] = {}
@@ -528,12 +630,13 @@ class Graph:
     def num_classes(self) -> int:
         return self.shapes[self.readout.name][0]
 
-    def neurons(self) -> list[Neuron]:
-        return [n for n in self.nodes if isinstance(n, Neuron)]
+    def neurons(self) -> list[Node]:
+        """The spiking layers (Neuron and SynapticNeuron), in order."""
+        return [n for n in self.nodes if isinstance(n, SPIKING_KINDS)]
 
     def prunable(self) -> list[Node]:
-        """Nodes whose ``weight`` holds synapses (Linear, Conv2d), in order."""
-        return [n for n in self.nodes if isinstance(n, PRUNABLE_KINDS)]
+        """Nodes whose ``weight`` holds synapses (:func:`has_synapses`), in order."""
+        return [n for n in self.nodes if has_synapses(n)]
 
     def input_shapes(self, node: Node) -> list[Shape]:
         return [self.shapes[s] for s in node.inputs]

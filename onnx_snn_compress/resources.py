@@ -1,6 +1,7 @@
 """What a network costs: parameters, surviving synapses (connectivity), MACs and SynOps.
 
-Synapses are the weights of Linear and Conv2d layers; connectivity is the share
+Synapses are the weights of Linear and Conv2d layers and the recurrent weights of
+SynapticNeuron layers (fed by the layer's own spikes of the previous step); connectivity is the share
 of them that is nonzero. A synapse *use* is one multiply-accumulate of one weight
 with one real input value: ``out * in`` per time step for Linear; for Conv2d, a
 weight at kernel offset (i, j) is used at every output position whose tap falls
@@ -66,7 +67,7 @@ def layer_costs(graph: ir.Graph) -> list[LayerCost]:
         arrays = _trainable(node)
         synapses = synapses_nonzero = 0
         uses = None  # per weight, per sample and time step
-        if isinstance(node, ir.PRUNABLE_KINDS):
+        if ir.has_synapses(node):
             synapses = int(node.weight.size)
             synapses_nonzero = int(np.count_nonzero(node.weight))
             uses = _uses_per_weight(graph, node)
@@ -170,11 +171,14 @@ def measure_activity(graph: ir.Graph, x: np.ndarray, batch_size: int = 256) -> A
     from .simulate import Trace, forward
 
     synapse_layers = {n.name for n in graph.prunable()}
+    # recurrent synapses carry the layer's own spikes (counted over all T steps: the last step's
+    # spikes, which reach no further step, are an upper bound of at most one per neuron)
+    recurrent = {n.name for n in graph.prunable() if isinstance(n, ir.SynapticNeuron)}
     counts = {name: np.zeros(graph.shapes[graph[name].inputs[0]], np.float64) for name in synapse_layers}
     spiking = {name: True for name in synapse_layers}
 
     def observe(node, inputs):
-        if node.name in synapse_layers:
+        if node.name in synapse_layers and node.name not in recurrent:
             (values,) = inputs
             counts[node.name] += np.count_nonzero(values.reshape(-1, *counts[node.name].shape), axis=0)
             if spiking[node.name]:
@@ -182,7 +186,10 @@ def measure_activity(graph: ir.Graph, x: np.ndarray, batch_size: int = 256) -> A
 
     samples = x.shape[1]
     for start in range(0, samples, batch_size):
-        forward(graph, np.ascontiguousarray(x[:, start : start + batch_size], dtype=np.float32), Trace(observe=observe))
+        trace = Trace(observe=observe)
+        forward(graph, np.ascontiguousarray(x[:, start : start + batch_size], dtype=np.float32), trace)
+        for name in recurrent:
+            counts[name] += trace.spike_counts[name].sum(axis=0)
     return Activity(int(x.shape[0]), {k: v / samples for k, v in counts.items()}, spiking)
 
 

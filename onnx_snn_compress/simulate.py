@@ -41,6 +41,7 @@ from .ir import (
     Neuron,
     Node,
     Readout,
+    SynapticNeuron,
 )
 from .kernels.batchnorm import batchnorm_eval_forward
 from .kernels.conv import conv2d_forward
@@ -48,6 +49,7 @@ from .kernels.linear import linear_forward
 from .kernels.neuron import RESET_CODES, lif_forward
 from .kernels.pool import avgpool2d_forward, maxpool2d_forward, pool2d_output_size
 from .kernels.readout import leaky_readout_forward, rate_readout_forward
+from .kernels.synaptic import synaptic_forward
 
 _NO_BIAS = np.zeros(0, dtype=np.float32)
 
@@ -219,6 +221,22 @@ def _neuron(node: Neuron, inputs, trace):
     return spikes.reshape(shape)
 
 
+@_forward_of(SynapticNeuron.kind)
+def _synaptic_neuron(node: SynapticNeuron, inputs, trace):
+    (x,) = inputs
+    time_steps = x.shape[0] if trace.time_steps is None else trace.time_steps
+    x = expand_static(x, time_steps)  # the current integrates its input: no static shortcut
+    spikes, potential, current = synaptic_forward(
+        x, node.weight, node.bias, node.current_decay, node.beta, node.gain, node.v_threshold, node.v_reset,
+        node.v_leak, node.v_init, RESET_CODES[node.reset], node.reset_delay, node.fire_on_equal,
+        trace.record_potential,
+    )
+    trace.spike_counts[node.name] = spikes.sum(axis=0, dtype=np.int64)
+    if trace.record_potential:
+        trace.potentials[node.name] = (potential, current)
+    return spikes
+
+
 @_forward_of(Readout.kind)
 def _readout(node: Readout, inputs, trace):
     (x,) = inputs
@@ -287,7 +305,7 @@ def run_nodes(graph: Graph, x: np.ndarray, trace: Trace, call: Callable[[Node, l
             static = [s in trace.static for s in node.inputs]
             if node.kind in PER_STEP_KINDS and all(static):
                 trace.static.add(node.name)
-            elif not isinstance(node, Neuron):
+            elif not isinstance(node, Neuron):  # (a SynapticNeuron expands a static input itself)
                 inputs = [expand_static(v, time_steps) if s else v for v, s in zip(inputs, static)]
         if trace.observe is not None:
             trace.observe(node, [expand_static(v, time_steps) for v in inputs])
