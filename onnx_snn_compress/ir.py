@@ -437,8 +437,8 @@ class SynapticNeuron(Node):
         reset(P, s) = P - v_threshold (subtract) | v_reset (hard) | P (none)  if s else P
 
     The current is never reset. weight ``[n, n]`` (row: receiving neuron, column: sending
-    neuron) and bias ``[n]`` are recurrent synapses, prunable like a Linear layer's; the
-    bias reaches the current at every step, step 0 included.
+    neuron) and bias ``[n]`` (zeros when not given) are recurrent synapses, prunable like a
+    Linear layer's; the bias reaches the current at every step, step 0 included.
 
     How each framework maps onto it (docs/interop.md):
     snnTorch ``Synaptic``: current_decay = alpha, beta, gain = 1, fire on ``>``, subtract
@@ -494,10 +494,11 @@ class SynapticNeuron(Node):
             self.weight = _array(self.weight, f"{self.name}.weight", ndim=2)
             if self.weight.shape[0] != self.weight.shape[1]:
                 raise IRError(f"SynapticNeuron {self.name!r}: the recurrent weight must be square, got {self.weight.shape}")
-        if self.bias is not None:
-            if self.weight is None:
-                raise IRError(f"SynapticNeuron {self.name!r}: a recurrent bias needs a recurrent weight")
-            self.bias = _array(self.bias, f"{self.name}.bias", ndim=1)
+        if self.bias is not None and self.weight is None:
+            raise IRError(f"SynapticNeuron {self.name!r}: a recurrent bias needs a recurrent weight")
+        if self.weight is not None:
+            self.bias = _array(np.zeros(self.weight.shape[0]) if self.bias is None else self.bias, f"{self.name}.bias",
+                               ndim=1)
             if self.bias.shape[0] != self.weight.shape[0]:
                 raise IRError(f"{self.name}.bias has {self.bias.shape[0]} entries for {self.weight.shape[0]} neurons")
 

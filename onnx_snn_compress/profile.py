@@ -28,6 +28,10 @@ NEURON_FLOAT_ATTRS = ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gai
 NEURON_INT_ATTRS = ("reset_delay", "fire_on_equal", "detach_reset")
 NEURON_STRING_ATTRS = ("reset", "surrogate")
 IF_OMITTED_ATTRS = ("beta", "v_leak")  # IF is LIF with beta = 1; v_leak then has no effect
+# Current-based LIF (ir.SynapticNeuron): X -> S, and with recurrent synapses (X, W, B) -> S
+CUBALIF = "CubaLIF"
+RECURRENT_CUBALIF = "RecurrentCubaLIF"
+SYNAPTIC_FLOAT_ATTRS = ("current_decay", *NEURON_FLOAT_ATTRS)
 
 # Graph-level helper tensor: the dynamic number of time steps, Shape(input)[0:1]
 TIME_STEPS = "snn.time_steps"

@@ -15,12 +15,16 @@ from onnx_snn_compress.kernels.neuron import RESET_CODES, SURROGATE_CODES
 from onnx_snn_compress.kernels.synaptic import recurrent_weight_grads, synaptic_backward, synaptic_forward
 from onnx_snn_compress.resources import layer_costs, measure_activity, weight_costs
 from onnx_snn_compress.simulate import simulate
+from onnx_snn_compress.backends.onnx_profile import to_model
+from onnx_snn_compress.frontends.onnx_profile import from_model
+from onnx_snn_compress.runtime import run as run_onnx
 
 f32 = np.float32
 NEURONS = 5
 
 
-def layer(reset="subtract", reset_delay=False, recurrent=True, detach_reset=False, seed=0, **fields) -> ir.SynapticNeuron:
+def layer(reset="subtract", reset_delay=False, recurrent=True, detach_reset=False, seed=0, source="x",
+          **fields) -> ir.SynapticNeuron:
     rng = np.random.default_rng(seed)
     values = dict(current_decay=0.6, beta=0.8, gain=0.7, v_threshold=1.0, v_reset=0.2, v_leak=0.1, v_init=0.05,
                   reset=reset, reset_delay=reset_delay, fire_on_equal=False, surrogate="atan", alpha=2.0,
@@ -28,7 +32,7 @@ def layer(reset="subtract", reset_delay=False, recurrent=True, detach_reset=Fals
     if recurrent:
         values.update(weight=rng.normal(size=(NEURONS, NEURONS)) * 0.6, bias=rng.normal(size=NEURONS) * 0.2)
     values.update(fields)
-    return ir.SynapticNeuron("syn", ("x",), **values)
+    return ir.SynapticNeuron("syn", (source,), **values)
 
 
 def equations(x: np.ndarray, node: ir.SynapticNeuron):
@@ -199,3 +203,20 @@ def test_recurrent_synapses_count_in_every_resource():
     np.testing.assert_allclose(activity.nonzero["rnn"], spikes_sent)
     synops = weight_costs(graph, "synops", activity)["rnn"]
     np.testing.assert_allclose(synops, np.broadcast_to(spikes_sent, (NEURONS, NEURONS)))
+
+
+@pytest.mark.parametrize("reset, reset_delay, recurrent", FORMS)
+def test_profile_scan_body_runs_in_onnxruntime_as_the_simulator_and_reads_back_exactly(reset, reset_delay, recurrent):
+    rng = np.random.default_rng(6)
+    graph = ir.Graph([ir.Input("x", shape=(4,)),
+                      ir.Linear("fc1", ("x",), weight=rng.normal(size=(NEURONS, 4)) * 1.5),
+                      layer(reset, reset_delay, recurrent, source="fc1", fire_on_equal=True),
+                      ir.Readout("spikes", ("syn",), mode="spikes")])
+    model = to_model(graph)  # full_check inside
+    assert {f.name for f in model.functions} == {"RecurrentCubaLIF" if recurrent else "CubaLIF"}
+    assert from_model(model).same_as(graph)
+    for shape in ((7, 3), (12, 1)):  # T and N are dynamic
+        x = rng.random((*shape, 4)).astype(f32)
+        expected = simulate(graph, x).output
+        assert 0 < expected.mean() < 1
+        np.testing.assert_array_equal(run_onnx(model, x).output, expected)

@@ -1,8 +1,9 @@
 """Write an SNN IR graph as an ONNX model in the SNN-ONNX profile (docs/profile.md).
 
 Stateless layers are standard ONNX ops on ``[T*N, ...]``; each neuron layer is a
-node of a model-local function ``snn::LIF`` / ``snn::IF`` whose body is a ``Scan``
-over time made of standard ops, so stock onnxruntime runs the model with no
+node of a model-local function ``snn::LIF`` / ``snn::IF`` (``snn::CubaLIF`` /
+``snn::RecurrentCubaLIF`` for a SynapticNeuron) whose body is a ``Scan`` over time made
+of standard ops, so stock onnxruntime runs the model with no
 custom-op library. One table maps each IR node kind to its writer.
 """
 
@@ -200,6 +201,107 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
     ]
     return helper.make_function(
         profile.DOMAIN, name, ["X"], ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
+    )
+
+
+def _synaptic_function(recurrent: bool) -> onnx.FunctionProto:
+    """``snn::CubaLIF`` (X) or ``snn::RecurrentCubaLIF`` (X, W, B): X ``[T, N, n]`` -> S ``[T, N, n]``,
+    ir.SynapticNeuron's equations as a Scan over any T, in the float32 order of kernels/synaptic.py.
+
+    One body serves every variant: ``reset_delay`` and ``fire_on_equal`` select with ``Where`` /
+    ``Or`` (exact, no arithmetic), and the recurrent current is ``MatMul(S[t-1], W^T) + B``.
+    """
+    FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
+    f, b = TensorProto.FLOAT, TensorProto.BOOL
+    attributes = list(profile.SYNAPTIC_FLOAT_ATTRS + profile.NEURON_INT_ATTRS + profile.NEURON_STRING_ATTRS)
+    step = [
+        helper.make_node("Mul", ["i_prev", "current_decay"], ["i_decayed"]),
+        helper.make_node("Add", ["i_decayed", "x_t"], ["i_input"]),
+    ]
+    current = "i_input"
+    if recurrent:
+        step += [
+            helper.make_node("Cast", ["fired_prev"], ["s_prev"], to=f),
+            helper.make_node("MatMul", ["s_prev", "weight_t"], ["r_synapses"]),
+            helper.make_node("Add", ["r_synapses", "B"], ["r"]),
+            helper.make_node("Add", ["i_input", "r"], ["i_next"]),
+        ]
+        current = "i_next"
+    else:
+        step.append(helper.make_node("Identity", ["i_input"], ["i_next"]))
+    step += [
+        # charge: (beta * V + leak) + gain * I
+        helper.make_node("Mul", ["v_prev", "beta"], ["decayed"]),
+        helper.make_node("Add", ["decayed", "leak"], ["charged"]),
+        helper.make_node("Mul", ["gain", current], ["drive"]),
+        helper.make_node("Add", ["charged", "drive"], ["p"]),
+        # reset(P) = P * keep + reset_value; with reset_delay after the previous step's spike
+        helper.make_node("Mul", ["p", "keep"], ["p_kept"]),
+        helper.make_node("Add", ["p_kept", "reset_value"], ["p_reset"]),
+        helper.make_node("And", ["fired_prev", "delay"], ["reset_early"]),
+        helper.make_node("Where", ["reset_early", "p_reset", "p"], ["h"]),
+        # fire: H > thr, or H >= thr with fire_on_equal
+        helper.make_node("Greater", ["h", "v_threshold"], ["above"]),
+        helper.make_node("Equal", ["h", "v_threshold"], ["at"]),
+        helper.make_node("And", ["at", "fire_on_equal"], ["at_fires"]),
+        helper.make_node("Or", ["above", "at_fires"], ["fired"]),
+        # reset now unless reset_delay
+        helper.make_node("Mul", ["h", "keep"], ["h_kept"]),
+        helper.make_node("Add", ["h_kept", "reset_value"], ["h_reset"]),
+        helper.make_node("And", ["fired", "immediate"], ["reset_now"]),
+        helper.make_node("Where", ["reset_now", "h_reset", "h"], ["v_next"]),
+        helper.make_node("Identity", ["fired"], ["fired_next"]),
+        helper.make_node("Identity", ["fired"], ["fired_t"]),
+    ]
+    states = [("i_prev", "i_next", f), ("v_prev", "v_next", f), ("fired_prev", "fired_next", b)]
+    body = helper.make_graph(
+        step, "cubalif_step",
+        [helper.make_tensor_value_info(name, t, None) for name, _, t in states]
+        + [helper.make_tensor_value_info("x_t", f, None)],
+        [helper.make_tensor_value_info(out, t, None) for _, out, t in states]
+        + [helper.make_tensor_value_info("fired_t", b, None)],
+    )
+    nodes = [
+        _const("one", 1.0),
+        *(_ref_constant(a, a, FLOAT) for a in ("current_decay", "beta", "v_threshold", "v_reset", "v_leak", "gain",
+                                                "v_init")),
+        helper.make_node("Sub", ["one", "beta"], ["one_minus_beta"]),
+        helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
+        # reset mode, as in the LIF function: keep = 1 - hard; reset_value = hard * v_reset - subtract * v_threshold
+        _ref_constant("reset", "reset", STRING),
+        _const("hard_name", "hard", dtype=object),
+        _const("subtract_name", "subtract", dtype=object),
+        helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
+        helper.make_node("Cast", ["is_hard"], ["hard"], to=f),
+        helper.make_node("Sub", ["one", "hard"], ["keep"]),
+        helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
+        helper.make_node("Cast", ["is_subtract"], ["subtract"], to=f),
+        helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
+        helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
+        helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
+        _ref_constant("delay_int", "reset_delay", INT),
+        helper.make_node("Cast", ["delay_int"], ["delay"], to=b),
+        helper.make_node("Not", ["delay"], ["immediate"]),
+        _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
+        helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=b),
+        # initial state: I = 0, V = v_init, no previous spike, shaped like one time step
+        helper.make_node("Shape", ["X"], ["step_shape"], start=1),
+        helper.make_node("ConstantOfShape", ["step_shape"], ["zeros"],
+                         value=numpy_helper.from_array(np.zeros(1, np.float32))),
+        helper.make_node("Add", ["zeros", "v_init"], ["v_first"]),
+        helper.make_node("ConstantOfShape", ["step_shape"], ["no_spikes"],
+                         value=numpy_helper.from_array(np.zeros(1, bool))),
+    ]
+    if recurrent:
+        nodes.append(helper.make_node("Transpose", ["W"], ["weight_t"], perm=[1, 0]))
+    nodes += [
+        helper.make_node("Scan", ["zeros", "v_first", "no_spikes", "X"], ["i_end", "v_end", "fired_end", "spikes"],
+                         body=body, num_scan_inputs=1),
+        helper.make_node("Cast", ["spikes"], ["S"], to=f),
+    ]
+    name, inputs = (profile.RECURRENT_CUBALIF, ["X", "W", "B"]) if recurrent else (profile.CUBALIF, ["X"])
+    return helper.make_function(
+        profile.DOMAIN, name, inputs, ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
     )
 
 
@@ -411,6 +513,19 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     w.layout[node.name] = TIME
 
 
+def _write_synaptic_neuron(w: _Writer, node: ir.SynapticNeuron):
+    op = profile.RECURRENT_CUBALIF if node.recurrent else profile.CUBALIF
+    attrs = {a: getattr(node, a) for a in profile.SYNAPTIC_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS}
+    attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
+    if op not in w.functions:
+        w.functions[op] = _synaptic_function(node.recurrent)
+    inputs = [w.view(node.inputs[0], TIME)]
+    if node.recurrent:
+        inputs += [w.synapses(f"{node.name}.weight", node.weight), w.initializer(f"{node.name}.bias", node.bias)]
+    w.emit(op, inputs, [node.name], node.name, domain=profile.DOMAIN, **attrs)
+    w.layout[node.name] = TIME
+
+
 def _write_readout(w: _Writer, node: ir.Readout):
     source = w.view(node.inputs[0], TIME)
     if node.mode == "spikes":
@@ -437,6 +552,7 @@ _WRITERS = {
     ir.Add: _write_add,
     ir.Dropout: _write_dropout,
     ir.Neuron: _write_neuron,
+    ir.SynapticNeuron: _write_synaptic_neuron,
     ir.Readout: _write_readout,
 }
 

@@ -194,6 +194,18 @@ def _read_neuron(reader: _Reader, node):
     reader.add(node, ir.Neuron(reader.ir_name(node), (source,), **fields), TIME)
 
 
+def _read_synaptic_neuron(reader: _Reader, node):
+    attrs = attributes(node)
+    fields = {a: attrs[a] for a in profile.SYNAPTIC_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS if a in attrs}
+    fields.update({a: bool(attrs[a]) for a in profile.NEURON_INT_ATTRS if a in attrs})
+    if node.op_type == profile.RECURRENT_CUBALIF:
+        fields.update(weight=reader.constant(node, 1), bias=reader.constant(node, 2))
+        if fields["weight"] is None or fields["bias"] is None:
+            raise ModelError(f"{describe(node)} needs its recurrent weight W and bias B as initializers")
+    source = reader.source(node, 0, TIME)
+    reader.add(node, ir.SynapticNeuron(reader.ir_name(node), (source,), **fields), TIME)
+
+
 def _read_leaky_integrator(reader: _Reader, node):
     reader.leaky[node.output[0]] = (reader.source(node, 0, TIME), float(attributes(node).get("beta", 1.0)))
 
@@ -227,6 +239,8 @@ _READERS = {
     ("", "ReduceMean"): _read_reduce_mean,
     (profile.DOMAIN, profile.LIF): _read_neuron,
     (profile.DOMAIN, profile.IF): _read_neuron,
+    (profile.DOMAIN, profile.CUBALIF): _read_synaptic_neuron,
+    (profile.DOMAIN, profile.RECURRENT_CUBALIF): _read_synaptic_neuron,
     (profile.DOMAIN, profile.LI): _read_leaky_integrator,
     (profile.DOMAIN, profile.MASKED_WEIGHT): _read_masked_weight,
 }
@@ -267,8 +281,8 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
             continue
         else:
             raise UnsupportedOpError(f"unsupported op: {describe(node)} is not part of the SNN-ONNX profile")
-    if not any(isinstance(n, ir.Neuron) for n in reader.nodes):
-        raise ModelError("the model holds no spiking neuron (no snn::LIF or snn::IF node)")
+    if not any(isinstance(n, ir.SPIKING_KINDS) for n in reader.nodes):
+        raise ModelError("the model holds no spiking neuron (no snn::LIF, snn::IF or snn::CubaLIF node)")
     output = model.graph.output[0].name
     if output not in reader.tensors:
         raise ModelError(f"graph output {output!r} is not produced by a layer of the profile")
