@@ -5,6 +5,10 @@ The inverse of frontends/nir.py's forward-Euler reading over a time step ``dt``:
     Neuron (beta < 1)  ->  LIF  tau = dt/(1 - beta), r = gain/(1 - beta), v_leak, v_threshold, v_reset
     Neuron (beta = 1)  ->  IF   r = gain/dt, v_threshold, v_reset
     Readout leaky      ->  LI   tau = dt/(1 - beta), r = 1/(1 - beta), v_leak = 0   (I with r = 1/dt for beta = 1)
+    SynapticNeuron     ->  CubaLIF  tau_syn = dt/(1 - current_decay), tau_mem = dt/(1 - beta),
+                           r = gain/(1 - beta), w_in = 1/(1 - current_decay) (snnTorch's and SpikingJelly's
+                           convention), v_leak, v_threshold, v_reset; recurrent synapses as an Affine
+                           (Linear when the bias is zero) ``<name>.recurrent`` in a cycle with the neuron
 
 Neuron parameters are written per neuron (arrays of the layer's shape holding one
 value, as the peers do) in float64. What NIR cannot say (a subtract reset, its
@@ -96,13 +100,18 @@ def _write_dropout(w: _Writer, node: ir.Dropout):
     w.sources[node.name] = w.sources[node.inputs[0]]
 
 
-def _write_neuron(w: _Writer, node: ir.Neuron):
-    shape = w.graph.shapes[node.name]
-    metadata = {
+def _metadata(node) -> dict[str, str]:
+    """What NIR cannot say about a neuron, for this tool's reader (``snn.*``)."""
+    return {
         "snn.reset": node.reset, "snn.reset_delay": str(int(node.reset_delay)),
         "snn.fire_on_equal": str(int(node.fire_on_equal)), "snn.v_init": repr(node.v_init),
         "snn.beta": repr(node.beta), "snn.gain": repr(node.gain), "snn.surrogate": node.surrogate, "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
     }
+
+
+def _write_neuron(w: _Writer, node: ir.Neuron):
+    shape = w.graph.shapes[node.name]
+    metadata = _metadata(node)
     if node.is_if:
         nir_node = w.nir.IF(r=_full(shape, node.gain / w.dt), v_threshold=_full(shape, node.v_threshold),
                             v_reset=_full(shape, node.v_reset), metadata=metadata)
@@ -113,6 +122,11 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
                              v_leak=_full(shape, node.v_leak), v_threshold=_full(shape, node.v_threshold),
                              v_reset=_full(shape, node.v_reset), metadata=metadata)
         natural_init = node.v_leak
+    _note_conventions(w, node, natural_init)
+    w.add(node, nir_node)
+
+
+def _note_conventions(w: _Writer, node, natural_init: float) -> None:
     if node.reset != "hard":
         w.note(f"neuron {node.name!r}: NIR has no {node.reset} reset; written as NIR's reset to v_reset with "
                f"snn.reset={node.reset} in the node's metadata (only this tool reads it)")
@@ -124,7 +138,26 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     if node.v_init != natural_init:
         w.note(f"neuron {node.name!r} starts at v_init = {node.v_init:g}, which NIR cannot say "
                f"(recorded in the node's metadata)")
-    w.add(node, nir_node)
+
+
+def _write_synaptic_neuron(w: _Writer, node: ir.SynapticNeuron):
+    if node.beta == 1.0 or node.current_decay == 1.0:
+        raise UnsupportedOpError(f"SynapticNeuron {node.name!r}: NIR's CubaLIF has no form without leak "
+                                 f"(beta = {node.beta:g}, current_decay = {node.current_decay:g})")
+    shape = w.graph.shapes[node.name]
+    leak, synapse = 1.0 - node.beta, 1.0 - node.current_decay
+    metadata = {**_metadata(node), "snn.current_decay": repr(node.current_decay)}
+    w.add(node, w.nir.CubaLIF(
+        tau_syn=_full(shape, w.dt / synapse), tau_mem=_full(shape, w.dt / leak), r=_full(shape, node.gain / leak),
+        v_leak=_full(shape, node.v_leak), v_threshold=_full(shape, node.v_threshold),
+        v_reset=_full(shape, node.v_reset), w_in=_full(shape, 1.0 / synapse), metadata=metadata))
+    _note_conventions(w, node, node.v_leak)
+    if node.recurrent:
+        name = f"{node.name}.recurrent"
+        weight = node.weight.astype(np.float32)
+        w.nodes[name] = (w.nir.Affine(weight=weight, bias=node.bias.astype(np.float32)) if np.any(node.bias)
+                         else w.nir.Linear(weight=weight))
+        w.edges += [(node.name, name), (name, node.name)]
 
 
 def _write_readout(w: _Writer, node: ir.Readout):
@@ -164,6 +197,7 @@ _WRITERS = {
     ir.Add: _write_add,
     ir.Dropout: _write_dropout,
     ir.Neuron: _write_neuron,
+    ir.SynapticNeuron: _write_synaptic_neuron,
     ir.Readout: _write_readout,
 }
 

@@ -5,10 +5,15 @@ with forward Euler over a time step ``dt`` (docs/interop.md)::
 
     LIF      tau dv/dt = (v_leak - v) + r*I   ->  beta = 1 - dt/tau, gain = r*dt/tau, v_leak
     IF       dv/dt = r*I                       ->  beta = 1,          gain = r*dt
-    CubaLIF  only with dt/tau_syn = 1 (no synaptic memory): as LIF with gain = w_in*r*dt/tau_mem
+    CubaLIF  tau_syn dI/dt = -I + w_in*x; tau_mem dv/dt = (v_leak - v) + r*I  ->  the IR's
+             SynapticNeuron: current_decay = 1 - dt/tau_syn, beta = 1 - dt/tau_mem,
+             gain = (dt/tau_mem)*r*(dt/tau_syn)*w_in (the membrane reads the updated current);
+             a plain LIF when dt/tau_syn = 1 and nothing recurs
     LI / I   (last layer only) the IR's leaky readout, beta = 1 - dt/tau (1 for I)
 
-then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). The
+then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). A cycle from a
+neuron through one Affine/Linear back into it is that neuron's recurrent synapses (the
+previous step's spikes); the neuron becomes a SynapticNeuron with that weight and bias. The
 file records neither ``dt`` nor its exporter (nor reset details that NIR cannot
 express). The user names them (``framework``, ``dt``: ``--from-framework``,
 ``--dt``), or :func:`_identify` recognises the exporter from evidence that pins
@@ -111,7 +116,7 @@ def _first(node, parameter: str) -> float:
 
 def _spikingjelly_dt(neurons: dict) -> float | None:
     """The dt a SpikingJelly export pins: its IF writes r = 1/dt, its LIF without decay_input r = tau/dt
-    (r = 1 with decay_input says nothing). None when no neuron pins it or they disagree."""
+    (r = 1 with decay_input says nothing), its CUBALIFNode r = tau_mem/dt and w_in = tau_syn/dt. None when no neuron pins it or they disagree."""
     pinned = []
     for node in neurons.values():
         kind = type(node).__name__
@@ -119,6 +124,8 @@ def _spikingjelly_dt(neurons: dict) -> float | None:
             pinned.append(1.0 / _first(node, "r"))
         elif kind == "LIF" and _first(node, "r") != 1.0:
             pinned.append(_first(node, "tau") / _first(node, "r"))
+        elif kind == "CubaLIF":  # CUBALIFNode: r = tau_mem/dt, w_in = tau_syn/dt
+            pinned += [_first(node, "tau_mem") / _first(node, "r"), _first(node, "tau_syn") / _first(node, "w_in")]
         elif kind != "LIF":
             return None
     if not pinned or not np.allclose(pinned, pinned[0], rtol=1e-6):
@@ -156,11 +163,8 @@ def _identify(graph, framework: str | None, dt: float | None, path: str) -> tupl
         elif pinned_dt is not None:
             framework = "spikingjelly"
             notes.append(f"read as a SpikingJelly export_to_nir file with dt = {pinned_dt:.6g}: float64 "
-                         f"parameters with IF r = 1/dt (LIF r = tau/dt), as SpikingJelly writes them; override with "
-                         f"--from-framework and --dt")
-        elif dt is None and (cubalif := next((n for n, v in neurons.items() if type(v).__name__ == "CubaLIF"), None)):
-            raise UnsupportedOpError(f"{path}: NIR node {cubalif!r} (CubaLIF): synaptic current (CubaLIF / snnTorch "
-                                     f"Synaptic) is not supported yet")
+                         f"parameters with IF r = 1/dt (LIF r = tau/dt, CubaLIF r = tau_mem/dt and w_in = tau_syn/dt), "
+                         f"as SpikingJelly writes them; override with --from-framework and --dt")
         elif dt is not None:
             framework = "nir"
             notes.append(f"no exporter recognised: read with NIR's own definitions (forward Euler over dt = {dt:.6g}, "
@@ -210,6 +214,7 @@ class _Reader:
     successors: dict = field(default_factory=dict)
     predecessors: dict = field(default_factory=dict)
     readout: tuple | None = None  # (IR source, beta) when the graph ends in a leaky integrator
+    recurrent: dict = field(default_factory=dict)  # NIR neuron name -> its recurrent Affine/Linear node name
     notes: list = field(default_factory=list)
 
     @property
@@ -280,8 +285,9 @@ def _stored_as_float32(node) -> bool:
 
 
 def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float, v_leak: float,
-            v_threshold: float, v_reset: float, v_init: float) -> None:
-    """An IR neuron with the reset and training fields from the exporter's conventions (or our own metadata)."""
+            v_threshold: float, v_reset: float, v_init: float, current_decay: float = 0.0) -> None:
+    """An IR neuron with the reset and training fields from the exporter's conventions (or our own metadata):
+    a Neuron, or a SynapticNeuron when it has a synaptic current or recurrent synapses."""
     meta = _metadata(reader.graph.nodes[name])
     reset, delay = "hard", False
     if reader.reset is not None:
@@ -298,18 +304,29 @@ def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float
             fields[key] = cast(meta[f"snn.{key}"])
     if "v_init" in fields:
         v_init = fields.pop("v_init")
+    recurrent = reader.recurrent.get(name)
+    if recurrent is not None and reader.scale[source] != 1.0:
+        raise UnsupportedOpError(f"{reader.describe(name)}: a recurrent neuron reading a scaled signal (SumPool2d or "
+                                 f"Scale) is not supported")
     gain *= reader.scale[source]
     if _stored_as_float32(reader.graph.nodes[name]):
-        beta, gain = tidy(beta), tidy(gain)
+        beta, gain, current_decay = tidy(beta), tidy(gain), tidy(current_decay)
     # our own files carry the exact values; they are used while the ODE parameters still agree with them
-    exact_beta, exact_gain = (float(meta.get(f"snn.{k}", "nan")) for k in ("beta", "gain"))
-    if np.isclose(exact_beta, beta, rtol=1e-5, atol=1e-7):
-        beta = exact_beta
-    if np.isclose(exact_gain, gain, rtol=1e-5, atol=1e-7):
-        gain = exact_gain
-    neuron = ir.Neuron(name, (source,), beta=beta, gain=gain, v_leak=v_leak, v_threshold=v_threshold,
-                       v_reset=v_reset, v_init=v_init, reset=reset, reset_delay=delay, **fields)
-    reader.add(neuron, name)
+    exact = {k: float(meta.get(f"snn.{k}", "nan")) for k in ("beta", "gain", "current_decay")}
+    beta, gain, current_decay = (exact[k] if np.isclose(exact[k], value, rtol=1e-5, atol=1e-7) else value
+                                 for k, value in (("beta", beta), ("gain", gain), ("current_decay", current_decay)))
+    values = dict(beta=beta, gain=gain, v_leak=v_leak, v_threshold=v_threshold, v_reset=v_reset, v_init=v_init,
+                  reset=reset, reset_delay=delay, **fields)
+    if current_decay == 0.0 and recurrent is None:
+        reader.add(ir.Neuron(name, (source,), **values), name)
+        return
+    synapses = {}
+    if recurrent is not None:
+        node = reader.graph.nodes[recurrent]
+        bias = getattr(node, "bias", None)
+        synapses = dict(weight=np.asarray(node.weight, np.float32),
+                        bias=None if bias is None else np.asarray(bias, np.float32))
+    reader.add(ir.SynapticNeuron(name, (source,), current_decay=current_decay, **synapses, **values), name)
 
 
 # -- readers: one per NIR node type --------------------------------------------
@@ -395,16 +412,19 @@ def _read_if(reader: _Reader, name, node, source):
 
 def _read_cubalif(reader: _Reader, name, node, source):
     synapse = reader.euler_dt / reader.scalar(name, "tau_syn", node.tau_syn)
-    if not np.isclose(synapse, 1.0, rtol=1e-6):
+    if np.isclose(synapse, 1.0, rtol=1e-6):
+        synapse = 1.0  # tau_syn = dt: no synaptic memory, a LIF
+    elif reader.exporter.name == "norse":
         raise UnsupportedOpError(
-            f"{reader.describe(name)}: synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet "
-            f"(dt/tau_syn = {synapse:.6g} with dt = {reader.euler_dt:.6g}; only a CubaLIF with tau_syn = dt reduces "
-            f"exactly to a LIF)"
+            f"{reader.describe(name)}: Norse's LIFCell adds the input to the synaptic current after the membrane "
+            f"update (the membrane sees it one step later), which the IR's SynapticNeuron does not express "
+            f"(dt/tau_syn = {synapse:.6g})"
         )
+    synapse = _decay(reader, name, reader.scalar(name, "tau_syn", node.tau_syn), "tau_syn")
     step = _decay(reader, name, reader.scalar(name, "tau_mem", node.tau_mem), "tau_mem")
     v_leak = reader.scalar(name, "v_leak", node.v_leak)
-    gain = step * reader.scalar(name, "r", node.r) * reader.scalar(name, "w_in", node.w_in)
-    _neuron(reader, name, source, beta=1.0 - step, gain=gain, v_leak=v_leak,
+    gain = step * reader.scalar(name, "r", node.r) * synapse * reader.scalar(name, "w_in", node.w_in)
+    _neuron(reader, name, source, beta=1.0 - step, gain=gain, v_leak=v_leak, current_decay=1.0 - synapse,
             v_threshold=reader.scalar(name, "v_threshold", node.v_threshold),
             v_reset=reader.scalar(name, "v_reset", node.v_reset), v_init=v_leak)
 
@@ -463,17 +483,42 @@ _READERS = {
 }
 
 
+def _recurrent_synapses(graph, edges: list) -> dict[str, str]:
+    """Neuron -> the Affine/Linear node of a two-node cycle neuron -> synapses -> neuron (its recurrent
+    synapses): the synapses read only that neuron and feed only it."""
+    sources, targets = {}, {}
+    for source, target in edges:
+        sources.setdefault(target, []).append(source)
+        targets.setdefault(source, []).append(target)
+    found = {}
+    for name, node in graph.nodes.items():
+        if type(node).__name__ not in ("Affine", "Linear") or len(sources.get(name, ())) != 1:
+            continue
+        (neuron,) = sources[name]
+        if targets.get(name) == [neuron] and type(graph.nodes[neuron]).__name__ in ("CubaLIF", "LIF") \
+                and neuron not in found:
+            found[neuron] = name
+    return found
+
+
 def _topological(reader: _Reader, graph) -> list[str]:
     predecessors = {name: [] for name in graph.nodes}
     for edge in graph.edges:
         if len(edge) != 2 or any(end not in graph.nodes for end in edge):
             raise ModelError(f"{reader.path}: edge {tuple(edge)} names a node that is not in the graph "
                              f"(nested NIR graphs are not supported)")
+    reader.recurrent = _recurrent_synapses(graph, [tuple(e) for e in graph.edges])
+    feedback = {(synapses, neuron) for neuron, synapses in reader.recurrent.items()}
+    feedback |= {(neuron, synapses) for neuron, synapses in reader.recurrent.items()}
+    for edge in graph.edges:
         source, target = edge
+        if (source, target) in feedback:
+            continue  # a neuron's recurrent synapses are read with the neuron
         predecessors[target].append(source)
         reader.successors.setdefault(source, []).append(target)
     order, done = [], set()
-    ready = [n for n in graph.nodes if not predecessors[n]]
+    recurrent_synapses = set(reader.recurrent.values())
+    ready = [n for n in graph.nodes if not predecessors[n] and n not in recurrent_synapses]
     while ready:
         name = ready.pop(0)
         order.append(name)
@@ -481,12 +526,13 @@ def _topological(reader: _Reader, graph) -> list[str]:
         for target in reader.successors.get(name, ()):
             if target not in done and target not in ready and all(p in done for p in predecessors[target]):
                 ready.append(target)
-    if len(order) != len(graph.nodes):
+    if len(order) + len(recurrent_synapses) != len(graph.nodes):
         cycle = sorted(n for n in graph.nodes if n not in done and _on_a_cycle(reader.successors, n))
         synapses = [n for n in cycle if type(graph.nodes[n]).__name__ in ("Affine", "Linear")]
         raise UnsupportedOpError(
-            f"{reader.path}: recurrent synapses (a cycle through NIR node(s) {', '.join(map(repr, synapses or cycle))}; "
-            f"snnTorch RLeaky / RSynaptic) are not supported yet"
+            f"{reader.path}: a cycle through NIR node(s) {', '.join(map(repr, synapses or cycle))} is not a neuron's "
+            f"recurrent synapses (one Affine/Linear from a LIF/CubaLIF back into it, snnTorch RLeaky / RSynaptic), "
+            f"the only recurrence supported"
         )
     reader.predecessors = predecessors
     return order
