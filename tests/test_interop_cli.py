@@ -183,3 +183,29 @@ def test_evaluate_uses_the_time_steps_the_model_was_exported_with_and_says_so(tm
     code, out, err = run_cli(["evaluate", cases / "snntorch_static.legacy.onnx", "--data", tmp_path / "data.npz",
                               "--json", "--time-steps", "4"], capsys, monkeypatch)
     assert code == 0 and json.loads(out)["time_steps"] == 4 and "note: T =" not in err
+
+
+def test_the_braille_rnn_compresses_prunes_its_recurrent_synapses_and_round_trips_to_nir(tmp_path, capsys, monkeypatch):
+    nir = pytest.importorskip("nir")
+    from onnx_snn_compress.frontends.nir import read_nir
+
+    braille = FIXTURES / "cases" / "braille_noDelay_bias_zero.nir"  # the NIR paper's recurrent CubaLIF (paper/03_rnn)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((96, 12), dtype=np.float32), rng.integers(0, 7, 96)  # synthetic data of the model's shape
+    np.savez(tmp_path / "data.npz", x=x[:64], y=y[:64], x_val=x[64:80], y_val=y[64:80], x_test=x[80:], y_test=y[80:])
+    code, out, err = run_cli(["compress", braille, "--from-framework", "nir", "--dt", "1e-4", "--data",
+                              tmp_path / "data.npz", "--steps-per-budget", "6", "--eval-every", "3", "--batch-size", "32",
+                              "--time-steps", "8", "--budget", "0.5", "--out", tmp_path / "run", "--json", "--quiet"],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert "lif1.lif" in report["prunable"]  # recurrent synapses are prunable synapses
+    (budget,) = report["budgets"]
+    assert budget["layers"]["lif1.lif"]["synapses"] == 38 * 38 and budget["layers"]["lif1.lif"]["connectivity"] < 1.0
+    assert budget["runtimes_agree"]
+    compressed = tmp_path / "run" / "budget_0.5" / "model.onnx"
+    code, _, err = run_cli(["convert", compressed, tmp_path / "compressed.nir"], capsys, monkeypatch)
+    assert code == 0, err
+    written = nir.read(str(tmp_path / "compressed.nir"))
+    assert ("lif1.lif.recurrent", "lif1.lif") in written.edges
+    assert read_nir(tmp_path / "compressed.nir").same_as(load_model(compressed))
