@@ -122,9 +122,9 @@ def test_convert_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monk
     bad.write_bytes(b"not a model")
     code, _, err = run_cli(["convert", bad, tmp_path / "out.onnx"], capsys, monkeypatch)
     assert code == 2 and err.count("\n") == 1
-    code, _, err = run_cli(["convert", FIXTURES / "norse_lifcell_mlp.dynamo.onnx", tmp_path / "out.onnx"],
+    code, _, err = run_cli(["convert", FIXTURES / "cases" / "snntorch_rleaky.legacy.onnx", tmp_path / "out.onnx"],
                            capsys, monkeypatch)
-    assert code == 2 and "synaptic current" in err and err.count("\n") == 1
+    assert code == 2 and "recurrent synapses" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx"]
 
 

@@ -54,7 +54,7 @@ def test_every_nir_fixture_is_covered():
     assert len(NIR_FILES) == 12
 
 
-@pytest.mark.parametrize("name", [n for n in NIR_FILES if n != SYNAPTIC_CURRENT])
+@pytest.mark.parametrize("name", NIR_FILES)
 def test_nir_file_reproduces_the_peers_spikes_exactly(name):
     data, info = fixture(name)
     graph = load_model(FIXTURES / f"{name}.nir", **options(name))
@@ -87,10 +87,11 @@ def test_snntorch_subtract_read_as_nir_says_reset_to_v_reset_and_notes_the_optio
         "euler_dt1e-4_reset_to_v_reset"]["mismatches"]
 
 
-def test_norse_cubalif_with_a_synaptic_current_is_refused_naming_its_delayed_input():
-    with pytest.raises(UnsupportedOpError, match=r"NIR node '1' \(CubaLIF\): Norse's LIFCell adds the input to the "
-                                                 r"synaptic current after the membrane update"):
-        read_nir(FIXTURES / f"{SYNAPTIC_CURRENT}.nir", framework="norse", dt=1e-3)
+def test_norse_cubalif_adds_its_input_to_the_current_without_dt():
+    neurons = read_nir(FIXTURES / f"{SYNAPTIC_CURRENT}.nir", framework="norse", dt=1e-3).neurons()
+    assert [(n.kind, n.current_decay, n.beta, n.gain) for n in neurons] == [
+        ("SynapticNeuron", np.float32(0.8), np.float32(0.9), np.float32(0.1)),
+        ("SynapticNeuron", np.float32(0.9), np.float32(0.95), np.float32(0.05))]
 
 
 def test_spikingjelly_cubalif_reproduces_its_spikes_in_the_simulator_and_onnxruntime():

@@ -27,8 +27,9 @@ EXPORTS = sorted(
     for kind, entry in fixture["files"].items()
     if kind not in ("nir", "npz") and entry.get("exported")
 )
-SYNAPTIC_CURRENT = "norse_lifcell_mlp"  # Norse LIFCell: not an IR neuron, must be rejected by name
-LIFTABLE = [e for e in EXPORTS if e[0] != SYNAPTIC_CURRENT]
+SYNAPTIC_CURRENT = "norse_lifcell_mlp"  # Norse LIFCell: a synaptic current (ir.SynapticNeuron)
+LIFTABLE = [e for e in EXPORTS if e[0] != SYNAPTIC_CURRENT]  # plain LIF / IF layers
+f32 = np.float32
 FORWARD_FIELDS = ("beta", "gain", "v_threshold", "v_leak", "v_init", "reset", "reset_delay", "fire_on_equal")
 
 
@@ -46,7 +47,7 @@ def test_every_fixture_export_is_covered():
     assert {kind for _, kind in EXPORTS} == {"legacy", "dynamo", "legacy.dynbatch", "dynamo.dynbatch"}
 
 
-@pytest.mark.parametrize("name,kind", LIFTABLE)
+@pytest.mark.parametrize("name,kind", EXPORTS)
 def test_lifted_model_reproduces_the_peers_spikes_exactly(name, kind):
     data, _ = fixture(name)
     path = export_path(name, kind)
@@ -72,7 +73,7 @@ def test_lifted_neurons_have_the_peers_parameters(name, kind):
             assert neuron.v_reset == want["v_reset"]
 
 
-@pytest.mark.parametrize("name,kind", LIFTABLE)
+@pytest.mark.parametrize("name,kind", EXPORTS)
 def test_exported_profile_model_reproduces_the_spikes_in_onnxruntime_for_any_batch(name, kind):
     data, _ = fixture(name)
     model = to_model(load_model(export_path(name, kind)))
@@ -82,14 +83,11 @@ def test_exported_profile_model_reproduces_the_spikes_in_onnxruntime_for_any_bat
     assert np.array_equal(run(model, data["x"][:, 1:2]).output, data["spikes"][:, 1:2])
 
 
-def test_norse_lifcell_synaptic_current_is_rejected_naming_the_node():
-    with pytest.raises(UnsupportedOpError) as error:  # legacy: no class names, the arithmetic says it
-        load_model(export_path(SYNAPTIC_CURRENT, "legacy"))
-    message = str(error.value)
-    assert "lif1" in message and "node '" in message and "input 'fc1' of step 0" in message
-    assert "synaptic current" in message and "\n" not in message
-    with pytest.raises(UnsupportedOpError, match=r"synaptic current \(CubaLIF / Norse LIFCell\) is not supported yet"):
-        load_model(export_path(SYNAPTIC_CURRENT, "dynamo"))
+@pytest.mark.parametrize("kind", ["legacy", "dynamo"])
+def test_norse_lifcell_is_lifted_as_a_synaptic_current(kind):
+    neurons = load_model(export_path(SYNAPTIC_CURRENT, kind)).neurons()
+    assert [(n.kind, n.current_decay, n.beta, n.gain, n.reset) for n in neurons] == [
+        ("SynapticNeuron", f32(0.8), f32(0.9), f32(0.1), "hard"), ("SynapticNeuron", f32(0.9), f32(0.95), f32(0.05), "hard")]
 
 
 def test_snntorch_reset_delay_false_is_lifted_with_a_note():
@@ -181,15 +179,26 @@ def test_batch_first_static_and_two_output_exports_reproduce_the_spikes_time_maj
     assert np.array_equal(run(model, x[:4, :1]).output, spikes[:4, :1])
 
 
+@pytest.mark.parametrize("file", ["snntorch_synaptic.legacy.onnx", "snntorch_synaptic.dynamo.onnx",
+                                  "sj_cubalif.dynamo.onnx"])
+def test_synaptic_current_exports_reproduce_their_frameworks_spikes(file):
+    graph = load_model(CASES / file)
+    assert [n.kind for n in graph.neurons()] == ["SynapticNeuron"] * 2
+    assert all(n.current_decay == np.float32(0.5) for n in graph.neurons())
+    data = np.load(CASES / f"{file.split('.')[0]}.expected.npz")
+    cases = [(data[k], data[f"spikes{k[1:]}"]) for k in data if k.startswith("x")]
+    cases.append((data["x"][:4, 1:2], data["spikes"][:4, 1:2]))  # another T and N: a prefix of one sample
+    model = to_model(graph)
+    for x, spikes in cases:
+        assert np.array_equal(simulate(graph, x).output, spikes)
+        assert np.array_equal(run(model, x).output, spikes)
+
+
 @pytest.mark.parametrize("file,message", [
     ("snntorch_rleaky.legacy.onnx", r"recurrent synapses \(snnTorch RLeaky / RSynaptic\) are not supported yet "
                                     r"\(initializer 'lif1.recurrent.weight'\)"),
     ("snntorch_rleaky.dynamo.onnx", r"recurrent synapses \(snnTorch RLeaky\) are not supported yet \(class "
                                     r"'snntorch._neurons.rleaky'"),
-    ("snntorch_synaptic.legacy.onnx", r"synaptic current \(CubaLIF / snnTorch Synaptic\) is not supported yet "
-                                      r"\(initializers 'lif1.alpha' and its beta"),
-    ("snntorch_synaptic.dynamo.onnx", r"synaptic current \(CubaLIF / snnTorch Synaptic\) is not supported yet"),
-    ("sj_cubalif.dynamo.onnx", r"synaptic current \(CubaLIF / SpikingJelly CUBALIFNode\) is not supported yet"),
     ("snntorch_learnbeta.legacy.onnx", r"holds 10 different per-neuron values.*per-neuron parameters are not supported"),
     ("sj_conv1d.dynamo.onnx", r"a 1-D convolution \(Conv1d\) is not supported yet"),
 ])

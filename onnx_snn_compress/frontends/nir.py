@@ -7,7 +7,8 @@ with forward Euler over a time step ``dt`` (docs/interop.md)::
     IF       dv/dt = r*I                       ->  beta = 1,          gain = r*dt
     CubaLIF  tau_syn dI/dt = -I + w_in*x; tau_mem dv/dt = (v_leak - v) + r*I  ->  the IR's
              SynapticNeuron: current_decay = 1 - dt/tau_syn, beta = 1 - dt/tau_mem,
-             gain = (dt/tau_mem)*r*(dt/tau_syn)*w_in (the membrane reads the updated current);
+             gain = (dt/tau_mem)*r*(dt/tau_syn)*w_in (the membrane reads the updated current;
+             Norse's current jumps by w_in*x: gain = (dt/tau_mem)*r*w_in);
              a plain LIF when dt/tau_syn = 1 and nothing recurs
     LI / I   (last layer only) the IR's leaky readout, beta = 1 - dt/tau (1 for I)
 
@@ -61,7 +62,8 @@ class Exporter:
     must come from ``--dt`` or from the file's own evidence); ``default_dt`` only names the
     exporter's default in messages. ``if_per_step``: its IF integrates ``v += r*I`` each step,
     without dt. ``tau_times_dt``: it writes ``tau = dt * (true time constant)``, so forward
-    Euler reproduces it over ``dt**2``. ``reset_note``: what its files cannot say about the reset.
+    Euler reproduces it over ``dt**2``. ``current_jumps``: its CubaLIF adds ``w_in*x`` to the current
+    each step (Norse's LIFCell), not ``(dt/tau_syn)*w_in*x``. ``reset_note``: what its files cannot say about the reset.
     """
 
     name: str
@@ -71,6 +73,7 @@ class Exporter:
     framework: str = "unknown"
     if_per_step: bool = False
     tau_times_dt: bool = False
+    current_jumps: bool = False
     reset_note: str = ""
 
 
@@ -85,7 +88,8 @@ EXPORTERS = {
         "snnTorch's NIR export does not record the reset mechanism: read as NIR's reset to v_reset "
         "(snnTorch reset_mechanism='zero'); for snnTorch's default subtract reset pass --nir-reset subtract-delayed")),
     "spikingjelly": Exporter("spikingjelly", default_dt=1e-4, fire_on_equal=True, framework="spikingjelly"),
-    "norse": Exporter("norse", default_dt=1e-3, framework="norse", if_per_step=True, tau_times_dt=True),
+    "norse": Exporter("norse", default_dt=1e-3, framework="norse", if_per_step=True, tau_times_dt=True,
+                      current_jumps=True),
     "sinabs": Exporter("sinabs", dt=1.0, fire_on_equal=True, framework="sinabs", if_per_step=True, reset_note=(
         "Sinabs' NIR export does not record the reset function: read as NIR's reset to v_reset (Sinabs "
         "MembraneReset, as in the NIR paper's CNN); for Sinabs' MembraneSubtract pass --nir-reset subtract")),
@@ -414,16 +418,11 @@ def _read_cubalif(reader: _Reader, name, node, source):
     synapse = reader.euler_dt / reader.scalar(name, "tau_syn", node.tau_syn)
     if np.isclose(synapse, 1.0, rtol=1e-6):
         synapse = 1.0  # tau_syn = dt: no synaptic memory, a LIF
-    elif reader.exporter.name == "norse":
-        raise UnsupportedOpError(
-            f"{reader.describe(name)}: Norse's LIFCell adds the input to the synaptic current after the membrane "
-            f"update (the membrane sees it one step later), which the IR's SynapticNeuron does not express "
-            f"(dt/tau_syn = {synapse:.6g})"
-        )
     synapse = _decay(reader, name, reader.scalar(name, "tau_syn", node.tau_syn), "tau_syn")
     step = _decay(reader, name, reader.scalar(name, "tau_mem", node.tau_mem), "tau_mem")
     v_leak = reader.scalar(name, "v_leak", node.v_leak)
-    gain = step * reader.scalar(name, "r", node.r) * synapse * reader.scalar(name, "w_in", node.w_in)
+    jump = 1.0 if reader.exporter.current_jumps else synapse  # what one input adds to the current, per w_in
+    gain = step * reader.scalar(name, "r", node.r) * jump * reader.scalar(name, "w_in", node.w_in)
     _neuron(reader, name, source, beta=1.0 - step, gain=gain, v_leak=v_leak, current_decay=1.0 - synapse,
             v_threshold=reader.scalar(name, "v_threshold", node.v_threshold),
             v_reset=reader.scalar(name, "v_reset", node.v_reset), v_init=v_leak)

@@ -332,7 +332,8 @@ def _layer_shape(spec: LayerSpec, input_shapes) -> tuple[int, ...]:
 def _build(spec: LayerSpec, fields: dict) -> ir.Node:
     kinds = {"Linear": ir.Linear, "Conv2d": ir.Conv2d, "AvgPool2d": ir.AvgPool2d, "MaxPool2d": ir.MaxPool2d,
              "Flatten": ir.Flatten, "BatchNorm": ir.BatchNorm, "Add": ir.Add, "Neuron": ir.Neuron}
-    return kinds[spec.kind](spec.name, spec.inputs, **{**spec.args, **fields})
+    kind = ir.SynapticNeuron if "current_decay" in fields else kinds[spec.kind]
+    return kind(spec.name, spec.inputs, **{**spec.args, **fields})
 
 
 # ---------------------------------------------------------------------------
@@ -855,13 +856,17 @@ class _ReachesBack(Exception):
 
 @dataclass
 class _Recursion:
-    """``H[t] = c0 + a*H[t-1] + b*S[t-1] + d*H[t-1]*S[t-1] + g*X[t]`` for t >= 1."""
+    """``H[t] = c0 + a*H[t-1] + b*S[t-1] + d*H[t-1]*S[t-1] + g*X[t] + sum_k series[k]*X[t-k]`` for t >= 1.
+
+    ``series`` (k >= 1) is a synaptic current's memory of earlier inputs: ``g * current_decay**k``.
+    """
 
     c0: float = 0.0
     a: float = 0.0
     b: float = 0.0
     d: float = 0.0
     g: float = 0.0
+    series: dict = field(default_factory=dict)
 
     def same_as(self, other: "_Recursion") -> bool:
         return all(_close(getattr(self, k), getattr(other, k)) for k in ("c0", "a", "b", "d", "g"))
@@ -927,14 +932,19 @@ def _recursion(reader: _Reader, spec: NeuronSpec, step: int, notes: list) -> _Re
     current_input = reader.inputs.get((spec.inputs[0], step), reader.inputs.get((spec.inputs[0], None)))
     if current_input is not None:
         names[(id(current_input),)] = "g"
+    earlier = {(id(reader.inputs[(spec.inputs[0], t)]),): step - t for t in range(step)
+               if (spec.inputs[0], t) in reader.inputs}
     recursion = _Recursion()
     for monomial, coefficient in terms.items():
+        if monomial not in names and monomial in earlier:  # a synaptic current: an earlier input, decayed
+            recursion.series[earlier[monomial]] = coefficient
+            continue
         if monomial not in names:
             raise UnsupportedOpError(
                 f"{_origin(potential)}: the membrane update of {where} depends on "
                 f"{' * '.join(_atom_text(poly.atoms[a], spec, step) for a in monomial)}; an IR neuron's update "
-                f"reads only its previous potential and spike and the current input "
-                f"(a synaptic current or a recurrent connection cannot be lifted)"
+                f"reads only its previous potential and spike, the current input and earlier inputs through a "
+                f"synaptic current (a recurrent connection cannot be lifted from a torch.onnx export)"
             )
         setattr(recursion, names[monomial], coefficient)
     return recursion
@@ -1021,6 +1031,16 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
         if not step1.same_as(merged):
             raise UnsupportedOpError(f"{_origin(spec.spikes[1])}: neuron layer {spec.name!r} computes step 1 "
                                      f"differently from step 2 ({step1} vs {recursions[0]})")
+    if spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], 0)) and len(recursions) >= 2 \
+            and recursions[1].series:
+        # a synaptic current with H[0] = X[0]: at step 1 the potential H[0] and the input X[0] are one
+        # value, so the decay and the current's memory show only as their sum; read from step 2 on
+        step1, recursions, first = recursions[0], recursions[1:], 2
+        later = recursions[0]
+        merged = _Recursion(later.c0, later.a + later.series[1], later.b, later.d, later.g)
+        if step1.series or not step1.same_as(merged):
+            raise UnsupportedOpError(f"{_origin(spec.spikes[1])}: neuron layer {spec.name!r} computes step 1 "
+                                     f"differently from step 2 ({step1} vs {later})")
     recursion = recursions[0]
     for t, other in zip(steps[first + 1:], recursions[1:]):
         if not other.same_as(recursion):
@@ -1037,6 +1057,11 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
             f"({', '.join(f.name for f in RESET_FORMS)})"
         )
     form = candidates[0]
+    current_decay = _current_decay(spec, recursions, first, static_start)
+    if current_decay and form.reset == "hard" and form.reset_delay:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current with a delayed reset to v_reset "
+                                 f"(snnTorch Synaptic reset_mechanism='zero', which also resets the current) is "
+                                 f"not supported")
     beta = recursion.a
     if not 0.0 <= beta <= 1.0 + 1e-7:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: decay factor {beta:.6g} outside [0, 1]")
@@ -1062,8 +1087,33 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     fields = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
                   v_init=v_init, gain=recursion.g, reset=form.reset, reset_delay=form.reset_delay,
                   fire_on_equal=or_equal)
+    if current_decay:
+        fields["current_decay"] = current_decay
     fields.update(FRAMEWORK_DEFAULTS.get(framework, {}))
     return fields
+
+
+def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start: bool) -> float:
+    """The decay of a synaptic current from the earlier inputs' coefficients (0.0: none): at every step
+    t (``recursions`` from step ``first`` on), ``series[k] = g * current_decay**k`` for k = 1 .. t
+    (ir.SynapticNeuron)."""
+    if not any(r.series for r in recursions):
+        return 0.0
+    if static_start:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current on a static input cannot be lifted")
+    earliest = recursions[0]
+    current_decay = earliest.series.get(1, 0.0) / earliest.g if earliest.g else 0.0
+    for t, recursion in enumerate(recursions, first):
+        expected = {k: recursion.g * current_decay ** k for k in range(1, t + 1)}
+        if set(recursion.series) != set(expected) or not all(_close(recursion.series[k], v) for k, v in expected.items()):
+            raise UnsupportedOpError(
+                f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} at step {t} reads earlier inputs with weights "
+                f"{[round(recursion.series.get(k, 0.0), 6) for k in range(1, t + 1)]}, not a synaptic current's "
+                f"geometric decay"
+            )
+    if not 0.0 < current_decay <= 1.0:
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: synaptic decay factor {current_decay:.6g} outside (0, 1]")
+    return current_decay
 
 
 # ---------------------------------------------------------------------------
@@ -1134,9 +1184,6 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
 _NAMED_CLASSES = (
     ("snntorch._neurons.rleaky.", "recurrent synapses (snnTorch RLeaky) are not supported yet"),
     ("snntorch._neurons.rsynaptic.", "recurrent synapses and synaptic current (snnTorch RSynaptic) are not supported yet"),
-    ("snntorch._neurons.synaptic.", "synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet"),
-    (".cubalifnode", "synaptic current (CubaLIF / SpikingJelly CUBALIFNode) is not supported yet"),
-    ("norse.torch.module.lif.lifcell", "synaptic current (CubaLIF / Norse LIFCell) is not supported yet"),
 )
 
 
@@ -1152,9 +1199,6 @@ def _refuse_named_constructs(model: onnx.ModelProto) -> None:
         if name.endswith(".recurrent.weight"):
             raise UnsupportedOpError(f"recurrent synapses (snnTorch RLeaky / RSynaptic) are not supported yet "
                                      f"(initializer {name!r})")
-        if name.endswith(".alpha") and f"{name[:-len('alpha')]}beta" in names:
-            raise UnsupportedOpError(f"synaptic current (CubaLIF / snnTorch Synaptic) is not supported yet "
-                                     f"(initializers {name!r} and its beta: a synaptic and a membrane decay)")
 
 
 def _spike_output_only(model: onnx.ModelProto, notes: list) -> onnx.ModelProto:
@@ -1240,7 +1284,7 @@ def from_model(model: onnx.ModelProto, framework: str | None = None) -> ir.Graph
             )
         fields = _identify(reader, spec, framework, notes) if isinstance(spec, NeuronSpec) else {}
         nodes.append(_build(spec, fields))
-    if not any(isinstance(n, ir.Neuron) for n in nodes):
+    if not any(isinstance(n, ir.SPIKING_KINDS) for n in nodes):
         raise ModelError("no spiking neuron found: no Cast(Greater(H - v_threshold, 0)) feeds a layer or the output")
     readout = output_name if output_name not in reader.names else f"{output_name}.readout"
     nodes.append(ir.Readout(readout, (last,), mode=mode))
