@@ -183,8 +183,23 @@ def test_batch_first_static_and_two_output_exports_reproduce_the_spikes_time_maj
                                   "sj_cubalif.dynamo.onnx"])
 def test_synaptic_current_exports_reproduce_their_frameworks_spikes(file):
     graph = load_model(CASES / file)
-    assert [n.kind for n in graph.neurons()] == ["SynapticNeuron"] * 2
-    assert all(n.current_decay == np.float32(0.5) for n in graph.neurons())
+    assert [(n.kind, n.current_decay, n.recurrent) for n in graph.neurons()] == [("SynapticNeuron", f32(0.5), False)] * 2
+    reproduces_its_frameworks_spikes(graph, file)
+
+
+@pytest.mark.parametrize("file", ["snntorch_rleaky.legacy.onnx", "snntorch_rleaky.dynamo.onnx"])
+def test_recurrent_leaky_exports_reproduce_their_frameworks_spikes(file):
+    graph = load_model(CASES / file)
+    assert [n.name for n in graph.nodes] == ["x", "fc1", "lif1", "fc2", "lif2", "spikes"]  # recurrence inside lif1/2
+    lif1, lif2 = graph.neurons()
+    assert (lif1.current_decay, lif1.beta, lif1.reset, lif1.reset_delay) == (0.0, f32(0.8), "subtract", True)
+    source = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(CASES / file)).graph.initializer}
+    assert np.array_equal(lif1.weight, source["lif1.recurrent.weight"])
+    assert np.array_equal(lif2.bias, source["lif2.recurrent.bias"])
+    reproduces_its_frameworks_spikes(graph, file)
+
+
+def reproduces_its_frameworks_spikes(graph, file):
     data = np.load(CASES / f"{file.split('.')[0]}.expected.npz")
     cases = [(data[k], data[f"spikes{k[1:]}"]) for k in data if k.startswith("x")]
     cases.append((data["x"][:4, 1:2], data["spikes"][:4, 1:2]))  # another T and N: a prefix of one sample
@@ -195,10 +210,6 @@ def test_synaptic_current_exports_reproduce_their_frameworks_spikes(file):
 
 
 @pytest.mark.parametrize("file,message", [
-    ("snntorch_rleaky.legacy.onnx", r"recurrent synapses \(snnTorch RLeaky / RSynaptic\) are not supported yet "
-                                    r"\(initializer 'lif1.recurrent.weight'\)"),
-    ("snntorch_rleaky.dynamo.onnx", r"recurrent synapses \(snnTorch RLeaky\) are not supported yet \(class "
-                                    r"'snntorch._neurons.rleaky'"),
     ("snntorch_learnbeta.legacy.onnx", r"holds 10 different per-neuron values.*per-neuron parameters are not supported"),
     ("sj_conv1d.dynamo.onnx", r"a 1-D convolution \(Conv1d\) is not supported yet"),
 ])

@@ -141,6 +141,10 @@ class LayerSpec:
 @dataclass(eq=False)
 class NeuronSpec(LayerSpec):
     spikes: dict = field(default_factory=dict)  # step -> spike Expr
+    recurrent: str | None = None  # the Linear layer that feeds this layer's spikes back into it (snnTorch RLeaky)
+
+
+CONSTANT_LAYER = ""  # the "layer" of a per-neuron constant atom (reader.vectors)
 
 
 class _Reader:
@@ -158,6 +162,7 @@ class _Reader:
                 self.consumers[name] = self.consumers.get(name, 0) + 1
         self.inputs: dict[tuple, Expr] = {}
         self.spikes: dict[tuple, Expr] = {}
+        self.vectors: dict[tuple, np.ndarray] = {}  # per-neuron constant atoms of neuron arithmetic
         self.neuron_of_input: dict[str, NeuronSpec] = {}
         self.time_steps = 0
         self.batch: int | None = None
@@ -246,6 +251,12 @@ class _Reader:
             self.spikes[key] = Expr("spike", (potential,), (threshold, or_equal), origin)
         return self.spikes[key]
 
+    def _feeds_back(self, layer: str, layers: set) -> bool:
+        """Is ``layer`` a Linear reading the spikes of the neuron layer that one of ``layers`` feeds (recurrent synapses)?"""
+        spec = self.layers.get(layer)
+        own = {self.neuron_of_input[m].name for m in layers if m in self.neuron_of_input}
+        return spec is not None and spec.kind == "Linear" and spec.inputs[0] in own
+
     def lift(self, expr: Expr, consumer: onnx.NodeProto) -> Tensor:
         """The symbolic ``expr`` read by a layer op must be a neuron layer's spikes at one step."""
         if expr.op != "spike":
@@ -254,11 +265,13 @@ class _Reader:
                 f"Cast(Greater(H - v_threshold, 0)); only spiking neuron layers can be lifted "
                 f"(graded spikes, membrane outputs and other arithmetic are not supported)"
             )
-        sources = _inputs_of_step(expr)
+        sources = {s for s in _inputs_of_step(expr) if s[0] != CONSTANT_LAYER}
         if not sources:
             raise UnsupportedOpError(f"{_origin(expr)} is a spike that depends on no layer's input")
+        recurrent = {s[0] for s in sources if self._feeds_back(s[0], {t[0] for t in sources})}
+        sources = {s for s in sources if s[0] not in recurrent}
         layer = next(iter(sources))[0]
-        if len({s[0] for s in sources}) != 1:
+        if len({s[0] for s in sources}) != 1 or len(recurrent) > 1:
             raise UnsupportedOpError(
                 f"{_origin(expr)}: one neuron reads several layers ({', '.join(sorted({s[0] for s in sources}))})"
             )
@@ -267,6 +280,8 @@ class _Reader:
             spec = self.layer(("neuron", layer), "Neuron", (layer,), {}, _scope(expr.origin) or "neuron",
                               expr.origin, cls=NeuronSpec)
             self.neuron_of_input[layer] = spec
+        if recurrent:
+            (spec.recurrent,) = recurrent
         steps = [t for _, t in sources if t is not None]
         if steps:
             step = max(steps)
@@ -332,7 +347,7 @@ def _layer_shape(spec: LayerSpec, input_shapes) -> tuple[int, ...]:
 def _build(spec: LayerSpec, fields: dict) -> ir.Node:
     kinds = {"Linear": ir.Linear, "Conv2d": ir.Conv2d, "AvgPool2d": ir.AvgPool2d, "MaxPool2d": ir.MaxPool2d,
              "Flatten": ir.Flatten, "BatchNorm": ir.BatchNorm, "Add": ir.Add, "Neuron": ir.Neuron}
-    kind = ir.SynapticNeuron if "current_decay" in fields else kinds[spec.kind]
+    kind = ir.SynapticNeuron if "current_decay" in fields or "weight" in fields else kinds[spec.kind]
     return kind(spec.name, spec.inputs, **{**spec.args, **fields})
 
 
@@ -352,8 +367,15 @@ def _scalar(reader: _Reader, node: onnx.NodeProto, array: np.ndarray, index: int
     return float(flat[0])
 
 
-def _operand(reader: _Reader, node: onnx.NodeProto, index: int) -> Expr:
+def _operand(reader: _Reader, node: onnx.NodeProto, index: int, added: bool = False) -> Expr:
+    """Input ``index`` as an Expr; an ``added`` constant that differs across neurons (the recurrent bias at
+    step 0, where the previous spikes are zero) is an atom holding its values (:data:`CONSTANT_LAYER`)."""
     value = reader.value(node, index)
+    if isinstance(value, Const) and added and np.asarray(value.value).size > 1 and \
+            not np.all(np.asarray(value.value) == np.asarray(value.value).ravel()[0]):
+        key = (CONSTANT_LAYER, len(reader.vectors))
+        reader.vectors[key] = np.asarray(value.value, np.float64)
+        return Expr("input", value=key, origin=node)
     if isinstance(value, Const):
         return Expr("const", value=_scalar(reader, node, value.value, index), origin=node)
     if isinstance(value, Sym):
@@ -415,7 +437,7 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         else:
             raise UnsupportedOpError(f"{describe(node)}: only a Cast of a comparison to float (a spike) is supported")
         return
-    a, b = _operand(reader, node, 0), _operand(reader, node, 1)
+    a, b = _operand(reader, node, 0, op == "Add"), _operand(reader, node, 1, op == "Add")
     if op == "Add":
         result = _add(a, b, node)
     elif op == "Sub":
@@ -766,7 +788,7 @@ _READERS = {
 }
 
 # Ops folded when all their inputs are constants (the reference evaluator computes them)
-_FOLDABLE = {"Shape", "Identity", "Clip", "Cast", "Add", "Sub", "Mul", "Div", "Neg", "Reshape", "Transpose", "Unsqueeze",
+_FOLDABLE = {"Shape", "Identity", "Clip", "Cast", "Add", "Sub", "Mul", "Div", "Neg", "Reshape", "Transpose", "Unsqueeze", "Gemm",
              "Squeeze", "Concat", "Slice", "Gather", "Expand", "ConstantOfShape", "Sqrt", "Reciprocal"}
 
 
@@ -866,6 +888,7 @@ class _Recursion:
     b: float = 0.0
     d: float = 0.0
     g: float = 0.0
+    r: float = 0.0  # of R[t] = S[t-1] @ W.T + b, the recurrent synapses' output (snnTorch RLeaky)
     series: dict = field(default_factory=dict)
 
     def same_as(self, other: "_Recursion") -> bool:
@@ -932,6 +955,8 @@ def _recursion(reader: _Reader, spec: NeuronSpec, step: int, notes: list) -> _Re
     current_input = reader.inputs.get((spec.inputs[0], step), reader.inputs.get((spec.inputs[0], None)))
     if current_input is not None:
         names[(id(current_input),)] = "g"
+    if spec.recurrent is not None and (spec.recurrent, step - 1) in reader.inputs:
+        names[(id(reader.inputs[(spec.recurrent, step - 1)]),)] = "r"
     earlier = {(id(reader.inputs[(spec.inputs[0], t)]),): step - t for t in range(step)
                if (spec.inputs[0], t) in reader.inputs}
     recursion = _Recursion()
@@ -973,6 +998,16 @@ def _first_step(reader: _Reader, spec: NeuronSpec) -> tuple[float, float]:
     current_input = reader.inputs.get((spec.inputs[0], 0), reader.inputs.get((spec.inputs[0], None)))
     k0 = terms.pop((), 0.0)
     g0 = terms.pop((id(current_input),), 0.0) if current_input is not None else 0.0
+    vectors = [m for m in terms if len(m) == 1 and poly.atoms[m[0]].op == "input"
+               and poly.atoms[m[0]].value[0] == CONSTANT_LAYER]
+    recurrent_start = sum(terms.pop(m) * reader.vectors[poly.atoms[m[0]].value] for m in vectors)
+    if spec.recurrent is not None and not np.allclose(
+            recurrent_start, g0 * reader.layers[spec.recurrent].args.get("bias", 0.0), rtol=1e-6, atol=1e-9):
+        raise UnsupportedOpError(f"{_origin(potential)}: step 0 of neuron layer {spec.name!r} does not add the bias "
+                                 f"of its recurrent synapses {spec.recurrent!r}")
+    if spec.recurrent is None and vectors:
+        raise UnsupportedOpError(f"{_origin(potential)}: step 0 of neuron layer {spec.name!r} adds a constant that "
+                                 f"differs across neurons (per-neuron parameters are not supported)")
     if terms:
         raise UnsupportedOpError(
             f"{_origin(potential)}: step 0 of neuron layer {spec.name!r} is not a constant initial state plus the input"
@@ -1089,6 +1124,12 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
                   fire_on_equal=or_equal)
     if current_decay:
         fields["current_decay"] = current_decay
+    if spec.recurrent is not None:
+        if not all(_close(r.r, recursion.g) for r in recursions):
+            raise UnsupportedOpError(f"neuron layer {spec.name!r}: its recurrent synapses {spec.recurrent!r} reach the "
+                                     f"potential with weight {recursion.r:.6g}, its input with {recursion.g:.6g}")
+        rec = reader.layers[spec.recurrent]
+        fields.update(current_decay=current_decay, weight=rec.args["weight"], bias=rec.args.get("bias"))
     fields.update(FRAMEWORK_DEFAULTS.get(framework, {}))
     return fields
 
@@ -1179,26 +1220,19 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
 
-# What the IR cannot hold yet, recognised by the names exporters give it (before lifting, which
-# would only say which arithmetic it could not read): the dynamo exporter's class names ...
+# What the IR cannot hold yet, recognised by the dynamo exporter's class names (before lifting, which
+# would only say which arithmetic it could not read)
 _NAMED_CLASSES = (
-    ("snntorch._neurons.rleaky.", "recurrent synapses (snnTorch RLeaky) are not supported yet"),
     ("snntorch._neurons.rsynaptic.", "recurrent synapses and synaptic current (snnTorch RSynaptic) are not supported yet"),
 )
 
 
 def _refuse_named_constructs(model: onnx.ModelProto) -> None:
-    """... and snnTorch's parameter names (legacy exports keep no class names)."""
     classes = {p.value.lower() for n in model.graph.node for p in n.metadata_props
                if p.key == "pkg.torch.onnx.class_hierarchy"}
     for fingerprint, message in _NAMED_CLASSES:
         if any(fingerprint in c for c in classes):
             raise UnsupportedOpError(f"{message} (class {fingerprint.strip('.')!r} in the export)")
-    names = {t.name for t in model.graph.initializer}
-    for name in sorted(names):
-        if name.endswith(".recurrent.weight"):
-            raise UnsupportedOpError(f"recurrent synapses (snnTorch RLeaky / RSynaptic) are not supported yet "
-                                     f"(initializer {name!r})")
 
 
 def _spike_output_only(model: onnx.ModelProto, notes: list) -> onnx.ModelProto:
