@@ -114,6 +114,15 @@ def summarize(graph: ir.Graph) -> dict:
                 )},
                 "count": int(np.prod(graph.shapes[node.name])),
             }
+        if isinstance(node, ir.SynapticNeuron):
+            entry["neuron"] = {
+                "model": "RecurrentCubaLIF" if node.recurrent else "CubaLIF",
+                **{k: getattr(node, k) for k in (
+                    "current_decay", "beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "reset",
+                    "reset_delay", "fire_on_equal", "surrogate", "alpha", "detach_reset",
+                )},
+                "count": int(np.prod(graph.shapes[node.name])),
+            }
         if isinstance(node, ir.Readout):
             entry["readout"] = {"mode": node.mode, "beta": node.beta}
         layers.append(entry)

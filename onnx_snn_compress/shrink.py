@@ -125,6 +125,9 @@ def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
         elif isinstance(node, ir.Neuron):
             silent = np.array([np.isfinite(v) and not _fires_on_constant(node, float(v)) for v in value], bool)
             value = np.where(silent, 0.0, UNKNOWN)
+        elif isinstance(node, ir.SynapticNeuron):  # a neuron may fire from its current or recurrence: all stay
+            spaces.protect(space_of[source])
+            value = np.full(value.shape, UNKNOWN)
         elif isinstance(node, ir.AvgPool2d) and node.count_include_pad and any(node.padding):
             value = np.where(value == 0.0, 0.0, UNKNOWN)  # padded zeros change a nonzero constant
         elif isinstance(node, ir.Flatten):

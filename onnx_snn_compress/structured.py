@@ -45,6 +45,9 @@ def channel_groups(graph: ir.Graph, flat: FlatWeights) -> list[np.ndarray]:
         producer = graph[name]
         if isinstance(producer, ir.Conv2d) and producer.groups != 1:
             raise SNNError(f"--structure channel: {name} is a grouped convolution; its channels cannot be pruned alone")
+        if isinstance(producer, ir.SynapticNeuron):
+            raise SNNError(f"--structure channel: {name} holds recurrent synapses, whose neurons cannot be removed "
+                           f"yet; prune them with --structure none or leave them out of --prune")
         # consumers reached through layers that keep channels apart, with the features per channel there
         reached, frontier, to_output = [], [(name, 1)], False
         while frontier:
@@ -52,7 +55,7 @@ def channel_groups(graph: ir.Graph, flat: FlatWeights) -> list[np.ndarray]:
             for reader in readers[source]:
                 if isinstance(reader, ir.Readout):
                     to_output = True
-                elif isinstance(reader, ir.Add) or (isinstance(reader, ir.Conv2d) and reader.groups != 1):
+                elif isinstance(reader, (ir.Add, ir.SynapticNeuron)) or (isinstance(reader, ir.Conv2d) and reader.groups != 1):
                     raise SNNError(f"--structure channel: the channels of {name} reach {reader.kind} {reader.name!r}, "
                                    f"where they cannot be removed consistently")
                 elif isinstance(reader, _PASS_THROUGH):

@@ -220,3 +220,28 @@ def test_profile_scan_body_runs_in_onnxruntime_as_the_simulator_and_reads_back_e
         expected = simulate(graph, x).output
         assert 0 < expected.mean() < 1
         np.testing.assert_array_equal(run_onnx(model, x).output, expected)
+
+
+def test_removing_dead_neurons_keeps_recurrent_neurons_that_fire_from_their_recurrence():
+    from onnx_snn_compress.shrink import remove_dead
+
+    graph = rnn_graph()
+    graph["fc1"].weight[0, :] = 0.0  # neuron 0 of the recurrent layer gets no feed-forward input
+    graph["fc1"].bias[0] = 0.0
+    graph["rnn"].bias[0] = 2.0  # ... and still fires from its recurrent bias
+    shrunk, removed = remove_dead(graph)
+    assert shrunk.shapes["rnn"] == (NEURONS,) and removed["fc1"] == 0
+    x = np.random.default_rng(7).random((6, 3, 4)).astype(f32)
+    np.testing.assert_array_equal(simulate(shrunk, x).output, simulate(graph, x).output)
+
+
+def test_channel_pruning_refuses_recurrent_layers_by_name():
+    from onnx_snn_compress.errors import SNNError
+    from onnx_snn_compress.pruning import FlatWeights
+    from onnx_snn_compress.structured import channel_groups
+
+    graph = rnn_graph()
+    with pytest.raises(SNNError, match="--structure channel: the channels of fc1 reach SynapticNeuron 'rnn'"):
+        channel_groups(graph, FlatWeights(graph, ["fc1", "fc2"]))
+    with pytest.raises(SNNError, match="--structure channel: rnn holds recurrent synapses"):
+        channel_groups(graph, FlatWeights(graph, ["rnn", "fc2"]))
