@@ -7,8 +7,9 @@ one training forward in :data:`TRAIN_FORWARD` and one backward in :data:`BACKWAR
 by kind (like :data:`onnx_snn_compress.simulate.FORWARD`); the arithmetic lives in the
 Numba kernels beside their forward twins.
 
-What is trained: Linear/Conv2d weight and bias, BatchNorm weight and bias. Neuron
-parameters (beta, threshold, gain, ...) are constants. The spike's derivative is the
+What is trained: Linear/Conv2d weight and bias, BatchNorm weight and bias, the recurrent
+synapses (weight and bias) of a SynapticNeuron. Neuron parameters (beta, threshold, gain,
+current decay, ...) are constants. The spike's derivative is the
 neuron's surrogate (see ``kernels/neuron.py`` for the formulas); ``detach_reset`` stops the
 gradient through the reset.
 
@@ -70,9 +71,9 @@ def trainable(graph: Graph) -> dict[str, np.ndarray]:
     """``"<node>.<field>"`` -> the graph's own float32 array, for every trained parameter.
 
     Linear and Conv2d weight and bias (when present), BatchNorm weight and bias, a SynapticNeuron's
-    recurrent weight and bias, in graph order. The arrays are the graph's: updating them in place updates the graph. (An array
-    that is read-only, e.g. a view of an ONNX file's buffer, is first replaced in its node
-    by a writable copy.)
+    recurrent weight and bias, in graph order. The arrays are the graph's: updating them in place
+    updates the graph. (An array that is read-only, e.g. a view of an ONNX file's buffer, is first
+    replaced in its node by a writable copy.)
     """
     params: dict[str, np.ndarray] = {}
     for node in graph.nodes:

@@ -63,7 +63,8 @@ class Exporter:
     exporter's default in messages. ``if_per_step``: its IF integrates ``v += r*I`` each step,
     without dt. ``tau_times_dt``: it writes ``tau = dt * (true time constant)``, so forward
     Euler reproduces it over ``dt**2``. ``current_jumps``: its CubaLIF adds ``w_in*x`` to the current
-    each step (Norse's LIFCell), not ``(dt/tau_syn)*w_in*x``. ``reset_note``: what its files cannot say about the reset.
+    each step (Norse's LIFCell), not ``(dt/tau_syn)*w_in*x``. ``reset_note``: what its files cannot say
+    about the reset.
     """
 
     name: str
@@ -120,7 +121,8 @@ def _first(node, parameter: str) -> float:
 
 def _spikingjelly_dt(neurons: dict) -> float | None:
     """The dt a SpikingJelly export pins: its IF writes r = 1/dt, its LIF without decay_input r = tau/dt
-    (r = 1 with decay_input says nothing), its CUBALIFNode r = tau_mem/dt and w_in = tau_syn/dt. None when no neuron pins it or they disagree."""
+    (r = 1 with decay_input says nothing), its CUBALIFNode r = tau_mem/dt and w_in = tau_syn/dt.
+    None when no neuron pins it or they disagree."""
     pinned = []
     for node in neurons.values():
         kind = type(node).__name__

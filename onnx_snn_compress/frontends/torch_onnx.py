@@ -788,8 +788,9 @@ _READERS = {
 }
 
 # Ops folded when all their inputs are constants (the reference evaluator computes them)
-_FOLDABLE = {"Shape", "Identity", "Clip", "Cast", "Add", "Sub", "Mul", "Div", "Neg", "Reshape", "Transpose", "Unsqueeze", "Gemm",
-             "Squeeze", "Concat", "Slice", "Gather", "Expand", "ConstantOfShape", "Sqrt", "Reciprocal"}
+_FOLDABLE = {"Shape", "Identity", "Clip", "Cast", "Add", "Sub", "Mul", "Div", "Neg", "Reshape", "Transpose", "Unsqueeze",
+             "Squeeze", "Concat", "Slice", "Gather", "Expand", "ConstantOfShape", "Sqrt", "Reciprocal",
+             "Gemm"}  # Gemm: a recurrent Linear on the zero spikes before step 0 (snnTorch RLeaky, legacy)
 
 
 def _fold(reader: _Reader, node: onnx.NodeProto) -> bool:
@@ -968,8 +969,8 @@ def _recursion(reader: _Reader, spec: NeuronSpec, step: int, notes: list) -> _Re
             raise UnsupportedOpError(
                 f"{_origin(potential)}: the membrane update of {where} depends on "
                 f"{' * '.join(_atom_text(poly.atoms[a], spec, step) for a in monomial)}; an IR neuron's update "
-                f"reads only its previous potential and spike, the current input and earlier inputs through a "
-                f"synaptic current (a recurrent connection cannot be lifted from a torch.onnx export)"
+                f"reads only its previous potential and spike, the current input, earlier inputs through a "
+                f"synaptic current and its own previous spikes through a Linear (recurrent synapses)"
             )
         setattr(recursion, names[monomial], coefficient)
     return recursion
@@ -1001,8 +1002,9 @@ def _first_step(reader: _Reader, spec: NeuronSpec) -> tuple[float, float]:
     vectors = [m for m in terms if len(m) == 1 and poly.atoms[m[0]].op == "input"
                and poly.atoms[m[0]].value[0] == CONSTANT_LAYER]
     recurrent_start = sum(terms.pop(m) * reader.vectors[poly.atoms[m[0]].value] for m in vectors)
+    recurrent_bias = reader.layers[spec.recurrent].args.get("bias") if spec.recurrent is not None else None
     if spec.recurrent is not None and not np.allclose(
-            recurrent_start, g0 * reader.layers[spec.recurrent].args.get("bias", 0.0), rtol=1e-6, atol=1e-9):
+            recurrent_start, 0.0 if recurrent_bias is None else g0 * recurrent_bias, rtol=1e-6, atol=1e-9):
         raise UnsupportedOpError(f"{_origin(potential)}: step 0 of neuron layer {spec.name!r} does not add the bias "
                                  f"of its recurrent synapses {spec.recurrent!r}")
     if spec.recurrent is None and vectors:
