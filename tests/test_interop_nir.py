@@ -349,3 +349,9 @@ def test_written_nir_uses_the_time_step_snntorchs_importer_assumes():
     for neuron in graph.neurons():
         lif = written.nodes[neuron.name]
         assert np.allclose(1 - 1e-4 / lif.tau, neuron.beta) and np.allclose(lif.r * 1e-4 / lif.tau, neuron.gain)
+
+
+def test_snntorch_cubalif_read_with_a_zero_reset_says_the_current_is_not_reset():
+    graph = read_nir(CASES / "braille_noDelay_bias_zero.nir", framework="snntorch")
+    assert "snnTorch's Synaptic / RSynaptic zero reset also zeroes the synaptic current" in graph.metadata["import_notes"]
+    assert "--nir-reset subtract-delayed" in graph.metadata["import_notes"]

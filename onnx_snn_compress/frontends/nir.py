@@ -326,6 +326,11 @@ def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float
     if current_decay == 0.0 and recurrent is None:
         reader.add(ir.Neuron(name, (source,), **values), name)
         return
+    if current_decay != 0.0 and values["reset"] == "hard" and values["reset_delay"] and \
+            reader.exporter.name == "snntorch":
+        reader.notes.append(f"{reader.describe(name)}: snnTorch's Synaptic / RSynaptic zero reset also zeroes the "
+                            f"synaptic current, which the IR's SynapticNeuron keeps; for snnTorch's default subtract "
+                            f"reset pass --nir-reset subtract-delayed")
     synapses = {}
     if recurrent is not None:
         node = reader.graph.nodes[recurrent]
