@@ -319,9 +319,11 @@ def _dropout_backward(node, mask, grad, needs, param_grads):
 @_backward_of(Neuron.kind)
 def _neuron_backward(node: Neuron, potential, grad, needs, param_grads):
     time_steps = potential.shape[0]
+    values = node.parameter_values(potential.shape[2:])
     grad_x = lif_backward(
         np.ascontiguousarray(grad).reshape(time_steps, -1), potential.reshape(time_steps, -1),
-        node.beta, node.gain, node.v_threshold, node.v_reset, node.v_leak, RESET_CODES[node.reset],
+        values["beta"], values["gain"], values["v_threshold"], values["v_reset"], values["v_leak"],
+        RESET_CODES[node.reset],
         node.reset_delay, node.fire_on_equal, SURROGATE_CODES[node.surrogate], node.alpha, node.detach_reset,
     )
     return [grad_x.reshape(potential.shape)]

@@ -13,7 +13,9 @@ Images are channel-first ``[C, H, W]``.
 
 Parameters are float32 numpy arrays; scalar neuron parameters are Python floats
 holding float32-representable values, so every export/import round trip is
-bit-exact.
+bit-exact. A neuron parameter may also be per-neuron: a float32 array that
+broadcasts over the layer's feature shape (``[C, 1, 1]`` per channel of a
+``[C, H, W]`` layer, ``[F]`` per neuron of a ``[F]`` layer).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .errors import IRError
 Shape = tuple[int, ...]
 
 RESET_MODES = ("subtract", "hard", "none")
+NEURON_PARAMETERS = ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain")  # scalar or per-neuron
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "rectangle")
 READOUT_MODES = ("rate", "spikes", "leaky")
 
@@ -376,14 +379,21 @@ class Neuron(Node):
 
     Training only: ``surrogate`` (with ``alpha``) replaces dS/dH in the backward
     pass; ``detach_reset`` stops the gradient through the reset term.
+
+    Per-neuron parameters: each of beta, v_threshold, v_reset, v_leak, v_init and gain is
+    a float or a float32 array that broadcasts over the layer's feature shape (numpy
+    rules: ``[C, 1, 1]`` per channel, ``[C, H, W]`` or ``[F]`` per neuron; snnTorch's
+    ``learn_beta`` with a vector, NIR's per-neuron ``tau``); the equations hold per
+    neuron. An array of equal values is stored as its float. Raises IRError for a value
+    out of range (beta outside [0, 1], NaN) or, in a graph, a shape that does not fit.
     """
 
-    beta: float = 1.0
-    v_threshold: float = 1.0
-    v_reset: float = 0.0
-    v_leak: float = 0.0
-    v_init: float = 0.0
-    gain: float = 1.0
+    beta: float | np.ndarray = 1.0
+    v_threshold: float | np.ndarray = 1.0
+    v_reset: float | np.ndarray = 0.0
+    v_leak: float | np.ndarray = 0.0
+    v_init: float | np.ndarray = 0.0
+    gain: float | np.ndarray = 1.0
     reset: str = "subtract"
     reset_delay: bool = False
     fire_on_equal: bool = True
@@ -395,15 +405,15 @@ class Neuron(Node):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha"):
-            value = _f32(getattr(self, name))
-            if not np.isfinite(value):
-                raise IRError(f"Neuron {self.name!r}: {name} must be finite")
-            setattr(self, name, value)
-        if not 0.0 <= self.beta <= 1.0:
-            raise IRError(f"Neuron {self.name!r}: beta must lie in [0, 1], got {self.beta}")
-        if self.beta == 1.0:
-            self.v_leak = 0.0  # (1 - beta) * v_leak vanishes: an IF neuron has no leak potential
+        for name in NEURON_PARAMETERS:
+            setattr(self, name, self._parameter(name, getattr(self, name)))
+        self.alpha = _f32(self.alpha)
+        if not np.isfinite(self.alpha):
+            raise IRError(f"Neuron {self.name!r}: alpha must be finite")
+        if not np.all((0.0 <= np.asarray(self.beta)) & (np.asarray(self.beta) <= 1.0)):
+            raise IRError(f"Neuron {self.name!r}: beta must lie in [0, 1], got {self._describe(self.beta)}")
+        # (1 - beta) * v_leak vanishes where beta = 1: an IF neuron has no leak potential
+        self.v_leak = self._parameter("v_leak", np.where(np.asarray(self.beta) == 1.0, np.float32(0.0), self.v_leak))
         if self.reset not in RESET_MODES:
             raise IRError(f"Neuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
         if self.surrogate not in SURROGATES:
@@ -414,10 +424,63 @@ class Neuron(Node):
         self.fire_on_equal = bool(self.fire_on_equal)
         self.detach_reset = bool(self.detach_reset)
 
+    def _parameter(self, name: str, value) -> float | np.ndarray:
+        """A float, or a float32 array of per-neuron values (an array of equal values is a float)."""
+        if isinstance(value, (int, float, np.number)):
+            value = _f32(value)
+            if not np.isfinite(value):
+                raise IRError(f"Neuron {self.name!r}: {name} must be finite")
+            return value
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise IRError(f"Neuron {self.name!r}: {name} must be a number or an array of numbers") from None
+        if array.size == 0:
+            raise IRError(f"Neuron {self.name!r}: {name} is an empty array")
+        if not np.all(np.isfinite(array)):
+            raise IRError(f"Neuron {self.name!r}: {name} must be finite")
+        if np.all(array == array.flat[0]):
+            return float(array.flat[0])  # -0.0 and 0.0 compare equal; the scalar path takes either
+        return _array(array, f"{self.name}.{name}")
+
+    @staticmethod
+    def _describe(value) -> str:
+        if isinstance(value, float):
+            return repr(value)
+        return f"per-neuron values from {value.min():g} to {value.max():g}"
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        for name in self.per_neuron:
+            values = getattr(self, name)
+            fits = values.ndim <= len(shape) and all(
+                v in (1, d) for v, d in zip(values.shape[::-1], tuple(shape)[::-1]))
+            if not fits:
+                raise IRError(f"Neuron {self.name!r}: per-neuron {name} of shape {values.shape} "
+                              f"does not broadcast over the layer's neurons {tuple(shape)}")
+        return shape
+
+    @property
+    def per_neuron(self) -> tuple[str, ...]:
+        """The names of the parameters (of ``NEURON_PARAMETERS``) that vary over the neurons."""
+        return tuple(name for name in NEURON_PARAMETERS if isinstance(getattr(self, name), np.ndarray))
+
+    def parameter_values(self, shape: Shape) -> dict[str, float | np.ndarray]:
+        """Each of ``NEURON_PARAMETERS``: its float, or its values broadcast to ``shape`` (the
+        layer's feature shape; a read-only float32 view)."""
+        return {
+            name: (np.broadcast_to(value, shape) if isinstance(value, np.ndarray) else value)
+            for name, value in ((n, getattr(self, n)) for n in NEURON_PARAMETERS)
+        }
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """None: per-neuron values are constants of the model, not trained arrays."""
+        return {}
+
     @property
     def is_if(self) -> bool:
         """True for an integrate-and-fire neuron (no leak)."""
-        return self.beta == 1.0
+        return isinstance(self.beta, float) and self.beta == 1.0
 
 
 @dataclass(eq=False)

@@ -108,9 +108,12 @@ def summarize(graph: ir.Graph) -> dict:
             entry["neuron"] = {
                 "model": "IF" if node.is_if else "LIF",
                 **{k: getattr(node, k) for k in (
-                    "beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "reset",
-                    "reset_delay", "fire_on_equal", "surrogate", "alpha", "detach_reset",
+                    "reset", "reset_delay", "fire_on_equal", "surrogate", "alpha", "detach_reset",
                 )},
+                # a per-neuron parameter as its range and shape, the others as their float
+                **{k: ({"min": float(v.min()), "max": float(v.max()), "shape": list(v.shape)}
+                       if isinstance(v, np.ndarray) else v)
+                   for k, v in ((k, getattr(node, k)) for k in ir.NEURON_PARAMETERS)},
                 "count": int(np.prod(graph.shapes[node.name])),
             }
         if isinstance(node, ir.Readout):

@@ -198,14 +198,15 @@ def _dropout(node: Dropout, inputs, trace):
 def _neuron(node: Neuron, inputs, trace):
     (x,) = inputs
     time_steps = x.shape[0] if trace.time_steps is None else trace.time_steps  # x may be static
+    values = node.parameter_values(x.shape[2:])
     spikes, potential, counts = lif_forward(
         np.ascontiguousarray(x).reshape(x.shape[0], -1),
-        np.float32(node.beta),
-        np.float32(node.gain),
-        np.float32(node.v_threshold),
-        np.float32(node.v_reset),
-        np.float32(node.v_leak),
-        np.float32(node.v_init),
+        values["beta"],
+        values["gain"],
+        values["v_threshold"],
+        values["v_reset"],
+        values["v_leak"],
+        values["v_init"],
         RESET_CODES[node.reset],
         node.reset_delay,
         node.fire_on_equal,

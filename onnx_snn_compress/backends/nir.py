@@ -6,8 +6,8 @@ The inverse of frontends/nir.py's forward-Euler reading over a time step ``dt``:
     Neuron (beta = 1)  ->  IF   r = gain/dt, v_threshold, v_reset
     Readout leaky      ->  LI   tau = dt/(1 - beta), r = 1/(1 - beta), v_leak = 0   (I with r = 1/dt for beta = 1)
 
-Neuron parameters are written per neuron (arrays of the layer's shape holding one
-value, as the peers do) in float64. What NIR cannot say (a subtract reset, its
+Neuron parameters are written per neuron (arrays of the layer's shape, holding one
+value as the peers do, or the per-neuron values) in float64. What NIR cannot say (a subtract reset, its
 delay, firing on ``>=``, ``v_init``, the surrogate) goes into each node's
 metadata (``snn.*``) and makes our own reader exact; other tools see NIR's
 reset to ``v_reset`` (:func:`to_nir` returns notes saying so). The graph's
@@ -33,7 +33,15 @@ DEFAULT_DT = 1e-4
 
 
 def _full(shape, value) -> np.ndarray:
-    return np.full(shape, value, dtype=np.float64)
+    """A parameter over a layer of ``shape``: one value, or per-neuron values broadcast to it."""
+    return np.array(np.broadcast_to(np.asarray(value, np.float64), shape))
+
+
+def _exact(value, shape) -> str:
+    """A float32 parameter as our reader takes it back exactly: ``repr``, or the layer's values comma-separated."""
+    if isinstance(value, np.ndarray):
+        return ",".join(repr(float(v)) for v in np.broadcast_to(value, shape).ravel())
+    return repr(value)
 
 
 class _Writer:
@@ -100,14 +108,17 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     shape = w.graph.shapes[node.name]
     metadata = {
         "snn.reset": node.reset, "snn.reset_delay": str(int(node.reset_delay)),
-        "snn.fire_on_equal": str(int(node.fire_on_equal)), "snn.v_init": repr(node.v_init),
-        "snn.beta": repr(node.beta), "snn.gain": repr(node.gain), "snn.surrogate": node.surrogate, "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
+        "snn.fire_on_equal": str(int(node.fire_on_equal)), "snn.v_init": _exact(node.v_init, shape),
+        "snn.beta": _exact(node.beta, shape), "snn.gain": _exact(node.gain, shape), "snn.surrogate": node.surrogate, "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
     }
     if node.is_if:
         nir_node = w.nir.IF(r=_full(shape, node.gain / w.dt), v_threshold=_full(shape, node.v_threshold),
                             v_reset=_full(shape, node.v_reset), metadata=metadata)
         natural_init = node.v_reset
     else:
+        if np.any(np.asarray(node.beta) == 1.0):
+            raise UnsupportedOpError(f"neuron {node.name!r}: a layer whose neurons are partly IF (beta = 1) and "
+                                     f"partly LIF cannot be written as one NIR node")
         leak = 1.0 - node.beta
         nir_node = w.nir.LIF(tau=_full(shape, w.dt / leak), r=_full(shape, node.gain / leak),
                              v_leak=_full(shape, node.v_leak), v_threshold=_full(shape, node.v_threshold),
@@ -121,8 +132,9 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
     if node.fire_on_equal:
         w.note(f"neuron {node.name!r} fires on H >= v_threshold; NIR defines H > v_threshold "
                f"(recorded in the node's metadata)")
-    if node.v_init != natural_init:
-        w.note(f"neuron {node.name!r} starts at v_init = {node.v_init:g}, which NIR cannot say "
+    if np.any(np.asarray(node.v_init) != natural_init):
+        start = f"{node.v_init:g}" if isinstance(node.v_init, float) else "per-neuron values"
+        w.note(f"neuron {node.name!r} starts at v_init = {start}, which NIR cannot say "
                f"(recorded in the node's metadata)")
     w.add(node, nir_node)
 

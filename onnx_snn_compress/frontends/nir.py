@@ -8,7 +8,9 @@ with forward Euler over a time step ``dt`` (docs/interop.md)::
     CubaLIF  only with dt/tau_syn = 1 (no synaptic memory): as LIF with gain = w_in*r*dt/tau_mem
     LI / I   (last layer only) the IR's leaky readout, beta = 1 - dt/tau (1 for I)
 
-then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). The
+then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). LIF and IF
+parameters may differ per neuron (arrays over the layer): the IR's neurons then get
+per-neuron values (the same formulas, element by element). The
 file records neither ``dt`` nor its exporter (nor reset details that NIR cannot
 express). The user names them (``framework``, ``dt``: ``--from-framework``,
 ``--dt``), or :func:`_identify` recognises the exporter from evidence that pins
@@ -217,9 +219,9 @@ class _Reader:
         """The step of forward Euler on the exporter's time constants (Norse writes them times dt)."""
         return self.dt ** 2 if self.exporter.tau_times_dt else self.dt
 
-    def if_gain(self, name: str, node) -> float:
-        """An IF neuron's input gain: ``r*dt`` by NIR's ODE, ``r`` for exporters whose IF adds its input each step."""
-        r = self.scalar(name, "r", node.r)
+    def if_gain(self, r: float | np.ndarray) -> float | np.ndarray:
+        """An IF neuron's input gain from its ``r``: ``r*dt`` by NIR's ODE, ``r`` for exporters whose IF adds its
+        input each step."""
         return r if self.exporter.if_per_step else r * self.dt
 
     def describe(self, name: str) -> str:
@@ -235,6 +237,14 @@ class _Reader:
         self.output_of[nir_name] = source
         self.scale[source] = scale
 
+    def per_neuron(self, name: str, parameter: str, value) -> float | np.ndarray:
+        """A neuron parameter array: its one value as a float, or its per-neuron values (float64)."""
+        array = np.asarray(value, dtype=np.float64)
+        if array.size == 0:
+            raise ModelError(f"{self.describe(name)}: parameter {parameter} is empty")
+        first = array.ravel()[0]
+        return float(first) if np.all(array == first) else array
+
     def scalar(self, name: str, parameter: str, value) -> float:
         """A per-neuron parameter array that must hold one value (the IR's neurons have scalar parameters)."""
         array = np.asarray(value, dtype=np.float64).ravel()
@@ -248,13 +258,15 @@ class _Reader:
         return float(array[0])
 
 
-def tidy(value: float) -> float:
+def tidy(value: float | np.ndarray) -> float | np.ndarray:
     """Undo the float32 storage of a time constant in a derived factor.
 
     ``dt/tau`` with tau = float32(1e-5) is 0.09999999, not the 0.1 the exporter
-    meant: take the shortest decimal within 3e-7 (2.5 float32 ulps) of the value.
-    Only for files that store float32 parameters.
+    meant: take the shortest decimal within 3e-7 (2.5 float32 ulps) of the value
+    (of each value of per-neuron ones). Only for files that store float32 parameters.
     """
+    if np.ndim(value):
+        return np.vectorize(tidy, otypes=[np.float64])(value)
     for digits in range(1, 9):
         short = float(f"{value:.{digits}g}")
         if abs(short - value) <= 3e-7 * abs(value):
@@ -262,37 +274,48 @@ def tidy(value: float) -> float:
     return value
 
 
-def _decay(reader: _Reader, name: str, tau: float, what: str = "tau") -> float:
-    """``dt / tau``, which must lie in (0, 1] for a forward-Euler step to be a decay."""
-    if tau <= 0:
-        raise ModelError(f"{reader.describe(name)}: {what} = {tau:.6g} must be positive")
+def _decay(reader: _Reader, name: str, tau: float | np.ndarray, what: str = "tau") -> float | np.ndarray:
+    """``dt / tau`` (per neuron for a per-neuron tau), which must lie in (0, 1] for a forward-Euler
+    step to be a decay."""
+    if np.any(np.asarray(tau) <= 0):
+        raise ModelError(f"{reader.describe(name)}: {what} = {np.min(tau):.6g} must be positive")
     step = reader.euler_dt / tau
-    if step > 1.0 + 1e-6:
+    if np.any(step > 1.0 + 1e-6):
         raise ModelError(
-            f"{reader.describe(name)}: dt/{what} = {step:.6g} > 1 with dt = {reader.euler_dt:.6g} (the step is longer than "
-            f"the time constant); pass the exporter's time step with --dt (docs/interop.md)"
+            f"{reader.describe(name)}: dt/{what} = {np.max(step):.6g} > 1 with dt = {reader.euler_dt:.6g} (the step is "
+            f"longer than the time constant); pass the exporter's time step with --dt (docs/interop.md)"
         )
-    return min(step, 1.0)
+    return np.minimum(step, 1.0) if np.ndim(step) else min(step, 1.0)
 
 
 def _stored_as_float32(node) -> bool:
     return any(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in vars(node).values())
 
 
-def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float, v_leak: float,
-            v_threshold: float, v_reset: float, v_init: float) -> None:
-    """An IR neuron with the reset and training fields from the exporter's conventions (or our own metadata)."""
+def _exact(text: str | None, shape) -> float | np.ndarray:
+    """A value our own writer recorded in a node's metadata (backends/nir.py): ``repr`` of a float, or the
+    comma-separated per-neuron values of the layer's shape; NaN when absent."""
+    if text is None:
+        return float("nan")
+    values = [float(v) for v in text.split(",")]
+    return values[0] if len(values) == 1 else np.array(values).reshape(shape)
+
+
+def _neuron(reader: _Reader, name: str, source: str, *, beta, gain, v_leak, v_threshold, v_reset, v_init) -> None:
+    """An IR neuron with the reset and training fields from the exporter's conventions (or our own metadata).
+    Each parameter is a float or per-neuron values (an array over the layer)."""
     meta = _metadata(reader.graph.nodes[name])
     reset, delay = "hard", False
     if reader.reset is not None:
         reset, delay = ("hard", False) if reader.reset == "hard" else ("subtract", reader.reset == "subtract-delayed")
     elif "snn.reset" in meta:
         reset, delay = meta["snn.reset"], meta.get("snn.reset_delay", "0") in ("1", "True", "true")
-    elif reader.exporter.name == "snntorch" and v_reset == 0.0 and v_leak == 0.0:
+    elif reader.exporter.name == "snntorch" and np.all(np.asarray(v_reset) == 0.0) and np.all(np.asarray(v_leak) == 0.0):
         delay = True  # snnTorch's zero reset is delayed; with v_reset = v_leak = 0 that is the same function
     fields = dict(FRAMEWORK_DEFAULTS.get(reader.exporter.framework, {}))
     fields.update(fire_on_equal=reader.exporter.fire_on_equal)
-    for key, cast in (("fire_on_equal", lambda v: v in ("1", "True", "true")), ("v_init", float),
+    shape = reader.shapes[source]
+    for key, cast in (("fire_on_equal", lambda v: v in ("1", "True", "true")), ("v_init", lambda v: _exact(v, shape)),
                       ("surrogate", str), ("alpha", float), ("detach_reset", lambda v: v in ("1", "True", "true"))):
         if f"snn.{key}" in meta:
             fields[key] = cast(meta[f"snn.{key}"])
@@ -302,10 +325,10 @@ def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float
     if _stored_as_float32(reader.graph.nodes[name]):
         beta, gain = tidy(beta), tidy(gain)
     # our own files carry the exact values; they are used while the ODE parameters still agree with them
-    exact_beta, exact_gain = (float(meta.get(f"snn.{k}", "nan")) for k in ("beta", "gain"))
-    if np.isclose(exact_beta, beta, rtol=1e-5, atol=1e-7):
+    exact_beta, exact_gain = (_exact(meta.get(f"snn.{k}"), shape) for k in ("beta", "gain"))
+    if np.all(np.isclose(exact_beta, beta, rtol=1e-5, atol=1e-7)):
         beta = exact_beta
-    if np.isclose(exact_gain, gain, rtol=1e-5, atol=1e-7):
+    if np.all(np.isclose(exact_gain, gain, rtol=1e-5, atol=1e-7)):
         gain = exact_gain
     neuron = ir.Neuron(name, (source,), beta=beta, gain=gain, v_leak=v_leak, v_threshold=v_threshold,
                        v_reset=v_reset, v_init=v_init, reset=reset, reset_delay=delay, **fields)
@@ -379,18 +402,17 @@ def _read_flatten(reader: _Reader, name, node, source):
 
 
 def _read_lif(reader: _Reader, name, node, source):
-    tau = reader.scalar(name, "tau", node.tau)
-    step = _decay(reader, name, tau)
-    v_leak = reader.scalar(name, "v_leak", node.v_leak)
-    _neuron(reader, name, source, beta=1.0 - step, gain=step * reader.scalar(name, "r", node.r), v_leak=v_leak,
-            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold),
-            v_reset=reader.scalar(name, "v_reset", node.v_reset), v_init=v_leak)
+    step = _decay(reader, name, reader.per_neuron(name, "tau", node.tau))
+    v_leak = reader.per_neuron(name, "v_leak", node.v_leak)
+    _neuron(reader, name, source, beta=1.0 - step, gain=step * reader.per_neuron(name, "r", node.r), v_leak=v_leak,
+            v_threshold=reader.per_neuron(name, "v_threshold", node.v_threshold),
+            v_reset=reader.per_neuron(name, "v_reset", node.v_reset), v_init=v_leak)
 
 
 def _read_if(reader: _Reader, name, node, source):
-    v_reset = reader.scalar(name, "v_reset", node.v_reset)
-    _neuron(reader, name, source, beta=1.0, gain=reader.if_gain(name, node), v_leak=0.0,
-            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold), v_reset=v_reset, v_init=v_reset)
+    v_reset = reader.per_neuron(name, "v_reset", node.v_reset)
+    _neuron(reader, name, source, beta=1.0, gain=reader.if_gain(reader.per_neuron(name, "r", node.r)), v_leak=0.0,
+            v_threshold=reader.per_neuron(name, "v_threshold", node.v_threshold), v_reset=v_reset, v_init=v_reset)
 
 
 def _read_cubalif(reader: _Reader, name, node, source):
@@ -420,7 +442,7 @@ def _read_integrator(reader: _Reader, name, node, source):
         if reader.scalar(name, "v_leak", node.v_leak) != 0.0:
             raise UnsupportedOpError(f"{reader.describe(name)}: a readout with a non-zero v_leak is not supported")
     else:
-        beta, gain = 1.0, reader.if_gain(name, node)
+        beta, gain = 1.0, reader.if_gain(reader.scalar(name, "r", node.r))
     gain *= reader.scale[source]
     if not np.isclose(gain, 1.0, rtol=1e-6):
         previous = reader.nodes[-1]

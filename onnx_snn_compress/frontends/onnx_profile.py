@@ -190,6 +190,11 @@ def _read_neuron(reader: _Reader, node):
     fields.update({a: bool(attrs[a]) for a in profile.NEURON_INT_ATTRS if a in attrs})
     if node.op_type == profile.IF:
         fields.update(beta=1.0, v_leak=0.0)
+    if node.op_type == profile.LIF_PER_NEURON:
+        for name in profile.NEURON_PER_NEURON_ATTRS:
+            if not isinstance(fields.get(name), onnx.TensorProto):
+                raise ModelError(f"{describe(node)}: per-neuron {name} must be a tensor attribute")
+            fields[name] = numpy_helper.to_array(fields[name])
     source = reader.source(node, 0, TIME)
     reader.add(node, ir.Neuron(reader.ir_name(node), (source,), **fields), TIME)
 
@@ -227,6 +232,7 @@ _READERS = {
     ("", "ReduceMean"): _read_reduce_mean,
     (profile.DOMAIN, profile.LIF): _read_neuron,
     (profile.DOMAIN, profile.IF): _read_neuron,
+    (profile.DOMAIN, profile.LIF_PER_NEURON): _read_neuron,
     (profile.DOMAIN, profile.LI): _read_leaky_integrator,
     (profile.DOMAIN, profile.MASKED_WEIGHT): _read_masked_weight,
 }

@@ -25,9 +25,11 @@ How it reads (an abstract interpretation of the graph, one reader per op):
   must be the same at every step and have one of the shapes of
   :data:`RESET_FORMS` (the IR neuron's subtract / hard / none reset, with or
   without snnTorch's delay). Step 0 (state folded into constants) gives
-  ``v_init`` and is checked against the same gain. Anything else (a synaptic
-  current, a recurrent connection, per-neuron parameters) is an error naming
-  the node.
+  ``v_init`` and is checked against the same gain. A constant that holds
+  different values per neuron (snnTorch ``learn_beta`` with a vector) makes its
+  coefficients per-neuron arrays, and the neuron's parameters per-neuron (the
+  threshold stays one value per layer). Anything else (a synaptic current, a
+  recurrent connection) is an error naming the node.
 
 The polynomial view makes the reader independent of how an exporter orders,
 folds or de-duplicates the arithmetic (legacy vs dynamo, ``thr = 1`` dropping
@@ -65,8 +67,16 @@ _RTOL = 1e-6
 
 
 
-def _close(a: float, b: float) -> bool:
-    return bool(np.isclose(a, b, rtol=_RTOL, atol=1e-9))
+def _close(a, b) -> bool:
+    """Equal up to rounding; for per-neuron coefficients (arrays), for every neuron."""
+    return bool(np.all(np.isclose(a, b, rtol=_RTOL, atol=1e-9)))
+
+
+def _text(value) -> str:
+    """A coefficient for a message: a number, or the range of per-neuron values."""
+    if np.ndim(value) == 0:
+        return f"{float(value):.6g}"
+    return f"[{np.min(value):.6g} .. {np.max(value):.6g} per neuron]"
 
 
 # ---------------------------------------------------------------------------
@@ -338,23 +348,21 @@ def _build(spec: LayerSpec, fields: dict) -> ir.Node:
 # ---------------------------------------------------------------------------
 # Symbolic elementwise ops
 # ---------------------------------------------------------------------------
-def _scalar(reader: _Reader, node: onnx.NodeProto, array: np.ndarray, index: int) -> float:
-    """A constant operand of neuron arithmetic: one value, possibly broadcast to a (batch) shape."""
+def _coefficient(reader: _Reader, node: onnx.NodeProto, array: np.ndarray, index: int) -> float | np.ndarray:
+    """A constant operand of neuron arithmetic: one value, possibly broadcast to a (batch) shape, as a
+    float; or per-neuron values, as a float64 array (broadcast over ``[N, *features]``)."""
     flat = np.asarray(array).ravel()
     if flat.size == 0:
         raise UnsupportedOpError(f"{describe(node)}: empty constant {node.input[index]!r}")
-    if not np.all(flat == flat[0]):
-        raise UnsupportedOpError(
-            f"{describe(node)}: constant {node.input[index]!r} holds {flat.size} different per-neuron values; "
-            f"the IR's neurons have one value per layer (per-neuron parameters are not supported)"
-        )
-    return float(flat[0])
+    if np.all(flat == flat[0]):
+        return float(flat[0])
+    return np.asarray(array, np.float64)
 
 
 def _operand(reader: _Reader, node: onnx.NodeProto, index: int) -> Expr:
     value = reader.value(node, index)
     if isinstance(value, Const):
-        return Expr("const", value=_scalar(reader, node, value.value, index), origin=node)
+        return Expr("const", value=_coefficient(reader, node, value.value, index), origin=node)
     if isinstance(value, Sym):
         return value.expr
     if isinstance(value, Tensor):
@@ -363,7 +371,7 @@ def _operand(reader: _Reader, node: onnx.NodeProto, index: int) -> Expr:
 
 
 def _const(e: Expr, value: float) -> bool:
-    return e.op == "const" and e.value == value
+    return e.op == "const" and np.ndim(e.value) == 0 and e.value == value
 
 
 def _add(a: Expr, b: Expr, node) -> Expr:
@@ -422,9 +430,9 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
     elif op == "Mul":
         result = _mul(a, b, node)
     elif op == "Div":
-        if b.op != "const" or b.value == 0.0:
+        if b.op != "const" or np.any(np.asarray(b.value) == 0.0):
             raise UnsupportedOpError(f"{describe(node)}: only division by a non-zero constant can be lifted")
-        result = a if b.value == 1.0 else (
+        result = a if _const(b, 1.0) else (
             Expr("const", value=a.value / b.value, origin=node) if a.op == "const" else Expr("div", (a,), b.value, node)
         )
     elif op in ("Greater", "GreaterOrEqual", "Less", "LessOrEqual"):
@@ -437,6 +445,9 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         # H - thr > 0 (as every peer writes it) is H > thr: for floats the two never differ
         if threshold == 0.0 and potential.op == "add" and potential.args[1].op == "const":
             potential, threshold = potential.args[0], -potential.args[1].value
+        if np.ndim(threshold):
+            raise UnsupportedOpError(f"{describe(node)}: per-neuron thresholds in a torch.onnx export are not "
+                                     f"supported yet (other per-neuron parameters are)")
         result = Expr("compare", (potential,), (threshold, or_equal), node)
     else:  # pragma: no cover - the table below only routes the ops above here
         raise UnsupportedOpError(f"unsupported op: {describe(node)}")
@@ -829,7 +840,7 @@ class _Polynomial:
         if key in self.stops or e.op in ("input", "spike"):
             result = self.atom(e)
         elif e.op == "const":
-            result = {(): float(e.value)}
+            result = {(): e.value if np.ndim(e.value) else float(e.value)}
         elif e.op == "add":
             result = dict(self.expand(e.args[0], depth + 1))
             for m, c in self.expand(e.args[1], depth + 1).items():
@@ -842,7 +853,7 @@ class _Polynomial:
             result = self.product(self.expand(e.args[0], depth + 1), self.expand(e.args[1], depth + 1))
         else:
             raise UnsupportedOpError(f"{_origin(e)}: a comparison used as a number (expected a Cast to float)")
-        result = {m: c for m, c in result.items() if c != 0.0}
+        result = {m: c for m, c in result.items() if np.any(c != 0.0)}
         if len(result) > _MAX_TERMS:
             raise _ReachesBack()
         self.memo[key] = result
@@ -991,10 +1002,10 @@ RESET_FORMS = (
     # subtract, delayed: H = beta*H' - thr*S' + c + g*X (snnTorch Leaky, reset_delay=True)
     ResetForm("subtract-delayed", "subtract", True, lambda r, thr: _close(r.d, 0.0) and _close(r.b, -thr), lambda r: 0.0),
     # hard: H = beta*(S'*v_reset + (1-S')*H') + c + g*X (SpikingJelly, Norse)
-    ResetForm("hard", "hard", False, lambda r, thr: r.a != 0.0 and _close(r.d, -r.a), lambda r: r.b / r.a),
+    ResetForm("hard", "hard", False, lambda r, thr: np.all(r.a != 0.0) and _close(r.d, -r.a), lambda r: r.b / r.a),
     # hard, delayed: H = S'*v_reset + (1-S')*(beta*H' + c) + g*X (snnTorch zero reset);
     # the same function as "hard" with another v_reset, so only chosen for snnTorch
-    ResetForm("hard-delayed", "hard", True, lambda r, thr: r.a != 0.0 and _close(r.d, -r.a), lambda r: r.b + r.c0),
+    ResetForm("hard-delayed", "hard", True, lambda r, thr: np.all(r.a != 0.0) and _close(r.d, -r.a), lambda r: r.b + r.c0),
 )
 
 
@@ -1032,38 +1043,50 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     if not candidates:
         raise UnsupportedOpError(
             f"{_origin(spec.spikes[1])}: the membrane update of neuron layer {spec.name!r} "
-            f"(H[t] = {recursion.c0:.6g} + {recursion.a:.6g}*H[t-1] + {recursion.b:.6g}*S[t-1] + "
-            f"{recursion.d:.6g}*H[t-1]*S[t-1] + {recursion.g:.6g}*X[t]) is none of the IR's resets "
+            f"(H[t] = {_text(recursion.c0)} + {_text(recursion.a)}*H[t-1] + {_text(recursion.b)}*S[t-1] + "
+            f"{_text(recursion.d)}*H[t-1]*S[t-1] + {_text(recursion.g)}*X[t]) is none of the IR's resets "
             f"({', '.join(f.name for f in RESET_FORMS)})"
         )
     form = candidates[0]
     beta = recursion.a
-    if not 0.0 <= beta <= 1.0 + 1e-7:
-        raise UnsupportedOpError(f"neuron layer {spec.name!r}: decay factor {beta:.6g} outside [0, 1]")
-    beta = min(beta, 1.0)
-    if _close(beta, 1.0):
-        beta = 1.0
-        if not _close(recursion.c0, 0.0):
-            raise UnsupportedOpError(f"neuron layer {spec.name!r}: a constant drive {recursion.c0:.6g} without leak "
-                                     f"(beta = 1) is not an IR neuron")
-        v_leak = 0.0
-    else:
-        v_leak = recursion.c0 / (1.0 - beta)
+    if not np.all((0.0 <= beta) & (beta <= 1.0 + 1e-7)):
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: decay factor {_text(beta)} outside [0, 1]")
+    beta = np.where(np.isclose(beta, 1.0, rtol=_RTOL, atol=1e-9), 1.0, np.minimum(beta, 1.0))
+    integrates = beta == 1.0
+    if not _close(np.where(integrates, recursion.c0, 0.0), 0.0):
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a constant drive {_text(recursion.c0)} without leak "
+                                 f"(beta = 1) is not an IR neuron")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_leak = np.where(integrates, 0.0, recursion.c0 / (1.0 - beta))
     k0, g0 = _first_step(reader, spec)
     if not _close(g0, recursion.g):
         raise UnsupportedOpError(f"{_origin(spec.spikes[0])}: neuron layer {spec.name!r} scales its input by "
-                                 f"{g0:.6g} at step 0 but by {recursion.g:.6g} later")
-    if beta != 0.0:
-        v_init = (k0 - recursion.c0) / beta
-    elif _close(k0, recursion.c0):
-        v_init = 0.0
-    else:
+                                 f"{_text(g0)} at step 0 but by {_text(recursion.g)} later")
+    still = beta == 0.0
+    if not _close(np.where(still, k0, recursion.c0), recursion.c0):
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: step 0 starts from an inconsistent state")
-    fields = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
-                  v_init=v_init, gain=recursion.g, reset=form.reset, reset_delay=form.reset_delay,
-                  fire_on_equal=or_equal)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_init = np.where(still, 0.0, (k0 - recursion.c0) / beta)
+    features = reader.shapes[spec.inputs[0]]
+    per_neuron = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
+                      v_init=v_init, gain=recursion.g)
+    fields = {name: _per_neuron(value, features, spec, name) for name, value in per_neuron.items()}
+    fields.update(reset=form.reset, reset_delay=form.reset_delay, fire_on_equal=or_equal)
     fields.update(FRAMEWORK_DEFAULTS.get(framework, {}))
     return fields
+
+
+def _per_neuron(value, features: tuple[int, ...], spec: NeuronSpec, name: str) -> float | np.ndarray:
+    """A neuron parameter as the IR takes it: a float, or per-neuron values over the layer's
+    ``features`` (a leading batch axis that the exporter broadcast them over is dropped)."""
+    array = np.asarray(value, np.float64)
+    if array.ndim == 0:
+        return float(array)
+    while array.ndim > len(features):
+        if not np.all(array == array[:1]):
+            raise UnsupportedOpError(f"neuron layer {spec.name!r}: {name} differs between the samples of a batch")
+        array = array[0]
+    return array
 
 
 # ---------------------------------------------------------------------------
