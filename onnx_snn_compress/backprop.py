@@ -49,6 +49,7 @@ from .ir import (
     MaxPool2d,
     Neuron,
     Node,
+    PLANAR_1D_KINDS,
     Readout,
 )
 from .kernels.batchnorm import batchnorm_backward, batchnorm_train_forward
@@ -58,7 +59,7 @@ from .kernels.linear import linear_backward
 from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
 from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
-from .simulate import FORWARD, Trace, _per_step, _pool_geometry, run_nodes
+from .simulate import FORWARD, Trace, _per_step, _pool_geometry, planar_view, run_nodes
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
 INPUT_GRAD = "input"
@@ -351,6 +352,26 @@ def _needs_grad(graph: Graph, input_grad: bool) -> dict[str, bool]:
         else:
             needs[node.name] = isinstance(node, (Linear, Conv2d, BatchNorm)) or any(needs[s] for s in node.inputs)
     return needs
+
+
+def _planar_train_forward(forward_2d: TrainForward) -> TrainForward:
+    def forward(node, inputs, run):
+        y, record = forward_2d(node, [planar_view(x) for x in inputs], run)
+        return y[:, :, :, 0, :], record
+
+    return forward
+
+
+def _planar_backward(backward_2d: Backward) -> Backward:
+    def backward_1d(node, record, grad, needs, param_grads):
+        return backward_2d(node, record, planar_view(grad), needs, param_grads)  # input grads are reshaped by the caller
+
+    return backward_1d
+
+
+for _one_d, _two_d in PLANAR_1D_KINDS.items():  # Conv1d, MaxPool1d, AvgPool1d: their 2-D parents on views
+    TRAIN_FORWARD[_one_d.kind] = _planar_train_forward(TRAIN_FORWARD[_two_d.kind])
+    BACKWARD[_one_d.kind] = _planar_backward(BACKWARD[_two_d.kind])
 
 
 def backward(graph: Graph, tape: Tape, grad_output: np.ndarray, *, input_grad: bool = False) -> dict[str, np.ndarray]:

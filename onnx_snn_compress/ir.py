@@ -9,7 +9,7 @@ Layout conventions
 Every tensor flowing through a graph is time-major ``[T, N, *shape]``; ``shape``
 below is always the per-sample feature shape (without ``T`` and ``N``).
 Stateless nodes act on each time step independently (as if on ``[T*N, *shape]``).
-Images are channel-first ``[C, H, W]``.
+Images are channel-first ``[C, H, W]``; sequences (audio, SHD) ``[C, L]``.
 
 Parameters are float32 numpy arrays; scalar neuron parameters are Python floats
 holding float32-representable values, so every export/import round trip is
@@ -309,6 +309,84 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = bool(self.count_include_pad)
 
 
+def _planar(value, fill: int, name: str) -> tuple[int, int]:
+    """A 1-D layer's stride/padding/... as its 2-D form over ``[C, 1, L]``: ``(fill, value)``.
+    An int or a 1-tuple is the user's 1-D value; a pair is the 2-D form itself (as stored)."""
+    values = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) == 1:
+        values = (fill, values[0])
+    pair = _pair(values, name)
+    if pair[0] != fill:
+        raise IRError(f"{name} of a 1-D layer must be one int, got {value!r}")
+    return pair
+
+
+class _Planar1d:
+    """A 1-D layer over ``[C, L]``, computed as the 2-D layer it derives from over ``[C, 1, L]``
+    (the same arithmetic: a 1-wide H axis adds nothing). Graph shapes stay ``[C, L]``."""
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        if len(shape) != 2:
+            raise IRError(f"{self.kind} {self.name!r} expects input (C, L), got {shape}")
+        channels, _, length = super().output_shape([(shape[0], 1, shape[1])])
+        return (channels, length)
+
+
+@dataclass(eq=False)
+class Conv1d(_Planar1d, Conv2d):
+    """1-D convolution over ``[C, L]`` (PyTorch Conv1d; ONNX Conv with one spatial axis).
+
+    Given as PyTorch does (weight ``[out_channels, in_channels // groups, k]``; stride, padding,
+    dilation ints), stored as the Conv2d over ``[C, 1, L]`` that computes the same: weight
+    ``[out, in // groups, 1, k]``, stride ``(1, s)``, padding ``(0, p)``, dilation ``(1, d)``.
+    ``L_out = (L + 2*pad - dilation*(k-1) - 1) // stride + 1``.
+    """
+
+    kind: ClassVar[str] = "Conv1d"
+
+    def __post_init__(self):
+        weight = np.asarray(self.weight, dtype=np.float32) if self.weight is not None else None
+        if weight is not None and weight.ndim == 3:
+            self.weight = weight[:, :, None, :]
+        self.stride = _planar(self.stride, 1, f"{self.name}.stride")
+        self.padding = _planar(self.padding, 0, f"{self.name}.padding")
+        self.dilation = _planar(self.dilation, 1, f"{self.name}.dilation")
+        super().__post_init__()
+        if self.weight.shape[2] != 1:
+            raise IRError(f"Conv1d {self.name!r} needs a weight [out, in, k] (or [out, in, 1, k]), "
+                          f"got {self.weight.shape}")
+
+
+@dataclass(eq=False)
+class MaxPool1d(_Planar1d, MaxPool2d):
+    """Max pooling over ``[C, L]``: stored as MaxPool2d over ``[C, 1, L]`` with kernel ``(1, k)``,
+    stride ``(1, s)``, padding ``(0, p)`` (given as ints, as PyTorch does)."""
+
+    kind: ClassVar[str] = "MaxPool1d"
+
+    def __post_init__(self):
+        _planar_pool(self)
+        super().__post_init__()
+
+
+@dataclass(eq=False)
+class AvgPool1d(_Planar1d, AvgPool2d):
+    """Average pooling over ``[C, L]``: stored as AvgPool2d over ``[C, 1, L]`` (see MaxPool1d)."""
+
+    kind: ClassVar[str] = "AvgPool1d"
+
+    def __post_init__(self):
+        _planar_pool(self)
+        super().__post_init__()
+
+
+def _planar_pool(node) -> None:
+    node.kernel_size = _planar(node.kernel_size, 1, f"{node.name}.kernel_size")
+    node.stride = None if node.stride is None else _planar(node.stride, 1, f"{node.name}.stride")
+    node.padding = _planar(node.padding, 0, f"{node.name}.padding")
+
+
 @dataclass(eq=False)
 class Flatten(Node):
     """``[C, H, W] -> [C*H*W]`` (row-major, as PyTorch ``flatten(1)``)."""
@@ -519,10 +597,13 @@ class Readout(Node):
 
 NODE_KINDS: dict[str, type[Node]] = {
     cls.kind: cls
-    for cls in (Input, Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten, Add, Dropout, Neuron, Readout)
+    for cls in (Input, Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten, Add, Dropout, Neuron, Readout,
+                Conv1d, MaxPool1d, AvgPool1d)
 }
 
-PRUNABLE_KINDS = (Linear, Conv2d)
+PRUNABLE_KINDS = (Linear, Conv2d)  # Conv1d is a Conv2d (over [C, 1, L])
+# 1-D layers and the 2-D parents they are computed as (over [C, 1, L])
+PLANAR_1D_KINDS: dict[type[Node], type[Node]] = {Conv1d: Conv2d, MaxPool1d: MaxPool2d, AvgPool1d: AvgPool2d}
 
 
 @dataclass(eq=False)

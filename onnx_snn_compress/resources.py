@@ -1,6 +1,6 @@
 """What a network costs: parameters, surviving synapses (connectivity), MACs and SynOps.
 
-Synapses are the weights of Linear and Conv2d layers; connectivity is the share
+Synapses are the weights of Linear, Conv2d and Conv1d layers; connectivity is the share
 of them that is nonzero. A synapse *use* is one multiply-accumulate of one weight
 with one real input value: ``out * in`` per time step for Linear; for Conv2d, a
 weight at kernel offset (i, j) is used at every output position whose tap falls
@@ -55,8 +55,11 @@ def _uses_per_weight(graph: ir.Graph, node: ir.Node, per_input: np.ndarray | Non
     input_shape = graph.shapes[node.inputs[0]]
     if per_input is None:
         per_input = np.ones(input_shape, np.float64)
-    if isinstance(node, ir.Conv2d):
-        return _conv_input_per_weight(node, per_input, graph.shapes[node.name])
+    if isinstance(node, ir.Conv2d):  # a Conv1d over [C, L] as the Conv2d over [C, 1, L] it is stored as
+        output_shape = graph.shapes[node.name]
+        if isinstance(node, ir.Conv1d):
+            per_input, output_shape = per_input[:, None, :], (output_shape[0], 1, output_shape[1])
+        return _conv_input_per_weight(node, per_input, output_shape)
     return np.broadcast_to(per_input.reshape(1, -1), node.weight.shape).astype(np.float64)
 
 

@@ -307,9 +307,12 @@ def test_conventions_apply_per_node_kind():
     assert to_graph(sinabs, framework="nir", dt=1e-3).neurons()[0].gain == pytest.approx(5e-4)  # NIR: r*dt
 
 
-def test_a_node_kind_not_supported_yet_is_named_before_any_question_about_the_exporter():
-    with pytest.raises(UnsupportedOpError, match=r"sj_conv1d.nir: NIR node '_0' \(Conv1d\) is not supported yet"):
-        read_nir(CASES / "sj_conv1d.nir")
+def test_a_node_kind_not_supported_yet_is_named_before_any_question_about_the_exporter(tmp_path):
+    layers = nir.NIRGraph.from_list(nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)),
+                                    nir.Delay(delay=np.ones(2, np.float32)), type_check=False)
+    nir.write(str(tmp_path / "delay.nir"), layers)
+    with pytest.raises(UnsupportedOpError, match=r"delay.nir: NIR node 'delay' \(Delay\) is not supported yet"):
+        read_nir(tmp_path / "delay.nir")
 
 
 def test_written_nir_uses_the_time_step_snntorchs_importer_assumes():

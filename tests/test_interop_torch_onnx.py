@@ -215,7 +215,6 @@ def test_per_neuron_beta_reproduces_snntorch_in_the_simulator_and_onnxruntime_at
                                       r"\(initializers 'lif1.alpha' and its beta"),
     ("snntorch_synaptic.dynamo.onnx", r"synaptic current \(CubaLIF / snnTorch Synaptic\) is not supported yet"),
     ("sj_cubalif.dynamo.onnx", r"synaptic current \(CubaLIF / SpikingJelly CUBALIFNode\) is not supported yet"),
-    ("sj_conv1d.dynamo.onnx", r"a 1-D convolution \(Conv1d\) is not supported yet"),
 ])
 def test_constructs_not_supported_yet_are_refused_in_one_line_that_names_them(file, message):
     with pytest.raises(UnsupportedOpError, match=message) as error:

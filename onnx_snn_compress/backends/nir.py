@@ -75,8 +75,15 @@ def _write_linear(w: _Writer, node: ir.Linear):
 
 
 def _write_conv(w: _Writer, node: ir.Conv2d):
-    height, width = w.graph.shapes[node.inputs[0]][1:]
     bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
+    if isinstance(node, ir.Conv1d):  # NIR's Conv1d: the user's weight [out, in, k] over [C, L]
+        (length,) = w.graph.shapes[node.inputs[0]][1:]
+        w.add(node, w.nir.Conv1d(
+            input_shape=length, weight=node.weight[:, :, 0, :].astype(np.float32), stride=node.stride[1],
+            padding=node.padding[1], dilation=node.dilation[1], groups=node.groups, bias=bias.astype(np.float32),
+        ))
+        return
+    height, width = w.graph.shapes[node.inputs[0]][1:]
     w.add(node, w.nir.Conv2d(
         input_shape=(height, width), weight=node.weight.astype(np.float32), stride=node.stride,
         padding=node.padding, dilation=node.dilation, groups=node.groups, bias=bias.astype(np.float32),
@@ -169,6 +176,9 @@ _WRITERS = {
     ir.Input: _write_input,
     ir.Linear: _write_linear,
     ir.Conv2d: _write_conv,
+    ir.Conv1d: _write_conv,
+    ir.MaxPool1d: _unsupported,
+    ir.AvgPool1d: _unsupported,
     ir.AvgPool2d: _write_avgpool,
     ir.MaxPool2d: _unsupported,
     ir.BatchNorm: _unsupported,

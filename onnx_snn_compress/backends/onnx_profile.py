@@ -350,14 +350,22 @@ def _write_linear(w: _Writer, node: ir.Linear):
     w.layout[node.name] = MERGED
 
 
+def _spatial(node: ir.Node, values) -> list[int]:
+    """Per spatial axis: both for a 2-D layer; for a 1-D one (stored over ``[C, 1, L]``) only L's."""
+    return list(values)[1:] if type(node) in ir.PLANAR_1D_KINDS else list(values)
+
+
 def _write_conv(w: _Writer, node: ir.Conv2d):
-    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", node.weight)]
+    # a Conv1d is written as the user's 1-D Conv on [T*N, C, L], weight [out, in, k]
+    weight = np.ascontiguousarray(node.weight[:, :, 0, :]) if isinstance(node, ir.Conv1d) else node.weight
+    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", weight)]
     if node.bias is not None:
         inputs.append(w.initializer(f"{node.name}.bias", node.bias))
+    padding = _spatial(node, node.padding)
     w.emit(
         "Conv", inputs, [node.name], node.name,
-        kernel_shape=list(node.weight.shape[2:]), strides=list(node.stride),
-        pads=[*node.padding, *node.padding], dilations=list(node.dilation), group=node.groups,
+        kernel_shape=list(weight.shape[2:]), strides=_spatial(node, node.stride),
+        pads=[*padding, *padding], dilations=_spatial(node, node.dilation), group=node.groups,
     )
     w.layout[node.name] = MERGED
 
@@ -372,7 +380,9 @@ def _write_batchnorm(w: _Writer, node: ir.BatchNorm):
 
 
 def _write_pool(w: _Writer, node):
-    attrs = dict(kernel_shape=list(node.kernel_size), strides=list(node.stride), pads=[*node.padding, *node.padding])
+    padding = _spatial(node, node.padding)
+    attrs = dict(kernel_shape=_spatial(node, node.kernel_size), strides=_spatial(node, node.stride),
+                 pads=[*padding, *padding])
     if isinstance(node, ir.AvgPool2d):
         op, attrs["count_include_pad"] = "AveragePool", int(node.count_include_pad)
     else:
@@ -441,6 +451,9 @@ _WRITERS = {
     ir.Input: _write_input,
     ir.Linear: _write_linear,
     ir.Conv2d: _write_conv,
+    ir.Conv1d: _write_conv,
+    ir.MaxPool1d: _write_pool,
+    ir.AvgPool1d: _write_pool,
     ir.BatchNorm: _write_batchnorm,
     ir.MaxPool2d: _write_pool,
     ir.AvgPool2d: _write_pool,

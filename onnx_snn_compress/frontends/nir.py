@@ -347,28 +347,41 @@ def _read_affine(reader: _Reader, name, node, source):
     reader.add(ir.Linear(name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32)), name)
 
 
-def _read_conv2d(reader: _Reader, name, node, source):
+def _sizes(value, axes: int, what: str) -> tuple[int, ...]:
+    """One size per spatial axis: ``_pair`` for 2-D, a 1-tuple for 1-D."""
+    if axes == 2:
+        return _pair(value, what)
+    array = np.atleast_1d(np.asarray(value)).astype(np.int64).ravel()
+    if array.size != 1:
+        raise UnsupportedOpError(f"{what}: expected one size, got {array.tolist()}")
+    return (int(array[0]),)
+
+
+def _read_conv(reader: _Reader, name, node, source):
+    """Conv2d, and Conv1d over ``[C, L]`` (the IR's Conv1d)."""
     weight = np.asarray(node.weight, np.float32)
-    if weight.ndim != 4:
-        raise UnsupportedOpError(f"{reader.describe(name)}: expected a [out, in, kh, kw] weight")
-    dilation = _pair(node.dilation, reader.describe(name))
-    stride = _pair(node.stride, reader.describe(name))
+    axes = 1 if type(node).__name__ == "Conv1d" else 2
+    if weight.ndim != axes + 2:
+        raise UnsupportedOpError(f"{reader.describe(name)}: expected a [out, in, {', '.join('kh kw'.split()[-axes:])}] weight")
+    dilation = _sizes(node.dilation, axes, reader.describe(name))
+    stride = _sizes(node.stride, axes, reader.describe(name))
     padding = node.padding
     if isinstance(padding, (str, bytes)) or (isinstance(padding, np.ndarray) and padding.dtype.kind in "SUO"):
         padding = _text(padding)
         if padding == "valid":
-            padding = (0, 0)
-        elif padding == "same" and stride == (1, 1) and all(k % 2 for k in weight.shape[2:]):
+            padding = (0,) * axes
+        elif padding == "same" and all(s == 1 for s in stride) and all(k % 2 for k in weight.shape[2:]):
             padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, weight.shape[2:]))
         else:
             raise UnsupportedOpError(f"{reader.describe(name)}: padding {padding!r} with stride {stride} is not supported")
     else:
-        padding = _pair(padding, reader.describe(name))
+        padding = _sizes(padding, axes, reader.describe(name))
     if reader.scale[source] != 1.0:
         weight = weight * np.float32(reader.scale[source])
     bias = getattr(node, "bias", None)
-    layer = ir.Conv2d(name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32),
-                      stride=stride, padding=padding, dilation=dilation, groups=int(np.asarray(node.groups)))
+    layer = (ir.Conv1d if axes == 1 else ir.Conv2d)(
+        name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32),
+        stride=stride, padding=padding, dilation=dilation, groups=int(np.asarray(node.groups)))
     reader.add(layer, name)
 
 
@@ -472,7 +485,8 @@ def _read_scale(reader: _Reader, name, node, source):
 _READERS = {
     "Affine": _read_affine,
     "Linear": _read_affine,
-    "Conv2d": _read_conv2d,
+    "Conv1d": _read_conv,
+    "Conv2d": _read_conv,
     "AvgPool2d": _read_pool,
     "SumPool2d": _read_pool,
     "Flatten": _read_flatten,

@@ -341,6 +341,7 @@ def _layer_shape(spec: LayerSpec, input_shapes) -> tuple[int, ...]:
 
 def _build(spec: LayerSpec, fields: dict) -> ir.Node:
     kinds = {"Linear": ir.Linear, "Conv2d": ir.Conv2d, "AvgPool2d": ir.AvgPool2d, "MaxPool2d": ir.MaxPool2d,
+             "Conv1d": ir.Conv1d, "AvgPool1d": ir.AvgPool1d, "MaxPool1d": ir.MaxPool1d,
              "Flatten": ir.Flatten, "BatchNorm": ir.BatchNorm, "Add": ir.Add, "Neuron": ir.Neuron}
     return kinds[spec.kind](spec.name, spec.inputs, **{**spec.args, **fields})
 
@@ -528,14 +529,17 @@ def _read_conv(reader: _Reader, node):
     attrs = attributes(node)
     source = reader.tensor(node, 0, ("step", "merged"))
     weight = reader.constant(node, 1, "weight")
-    if weight.ndim != 4:
-        raise UnsupportedOpError(f"{describe(node)}: a {weight.ndim - 2}-D convolution (Conv1d) is not supported yet; "
-                                 f"only 2-D convolutions are")
+    if weight.ndim not in (3, 4):
+        raise UnsupportedOpError(f"{describe(node)}: a {weight.ndim - 2}-D convolution is not supported; "
+                                 f"only 1-D (Conv1d) and 2-D convolutions are")
+    axes = weight.ndim - 2
+    kind = "Conv1d" if axes == 1 else "Conv2d"
     bias = reader.constant(node, 2, "bias")
-    args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs),
-                dilation=tuple(attrs.get("dilations", (1, 1))), groups=attrs.get("group", 1))
-    key = ("Conv2d", source.layer, weight.tobytes(), None if bias is None else bias.tobytes(), str(attrs))
-    spec = reader.layer(key, "Conv2d", (source.layer,), args, _weight_name(reader, node, 1), node)
+    args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1,) * axes)),
+                padding=symmetric_pads(node, attrs, axes), dilation=tuple(attrs.get("dilations", (1,) * axes)),
+                groups=attrs.get("group", 1))
+    key = (kind, source.layer, weight.tobytes(), None if bias is None else bias.tobytes(), str(attrs))
+    spec = reader.layer(key, kind, (source.layer,), args, _weight_name(reader, node, 1), node)
     reader.output(node, spec, source)
 
 
@@ -545,12 +549,15 @@ def _read_pool(reader: _Reader, node):
         raise UnsupportedOpError(f"{describe(node)}: ceil_mode, dilations and storage_order are not supported")
     source = reader.tensor(node, 0, ("step", "merged"))
     kernel = tuple(attrs["kernel_shape"])
-    args = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", kernel)), padding=symmetric_pads(node, attrs))
+    if len(kernel) not in (1, 2):
+        raise UnsupportedOpError(f"{describe(node)}: only 1-D and 2-D pooling is supported")
+    args = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", kernel)),
+                padding=symmetric_pads(node, attrs, len(kernel)))
     if node.op_type == "AveragePool":
-        kind = "AvgPool2d"
+        kind = f"AvgPool{len(kernel)}d"
         args["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
     else:
-        kind = "MaxPool2d"
+        kind = f"MaxPool{len(kernel)}d"
     spec = reader.layer((kind, source.layer, str(args)), kind, (source.layer,), args, _scope(node) or "pool", node)
     reader.output(node, spec, source)
 
