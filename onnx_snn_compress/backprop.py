@@ -364,7 +364,8 @@ def _planar_train_forward(forward_2d: TrainForward) -> TrainForward:
 
 def _planar_backward(backward_2d: Backward) -> Backward:
     def backward_1d(node, record, grad, needs, param_grads):
-        return backward_2d(node, record, planar_view(grad), needs, param_grads)  # input grads are reshaped by the caller
+        # the input gradients come back planar; backward() reshapes them to the graph's [T, N, C, L]
+        return backward_2d(node, record, planar_view(grad), needs, param_grads)
 
     return backward_1d
 

@@ -1,6 +1,6 @@
 """Physical removal of what pruning left dead: smaller dense tensors, the same predictions.
 
-A *channel* is one output channel of a Conv2d or one output neuron of a Linear,
+A *channel* is one output channel of a Conv2d or Conv1d or one output neuron of a Linear,
 followed through every layer that keeps channels apart (BatchNorm, spiking
 neurons, pooling, Dropout, Flatten, where channel c becomes the block of
 features ``[c*H*W, (c+1)*H*W)``) and joined across residual ``Add``s. A

@@ -26,7 +26,8 @@ from onnx_snn_compress.simulate import simulate
 from onnx_snn_compress.structured import channel_groups
 
 f32 = np.float32
-CASES = Path(__file__).parent / "fixtures" / "interop" / "cases"
+FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+CASES = FIXTURES / "cases"
 
 
 def conv1d_reference(x, weight, bias, stride, padding, dilation):
@@ -160,6 +161,20 @@ def test_spikingjelly_conv1d_reproduces_its_spikes_in_the_simulator_and_onnxrunt
     # another N and another T: the first sample, the first steps (the network is causal)
     assert np.array_equal(run(model, x[:4, :1]).output, spikes[:4, :1])
     assert np.array_equal(simulate(graph, x[:3, 1:]).output, spikes[:3, 1:])
+
+
+def test_a_torch_onnx_export_with_1d_pooling_reproduces_pytorchs_spikes():
+    """Conv1d, MaxPool1d, AvgPool1d (tests/fixtures/interop/make_pool1d_fixture.py)."""
+    expected = np.load(FIXTURES / "pool1d_mlp.npz", allow_pickle=False)
+    x, spikes = expected["x"], expected["spikes"]
+    graph = load_model(FIXTURES / "pool1d_mlp.legacy.onnx")
+    assert [type(n) for n in graph.nodes[1:5]] == [ir.Conv1d, ir.Neuron, ir.MaxPool1d, ir.AvgPool1d]
+    assert graph.shapes[graph.nodes[4].name] == (4, 6)
+    result = simulate(graph, x)
+    assert np.array_equal(result.output, spikes) and min(result.firing_rates().values()) > 0.1
+    model = to_model(graph)
+    assert np.array_equal(run(model, x).output, spikes)
+    assert np.array_equal(run(model, x[:4, :1]).output, spikes[:4, :1])
 
 
 def test_spikingjelly_conv1d_round_trips_through_nir(tmp_path):

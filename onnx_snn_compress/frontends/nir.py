@@ -310,7 +310,7 @@ def _neuron(reader: _Reader, name: str, source: str, *, beta, gain, v_leak, v_th
         reset, delay = ("hard", False) if reader.reset == "hard" else ("subtract", reader.reset == "subtract-delayed")
     elif "snn.reset" in meta:
         reset, delay = meta["snn.reset"], meta.get("snn.reset_delay", "0") in ("1", "True", "true")
-    elif reader.exporter.name == "snntorch" and np.all(np.asarray(v_reset) == 0.0) and np.all(np.asarray(v_leak) == 0.0):
+    elif reader.exporter.name == "snntorch" and not np.any(v_reset) and not np.any(v_leak):
         delay = True  # snnTorch's zero reset is delayed; with v_reset = v_leak = 0 that is the same function
     fields = dict(FRAMEWORK_DEFAULTS.get(reader.exporter.framework, {}))
     fields.update(fire_on_equal=reader.exporter.fire_on_equal)
@@ -362,7 +362,7 @@ def _read_conv(reader: _Reader, name, node, source):
     weight = np.asarray(node.weight, np.float32)
     axes = 1 if type(node).__name__ == "Conv1d" else 2
     if weight.ndim != axes + 2:
-        raise UnsupportedOpError(f"{reader.describe(name)}: expected a [out, in, {', '.join('kh kw'.split()[-axes:])}] weight")
+        raise UnsupportedOpError(f"{reader.describe(name)}: expected a {axes + 2}-D weight [out, in, *kernel]")
     dilation = _sizes(node.dilation, axes, reader.describe(name))
     stride = _sizes(node.stride, axes, reader.describe(name))
     padding = node.padding
