@@ -214,10 +214,10 @@ class Conv2d(Node):
 
 @dataclass(eq=False)
 class BatchNorm(Node):
-    """Batch normalisation over the first feature axis (channels), for ``[C]`` or ``[C, H, W]``.
+    """Batch normalisation over the first feature axis (channels), for ``[C]``, ``[C, L]`` or ``[C, H, W]``.
 
     Inference: ``Y = (X - running_mean) / sqrt(running_var + eps) * weight + bias``.
-    Training uses statistics over T*N (and H, W); running statistics follow
+    Training uses statistics over T*N (and L, or H, W); running statistics follow
     PyTorch: ``running = (1 - momentum) * running + momentum * batch``.
     """
 
@@ -249,9 +249,10 @@ class BatchNorm(Node):
 
     def output_shape(self, input_shapes):
         (shape,) = input_shapes
-        if len(shape) not in (1, 3) or shape[0] != self.weight.shape[0]:
+        if len(shape) not in (1, 2, 3) or shape[0] != self.weight.shape[0]:
             raise IRError(
-                f"BatchNorm {self.name!r} expects ({self.weight.shape[0]},) or ({self.weight.shape[0]}, H, W), got {shape}"
+                f"BatchNorm {self.name!r} expects ({self.weight.shape[0]},), ({self.weight.shape[0]}, L) or "
+                f"({self.weight.shape[0]}, H, W), got {shape}"
             )
         return shape
 

@@ -128,6 +128,28 @@ def test_profile_writes_real_1d_ops_reads_them_back_and_onnxruntime_agrees():
     assert np.array_equal(run(model, x).output, expected) and 0.05 < expected.mean() < 0.95
 
 
+def test_a_batchnorm_over_c_by_l_runs_trains_and_exports():
+    rng = np.random.default_rng(5)
+    graph = ir.Graph([
+        ir.Input("x", shape=(2, 12)),
+        ir.Conv1d("conv", ("x",), weight=rng.normal(0.2, 0.6, size=(4, 2, 3)), padding=1),
+        ir.BatchNorm("bn", ("conv",), weight=rng.uniform(0.5, 1.5, 4), bias=rng.normal(0.3, 0.2, 4),
+                     running_mean=rng.normal(0.0, 0.2, 4), running_var=rng.uniform(0.5, 2.0, 4)),
+        ir.Neuron("lif1", ("bn",), beta=0.8),
+        ir.Flatten("flat", ("lif1",)),
+        ir.Linear("fc", ("flat",), weight=rng.normal(0.05, 0.3, size=(3, 48))),
+        ir.Neuron("lif2", ("fc",), beta=0.9),
+        ir.Readout("out", ("lif2",), mode="spikes"),
+    ])
+    x = rng.random((6, 3, 2, 12)).astype(f32)
+    expected = simulate(graph, x).output
+    assert 0.05 < expected.mean() < 0.95
+    model = to_model(graph)
+    assert from_model(model).same_as(graph) and np.array_equal(run(model, x).output, expected)
+    output, tape = forward_train(graph, x)
+    assert np.any(backward(graph, tape, np.ones_like(output))["bn.weight"] != 0)
+
+
 def test_structured_pruning_and_removal_act_on_conv1d_channels():
     graph = sequence_graph()
     flat = FlatWeights(graph, ["conv", "fc"])
