@@ -81,7 +81,8 @@ def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_fo
         detail = ""
         if "neuron" in layer:
             n = layer["neuron"]
-            detail = f"{n['model']} beta={n['beta']:.4g} vth={n['v_threshold']:.4g} reset={n['reset']}"
+            value = lambda v: f"{v['min']:.4g}..{v['max']:.4g}" if isinstance(v, dict) else f"{v:.4g}"  # noqa: E731
+            detail = f"{n['model']} beta={value(n['beta'])} vth={value(n['v_threshold'])} reset={n['reset']}"
         elif "readout" in layer:
             detail = layer["readout"]["mode"]
         rows.append([

@@ -20,7 +20,8 @@ fused multiply-add would round differently from onnxruntime.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 RESET_SUBTRACT = 0
 RESET_HARD = 1
@@ -30,6 +31,20 @@ RESET_CODES = {"subtract": RESET_SUBTRACT, "hard": RESET_HARD, "none": RESET_NON
 # Neurons per parallel work item: the state of a block stays in L1 while t runs,
 # and the inner loop over neighbouring neurons reads X[t] contiguously.
 _BLOCK = 512
+
+
+def _at(parameter, neuron):
+    """A neuron parameter of neuron ``neuron``: the scalar itself, or the array's entry."""
+    raise NotImplementedError  # only called from jitted code (see the overload below)
+
+
+@overload(_at, inline="always")
+def _at_overload(parameter, neuron):
+    # Resolved when a kernel is compiled: one machine-code version for scalar parameters
+    # (the common case, exactly as fast as before) and one for per-neuron arrays.
+    if isinstance(parameter, types.Array):
+        return lambda parameter, neuron: parameter[neuron]
+    return lambda parameter, neuron: parameter
 
 
 @njit(cache=True, inline="always")
@@ -49,21 +64,25 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
                v_threshold, v_reset, v_init, reset_mode, reset_delay, fire_on_equal,
                record_potential):
     width = stop - start
-    v = np.full(width, v_init, dtype=np.float32)
+    v = np.empty(width, dtype=np.float32)
+    for j in range(width):
+        v[j] = _at(v_init, start + j)
     fired = np.zeros(width, dtype=np.bool_)
     count = np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
     for t in range(spikes.shape[0]):
         inputs = x[t if x.shape[0] > 1 else 0]  # a single input row is the input of every step
         for j in range(width):
+            i = start + j
+            threshold = _at(v_threshold, i)
             # charge
-            d = beta * v[j] + leak
+            d = _at(beta, i) * v[j] + _at(leak, i)
             if reset_delay:
-                d = _reset(d, fired[j], reset_mode, v_threshold, v_reset)
-            h = d + gain * inputs[start + j]
+                d = _reset(d, fired[j], reset_mode, threshold, _at(v_reset, i))
+            h = d + _at(gain, i) * inputs[i]
             # fire
-            s = (h >= v_threshold) if fire_on_equal else (h > v_threshold)
+            s = (h >= threshold) if fire_on_equal else (h > threshold)
             # reset
-            v[j] = h if reset_delay else _reset(h, s, reset_mode, v_threshold, v_reset)
+            v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, _at(v_reset, i))
             fired[j] = s
             spikes[t, start + j] = np.float32(s)
             count[j] += np.int32(s)
@@ -73,13 +92,38 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
         spike_counts[start + j] = count[j]
 
 
+def neuron_parameters(neurons, beta, gain, v_threshold, v_reset, v_leak, v_init):
+    """The parameters as the kernels take them: ``(beta, gain, v_threshold, v_reset, leak,
+    v_init)`` with ``leak = (1 - beta) * v_leak`` in float32.
+
+    Each parameter is a scalar or an array of per-neuron values over one sample's neurons
+    (any shape, row-major, whose size divides ``neurons``: the same values repeat for every
+    sample). All scalars: float32 scalars (the fast path). Any array: every parameter as a
+    float32 array ``[neurons]``, so a kernel is compiled for just two cases.
+    Raises ValueError when an array's size does not divide ``neurons``.
+    """
+    values = [np.asarray(v, dtype=np.float32) for v in (beta, gain, v_threshold, v_reset, v_leak, v_init)]
+    if all(v.ndim == 0 for v in values):
+        beta, gain, v_threshold, v_reset, v_leak, v_init = (v[()] for v in values)
+        return beta, gain, v_threshold, v_reset, (np.float32(1.0) - beta) * v_leak, v_init
+    arrays = []
+    for value in values:
+        flat = value.reshape(-1)
+        if neurons % flat.size:
+            raise ValueError(f"{flat.size} per-neuron values for {neurons} neurons")
+        arrays.append(np.ascontiguousarray(np.tile(flat, neurons // flat.size)))
+    beta, gain, v_threshold, v_reset, v_leak, v_init = arrays
+    return beta, gain, v_threshold, v_reset, (np.float32(1.0) - beta) * v_leak, v_init
+
+
 def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
                 reset_mode, reset_delay, fire_on_equal, record_potential=False, time_steps=None):
     """Run a layer of LIF/IF neurons over time.
 
     x: ``[T, M]`` (M = every neuron of every sample), made float32 C-contiguous, or
     ``[1, M]`` with ``time_steps=T``: an input that is the same at every step (direct
-    encoding), read T times instead of stored T times. Scalars are rounded to float32;
+    encoding), read T times instead of stored T times. The six neuron parameters are
+    scalars (rounded to float32) or per-neuron arrays (see :func:`neuron_parameters`);
     reset_mode is one of ``RESET_CODES``.
 
     Returns ``(spikes, potential, spike_counts)``: spikes float32 ``[T, M]`` of
@@ -92,14 +136,15 @@ def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
     time_steps = rows if time_steps is None else int(time_steps)
     if rows not in (1, time_steps):
         raise ValueError(f"input of {rows} steps for {time_steps} time steps")
+    beta, gain, v_threshold, v_reset, leak, v_init = neuron_parameters(
+        neurons, beta, gain, v_threshold, v_reset, v_leak, v_init)
     # numpy, not Numba, allocates the outputs: it asks for huge pages, which
     # halves the cost of first touching a large array.
     spikes = np.empty((time_steps, neurons), dtype=np.float32)
     potential = np.empty((time_steps if record_potential else 0, neurons), dtype=np.float32)
     spike_counts = np.empty(neurons, dtype=np.int64)
-    f32 = np.float32
     _lif_forward_kernel(
-        x, f32(beta), f32(gain), f32(v_threshold), f32(v_reset), f32(v_leak), f32(v_init),
+        x, beta, gain, v_threshold, v_reset, leak, v_init,
         int(reset_mode), bool(reset_delay), bool(fire_on_equal), bool(record_potential),
         spikes, potential, spike_counts,
     )
@@ -107,11 +152,10 @@ def lif_forward(x, beta, gain, v_threshold, v_reset, v_leak, v_init,
 
 
 @njit(cache=True, parallel=True)
-def _lif_forward_kernel(x, beta, gain, v_threshold, v_reset, v_leak, v_init, reset_mode,
+def _lif_forward_kernel(x, beta, gain, v_threshold, v_reset, leak, v_init, reset_mode,
                         reset_delay, fire_on_equal, record_potential, spikes, potential, spike_counts):
-    """:func:`lif_forward` into given outputs; every scalar float32 already."""
+    """:func:`lif_forward` into given outputs; parameters as :func:`neuron_parameters` gives them."""
     neurons = x.shape[1]
-    leak = (np.float32(1.0) - beta) * v_leak
     blocks = (neurons + _BLOCK - 1) // _BLOCK
     for block in prange(blocks):
         start = block * _BLOCK
@@ -210,21 +254,21 @@ def surrogate_gradient(u, surrogate, alpha):
 
 
 @njit(cache=True, error_model="numpy")
-def _surrogate_row(potential, v_threshold, surrogate, alpha, out):
-    """``out[j] = surrogate'(potential[j] - v_threshold)``: one loop per surrogate, so
-    each loop is branch-free and vectorises."""
+def _surrogate_row(potential, v_threshold, start, surrogate, alpha, out):
+    """``out[j] = surrogate'(potential[j] - v_threshold of neuron start + j)``: one loop per
+    surrogate, so each loop is branch-free and vectorises."""
     if surrogate == SURROGATE_ATAN:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_ATAN, alpha)
+            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_ATAN, alpha)
     elif surrogate == SURROGATE_SIGMOID:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_SIGMOID, alpha)
+            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_SIGMOID, alpha)
     elif surrogate == SURROGATE_FAST_SIGMOID:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_FAST_SIGMOID, alpha)
+            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_FAST_SIGMOID, alpha)
     else:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - v_threshold, SURROGATE_RECTANGLE, alpha)
+            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_RECTANGLE, alpha)
 
 
 @njit(cache=True, inline="always")
@@ -247,44 +291,36 @@ def _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, lea
         h_row = potential[t, start:stop]
         g_row = grad_spikes[t, start:stop]
         x_row = grad_x[t, start:stop]
-        _surrogate_row(h_row, v_threshold, surrogate, alpha, sg)
+        _surrogate_row(h_row, v_threshold, start, surrogate, alpha, sg)
         if not reset_delay:
             for j in range(width):
+                i = start + j
                 h = h_row[j]
                 gv = grad_v[j]
-                dv_dh = one - hard * _fired(h, v_threshold, fire_on_equal)
-                grad_h = gv * dv_dh + (g_row[j] + gv * (reset_offset + reset_slope * h)) * sg[j]
-                x_row[j] = gain * grad_h
-                grad_v[j] = beta * grad_h
+                dv_dh = one - hard * _fired(h, _at(v_threshold, i), fire_on_equal)
+                grad_h = gv * dv_dh + (g_row[j] + gv * (_at(reset_offset, i) + reset_slope * h)) * sg[j]
+                x_row[j] = _at(gain, i) * grad_h
+                grad_v[j] = _at(beta, i) * grad_h
         elif t > 0:
             previous = potential[t - 1, start:stop]
             for j in range(width):
+                i = start + j
                 grad_h = grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j]
-                x_row[j] = gain * grad_h
+                x_row[j] = _at(gain, i) * grad_h
                 h_previous = previous[j]
-                grad_d = grad_h * (one - hard * _fired(h_previous, v_threshold, fire_on_equal))
-                grad_reset[j] = grad_h * (reset_offset + reset_slope * (beta * h_previous + leak))
-                grad_v[j] = beta * grad_d
+                grad_d = grad_h * (one - hard * _fired(h_previous, _at(v_threshold, i), fire_on_equal))
+                decayed = _at(beta, i) * h_previous + _at(leak, i)
+                grad_reset[j] = grad_h * (_at(reset_offset, i) + reset_slope * decayed)
+                grad_v[j] = _at(beta, i) * grad_d
         else:
             for j in range(width):
-                x_row[j] = gain * (grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j])
+                x_row[j] = _at(gain, start + j) * (grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j])
 
 
 @njit(cache=True, parallel=True)
-def _lif_backward_kernel(grad_spikes, potential, beta, gain, v_threshold, v_reset, v_leak, reset_mode,
-                         reset_delay, fire_on_equal, surrogate, alpha, detach_reset, grad_x):
+def _lif_backward_kernel(grad_spikes, potential, beta, gain, leak, v_threshold, reset_mode, reset_delay,
+                         fire_on_equal, surrogate, alpha, reset_offset, reset_slope, grad_x):
     neurons = potential.shape[1]
-    leak = (np.float32(1.0) - beta) * v_leak
-    # d reset(P, S) / dS = reset_offset + reset_slope * P: -v_threshold (subtract),
-    # v_reset - P (hard), 0 (none, or a detached reset)
-    reset_offset = np.float32(0.0)
-    reset_slope = np.float32(0.0)
-    if not detach_reset:
-        if reset_mode == RESET_SUBTRACT:
-            reset_offset = -v_threshold
-        elif reset_mode == RESET_HARD:
-            reset_offset = v_reset
-            reset_slope = np.float32(-1.0)
     blocks = (neurons + _BLOCK - 1) // _BLOCK
     for block in prange(blocks):
         start = block * _BLOCK
@@ -299,18 +335,28 @@ def lif_backward(grad_spikes, potential, beta, gain, v_threshold, v_reset, v_lea
     potential H ``[T, M]`` that :func:`lif_forward` recorded (``record_potential=True``).
 
     reset_mode is one of ``RESET_CODES``, surrogate one of ``SURROGATE_CODES``; the other
-    arguments are the node's, as given to the forward. Neuron parameters are constants:
-    no gradient flows to them.
+    arguments are the node's, as given to the forward (scalars or per-neuron arrays, see
+    :func:`neuron_parameters`). Neuron parameters are constants: no gradient flows to them.
     """
     grad_spikes = np.ascontiguousarray(grad_spikes, dtype=np.float32)
     potential = np.ascontiguousarray(potential, dtype=np.float32)
     if grad_spikes.shape != potential.shape:
         raise ValueError(f"gradient {grad_spikes.shape} and potential {potential.shape} differ in shape")
+    beta, gain, v_threshold, v_reset, leak, _ = neuron_parameters(
+        potential.shape[1], beta, gain, v_threshold, v_reset, v_leak, 0.0)
+    # d reset(P, S) / dS = reset_offset + reset_slope * P: -v_threshold (subtract),
+    # v_reset - P (hard), 0 (none, or a detached reset)
+    reset_offset = np.zeros_like(v_threshold) if np.ndim(v_threshold) else np.float32(0.0)
+    reset_slope = np.float32(0.0)
+    if not detach_reset:
+        if reset_mode == RESET_SUBTRACT:
+            reset_offset = -v_threshold
+        elif reset_mode == RESET_HARD:
+            reset_offset = v_reset
+            reset_slope = np.float32(-1.0)
     grad_x = np.empty(potential.shape, dtype=np.float32)
-    f32 = np.float32
     _lif_backward_kernel(
-        grad_spikes, potential, f32(beta), f32(gain), f32(v_threshold), f32(v_reset), f32(v_leak),
-        int(reset_mode), bool(reset_delay), bool(fire_on_equal), int(surrogate), f32(alpha),
-        bool(detach_reset), grad_x,
+        grad_spikes, potential, beta, gain, leak, v_threshold, int(reset_mode), bool(reset_delay),
+        bool(fire_on_equal), int(surrogate), np.float32(alpha), reset_offset, reset_slope, grad_x,
     )
     return grad_x

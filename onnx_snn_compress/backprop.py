@@ -50,6 +50,7 @@ from .ir import (
     MaxPool2d,
     Neuron,
     Node,
+    PLANAR_1D_KINDS,
     Readout,
     SynapticNeuron,
 )
@@ -61,7 +62,7 @@ from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
 from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
 from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
-from .simulate import FORWARD, Trace, _per_step, _pool_geometry, run_nodes
+from .simulate import FORWARD, Trace, _per_step, _pool_geometry, planar_view, run_nodes
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
 INPUT_GRAD = "input"
@@ -333,9 +334,11 @@ def _dropout_backward(node, mask, grad, needs, param_grads):
 @_backward_of(Neuron.kind)
 def _neuron_backward(node: Neuron, potential, grad, needs, param_grads):
     time_steps = potential.shape[0]
+    values = node.parameter_values(potential.shape[2:])
     grad_x = lif_backward(
         np.ascontiguousarray(grad).reshape(time_steps, -1), potential.reshape(time_steps, -1),
-        node.beta, node.gain, node.v_threshold, node.v_reset, node.v_leak, RESET_CODES[node.reset],
+        values["beta"], values["gain"], values["v_threshold"], values["v_reset"], values["v_leak"],
+        RESET_CODES[node.reset],
         node.reset_delay, node.fire_on_equal, SURROGATE_CODES[node.surrogate], node.alpha, node.detach_reset,
     )
     return [grad_x.reshape(potential.shape)]
@@ -378,6 +381,27 @@ def _needs_grad(graph: Graph, input_grad: bool) -> dict[str, bool]:
         else:
             needs[node.name] = _has_trained_arrays(node) or any(needs[s] for s in node.inputs)
     return needs
+
+
+def _planar_train_forward(forward_2d: TrainForward) -> TrainForward:
+    def forward(node, inputs, run):
+        y, record = forward_2d(node, [planar_view(x) for x in inputs], run)
+        return y[:, :, :, 0, :], record
+
+    return forward
+
+
+def _planar_backward(backward_2d: Backward) -> Backward:
+    def backward_1d(node, record, grad, needs, param_grads):
+        # the input gradients come back planar; backward() reshapes them to the graph's [T, N, C, L]
+        return backward_2d(node, record, planar_view(grad), needs, param_grads)
+
+    return backward_1d
+
+
+for _one_d, _two_d in PLANAR_1D_KINDS.items():  # Conv1d, MaxPool1d, AvgPool1d: their 2-D parents on views
+    TRAIN_FORWARD[_one_d.kind] = _planar_train_forward(TRAIN_FORWARD[_two_d.kind])
+    BACKWARD[_one_d.kind] = _planar_backward(BACKWARD[_two_d.kind])
 
 
 def backward(graph: Graph, tape: Tape, grad_output: np.ndarray, *, input_grad: bool = False) -> dict[str, np.ndarray]:

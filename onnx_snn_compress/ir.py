@@ -9,11 +9,13 @@ Layout conventions
 Every tensor flowing through a graph is time-major ``[T, N, *shape]``; ``shape``
 below is always the per-sample feature shape (without ``T`` and ``N``).
 Stateless nodes act on each time step independently (as if on ``[T*N, *shape]``).
-Images are channel-first ``[C, H, W]``.
+Images are channel-first ``[C, H, W]``; sequences (audio, SHD) ``[C, L]``.
 
 Parameters are float32 numpy arrays; scalar neuron parameters are Python floats
 holding float32-representable values, so every export/import round trip is
-bit-exact.
+bit-exact. A neuron parameter may also be per-neuron: a float32 array that
+broadcasts over the layer's feature shape (``[C, 1, 1]`` per channel of a
+``[C, H, W]`` layer, ``[F]`` per neuron of a ``[F]`` layer).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .errors import IRError
 Shape = tuple[int, ...]
 
 RESET_MODES = ("subtract", "hard", "none")
+NEURON_PARAMETERS = ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain")  # scalar or per-neuron
 SURROGATES = ("atan", "sigmoid", "fast_sigmoid", "rectangle")
 READOUT_MODES = ("rate", "spikes", "leaky")
 
@@ -211,10 +214,10 @@ class Conv2d(Node):
 
 @dataclass(eq=False)
 class BatchNorm(Node):
-    """Batch normalisation over the first feature axis (channels), for ``[C]`` or ``[C, H, W]``.
+    """Batch normalisation over the first feature axis (channels), for ``[C]``, ``[C, L]`` or ``[C, H, W]``.
 
     Inference: ``Y = (X - running_mean) / sqrt(running_var + eps) * weight + bias``.
-    Training uses statistics over T*N (and H, W); running statistics follow
+    Training uses statistics over T*N (and L, or H, W); running statistics follow
     PyTorch: ``running = (1 - momentum) * running + momentum * batch``.
     """
 
@@ -246,9 +249,10 @@ class BatchNorm(Node):
 
     def output_shape(self, input_shapes):
         (shape,) = input_shapes
-        if len(shape) not in (1, 3) or shape[0] != self.weight.shape[0]:
+        if len(shape) not in (1, 2, 3) or shape[0] != self.weight.shape[0]:
             raise IRError(
-                f"BatchNorm {self.name!r} expects ({self.weight.shape[0]},) or ({self.weight.shape[0]}, H, W), got {shape}"
+                f"BatchNorm {self.name!r} expects ({self.weight.shape[0]},), ({self.weight.shape[0]}, L) or "
+                f"({self.weight.shape[0]}, H, W), got {shape}"
             )
         return shape
 
@@ -304,6 +308,84 @@ class AvgPool2d(_Pool2d):
     def __post_init__(self):
         super().__post_init__()
         self.count_include_pad = bool(self.count_include_pad)
+
+
+def _planar(value, fill: int, name: str) -> tuple[int, int]:
+    """A 1-D layer's stride/padding/... as its 2-D form over ``[C, 1, L]``: ``(fill, value)``.
+    An int or a 1-tuple is the user's 1-D value; a pair is the 2-D form itself (as stored)."""
+    values = (value,) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) == 1:
+        values = (fill, values[0])
+    pair = _pair(values, name)
+    if pair[0] != fill:
+        raise IRError(f"{name} of a 1-D layer must be one int, got {value!r}")
+    return pair
+
+
+class _Planar1d:
+    """A 1-D layer over ``[C, L]``, computed as the 2-D layer it derives from over ``[C, 1, L]``
+    (the same arithmetic: a 1-wide H axis adds nothing). Graph shapes stay ``[C, L]``."""
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        if len(shape) != 2:
+            raise IRError(f"{self.kind} {self.name!r} expects input (C, L), got {shape}")
+        channels, _, length = super().output_shape([(shape[0], 1, shape[1])])
+        return (channels, length)
+
+
+@dataclass(eq=False)
+class Conv1d(_Planar1d, Conv2d):
+    """1-D convolution over ``[C, L]`` (PyTorch Conv1d; ONNX Conv with one spatial axis).
+
+    Given as PyTorch does (weight ``[out_channels, in_channels // groups, k]``; stride, padding,
+    dilation ints), stored as the Conv2d over ``[C, 1, L]`` that computes the same: weight
+    ``[out, in // groups, 1, k]``, stride ``(1, s)``, padding ``(0, p)``, dilation ``(1, d)``.
+    ``L_out = (L + 2*pad - dilation*(k-1) - 1) // stride + 1``.
+    """
+
+    kind: ClassVar[str] = "Conv1d"
+
+    def __post_init__(self):
+        weight = np.asarray(self.weight, dtype=np.float32) if self.weight is not None else None
+        if weight is not None and weight.ndim == 3:
+            self.weight = weight[:, :, None, :]
+        self.stride = _planar(self.stride, 1, f"{self.name}.stride")
+        self.padding = _planar(self.padding, 0, f"{self.name}.padding")
+        self.dilation = _planar(self.dilation, 1, f"{self.name}.dilation")
+        super().__post_init__()
+        if self.weight.shape[2] != 1:
+            raise IRError(f"Conv1d {self.name!r} needs a weight [out, in, k] (or [out, in, 1, k]), "
+                          f"got {self.weight.shape}")
+
+
+@dataclass(eq=False)
+class MaxPool1d(_Planar1d, MaxPool2d):
+    """Max pooling over ``[C, L]``: stored as MaxPool2d over ``[C, 1, L]`` with kernel ``(1, k)``,
+    stride ``(1, s)``, padding ``(0, p)`` (given as ints, as PyTorch does)."""
+
+    kind: ClassVar[str] = "MaxPool1d"
+
+    def __post_init__(self):
+        _planar_pool(self)
+        super().__post_init__()
+
+
+@dataclass(eq=False)
+class AvgPool1d(_Planar1d, AvgPool2d):
+    """Average pooling over ``[C, L]``: stored as AvgPool2d over ``[C, 1, L]`` (see MaxPool1d)."""
+
+    kind: ClassVar[str] = "AvgPool1d"
+
+    def __post_init__(self):
+        _planar_pool(self)
+        super().__post_init__()
+
+
+def _planar_pool(node) -> None:
+    node.kernel_size = _planar(node.kernel_size, 1, f"{node.name}.kernel_size")
+    node.stride = None if node.stride is None else _planar(node.stride, 1, f"{node.name}.stride")
+    node.padding = _planar(node.padding, 0, f"{node.name}.padding")
 
 
 @dataclass(eq=False)
@@ -376,14 +458,21 @@ class Neuron(Node):
 
     Training only: ``surrogate`` (with ``alpha``) replaces dS/dH in the backward
     pass; ``detach_reset`` stops the gradient through the reset term.
+
+    Per-neuron parameters: each of beta, v_threshold, v_reset, v_leak, v_init and gain is
+    a float or a float32 array that broadcasts over the layer's feature shape (numpy
+    rules: ``[C, 1, 1]`` per channel, ``[C, H, W]`` or ``[F]`` per neuron; snnTorch's
+    ``learn_beta`` with a vector, NIR's per-neuron ``tau``); the equations hold per
+    neuron. An array of equal values is stored as its float. Raises IRError for a value
+    out of range (beta outside [0, 1], NaN) or, in a graph, a shape that does not fit.
     """
 
-    beta: float = 1.0
-    v_threshold: float = 1.0
-    v_reset: float = 0.0
-    v_leak: float = 0.0
-    v_init: float = 0.0
-    gain: float = 1.0
+    beta: float | np.ndarray = 1.0
+    v_threshold: float | np.ndarray = 1.0
+    v_reset: float | np.ndarray = 0.0
+    v_leak: float | np.ndarray = 0.0
+    v_init: float | np.ndarray = 0.0
+    gain: float | np.ndarray = 1.0
     reset: str = "subtract"
     reset_delay: bool = False
     fire_on_equal: bool = True
@@ -395,15 +484,15 @@ class Neuron(Node):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha"):
-            value = _f32(getattr(self, name))
-            if not np.isfinite(value):
-                raise IRError(f"Neuron {self.name!r}: {name} must be finite")
-            setattr(self, name, value)
-        if not 0.0 <= self.beta <= 1.0:
-            raise IRError(f"Neuron {self.name!r}: beta must lie in [0, 1], got {self.beta}")
-        if self.beta == 1.0:
-            self.v_leak = 0.0  # (1 - beta) * v_leak vanishes: an IF neuron has no leak potential
+        for name in NEURON_PARAMETERS:
+            setattr(self, name, self._parameter(name, getattr(self, name)))
+        self.alpha = _f32(self.alpha)
+        if not np.isfinite(self.alpha):
+            raise IRError(f"Neuron {self.name!r}: alpha must be finite")
+        if not np.all((0.0 <= np.asarray(self.beta)) & (np.asarray(self.beta) <= 1.0)):
+            raise IRError(f"Neuron {self.name!r}: beta must lie in [0, 1], got {self._describe(self.beta)}")
+        # (1 - beta) * v_leak vanishes where beta = 1: an IF neuron has no leak potential
+        self.v_leak = self._parameter("v_leak", np.where(np.asarray(self.beta) == 1.0, np.float32(0.0), self.v_leak))
         if self.reset not in RESET_MODES:
             raise IRError(f"Neuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
         if self.surrogate not in SURROGATES:
@@ -414,10 +503,63 @@ class Neuron(Node):
         self.fire_on_equal = bool(self.fire_on_equal)
         self.detach_reset = bool(self.detach_reset)
 
+    def _parameter(self, name: str, value) -> float | np.ndarray:
+        """A float, or a float32 array of per-neuron values (an array of equal values is a float)."""
+        if isinstance(value, (int, float, np.number)):
+            value = _f32(value)
+            if not np.isfinite(value):
+                raise IRError(f"Neuron {self.name!r}: {name} must be finite")
+            return value
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise IRError(f"Neuron {self.name!r}: {name} must be a number or an array of numbers") from None
+        if array.size == 0:
+            raise IRError(f"Neuron {self.name!r}: {name} is an empty array")
+        if not np.all(np.isfinite(array)):
+            raise IRError(f"Neuron {self.name!r}: {name} must be finite")
+        if np.all(array == array.flat[0]):
+            return float(array.flat[0])  # -0.0 and 0.0 compare equal; the scalar path takes either
+        return _array(array, f"{self.name}.{name}")
+
+    @staticmethod
+    def _describe(value) -> str:
+        if isinstance(value, float):
+            return repr(value)
+        return f"per-neuron values from {value.min():g} to {value.max():g}"
+
+    def output_shape(self, input_shapes):
+        (shape,) = input_shapes
+        for name in self.per_neuron:
+            values = getattr(self, name)
+            fits = values.ndim <= len(shape) and all(
+                v in (1, d) for v, d in zip(values.shape[::-1], tuple(shape)[::-1]))
+            if not fits:
+                raise IRError(f"Neuron {self.name!r}: per-neuron {name} of shape {values.shape} "
+                              f"does not broadcast over the layer's neurons {tuple(shape)}")
+        return shape
+
+    @property
+    def per_neuron(self) -> tuple[str, ...]:
+        """The names of the parameters (of ``NEURON_PARAMETERS``) that vary over the neurons."""
+        return tuple(name for name in NEURON_PARAMETERS if isinstance(getattr(self, name), np.ndarray))
+
+    def parameter_values(self, shape: Shape) -> dict[str, float | np.ndarray]:
+        """Each of ``NEURON_PARAMETERS``: its float, or its values broadcast to ``shape`` (the
+        layer's feature shape; a read-only float32 view)."""
+        return {
+            name: (np.broadcast_to(value, shape) if isinstance(value, np.ndarray) else value)
+            for name, value in ((n, getattr(self, n)) for n in NEURON_PARAMETERS)
+        }
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """None: per-neuron values are constants of the model, not trained arrays."""
+        return {}
+
     @property
     def is_if(self) -> bool:
         """True for an integrate-and-fire neuron (no leak)."""
-        return self.beta == 1.0
+        return isinstance(self.beta, float) and self.beta == 1.0
 
 
 @dataclass(eq=False)
@@ -553,15 +695,17 @@ class Readout(Node):
 NODE_KINDS: dict[str, type[Node]] = {
     cls.kind: cls
     for cls in (Input, Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten, Add, Dropout, Neuron,
-                SynapticNeuron, Readout)
+                SynapticNeuron, Readout, Conv1d, MaxPool1d, AvgPool1d)
 }
 
-PRUNABLE_KINDS = (Linear, Conv2d)
+PRUNABLE_KINDS = (Linear, Conv2d)  # Conv1d is a Conv2d (over [C, 1, L])
 SPIKING_KINDS = (Neuron, SynapticNeuron)
+# 1-D layers and the 2-D parents they are computed as (over [C, 1, L])
+PLANAR_1D_KINDS: dict[type[Node], type[Node]] = {Conv1d: Conv2d, MaxPool1d: MaxPool2d, AvgPool1d: AvgPool2d}
 
 
 def has_synapses(node: Node) -> bool:
-    """Does ``node.weight`` hold synapses (Linear, Conv2d, a SynapticNeuron's recurrent weight)?"""
+    """Does ``node.weight`` hold synapses (Linear, Conv2d, Conv1d, a SynapticNeuron's recurrent weight)?"""
     return isinstance(node, PRUNABLE_KINDS) or (isinstance(node, SynapticNeuron) and node.weight is not None)
 
 

@@ -22,9 +22,11 @@ KEY_ENCODING = "snn.input.encoding"  # "direct" | "poisson" | "temporal" (data w
 # Neuron functions and their attributes, in declaration order
 LIF = "LIF"
 IF = "IF"
+LIF_PER_NEURON = "LIFPerNeuron"  # LIF whose NEURON_PER_NEURON_ATTRS are tensors (per-neuron values)
 LI = "LI"
 MASKED_WEIGHT = "MaskedWeight"  # compact storage of a pruned weight tensor
 NEURON_FLOAT_ATTRS = ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha")
+NEURON_PER_NEURON_ATTRS = ("beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain")
 NEURON_INT_ATTRS = ("reset_delay", "fire_on_equal", "detach_reset")
 NEURON_STRING_ATTRS = ("reset", "surrogate")
 IF_OMITTED_ATTRS = ("beta", "v_leak")  # IF is LIF with beta = 1; v_leak then has no effect

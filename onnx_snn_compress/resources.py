@@ -1,6 +1,6 @@
 """What a network costs: parameters, surviving synapses (connectivity), MACs and SynOps.
 
-Synapses are the weights of Linear and Conv2d layers and the recurrent weights of
+Synapses are the weights of Linear, Conv2d and Conv1d layers and the recurrent weights of
 SynapticNeuron layers (fed by the layer's own spikes of the previous step); connectivity is the share
 of them that is nonzero. A synapse *use* is one multiply-accumulate of one weight
 with one real input value: ``out * in`` per time step for Linear; for Conv2d, a
@@ -56,8 +56,11 @@ def _uses_per_weight(graph: ir.Graph, node: ir.Node, per_input: np.ndarray | Non
     input_shape = graph.shapes[node.inputs[0]]
     if per_input is None:
         per_input = np.ones(input_shape, np.float64)
-    if isinstance(node, ir.Conv2d):
-        return _conv_input_per_weight(node, per_input, graph.shapes[node.name])
+    if isinstance(node, ir.Conv2d):  # a Conv1d over [C, L] as the Conv2d over [C, 1, L] it is stored as
+        output_shape = graph.shapes[node.name]
+        if isinstance(node, ir.Conv1d):
+            per_input, output_shape = per_input[:, None, :], (output_shape[0], 1, output_shape[1])
+        return _conv_input_per_weight(node, per_input, output_shape)
     return np.broadcast_to(per_input.reshape(1, -1), node.weight.shape).astype(np.float64)
 
 
@@ -109,9 +112,12 @@ def summarize(graph: ir.Graph) -> dict:
             entry["neuron"] = {
                 "model": "IF" if node.is_if else "LIF",
                 **{k: getattr(node, k) for k in (
-                    "beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "reset",
-                    "reset_delay", "fire_on_equal", "surrogate", "alpha", "detach_reset",
+                    "reset", "reset_delay", "fire_on_equal", "surrogate", "alpha", "detach_reset",
                 )},
+                # a per-neuron parameter as its range and shape, the others as their float
+                **{k: ({"min": float(v.min()), "max": float(v.max()), "shape": list(v.shape)}
+                       if isinstance(v, np.ndarray) else v)
+                   for k, v in ((k, getattr(node, k)) for k in ir.NEURON_PARAMETERS)},
                 "count": int(np.prod(graph.shapes[node.name])),
             }
         if isinstance(node, ir.SynapticNeuron):

@@ -1,11 +1,11 @@
 """Physical removal of what pruning left dead: smaller dense tensors, the same predictions.
 
-A *channel* is one output channel of a Conv2d or one output neuron of a Linear,
+A *channel* is one output channel of a Conv2d or Conv1d or one output neuron of a Linear,
 followed through every layer that keeps channels apart (BatchNorm, spiking
 neurons, pooling, Dropout, Flatten, where channel c becomes the block of
 features ``[c*H*W, (c+1)*H*W)``) and joined across residual ``Add``s. A
 channel is removed, from its producing layer (weight rows, bias, BatchNorm
-entries, neurons) and from the input slices of every consumer, when no output
+entries, neurons with their per-neuron parameters) and from the input slices of every consumer, when no output
 depends on it:
 
 - its fan-out is all zero (every consumer synapse that reads it was pruned), or
@@ -30,8 +30,10 @@ from . import ir
 UNKNOWN = np.nan  # a channel whose value is not a known constant
 
 
-def _fires_on_constant(neuron: ir.Neuron, drive: float) -> bool:
-    """Whether ``neuron`` can fire at any step with the constant input ``drive`` (ir.Neuron's equations).
+def _fires_on_constant(values: dict[str, float | np.ndarray], drive: float) -> bool:
+    """Whether any of a channel's neurons can fire at any step with the constant input
+    ``drive`` (ir.Neuron's equations; ``values`` as ``Neuron.parameter_values`` gives them,
+    floats or the channel's per-neuron arrays).
 
     Without a spike there is no reset, so the potential follows
     ``H[t] = beta * H[t-1] + (1 - beta) * v_leak + gain * drive`` from ``H[-1] = v_init``:
@@ -39,14 +41,15 @@ def _fires_on_constant(neuron: ir.Neuron, drive: float) -> bool:
     growing by ``gain * drive`` per step (beta = 1). Its supremum is ``max(H[0], L)``.
     A relative margin covers float32 rounding, so the answer errs on "can fire".
     """
-    step = neuron.gain * drive
-    first = neuron.beta * neuron.v_init + (1.0 - neuron.beta) * neuron.v_leak + step
-    if neuron.beta >= 1.0:
-        highest = first if step <= 0.0 else np.inf
-    else:
-        highest = max(first, neuron.v_leak + step / (1.0 - neuron.beta))
-    margin = 1e-4 * (1.0 + abs(neuron.v_threshold) + abs(highest if np.isfinite(highest) else 0.0))
-    return not highest < neuron.v_threshold - margin
+    beta, gain, v_leak, v_init, v_threshold = (
+        np.asarray(values[name], np.float64) for name in ("beta", "gain", "v_leak", "v_init", "v_threshold"))
+    step = gain * drive
+    first = beta * v_init + (1.0 - beta) * v_leak + step
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limit = np.maximum(first, v_leak + step / (1.0 - beta))
+    highest = np.where(beta >= 1.0, np.where(step <= 0.0, first, np.inf), limit)
+    margin = 1e-4 * (1.0 + np.abs(v_threshold) + np.abs(np.where(np.isfinite(highest), highest, 0.0)))
+    return bool(np.any(~(highest < v_threshold - margin)))
 
 
 class _Spaces:
@@ -123,7 +126,11 @@ def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
             scale = node.weight / np.sqrt(node.running_var + np.float32(node.eps))
             value = (value - node.running_mean) * scale + node.bias
         elif isinstance(node, ir.Neuron):
-            silent = np.array([np.isfinite(v) and not _fires_on_constant(node, float(v)) for v in value], bool)
+            per_neuron = node.parameter_values(shapes[node.name])
+            silent = np.array([
+                np.isfinite(v) and not _fires_on_constant(
+                    {k: (p[i] if isinstance(p, np.ndarray) else p) for k, p in per_neuron.items()}, float(v))
+                for i, v in enumerate(value)], bool)
             value = np.where(silent, 0.0, UNKNOWN)
         elif isinstance(node, ir.SynapticNeuron):  # a neuron may fire from its current or recurrence: all stay
             spaces.protect(space_of[source])
@@ -192,6 +199,10 @@ def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
         elif isinstance(node, ir.BatchNorm):
             entries = kept(node.name)
             changes = {name: getattr(node, name)[entries] for name in ("weight", "bias", "running_mean", "running_var")}
+        elif isinstance(node, ir.Neuron):  # per-neuron values that vary along axis 0 lose the removed entries
+            entries = kept(node.name)
+            changes = {name: getattr(node, name)[entries] for name in node.per_neuron
+                       if getattr(node, name).ndim == len(shapes[node.name]) and getattr(node, name).shape[0] > 1}
         values = {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
         values.update(changes)
         nodes.append(type(node)(**{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in values.items()}))

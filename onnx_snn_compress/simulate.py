@@ -40,6 +40,7 @@ from .ir import (
     MaxPool2d,
     Neuron,
     Node,
+    PLANAR_1D_KINDS,
     Readout,
     SynapticNeuron,
 )
@@ -178,6 +179,24 @@ def _avgpool2d(node: AvgPool2d, inputs, trace):
     return y.reshape(*x.shape[:2], *y.shape[1:])
 
 
+def planar_view(x: np.ndarray) -> np.ndarray:
+    """``[T, N, C, L]`` as ``[T, N, C, 1, L]`` (a view): where a 1-D layer runs as its 2-D parent."""
+    return x[:, :, :, None, :]
+
+
+def _planar_forward(forward_2d: LayerForward) -> LayerForward:
+    def forward(node, inputs, trace):
+        if inputs[0].ndim == 5:  # given the planar view already (the training forward records it)
+            return forward_2d(node, inputs, trace)
+        return forward_2d(node, [planar_view(x) for x in inputs], trace)[:, :, :, 0, :]
+
+    return forward
+
+
+for _one_d, _two_d in PLANAR_1D_KINDS.items():  # Conv1d, MaxPool1d, AvgPool1d: their 2-D parents' kernels
+    FORWARD[_one_d.kind] = _planar_forward(FORWARD[_two_d.kind])
+
+
 @_forward_of(Flatten.kind)
 def _flatten(node: Flatten, inputs, trace):
     (x,) = inputs
@@ -200,14 +219,15 @@ def _dropout(node: Dropout, inputs, trace):
 def _neuron(node: Neuron, inputs, trace):
     (x,) = inputs
     time_steps = x.shape[0] if trace.time_steps is None else trace.time_steps  # x may be static
+    values = node.parameter_values(x.shape[2:])
     spikes, potential, counts = lif_forward(
         np.ascontiguousarray(x).reshape(x.shape[0], -1),
-        np.float32(node.beta),
-        np.float32(node.gain),
-        np.float32(node.v_threshold),
-        np.float32(node.v_reset),
-        np.float32(node.v_leak),
-        np.float32(node.v_init),
+        values["beta"],
+        values["gain"],
+        values["v_threshold"],
+        values["v_reset"],
+        values["v_leak"],
+        values["v_init"],
         RESET_CODES[node.reset],
         node.reset_delay,
         node.fire_on_equal,
@@ -266,7 +286,7 @@ def _last_uses(graph: Graph) -> list[list[str]]:
 #: Node kinds that compute each time step from that step's input alone, the same way at
 #: every step: on inputs that are the same at every step, so is their output.
 PER_STEP_KINDS = frozenset(kind.kind for kind in (Linear, Conv2d, BatchNorm, MaxPool2d, AvgPool2d, Flatten,
-                                                   Dropout, Add))
+                                                   Dropout, Add, *PLANAR_1D_KINDS))
 
 
 def is_static(x: np.ndarray) -> bool:

@@ -1,4 +1,4 @@
-"""Structured pruning: a whole output channel of a Conv2d or output neuron of a Linear is the unit.
+"""Structured pruning: a whole output channel of a Conv2d (or Conv1d) or output neuron of a Linear is the unit.
 
 A group is one output channel c of a prunable layer: its row of synapses (its fan-in)
 and, in every prunable consumer it reaches through BatchNorm, neurons, pooling,

@@ -152,11 +152,23 @@ def test_cubalif_without_synaptic_memory_reduces_to_a_lif():
                                                                 (np.float32(0.95), np.float32(0.05), np.float32(0.8))]
 
 
-def test_varying_per_neuron_parameters_are_rejected_by_name():
+def test_per_neuron_tau_and_threshold_are_read_as_per_neuron_values():
     graph = nir.read(str(FIXTURES / "spikingjelly_lif_hard_decay_s_mlp.nir"), type_check=False)
+    tau = np.asarray(graph.nodes["lif1"].tau, np.float64)
     graph.nodes["lif1"].v_threshold = np.linspace(0.5, 1.0, 10)
-    with pytest.raises(UnsupportedOpError, match=r"NIR node 'lif1' \(LIF\): v_threshold varies across neurons"):
-        to_graph(graph, framework="spikingjelly", dt=1e-4)
+    graph.nodes["lif1"].tau = tau * np.linspace(1.0, 2.0, 10)
+    lif1 = to_graph(graph, framework="spikingjelly", dt=1e-4)["lif1"]
+    assert set(lif1.per_neuron) == {"beta", "gain", "v_threshold"}  # decay_input: gain = r*dt/tau with r = 1
+    assert np.array_equal(lif1.v_threshold, np.linspace(0.5, 1.0, 10).astype(np.float32))
+    np.testing.assert_allclose(lif1.beta, 1.0 - 1e-4 / (tau * np.linspace(1.0, 2.0, 10)), rtol=1e-6)
+
+
+def test_per_neuron_parameters_round_trip_through_nir_exactly(tmp_path):
+    graph = load_model(CASES / "snntorch_learnbeta.dynamo.onnx")
+    nir_backend.save(graph, tmp_path / "model.nir")
+    back = read_nir(tmp_path / "model.nir")
+    assert back.same_as(graph)
+    assert np.asarray(nir.read(str(tmp_path / "model.nir")).nodes["lif1"].tau).shape == (10,)
 
 
 def test_unknown_exporter_needs_dt_and_a_too_long_step_is_explained():
@@ -335,9 +347,12 @@ def test_conventions_apply_per_node_kind():
     assert to_graph(sinabs, framework="nir", dt=1e-3).neurons()[0].gain == pytest.approx(5e-4)  # NIR: r*dt
 
 
-def test_a_node_kind_not_supported_yet_is_named_before_any_question_about_the_exporter():
-    with pytest.raises(UnsupportedOpError, match=r"sj_conv1d.nir: NIR node '_0' \(Conv1d\) is not supported yet"):
-        read_nir(CASES / "sj_conv1d.nir")
+def test_a_node_kind_not_supported_yet_is_named_before_any_question_about_the_exporter(tmp_path):
+    layers = nir.NIRGraph.from_list(nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)),
+                                    nir.Delay(delay=np.ones(2, np.float32)), type_check=False)
+    nir.write(str(tmp_path / "delay.nir"), layers)
+    with pytest.raises(UnsupportedOpError, match=r"delay.nir: NIR node 'delay' \(Delay\) is not supported yet"):
+        read_nir(tmp_path / "delay.nir")
 
 
 def test_written_nir_uses_the_time_step_snntorchs_importer_assumes():

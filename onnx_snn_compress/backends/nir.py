@@ -10,8 +10,8 @@ The inverse of frontends/nir.py's forward-Euler reading over a time step ``dt``:
                            convention), v_leak, v_threshold, v_reset; recurrent synapses as an Affine
                            (Linear when the bias is zero) ``<name>.recurrent`` in a cycle with the neuron
 
-Neuron parameters are written per neuron (arrays of the layer's shape holding one
-value, as the peers do) in float64. What NIR cannot say (a subtract reset, its
+Neuron parameters are written per neuron (arrays of the layer's shape, holding one
+value as the peers do, or the per-neuron values) in float64. What NIR cannot say (a subtract reset, its
 delay, firing on ``>=``, ``v_init``, the surrogate) goes into each node's
 metadata (``snn.*``) and makes our own reader exact; other tools see NIR's
 reset to ``v_reset`` (:func:`to_nir` returns notes saying so). The graph's
@@ -37,7 +37,15 @@ DEFAULT_DT = 1e-4
 
 
 def _full(shape, value) -> np.ndarray:
-    return np.full(shape, value, dtype=np.float64)
+    """A parameter over a layer of ``shape``: one value, or per-neuron values broadcast to it."""
+    return np.array(np.broadcast_to(np.asarray(value, np.float64), shape))
+
+
+def _exact(value, shape) -> str:
+    """A float32 parameter as our reader takes it back exactly: ``repr``, or the layer's values comma-separated."""
+    if isinstance(value, np.ndarray):
+        return ",".join(repr(float(v)) for v in np.broadcast_to(value, shape).ravel())
+    return repr(value)
 
 
 class _Writer:
@@ -71,8 +79,15 @@ def _write_linear(w: _Writer, node: ir.Linear):
 
 
 def _write_conv(w: _Writer, node: ir.Conv2d):
-    height, width = w.graph.shapes[node.inputs[0]][1:]
     bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
+    if isinstance(node, ir.Conv1d):  # NIR's Conv1d: the user's weight [out, in, k] over [C, L]
+        (length,) = w.graph.shapes[node.inputs[0]][1:]
+        w.add(node, w.nir.Conv1d(
+            input_shape=length, weight=node.weight[:, :, 0, :].astype(np.float32), stride=node.stride[1],
+            padding=node.padding[1], dilation=node.dilation[1], groups=node.groups, bias=bias.astype(np.float32),
+        ))
+        return
+    height, width = w.graph.shapes[node.inputs[0]][1:]
     w.add(node, w.nir.Conv2d(
         input_shape=(height, width), weight=node.weight.astype(np.float32), stride=node.stride,
         padding=node.padding, dilation=node.dilation, groups=node.groups, bias=bias.astype(np.float32),
@@ -100,23 +115,27 @@ def _write_dropout(w: _Writer, node: ir.Dropout):
     w.sources[node.name] = w.sources[node.inputs[0]]
 
 
-def _metadata(node) -> dict[str, str]:
-    """What NIR cannot say about a neuron, for this tool's reader (``snn.*``)."""
+def _metadata(node, shape) -> dict[str, str]:
+    """What NIR cannot say about a neuron of a layer of ``shape``, for this tool's reader (``snn.*``)."""
     return {
         "snn.reset": node.reset, "snn.reset_delay": str(int(node.reset_delay)),
-        "snn.fire_on_equal": str(int(node.fire_on_equal)), "snn.v_init": repr(node.v_init),
-        "snn.beta": repr(node.beta), "snn.gain": repr(node.gain), "snn.surrogate": node.surrogate, "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
+        "snn.fire_on_equal": str(int(node.fire_on_equal)), "snn.v_init": _exact(node.v_init, shape),
+        "snn.beta": _exact(node.beta, shape), "snn.gain": _exact(node.gain, shape), "snn.surrogate": node.surrogate,
+        "snn.alpha": repr(node.alpha), "snn.detach_reset": str(int(node.detach_reset)),
     }
 
 
 def _write_neuron(w: _Writer, node: ir.Neuron):
     shape = w.graph.shapes[node.name]
-    metadata = _metadata(node)
+    metadata = _metadata(node, shape)
     if node.is_if:
         nir_node = w.nir.IF(r=_full(shape, node.gain / w.dt), v_threshold=_full(shape, node.v_threshold),
                             v_reset=_full(shape, node.v_reset), metadata=metadata)
         natural_init = node.v_reset
     else:
+        if np.any(np.asarray(node.beta) == 1.0):
+            raise UnsupportedOpError(f"neuron {node.name!r}: a layer whose neurons are partly IF (beta = 1) and "
+                                     f"partly LIF cannot be written as one NIR node")
         leak = 1.0 - node.beta
         nir_node = w.nir.LIF(tau=_full(shape, w.dt / leak), r=_full(shape, node.gain / leak),
                              v_leak=_full(shape, node.v_leak), v_threshold=_full(shape, node.v_threshold),
@@ -135,8 +154,9 @@ def _note_conventions(w: _Writer, node, natural_init: float) -> None:
     if node.fire_on_equal:
         w.note(f"neuron {node.name!r} fires on H >= v_threshold; NIR defines H > v_threshold "
                f"(recorded in the node's metadata)")
-    if node.v_init != natural_init:
-        w.note(f"neuron {node.name!r} starts at v_init = {node.v_init:g}, which NIR cannot say "
+    if np.any(np.asarray(node.v_init) != natural_init):
+        start = f"{node.v_init:g}" if isinstance(node.v_init, float) else "per-neuron values"
+        w.note(f"neuron {node.name!r} starts at v_init = {start}, which NIR cannot say "
                f"(recorded in the node's metadata)")
 
 
@@ -146,7 +166,7 @@ def _write_synaptic_neuron(w: _Writer, node: ir.SynapticNeuron):
                                  f"(beta = {node.beta:g}, current_decay = {node.current_decay:g})")
     shape = w.graph.shapes[node.name]
     leak, synapse = 1.0 - node.beta, 1.0 - node.current_decay
-    metadata = {**_metadata(node), "snn.current_decay": repr(node.current_decay)}
+    metadata = {**_metadata(node, shape), "snn.current_decay": repr(node.current_decay)}
     w.add(node, w.nir.CubaLIF(
         tau_syn=_full(shape, w.dt / synapse), tau_mem=_full(shape, w.dt / leak), r=_full(shape, node.gain / leak),
         v_leak=_full(shape, node.v_leak), v_threshold=_full(shape, node.v_threshold),
@@ -190,6 +210,9 @@ _WRITERS = {
     ir.Input: _write_input,
     ir.Linear: _write_linear,
     ir.Conv2d: _write_conv,
+    ir.Conv1d: _write_conv,
+    ir.MaxPool1d: _unsupported,
+    ir.AvgPool1d: _unsupported,
     ir.AvgPool2d: _write_avgpool,
     ir.MaxPool2d: _unsupported,
     ir.BatchNorm: _unsupported,

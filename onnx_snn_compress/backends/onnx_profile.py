@@ -31,6 +31,7 @@ def _ref_constant(output: str, attribute: str, kind: int) -> onnx.NodeProto:
         onnx.AttributeProto.FLOAT: "value_float",
         onnx.AttributeProto.INT: "value_int",
         onnx.AttributeProto.STRING: "value_string",
+        onnx.AttributeProto.TENSOR: "value",
     }[kind]
     node = helper.make_node("Constant", [], [output])
     ref = onnx.AttributeProto(name=field, ref_attr_name=attribute, type=kind)
@@ -135,8 +136,10 @@ def _neuron_loop(delay: bool, on_equal: bool, time_steps: int | None) -> onnx.Gr
 
 
 def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants=VARIANTS) -> onnx.FunctionProto:
-    """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``,
-    for any T, or unrolled for ``time_steps`` (see :func:`_neuron_loop`).
+    """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak; or ``snn::LIFPerNeuron``: LIF whose
+    six neuron parameters are tensors that broadcast over one time step ``[N, ...]``):
+    X ``[T, N, ...]`` -> S ``[T, N, ...]``, for any T, or unrolled for ``time_steps``
+    (see :func:`_neuron_loop`).
 
     ``If`` nodes on ``reset_delay`` and ``fire_on_equal`` pick the loop of that variant;
     their conditions are constants, so onnxruntime keeps only the chosen branch at load.
@@ -145,23 +148,22 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
     """
     FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
     is_if = name == profile.IF
+
+    def parameter(attribute: str) -> onnx.NodeProto:
+        per_neuron = name == profile.LIF_PER_NEURON and attribute in profile.NEURON_PER_NEURON_ATTRS
+        return _ref_constant(attribute, attribute, onnx.AttributeProto.TENSOR if per_neuron else FLOAT)
+
     attributes = [
         a for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_INT_ATTRS + profile.NEURON_STRING_ATTRS
         if not (is_if and a in profile.IF_OMITTED_ATTRS)
     ]
-    nodes = [
-        _const("one", 1.0),
-        _ref_constant("v_threshold", "v_threshold", FLOAT),
-        _ref_constant("v_reset", "v_reset", FLOAT),
-        _ref_constant("gain", "gain", FLOAT),
-        _ref_constant("v_init", "v_init", FLOAT),
-    ]
+    nodes = [_const("one", 1.0)] + [parameter(a) for a in ("v_threshold", "v_reset", "gain", "v_init")]
     if is_if:
         nodes += [_const("beta", 1.0), _const("leak", 0.0)]
     else:
         nodes += [
-            _ref_constant("beta", "beta", FLOAT),
-            _ref_constant("v_leak", "v_leak", FLOAT),
+            parameter("beta"),
+            parameter("v_leak"),
             helper.make_node("Sub", ["one", "beta"], ["one_minus_beta"]),
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         ]
@@ -450,14 +452,22 @@ def _write_linear(w: _Writer, node: ir.Linear):
     w.layout[node.name] = MERGED
 
 
+def _spatial(node: ir.Node, values) -> list[int]:
+    """Per spatial axis: both for a 2-D layer; for a 1-D one (stored over ``[C, 1, L]``) only L's."""
+    return list(values)[1:] if type(node) in ir.PLANAR_1D_KINDS else list(values)
+
+
 def _write_conv(w: _Writer, node: ir.Conv2d):
-    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", node.weight)]
+    # a Conv1d is written as the user's 1-D Conv on [T*N, C, L], weight [out, in, k]
+    weight = np.ascontiguousarray(node.weight[:, :, 0, :]) if isinstance(node, ir.Conv1d) else node.weight
+    inputs = [w.view(node.inputs[0], MERGED), w.synapses(f"{node.name}.weight", weight)]
     if node.bias is not None:
         inputs.append(w.initializer(f"{node.name}.bias", node.bias))
+    padding = _spatial(node, node.padding)
     w.emit(
         "Conv", inputs, [node.name], node.name,
-        kernel_shape=list(node.weight.shape[2:]), strides=list(node.stride),
-        pads=[*node.padding, *node.padding], dilations=list(node.dilation), group=node.groups,
+        kernel_shape=list(weight.shape[2:]), strides=_spatial(node, node.stride),
+        pads=[*padding, *padding], dilations=_spatial(node, node.dilation), group=node.groups,
     )
     w.layout[node.name] = MERGED
 
@@ -472,7 +482,9 @@ def _write_batchnorm(w: _Writer, node: ir.BatchNorm):
 
 
 def _write_pool(w: _Writer, node):
-    attrs = dict(kernel_shape=list(node.kernel_size), strides=list(node.stride), pads=[*node.padding, *node.padding])
+    padding = _spatial(node, node.padding)
+    attrs = dict(kernel_shape=_spatial(node, node.kernel_size), strides=_spatial(node, node.stride),
+                 pads=[*padding, *padding])
     if isinstance(node, ir.AvgPool2d):
         op, attrs["count_include_pad"] = "AveragePool", int(node.count_include_pad)
     else:
@@ -499,15 +511,24 @@ def _write_dropout(w: _Writer, node: ir.Dropout):
     w.layout[node.name] = w.layout[source]
 
 
+def _neuron_op(node: ir.Neuron) -> str:
+    if node.per_neuron:
+        return profile.LIF_PER_NEURON
+    return profile.IF if node.is_if else profile.LIF
+
+
 def _write_neuron(w: _Writer, node: ir.Neuron):
-    op = profile.IF if node.is_if else profile.LIF
+    op = _neuron_op(node)
     attrs = {
         a: getattr(node, a) for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS
-        if not (node.is_if and a in profile.IF_OMITTED_ATTRS)
+        if not (op == profile.IF and a in profile.IF_OMITTED_ATTRS)
     }
+    if op == profile.LIF_PER_NEURON:  # every one a tensor, a scalar as a 0-d one
+        attrs.update({a: numpy_helper.from_array(np.asarray(attrs[a], np.float32), a)
+                      for a in profile.NEURON_PER_NEURON_ATTRS})
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        used = {(n.reset_delay, n.fire_on_equal) for n in w.graph.neurons() if n.is_if == node.is_if}
+        used = {(n.reset_delay, n.fire_on_equal) for n in w.graph.neurons() if _neuron_op(n) == op}
         w.functions[op] = _neuron_function(op, w.time_steps, used)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
     w.layout[node.name] = TIME
@@ -545,6 +566,9 @@ _WRITERS = {
     ir.Input: _write_input,
     ir.Linear: _write_linear,
     ir.Conv2d: _write_conv,
+    ir.Conv1d: _write_conv,
+    ir.MaxPool1d: _write_pool,
+    ir.AvgPool1d: _write_pool,
     ir.BatchNorm: _write_batchnorm,
     ir.MaxPool2d: _write_pool,
     ir.AvgPool2d: _write_pool,

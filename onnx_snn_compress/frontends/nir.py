@@ -12,7 +12,9 @@ with forward Euler over a time step ``dt`` (docs/interop.md)::
              a plain LIF when dt/tau_syn = 1 and nothing recurs
     LI / I   (last layer only) the IR's leaky readout, beta = 1 - dt/tau (1 for I)
 
-then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). A cycle from a
+then ``S = v > v_threshold`` and a reset to ``v_reset`` (NIR's definition). LIF and IF
+parameters may differ per neuron (arrays over the layer): the IR's neurons then get
+per-neuron values (the same formulas, element by element). A cycle from a
 neuron through one Affine/Linear back into it is that neuron's recurrent synapses (the
 previous step's spikes); the neuron becomes a SynapticNeuron with that weight and bias. The
 file records neither ``dt`` nor its exporter (nor reset details that NIR cannot
@@ -228,9 +230,9 @@ class _Reader:
         """The step of forward Euler on the exporter's time constants (Norse writes them times dt)."""
         return self.dt ** 2 if self.exporter.tau_times_dt else self.dt
 
-    def if_gain(self, name: str, node) -> float:
-        """An IF neuron's input gain: ``r*dt`` by NIR's ODE, ``r`` for exporters whose IF adds its input each step."""
-        r = self.scalar(name, "r", node.r)
+    def if_gain(self, r: float | np.ndarray) -> float | np.ndarray:
+        """An IF neuron's input gain from its ``r``: ``r*dt`` by NIR's ODE, ``r`` for exporters whose IF adds its
+        input each step."""
         return r if self.exporter.if_per_step else r * self.dt
 
     def describe(self, name: str) -> str:
@@ -246,26 +248,36 @@ class _Reader:
         self.output_of[nir_name] = source
         self.scale[source] = scale
 
+    def per_neuron(self, name: str, parameter: str, value) -> float | np.ndarray:
+        """A neuron parameter array: its one value as a float, or its per-neuron values (float64)."""
+        array = np.asarray(value, dtype=np.float64)
+        if array.size == 0:
+            raise ModelError(f"{self.describe(name)}: parameter {parameter} is empty")
+        first = array.ravel()[0]
+        return float(first) if np.all(array == first) else array
+
     def scalar(self, name: str, parameter: str, value) -> float:
-        """A per-neuron parameter array that must hold one value (the IR's neurons have scalar parameters)."""
+        """A per-neuron parameter array that must hold one value (node kinds other than LIF and IF)."""
         array = np.asarray(value, dtype=np.float64).ravel()
         if array.size == 0:
             raise ModelError(f"{self.describe(name)}: parameter {parameter} is empty")
         if not np.all(array == array[0]):
             raise UnsupportedOpError(
                 f"{self.describe(name)}: {parameter} varies across neurons ({array.min():.6g} .. {array.max():.6g}); "
-                f"the IR's neuron layers have one value per parameter"
+                f"per-neuron values are read for LIF and IF nodes only"
             )
         return float(array[0])
 
 
-def tidy(value: float) -> float:
+def tidy(value: float | np.ndarray) -> float | np.ndarray:
     """Undo the float32 storage of a time constant in a derived factor.
 
     ``dt/tau`` with tau = float32(1e-5) is 0.09999999, not the 0.1 the exporter
-    meant: take the shortest decimal within 3e-7 (2.5 float32 ulps) of the value.
-    Only for files that store float32 parameters.
+    meant: take the shortest decimal within 3e-7 (2.5 float32 ulps) of the value
+    (of each value of per-neuron ones). Only for files that store float32 parameters.
     """
+    if np.ndim(value):
+        return np.vectorize(tidy, otypes=[np.float64])(value)
     for digits in range(1, 9):
         short = float(f"{value:.{digits}g}")
         if abs(short - value) <= 3e-7 * abs(value):
@@ -273,38 +285,50 @@ def tidy(value: float) -> float:
     return value
 
 
-def _decay(reader: _Reader, name: str, tau: float, what: str = "tau") -> float:
-    """``dt / tau``, which must lie in (0, 1] for a forward-Euler step to be a decay."""
-    if tau <= 0:
-        raise ModelError(f"{reader.describe(name)}: {what} = {tau:.6g} must be positive")
+def _decay(reader: _Reader, name: str, tau: float | np.ndarray, what: str = "tau") -> float | np.ndarray:
+    """``dt / tau`` (per neuron for a per-neuron tau), which must lie in (0, 1] for a forward-Euler
+    step to be a decay."""
+    if np.any(np.asarray(tau) <= 0):
+        raise ModelError(f"{reader.describe(name)}: {what} = {np.min(tau):.6g} must be positive")
     step = reader.euler_dt / tau
-    if step > 1.0 + 1e-6:
+    if np.any(step > 1.0 + 1e-6):
         raise ModelError(
-            f"{reader.describe(name)}: dt/{what} = {step:.6g} > 1 with dt = {reader.euler_dt:.6g} (the step is longer than "
-            f"the time constant); pass the exporter's time step with --dt (docs/interop.md)"
+            f"{reader.describe(name)}: dt/{what} = {np.max(step):.6g} > 1 with dt = {reader.euler_dt:.6g} (the step is "
+            f"longer than the time constant); pass the exporter's time step with --dt (docs/interop.md)"
         )
-    return min(step, 1.0)
+    return np.minimum(step, 1.0) if np.ndim(step) else min(step, 1.0)
 
 
 def _stored_as_float32(node) -> bool:
     return any(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in vars(node).values())
 
 
-def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float, v_leak: float,
-            v_threshold: float, v_reset: float, v_init: float, current_decay: float = 0.0) -> None:
+def _exact(text: str | None, shape) -> float | np.ndarray:
+    """A value our own writer recorded in a node's metadata (backends/nir.py): ``repr`` of a float, or the
+    comma-separated per-neuron values of the layer's shape; NaN when absent."""
+    if text is None:
+        return float("nan")
+    values = [float(v) for v in text.split(",")]
+    return values[0] if len(values) == 1 else np.array(values).reshape(shape)
+
+
+def _neuron(reader: _Reader, name: str, source: str, *, beta, gain, v_leak, v_threshold, v_reset, v_init,
+            current_decay: float = 0.0) -> None:
     """An IR neuron with the reset and training fields from the exporter's conventions (or our own metadata):
-    a Neuron, or a SynapticNeuron when it has a synaptic current or recurrent synapses."""
+    a Neuron, or a SynapticNeuron when it has a synaptic current or recurrent synapses. Each parameter is a
+    float or per-neuron values (an array over the layer)."""
     meta = _metadata(reader.graph.nodes[name])
     reset, delay = "hard", False
     if reader.reset is not None:
         reset, delay = ("hard", False) if reader.reset == "hard" else ("subtract", reader.reset == "subtract-delayed")
     elif "snn.reset" in meta:
         reset, delay = meta["snn.reset"], meta.get("snn.reset_delay", "0") in ("1", "True", "true")
-    elif reader.exporter.name == "snntorch" and v_reset == 0.0 and v_leak == 0.0:
+    elif reader.exporter.name == "snntorch" and not np.any(v_reset) and not np.any(v_leak):
         delay = True  # snnTorch's zero reset is delayed; with v_reset = v_leak = 0 that is the same function
     fields = dict(FRAMEWORK_DEFAULTS.get(reader.exporter.framework, {}))
     fields.update(fire_on_equal=reader.exporter.fire_on_equal)
-    for key, cast in (("fire_on_equal", lambda v: v in ("1", "True", "true")), ("v_init", float),
+    shape = reader.shapes[source]
+    for key, cast in (("fire_on_equal", lambda v: v in ("1", "True", "true")), ("v_init", lambda v: _exact(v, shape)),
                       ("surrogate", str), ("alpha", float), ("detach_reset", lambda v: v in ("1", "True", "true"))):
         if f"snn.{key}" in meta:
             fields[key] = cast(meta[f"snn.{key}"])
@@ -318,15 +342,15 @@ def _neuron(reader: _Reader, name: str, source: str, *, beta: float, gain: float
     if _stored_as_float32(reader.graph.nodes[name]):
         beta, gain, current_decay = tidy(beta), tidy(gain), tidy(current_decay)
     # our own files carry the exact values; they are used while the ODE parameters still agree with them
-    exact = {k: float(meta.get(f"snn.{k}", "nan")) for k in ("beta", "gain", "current_decay")}
-    beta, gain, current_decay = (exact[k] if np.isclose(exact[k], value, rtol=1e-5, atol=1e-7) else value
+    exact = {k: _exact(meta.get(f"snn.{k}"), shape) for k in ("beta", "gain", "current_decay")}
+    beta, gain, current_decay = (exact[k] if np.all(np.isclose(exact[k], value, rtol=1e-5, atol=1e-7)) else value
                                  for k, value in (("beta", beta), ("gain", gain), ("current_decay", current_decay)))
     values = dict(beta=beta, gain=gain, v_leak=v_leak, v_threshold=v_threshold, v_reset=v_reset, v_init=v_init,
                   reset=reset, reset_delay=delay, **fields)
-    if current_decay == 0.0 and recurrent is None:
+    if np.all(current_decay == 0.0) and recurrent is None:
         reader.add(ir.Neuron(name, (source,), **values), name)
         return
-    if current_decay != 0.0 and values["reset"] == "hard" and values["reset_delay"] and \
+    if np.any(current_decay != 0.0) and values["reset"] == "hard" and values["reset_delay"] and \
             reader.exporter.name == "snntorch":
         reader.notes.append(f"{reader.describe(name)}: snnTorch's Synaptic / RSynaptic zero reset also zeroes the "
                             f"synaptic current, which the IR's SynapticNeuron keeps; for snnTorch's default subtract "
@@ -352,28 +376,41 @@ def _read_affine(reader: _Reader, name, node, source):
     reader.add(ir.Linear(name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32)), name)
 
 
-def _read_conv2d(reader: _Reader, name, node, source):
+def _sizes(value, axes: int, what: str) -> tuple[int, ...]:
+    """One size per spatial axis: ``_pair`` for 2-D, a 1-tuple for 1-D."""
+    if axes == 2:
+        return _pair(value, what)
+    array = np.atleast_1d(np.asarray(value)).astype(np.int64).ravel()
+    if array.size != 1:
+        raise UnsupportedOpError(f"{what}: expected one size, got {array.tolist()}")
+    return (int(array[0]),)
+
+
+def _read_conv(reader: _Reader, name, node, source):
+    """Conv2d, and Conv1d over ``[C, L]`` (the IR's Conv1d)."""
     weight = np.asarray(node.weight, np.float32)
-    if weight.ndim != 4:
-        raise UnsupportedOpError(f"{reader.describe(name)}: expected a [out, in, kh, kw] weight")
-    dilation = _pair(node.dilation, reader.describe(name))
-    stride = _pair(node.stride, reader.describe(name))
+    axes = 1 if type(node).__name__ == "Conv1d" else 2
+    if weight.ndim != axes + 2:
+        raise UnsupportedOpError(f"{reader.describe(name)}: expected a {axes + 2}-D weight [out, in, *kernel]")
+    dilation = _sizes(node.dilation, axes, reader.describe(name))
+    stride = _sizes(node.stride, axes, reader.describe(name))
     padding = node.padding
     if isinstance(padding, (str, bytes)) or (isinstance(padding, np.ndarray) and padding.dtype.kind in "SUO"):
         padding = _text(padding)
         if padding == "valid":
-            padding = (0, 0)
-        elif padding == "same" and stride == (1, 1) and all(k % 2 for k in weight.shape[2:]):
+            padding = (0,) * axes
+        elif padding == "same" and all(s == 1 for s in stride) and all(k % 2 for k in weight.shape[2:]):
             padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, weight.shape[2:]))
         else:
             raise UnsupportedOpError(f"{reader.describe(name)}: padding {padding!r} with stride {stride} is not supported")
     else:
-        padding = _pair(padding, reader.describe(name))
+        padding = _sizes(padding, axes, reader.describe(name))
     if reader.scale[source] != 1.0:
         weight = weight * np.float32(reader.scale[source])
     bias = getattr(node, "bias", None)
-    layer = ir.Conv2d(name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32),
-                      stride=stride, padding=padding, dilation=dilation, groups=int(np.asarray(node.groups)))
+    layer = (ir.Conv1d if axes == 1 else ir.Conv2d)(
+        name, (source,), weight=weight, bias=None if bias is None else np.asarray(bias, np.float32),
+        stride=stride, padding=padding, dilation=dilation, groups=int(np.asarray(node.groups)))
     reader.add(layer, name)
 
 
@@ -407,24 +444,20 @@ def _read_flatten(reader: _Reader, name, node, source):
 
 
 def _read_lif(reader: _Reader, name, node, source):
-    tau = reader.scalar(name, "tau", node.tau)
-    step = _decay(reader, name, tau)
-    v_leak = reader.scalar(name, "v_leak", node.v_leak)
-    _neuron(reader, name, source, beta=1.0 - step, gain=step * reader.scalar(name, "r", node.r), v_leak=v_leak,
-            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold),
-            v_reset=reader.scalar(name, "v_reset", node.v_reset), v_init=v_leak)
+    step = _decay(reader, name, reader.per_neuron(name, "tau", node.tau))
+    v_leak = reader.per_neuron(name, "v_leak", node.v_leak)
+    _neuron(reader, name, source, beta=1.0 - step, gain=step * reader.per_neuron(name, "r", node.r), v_leak=v_leak,
+            v_threshold=reader.per_neuron(name, "v_threshold", node.v_threshold),
+            v_reset=reader.per_neuron(name, "v_reset", node.v_reset), v_init=v_leak)
 
 
 def _read_if(reader: _Reader, name, node, source):
-    v_reset = reader.scalar(name, "v_reset", node.v_reset)
-    _neuron(reader, name, source, beta=1.0, gain=reader.if_gain(name, node), v_leak=0.0,
-            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold), v_reset=v_reset, v_init=v_reset)
+    v_reset = reader.per_neuron(name, "v_reset", node.v_reset)
+    _neuron(reader, name, source, beta=1.0, gain=reader.if_gain(reader.per_neuron(name, "r", node.r)), v_leak=0.0,
+            v_threshold=reader.per_neuron(name, "v_threshold", node.v_threshold), v_reset=v_reset, v_init=v_reset)
 
 
 def _read_cubalif(reader: _Reader, name, node, source):
-    synapse = reader.euler_dt / reader.scalar(name, "tau_syn", node.tau_syn)
-    if np.isclose(synapse, 1.0, rtol=1e-6):
-        synapse = 1.0  # tau_syn = dt: no synaptic memory, a LIF
     synapse = _decay(reader, name, reader.scalar(name, "tau_syn", node.tau_syn), "tau_syn")
     step = _decay(reader, name, reader.scalar(name, "tau_mem", node.tau_mem), "tau_mem")
     v_leak = reader.scalar(name, "v_leak", node.v_leak)
@@ -446,7 +479,7 @@ def _read_integrator(reader: _Reader, name, node, source):
         if reader.scalar(name, "v_leak", node.v_leak) != 0.0:
             raise UnsupportedOpError(f"{reader.describe(name)}: a readout with a non-zero v_leak is not supported")
     else:
-        beta, gain = 1.0, reader.if_gain(name, node)
+        beta, gain = 1.0, reader.if_gain(reader.scalar(name, "r", node.r))
     gain *= reader.scale[source]
     if not np.isclose(gain, 1.0, rtol=1e-6):
         previous = reader.nodes[-1]
@@ -476,7 +509,8 @@ def _read_scale(reader: _Reader, name, node, source):
 _READERS = {
     "Affine": _read_affine,
     "Linear": _read_affine,
-    "Conv2d": _read_conv2d,
+    "Conv1d": _read_conv,
+    "Conv2d": _read_conv,
     "AvgPool2d": _read_pool,
     "SumPool2d": _read_pool,
     "Flatten": _read_flatten,

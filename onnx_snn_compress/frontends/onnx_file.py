@@ -68,11 +68,12 @@ def describe(node: onnx.NodeProto) -> str:
     return f"node {node.name or node.output[0]!r} ({op})"
 
 
-def symmetric_pads(node: onnx.NodeProto, attrs: dict) -> tuple[int, int]:
-    """(pad_h, pad_w) of a 2-D Conv or pool; anything else is refused by name."""
+def symmetric_pads(node: onnx.NodeProto, attrs: dict, axes: int = 2) -> tuple[int, ...]:
+    """(pad_h, pad_w) of a 2-D Conv or pool, (pad_l,) of a 1-D one (``axes=1``); anything else is
+    refused by name."""
     if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
         raise UnsupportedOpError(f"{describe(node)}: auto_pad is not supported; write explicit pads")
-    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-    if len(pads) != 4 or pads[:2] != pads[2:]:
-        raise UnsupportedOpError(f"{describe(node)}: only symmetric 2-D padding is supported, got pads={pads}")
-    return pads[0], pads[1]
+    pads = list(attrs.get("pads", [0] * 2 * axes))
+    if len(pads) != 2 * axes or pads[:axes] != pads[axes:]:
+        raise UnsupportedOpError(f"{describe(node)}: only symmetric {axes}-D padding is supported, got pads={pads}")
+    return tuple(pads[:axes])

@@ -88,13 +88,14 @@ def _read_gemm(reader: _Reader, node):
 def _read_conv(reader: _Reader, node):
     attrs = attributes(node)
     weight = reader.constant(node, 1)
-    if weight.ndim != 4:
-        raise UnsupportedOpError(f"{describe(node)}: only 2-D convolutions are supported")
+    if weight.ndim not in (3, 4):
+        raise UnsupportedOpError(f"{describe(node)}: only 1-D and 2-D convolutions are supported")
+    axes = weight.ndim - 2
     source = reader.source(node, 0, MERGED)
-    layer = ir.Conv2d(
+    layer = (ir.Conv1d if axes == 1 else ir.Conv2d)(
         reader.ir_name(node), (source,), weight=weight, bias=reader.constant(node, 2),
-        stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs),
-        dilation=tuple(attrs.get("dilations", (1, 1))), groups=attrs.get("group", 1),
+        stride=tuple(attrs.get("strides", (1,) * axes)), padding=symmetric_pads(node, attrs, axes),
+        dilation=tuple(attrs.get("dilations", (1,) * axes)), groups=attrs.get("group", 1),
     )
     reader.add(node, layer, MERGED)
 
@@ -117,12 +118,17 @@ def _read_pool(reader: _Reader, node):
     if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])) or attrs.get("storage_order", 0):
         raise UnsupportedOpError(f"{describe(node)}: ceil_mode, dilations and storage_order are not supported")
     kernel = tuple(attrs["kernel_shape"])
-    kwargs = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs))
+    axes = len(kernel)
+    if axes not in (1, 2):
+        raise UnsupportedOpError(f"{describe(node)}: only 1-D and 2-D pooling is supported")
+    kwargs = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", (1,) * axes)),
+                  padding=symmetric_pads(node, attrs, axes))
     source = reader.source(node, 0, MERGED)
     if node.op_type == "AveragePool":
-        layer = ir.AvgPool2d(reader.ir_name(node), (source,), count_include_pad=bool(attrs.get("count_include_pad", 0)), **kwargs)
+        kind = ir.AvgPool1d if axes == 1 else ir.AvgPool2d
+        layer = kind(reader.ir_name(node), (source,), count_include_pad=bool(attrs.get("count_include_pad", 0)), **kwargs)
     else:
-        layer = ir.MaxPool2d(reader.ir_name(node), (source,), **kwargs)
+        layer = (ir.MaxPool1d if axes == 1 else ir.MaxPool2d)(reader.ir_name(node), (source,), **kwargs)
     reader.add(node, layer, MERGED)
 
 
@@ -190,6 +196,11 @@ def _read_neuron(reader: _Reader, node):
     fields.update({a: bool(attrs[a]) for a in profile.NEURON_INT_ATTRS if a in attrs})
     if node.op_type == profile.IF:
         fields.update(beta=1.0, v_leak=0.0)
+    if node.op_type == profile.LIF_PER_NEURON:
+        for name in profile.NEURON_PER_NEURON_ATTRS:
+            if not isinstance(fields.get(name), onnx.TensorProto):
+                raise ModelError(f"{describe(node)}: per-neuron {name} must be a tensor attribute")
+            fields[name] = numpy_helper.to_array(fields[name])
     source = reader.source(node, 0, TIME)
     reader.add(node, ir.Neuron(reader.ir_name(node), (source,), **fields), TIME)
 
@@ -241,6 +252,7 @@ _READERS = {
     (profile.DOMAIN, profile.IF): _read_neuron,
     (profile.DOMAIN, profile.CUBALIF): _read_synaptic_neuron,
     (profile.DOMAIN, profile.RECURRENT_CUBALIF): _read_synaptic_neuron,
+    (profile.DOMAIN, profile.LIF_PER_NEURON): _read_neuron,
     (profile.DOMAIN, profile.LI): _read_leaky_integrator,
     (profile.DOMAIN, profile.MASKED_WEIGHT): _read_masked_weight,
 }

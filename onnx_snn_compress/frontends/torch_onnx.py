@@ -25,9 +25,11 @@ How it reads (an abstract interpretation of the graph, one reader per op):
   must be the same at every step and have one of the shapes of
   :data:`RESET_FORMS` (the IR neuron's subtract / hard / none reset, with or
   without snnTorch's delay). Step 0 (state folded into constants) gives
-  ``v_init`` and is checked against the same gain. Anything else (a synaptic
-  current, a recurrent connection, per-neuron parameters) is an error naming
-  the node.
+  ``v_init`` and is checked against the same gain. A constant that holds
+  different values per neuron (snnTorch ``learn_beta`` with a vector) makes its
+  coefficients per-neuron arrays, and the neuron's parameters per-neuron (the
+  threshold stays one value per layer). Anything else (a synaptic current, a
+  recurrent connection) is an error naming the node.
 
 The polynomial view makes the reader independent of how an exporter orders,
 folds or de-duplicates the arithmetic (legacy vs dynamo, ``thr = 1`` dropping
@@ -65,8 +67,16 @@ _RTOL = 1e-6
 
 
 
-def _close(a: float, b: float) -> bool:
-    return bool(np.isclose(a, b, rtol=_RTOL, atol=1e-9))
+def _close(a, b) -> bool:
+    """Equal up to rounding; for per-neuron coefficients (arrays), for every neuron."""
+    return bool(np.all(np.isclose(a, b, rtol=_RTOL, atol=1e-9)))
+
+
+def _text(value) -> str:
+    """A coefficient for a message: a number, or the range of per-neuron values."""
+    if np.ndim(value) == 0:
+        return f"{float(value):.6g}"
+    return f"[{np.min(value):.6g} .. {np.max(value):.6g} per neuron]"
 
 
 # ---------------------------------------------------------------------------
@@ -346,6 +356,7 @@ def _layer_shape(spec: LayerSpec, input_shapes) -> tuple[int, ...]:
 
 def _build(spec: LayerSpec, fields: dict) -> ir.Node:
     kinds = {"Linear": ir.Linear, "Conv2d": ir.Conv2d, "AvgPool2d": ir.AvgPool2d, "MaxPool2d": ir.MaxPool2d,
+             "Conv1d": ir.Conv1d, "AvgPool1d": ir.AvgPool1d, "MaxPool1d": ir.MaxPool1d,
              "Flatten": ir.Flatten, "BatchNorm": ir.BatchNorm, "Add": ir.Add, "Neuron": ir.Neuron}
     kind = ir.SynapticNeuron if "current_decay" in fields or "weight" in fields else kinds[spec.kind]
     return kind(spec.name, spec.inputs, **{**spec.args, **fields})
@@ -354,17 +365,15 @@ def _build(spec: LayerSpec, fields: dict) -> ir.Node:
 # ---------------------------------------------------------------------------
 # Symbolic elementwise ops
 # ---------------------------------------------------------------------------
-def _scalar(reader: _Reader, node: onnx.NodeProto, array: np.ndarray, index: int) -> float:
-    """A constant operand of neuron arithmetic: one value, possibly broadcast to a (batch) shape."""
+def _coefficient(reader: _Reader, node: onnx.NodeProto, array: np.ndarray, index: int) -> float | np.ndarray:
+    """A constant operand of neuron arithmetic: one value, possibly broadcast to a (batch) shape, as a
+    float; or per-neuron values, as a float64 array (broadcast over ``[N, *features]``)."""
     flat = np.asarray(array).ravel()
     if flat.size == 0:
         raise UnsupportedOpError(f"{describe(node)}: empty constant {node.input[index]!r}")
-    if not np.all(flat == flat[0]):
-        raise UnsupportedOpError(
-            f"{describe(node)}: constant {node.input[index]!r} holds {flat.size} different per-neuron values; "
-            f"the IR's neurons have one value per layer (per-neuron parameters are not supported)"
-        )
-    return float(flat[0])
+    if np.all(flat == flat[0]):
+        return float(flat[0])
+    return np.asarray(array, np.float64)
 
 
 def _operand(reader: _Reader, node: onnx.NodeProto, index: int, added: bool = False) -> Expr:
@@ -377,7 +386,7 @@ def _operand(reader: _Reader, node: onnx.NodeProto, index: int, added: bool = Fa
         reader.vectors[key] = np.asarray(value.value, np.float64)
         return Expr("input", value=key, origin=node)
     if isinstance(value, Const):
-        return Expr("const", value=_scalar(reader, node, value.value, index), origin=node)
+        return Expr("const", value=_coefficient(reader, node, value.value, index), origin=node)
     if isinstance(value, Sym):
         return value.expr
     if isinstance(value, Tensor):
@@ -386,7 +395,7 @@ def _operand(reader: _Reader, node: onnx.NodeProto, index: int, added: bool = Fa
 
 
 def _const(e: Expr, value: float) -> bool:
-    return e.op == "const" and e.value == value
+    return e.op == "const" and np.ndim(e.value) == 0 and e.value == value
 
 
 def _add(a: Expr, b: Expr, node) -> Expr:
@@ -445,9 +454,9 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
     elif op == "Mul":
         result = _mul(a, b, node)
     elif op == "Div":
-        if b.op != "const" or b.value == 0.0:
+        if b.op != "const" or np.any(np.asarray(b.value) == 0.0):
             raise UnsupportedOpError(f"{describe(node)}: only division by a non-zero constant can be lifted")
-        result = a if b.value == 1.0 else (
+        result = a if _const(b, 1.0) else (
             Expr("const", value=a.value / b.value, origin=node) if a.op == "const" else Expr("div", (a,), b.value, node)
         )
     elif op in ("Greater", "GreaterOrEqual", "Less", "LessOrEqual"):
@@ -460,6 +469,9 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         # H - thr > 0 (as every peer writes it) is H > thr: for floats the two never differ
         if threshold == 0.0 and potential.op == "add" and potential.args[1].op == "const":
             potential, threshold = potential.args[0], -potential.args[1].value
+        if np.ndim(threshold):
+            raise UnsupportedOpError(f"{describe(node)}: per-neuron thresholds in a torch.onnx export are not "
+                                     f"supported yet (other per-neuron parameters are)")
         result = Expr("compare", (potential,), (threshold, or_equal), node)
     else:  # pragma: no cover - the table below only routes the ops above here
         raise UnsupportedOpError(f"unsupported op: {describe(node)}")
@@ -540,14 +552,17 @@ def _read_conv(reader: _Reader, node):
     attrs = attributes(node)
     source = reader.tensor(node, 0, ("step", "merged"))
     weight = reader.constant(node, 1, "weight")
-    if weight.ndim != 4:
-        raise UnsupportedOpError(f"{describe(node)}: a {weight.ndim - 2}-D convolution (Conv1d) is not supported yet; "
-                                 f"only 2-D convolutions are")
+    if weight.ndim not in (3, 4):
+        raise UnsupportedOpError(f"{describe(node)}: a {weight.ndim - 2}-D convolution is not supported; "
+                                 f"only 1-D (Conv1d) and 2-D convolutions are")
+    axes = weight.ndim - 2
+    kind = "Conv1d" if axes == 1 else "Conv2d"
     bias = reader.constant(node, 2, "bias")
-    args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1, 1))), padding=symmetric_pads(node, attrs),
-                dilation=tuple(attrs.get("dilations", (1, 1))), groups=attrs.get("group", 1))
-    key = ("Conv2d", source.layer, weight.tobytes(), None if bias is None else bias.tobytes(), str(attrs))
-    spec = reader.layer(key, "Conv2d", (source.layer,), args, _weight_name(reader, node, 1), node)
+    args = dict(weight=weight, bias=bias, stride=tuple(attrs.get("strides", (1,) * axes)),
+                padding=symmetric_pads(node, attrs, axes), dilation=tuple(attrs.get("dilations", (1,) * axes)),
+                groups=attrs.get("group", 1))
+    key = (kind, source.layer, weight.tobytes(), None if bias is None else bias.tobytes(), str(attrs))
+    spec = reader.layer(key, kind, (source.layer,), args, _weight_name(reader, node, 1), node)
     reader.output(node, spec, source)
 
 
@@ -557,12 +572,15 @@ def _read_pool(reader: _Reader, node):
         raise UnsupportedOpError(f"{describe(node)}: ceil_mode, dilations and storage_order are not supported")
     source = reader.tensor(node, 0, ("step", "merged"))
     kernel = tuple(attrs["kernel_shape"])
-    args = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", kernel)), padding=symmetric_pads(node, attrs))
+    if len(kernel) not in (1, 2):
+        raise UnsupportedOpError(f"{describe(node)}: only 1-D and 2-D pooling is supported")
+    args = dict(kernel_size=kernel, stride=tuple(attrs.get("strides", kernel)),
+                padding=symmetric_pads(node, attrs, len(kernel)))
     if node.op_type == "AveragePool":
-        kind = "AvgPool2d"
+        kind = f"AvgPool{len(kernel)}d"
         args["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
     else:
-        kind = "MaxPool2d"
+        kind = f"MaxPool{len(kernel)}d"
     spec = reader.layer((kind, source.layer, str(args)), kind, (source.layer,), args, _scope(node) or "pool", node)
     reader.output(node, spec, source)
 
@@ -853,7 +871,7 @@ class _Polynomial:
         if key in self.stops or e.op in ("input", "spike"):
             result = self.atom(e)
         elif e.op == "const":
-            result = {(): float(e.value)}
+            result = {(): e.value if np.ndim(e.value) else float(e.value)}
         elif e.op == "add":
             result = dict(self.expand(e.args[0], depth + 1))
             for m, c in self.expand(e.args[1], depth + 1).items():
@@ -866,7 +884,7 @@ class _Polynomial:
             result = self.product(self.expand(e.args[0], depth + 1), self.expand(e.args[1], depth + 1))
         else:
             raise UnsupportedOpError(f"{_origin(e)}: a comparison used as a number (expected a Cast to float)")
-        result = {m: c for m, c in result.items() if c != 0.0}
+        result = {m: c for m, c in result.items() if np.any(c != 0.0)}
         if len(result) > _MAX_TERMS:
             raise _ReachesBack()
         self.memo[key] = result
@@ -1038,10 +1056,10 @@ RESET_FORMS = (
     # subtract, delayed: H = beta*H' - thr*S' + c + g*X (snnTorch Leaky, reset_delay=True)
     ResetForm("subtract-delayed", "subtract", True, lambda r, thr: _close(r.d, 0.0) and _close(r.b, -thr), lambda r: 0.0),
     # hard: H = beta*(S'*v_reset + (1-S')*H') + c + g*X (SpikingJelly, Norse)
-    ResetForm("hard", "hard", False, lambda r, thr: r.a != 0.0 and _close(r.d, -r.a), lambda r: r.b / r.a),
+    ResetForm("hard", "hard", False, lambda r, thr: np.all(r.a != 0.0) and _close(r.d, -r.a), lambda r: r.b / r.a),
     # hard, delayed: H = S'*v_reset + (1-S')*(beta*H' + c) + g*X (snnTorch zero reset);
     # the same function as "hard" with another v_reset, so only chosen for snnTorch
-    ResetForm("hard-delayed", "hard", True, lambda r, thr: r.a != 0.0 and _close(r.d, -r.a), lambda r: r.b + r.c0),
+    ResetForm("hard-delayed", "hard", True, lambda r, thr: np.all(r.a != 0.0) and _close(r.d, -r.a), lambda r: r.b + r.c0),
 )
 
 
@@ -1089,8 +1107,8 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     if not candidates:
         raise UnsupportedOpError(
             f"{_origin(spec.spikes[1])}: the membrane update of neuron layer {spec.name!r} "
-            f"(H[t] = {recursion.c0:.6g} + {recursion.a:.6g}*H[t-1] + {recursion.b:.6g}*S[t-1] + "
-            f"{recursion.d:.6g}*H[t-1]*S[t-1] + {recursion.g:.6g}*X[t]) is none of the IR's resets "
+            f"(H[t] = {_text(recursion.c0)} + {_text(recursion.a)}*H[t-1] + {_text(recursion.b)}*S[t-1] + "
+            f"{_text(recursion.d)}*H[t-1]*S[t-1] + {_text(recursion.g)}*X[t]) is none of the IR's resets "
             f"({', '.join(f.name for f in RESET_FORMS)})"
         )
     form = candidates[0]
@@ -1100,30 +1118,29 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
                                  f"(snnTorch Synaptic reset_mechanism='zero', which also resets the current) is "
                                  f"not supported")
     beta = recursion.a
-    if not 0.0 <= beta <= 1.0 + 1e-7:
-        raise UnsupportedOpError(f"neuron layer {spec.name!r}: decay factor {beta:.6g} outside [0, 1]")
-    beta = min(beta, 1.0)
-    if _close(beta, 1.0):
-        beta = 1.0
-        if not _close(recursion.c0, 0.0):
-            raise UnsupportedOpError(f"neuron layer {spec.name!r}: a constant drive {recursion.c0:.6g} without leak "
-                                     f"(beta = 1) is not an IR neuron")
-        v_leak = 0.0
-    else:
-        v_leak = recursion.c0 / (1.0 - beta)
+    if not np.all((0.0 <= beta) & (beta <= 1.0 + 1e-7)):
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: decay factor {_text(beta)} outside [0, 1]")
+    beta = np.where(np.isclose(beta, 1.0, rtol=_RTOL, atol=1e-9), 1.0, np.minimum(beta, 1.0))
+    integrates = beta == 1.0
+    if not _close(np.where(integrates, recursion.c0, 0.0), 0.0):
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a constant drive {_text(recursion.c0)} without leak "
+                                 f"(beta = 1) is not an IR neuron")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_leak = np.where(integrates, 0.0, recursion.c0 / (1.0 - beta))
     k0, g0 = _first_step(reader, spec)
     if not _close(g0, recursion.g):
         raise UnsupportedOpError(f"{_origin(spec.spikes[0])}: neuron layer {spec.name!r} scales its input by "
-                                 f"{g0:.6g} at step 0 but by {recursion.g:.6g} later")
-    if beta != 0.0:
-        v_init = (k0 - recursion.c0) / beta
-    elif _close(k0, recursion.c0):
-        v_init = 0.0
-    else:
+                                 f"{_text(g0)} at step 0 but by {_text(recursion.g)} later")
+    still = beta == 0.0
+    if not _close(np.where(still, k0, recursion.c0), recursion.c0):
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: step 0 starts from an inconsistent state")
-    fields = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
-                  v_init=v_init, gain=recursion.g, reset=form.reset, reset_delay=form.reset_delay,
-                  fire_on_equal=or_equal)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v_init = np.where(still, 0.0, (k0 - recursion.c0) / beta)
+    features = reader.shapes[spec.inputs[0]]
+    per_neuron = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
+                      v_init=v_init, gain=recursion.g)
+    fields = {name: _per_neuron(value, features, spec, name) for name, value in per_neuron.items()}
+    fields.update(reset=form.reset, reset_delay=form.reset_delay, fire_on_equal=or_equal)
     if current_decay:
         fields["current_decay"] = current_decay
     if spec.recurrent is not None:
@@ -1145,7 +1162,11 @@ def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start:
     if static_start:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current on a static input cannot be lifted")
     earliest = recursions[0]
-    current_decay = earliest.series.get(1, 0.0) / earliest.g if earliest.g else 0.0
+    if np.ndim(earliest.g) and not np.all(earliest.g == np.ravel(earliest.g)[0]):
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current with per-neuron parameters "
+                                 f"is not supported yet")
+    g = float(np.ravel(earliest.g)[0])
+    current_decay = earliest.series.get(1, 0.0) / g if g else 0.0
     for t, recursion in enumerate(recursions, first):
         expected = {k: recursion.g * current_decay ** k for k in range(1, t + 1)}
         if set(recursion.series) != set(expected) or not all(_close(recursion.series[k], v) for k, v in expected.items()):
@@ -1157,6 +1178,19 @@ def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start:
     if not 0.0 < current_decay <= 1.0:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: synaptic decay factor {current_decay:.6g} outside (0, 1]")
     return current_decay
+
+
+def _per_neuron(value, features: tuple[int, ...], spec: NeuronSpec, name: str) -> float | np.ndarray:
+    """A neuron parameter as the IR takes it: a float, or per-neuron values over the layer's
+    ``features`` (a leading batch axis that the exporter broadcast them over is dropped)."""
+    array = np.asarray(value, np.float64)
+    if array.ndim == 0:
+        return float(array)
+    while array.ndim > len(features):
+        if not np.all(array == array[:1]):
+            raise UnsupportedOpError(f"neuron layer {spec.name!r}: {name} differs between the samples of a batch")
+        array = array[0]
+    return array
 
 
 # ---------------------------------------------------------------------------
