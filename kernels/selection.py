@@ -20,7 +20,7 @@ from numba import njit
 
 _DIGIT = 12  # bits per radix pass: 4,096 counters stay in L1
 _DIGITS_MASK = (1 << _DIGIT) - 1
-_SMALL = 4096  # a bucket this small is sorted
+_SMALL = 512  # a bucket this small is sorted
 
 
 @njit(cache=True)
