@@ -4,13 +4,15 @@ A search step of the minimax solver selects the k least-ranked weights (ranks ar
 magnitudes, float64, >= 0, +inf for protected synapses) three times and sums the cost of
 the weights it keeps twice. numpy does this with ``np.argpartition`` (an introselect
 that moves a 64-bit index with every value) and a boolean gather; on the 635 k weights
-of the MNIST MLP those took 17 ms and 8 ms per call (bench/bench_solver.py).
+of the MNIST MLP those took 17 ms and 8 ms per call (bench/bench_solver.py, on a busy
+machine).
 
-:func:`least_set` selects by value instead (a radix select on the float64 bit patterns,
-which order non-negative floats as their values): one pass counts the values per top
-16 bits, a second gathers the one bucket that holds the k-th smallest and sorts it, a
-third writes the indices. Ties at the k-th value are taken in index order, so the set is
-deterministic and does not depend on the thread count (the passes are serial).
+:func:`least_set` selects by value instead: a radix select on the float64 bit patterns
+(which order non-negative floats as their values) finds the k-th smallest value (per
+digit, one pass counts and one gathers the bucket that holds it, until a bucket is small
+enough to sort), then one pass counts the values below it and one writes the indices.
+Ties at the k-th value are taken in index order, so the set is deterministic and does
+not depend on the thread count (the passes are serial).
 """
 
 from __future__ import annotations
@@ -18,33 +20,32 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-_DIGIT = 12  # bits per radix pass: 4,096 counters stay in L1
-_DIGITS_MASK = (1 << _DIGIT) - 1
-_SMALL = 512  # a bucket this small is sorted
+# Radix digits from the top: 12 bits (sign and exponent: one bucket per binade), then
+# 13, 13, 13, 13 down to bit 0; at most 8,192 counters (32 KB) per pass.
+_SHIFTS = (52, 39, 26, 13, 0)
+_WIDTHS = (12, 13, 13, 13, 13)
+_SMALL = 512  # a bucket this small is sorted instead of refined
 
 
 @njit(cache=True)
 def _kth_smallest_bits(bits, k):
-    """The (k+1)-th smallest of ``bits`` (uint64 patterns of non-negative floats), 0 <= k < n:
-    radix select from the top 12 bits (sign and exponent: one bucket per binade) down."""
-    source = bits
+    """The (k+1)-th smallest of ``bits`` (uint64 patterns of non-negative floats), 0 <= k < n."""
+    source = bits  # the values that share the digits chosen so far
     prefix = np.uint64(0)
     prefix_mask = np.uint64(0)
-    shift = 64 - _DIGIT
-    while True:
-        counts = np.zeros(1 << _DIGIT, dtype=np.int64)
+    for level in range(len(_SHIFTS)):
+        shift, digits = np.uint64(_SHIFTS[level]), np.uint64((1 << _WIDTHS[level]) - 1)
+        counts = np.zeros(1 << _WIDTHS[level], dtype=np.int32)
         for index in range(source.size):
-            value = source[index]
-            if (value & prefix_mask) == prefix:
-                counts[(value >> np.uint64(shift)) & np.uint64(_DIGITS_MASK)] += 1
+            counts[(source[index] >> shift) & digits] += 1
         bucket = 0
         while counts[bucket] <= k:
             k -= counts[bucket]
             bucket += 1
-        prefix |= np.uint64(bucket) << np.uint64(shift)
-        prefix_mask |= np.uint64(_DIGITS_MASK) << np.uint64(shift)
-        if counts[bucket] <= _SMALL or shift < _DIGIT:
-            break
+        prefix |= np.uint64(bucket) << shift
+        prefix_mask |= digits << shift
+        if counts[bucket] == source.size:  # one bucket holds them all (ties, e.g. zeros)
+            continue
         members = np.empty(counts[bucket], dtype=np.uint64)
         filled = 0
         for index in range(source.size):
@@ -52,15 +53,10 @@ def _kth_smallest_bits(bits, k):
                 members[filled] = source[index]
                 filled += 1
         source = members
-        shift = max(shift - _DIGIT, 0)
-    members = np.empty(counts[bucket], dtype=np.uint64)
-    filled = 0
-    for index in range(source.size):
-        if (source[index] & prefix_mask) == prefix:
-            members[filled] = source[index]
-            filled += 1
-    members.sort()
-    return members[k]
+        if source.size <= _SMALL:
+            source.sort()
+            return source[k]
+    return prefix  # every digit chosen: the value itself
 
 
 @njit(cache=True)
@@ -92,7 +88,7 @@ def least_set(ranks: np.ndarray, k: int) -> tuple[np.ndarray, int]:
     (k+1)-th smallest, or -1 when ``k >= ranks.size`` (then every index is in the set).
 
     ranks: float64 ``[n]``, every entry >= 0 or +inf (squared magnitudes). Equal values
-    are taken in index order. O(n): three passes and the sort of one bucket.
+    are taken in index order. O(n): about four passes over ``ranks``.
     """
     ranks = np.ascontiguousarray(ranks, dtype=np.float64)
     k = max(0, int(k))
