@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .kernels.selection import kept_cost, least_set
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -79,7 +80,7 @@ class MinimaxState:
 
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
     """The resource as a fraction of R0 when ``pruned`` weights are removed."""
-    return (budget.fixed + float(np.sum(costs[~pruned]))) / budget.reference
+    return (budget.fixed + kept_cost(costs, pruned)) / budget.reference
 
 
 def unranked(magnitudes: np.ndarray) -> np.ndarray:
@@ -111,8 +112,8 @@ class Minimax:
             if k >= size:
                 sets.append((np.flatnonzero(np.isfinite(ranked[group])) + group.start, -1))
                 continue
-            order = np.argpartition(ranked[group], k)
-            sets.append((order[:k] + group.start, int(order[k]) + group.start))
+            chosen, following = least_set(ranked[group], k)
+            sets.append((chosen + group.start, following + group.start))
         return sets
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
