@@ -210,6 +210,19 @@ def residual_graph(classes: int = 3) -> ir.Graph:
     ])
 
 
+def grouped_graph(classes: int = 4) -> ir.Graph:
+    """conv1 4->4, LIF, conv2 4->4 in two groups (a channel of conv1 feeds only its group), LIF, fc."""
+    rng = np.random.default_rng(0)
+    return ir.Graph([
+        ir.Input("x", shape=(4, 3, 3)),
+        ir.Conv2d("conv1", ("x",), weight=rng.normal(size=(4, 4, 3, 3)), padding=1), ir.Neuron("lif1", ("conv1",)),
+        ir.Conv2d("conv2", ("lif1",), weight=rng.normal(size=(4, 2, 3, 3)), padding=1, groups=2),
+        ir.Neuron("lif2", ("conv2",)), ir.Flatten("flat", ("lif2",)),
+        ir.Linear("fc", ("flat",), weight=rng.normal(size=(classes, 36))), ir.Neuron("lif3", ("fc",)),
+        ir.Readout("out", ("lif3",)),
+    ])
+
+
 def test_a_residual_channel_goes_only_when_every_branch_of_the_add_agrees():
     graph = residual_graph()
     graph["conv2"].weight[0] = 0.0  # channel 0 of one branch is dead; the skip branch still carries it
@@ -297,14 +310,15 @@ def test_channel_pruning_of_a_conv_net_removes_channels_and_their_flattened_bloc
 
 @pytest.mark.parametrize("graph, options, fragment", [
     ("residual", ["--method", "magnitude"], "reach Add 'add'"),
-    ("mlp", ["--method", "minimax"], "works with --method magnitude or gradual"),
+    ("grouped", ["--method", "minimax"], "conv2 is a grouped convolution"),
     ("mlp", ["--structure", "filter"], "'filter' is not one of 'none', 'channel'"),
 ])
 def test_channel_pruning_that_cannot_be_done_gives_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, graph,
                                                                             options, fragment):
     from test_compress import cli_files, tiny_mlp
 
-    model, data = cli_files(tmp_path, residual_graph(classes=4) if graph == "residual" else tiny_mlp())
+    graphs = {"residual": lambda: residual_graph(classes=4), "grouped": grouped_graph, "mlp": tiny_mlp}
+    model, data = cli_files(tmp_path, graphs[graph]())
     out = tmp_path / "out"
     code, _, err = run_cli(["compress", model, "--data", data, "--out", out, "--budget", "0.5", "--structure", "channel",
                             "--steps-per-budget", "4", *options], capsys, monkeypatch)
