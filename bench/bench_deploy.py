@@ -8,11 +8,13 @@ reuses a finished run of the same options in ``--out`` (``--resume``):
 
 - structured: minimax on whole channels (``--structure channel --resource macs``,
   every layer pruned), budgets 0.5, 0.25 and 0.15, pruned channels removed, each
-  model timed as written (``Scan``, any T) and unrolled for T = 8
+  model timed as the profile (``Scan``, any T) and unrolled for T = 8
   (``convert --fixed-time-steps 8``);
 - unstructured: minimax on synapses (``--resource params``, the first layer dense),
-  budgets 0.25 and 0.05, each model timed as written (masked dense) and rewritten
-  with ``--storage compact``.
+  budgets 0.25 and 0.05, each model timed as the profile (masked dense) and with
+  ``--storage compact``.
+
+Every file timed is written anew by today's exporter (the input sample's file too).
 
 Every file of one sample model is timed with the ``bench`` command's library
 (onnxruntime, T = 8, p50 over ``--repeats`` runs per batch size), all files in turns,
@@ -54,28 +56,30 @@ def compressed(name: str, run: str, out: Path, steps: int):
 
 
 def files_to_time(name: str, out: Path, steps: int) -> list[tuple[str, Path, float | None]]:
-    """(label, file, test accuracy) of the input model and of every output form of both runs."""
-    source = sample_model_path(name)
+    """(label, file, test accuracy) of the input model and of every output form of both runs, each
+    written by today's exporter (a run reused from an earlier commit may have written older files)."""
     forms = out / f"{name}_forms"
     forms.mkdir(parents=True, exist_ok=True)
-    save(load_model(source), forms / "input_T8.onnx", time_steps=TIME_STEPS)
     rows = []
+
+    def write(label: str, graph, accuracy, storage: str = "dense", time_steps: int | None = None) -> None:
+        path = forms / (label.replace(" ", "_").replace(",", "").replace("=", "") + ".onnx")
+        save(graph, path, storage, time_steps)
+        rows.append((label, path, accuracy))
+
     for run in RUNS:
         folder, report = compressed(name, run, out, steps)
         if not rows:
-            accuracy = report["input"]["accuracy"].get("test")
-            rows += [("input (Scan)", source, accuracy), ("input, unrolled T=8", forms / "input_T8.onnx", accuracy)]
+            graph, accuracy = load_model(sample_model_path(name)), report["input"]["accuracy"].get("test")
+            write("input (Scan)", graph, accuracy)
+            write("input, unrolled T=8", graph, accuracy, time_steps=TIME_STEPS)
         for entry in report["budgets"]:
-            path, accuracy, budget = folder / entry["model"], entry["accuracy"].get("test"), entry["budget"]
-            graph = load_model(path)
+            graph, accuracy, label = load_model(folder / entry["model"]), entry["accuracy"].get("test"), f"{run} {entry['budget']:g}"
+            write(label, graph, accuracy)
             if run == "unstructured":
-                save(graph, forms / f"unstructured_{budget:g}_compact.onnx", "compact")
-                rows += [(f"{run} {budget:g}", path, accuracy),
-                         (f"{run} {budget:g} compact", forms / f"unstructured_{budget:g}_compact.onnx", accuracy)]
+                write(f"{label} compact", graph, accuracy, "compact")
             else:
-                save(graph, forms / f"structured_{budget:g}_T8.onnx", time_steps=TIME_STEPS)
-                rows += [(f"{run} {budget:g}", path, accuracy),
-                         (f"{run} {budget:g}, unrolled T=8", forms / f"structured_{budget:g}_T8.onnx", accuracy)]
+                write(f"{label}, unrolled T=8", graph, accuracy, time_steps=TIME_STEPS)
     return rows
 
 
