@@ -7,7 +7,7 @@ For each sample model (trained, with its own data) it runs ``compress`` twice, o
 reuses a finished run of the same options in ``--out`` (``--resume``):
 
 - structured: minimax on whole channels (``--structure channel --resource macs``,
-  every layer pruned), budgets 0.5, 0.25 and 0.15, pruned channels removed, each
+  every layer pruned), budgets 0.5 and 0.25, pruned channels removed, each
   model timed as the profile (``Scan``, any T) and unrolled for T = 8
   (``convert --fixed-time-steps 8``);
 - unstructured: minimax on synapses (``--resource params``, the first layer dense),
@@ -41,7 +41,7 @@ from onnx_snn_compress.samples import sample_data_path, sample_model_path
 TIME_STEPS = 8
 BATCHES = (1, 64)
 RUNS = {
-    "structured": dict(resource="macs", budget=[0.5, 0.25, 0.15], structure="channel",
+    "structured": dict(resource="macs", budget=[0.5, 0.25], structure="channel",
                        prune=["conv1", "conv2", "fc1", "fc2"]),
     "unstructured": dict(resource="params", budget=[0.25, 0.05]),
 }

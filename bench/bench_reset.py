@@ -3,8 +3,8 @@
     python bench/bench_reset.py [--shape 64 16 28 28] [--repeats 30]
 
 Times, on one thread, ``Where(fired, P - v_threshold, P)`` and
-``P * (1 - S * hard) + S * reset_value`` (S = Cast(fired), backends/onnx_profile.py
-``_reset``) on one tensor of ``--shape`` (default: one time step of mnist_conv's first
+``P + S * reset_value`` (S = Cast(fired), reset_value = -v_threshold: the subtract
+reset of backends/onnx_profile.py ``_reset``) on one tensor of ``--shape`` (default: one time step of mnist_conv's first
 neuron layer at batch 64), the two in turns; prints the median milliseconds of each.
 """
 
@@ -25,8 +25,7 @@ def reset_model(nodes, shape):
         [helper.make_tensor_value_info("p", TensorProto.FLOAT, shape),
          helper.make_tensor_value_info("fired", TensorProto.BOOL, shape)],
         [helper.make_tensor_value_info("v", TensorProto.FLOAT, shape)],
-        [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]), helper.make_tensor("hard", TensorProto.FLOAT, [], [0.0]),
-         helper.make_tensor("reset_value", TensorProto.FLOAT, [], [-1.0]),
+        [helper.make_tensor("reset_value", TensorProto.FLOAT, [], [-1.0]),
          helper.make_tensor("v_threshold", TensorProto.FLOAT, [], [1.0])])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -39,9 +38,8 @@ def main() -> None:
     node = helper.make_node
     forms = {
         "Where": [node("Sub", ["p", "v_threshold"], ["after"]), node("Where", ["fired", "after", "p"], ["v"])],
-        "arithmetic": [node("Cast", ["fired"], ["s"], to=TensorProto.FLOAT), node("Mul", ["s", "hard"], ["s_hard"]),
-                       node("Sub", ["one", "s_hard"], ["factor"]), node("Mul", ["p", "factor"], ["kept"]),
-                       node("Mul", ["s", "reset_value"], ["jump"]), node("Add", ["kept", "jump"], ["v"])],
+        "arithmetic": [node("Cast", ["fired"], ["s"], to=TensorProto.FLOAT),
+                       node("Mul", ["s", "reset_value"], ["jump"]), node("Add", ["p", "jump"], ["v"])],
     }
     rng = np.random.default_rng(0)
     feed = {"p": rng.random(args.shape, dtype=np.float32), "fired": rng.random(args.shape) < 0.2}

@@ -54,8 +54,8 @@ def _variant_tag(delay: bool, on_equal: bool, hard: bool) -> str:
 def _reset(potential: str, fired: str, hard: bool, n) -> tuple[list[onnx.NodeProto], str]:
     """``potential`` P reset where ``fired``, with ``S = float(fired)``: ``P + S * reset_value``
     (subtract, none) or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly
-    ``P * keep + reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``) and
-    ``P`` without one. Not ``Where``: onnxruntime's Where is the slowest op of the step on
+    ``P * (1 - hard) + reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``)
+    and ``P`` without one. Not ``Where``: onnxruntime's Where is the slowest op of the step on
     large layers (bench/bench_reset.py)."""
     nodes = [helper.make_node("Cast", [fired], [n("s")], to=TensorProto.FLOAT),
              helper.make_node("Mul", [n("s"), "reset_value"], [n("jump")])]
@@ -69,9 +69,9 @@ def _reset(potential: str, fired: str, hard: bool, n) -> tuple[list[onnx.NodePro
 def _neuron_step(delay: bool, on_equal: bool, hard: bool, tag: str, v_prev: str, fired_prev: str | None,
                  drive_t: str) -> tuple[list[onnx.NodeProto], str, str]:
     """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 4
-    to 9 elementwise ops (7 for the common immediate subtract reset). Reads the constants of :func:`_neuron_function`; returns the nodes and
-    the names of the potential and the spikes (bool) after the step. ``fired_prev=None``:
-    the first step. The reset: :func:`_reset`.
+    to 9 elementwise ops (7 for the common immediate subtract reset). Reads the constants of
+    :func:`_neuron_function`; returns the nodes and the names of the potential and the spikes
+    (bool) after the step. ``fired_prev=None``: the first step. The reset: :func:`_reset`.
     """
     n = lambda name: f"{name}{tag}"  # noqa: E731
     nodes = [
@@ -164,13 +164,12 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
         ]
     nodes += [
         # reset mode: hard = (reset == "hard"), subtract = (reset == "subtract");
-        # keep = 1 - hard; reset_value = hard * v_reset - subtract * v_threshold
+        # reset_value = hard * v_reset - subtract * v_threshold (the hard flag also picks the loop)
         _ref_constant("reset", "reset", STRING),
         _const("hard_name", "hard", dtype=object),
         _const("subtract_name", "subtract", dtype=object),
         helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
         helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["one", "hard"], ["keep"]),
         helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
         helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
