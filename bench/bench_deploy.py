@@ -3,8 +3,11 @@
     python bench/bench_deploy.py [--out bench-deploy-out] [--models mnist_conv digits_conv]
                                  [--repeats 30] [--rounds 3] [--threads 1]
 
-For each sample model (trained, with its own data) it runs ``compress`` twice, or
-reuses a finished run of the same options in ``--out`` (``--resume``):
+For each sample model (trained, with its own data) it runs ``compress`` twice (or
+reuses the report.json of an earlier run in ``--out``; the CLI equivalent of each run
+is in the RUNS table below, e.g. ``snn-compress compress samples/mnist_conv.onnx
+--data samples/mnist.npz --structure channel --resource macs --prune conv1 --prune
+conv2 --prune fc1 --prune fc2 --budget 0.5 --budget 0.25``):
 
 - structured: minimax on whole channels (``--structure channel --resource macs``,
   every layer pruned), budgets 0.5 and 0.25, pruned channels removed, each
@@ -27,7 +30,9 @@ included), as a fraction of the input model's. Not a test.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +55,11 @@ RUNS = {
 def compressed(name: str, run: str, out: Path, steps: int):
     """The report of ``run`` on the sample ``name``: run now, or read back from an earlier run of the same options."""
     folder = out / f"{name}_{run}"
+    if (folder / "report.json").is_file():
+        print(f"note: reusing {folder / 'report.json'} (remove the folder to compress again)", file=sys.stderr)
+        return folder, json.loads((folder / "report.json").read_text())
     result = compress(sample_model_path(name), data=sample_data_path(name), out=folder, steps_per_budget=steps,
-                      storage="dense", resume=(folder / "report.json").is_file(), progress=False, log=None, **RUNS[run])
+                      storage="dense", progress=False, log=None, **RUNS[run])
     return folder, result.report
 
 
@@ -63,7 +71,7 @@ def files_to_time(name: str, out: Path, steps: int) -> list[tuple[str, Path, flo
     rows = []
 
     def write(label: str, graph, accuracy, storage: str = "dense", time_steps: int | None = None) -> None:
-        path = forms / (label.replace(" ", "_").replace(",", "").replace("=", "") + ".onnx")
+        path = forms / ("".join(c for c in label.replace(" ", "_") if c.isalnum() or c in "_.") + ".onnx")
         save(graph, path, storage, time_steps)
         rows.append((label, path, accuracy))
 
