@@ -135,8 +135,9 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
     """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak): X ``[T, N, ...]`` -> S ``[T, N, ...]``,
     for any T, or unrolled for ``time_steps`` (see :func:`_neuron_loop`).
 
-    ``If`` nodes on the reset mode (hard or not), ``reset_delay`` and ``fire_on_equal`` pick the loop of that variant;
-    their conditions are constants, so onnxruntime keeps only the chosen branch at load.
+    ``If`` nodes on the reset mode (hard or not), ``reset_delay`` and ``fire_on_equal`` pick
+    the loop of that variant; their conditions are constants, so onnxruntime keeps only the
+    chosen branch at load.
     With ``time_steps``, only ``unrolled_variants`` (those the model's nodes use) are
     unrolled; the others stay Scans, correct for any T, to keep the file small.
     """
