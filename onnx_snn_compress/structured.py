@@ -101,14 +101,12 @@ class ChannelGroups:
     def __init__(self, graph: ir.Graph, flat: FlatWeights):
         self.flat = flat
         groups = channel_groups(graph, flat)
-        self.layer_names = [layer for layer, _ in groups]
         self.members = [members for _, members in groups]
         self.size = len(groups)
         self._index = np.concatenate(self.members)
         self._owner = np.repeat(np.arange(self.size), [m.size for m in self.members])
-        layers = list(dict.fromkeys(self.layer_names))
-        self._layer = np.array([layers.index(name) for name in self.layer_names])
-        self.layers = layers
+        self.layers = list(dict.fromkeys(layer for layer, _ in groups))  # those with groups, in graph order
+        self._layer = np.array([self.layers.index(layer) for layer, _ in groups])
         # a synapse in two groups (a consumer's row and a producer's input slice) counts half to each
         shared = np.bincount(self._index, minlength=flat.size)
         self._share = 1.0 / shared[self._index]
