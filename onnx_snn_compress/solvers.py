@@ -89,7 +89,9 @@ def unranked(magnitudes: np.ndarray) -> np.ndarray:
 
 class Minimax:
     """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
-    ``pruning.protect_strongest`` ranks protected synapses last)."""
+    ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
+    ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
+    the solver uses only their ``weights()``, ``add_scaled_weights`` and ``scale_weights``."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
                  tolerance: float = 0.01, rank=unranked):
