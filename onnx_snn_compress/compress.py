@@ -58,7 +58,7 @@ from .schema import REPORT_SCHEMA_VERSION
 CHECKPOINT = "checkpoint.npz"
 REPORT = "report.json"
 # the weight of distillation from the input model when --distill is not given (docs/solver.md: measured)
-DEFAULT_DISTILL = {"minimax": 0.5, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
+DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
 
