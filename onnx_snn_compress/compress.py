@@ -16,7 +16,9 @@ For each budget b (a fraction of the input model's resource, largest first), in
 4. export the model in the profile, evaluate it in the simulator and in
    onnxruntime, and add its entry to ``report.json``.
 
-Masks only grow from one budget to the next. The run checkpoints every
+With ``distill`` a > 0 (default for minimax: ``DEFAULT_DISTILL``), search and
+finetune train towards (1 - a) onehot + a x the input model's output on each
+training sample (losses.py). Masks only grow from one budget to the next. The run checkpoints every
 ``eval_every`` steps; ``resume`` continues it to the same report.
 """
 
