@@ -61,6 +61,7 @@ CHECKPOINT = "checkpoint.npz"
 REPORT = "report.json"
 # the weight of distillation from the input model when --distill is not given (docs/solver.md: measured)
 DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
+TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
 
@@ -197,9 +198,13 @@ class DamagedCheckpointError(SNNError):
 
 def _teacher_outputs(graph: ir.Graph, train: ModelData) -> np.ndarray:
     """The input (uncompressed) model's time-averaged output ``[len(train), C]`` on the training
-    inputs (eval mode, the data's own encoding seed): the distillation teacher (losses.py)."""
-    output = simulate(graph, train.inputs()).output
-    return output.mean(axis=0) if output.ndim == 3 else output
+    inputs (eval mode, the data's own encoding seed): the distillation teacher (losses.py).
+    Encoded a chunk at a time, so a large training split never sits in memory as spikes."""
+    chunks = []
+    for start in range(0, len(train), TEACHER_CHUNK):
+        output = simulate(graph, train.inputs(slice(start, start + TEACHER_CHUNK))).output
+        chunks.append(output.mean(axis=0) if output.ndim == 3 else output)
+    return np.concatenate(chunks)
 
 
 def _copy_arrays(source: ir.Graph, target: ir.Graph) -> None:

@@ -856,3 +856,11 @@ def test_distillation_changes_the_training_and_its_runs_stay_deterministic(tmp_p
     assert timeless(taught[0]) == timeless(taught[1])
     assert models_of(tmp_path / "plain") != models_of(tmp_path / "taught0")
     assert models_of(tmp_path / "taught0") == models_of(tmp_path / "taught1")
+
+
+def test_the_teacher_outputs_do_not_depend_on_how_the_training_split_is_chunked(monkeypatch):
+    compression = importlib.import_module("onnx_snn_compress.compress")  # the module, not the API function
+    graph = tiny_mlp()
+    train, _, _ = splits(graph)
+    monkeypatch.setattr(compression, "TEACHER_CHUNK", 7)  # 96 samples: 13 unequal chunks
+    np.testing.assert_array_equal(compression._teacher_outputs(graph, train), simulate(graph, train.inputs()).output)
