@@ -41,6 +41,8 @@ def compress(
     search_fraction: float = typer.Option(0.5, "--search-fraction", help="Most of a budget's steps the search may use (the rest finetunes)."),
     finetune_lr_factor: float = typer.Option(10.0, "--finetune-lr-factor", help="Each budget's finetune restarts a cosine at this x --lr."),
     min_output_synapses: int = typer.Option(1, "--min-output-synapses", min=0, help="Each output neuron keeps at least its this many strongest synapses (when the output layer is pruned)."),
+    distill: Optional[float] = typer.Option(None, "--distill", help="Weight in [0, 1] of the input model's output rates "
+                                            "as a target in the loss (distillation). Default: 0.9 for minimax, 0 otherwise."),
     eval_every: int = typer.Option(50, "--eval-every", help="Steps between validations (and checkpoints)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the weights (Adam)."),
     batch_size: int = typer.Option(64, "--batch-size"),

@@ -16,7 +16,9 @@ For each budget b (a fraction of the input model's resource, largest first), in
 4. export the model in the profile, evaluate it in the simulator and in
    onnxruntime, and add its entry to ``report.json``.
 
-Masks only grow from one budget to the next. The run checkpoints every
+With ``distill`` a > 0 (default for minimax: ``DEFAULT_DISTILL``), search and
+finetune train towards (1 - a) onehot + a x the input model's output on each
+training sample (losses.py). Masks only grow from one budget to the next. The run checkpoints every
 ``eval_every`` steps; ``resume`` continues it to the same report.
 """
 
@@ -47,6 +49,7 @@ from .report import percent
 from .profile import STORAGES
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .shrink import remove_dead
+from .simulate import simulate
 from .structured import STRUCTURES, ChannelGroups
 from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
                       resource_after)
@@ -56,6 +59,9 @@ from .schema import REPORT_SCHEMA_VERSION
 
 CHECKPOINT = "checkpoint.npz"
 REPORT = "report.json"
+# the weight of distillation from the input model when --distill is not given (docs/solver.md: measured)
+DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
+TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
 
@@ -70,6 +76,7 @@ class CompressConfig:
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
     finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
+    distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -110,6 +117,8 @@ class CompressConfig:
             raise SNNError(f"finetune lr factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+        if self.distill is not None and not 0.0 <= self.distill <= 1.0:  # false for NaN too
+            raise SNNError(f"distill must lie in [0, 1], got {self.distill}")
         if self.min_output_synapses < 0:
             raise SNNError(f"min output synapses must be >= 0, got {self.min_output_synapses}")
         if self.structure not in STRUCTURES:
@@ -184,6 +193,17 @@ class DamagedCheckpointError(SNNError):
     """The checkpoint cannot be read back (not an npz, truncated, keys or values missing)."""
 
 
+def _teacher_outputs(graph: ir.Graph, train: ModelData) -> np.ndarray:
+    """The input (uncompressed) model's time-averaged output ``[len(train), C]`` on the training
+    inputs (eval mode, the data's own encoding seed): the distillation teacher (losses.py).
+    Encoded a chunk at a time, so a large training split never sits in memory as spikes."""
+    chunks = []
+    for start in range(0, len(train), TEACHER_CHUNK):
+        output = simulate(graph, train.inputs(slice(start, start + TEACHER_CHUNK))).output
+        chunks.append(output.mean(axis=0) if output.ndim == 3 else output)
+    return np.concatenate(chunks)
+
+
 def _copy_arrays(source: ir.Graph, target: ir.Graph) -> None:
     """Put ``source``'s parameters and BatchNorm statistics into ``target``'s own arrays."""
     for a, b in zip(source, target):
@@ -229,6 +249,9 @@ class Compression:
             self.groups = [slice(0, units.size)]
         total = len(config.budgets) * config.steps_per_budget
         self.trainer = Trainer(self.graph, train, val, config.train, total_steps=total)  # checks the memory first
+        self.trainer.distill = DEFAULT_DISTILL[config.method] if config.distill is None else config.distill
+        if self.trainer.distill > 0:
+            self.trainer.teacher = _teacher_outputs(graph, train)
         measure = val if val is not None else train
         self.measure_x = measure.inputs(slice(0, config.measure_samples))
         per_phase = CosineSchedule(config.train.lr, config.steps_per_budget)

@@ -7,6 +7,10 @@ A loss is a pure function ``(output, labels) -> (loss, grad)``: ``loss`` is a Py
     ce_rate      softmax cross-entropy on the output firing rate
     ce_readout   softmax cross-entropy on a non-spiking leaky-integrator readout
 
+Every loss also takes ``teacher`` (``[N, C]``: another model's time-averaged output on the
+same samples) and ``distill`` (its weight in [0, 1]) for distillation from an uncompressed
+model (see :func:`mse_rate` and :func:`cross_entropy`).
+
 ``mse_rate`` and ``ce_rate`` take the graph output as it comes: ``[N, C]`` for a rate
 readout, or the spike train ``[T, N, C]`` of a "spikes" readout, which they average over
 time first (see :func:`time_averaged`). :func:`default_loss` picks the loss for a
@@ -51,30 +55,53 @@ def one_hot(labels: np.ndarray, classes: int, dtype=np.float32) -> np.ndarray:
     return target
 
 
-def mse_rate(output_rate: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+def _teacher_scores(teacher: np.ndarray, distill: float, shape: tuple, dtype) -> np.ndarray:
+    if not 0.0 <= distill <= 1.0:
+        raise ValueError(f"distill must lie in [0, 1], got {distill}")
+    teacher = np.asarray(teacher, dtype=dtype)
+    if teacher.shape != shape:
+        raise ValueError(f"teacher must have the output's shape {shape}, got {teacher.shape}")
+    return teacher
+
+
+def mse_rate(output_rate: np.ndarray, labels: np.ndarray, teacher: np.ndarray | None = None,
+             distill: float = 0.0) -> tuple[float, np.ndarray]:
     """Mean squared error between the firing rate and the one-hot target, mean over N*C.
 
-        L = 1/(N*C) * sum_{n,c} (R[n,c] - onehot(y)[n,c])^2
-        dL/dR = 2/(N*C) * (R - onehot(y))
+        L = 1/(N*C) * sum_{n,c} (R[n,c] - Q[n,c])^2
+        dL/dR = 2/(N*C) * (R - Q)
 
-    This is ``torch.nn.MSELoss()(rate, one_hot(y))`` (reduction 'mean').
+    with Q = onehot(y); this is ``torch.nn.MSELoss()(rate, one_hot(y))`` (reduction 'mean').
+    Distillation (Hinton et al. 2015, on rates): with a ``teacher`` rate ``[N, C]`` (an
+    uncompressed model's output on the same samples) and weight ``distill`` = a in [0, 1],
+    Q = (1 - a) onehot(y) + a teacher, which is (1 - a) MSE(R, onehot) + a MSE(R, teacher)
+    up to a constant.
     """
     rate = _scores(output_rate, "output_rate")
     samples, classes = rate.shape
     labels = _class_indices(labels, samples, classes)
-    error = rate - one_hot(labels, classes, rate.dtype)
+    target = one_hot(labels, classes, rate.dtype)
+    if teacher is not None:
+        teacher = _teacher_scores(teacher, distill, rate.shape, rate.dtype)
+        target = (1 - distill) * target + distill * teacher
+    error = rate - target
     loss = float(np.mean(error * error))
     grad = error * rate.dtype.type(2.0 / (samples * classes))
     return loss, grad
 
 
-def cross_entropy(logits: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0) -> tuple[float, np.ndarray]:
+def cross_entropy(logits: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0,
+                  teacher: np.ndarray | None = None, distill: float = 0.0) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy, mean over N, with optional label smoothing (as torch).
 
         log p[n,c] = Z[n,c] - m[n] - log sum_k exp(Z[n,k] - m[n]),   m[n] = max_k Z[n,k]
         q[n,c]     = (1 - eps) * onehot(y)[n,c] + eps / C
         L          = -1/N * sum_{n,c} q[n,c] * log p[n,c]
         dL/dZ      = (p - q) / N
+
+    Distillation (Hinton et al. 2015, temperature 1): with the ``teacher``'s logits
+    ``[N, C]`` and weight ``distill`` = a, q becomes (1 - a) q + a softmax(teacher), which
+    adds a * KL(softmax(teacher) || p) to the loss up to a constant.
 
     Subtracting the row maximum (log-sum-exp) keeps every ``exp`` in (0, 1], so huge
     logits give no overflow; the gradient is always finite. This is
@@ -99,6 +126,12 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray, label_smoothing: float
     loss = float(nll.mean())
     target = np.full_like(logits, dtype(label_smoothing / classes))
     target[rows, labels] += dtype(1.0 - label_smoothing)
+    if teacher is not None:
+        teacher = _teacher_scores(teacher, distill, logits.shape, logits.dtype)
+        shifted_teacher = np.exp(teacher - teacher.max(axis=1, keepdims=True))
+        soft = shifted_teacher / shifted_teacher.sum(axis=1, keepdims=True)
+        loss = (1 - distill) * loss - distill * float(np.sum(soft * log_probs, dtype=np.float64)) / samples
+        target = (1 - distill) * target + distill * soft
     grad = (np.exp(log_probs) - target) / dtype(samples)
     return loss, grad
 

@@ -143,6 +143,10 @@ class Trainer:
         else:
             self.schedule = ConstantSchedule(config.lr)
         self.step = 0  # optimizer steps taken so far
+        # distillation: the teacher's time-averaged output for every training sample [len(train), C]
+        # and its weight in the loss (losses.py); None: the labels alone
+        self.teacher: np.ndarray | None = None
+        self.distill = 0.0
 
     # -- batches ---------------------------------------------------------------
     def batch_indices(self, step: int) -> np.ndarray:
@@ -165,7 +169,8 @@ class Trainer:
         x = self.train.inputs(index, seed=encoding_seed)
         y = self.train.y[index]
         output, tape = forward_train(self.graph, x, np.random.default_rng([self.config.seed, self.step, 1]))
-        loss, grad_output = self.loss(output, y)
+        teaching = {} if self.teacher is None else {"teacher": self.teacher[index], "distill": self.distill}
+        loss, grad_output = self.loss(output, y, **teaching)
         if not np.isfinite(loss):
             raise SNNError(f"training diverged at step {self.step} (loss {loss}); lower the learning rate")
         grads = backward(self.graph, tape, grad_output)

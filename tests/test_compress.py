@@ -26,7 +26,7 @@ import pytest
 from onnx_snn_compress import ir
 from onnx_snn_compress.backends.onnx_profile import save
 from onnx_snn_compress.api import CONFIG_FILE
-from onnx_snn_compress.compress import CHECKPOINT, REPORT, CompressConfig, Compression
+from onnx_snn_compress.compress import CHECKPOINT, DEFAULT_DISTILL, REPORT, CompressConfig, Compression
 from onnx_snn_compress.data import ModelData
 from onnx_snn_compress.errors import SNNError
 from onnx_snn_compress.frontends import load_model
@@ -738,6 +738,7 @@ def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, c
     ("--lr", "nan", "learning rate"),
     ("--e-ac", "nan", "e_ac_pj"),
     ("--e-mac", "-4.6", "e_mac_pj"),
+    ("--distill", "1.5", "distill must lie in [0, 1]"),
 ])
 def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, option, value, fragment):
     model, data = cli_files(tmp_path)
@@ -828,3 +829,38 @@ def test_every_output_neuron_keeps_its_strongest_synapses_when_asked(tmp_path, m
     models = check_exported(report, tmp_path, graph, config(**changes))
     for model in models:
         assert np.all(np.count_nonzero(model["fc3"].weight, axis=1) >= 2)
+
+
+# ---------------------------------------------------------------------------
+# Distillation from the input model
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method, distill, expected", [
+    ("minimax", None, DEFAULT_DISTILL["minimax"]), ("minimax", 0.0, 0.0), ("magnitude", None, 0.0),
+    ("gradual", 0.3, 0.3), ("minimax-paper", None, 0.0),
+])
+def test_the_teacher_is_the_input_models_output_on_the_training_samples(tmp_path, method, distill, expected):
+    graph = tiny_mlp()
+    run = start(graph, tmp_path, method=method, distill=distill)
+    assert run.trainer.distill == expected
+    if expected == 0.0:
+        assert run.trainer.teacher is None
+    else:
+        train, _, _ = splits(graph)
+        np.testing.assert_array_equal(run.trainer.teacher, simulate(graph, train.inputs()).output)
+
+
+def test_distillation_changes_the_training_and_its_runs_stay_deterministic(tmp_path):
+    graph = tiny_mlp()
+    plain = compress(graph, tmp_path / "plain", distill=0.0)
+    taught = [compress(graph, tmp_path / f"taught{i}", distill=0.8) for i in range(2)]
+    assert timeless(taught[0]) == timeless(taught[1])
+    assert models_of(tmp_path / "plain") != models_of(tmp_path / "taught0")
+    assert models_of(tmp_path / "taught0") == models_of(tmp_path / "taught1")
+
+
+def test_the_teacher_outputs_do_not_depend_on_how_the_training_split_is_chunked(monkeypatch):
+    compression = importlib.import_module("onnx_snn_compress.compress")  # the module, not the API function
+    graph = tiny_mlp()
+    train, _, _ = splits(graph)
+    monkeypatch.setattr(compression, "TEACHER_CHUNK", 7)  # 96 samples: 13 unequal chunks
+    np.testing.assert_array_equal(compression._teacher_outputs(graph, train), simulate(graph, train.inputs()).output)

@@ -46,7 +46,50 @@ def test_mse_rate_gradient_matches_finite_differences():
     check_gradient(mse_rate, rng.random((5, 4)), rng.integers(0, 4, 5))
 
 
+def test_mse_rate_with_a_teacher_aims_at_the_mix_of_one_hot_and_teacher_rates():
+    rate = np.array([[0.5, 0.25]], dtype=np.float32)
+    teacher = np.array([[0.5, 0.5]], dtype=np.float32)
+    loss, grad = mse_rate(rate, np.array([0]), teacher=teacher, distill=0.5)
+    # target (1 - 0.5) * (1, 0) + 0.5 * (0.5, 0.5) = (0.75, 0.25): errors (-0.25, 0)
+    assert loss == 0.03125
+    np.testing.assert_array_equal(grad, [[-0.25, 0.0]])
+
+
+def test_mse_rate_with_full_distillation_ignores_the_labels():
+    rng = np.random.default_rng(2)
+    rate, teacher = rng.random((4, 3)), rng.random((4, 3))
+    first = mse_rate(rate, np.array([0, 1, 2, 0]), teacher=teacher, distill=1.0)
+    second = mse_rate(rate, np.array([2, 2, 1, 1]), teacher=teacher, distill=1.0)
+    assert first[0] == second[0] and np.array_equal(first[1], second[1])
+
+
 # -- cross_entropy ------------------------------------------------------------------------
+def test_cross_entropy_with_a_teacher_adds_the_weighted_cross_entropy_to_its_softmax():
+    logits = np.array([[0.0, math.log(3.0)]])  # p = (1/4, 3/4)
+    teacher = np.array([[math.log(3.0), 0.0]])  # softmax = (3/4, 1/4)
+    loss, grad = cross_entropy(logits, np.array([1]), teacher=teacher, distill=0.5)
+    expected = 0.5 * -math.log(0.75) + 0.5 * -(0.75 * math.log(0.25) + 0.25 * math.log(0.75))
+    assert loss == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_allclose(grad, [[0.25 - 0.375, 0.75 - 0.625]], rtol=1e-12)
+
+
+def test_distillation_gradients_match_finite_differences():
+    rng = np.random.default_rng(3)
+    teacher = rng.standard_normal((5, 4))
+    labels = rng.integers(0, 4, 5)
+    check_gradient(cross_entropy, 2 * rng.standard_normal((5, 4)), labels, teacher=teacher, distill=0.3,
+                   label_smoothing=0.1)
+    check_gradient(mse_rate, rng.random((5, 4)), labels, teacher=rng.random((5, 4)), distill=0.3)
+
+
+def test_distillation_rejects_a_weight_outside_0_1_and_a_teacher_of_another_shape():
+    rate = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="distill"):
+        mse_rate(rate, np.array([0, 1]), teacher=rate, distill=1.5)
+    with pytest.raises(ValueError, match="teacher"):
+        cross_entropy(rate, np.array([0, 1]), teacher=np.zeros((2, 4)), distill=0.5)
+
+
 def test_cross_entropy_on_hand_example():
     logits = np.array([[0.0, math.log(3.0)]], dtype=np.float32)  # softmax = (1/4, 3/4)
     loss, grad = cross_entropy(logits, np.array([0]))
