@@ -1113,7 +1113,7 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
         )
     form = candidates[0]
     current_decay = _current_decay(spec, recursions, first, static_start)
-    if current_decay and form.reset == "hard" and form.reset_delay:
+    if np.any(current_decay) and form.reset == "hard" and form.reset_delay:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current with a delayed reset to v_reset "
                                  f"(snnTorch Synaptic reset_mechanism='zero', which also resets the current) is "
                                  f"not supported")
@@ -1139,45 +1139,44 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     features = reader.shapes[spec.inputs[0]]
     per_neuron = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
                       v_init=v_init, gain=recursion.g)
+    if np.any(current_decay) or spec.recurrent is not None:
+        per_neuron["current_decay"] = current_decay
     fields = {name: _per_neuron(value, features, spec, name) for name, value in per_neuron.items()}
     fields.update(reset=form.reset, reset_delay=form.reset_delay, fire_on_equal=or_equal)
-    if current_decay:
-        fields["current_decay"] = current_decay
     if spec.recurrent is not None:
         if not all(_close(r.r, recursion.g) for r in recursions):
             raise UnsupportedOpError(f"neuron layer {spec.name!r}: its recurrent synapses {spec.recurrent!r} reach the "
                                      f"potential with weight {recursion.r:.6g}, its input with {recursion.g:.6g}")
         rec = reader.layers[spec.recurrent]
-        fields.update(current_decay=current_decay, weight=rec.args["weight"], bias=rec.args.get("bias"))
+        fields.update(weight=rec.args["weight"], bias=rec.args.get("bias"))
     fields.update(FRAMEWORK_DEFAULTS.get(framework, {}))
     return fields
 
 
-def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start: bool) -> float:
+def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start: bool) -> float | np.ndarray:
     """The decay of a synaptic current from the earlier inputs' coefficients (0.0: none): at every step
     t (``recursions`` from step ``first`` on), ``series[k] = g * current_decay**k`` for k = 1 .. t
-    (ir.SynapticNeuron)."""
+    (ir.SynapticNeuron); per neuron where g or the series vary over the neurons."""
     if not any(r.series for r in recursions):
         return 0.0
     if static_start:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current on a static input cannot be lifted")
     earliest = recursions[0]
-    if np.ndim(earliest.g) and not np.all(earliest.g == np.ravel(earliest.g)[0]):
-        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current with per-neuron parameters "
-                                 f"is not supported yet")
-    g = float(np.ravel(earliest.g)[0])
-    current_decay = earliest.series.get(1, 0.0) / g if g else 0.0
+    g = np.asarray(earliest.g, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        current_decay = np.where(g != 0.0, np.asarray(earliest.series.get(1, 0.0), np.float64) / g, 0.0)
     for t, recursion in enumerate(recursions, first):
         expected = {k: recursion.g * current_decay ** k for k in range(1, t + 1)}
         if set(recursion.series) != set(expected) or not all(_close(recursion.series[k], v) for k, v in expected.items()):
             raise UnsupportedOpError(
                 f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} at step {t} reads earlier inputs with weights "
-                f"{[round(recursion.series.get(k, 0.0), 6) for k in range(1, t + 1)]}, not a synaptic current's "
+                f"{[_text(recursion.series.get(k, 0.0)) for k in range(1, t + 1)]}, not a synaptic current's "
                 f"geometric decay"
             )
-    if not 0.0 < current_decay <= 1.0:
-        raise UnsupportedOpError(f"neuron layer {spec.name!r}: synaptic decay factor {current_decay:.6g} outside (0, 1]")
-    return current_decay
+    if not np.all((0.0 < current_decay) & (current_decay <= 1.0)):
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: synaptic decay factor {_text(current_decay)} "
+                                 f"outside (0, 1]")
+    return float(current_decay) if current_decay.ndim == 0 else current_decay
 
 
 def _per_neuron(value, features: tuple[int, ...], spec: NeuronSpec, name: str) -> float | np.ndarray:
