@@ -226,3 +226,18 @@ def test_per_neuron_beta_reproduces_snntorch_in_the_simulator_and_onnxruntime_at
     assert [b.shape for b in betas] == [(10,), (4,)] and len(np.unique(betas[0])) == 10
     assert from_profile(to_model(graph)).same_as(graph)  # the profile keeps the per-neuron values bit for bit
     reproduces_its_frameworks_spikes(graph, f"snntorch_learnbeta.{kind}.onnx")
+
+
+@pytest.mark.parametrize("file", ["snntorch_rsynaptic.legacy.onnx", "snntorch_rsynaptic.dynamo.onnx"])
+def test_recurrent_synaptic_exports_reproduce_their_frameworks_spikes(file):
+    """snnTorch RSynaptic (tests/fixtures/interop/make_rsynaptic_fixture.py): synaptic current and recurrent
+    synapses in one layer, the second layer with one alpha per neuron."""
+    graph = load_model(CASES / file)
+    lif1, lif2 = graph.neurons()
+    assert (lif1.kind, lif1.current_decay, lif1.beta, lif1.reset, lif1.reset_delay, lif1.recurrent) == \
+        ("SynapticNeuron", f32(0.5), f32(0.8), "subtract", True, True)
+    assert np.array_equal(lif2.current_decay, np.array([0.3, 0.5, 0.6, 0.7], f32)) and lif2.recurrent
+    source = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(CASES / file)).graph.initializer}
+    if "lif1.recurrent.weight" in source:
+        assert np.array_equal(lif1.weight, source["lif1.recurrent.weight"])
+    reproduces_its_frameworks_spikes(graph, file)

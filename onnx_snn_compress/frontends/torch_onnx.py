@@ -897,9 +897,13 @@ class _ReachesBack(Exception):
 
 @dataclass
 class _Recursion:
-    """``H[t] = c0 + a*H[t-1] + b*S[t-1] + d*H[t-1]*S[t-1] + g*X[t] + sum_k series[k]*X[t-k]`` for t >= 1.
+    """``H[t] = c0 + a*H[t-1] + b*S[t-1] + d*H[t-1]*S[t-1] + g*X[t] + sum_k series[k]*X[t-k]`` for t >= 1,
+    plus ``r*R[t] + sum_k recurrent_series[k]*R[t-k]`` with recurrent synapses.
 
-    ``series`` (k >= 1) is a synaptic current's memory of earlier inputs: ``g * current_decay**k``.
+    ``series`` (k >= 1) is a synaptic current's memory of earlier inputs: ``g * current_decay**k``; with
+    recurrent synapses (snnTorch RSynaptic) ``recurrent_series`` is its memory of earlier recurrent
+    inputs (``r * current_decay**k``), and ``series[t]`` stands for ``X[0] + R[0]``, the potential of step
+    0 that such an export reuses as the first current.
     """
 
     c0: float = 0.0
@@ -909,6 +913,7 @@ class _Recursion:
     g: float = 0.0
     r: float = 0.0  # of R[t] = S[t-1] @ W.T + b, the recurrent synapses' output (snnTorch RLeaky)
     series: dict = field(default_factory=dict)
+    recurrent_series: dict = field(default_factory=dict)  # of R[t-k], k >= 1, through a synaptic current
 
     def same_as(self, other: "_Recursion") -> bool:
         return all(_close(getattr(self, k), getattr(other, k)) for k in ("c0", "a", "b", "d", "g"))
@@ -978,10 +983,19 @@ def _recursion(reader: _Reader, spec: NeuronSpec, step: int, notes: list) -> _Re
         names[(id(reader.inputs[(spec.recurrent, step - 1)]),)] = "r"
     earlier = {(id(reader.inputs[(spec.inputs[0], t)]),): step - t for t in range(step)
                if (spec.inputs[0], t) in reader.inputs}
+    earlier_recurrent = {}
+    if spec.recurrent is not None:
+        earlier_recurrent = {(id(reader.inputs[(spec.recurrent, t)]),): step - 1 - t for t in range(step - 1)
+                             if (spec.recurrent, t) in reader.inputs}
+        if step >= 2:  # H[0] = X[0] + R[0] is the first synaptic current (snnTorch RSynaptic)
+            earlier[(id(spec.spikes[0].args[0]),)] = step
     recursion = _Recursion()
     for monomial, coefficient in terms.items():
         if monomial not in names and monomial in earlier:  # a synaptic current: an earlier input, decayed
             recursion.series[earlier[monomial]] = coefficient
+            continue
+        if monomial not in names and monomial in earlier_recurrent:  # ... and an earlier recurrent input
+            recursion.recurrent_series[earlier_recurrent[monomial]] = coefficient
             continue
         if monomial not in names:
             raise UnsupportedOpError(
@@ -1086,10 +1100,10 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
         if not step1.same_as(merged):
             raise UnsupportedOpError(f"{_origin(spec.spikes[1])}: neuron layer {spec.name!r} computes step 1 "
                                      f"differently from step 2 ({step1} vs {recursions[0]})")
-    if spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], 0)) and len(recursions) >= 2 \
-            and recursions[1].series:
-        # a synaptic current with H[0] = X[0]: at step 1 the potential H[0] and the input X[0] are one
-        # value, so the decay and the current's memory show only as their sum; read from step 2 on
+    first_current = spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], 0)) or spec.recurrent is not None
+    if first_current and len(recursions) >= 2 and recursions[1].series:
+        # a synaptic current with H[0] = X[0] (+ R[0]): at step 1 the potential H[0] and the first current
+        # are one value, so the decay and the current's memory show only as their sum; read from step 2 on
         step1, recursions, first = recursions[0], recursions[1:], 2
         later = recursions[0]
         merged = _Recursion(later.c0, later.a + later.series[1], later.b, later.d, later.g)
@@ -1166,13 +1180,15 @@ def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start:
     with np.errstate(divide="ignore", invalid="ignore"):
         current_decay = np.where(g != 0.0, np.asarray(earliest.series.get(1, 0.0), np.float64) / g, 0.0)
     for t, recursion in enumerate(recursions, first):
-        expected = {k: recursion.g * current_decay ** k for k in range(1, t + 1)}
-        if set(recursion.series) != set(expected) or not all(_close(recursion.series[k], v) for k, v in expected.items()):
-            raise UnsupportedOpError(
-                f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} at step {t} reads earlier inputs with weights "
-                f"{[_text(recursion.series.get(k, 0.0)) for k in range(1, t + 1)]}, not a synaptic current's "
-                f"geometric decay"
-            )
+        for what, series, gain, steps in (("inputs", recursion.series, recursion.g, range(1, t + 1)),
+                                          ("recurrent inputs", recursion.recurrent_series, recursion.r, range(1, t))):
+            expected = {k: gain * current_decay ** k for k in steps} \
+                if what == "inputs" or spec.recurrent is not None else {}
+            if set(series) != set(expected) or not all(_close(series[k], v) for k, v in expected.items()):
+                raise UnsupportedOpError(
+                    f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} at step {t} reads earlier {what} with "
+                    f"weights {[_text(series.get(k, 0.0)) for k in steps]}, not a synaptic current's geometric decay"
+                )
     if not np.all((0.0 < current_decay) & (current_decay <= 1.0)):
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: synaptic decay factor {_text(current_decay)} "
                                  f"outside (0, 1]")
@@ -1255,21 +1271,6 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
 
-# What the IR cannot hold yet, recognised by the dynamo exporter's class names (before lifting, which
-# would only say which arithmetic it could not read)
-_NAMED_CLASSES = (
-    ("snntorch._neurons.rsynaptic.", "recurrent synapses and synaptic current (snnTorch RSynaptic) are not supported yet"),
-)
-
-
-def _refuse_named_constructs(model: onnx.ModelProto) -> None:
-    classes = {p.value.lower() for n in model.graph.node for p in n.metadata_props
-               if p.key == "pkg.torch.onnx.class_hierarchy"}
-    for fingerprint, message in _NAMED_CLASSES:
-        if any(fingerprint in c for c in classes):
-            raise UnsupportedOpError(f"{message} (class {fingerprint.strip('.')!r} in the export)")
-
-
 def _spike_output_only(model: onnx.ModelProto, notes: list) -> onnx.ModelProto:
     """A model returning (spike record, membrane record, ...) keeps its first output: the spikes."""
     if len(model.graph.output) <= 1:
@@ -1311,7 +1312,6 @@ def from_model(model: onnx.ModelProto, framework: str | None = None) -> ir.Graph
         if node.domain not in ("", "ai.onnx"):
             hint = " (an SNN-ONNX profile model: read it with --from profile)" if node.domain == "snn" else ""
             raise UnsupportedOpError(f"unsupported op: {describe(node)} in domain {node.domain!r}{hint}")
-    _refuse_named_constructs(model)
     notes: list[str] = []
     model = _spike_output_only(model, notes)
     reader = _Reader(model)
