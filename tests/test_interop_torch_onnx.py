@@ -128,13 +128,6 @@ def test_a_per_neuron_beta_is_read_as_per_neuron_values():
     assert lif2.per_neuron == ()
 
 
-def test_a_per_neuron_threshold_is_rejected_by_name():
-    threshold = np.linspace(0.5, 0.9, 10)
-    model = edited("snntorch_leaky_subtract_mlp", "legacy", lambda m: replace_initializer(m, "lif1.threshold", threshold))
-    with pytest.raises(UnsupportedOpError, match=r"per-neuron thresholds in a torch.onnx export are not supported yet"):
-        from_model(model)
-
-
 def test_graded_spikes_are_rejected_naming_the_consumer():
     def graded(model):
         for node in model.graph.node:
@@ -241,3 +234,13 @@ def test_recurrent_synaptic_exports_reproduce_their_frameworks_spikes(file):
     if "lif1.recurrent.weight" in source:
         assert np.array_equal(lif1.weight, source["lif1.recurrent.weight"])
     reproduces_its_frameworks_spikes(graph, file)
+
+
+@pytest.mark.parametrize("kind", ["legacy", "dynamo"])
+def test_per_neuron_threshold_reproduces_snntorch_in_the_simulator_and_onnxruntime(kind):
+    """snnTorch Leaky with a vector threshold (tests/fixtures/interop/make_threshold_fixture.py)."""
+    graph = load_model(CASES / f"snntorch_threshold.{kind}.onnx")
+    lif1, lif2 = graph.neurons()
+    assert lif1.per_neuron == ("v_threshold",) and lif2.per_neuron == ()
+    np.testing.assert_allclose(lif1.v_threshold, np.linspace(0.5, 1.4, 10), rtol=1e-6)
+    reproduces_its_frameworks_spikes(graph, f"snntorch_threshold.{kind}.onnx")

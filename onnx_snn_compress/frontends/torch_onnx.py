@@ -72,6 +72,11 @@ def _close(a, b) -> bool:
     return bool(np.all(np.isclose(a, b, rtol=_RTOL, atol=1e-9)))
 
 
+def _frozen(value) -> float | tuple:
+    """A constant as a hashable value: a float, or per-neuron values as nested tuples (``np.asarray`` undoes it)."""
+    return tuple(_frozen(v) for v in value) if np.ndim(value) else float(value)
+
+
 def _text(value) -> str:
     """A coefficient for a message: a number, or the range of per-neuron values."""
     if np.ndim(value) == 0:
@@ -469,9 +474,7 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         # H - thr > 0 (as every peer writes it) is H > thr: for floats the two never differ
         if threshold == 0.0 and potential.op == "add" and potential.args[1].op == "const":
             potential, threshold = potential.args[0], -potential.args[1].value
-        if np.ndim(threshold):
-            raise UnsupportedOpError(f"{describe(node)}: per-neuron thresholds in a torch.onnx export are not "
-                                     f"supported yet (other per-neuron parameters are)")
+        threshold = _frozen(threshold)  # a spike is found by its threshold: per-neuron values as nested tuples
         result = Expr("compare", (potential,), (threshold, or_equal), node)
     else:  # pragma: no cover - the table below only routes the ops above here
         raise UnsupportedOpError(f"unsupported op: {describe(node)}")
@@ -935,7 +938,7 @@ def _subtract_foreign_spikes(terms: dict, poly: "_Polynomial", spec: "NeuronSpec
     if not spikes:
         return terms
     reset_potentials = [
-        {(id(s.args[0]),): 1.0, (id(s),): -s.value[0]} for s in spec.spikes.values()
+        {(id(s.args[0]),): 1.0, (id(s),): -np.asarray(s.value[0])} for s in spec.spikes.values()
     ]
     for atom in spikes:
         spike = poly.atoms[atom]
@@ -1083,6 +1086,7 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     if len(thresholds) != 1:
         raise UnsupportedOpError(f"neuron layer {spec.name!r} fires on different thresholds at different steps")
     ((threshold, or_equal),) = thresholds
+    threshold = np.asarray(threshold, np.float64)
     if reader.time_steps < 2:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a model exported with one time step shows no "
                                  f"membrane dynamics; export it with T >= 2")
