@@ -454,6 +454,14 @@ class _NeuronParameters:
     DECAYS: ClassVar[tuple[str, ...]] = ("beta",)  # parameters that must lie in [0, 1]
 
     def _check_parameters(self) -> None:
+        """Validate and normalise the parameters and the reset, firing and training fields."""
+        if self.reset not in RESET_MODES:
+            raise IRError(f"{self.kind} {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
+        if self.surrogate not in SURROGATES:
+            raise IRError(f"{self.kind} {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
+        self.reset_delay = bool(self.reset_delay)
+        self.fire_on_equal = bool(self.fire_on_equal)
+        self.detach_reset = bool(self.detach_reset)
         for name in self.PARAMETERS:
             setattr(self, name, self._parameter(name, getattr(self, name)))
         self.alpha = _f32(self.alpha)
@@ -574,15 +582,6 @@ class Neuron(_NeuronParameters, Node):
     def __post_init__(self):
         super().__post_init__()
         self._check_parameters()
-        if self.reset not in RESET_MODES:
-            raise IRError(f"Neuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
-        if self.surrogate not in SURROGATES:
-            raise IRError(
-                f"Neuron {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}"
-            )
-        self.reset_delay = bool(self.reset_delay)
-        self.fire_on_equal = bool(self.fire_on_equal)
-        self.detach_reset = bool(self.detach_reset)
 
     def output_shape(self, input_shapes):
         (shape,) = input_shapes
@@ -659,13 +658,6 @@ class SynapticNeuron(_NeuronParameters, Node):
     def __post_init__(self):
         super().__post_init__()
         self._check_parameters()
-        if self.reset not in RESET_MODES:
-            raise IRError(f"SynapticNeuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
-        if self.surrogate not in SURROGATES:
-            raise IRError(f"SynapticNeuron {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
-        self.reset_delay = bool(self.reset_delay)
-        self.fire_on_equal = bool(self.fire_on_equal)
-        self.detach_reset = bool(self.detach_reset)
         if self.weight is not None:
             self.weight = _array(self.weight, f"{self.name}.weight", ndim=2)
             if self.weight.shape[0] != self.weight.shape[1]:

@@ -223,7 +223,7 @@ def test_per_neuron_beta_reproduces_snntorch_in_the_simulator_and_onnxruntime_at
 
 @pytest.mark.parametrize("file", ["snntorch_rsynaptic.legacy.onnx", "snntorch_rsynaptic.dynamo.onnx"])
 def test_recurrent_synaptic_exports_reproduce_their_frameworks_spikes(file):
-    """snnTorch RSynaptic (tests/fixtures/interop/make_rsynaptic_fixture.py): synaptic current and recurrent
+    """snnTorch RSynaptic (tests/fixtures/interop/make_snntorch_cases.py): synaptic current and recurrent
     synapses in one layer, the second layer with one alpha per neuron."""
     graph = load_model(CASES / file)
     lif1, lif2 = graph.neurons()
@@ -238,7 +238,7 @@ def test_recurrent_synaptic_exports_reproduce_their_frameworks_spikes(file):
 
 @pytest.mark.parametrize("kind", ["legacy", "dynamo"])
 def test_per_neuron_threshold_reproduces_snntorch_in_the_simulator_and_onnxruntime(kind):
-    """snnTorch Leaky with a vector threshold (tests/fixtures/interop/make_threshold_fixture.py)."""
+    """snnTorch Leaky with a vector threshold (tests/fixtures/interop/make_snntorch_cases.py)."""
     graph = load_model(CASES / f"snntorch_threshold.{kind}.onnx")
     lif1, lif2 = graph.neurons()
     assert lif1.per_neuron == ("v_threshold",) and lif2.per_neuron == ()
