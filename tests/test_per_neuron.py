@@ -4,6 +4,7 @@ v_init and gain may each be an array over the layer's neurons, end to end."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import onnx
@@ -16,6 +17,7 @@ from onnx_snn_compress.errors import IRError
 from onnx_snn_compress.frontends.onnx_profile import from_model
 from onnx_snn_compress.kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward, lif_forward
 from onnx_snn_compress.kernels.synaptic import synaptic_backward, synaptic_forward
+from onnx_snn_compress.resources import summarize
 from onnx_snn_compress.runtime import run
 from onnx_snn_compress.shrink import remove_dead
 from onnx_snn_compress.simulate import simulate
@@ -248,3 +250,5 @@ def test_synaptic_per_neuron_profile_round_trip_is_bit_exact_onnxruntime_agrees_
     output, tape = forward_train(graph, rng.random((5, 2, 3)).astype(f32))
     grads = backward(graph, tape, np.ones_like(output))
     assert set(grads) == {"fc.weight", "syn.weight", "syn.bias"} and np.any(grads["syn.weight"] != 0)
+    (entry,) = [layer["neuron"] for layer in json.loads(json.dumps(summarize(graph)))["layers"] if "neuron" in layer]
+    assert entry["model"] == "RecurrentCubaLIF" and entry["current_decay"] == {"min": 0.0, "max": f32(0.9), "shape": [4]}
