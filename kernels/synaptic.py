@@ -12,7 +12,9 @@ order (the same as the SNN-ONNX profile's ``snn::CubaLIF`` Scan body)::
     fire     S = H >= v_threshold   (or H > v_threshold)
     reset    V = reset(H, S)                                (V = H with reset_delay)
 
-with ``I = 0``, ``V = v_init``, ``S_prev = 0`` before the first step. The recurrent sum runs
+with ``I = 0``, ``V = v_init``, ``S_prev = 0`` before the first step. Each neuron parameter is a
+float32 scalar or per-neuron values ``[n]``, read through kernels/neuron.py's ``_at`` (one compiled
+version for all-scalar parameters, one for arrays). The recurrent sum runs
 over the neurons that fired at the previous step only (spikes are 0 or 1), which adds the
 same float32 terms in the same order as a dense product with the spike vector.
 
