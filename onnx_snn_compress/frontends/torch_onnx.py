@@ -1164,7 +1164,7 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     if spec.recurrent is not None:
         if not all(_close(r.r, recursion.g) for r in recursions):
             raise UnsupportedOpError(f"neuron layer {spec.name!r}: its recurrent synapses {spec.recurrent!r} reach the "
-                                     f"potential with weight {recursion.r:.6g}, its input with {recursion.g:.6g}")
+                                     f"potential with weight {_text(recursion.r)}, its input with {_text(recursion.g)}")
         rec = reader.layers[spec.recurrent]
         fields.update(weight=rec.args["weight"], bias=rec.args.get("bias"))
     fields.update(FRAMEWORK_DEFAULTS.get(framework, {}))
