@@ -257,7 +257,7 @@ class _Reader:
         return float(first) if np.all(array == first) else array
 
     def scalar(self, name: str, parameter: str, value) -> float:
-        """A per-neuron parameter array that must hold one value (node kinds other than LIF and IF)."""
+        """A per-neuron parameter array that must hold one value (node kinds other than LIF, IF and CubaLIF)."""
         array = np.asarray(value, dtype=np.float64).ravel()
         if array.size == 0:
             raise ModelError(f"{self.describe(name)}: parameter {parameter} is empty")
