@@ -1,103 +1,126 @@
-"""Deployment: file size and onnxruntime latency of pruned models in every output form.
+"""Deployment: accuracy, file size and onnxruntime latency of compressed sample models, beside their MACs.
 
-    python bench/bench_deploy.py [--densities 1 0.25 0.05] [--repeats 200] [--threads 1]
+    python bench/bench_deploy.py [--out bench-deploy-out] [--models mnist_conv digits_conv]
+                                 [--repeats 30] [--rounds 3] [--threads 1]
 
-For the digits conv sample and a 28x28 MNIST-sized conv SNN (random weights: size and
-latency do not depend on training), each synapse layer but the first is pruned to
-each density by global magnitude, then written as: the masked dense profile (Scan),
-compact storage, dead channels removed + compact, and removed + compact + unrolled
-for T = 8 (``convert --fixed-time-steps 8``). Each file is timed with the ``bench``
-command's library (onnxruntime, 1 thread by default, T = 8, p50 over ``repeats``), the
-forms of one model and density in turns, three rounds, and the median p50 is printed,
-so a busy machine slows all forms alike. Not a test: compare within one run.
+For each sample model (trained, with its own data) it runs ``compress`` twice (or
+reuses the report.json of an earlier run in ``--out``; the CLI equivalent of each run
+is in the RUNS table below, e.g. ``snn-compress compress samples/mnist_conv.onnx
+--data samples/mnist.npz --structure channel --resource macs --prune conv1 --prune
+conv2 --prune fc1 --prune fc2 --budget 0.5 --budget 0.25``):
+
+- structured: minimax on whole channels (``--structure channel --resource macs``,
+  every layer pruned), budgets 0.5 and 0.25, pruned channels removed, each
+  model timed as the profile (``Scan``, any T) and unrolled for T = 8
+  (``convert --fixed-time-steps 8``);
+- unstructured: minimax on synapses (``--resource params``, the first layer dense),
+  budgets 0.25 and 0.05, each model timed as the profile (masked dense) and with
+  ``--storage compact``.
+
+Every file timed is written anew by today's exporter (the input sample's file too).
+
+Every file of one sample model is timed with the ``bench`` command's library
+(onnxruntime, T = 8, p50 over ``--repeats`` runs per batch size), all files in turns,
+``--rounds`` rounds, and the median p50 is printed with its speed-up over the input
+model's ``Scan`` file: a busy machine slows every file of a round alike, so compare
+within one run. MACs are those onnxruntime computes (the stored tensors, zeros
+included), as a fraction of the input model's. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from onnx_snn_compress import ir
+from onnx_snn_compress.api import compress
 from onnx_snn_compress.backends.onnx_profile import save
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.latency import time_model
-from onnx_snn_compress.samples import sample_model_path
-from onnx_snn_compress.shrink import remove_dead
+from onnx_snn_compress.samples import sample_data_path, sample_model_path
 
 TIME_STEPS = 8
+BATCHES = (1, 64)
+RUNS = {
+    "structured": dict(resource="macs", budget=[0.5, 0.25], structure="channel",
+                       prune=["conv1", "conv2", "fc1", "fc2"]),
+    "unstructured": dict(resource="params", budget=[0.25, 0.05]),
+}
 
 
-def mnist_conv(seed: int = 0) -> ir.Graph:
-    """conv 1->16 3x3, LIF, maxpool 2, conv 16->32 3x3, LIF, maxpool 2, fc 1568->128, LIF, fc 128->10, LIF."""
-    rng = np.random.default_rng(seed)
-    he = lambda *shape: rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[1:]))  # noqa: E731
-    return ir.Graph([
-        ir.Input("x", shape=(1, 28, 28)),
-        ir.Conv2d("conv1", ("x",), weight=he(16, 1, 3, 3), bias=np.zeros(16), padding=1),
-        ir.Neuron("lif1", ("conv1",), beta=0.9),
-        ir.MaxPool2d("pool1", ("lif1",), kernel_size=2),
-        ir.Conv2d("conv2", ("pool1",), weight=he(32, 16, 3, 3), bias=np.zeros(32), padding=1),
-        ir.Neuron("lif2", ("conv2",), beta=0.9),
-        ir.MaxPool2d("pool2", ("lif2",), kernel_size=2),
-        ir.Flatten("flat", ("pool2",)),
-        ir.Linear("fc1", ("flat",), weight=he(128, 32 * 7 * 7), bias=np.zeros(128)),
-        ir.Neuron("lif3", ("fc1",), beta=0.9),
-        ir.Linear("fc2", ("lif3",), weight=he(10, 128), bias=np.zeros(10)),
-        ir.Neuron("lif4", ("fc2",), beta=0.9),
-        ir.Readout("out", ("lif4",)),
-    ], {"name": "mnist_conv"})
+def compressed(name: str, run: str, out: Path, steps: int):
+    """The report of ``run`` on the sample ``name``: run now, or read back from an earlier run of the same options."""
+    folder = out / f"{name}_{run}"
+    if (folder / "report.json").is_file():
+        print(f"note: reusing {folder / 'report.json'} (remove the folder to compress again)", file=sys.stderr)
+        return folder, json.loads((folder / "report.json").read_text())
+    result = compress(sample_model_path(name), data=sample_data_path(name), out=folder, steps_per_budget=steps,
+                      storage="dense", progress=False, log=None, **RUNS[run])
+    return folder, result.report
 
 
-def magnitude_pruned(graph: ir.Graph, density: float) -> ir.Graph:
-    """Keep the largest ``density`` of the weights of every synapse layer but the first (global threshold)."""
-    graph = graph.copy()
-    layers = graph.prunable()[1:]
-    magnitudes = np.concatenate([np.abs(n.weight).ravel() for n in layers])
-    keep = max(1, int(round(density * magnitudes.size)))
-    threshold = np.partition(magnitudes, magnitudes.size - keep)[magnitudes.size - keep]
-    for node in layers:
-        node.weight[np.abs(node.weight) < threshold] = 0.0
-    return graph
+def files_to_time(name: str, out: Path, steps: int) -> list[tuple[str, Path, float | None]]:
+    """(label, file, test accuracy) of the input model and of every output form of both runs, each
+    written by today's exporter (a run reused from an earlier commit may have written older files)."""
+    forms = out / f"{name}_forms"
+    forms.mkdir(parents=True, exist_ok=True)
+    rows = []
+
+    def write(label: str, graph, accuracy, storage: str = "dense", time_steps: int | None = None) -> None:
+        path = forms / ("".join(c for c in label.replace(" ", "_") if c.isalnum() or c in "_.") + ".onnx")
+        save(graph, path, storage, time_steps)
+        rows.append((label, path, accuracy))
+
+    for run in RUNS:
+        folder, report = compressed(name, run, out, steps)
+        if not rows:
+            graph, accuracy = load_model(sample_model_path(name)), report["input"]["accuracy"].get("test")
+            write("input (Scan)", graph, accuracy)
+            write("input, unrolled T=8", graph, accuracy, time_steps=TIME_STEPS)
+        for entry in report["budgets"]:
+            graph, accuracy, label = load_model(folder / entry["model"]), entry["accuracy"].get("test"), f"{run} {entry['budget']:g}"
+            write(label, graph, accuracy)
+            if run == "unstructured":
+                write(f"{label} compact", graph, accuracy, "compact")
+            else:
+                write(f"{label}, unrolled T=8", graph, accuracy, time_steps=TIME_STEPS)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.25, 0.05])
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path("bench-deploy-out"))
+    parser.add_argument("--models", nargs="+", default=["mnist_conv", "digits_conv"])
+    parser.add_argument("--steps", type=int, default=300, help="compress --steps-per-budget")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    models = {"digits_conv": load_model(sample_model_path("digits_conv")), "mnist_conv": mnist_conv()}
-    print(f"onnxruntime, {args.threads} thread(s), T={TIME_STEPS}, p50 of {args.repeats} runs")
-    print(f"{'model':<12} {'density':>7} {'form':<26} {'bytes':>9} {'of dense':>8} {'MACs':>11} "
-          f"{'p50 ms b1':>10} {'p50 ms b64':>11}")
-    with tempfile.TemporaryDirectory() as folder:
-        for name, graph in models.items():
-            dense_bytes = None
-            for density in args.densities:
-                pruned = magnitude_pruned(graph, density)
-                smaller, _ = remove_dead(pruned)
-                forms = {
-                    "masked dense (Scan)": (pruned, "dense", None),
-                    "compact": (pruned, "compact", None),
-                    "removed + compact": (smaller, "compact", None),
-                    "removed + compact + T=8": (smaller, "compact", TIME_STEPS),
-                }
-                paths = {form: Path(folder) / f"{name}_{density}_{form.replace(' ', '_')}.onnx" for form in forms}
-                for form, (written, storage, steps) in forms.items():
-                    save(written, paths[form], storage, steps)
-                rounds = {form: [] for form in forms}
-                for _ in range(3):
-                    for form, path in paths.items():
-                        rounds[form].append(time_model(path, (1, 64), TIME_STEPS, args.threads, args.repeats))
-                for form, costs in rounds.items():
-                    cost = costs[0]
-                    dense_bytes = dense_bytes or cost.file_bytes
-                    b1, b64 = (float(np.median([c.timings[i].p50_ms for c in costs])) for i in range(2))
-                    print(f"{name:<12} {density:7.2f} {form:<26} {cost.file_bytes:9,} "
-                          f"{cost.file_bytes / dense_bytes:8.1%} {cost.macs:11,} {b1:10.3f} {b64:11.3f}", flush=True)
+    print(f"onnxruntime, {args.threads} thread(s), T={TIME_STEPS}, median over {args.rounds} rounds of the p50 "
+          f"of {args.repeats} runs; load average at start {os.getloadavg()[0]:.1f}")
+    print(f"| model | form | MACs | test acc | file bytes | p50 ms b1 | p50 ms b64 | speed-up b1 | speed-up b64 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.models:
+        rows = files_to_time(name, args.out, args.steps)
+        timings = {label: [] for label, _, _ in rows}
+        for _ in range(args.rounds):
+            for label, path, _ in rows:
+                timings[label].append(time_model(path, BATCHES, TIME_STEPS, args.threads, args.repeats))
+        base = None
+        for label, path, accuracy in rows:
+            costs = timings[label]
+            p50 = [float(np.median([cost.timings[i].p50_ms for cost in costs])) for i in range(len(BATCHES))]
+            base = base or (costs[0], p50)
+            macs = costs[0].macs / base[0].macs
+            acc = "–" if accuracy is None else f"{100 * accuracy:.1f} %"
+            print(f"| {name} | {label} | {100 * macs:.1f} % | {acc} | {costs[0].file_bytes:,} "
+                  f"({100 * costs[0].file_bytes / base[0].file_bytes:.1f} %) | {p50[0]:.3f} | {p50[1]:.2f} | "
+                  f"{base[1][0] / p50[0]:.2f}x | {base[1][1] / p50[1]:.2f}x |", flush=True)
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
     penalty   ``Minimax.penalty(state, hard_pruned)``: the flat float64 copy of all
-              prunable weights, their squares, the least-s set (k-th value
-              selection, ``np.argpartition``) -- before the training step
+              prunable weights, their squares, the least-s set (a radix select,
+              ``kernels/selection.py``) -- before the training step
     add       the returned closure ``add(grads)``: ``grads += 2 y w`` on the least-s
               set (``FlatWeights.add_scaled_weights``) -- inside the training step
     step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat copy and
@@ -214,21 +214,25 @@ def time_solver(graph, grads, granularity, repeats):
     ops = {
         "flat float64 copy of the weights (FlatWeights.weights)": median_seconds(flat.weights, repeats),
         "squares (w * w, float64)": median_seconds(lambda: weights * weights, repeats),
-        "least-s selection (_least_sets: argpartition)": median_seconds(
+        "least-s selection (_least_sets: radix select)": median_seconds(
             lambda: solver._least_sets(squared, sigma, hard_pruned), repeats),
         "grads += 2 y w on the set (add_scaled_weights)": median_seconds(
             lambda g: [flat.add_scaled_weights(g, s, 2.0) for s, _ in sets], repeats, grads_copy),
         "pruned mask from the sets (zeros + scatter)": median_seconds(
             lambda: [np.zeros_like(hard_pruned).__setitem__(s, True) for s, _ in sets], repeats),
-        "resource after pruning (resource_after)": median_seconds(
+        "resource after pruning (resource_after: one pass)": median_seconds(
             lambda: resource_after(costs, pruned, budget), repeats),
         "sums over the set and group (y update)": median_seconds(
             lambda: [(np.sum(squared[s]), np.sum(squared), np.mean(costs)) for s, _ in sets], repeats),
     }
-    # what the same selection costs done leaner (for the suggestions in bench/README.md)
+    # the numpy calls the kernels replaced, and leaner primitives (bench/README.md)
     squared32 = squared.astype(np.float32)
     k = int(0.5 * flat.size)
     leaner = {
+        "np.argpartition of the float64 squares (the selection before)": median_seconds(
+            lambda: np.argpartition(squared, k), repeats),
+        "np.sum(costs[~pruned]) (resource_after before)": median_seconds(
+            lambda: np.sum(costs[~pruned]), repeats),
         "np.partition of float32 squares (k-th value only)": median_seconds(
             lambda: np.partition(squared32, k), repeats),
         "mask squared <= k-th value (float32 compare)": median_seconds(
@@ -294,7 +298,7 @@ def main() -> None:
                       " the selection 3x, resource_after 2x):")
                 for key, seconds in ops.items():
                     print(f"      {key:<56} {1e3 * seconds:10.3f} ms")
-                print("    leaner primitives, for comparison:")
+                print("    other primitives, for comparison:")
                 for key, seconds in leaner.items():
                     print(f"      {key:<56} {1e3 * seconds:10.3f} ms")
         plain, masked = masked_adam_seconds(graph, grads, args.repeats)

@@ -34,7 +34,7 @@ def compress(
     method: Method = typer.Option("minimax", "--method", help="Pruning method (minimax-paper: the reference); every method gets the same training steps."),
     granularity: Granularity = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
     structure: Structure = typer.Option("none", "--structure", help="none (single synapses) or channel (whole conv channels / "
-                                        "linear neurons, removed from the written models; magnitude and gradual methods)."),
+                                        "linear neurons, removed from the written models; every method)."),
     prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first, unless the first holds most synapses."),
     out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json, config.toml)."),
     steps_per_budget: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),

@@ -21,11 +21,9 @@ _PARALLEL_ENTRIES = 1 << 16
 @njit(cache=True, inline="always")
 def _adam_entry(param, grad, m, v, keep, i, masked, decoupled, l2, weight_decay, decay, one_minus_beta1, beta2,
                 one_minus_beta2, neg_step_size, bias_correction2, eps):
-    if masked and keep[i] == 0:  # pruned: weight and moments stay +0.0
-        param[i] = np.float32(0.0)
-        m[i] = np.float32(0.0)
-        v[i] = np.float32(0.0)
-        return
+    # pruned entries compute too and select +0.0 at the end: no branch on the mask, so the
+    # loop vectorises (a branch on a random mask mispredicted: 5x slower at 50 % pruned)
+    kept = not masked or keep[i] != 0
     g = grad[i]
     p = param[i]
     if decoupled:
@@ -36,9 +34,10 @@ def _adam_entry(param, grad, m, v, keep, i, masked, decoupled, l2, weight_decay,
     v_i = v[i] * beta2
     v_i = v_i + one_minus_beta2 * g * g
     denominator = np.sqrt(v_i) / bias_correction2 + eps
-    param[i] = p + neg_step_size * m_i / denominator
-    m[i] = m_i
-    v[i] = v_i
+    zero = np.float32(0.0)
+    param[i] = p + neg_step_size * m_i / denominator if kept else zero
+    m[i] = m_i if kept else zero
+    v[i] = v_i if kept else zero
 
 
 @njit(cache=True, parallel=True)

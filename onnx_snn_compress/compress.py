@@ -47,7 +47,7 @@ from .report import percent
 from .profile import STORAGES
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .shrink import remove_dead
-from .structured import STRUCTURES, channel_groups, prune_groups
+from .structured import STRUCTURES, ChannelGroups
 from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
                       resource_after)
 from .train import TrainConfig, Trainer, accuracy
@@ -79,7 +79,7 @@ class CompressConfig:
     # drop dead channels and neurons from the exported models (shrink.py); off by default so every
     # budget's model keeps the input's layout (masks line up across budgets)
     remove_dead: bool = False
-    structure: str = "none"  # none (synapses) | channel (whole channels / neurons; magnitude and gradual)
+    structure: str = "none"  # none (synapses) | channel (whole channels / neurons, structured.py)
     energy: EnergyModel = field(default_factory=EnergyModel)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, schedule="cosine"))
 
@@ -114,9 +114,6 @@ class CompressConfig:
             raise SNNError(f"min output synapses must be >= 0, got {self.min_output_synapses}")
         if self.structure not in STRUCTURES:
             raise SNNError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
-        if self.structure == "channel" and self.method in ("minimax", "minimax-paper"):
-            raise SNNError("--structure channel works with --method magnitude or gradual; "
-                           "the minimax solver prunes single synapses")
         if self.storage not in STORAGES:
             raise SNNError(f"unknown storage {self.storage!r}; choose one of {', '.join(STORAGES)}")
         if self.measure_samples < 1:
@@ -223,11 +220,13 @@ class Compression:
         self.run_key = hashlib.sha256(f"{self.fingerprint} {options}".encode()).hexdigest()
         self.layers, self.notes = choose_prunable(graph, config.prunable)
         self.flat = FlatWeights(self.graph, self.layers)
-        self.channel_groups = channel_groups(self.graph, self.flat) if config.structure == "channel" else None
+        # the solver's units: synapses, or whole channels (the solver sees one value per channel)
+        self.units = ChannelGroups(self.graph, self.flat) if config.structure == "channel" else None
+        units = self.flat if self.units is None else self.units
         if config.granularity == "layer":
-            self.groups = [part for _, part in self.flat.layer_slices()]
+            self.groups = [part for _, part in units.layer_slices()]
         else:
-            self.groups = [slice(0, self.flat.size)]
+            self.groups = [slice(0, units.size)]
         total = len(config.budgets) * config.steps_per_budget
         self.trainer = Trainer(self.graph, train, val, config.train, total_steps=total)  # checks the memory first
         measure = val if val is not None else train
@@ -241,7 +240,8 @@ class Compression:
             self.search_schedule = self.trainer.schedule
         self.trainer.schedule = self._learning_rate
         solver = PaperMinimax if config.method == "minimax-paper" else Minimax
-        self.solver = solver(self.flat, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z, rank=self._rank)
+        self.solver = solver(units, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z,
+                             rank=self._rank if self.units is None else self.units.rank)
         self.state = RunState()
         self.budgets = sorted(config.budgets, reverse=True)
         self.best = self.graph.copy()
@@ -443,6 +443,14 @@ class Compression:
                 f"budget {smallest} of {self.config.resource} cannot be reached: the layers kept dense "
                 f"({', '.join(kept)}) alone cost {floor:.4g} of the input model; prune them too (--prune) or raise the budget"
             )
+        if self.units is not None:
+            lowest = self.units.lowest_resource(costs, self.flat.weights() == 0.0, Budget(smallest, self.reference, fixed))
+            if smallest < lowest:
+                raise SNNError(
+                    f"budget {smallest:g} of {self.config.resource} cannot be reached with --structure channel: "
+                    f"removing every channel but the strongest of each layer ({', '.join(self.units.layers)}) "
+                    f"leaves {lowest:.4g} of the input model; raise the budget or prune more layers (--prune)"
+                )
         cheapest = costs[costs > 0].min(initial=np.inf)
         if smallest * self.reference - fixed < cheapest:
             raise SNNError(
@@ -473,7 +481,8 @@ class Compression:
             self._freeze(self._by_magnitude(state.costs, state.hard_pruned, budget))
         else:
             if self.config.method == "minimax" or state.solver is None:  # minimax-paper: one trajectory
-                state.solver = self.solver.start(state.hard_pruned) if self._minimax else None
+                state.solver = self.solver.start(self._solver_view(state.costs, state.hard_pruned, budget)[1]) \
+                    if self._minimax else None
             state.gradual_start = resource_after(state.costs, state.hard_pruned, budget)
             state.stage = "search"
 
@@ -489,7 +498,9 @@ class Compression:
         state, config = self.state, self.config
         while state.stage == "search":
             minimax = self._minimax
-            loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, state.hard_pruned) if minimax else None)
+            if minimax:
+                hard_pruned = self._solver_view(state.costs, state.hard_pruned, self._budget(state.fixed))[1]
+            loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, hard_pruned) if minimax else None)
             state.phase_step += 1
             self._advance(loss)
             if state.phase_step % config.eval_every == 0 and config.resource in ("synops", "energy"):
@@ -498,7 +509,10 @@ class Compression:
             at_limit = state.phase_step >= self._search_limit
             pruned = None
             if minimax:
-                pruned = self.solver.step(state.solver, state.costs, state.hard_pruned, budget, self.trainer.optimizer.lr)
+                pruned = self.solver.step(state.solver, *self._solver_view(state.costs, state.hard_pruned, budget),
+                                          self.trainer.optimizer.lr)
+                if pruned is not None and self.units is not None:
+                    pruned = self._channels_to_budget(pruned, budget)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:
                 target = gradual_target(state.phase_step, self._search_limit, state.gradual_start, budget.target)
                 step_mask = self._by_magnitude(state.costs, state.hard_pruned, budget, target)
@@ -520,12 +534,26 @@ class Compression:
     def _by_magnitude(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
                       target: float | None = None) -> np.ndarray:
         """Prune by magnitude until the resource is at most ``target`` (default: the budget):
-        the least synapses, or with ``structure="channel"`` the least-L2-norm channels (structured.py)."""
-        if self.channel_groups is None:
+        the least synapses, or with ``structure="channel"`` the channels of least relative norm (structured.py)."""
+        if self.units is None:
             return magnitude_to_budget(self._magnitudes(), costs, hard_pruned, budget, target)
         target = budget.target if target is None else target
         excess = (resource_after(costs, hard_pruned, budget) - target) * budget.reference
-        return prune_groups(self.channel_groups, self.flat.weights(), costs, hard_pruned, excess)
+        return self.units.prune(costs, hard_pruned, excess)
+
+    def _channels_to_budget(self, chosen: np.ndarray, budget: Budget) -> np.ndarray:
+        """The flat pruned vector of the fewest channels of ``chosen`` (the solver's, per channel),
+        least relative norm first, that meet the budget: the solver's estimate counts a synapse
+        shared by two channels half in each, so it may choose more than the budget needs."""
+        state = self.state
+        excess = (resource_after(state.costs, state.hard_pruned, budget) - budget.target) * budget.reference
+        pruned = self.units.prune(state.costs, state.hard_pruned, excess, among=chosen)
+        return self._by_magnitude(state.costs, pruned, budget)  # adds channels only if still above it
+
+    def _solver_view(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget):
+        """(costs, hard-pruned vector, budget) as the solver sees them: per synapse, or with
+        ``structure="channel"`` per channel (structured.ChannelGroups.view)."""
+        return (costs, hard_pruned, budget) if self.units is None else self.units.view(costs, hard_pruned, budget)
 
     def _set_masks(self, pruned: np.ndarray) -> None:
         for name, keep in self.flat.keep_masks(pruned).items():

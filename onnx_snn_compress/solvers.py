@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .kernels.selection import kept_cost, least_set
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -79,7 +80,7 @@ class MinimaxState:
 
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
     """The resource as a fraction of R0 when ``pruned`` weights are removed."""
-    return (budget.fixed + float(np.sum(costs[~pruned]))) / budget.reference
+    return (budget.fixed + kept_cost(costs, pruned)) / budget.reference
 
 
 def unranked(magnitudes: np.ndarray) -> np.ndarray:
@@ -88,7 +89,9 @@ def unranked(magnitudes: np.ndarray) -> np.ndarray:
 
 class Minimax:
     """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
-    ``pruning.protect_strongest`` ranks protected synapses last)."""
+    ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
+    ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
+    the solver uses only their ``weights()``, ``add_scaled_weights`` and ``scale_weights``."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
                  tolerance: float = 0.01, rank=unranked):
@@ -111,8 +114,8 @@ class Minimax:
             if k >= size:
                 sets.append((np.flatnonzero(np.isfinite(ranked[group])) + group.start, -1))
                 continue
-            order = np.argpartition(ranked[group], k)
-            sets.append((order[:k] + group.start, int(order[k]) + group.start))
+            chosen, following = least_set(ranked[group], k)
+            sets.append((chosen + group.start, following + group.start))
         return sets
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):

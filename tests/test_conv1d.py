@@ -155,7 +155,7 @@ def test_structured_pruning_and_removal_act_on_conv1d_channels():
     flat = FlatWeights(graph, ["conv", "fc"])
     groups = channel_groups(graph, flat)
     assert len(groups) == 4  # one per conv channel (fc feeds the readout: its classes stay)
-    assert all(len(g) == 2 * 3 + 3 * 6 for g in groups)  # its fan-in, and the fc columns of its 6 positions
+    assert all(layer == "conv" and len(g) == 2 * 3 + 3 * 6 for layer, g in groups)  # fan-in, fc columns of 6 positions
     graph["conv"].weight[2] = 0.0
     graph["fc"].weight[:, 12:18] = 0.0  # channel 2's fan-out (flattened [4, 6]: positions 12..17)
     smaller, removed = remove_dead(graph)

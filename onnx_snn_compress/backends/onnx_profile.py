@@ -45,22 +45,35 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
     )
 
 
-VARIANTS = [(delay, on_equal) for delay in (True, False) for on_equal in (True, False)]
+# (reset_delay, fire_on_equal, hard reset): each has its own loop
+VARIANTS = [(delay, on_equal, hard) for delay in (True, False) for on_equal in (True, False) for hard in (True, False)]
 
 
-def _variant_tag(delay: bool, on_equal: bool) -> str:
-    return f"_d{int(delay)}e{int(on_equal)}"
+def _variant_tag(delay: bool, on_equal: bool, hard: bool) -> str:
+    return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}"
 
 
-def _neuron_step(delay: bool, on_equal: bool, tag: str, v_prev: str, fired_prev: str | None,
+def _reset(potential: str, fired: str, hard: bool, n) -> tuple[list[onnx.NodeProto], str]:
+    """``potential`` P reset where ``fired``, with ``S = float(fired)``: ``P + S * reset_value``
+    (subtract, none) or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly
+    ``P * (1 - hard) + reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``)
+    and ``P`` without one. Not ``Where``: onnxruntime's Where is the slowest op of the step on
+    large layers (bench/bench_reset.py)."""
+    nodes = [helper.make_node("Cast", [fired], [n("s")], to=TensorProto.FLOAT),
+             helper.make_node("Mul", [n("s"), "reset_value"], [n("jump")])]
+    if hard:
+        nodes += [helper.make_node("Sub", ["one", n("s")], [n("factor")]),
+                  helper.make_node("Mul", [potential, n("factor")], [n("kept")])]
+        potential = n("kept")
+    return nodes + [helper.make_node("Add", [potential, n("jump")], [n("reset")])], n("reset")
+
+
+def _neuron_step(delay: bool, on_equal: bool, hard: bool, tag: str, v_prev: str, fired_prev: str | None,
                  drive_t: str) -> tuple[list[onnx.NodeProto], str, str]:
-    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``): 6 to 8 ops
-    (onnxruntime pays about a microsecond per op and step, three for a Where). Reads the
-    constants of :func:`_neuron_function`; returns the nodes and the names of the potential
-    and the spikes (bool) after the step. ``fired_prev=None``: the first step.
-
-    ``reset(P) = P * keep + reset_value`` (``keep = 1 - hard``) is exact: ``P - v_threshold``
-    (subtract), ``v_reset`` (hard) or ``P`` (none); ``Where`` applies it after a spike.
+    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 4
+    to 9 elementwise ops (7 for the common immediate subtract reset). Reads the constants of
+    :func:`_neuron_function`; returns the nodes and the names of the potential and the spikes
+    (bool) after the step. ``fired_prev=None``: the first step. The reset: :func:`_reset`.
     """
     n = lambda name: f"{name}{tag}"  # noqa: E731
     nodes = [
@@ -69,54 +82,39 @@ def _neuron_step(delay: bool, on_equal: bool, tag: str, v_prev: str, fired_prev:
     ]
     charged = n("charged")
     if delay and fired_prev is not None:  # reset the decayed potential by the previous spike
-        nodes += [
-            helper.make_node("Mul", [charged, "keep"], [n("kept_early")]),
-            helper.make_node("Add", [n("kept_early"), "reset_value"], [n("after_early")]),
-            helper.make_node("Where", [fired_prev, n("after_early"), charged], [n("charged_reset")]),
-        ]
-        charged = n("charged_reset")
+        reset, charged = _reset(charged, fired_prev, hard, lambda name: n(f"{name}_early"))
+        nodes += reset
     nodes += [
         helper.make_node("Add", [charged, drive_t], [n("h")]),
         helper.make_node("GreaterOrEqual" if on_equal else "Greater", [n("h"), "v_threshold"], [n("fired")]),
     ]
     if delay:
         return nodes, n("h"), n("fired")
-    nodes += [  # immediate reset
-        helper.make_node("Mul", [n("h"), "keep"], [n("kept_now")]),
-        helper.make_node("Add", [n("kept_now"), "reset_value"], [n("after_now")]),
-        helper.make_node("Where", [n("fired"), n("after_now"), n("h")], [n("v_next")]),
-    ]
-    return nodes, n("v_next"), n("fired")
+    reset, v_next = _reset(n("h"), n("fired"), hard, lambda name: n(f"{name}_now"))  # immediate reset
+    return nodes + reset, v_next, n("fired")
 
 
-def _neuron_loop(delay: bool, on_equal: bool, time_steps: int | None) -> onnx.GraphProto:
+def _neuron_loop(delay: bool, on_equal: bool, hard: bool, time_steps: int | None) -> onnx.GraphProto:
     """``drive`` ``[T, N, ...]`` (outer scope) -> the spikes as bool ``[T, N, ...]``, for one variant:
     a Scan over any T, or, for a fixed ``time_steps``, the steps written out one after another."""
-    tag = _variant_tag(delay, on_equal)
+    tag = _variant_tag(delay, on_equal, hard)
     n = lambda name: f"{name}{tag}"  # noqa: E731
     f, b = TensorProto.FLOAT, TensorProto.BOOL
     spikes = n("spikes")
     if time_steps is None:
-        step, v_next, fired = _neuron_step(delay, on_equal, tag, n("v_prev"), n("fired_prev") if delay else None, n("drive_t"))
-        states = [(n("v_prev"), v_next, f)] + ([(n("fired_prev"), fired, b)] if delay else [])
-        step.append(helper.make_node("Identity", [fired], [n("fired_t")]))
+        # names inside the Scan body are its own (the bodies of the variants are never in one scope)
+        step, v_next, fired = _neuron_step(delay, on_equal, hard, "", "v_prev", "fired_prev" if delay else None, "drive_t")
+        states = [("v_prev", v_next, f)] + ([("fired_prev", fired, b)] if delay else [])
+        step.append(helper.make_node("Identity", [fired], ["fired_t"]))
         body = helper.make_graph(
             step, n("neuron_step"),
             [helper.make_tensor_value_info(name, t, None) for name, _, t in states]
-            + [helper.make_tensor_value_info(n("drive_t"), f, None)],
+            + [helper.make_tensor_value_info("drive_t", f, None)],
             [helper.make_tensor_value_info(out, t, None) for _, out, t in states]
-            + [helper.make_tensor_value_info(n("fired_t"), b, None)],
+            + [helper.make_tensor_value_info("fired_t", b, None)],
         )
-        starts = [n("v_first")] + ([n("no_spikes")] if delay else [])
-        nodes = [  # initial state: V = v_init, no previous spike, shaped like one time step
-            helper.make_node("Shape", ["drive"], [n("step_shape")], start=1),
-            helper.make_node(
-                "ConstantOfShape", [n("step_shape")], [n("zeros")], value=numpy_helper.from_array(np.zeros(1, np.float32))
-            ),
-            helper.make_node("Add", [n("zeros"), "v_init"], [n("v_first")]),
-            helper.make_node(
-                "ConstantOfShape", [n("step_shape")], [n("no_spikes")], value=numpy_helper.from_array(np.zeros(1, bool))
-            ),
+        starts = ["v_first"] + (["no_spikes"] if delay else [])  # of _neuron_function, shared by the loops
+        nodes = [
             helper.make_node(
                 "Scan", [*starts, "drive"], [*(n(f"end{i}") for i in range(len(starts))), spikes], body=body,
                 num_scan_inputs=1,
@@ -128,7 +126,7 @@ def _neuron_loop(delay: bool, on_equal: bool, time_steps: int | None) -> onnx.Gr
                  else helper.make_node("Identity", ["drive"], drives)]
         v, fired, all_fired = "v_init", None, []
         for t in range(time_steps):
-            step, v, fired = _neuron_step(delay, on_equal, f"{tag}_{t}", v, fired, drives[t])
+            step, v, fired = _neuron_step(delay, on_equal, hard, f"{tag}_{t}", v, fired, drives[t])
             nodes += step
             all_fired.append(fired)
         nodes.append(helper.make_node("Concat", all_fired, [spikes], axis=0))
@@ -136,17 +134,16 @@ def _neuron_loop(delay: bool, on_equal: bool, time_steps: int | None) -> onnx.Gr
 
 
 def _reset_mode_nodes() -> list[onnx.NodeProto]:
-    """The calling neuron's ``reset`` attribute decoded into two float32 tensors:
-    ``keep = 1 - hard`` and ``reset_value = hard * v_reset - subtract * v_threshold``
-    (hard = (reset == "hard"), subtract = (reset == "subtract")), so that the reset of a
-    potential P is ``P * keep + reset_value``. Needs ``one``, ``v_reset`` and ``v_threshold``."""
+    """The calling neuron's ``reset`` attribute decoded: ``is_hard`` (bool), ``hard`` (float32) and
+    ``reset_value = hard * v_reset - subtract * v_threshold`` (subtract = (reset == "subtract")), so
+    that the reset of a potential P after a spike is ``P * (1 - hard) + reset_value``. Needs
+    ``v_reset`` and ``v_threshold``."""
     return [
         _ref_constant("reset", "reset", onnx.AttributeProto.STRING),
         _const("hard_name", "hard", dtype=object),
         _const("subtract_name", "subtract", dtype=object),
         helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
         helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
-        helper.make_node("Sub", ["one", "hard"], ["keep"]),
         helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
         helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
@@ -167,8 +164,9 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
     X ``[T, N, ...]`` -> S ``[T, N, ...]``, for any T, or unrolled for ``time_steps``
     (see :func:`_neuron_loop`).
 
-    ``If`` nodes on ``reset_delay`` and ``fire_on_equal`` pick the loop of that variant;
-    their conditions are constants, so onnxruntime keeps only the chosen branch at load.
+    ``If`` nodes on the reset mode (hard or not), ``reset_delay`` and ``fire_on_equal`` pick
+    the loop of that variant; their conditions are constants, so onnxruntime keeps only the
+    chosen branch at load.
     With ``time_steps``, only ``unrolled_variants`` (those the model's nodes use) are
     unrolled; the others stay Scans, correct for any T, to keep the file small.
     """
@@ -193,9 +191,14 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         ]
     nodes += [
-        *_reset_mode_nodes(),
+        *_reset_mode_nodes(),  # is_hard also picks the loop
         # the input current of every step at once, outside the time loop
         helper.make_node("Mul", ["gain", "X"], ["drive"]),
+        # a Scan's initial state: V = v_init, no previous spike, shaped like one time step
+        helper.make_node("Shape", ["drive"], ["step_shape"], start=1),
+        helper.make_node("ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))),
+        helper.make_node("Add", ["zeros", "v_init"], ["v_first"]),
+        helper.make_node("ConstantOfShape", ["step_shape"], ["no_spikes"], value=numpy_helper.from_array(np.zeros(1, bool))),
         # the variant: reset_delay, then fire_on_equal
         _ref_constant("delay_int", "reset_delay", INT),
         helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.BOOL),
@@ -204,15 +207,19 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
     ]
     loops = {variant: _neuron_loop(*variant, time_steps if variant in unrolled_variants else None) for variant in VARIANTS}
 
-    def by_firing(delay: bool) -> onnx.GraphProto:
-        tag = _variant_tag(delay, True)[:3]
-        node = helper.make_node("If", ["fire_on_equal"], [f"spikes{tag}"],
-                                then_branch=loops[(delay, True)], else_branch=loops[(delay, False)])
+    def choose(condition: str, tag: str, then_branch: onnx.GraphProto, else_branch: onnx.GraphProto) -> onnx.GraphProto:
+        node = helper.make_node("If", [condition], [f"spikes{tag}"], then_branch=then_branch, else_branch=else_branch)
         return helper.make_graph([node], f"loop{tag}", [], [helper.make_tensor_value_info(f"spikes{tag}", TensorProto.BOOL, None)])
 
+    def by_firing(delay: bool, hard: bool) -> onnx.GraphProto:
+        return choose("fire_on_equal", f"_d{int(delay)}h{int(hard)}", loops[(delay, True, hard)], loops[(delay, False, hard)])
+
+    def by_delay(hard: bool) -> onnx.GraphProto:
+        return choose("delay", f"_h{int(hard)}", by_firing(True, hard), by_firing(False, hard))
+
     nodes += [
-        helper.make_node("If", ["delay"], ["fired"], then_branch=by_firing(True), else_branch=by_firing(False)),
-        helper.make_node("Cast", ["fired"], ["S"], to=TensorProto.FLOAT),
+        helper.make_node("If", ["is_hard"], ["spikes"], then_branch=by_delay(True), else_branch=by_delay(False)),
+        helper.make_node("Cast", ["spikes"], ["S"], to=TensorProto.FLOAT),
     ]
     return helper.make_function(
         profile.DOMAIN, name, ["X"], ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
@@ -287,6 +294,7 @@ def _synaptic_function(name: str) -> onnx.FunctionProto:
         helper.make_node("Sub", ["one", "beta"], ["one_minus_beta"]),
         helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         *_reset_mode_nodes(),
+        helper.make_node("Sub", ["one", "hard"], ["keep"]),
         _ref_constant("delay_int", "reset_delay", INT),
         helper.make_node("Cast", ["delay_int"], ["delay"], to=b),
         helper.make_node("Not", ["delay"], ["immediate"]),
@@ -534,7 +542,8 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
                       for a in profile.NEURON_PER_NEURON_ATTRS})
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        used = {(n.reset_delay, n.fire_on_equal) for n in w.graph.neurons() if _neuron_op(n) == op}
+        used = {(n.reset_delay, n.fire_on_equal, n.reset == "hard") for n in w.graph.neurons()
+                if isinstance(n, ir.Neuron) and _neuron_op(n) == op}
         w.functions[op] = _neuron_function(op, w.time_steps, used)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
     w.layout[node.name] = TIME
