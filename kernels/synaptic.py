@@ -12,7 +12,9 @@ order (the same as the SNN-ONNX profile's ``snn::CubaLIF`` Scan body)::
     fire     S = H >= v_threshold   (or H > v_threshold)
     reset    V = reset(H, S)                                (V = H with reset_delay)
 
-with ``I = 0``, ``V = v_init``, ``S_prev = 0`` before the first step. The recurrent sum runs
+with ``I = 0``, ``V = v_init``, ``S_prev = 0`` before the first step. Each neuron parameter is a
+float32 scalar or per-neuron values ``[n]``, read through kernels/neuron.py's ``_at`` (one compiled
+version for all-scalar parameters, one for arrays). The recurrent sum runs
 over the neurons that fired at the previous step only (spikes are 0 or 1), which adds the
 same float32 terms in the same order as a dense product with the spike vector.
 
@@ -38,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .neuron import RESET_HARD, RESET_NONE, RESET_SUBTRACT, surrogate_gradient
+from .neuron import RESET_HARD, RESET_NONE, RESET_SUBTRACT, _at, neuron_parameters, surrogate_gradient
 
 __all__ = ["synaptic_forward", "synaptic_backward", "recurrent_weight_grads", "RESET_SUBTRACT", "RESET_NONE"]
 
@@ -60,14 +62,15 @@ def _fires(h, v_threshold, fire_on_equal):
 
 
 @njit(cache=True, parallel=True)
-def _forward_kernel(x, weight, bias, recurrent, current_decay, beta, gain, v_threshold, v_reset, v_leak,
+def _forward_kernel(x, weight, bias, recurrent, current_decay, beta, gain, v_threshold, v_reset, leak,
                     v_init, reset_mode, reset_delay, fire_on_equal, spikes, potential, current):
     time_steps, samples, neurons = spikes.shape
     record = potential.shape[0] > 0
-    leak = (np.float32(1.0) - beta) * v_leak
     for b in prange(samples):
         i = np.zeros(neurons, dtype=np.float32)
-        v = np.full(neurons, v_init, dtype=np.float32)
+        v = np.empty(neurons, dtype=np.float32)
+        for j in range(neurons):
+            v[j] = _at(v_init, j)
         fired = np.zeros(neurons, dtype=np.bool_)
         r = np.zeros(neurons, dtype=np.float32)
         for t in range(time_steps):
@@ -79,14 +82,15 @@ def _forward_kernel(x, weight, bias, recurrent, current_decay, beta, gain, v_thr
                             total += weight[j, k]
                     r[j] = total + bias[j]
             for j in range(neurons):
-                i[j] = current_decay * i[j] + x[t, b, j]
+                threshold = _at(v_threshold, j)
+                i[j] = _at(current_decay, j) * i[j] + x[t, b, j]
                 if recurrent:
                     i[j] = i[j] + r[j]
-                h = (beta * v[j] + leak) + gain * i[j]
+                h = (_at(beta, j) * v[j] + _at(leak, j)) + _at(gain, j) * i[j]
                 if reset_delay:
-                    h = _reset(h, fired[j], reset_mode, v_threshold, v_reset)
-                s = _fires(h, v_threshold, fire_on_equal)
-                v[j] = h if reset_delay else _reset(h, s, reset_mode, v_threshold, v_reset)
+                    h = _reset(h, fired[j], reset_mode, threshold, _at(v_reset, j))
+                s = _fires(h, threshold, fire_on_equal)
+                v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, _at(v_reset, j))
                 fired[j] = s
                 spikes[t, b, j] = np.float32(s)
                 if record:
@@ -98,8 +102,9 @@ def synaptic_forward(x, weight, bias, current_decay, beta, gain, v_threshold, v_
                      reset_mode, reset_delay, fire_on_equal, record=False):
     """Run a layer of current-based LIF neurons over time.
 
-    x: ``[T, N, n]``; weight ``[n, n]`` and bias ``[n]`` (recurrent synapses) or None. Scalars are
-    rounded to float32; reset_mode is one of kernels.neuron.RESET_CODES.
+    x: ``[T, N, n]``; weight ``[n, n]`` and bias ``[n]`` (recurrent synapses) or None. The seven
+    neuron parameters are scalars (rounded to float32) or per-neuron arrays ``[n]`` (see
+    :func:`synaptic_parameters`); reset_mode is one of kernels.neuron.RESET_CODES.
 
     Returns ``(spikes, potential, current)``: spikes float32 ``[T, N, n]`` of 0/1; with ``record``
     the membrane potential ``H`` (after a delayed reset, before the step's own) and the current
@@ -114,19 +119,18 @@ def synaptic_forward(x, weight, bias, current_decay, beta, gain, v_threshold, v_
     recorded = (time_steps if record else 0, samples, neurons)
     potential = np.empty(recorded, dtype=np.float32)
     current = np.empty(recorded, dtype=np.float32)
-    f32 = np.float32
-    _forward_kernel(x, weight, bias, recurrent, f32(current_decay), f32(beta), f32(gain), f32(v_threshold),
-                    f32(v_reset), f32(v_leak), f32(v_init), int(reset_mode), bool(reset_delay), bool(fire_on_equal),
-                    spikes, potential, current)
+    current_decay, beta, gain, v_threshold, v_reset, leak, v_init = synaptic_parameters(
+        neurons, current_decay, beta, gain, v_threshold, v_reset, v_leak, v_init)
+    _forward_kernel(x, weight, bias, recurrent, current_decay, beta, gain, v_threshold, v_reset, leak, v_init,
+                    int(reset_mode), bool(reset_delay), bool(fire_on_equal), spikes, potential, current)
     return spikes, potential, current
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _backward_kernel(grad_spikes, potential, current, weight, recurrent, current_decay, beta, gain, v_threshold,
-                     v_reset, v_leak, reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset,
+                     v_reset, leak, reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset,
                      grad_x):
     time_steps, samples, neurons = potential.shape
-    leak = (np.float32(1.0) - beta) * v_leak
     zero = np.float32(0.0)
     one = np.float32(1.0)
     for b in prange(samples):
@@ -138,36 +142,37 @@ def _backward_kernel(grad_spikes, potential, current, weight, recurrent, current
             for j in range(neurons):
                 grad_s_prev[j] = zero
             for j in range(neurons):
+                threshold = _at(v_threshold, j)
                 h = potential[t, b, j]
-                s = _fires(h, v_threshold, fire_on_equal)
-                sg = surrogate_gradient(h - v_threshold, surrogate, alpha)
+                s = _fires(h, threshold, fire_on_equal)
+                sg = surrogate_gradient(h - threshold, surrogate, alpha)
                 g_s = grad_spikes[t, b, j] + grad_s_next[j]
                 if reset_delay:
                     grad_h = grad_v[j] + g_s * sg
                     grad_p = grad_h
                     if t > 0:
-                        fired_before = _fires(potential[t - 1, b, j], v_threshold, fire_on_equal)
+                        fired_before = _fires(potential[t - 1, b, j], threshold, fire_on_equal)
                         if reset_mode == RESET_HARD and fired_before:
                             grad_p = zero
                         if not detach_reset:
                             if reset_mode == RESET_SUBTRACT:
-                                grad_s_prev[j] += grad_h * (-v_threshold)
+                                grad_s_prev[j] += grad_h * (-threshold)
                             elif reset_mode == RESET_HARD:
-                                p = (beta * potential[t - 1, b, j] + leak) + gain * current[t, b, j]
-                                grad_s_prev[j] += grad_h * (v_reset - p)
+                                p = (_at(beta, j) * potential[t - 1, b, j] + _at(leak, j)) + _at(gain, j) * current[t, b, j]
+                                grad_s_prev[j] += grad_h * (_at(v_reset, j) - p)
                 else:
                     if reset_mode == RESET_SUBTRACT:
-                        dv_dh, dv_ds = one, -v_threshold
+                        dv_dh, dv_ds = one, -threshold
                     elif reset_mode == RESET_HARD:
-                        dv_dh, dv_ds = (zero if s else one), v_reset - h
+                        dv_dh, dv_ds = (zero if s else one), _at(v_reset, j) - h
                     else:
                         dv_dh, dv_ds = one, zero
                     if detach_reset:
                         dv_ds = zero
                     grad_h = grad_v[j] * dv_dh + (g_s + grad_v[j] * dv_ds) * sg
                     grad_p = grad_h
-                grad_i[j] = gain * grad_p + current_decay * grad_i[j]
-                grad_v[j] = beta * grad_p
+                grad_i[j] = _at(gain, j) * grad_p + _at(current_decay, j) * grad_i[j]
+                grad_v[j] = _at(beta, j) * grad_p
                 grad_x[t, b, j] = grad_i[j]
             if recurrent and t > 0:  # R[t] = S[t-1] @ weight.T + bias
                 for k in range(neurons):
@@ -187,11 +192,29 @@ def synaptic_backward(grad_spikes, potential, current, weight, current_decay, be
     recurrent = weight is not None
     weight = np.ascontiguousarray(weight if recurrent else np.zeros((0, 0)), dtype=np.float32)
     grad_x = np.empty_like(grad_spikes)
-    f32 = np.float32
-    _backward_kernel(grad_spikes, potential, current, weight, recurrent, f32(current_decay), f32(beta), f32(gain),
-                     f32(v_threshold), f32(v_reset), f32(v_leak), int(reset_mode), bool(reset_delay),
-                     bool(fire_on_equal), int(surrogate), f32(alpha), bool(detach_reset), grad_x)
+    current_decay, beta, gain, v_threshold, v_reset, leak, _ = synaptic_parameters(
+        grad_spikes.shape[2], current_decay, beta, gain, v_threshold, v_reset, v_leak, 0.0)
+    _backward_kernel(grad_spikes, potential, current, weight, recurrent, current_decay, beta, gain, v_threshold,
+                     v_reset, leak, int(reset_mode), bool(reset_delay), bool(fire_on_equal), int(surrogate),
+                     np.float32(alpha), bool(detach_reset), grad_x)
     return grad_x
+
+
+def synaptic_parameters(neurons, current_decay, beta, gain, v_threshold, v_reset, v_leak, v_init):
+    """The parameters as the kernels take them: ``(current_decay, beta, gain, v_threshold, v_reset,
+    leak, v_init)`` with ``leak = (1 - beta) * v_leak`` in float32; all float32 scalars, or (when
+    any is a per-neuron array ``[neurons]``) all float32 arrays ``[neurons]``, as
+    kernels.neuron.neuron_parameters gives them."""
+    decay = np.asarray(current_decay, dtype=np.float32)
+    if decay.ndim:  # one array makes them all arrays: a kernel is compiled for two cases only
+        beta = np.broadcast_to(np.asarray(beta, dtype=np.float32), (neurons,))
+    beta, gain, v_threshold, v_reset, leak, v_init = neuron_parameters(
+        neurons, beta, gain, v_threshold, v_reset, v_leak, v_init)
+    if isinstance(beta, np.ndarray):
+        decay = np.ascontiguousarray(np.broadcast_to(decay.reshape(-1) if decay.ndim else decay, (neurons,)))
+    else:
+        decay = decay[()]
+    return decay, beta, gain, v_threshold, v_reset, leak, v_init
 
 
 def recurrent_weight_grads(grad_x, spikes):

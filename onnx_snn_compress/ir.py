@@ -82,6 +82,11 @@ class Node:
         """Per-sample output shape; raises IRError when the inputs do not fit."""
         return input_shapes[0]
 
+    @staticmethod
+    def _as_given(shape: Shape) -> Shape:
+        """A shape for a message, as the user gave the layer's input (1-D layers override)."""
+        return shape
+
     def parameters(self) -> dict[str, np.ndarray]:
         """The node's array parameters by name (empty for parameter-free nodes)."""
         return {
@@ -179,6 +184,7 @@ class Conv2d(Node):
     groups: int = 1
 
     kind: ClassVar[str] = "Conv2d"
+    AXES: ClassVar[str] = "H, W"  # the spatial axes, as messages name them
 
     def __post_init__(self):
         super().__post_init__()
@@ -200,14 +206,13 @@ class Conv2d(Node):
         (shape,) = input_shapes
         out_channels, in_per_group, kh, kw = self.weight.shape
         if len(shape) != 3 or shape[0] != in_per_group * self.groups:
-            raise IRError(
-                f"Conv2d {self.name!r} expects input ({in_per_group * self.groups}, H, W), got {shape}"
-            )
+            raise IRError(f"{self.kind} {self.name!r} expects input ({in_per_group * self.groups}, {self.AXES}), "
+                          f"got {self._as_given(shape)}")
         spatial = []
         for size, k, s, p, d in zip(shape[1:], (kh, kw), self.stride, self.padding, self.dilation):
             out = (size + 2 * p - d * (k - 1) - 1) // s + 1
             if out < 1:
-                raise IRError(f"Conv2d {self.name!r}: kernel larger than the padded input {shape}")
+                raise IRError(f"{self.kind} {self.name!r}: kernel larger than the padded input {self._as_given(shape)}")
             spatial.append(out)
         return (out_channels, *spatial)
 
@@ -263,6 +268,8 @@ class _Pool2d(Node):
     stride: tuple[int, int] | None = None
     padding: tuple[int, int] = (0, 0)
 
+    AXES: ClassVar[str] = "H, W"  # the spatial axes, as messages name them
+
     def __post_init__(self):
         super().__post_init__()
         self.kernel_size = _pair(self.kernel_size, f"{self.name}.kernel_size")
@@ -276,12 +283,12 @@ class _Pool2d(Node):
     def output_shape(self, input_shapes):
         (shape,) = input_shapes
         if len(shape) != 3:
-            raise IRError(f"{self.kind} {self.name!r} expects input (C, H, W), got {shape}")
+            raise IRError(f"{self.kind} {self.name!r} expects input (C, {self.AXES}), got {self._as_given(shape)}")
         spatial = []
         for size, k, s, p in zip(shape[1:], self.kernel_size, self.stride, self.padding):
             out = (size + 2 * p - k) // s + 1
             if out < 1:
-                raise IRError(f"{self.kind} {self.name!r}: kernel larger than the padded input {shape}")
+                raise IRError(f"{self.kind} {self.name!r}: kernel larger than the padded input {self._as_given(shape)}")
             spatial.append(out)
         return (shape[0], *spatial)
 
@@ -326,12 +333,18 @@ class _Planar1d:
     """A 1-D layer over ``[C, L]``, computed as the 2-D layer it derives from over ``[C, 1, L]``
     (the same arithmetic: a 1-wide H axis adds nothing). Graph shapes stay ``[C, L]``."""
 
+    AXES: ClassVar[str] = "L"
+
     def output_shape(self, input_shapes):
         (shape,) = input_shapes
         if len(shape) != 2:
             raise IRError(f"{self.kind} {self.name!r} expects input (C, L), got {shape}")
         channels, _, length = super().output_shape([(shape[0], 1, shape[1])])
         return (channels, length)
+
+    @staticmethod
+    def _as_given(shape: Shape) -> Shape:
+        return (shape[0], shape[-1])  # [C, 1, L] as the user's [C, L]
 
 
 @dataclass(eq=False)
@@ -432,8 +445,92 @@ class Dropout(Node):
             raise IRError(f"Dropout {self.name!r}: p must lie in [0, 1), got {self.p}")
 
 
+class _NeuronParameters:
+    """The per-neuron parameters shared by :class:`Neuron` and :class:`SynapticNeuron`: each of
+    ``PARAMETERS`` is a float or a float32 array of per-neuron values that broadcasts over the
+    layer's feature shape (numpy rules). An array of equal values is stored as its float."""
+
+    PARAMETERS: ClassVar[tuple[str, ...]] = NEURON_PARAMETERS
+    DECAYS: ClassVar[tuple[str, ...]] = ("beta",)  # parameters that must lie in [0, 1]
+
+    def _check_parameters(self) -> None:
+        """Validate and normalise the parameters and the reset, firing and training fields."""
+        if self.reset not in RESET_MODES:
+            raise IRError(f"{self.kind} {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
+        if self.surrogate not in SURROGATES:
+            raise IRError(f"{self.kind} {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
+        self.reset_delay = bool(self.reset_delay)
+        self.fire_on_equal = bool(self.fire_on_equal)
+        self.detach_reset = bool(self.detach_reset)
+        for name in self.PARAMETERS:
+            setattr(self, name, self._parameter(name, getattr(self, name)))
+        self.alpha = _f32(self.alpha)
+        if not np.isfinite(self.alpha):
+            raise IRError(f"{self.kind} {self.name!r}: alpha must be finite")
+        for name in self.DECAYS:
+            value = np.asarray(getattr(self, name))
+            if not np.all((0.0 <= value) & (value <= 1.0)):
+                raise IRError(f"{self.kind} {self.name!r}: {name} must lie in [0, 1], "
+                              f"got {self.describe_parameter(getattr(self, name))}")
+        # (1 - beta) * v_leak vanishes where beta = 1: an IF neuron has no leak potential
+        try:
+            v_leak = np.where(np.asarray(self.beta) == 1.0, np.float32(0.0), self.v_leak)
+        except ValueError:
+            raise IRError(f"{self.kind} {self.name!r}: per-neuron beta {np.shape(self.beta)} and v_leak "
+                          f"{np.shape(self.v_leak)} do not broadcast together") from None
+        self.v_leak = self._parameter("v_leak", v_leak)
+
+    def _parameter(self, name: str, value) -> float | np.ndarray:
+        """A float, or a float32 array of per-neuron values (an array of equal values is a float)."""
+        if isinstance(value, (int, float, np.number)):
+            value = _f32(value)
+            if not np.isfinite(value):
+                raise IRError(f"{self.kind} {self.name!r}: {name} must be finite")
+            return value
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise IRError(f"{self.kind} {self.name!r}: {name} must be a number or an array of numbers") from None
+        if array.size == 0:
+            raise IRError(f"{self.kind} {self.name!r}: {name} is an empty array")
+        if not np.all(np.isfinite(array)):
+            raise IRError(f"{self.kind} {self.name!r}: {name} must be finite")
+        if np.all(array == array.flat[0]):
+            return float(array.flat[0])  # -0.0 and 0.0 compare equal; the scalar path takes either
+        return _array(array, f"{self.name}.{name}")
+
+    @staticmethod
+    def describe_parameter(value) -> str:
+        """A parameter for a message: its float, or the range of its per-neuron values."""
+        if isinstance(value, float):
+            return repr(value)
+        return f"per-neuron values from {value.min():g} to {value.max():g}"
+
+    def _check_broadcast(self, shape: Shape) -> None:
+        for name in self.per_neuron:
+            values = getattr(self, name)
+            fits = values.ndim <= len(shape) and all(
+                v in (1, d) for v, d in zip(values.shape[::-1], tuple(shape)[::-1]))
+            if not fits:
+                raise IRError(f"{self.kind} {self.name!r}: per-neuron {name} of shape {values.shape} "
+                              f"does not broadcast over the layer's neurons {tuple(shape)}")
+
+    @property
+    def per_neuron(self) -> tuple[str, ...]:
+        """The names of the parameters (of ``PARAMETERS``) that vary over the neurons."""
+        return tuple(name for name in self.PARAMETERS if isinstance(getattr(self, name), np.ndarray))
+
+    def parameter_values(self, shape: Shape) -> dict[str, float | np.ndarray]:
+        """Each of ``PARAMETERS``: its float, or its values broadcast to ``shape`` (the
+        layer's feature shape; a read-only float32 view)."""
+        return {
+            name: (np.broadcast_to(value, shape) if isinstance(value, np.ndarray) else value)
+            for name, value in ((n, getattr(self, n)) for n in self.PARAMETERS)
+        }
+
+
 @dataclass(eq=False)
-class Neuron(Node):
+class Neuron(_NeuronParameters, Node):
     """A layer of spiking neurons (LIF; IF is ``beta = 1``), one per input element.
 
     With ``V[-1] = v_init``, for t = 0 .. T-1::
@@ -484,73 +581,12 @@ class Neuron(Node):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in NEURON_PARAMETERS:
-            setattr(self, name, self._parameter(name, getattr(self, name)))
-        self.alpha = _f32(self.alpha)
-        if not np.isfinite(self.alpha):
-            raise IRError(f"Neuron {self.name!r}: alpha must be finite")
-        if not np.all((0.0 <= np.asarray(self.beta)) & (np.asarray(self.beta) <= 1.0)):
-            raise IRError(f"Neuron {self.name!r}: beta must lie in [0, 1], got {self._describe(self.beta)}")
-        # (1 - beta) * v_leak vanishes where beta = 1: an IF neuron has no leak potential
-        self.v_leak = self._parameter("v_leak", np.where(np.asarray(self.beta) == 1.0, np.float32(0.0), self.v_leak))
-        if self.reset not in RESET_MODES:
-            raise IRError(f"Neuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
-        if self.surrogate not in SURROGATES:
-            raise IRError(
-                f"Neuron {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}"
-            )
-        self.reset_delay = bool(self.reset_delay)
-        self.fire_on_equal = bool(self.fire_on_equal)
-        self.detach_reset = bool(self.detach_reset)
-
-    def _parameter(self, name: str, value) -> float | np.ndarray:
-        """A float, or a float32 array of per-neuron values (an array of equal values is a float)."""
-        if isinstance(value, (int, float, np.number)):
-            value = _f32(value)
-            if not np.isfinite(value):
-                raise IRError(f"Neuron {self.name!r}: {name} must be finite")
-            return value
-        try:
-            array = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise IRError(f"Neuron {self.name!r}: {name} must be a number or an array of numbers") from None
-        if array.size == 0:
-            raise IRError(f"Neuron {self.name!r}: {name} is an empty array")
-        if not np.all(np.isfinite(array)):
-            raise IRError(f"Neuron {self.name!r}: {name} must be finite")
-        if np.all(array == array.flat[0]):
-            return float(array.flat[0])  # -0.0 and 0.0 compare equal; the scalar path takes either
-        return _array(array, f"{self.name}.{name}")
-
-    @staticmethod
-    def _describe(value) -> str:
-        if isinstance(value, float):
-            return repr(value)
-        return f"per-neuron values from {value.min():g} to {value.max():g}"
+        self._check_parameters()
 
     def output_shape(self, input_shapes):
         (shape,) = input_shapes
-        for name in self.per_neuron:
-            values = getattr(self, name)
-            fits = values.ndim <= len(shape) and all(
-                v in (1, d) for v, d in zip(values.shape[::-1], tuple(shape)[::-1]))
-            if not fits:
-                raise IRError(f"Neuron {self.name!r}: per-neuron {name} of shape {values.shape} "
-                              f"does not broadcast over the layer's neurons {tuple(shape)}")
+        self._check_broadcast(shape)
         return shape
-
-    @property
-    def per_neuron(self) -> tuple[str, ...]:
-        """The names of the parameters (of ``NEURON_PARAMETERS``) that vary over the neurons."""
-        return tuple(name for name in NEURON_PARAMETERS if isinstance(getattr(self, name), np.ndarray))
-
-    def parameter_values(self, shape: Shape) -> dict[str, float | np.ndarray]:
-        """Each of ``NEURON_PARAMETERS``: its float, or its values broadcast to ``shape`` (the
-        layer's feature shape; a read-only float32 view)."""
-        return {
-            name: (np.broadcast_to(value, shape) if isinstance(value, np.ndarray) else value)
-            for name, value in ((n, getattr(self, n)) for n in NEURON_PARAMETERS)
-        }
 
     def parameters(self) -> dict[str, np.ndarray]:
         """None: per-neuron values are constants of the model, not trained arrays."""
@@ -563,7 +599,7 @@ class Neuron(Node):
 
 
 @dataclass(eq=False)
-class SynapticNeuron(Node):
+class SynapticNeuron(_NeuronParameters, Node):
     """A layer of current-based LIF neurons (CubaLIF), with optional recurrent synapses.
 
     One per input element (a vector layer, ``[n]``). With ``I[-1] = 0``, ``V[-1] = v_init``
@@ -592,16 +628,20 @@ class SynapticNeuron(Node):
     beta = 1 - dt/tau_mem, gain = (dt/tau_mem) * r * (dt/tau_syn) * w_in (the current is kept
     in units of the input), a recurrent Affine/Linear into the neuron as weight and bias.
 
+    Per-neuron parameters: each of current_decay, beta, v_threshold, v_reset, v_leak, v_init and
+    gain is a float or a float32 array ``[n]`` (NIR's per-neuron ``tau_syn`` / ``tau_mem``), as
+    :class:`Neuron`'s; the equations hold per neuron.
+
     Training only: ``surrogate`` (with ``alpha``) and ``detach_reset``, as :class:`Neuron`.
     """
 
-    current_decay: float = 0.0
-    beta: float = 1.0
-    v_threshold: float = 1.0
-    v_reset: float = 0.0
-    v_leak: float = 0.0
-    v_init: float = 0.0
-    gain: float = 1.0
+    current_decay: float | np.ndarray = 0.0
+    beta: float | np.ndarray = 1.0
+    v_threshold: float | np.ndarray = 1.0
+    v_reset: float | np.ndarray = 0.0
+    v_leak: float | np.ndarray = 0.0
+    v_init: float | np.ndarray = 0.0
+    gain: float | np.ndarray = 1.0
     reset: str = "subtract"
     reset_delay: bool = False
     fire_on_equal: bool = True
@@ -612,26 +652,12 @@ class SynapticNeuron(Node):
     detach_reset: bool = False
 
     kind: ClassVar[str] = "SynapticNeuron"
+    PARAMETERS: ClassVar[tuple[str, ...]] = ("current_decay", *NEURON_PARAMETERS)
+    DECAYS: ClassVar[tuple[str, ...]] = ("current_decay", "beta")
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("current_decay", "beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "alpha"):
-            value = _f32(getattr(self, name))
-            if not np.isfinite(value):
-                raise IRError(f"SynapticNeuron {self.name!r}: {name} must be finite")
-            setattr(self, name, value)
-        for name in ("current_decay", "beta"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise IRError(f"SynapticNeuron {self.name!r}: {name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.beta == 1.0:
-            self.v_leak = 0.0  # (1 - beta) * v_leak vanishes
-        if self.reset not in RESET_MODES:
-            raise IRError(f"SynapticNeuron {self.name!r}: reset must be one of {RESET_MODES}, got {self.reset!r}")
-        if self.surrogate not in SURROGATES:
-            raise IRError(f"SynapticNeuron {self.name!r}: surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
-        self.reset_delay = bool(self.reset_delay)
-        self.fire_on_equal = bool(self.fire_on_equal)
-        self.detach_reset = bool(self.detach_reset)
+        self._check_parameters()
         if self.weight is not None:
             self.weight = _array(self.weight, f"{self.name}.weight", ndim=2)
             if self.weight.shape[0] != self.weight.shape[1]:
@@ -644,6 +670,11 @@ class SynapticNeuron(Node):
             if self.bias.shape[0] != self.weight.shape[0]:
                 raise IRError(f"{self.name}.bias has {self.bias.shape[0]} entries for {self.weight.shape[0]} neurons")
 
+    def parameters(self) -> dict[str, np.ndarray]:
+        """The recurrent synapses' weight and bias (none without them); per-neuron values are
+        constants of the model, not trained arrays."""
+        return {} if self.weight is None else {"weight": self.weight, "bias": self.bias}
+
     @property
     def recurrent(self) -> bool:
         """True when the layer has recurrent synapses."""
@@ -655,6 +686,7 @@ class SynapticNeuron(Node):
             raise IRError(f"SynapticNeuron {self.name!r} expects a vector input (n,), got {shape}")
         if self.weight is not None and self.weight.shape[0] != shape[0]:
             raise IRError(f"SynapticNeuron {self.name!r}: a recurrent weight {self.weight.shape} for {shape[0]} neurons")
+        self._check_broadcast(shape)
         return shape
 
 

@@ -34,6 +34,10 @@ IF_OMITTED_ATTRS = ("beta", "v_leak")  # IF is LIF with beta = 1; v_leak then ha
 CUBALIF = "CubaLIF"
 RECURRENT_CUBALIF = "RecurrentCubaLIF"
 SYNAPTIC_FLOAT_ATTRS = ("current_decay", *NEURON_FLOAT_ATTRS)
+# ... whose SYNAPTIC_PER_NEURON_ATTRS are tensors (per-neuron values)
+CUBALIF_PER_NEURON = "CubaLIFPerNeuron"
+RECURRENT_CUBALIF_PER_NEURON = "RecurrentCubaLIFPerNeuron"
+SYNAPTIC_PER_NEURON_ATTRS = ("current_decay", *NEURON_PER_NEURON_ATTRS)
 
 # Graph-level helper tensor: the dynamic number of time steps, Shape(input)[0:1]
 TIME_STEPS = "snn.time_steps"

@@ -108,25 +108,20 @@ def summarize(graph: ir.Graph) -> dict:
         entry["output_shape"] = list(cost.output_shape)
         entry["inputs"] = list(node.inputs)
         entry["connectivity"] = cost.connectivity
-        if isinstance(node, ir.Neuron):
+        if isinstance(node, (ir.Neuron, ir.SynapticNeuron)):
+            if isinstance(node, ir.Neuron):
+                model = "IF" if node.is_if else "LIF"
+            else:
+                model = "RecurrentCubaLIF" if node.recurrent else "CubaLIF"
             entry["neuron"] = {
-                "model": "IF" if node.is_if else "LIF",
+                "model": model,
                 **{k: getattr(node, k) for k in (
                     "reset", "reset_delay", "fire_on_equal", "surrogate", "alpha", "detach_reset",
                 )},
                 # a per-neuron parameter as its range and shape, the others as their float
                 **{k: ({"min": float(v.min()), "max": float(v.max()), "shape": list(v.shape)}
                        if isinstance(v, np.ndarray) else v)
-                   for k, v in ((k, getattr(node, k)) for k in ir.NEURON_PARAMETERS)},
-                "count": int(np.prod(graph.shapes[node.name])),
-            }
-        if isinstance(node, ir.SynapticNeuron):
-            entry["neuron"] = {
-                "model": "RecurrentCubaLIF" if node.recurrent else "CubaLIF",
-                **{k: getattr(node, k) for k in (
-                    "current_decay", "beta", "v_threshold", "v_reset", "v_leak", "v_init", "gain", "reset",
-                    "reset_delay", "fire_on_equal", "surrogate", "alpha", "detach_reset",
-                )},
+                   for k, v in ((k, getattr(node, k)) for k in node.PARAMETERS)},
                 "count": int(np.prod(graph.shapes[node.name])),
             }
         if isinstance(node, ir.Readout):

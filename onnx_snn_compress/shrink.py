@@ -199,7 +199,7 @@ def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
         elif isinstance(node, ir.BatchNorm):
             entries = kept(node.name)
             changes = {name: getattr(node, name)[entries] for name in ("weight", "bias", "running_mean", "running_var")}
-        elif isinstance(node, ir.Neuron):  # per-neuron values that vary along axis 0 lose the removed entries
+        elif isinstance(node, (ir.Neuron, ir.SynapticNeuron)):  # per-neuron values along axis 0 lose removed entries
             entries = kept(node.name)
             changes = {name: getattr(node, name)[entries] for name in node.per_neuron
                        if getattr(node, name).ndim == len(shapes[node.name]) and getattr(node, name).shape[0] > 1}

@@ -225,3 +225,12 @@ def test_spikingjelly_conv1d_compresses_into_a_profile_model_with_1d_ops(tmp_pat
     assert [a.ints for a in conv.attribute if a.name == "kernel_shape"] == [[3]]
     weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
     assert list(weight.dims[1:]) == [2, 3]  # the user's [out, in, k] layout, with dead channels removed
+
+
+def test_a_1d_layer_with_the_wrong_input_names_itself_and_its_c_l_shape():
+    conv = ir.Conv1d("conv", ("x",), weight=np.ones((4, 2, 3), np.float32))
+    with pytest.raises(IRError, match=r"^Conv1d 'conv' expects input \(2, L\), got \(3, 12\)$"):
+        ir.Graph([ir.Input("x", shape=(3, 12)), conv, ir.Neuron("lif", ("conv",)), ir.Readout("out", ("lif",))])
+    pool = ir.MaxPool1d("pool", ("x",), kernel_size=5)
+    with pytest.raises(IRError, match=r"^MaxPool1d 'pool': kernel larger than the padded input \(3, 4\)$"):
+        ir.Graph([ir.Input("x", shape=(3, 4)), pool, ir.Neuron("lif", ("pool",)), ir.Readout("out", ("lif",))])

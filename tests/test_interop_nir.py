@@ -370,3 +370,20 @@ def test_snntorch_cubalif_read_with_a_zero_reset_says_the_current_is_not_reset()
     graph = read_nir(CASES / "braille_noDelay_bias_zero.nir", framework="snntorch")
     assert "snnTorch's Synaptic / RSynaptic zero reset also zeroes the synaptic current" in graph.metadata["import_notes"]
     assert "--nir-reset subtract-delayed" in graph.metadata["import_notes"]
+
+
+def test_per_neuron_cubalif_time_constants_are_read_per_neuron_and_round_trip(tmp_path):
+    graph = nir.read(str(CASES / "sj_cubalif.nir"), type_check=False)
+    cubalif = graph.nodes["_1"]
+    tau_syn, tau_mem = np.asarray(cubalif.tau_syn, np.float64), np.asarray(cubalif.tau_mem, np.float64)
+    cubalif.tau_syn = tau_syn * np.linspace(1.0, 2.0, 10)
+    cubalif.tau_mem = tau_mem * np.linspace(2.0, 1.0, 10)
+    model = to_graph(graph, framework="spikingjelly", dt=1e-4)
+    layer = model["_1"]
+    assert {"current_decay", "beta"} <= set(layer.per_neuron) and layer.current_decay.shape == (10,)
+    np.testing.assert_allclose(layer.current_decay, 1.0 - 1e-4 / (tau_syn * np.linspace(1.0, 2.0, 10)), rtol=1e-6)
+    x = (np.random.default_rng(1).random((8, 2, model.input.shape[0])) < 0.5).astype(np.float32)
+    assert np.array_equal(run(to_model(model), x).output, simulate(model, x).output)
+    nir_backend.save(model, tmp_path / "back.nir")
+    assert np.asarray(nir.read(str(tmp_path / "back.nir")).nodes["_1"].tau_syn).shape == (10,)
+    assert read_nir(tmp_path / "back.nir").same_as(model)

@@ -128,13 +128,6 @@ def test_a_per_neuron_beta_is_read_as_per_neuron_values():
     assert lif2.per_neuron == ()
 
 
-def test_a_per_neuron_threshold_is_rejected_by_name():
-    threshold = np.linspace(0.5, 0.9, 10)
-    model = edited("snntorch_leaky_subtract_mlp", "legacy", lambda m: replace_initializer(m, "lif1.threshold", threshold))
-    with pytest.raises(UnsupportedOpError, match=r"per-neuron thresholds in a torch.onnx export are not supported yet"):
-        from_model(model)
-
-
 def test_graded_spikes_are_rejected_naming_the_consumer():
     def graded(model):
         for node in model.graph.node:
@@ -226,3 +219,28 @@ def test_per_neuron_beta_reproduces_snntorch_in_the_simulator_and_onnxruntime_at
     assert [b.shape for b in betas] == [(10,), (4,)] and len(np.unique(betas[0])) == 10
     assert from_profile(to_model(graph)).same_as(graph)  # the profile keeps the per-neuron values bit for bit
     reproduces_its_frameworks_spikes(graph, f"snntorch_learnbeta.{kind}.onnx")
+
+
+@pytest.mark.parametrize("file", ["snntorch_rsynaptic.legacy.onnx", "snntorch_rsynaptic.dynamo.onnx"])
+def test_recurrent_synaptic_exports_reproduce_their_frameworks_spikes(file):
+    """snnTorch RSynaptic (tests/fixtures/interop/make_snntorch_cases.py): synaptic current and recurrent
+    synapses in one layer, the second layer with one alpha per neuron."""
+    graph = load_model(CASES / file)
+    lif1, lif2 = graph.neurons()
+    assert (lif1.kind, lif1.current_decay, lif1.beta, lif1.reset, lif1.reset_delay, lif1.recurrent) == \
+        ("SynapticNeuron", f32(0.5), f32(0.8), "subtract", True, True)
+    assert np.array_equal(lif2.current_decay, np.array([0.3, 0.5, 0.6, 0.7], f32)) and lif2.recurrent
+    source = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(CASES / file)).graph.initializer}
+    if "lif1.recurrent.weight" in source:
+        assert np.array_equal(lif1.weight, source["lif1.recurrent.weight"])
+    reproduces_its_frameworks_spikes(graph, file)
+
+
+@pytest.mark.parametrize("kind", ["legacy", "dynamo"])
+def test_per_neuron_threshold_reproduces_snntorch_in_the_simulator_and_onnxruntime(kind):
+    """snnTorch Leaky with a vector threshold (tests/fixtures/interop/make_snntorch_cases.py)."""
+    graph = load_model(CASES / f"snntorch_threshold.{kind}.onnx")
+    lif1, lif2 = graph.neurons()
+    assert lif1.per_neuron == ("v_threshold",) and lif2.per_neuron == ()
+    np.testing.assert_allclose(lif1.v_threshold, np.linspace(0.5, 1.4, 10), rtol=1e-6)
+    reproduces_its_frameworks_spikes(graph, f"snntorch_threshold.{kind}.onnx")

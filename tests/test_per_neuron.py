@@ -4,6 +4,7 @@ v_init and gain may each be an array over the layer's neurons, end to end."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import onnx
@@ -15,6 +16,8 @@ from onnx_snn_compress.backprop import backward, forward_train
 from onnx_snn_compress.errors import IRError
 from onnx_snn_compress.frontends.onnx_profile import from_model
 from onnx_snn_compress.kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward, lif_forward
+from onnx_snn_compress.kernels.synaptic import synaptic_backward, synaptic_forward
+from onnx_snn_compress.resources import summarize
 from onnx_snn_compress.runtime import run
 from onnx_snn_compress.shrink import remove_dead
 from onnx_snn_compress.simulate import simulate
@@ -163,3 +166,89 @@ def test_removing_a_channel_removes_its_per_neuron_parameters():
         assert np.array_equal(getattr(smaller["lif1"], name), expected), name
     x = np.random.default_rng(7).random((6, 2, 2, 5, 5)).astype(f32)
     assert np.array_equal(simulate(smaller, x).output, simulate(graph, x).output)
+
+
+# -- a SynapticNeuron: the same, with a per-neuron current_decay too ---------------------------
+SYNAPTIC = dict(PARAMETERS, current_decay=[0.6, 0.0, 0.9, 0.3])
+
+
+def synaptic_layer(reset="subtract", reset_delay=False, source="x", **changes) -> ir.SynapticNeuron:
+    rng = np.random.default_rng(7)
+    return ir.SynapticNeuron("syn", (source,), reset=reset, reset_delay=reset_delay,
+                             weight=rng.normal(size=(4, 4)) * 0.5, bias=rng.normal(size=4) * 0.1,
+                             **{k: np.array(v, f32) for k, v in {**SYNAPTIC, **changes}.items()})
+
+
+def synaptic_alone(x, node, j, record=True):
+    """Neuron j of ``node`` run alone with its own scalars, its recurrent input given as an input."""
+    scalars = {k: f32(getattr(node, k)[j]) for k in ir.SynapticNeuron.PARAMETERS}
+    return synaptic_forward(x[:, :, j:j + 1], None, None, *(scalars[k] for k in SYNAPTIC_ORDER),
+                            RESET_CODES[node.reset], node.reset_delay, node.fire_on_equal, record)
+
+
+SYNAPTIC_ORDER = ("current_decay", "beta", "gain", "v_threshold", "v_reset", "v_leak", "v_init")
+
+
+def test_a_synaptic_layer_takes_per_neuron_parameters_and_checks_them_like_a_neuron():
+    node = synaptic_layer(gain=[1.0] * 4)
+    assert set(node.per_neuron) == set(SYNAPTIC) - {"gain"} and node.gain == 1.0
+    with pytest.raises(IRError, match=r"SynapticNeuron 'syn': current_decay must lie in \[0, 1\], got per-neuron"):
+        synaptic_layer(current_decay=[0.5, 1.5, 0.0, 0.0])
+    uniform = {k: [v[0]] * 4 for k, v in SYNAPTIC.items()}
+    with pytest.raises(IRError, match=r"SynapticNeuron 'syn': per-neuron beta of shape \(2,\) does not broadcast"):
+        ir.Graph([ir.Input("x", shape=(4,)), synaptic_layer(**{**uniform, "beta": [0.5, 0.9]}),
+                  ir.Readout("out", ("syn",))])
+
+
+@pytest.mark.parametrize("reset, reset_delay", CASES)
+@pytest.mark.parametrize("detach_reset", [False, True])
+def test_synaptic_per_neuron_forward_and_backward_equal_each_neuron_with_its_scalars(reset, reset_delay,
+                                                                                   detach_reset):
+    node = synaptic_layer(reset, reset_delay)
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.3, 0.6, size=(10, 2, 4)).astype(f32)
+    params = [getattr(node, k) for k in SYNAPTIC_ORDER]
+    codes = (RESET_CODES[reset], reset_delay, node.fire_on_equal)
+    spikes, potential, current = synaptic_forward(x, node.weight, node.bias, *params, *codes, True)
+    assert 0.0 < spikes.mean() < 1.0
+    grad_spikes = rng.normal(size=x.shape).astype(f32)
+    # each neuron alone: its input plus the recurrent input the layer gave it (R[t] from S[t-1])
+    recurrent = np.concatenate([np.zeros_like(spikes[:1]), spikes[:-1]]) @ node.weight.T + node.bias
+    for j in range(4):
+        alone, alone_potential, alone_current = synaptic_alone(x + recurrent, node, j)
+        # (the layer adds the recurrent input after the decayed current: the same up to rounding)
+        assert np.array_equal(spikes[:, :, j:j + 1], alone)
+        np.testing.assert_allclose(potential[:, :, j:j + 1], alone_potential, rtol=1e-5, atol=1e-6)
+    # without recurrence, bit for bit: every neuron's spikes, potential and gradient are the lone neuron's
+    forward = synaptic_forward(x, None, None, *params, *codes, True)
+    grad = synaptic_backward(grad_spikes, forward[1], forward[2], None, *params[:-1], *codes,
+                             SURROGATE_CODES["atan"], 2.0, detach_reset)
+    assert np.any(grad != 0)
+    for j in range(4):
+        alone, alone_potential, alone_current = synaptic_alone(x, node, j)
+        assert np.array_equal(forward[0][:, :, j:j + 1], alone) and np.array_equal(forward[1][:, :, j:j + 1],
+                                                                                      alone_potential)
+        scalars = [f32(getattr(node, k)[j]) for k in SYNAPTIC_ORDER[:-1]]
+        alone = synaptic_backward(grad_spikes[:, :, j:j + 1], alone_potential, alone_current, None, *scalars, *codes,
+                                  SURROGATE_CODES["atan"], 2.0, detach_reset)
+        assert np.array_equal(grad[:, :, j:j + 1], alone)
+
+
+def test_synaptic_per_neuron_profile_round_trip_is_bit_exact_onnxruntime_agrees_and_training_reaches_it():
+    rng = np.random.default_rng(9)
+    graph = ir.Graph([ir.Input("x", shape=(3,)), ir.Linear("fc", ("x",), weight=rng.normal(0.5, 0.8, size=(4, 3))),
+                      synaptic_layer(source="fc"), ir.Readout("out", ("syn",), mode="spikes")])
+    model = to_model(graph)
+    onnx.checker.check_model(model, full_check=True)
+    assert {f.name for f in model.functions} == {"RecurrentCubaLIFPerNeuron"}
+    assert from_model(model).same_as(graph)
+    for steps, samples in ((7, 3), (11, 1)):
+        x = rng.random((steps, samples, 3)).astype(f32)
+        expected = simulate(graph, x).output
+        assert 0.05 < expected.mean() < 0.95
+        assert np.array_equal(run(model, x).output, expected)
+    output, tape = forward_train(graph, rng.random((5, 2, 3)).astype(f32))
+    grads = backward(graph, tape, np.ones_like(output))
+    assert set(grads) == {"fc.weight", "syn.weight", "syn.bias"} and np.any(grads["syn.weight"] != 0)
+    (entry,) = [layer["neuron"] for layer in json.loads(json.dumps(summarize(graph)))["layers"] if "neuron" in layer]
+    assert entry["model"] == "RecurrentCubaLIF" and entry["current_decay"] == {"min": 0.0, "max": f32(0.9), "shape": [4]}

@@ -161,12 +161,13 @@ def _note_conventions(w: _Writer, node, natural_init: float) -> None:
 
 
 def _write_synaptic_neuron(w: _Writer, node: ir.SynapticNeuron):
-    if node.beta == 1.0 or node.current_decay == 1.0:
+    if np.any(np.asarray(node.beta) == 1.0) or np.any(np.asarray(node.current_decay) == 1.0):
         raise UnsupportedOpError(f"SynapticNeuron {node.name!r}: NIR's CubaLIF has no form without leak "
-                                 f"(beta = {node.beta:g}, current_decay = {node.current_decay:g})")
+                                 f"(beta = {node.describe_parameter(node.beta)}, "
+                                 f"current_decay = {node.describe_parameter(node.current_decay)})")
     shape = w.graph.shapes[node.name]
-    leak, synapse = 1.0 - node.beta, 1.0 - node.current_decay
-    metadata = {**_metadata(node, shape), "snn.current_decay": repr(node.current_decay)}
+    leak, synapse = 1.0 - np.asarray(node.beta, np.float64), 1.0 - np.asarray(node.current_decay, np.float64)
+    metadata = {**_metadata(node, shape), "snn.current_decay": _exact(node.current_decay, shape)}
     w.add(node, w.nir.CubaLIF(
         tau_syn=_full(shape, w.dt / synapse), tau_mem=_full(shape, w.dt / leak), r=_full(shape, node.gain / leak),
         v_leak=_full(shape, node.v_leak), v_threshold=_full(shape, node.v_threshold),

@@ -133,6 +133,31 @@ def _neuron_loop(delay: bool, on_equal: bool, hard: bool, time_steps: int | None
     return helper.make_graph(nodes, n("neuron_loop"), [], [helper.make_tensor_value_info(spikes, b, None)])
 
 
+def _reset_mode_nodes() -> list[onnx.NodeProto]:
+    """The calling neuron's ``reset`` attribute decoded: ``is_hard`` (bool), ``hard`` (float32) and
+    ``reset_value = hard * v_reset - subtract * v_threshold`` (subtract = (reset == "subtract")), so
+    that the reset of a potential P after a spike is ``P * (1 - hard) + reset_value``. Needs
+    ``v_reset`` and ``v_threshold``."""
+    return [
+        _ref_constant("reset", "reset", onnx.AttributeProto.STRING),
+        _const("hard_name", "hard", dtype=object),
+        _const("subtract_name", "subtract", dtype=object),
+        helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
+        helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
+        helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
+        helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
+        helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
+        helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
+    ]
+
+
+def _parameter_constant(attribute: str, per_neuron: bool) -> onnx.NodeProto:
+    """A neuron parameter of the calling node: a float attribute, or (per-neuron functions) a
+    tensor attribute that broadcasts over one time step."""
+    return _ref_constant(attribute, attribute, onnx.AttributeProto.TENSOR if per_neuron else onnx.AttributeProto.FLOAT)
+
+
 def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants=VARIANTS) -> onnx.FunctionProto:
     """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak; or ``snn::LIFPerNeuron``: LIF whose
     six neuron parameters are tensors that broadcast over one time step ``[N, ...]``):
@@ -145,12 +170,11 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
     With ``time_steps``, only ``unrolled_variants`` (those the model's nodes use) are
     unrolled; the others stay Scans, correct for any T, to keep the file small.
     """
-    FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
+    INT = onnx.AttributeProto.INT
     is_if = name == profile.IF
 
     def parameter(attribute: str) -> onnx.NodeProto:
-        per_neuron = name == profile.LIF_PER_NEURON and attribute in profile.NEURON_PER_NEURON_ATTRS
-        return _ref_constant(attribute, attribute, onnx.AttributeProto.TENSOR if per_neuron else FLOAT)
+        return _parameter_constant(attribute, name == profile.LIF_PER_NEURON)
 
     attributes = [
         a for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_INT_ATTRS + profile.NEURON_STRING_ATTRS
@@ -167,18 +191,7 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
         ]
     nodes += [
-        # reset mode: hard = (reset == "hard"), subtract = (reset == "subtract");
-        # reset_value = hard * v_reset - subtract * v_threshold (the hard flag also picks the loop)
-        _ref_constant("reset", "reset", STRING),
-        _const("hard_name", "hard", dtype=object),
-        _const("subtract_name", "subtract", dtype=object),
-        helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
-        helper.make_node("Cast", ["is_hard"], ["hard"], to=TensorProto.FLOAT),
-        helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
-        helper.make_node("Cast", ["is_subtract"], ["subtract"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
-        helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
-        helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
+        *_reset_mode_nodes(),  # is_hard also picks the loop
         # the input current of every step at once, outside the time loop
         helper.make_node("Mul", ["gain", "X"], ["drive"]),
         # a Scan's initial state: V = v_init, no previous spike, shaped like one time step
@@ -213,15 +226,19 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
     )
 
 
-def _synaptic_function(recurrent: bool) -> onnx.FunctionProto:
+def _synaptic_function(name: str) -> onnx.FunctionProto:
     """``snn::CubaLIF`` (X) or ``snn::RecurrentCubaLIF`` (X, W, B): X ``[T, N, n]`` -> S ``[T, N, n]``,
     ir.SynapticNeuron's equations as a Scan over any T, in the float32 order of kernels/synaptic.py.
+    Their ``...PerNeuron`` twins take the seven neuron parameters as tensor attributes ``[n]``
+    (or 0-d), which broadcast over one time step ``[N, n]``.
 
     One body serves every variant: ``reset_delay`` and ``fire_on_equal`` select with ``Where`` /
     ``Or`` (exact, no arithmetic), and the recurrent current is ``MatMul(S[t-1], W^T) + B``.
     """
-    FLOAT, INT, STRING = onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING
+    INT = onnx.AttributeProto.INT
     f, b = TensorProto.FLOAT, TensorProto.BOOL
+    recurrent = name in (profile.RECURRENT_CUBALIF, profile.RECURRENT_CUBALIF_PER_NEURON)
+    per_neuron = name in (profile.CUBALIF_PER_NEURON, profile.RECURRENT_CUBALIF_PER_NEURON)
     attributes = list(profile.SYNAPTIC_FLOAT_ATTRS + profile.NEURON_INT_ATTRS + profile.NEURON_STRING_ATTRS)
     step = [
         helper.make_node("Mul", ["i_prev", "current_decay"], ["i_decayed"]),
@@ -272,22 +289,12 @@ def _synaptic_function(recurrent: bool) -> onnx.FunctionProto:
     )
     nodes = [
         _const("one", 1.0),
-        *(_ref_constant(a, a, FLOAT) for a in ("current_decay", "beta", "v_threshold", "v_reset", "v_leak", "gain",
-                                                "v_init")),
+        *(_parameter_constant(a, per_neuron) for a in ("current_decay", "beta", "v_threshold", "v_reset", "v_leak",
+                                                        "gain", "v_init")),
         helper.make_node("Sub", ["one", "beta"], ["one_minus_beta"]),
         helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
-        # reset mode, as in the LIF function: keep = 1 - hard; reset_value = hard * v_reset - subtract * v_threshold
-        _ref_constant("reset", "reset", STRING),
-        _const("hard_name", "hard", dtype=object),
-        _const("subtract_name", "subtract", dtype=object),
-        helper.make_node("Equal", ["reset", "hard_name"], ["is_hard"]),
-        helper.make_node("Cast", ["is_hard"], ["hard"], to=f),
+        *_reset_mode_nodes(),
         helper.make_node("Sub", ["one", "hard"], ["keep"]),
-        helper.make_node("Equal", ["reset", "subtract_name"], ["is_subtract"]),
-        helper.make_node("Cast", ["is_subtract"], ["subtract"], to=f),
-        helper.make_node("Mul", ["hard", "v_reset"], ["hard_target"]),
-        helper.make_node("Mul", ["subtract", "v_threshold"], ["subtract_step"]),
-        helper.make_node("Sub", ["hard_target", "subtract_step"], ["reset_value"]),
         _ref_constant("delay_int", "reset_delay", INT),
         helper.make_node("Cast", ["delay_int"], ["delay"], to=b),
         helper.make_node("Not", ["delay"], ["immediate"]),
@@ -308,7 +315,7 @@ def _synaptic_function(recurrent: bool) -> onnx.FunctionProto:
                          body=body, num_scan_inputs=1),
         helper.make_node("Cast", ["spikes"], ["S"], to=f),
     ]
-    name, inputs = (profile.RECURRENT_CUBALIF, ["X", "W", "B"]) if recurrent else (profile.CUBALIF, ["X"])
+    inputs = ["X", "W", "B"] if recurrent else ["X"]
     return helper.make_function(
         profile.DOMAIN, name, inputs, ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
     )
@@ -543,11 +550,16 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
 
 
 def _write_synaptic_neuron(w: _Writer, node: ir.SynapticNeuron):
-    op = profile.RECURRENT_CUBALIF if node.recurrent else profile.CUBALIF
+    if node.per_neuron:
+        op = profile.RECURRENT_CUBALIF_PER_NEURON if node.recurrent else profile.CUBALIF_PER_NEURON
+    else:
+        op = profile.RECURRENT_CUBALIF if node.recurrent else profile.CUBALIF
     attrs = {a: getattr(node, a) for a in profile.SYNAPTIC_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS}
+    if node.per_neuron:  # every one a tensor, a scalar as a 0-d one
+        attrs.update({a: numpy_helper.from_array(np.asarray(attrs[a], np.float32), a) for a in node.PARAMETERS})
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        w.functions[op] = _synaptic_function(node.recurrent)
+        w.functions[op] = _synaptic_function(op)
     inputs = [w.view(node.inputs[0], TIME)]
     if node.recurrent:
         inputs += [w.synapses(f"{node.name}.weight", node.weight), w.initializer(f"{node.name}.bias", node.bias)]

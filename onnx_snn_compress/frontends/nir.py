@@ -257,14 +257,14 @@ class _Reader:
         return float(first) if np.all(array == first) else array
 
     def scalar(self, name: str, parameter: str, value) -> float:
-        """A per-neuron parameter array that must hold one value (node kinds other than LIF and IF)."""
+        """A per-neuron parameter array that must hold one value (node kinds other than LIF, IF and CubaLIF)."""
         array = np.asarray(value, dtype=np.float64).ravel()
         if array.size == 0:
             raise ModelError(f"{self.describe(name)}: parameter {parameter} is empty")
         if not np.all(array == array[0]):
             raise UnsupportedOpError(
                 f"{self.describe(name)}: {parameter} varies across neurons ({array.min():.6g} .. {array.max():.6g}); "
-                f"per-neuron values are read for LIF and IF nodes only"
+                f"per-neuron values are read for LIF, IF and CubaLIF nodes only"
             )
         return float(array[0])
 
@@ -458,14 +458,14 @@ def _read_if(reader: _Reader, name, node, source):
 
 
 def _read_cubalif(reader: _Reader, name, node, source):
-    synapse = _decay(reader, name, reader.scalar(name, "tau_syn", node.tau_syn), "tau_syn")
-    step = _decay(reader, name, reader.scalar(name, "tau_mem", node.tau_mem), "tau_mem")
-    v_leak = reader.scalar(name, "v_leak", node.v_leak)
+    synapse = _decay(reader, name, reader.per_neuron(name, "tau_syn", node.tau_syn), "tau_syn")
+    step = _decay(reader, name, reader.per_neuron(name, "tau_mem", node.tau_mem), "tau_mem")
+    v_leak = reader.per_neuron(name, "v_leak", node.v_leak)
     jump = 1.0 if reader.exporter.current_jumps else synapse  # what one input adds to the current, per w_in
-    gain = step * reader.scalar(name, "r", node.r) * jump * reader.scalar(name, "w_in", node.w_in)
+    gain = step * reader.per_neuron(name, "r", node.r) * jump * reader.per_neuron(name, "w_in", node.w_in)
     _neuron(reader, name, source, beta=1.0 - step, gain=gain, v_leak=v_leak, current_decay=1.0 - synapse,
-            v_threshold=reader.scalar(name, "v_threshold", node.v_threshold),
-            v_reset=reader.scalar(name, "v_reset", node.v_reset), v_init=v_leak)
+            v_threshold=reader.per_neuron(name, "v_threshold", node.v_threshold),
+            v_reset=reader.per_neuron(name, "v_reset", node.v_reset), v_init=v_leak)
 
 
 def _read_integrator(reader: _Reader, name, node, source):

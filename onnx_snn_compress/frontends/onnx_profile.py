@@ -197,19 +197,26 @@ def _read_neuron(reader: _Reader, node):
     if node.op_type == profile.IF:
         fields.update(beta=1.0, v_leak=0.0)
     if node.op_type == profile.LIF_PER_NEURON:
-        for name in profile.NEURON_PER_NEURON_ATTRS:
-            if not isinstance(fields.get(name), onnx.TensorProto):
-                raise ModelError(f"{describe(node)}: per-neuron {name} must be a tensor attribute")
-            fields[name] = numpy_helper.to_array(fields[name])
+        _read_per_neuron(node, fields, profile.NEURON_PER_NEURON_ATTRS)
     source = reader.source(node, 0, TIME)
     reader.add(node, ir.Neuron(reader.ir_name(node), (source,), **fields), TIME)
+
+
+def _read_per_neuron(node, fields: dict, names: tuple[str, ...]) -> None:
+    """Replace the tensor attributes ``names`` of a per-neuron function's node by their arrays."""
+    for name in names:
+        if not isinstance(fields.get(name), onnx.TensorProto):
+            raise ModelError(f"{describe(node)}: per-neuron {name} must be a tensor attribute")
+        fields[name] = numpy_helper.to_array(fields[name])
 
 
 def _read_synaptic_neuron(reader: _Reader, node):
     attrs = attributes(node)
     fields = {a: attrs[a] for a in profile.SYNAPTIC_FLOAT_ATTRS + profile.NEURON_STRING_ATTRS if a in attrs}
     fields.update({a: bool(attrs[a]) for a in profile.NEURON_INT_ATTRS if a in attrs})
-    if node.op_type == profile.RECURRENT_CUBALIF:
+    if node.op_type in (profile.CUBALIF_PER_NEURON, profile.RECURRENT_CUBALIF_PER_NEURON):
+        _read_per_neuron(node, fields, profile.SYNAPTIC_PER_NEURON_ATTRS)
+    if node.op_type in (profile.RECURRENT_CUBALIF, profile.RECURRENT_CUBALIF_PER_NEURON):
         fields.update(weight=reader.constant(node, 1), bias=reader.constant(node, 2))
         if fields["weight"] is None or fields["bias"] is None:
             raise ModelError(f"{describe(node)} needs its recurrent weight W and bias B as initializers")
@@ -252,6 +259,8 @@ _READERS = {
     (profile.DOMAIN, profile.IF): _read_neuron,
     (profile.DOMAIN, profile.CUBALIF): _read_synaptic_neuron,
     (profile.DOMAIN, profile.RECURRENT_CUBALIF): _read_synaptic_neuron,
+    (profile.DOMAIN, profile.CUBALIF_PER_NEURON): _read_synaptic_neuron,
+    (profile.DOMAIN, profile.RECURRENT_CUBALIF_PER_NEURON): _read_synaptic_neuron,
     (profile.DOMAIN, profile.LIF_PER_NEURON): _read_neuron,
     (profile.DOMAIN, profile.LI): _read_leaky_integrator,
     (profile.DOMAIN, profile.MASKED_WEIGHT): _read_masked_weight,

@@ -72,6 +72,11 @@ def _close(a, b) -> bool:
     return bool(np.all(np.isclose(a, b, rtol=_RTOL, atol=1e-9)))
 
 
+def _frozen(value) -> float | tuple:
+    """A constant as a hashable value: a float, or per-neuron values as nested tuples (``np.asarray`` undoes it)."""
+    return tuple(_frozen(v) for v in value) if np.ndim(value) else float(value)
+
+
 def _text(value) -> str:
     """A coefficient for a message: a number, or the range of per-neuron values."""
     if np.ndim(value) == 0:
@@ -469,9 +474,7 @@ def _elementwise(reader: _Reader, node: onnx.NodeProto):
         # H - thr > 0 (as every peer writes it) is H > thr: for floats the two never differ
         if threshold == 0.0 and potential.op == "add" and potential.args[1].op == "const":
             potential, threshold = potential.args[0], -potential.args[1].value
-        if np.ndim(threshold):
-            raise UnsupportedOpError(f"{describe(node)}: per-neuron thresholds in a torch.onnx export are not "
-                                     f"supported yet (other per-neuron parameters are)")
+        threshold = _frozen(threshold)  # a spike is found by its threshold: per-neuron values as nested tuples
         result = Expr("compare", (potential,), (threshold, or_equal), node)
     else:  # pragma: no cover - the table below only routes the ops above here
         raise UnsupportedOpError(f"unsupported op: {describe(node)}")
@@ -897,9 +900,13 @@ class _ReachesBack(Exception):
 
 @dataclass
 class _Recursion:
-    """``H[t] = c0 + a*H[t-1] + b*S[t-1] + d*H[t-1]*S[t-1] + g*X[t] + sum_k series[k]*X[t-k]`` for t >= 1.
+    """``H[t] = c0 + a*H[t-1] + b*S[t-1] + d*H[t-1]*S[t-1] + g*X[t] + sum_k series[k]*X[t-k]`` for t >= 1,
+    plus ``r*R[t] + sum_k recurrent_series[k]*R[t-k]`` with recurrent synapses.
 
-    ``series`` (k >= 1) is a synaptic current's memory of earlier inputs: ``g * current_decay**k``.
+    ``series`` (k >= 1) is a synaptic current's memory of earlier inputs: ``g * current_decay**k``; with
+    recurrent synapses (snnTorch RSynaptic) ``recurrent_series`` is its memory of earlier recurrent
+    inputs (``r * current_decay**k``), and ``series[t]`` stands for ``X[0] + R[0]``, the potential of step
+    0 that such an export reuses as the first current.
     """
 
     c0: float = 0.0
@@ -909,6 +916,7 @@ class _Recursion:
     g: float = 0.0
     r: float = 0.0  # of R[t] = S[t-1] @ W.T + b, the recurrent synapses' output (snnTorch RLeaky)
     series: dict = field(default_factory=dict)
+    recurrent_series: dict = field(default_factory=dict)  # of R[t-k], k >= 1, through a synaptic current
 
     def same_as(self, other: "_Recursion") -> bool:
         return all(_close(getattr(self, k), getattr(other, k)) for k in ("c0", "a", "b", "d", "g"))
@@ -930,7 +938,7 @@ def _subtract_foreign_spikes(terms: dict, poly: "_Polynomial", spec: "NeuronSpec
     if not spikes:
         return terms
     reset_potentials = [
-        {(id(s.args[0]),): 1.0, (id(s),): -s.value[0]} for s in spec.spikes.values()
+        {(id(s.args[0]),): 1.0, (id(s),): -np.asarray(s.value[0])} for s in spec.spikes.values()
     ]
     for atom in spikes:
         spike = poly.atoms[atom]
@@ -978,10 +986,19 @@ def _recursion(reader: _Reader, spec: NeuronSpec, step: int, notes: list) -> _Re
         names[(id(reader.inputs[(spec.recurrent, step - 1)]),)] = "r"
     earlier = {(id(reader.inputs[(spec.inputs[0], t)]),): step - t for t in range(step)
                if (spec.inputs[0], t) in reader.inputs}
+    earlier_recurrent = {}
+    if spec.recurrent is not None:
+        earlier_recurrent = {(id(reader.inputs[(spec.recurrent, t)]),): step - 1 - t for t in range(step - 1)
+                             if (spec.recurrent, t) in reader.inputs}
+        if step >= 2:  # H[0] = X[0] + R[0] is the first synaptic current (snnTorch RSynaptic)
+            earlier[(id(spec.spikes[0].args[0]),)] = step
     recursion = _Recursion()
     for monomial, coefficient in terms.items():
         if monomial not in names and monomial in earlier:  # a synaptic current: an earlier input, decayed
             recursion.series[earlier[monomial]] = coefficient
+            continue
+        if monomial not in names and monomial in earlier_recurrent:  # ... and an earlier recurrent input
+            recursion.recurrent_series[earlier_recurrent[monomial]] = coefficient
             continue
         if monomial not in names:
             raise UnsupportedOpError(
@@ -1069,6 +1086,7 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     if len(thresholds) != 1:
         raise UnsupportedOpError(f"neuron layer {spec.name!r} fires on different thresholds at different steps")
     ((threshold, or_equal),) = thresholds
+    threshold = np.asarray(threshold, np.float64)
     if reader.time_steps < 2:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a model exported with one time step shows no "
                                  f"membrane dynamics; export it with T >= 2")
@@ -1086,10 +1104,10 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
         if not step1.same_as(merged):
             raise UnsupportedOpError(f"{_origin(spec.spikes[1])}: neuron layer {spec.name!r} computes step 1 "
                                      f"differently from step 2 ({step1} vs {recursions[0]})")
-    if spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], 0)) and len(recursions) >= 2 \
-            and recursions[1].series:
-        # a synaptic current with H[0] = X[0]: at step 1 the potential H[0] and the input X[0] are one
-        # value, so the decay and the current's memory show only as their sum; read from step 2 on
+    first_current = spec.spikes[0].args[0] is reader.inputs.get((spec.inputs[0], 0)) or spec.recurrent is not None
+    if first_current and len(recursions) >= 2 and recursions[1].series:
+        # a synaptic current with H[0] = X[0] (+ R[0]): at step 1 the potential H[0] and the first current
+        # are one value, so the decay and the current's memory show only as their sum; read from step 2 on
         step1, recursions, first = recursions[0], recursions[1:], 2
         later = recursions[0]
         merged = _Recursion(later.c0, later.a + later.series[1], later.b, later.d, later.g)
@@ -1113,7 +1131,7 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
         )
     form = candidates[0]
     current_decay = _current_decay(spec, recursions, first, static_start)
-    if current_decay and form.reset == "hard" and form.reset_delay:
+    if np.any(current_decay) and form.reset == "hard" and form.reset_delay:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current with a delayed reset to v_reset "
                                  f"(snnTorch Synaptic reset_mechanism='zero', which also resets the current) is "
                                  f"not supported")
@@ -1139,45 +1157,46 @@ def _identify(reader: _Reader, spec: NeuronSpec, framework: str, notes: list) ->
     features = reader.shapes[spec.inputs[0]]
     per_neuron = dict(beta=beta, v_threshold=threshold, v_reset=form.v_reset(recursion), v_leak=v_leak,
                       v_init=v_init, gain=recursion.g)
+    if np.any(current_decay) or spec.recurrent is not None:
+        per_neuron["current_decay"] = current_decay
     fields = {name: _per_neuron(value, features, spec, name) for name, value in per_neuron.items()}
     fields.update(reset=form.reset, reset_delay=form.reset_delay, fire_on_equal=or_equal)
-    if current_decay:
-        fields["current_decay"] = current_decay
     if spec.recurrent is not None:
         if not all(_close(r.r, recursion.g) for r in recursions):
             raise UnsupportedOpError(f"neuron layer {spec.name!r}: its recurrent synapses {spec.recurrent!r} reach the "
-                                     f"potential with weight {recursion.r:.6g}, its input with {recursion.g:.6g}")
+                                     f"potential with weight {_text(recursion.r)}, its input with {_text(recursion.g)}")
         rec = reader.layers[spec.recurrent]
-        fields.update(current_decay=current_decay, weight=rec.args["weight"], bias=rec.args.get("bias"))
+        fields.update(weight=rec.args["weight"], bias=rec.args.get("bias"))
     fields.update(FRAMEWORK_DEFAULTS.get(framework, {}))
     return fields
 
 
-def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start: bool) -> float:
+def _current_decay(spec: NeuronSpec, recursions: list, first: int, static_start: bool) -> float | np.ndarray:
     """The decay of a synaptic current from the earlier inputs' coefficients (0.0: none): at every step
     t (``recursions`` from step ``first`` on), ``series[k] = g * current_decay**k`` for k = 1 .. t
-    (ir.SynapticNeuron)."""
+    (ir.SynapticNeuron); per neuron where g or the series vary over the neurons."""
     if not any(r.series for r in recursions):
         return 0.0
     if static_start:
         raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current on a static input cannot be lifted")
     earliest = recursions[0]
-    if np.ndim(earliest.g) and not np.all(earliest.g == np.ravel(earliest.g)[0]):
-        raise UnsupportedOpError(f"neuron layer {spec.name!r}: a synaptic current with per-neuron parameters "
-                                 f"is not supported yet")
-    g = float(np.ravel(earliest.g)[0])
-    current_decay = earliest.series.get(1, 0.0) / g if g else 0.0
+    g = np.asarray(earliest.g, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        current_decay = np.where(g != 0.0, np.asarray(earliest.series.get(1, 0.0), np.float64) / g, 0.0)
     for t, recursion in enumerate(recursions, first):
-        expected = {k: recursion.g * current_decay ** k for k in range(1, t + 1)}
-        if set(recursion.series) != set(expected) or not all(_close(recursion.series[k], v) for k, v in expected.items()):
-            raise UnsupportedOpError(
-                f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} at step {t} reads earlier inputs with weights "
-                f"{[round(recursion.series.get(k, 0.0), 6) for k in range(1, t + 1)]}, not a synaptic current's "
-                f"geometric decay"
-            )
-    if not 0.0 < current_decay <= 1.0:
-        raise UnsupportedOpError(f"neuron layer {spec.name!r}: synaptic decay factor {current_decay:.6g} outside (0, 1]")
-    return current_decay
+        for what, series, gain, steps in (("inputs", recursion.series, recursion.g, range(1, t + 1)),
+                                          ("recurrent inputs", recursion.recurrent_series, recursion.r, range(1, t))):
+            expected = {k: gain * current_decay ** k for k in steps} \
+                if what == "inputs" or spec.recurrent is not None else {}
+            if set(series) != set(expected) or not all(_close(series[k], v) for k, v in expected.items()):
+                raise UnsupportedOpError(
+                    f"{_origin(spec.spikes[t])}: neuron layer {spec.name!r} at step {t} reads earlier {what} with "
+                    f"weights {[_text(series.get(k, 0.0)) for k in steps]}, not a synaptic current's geometric decay"
+                )
+    if not np.all((0.0 < current_decay) & (current_decay <= 1.0)):
+        raise UnsupportedOpError(f"neuron layer {spec.name!r}: synaptic decay factor {_text(current_decay)} "
+                                 f"outside (0, 1]")
+    return float(current_decay) if current_decay.ndim == 0 else current_decay
 
 
 def _per_neuron(value, features: tuple[int, ...], spec: NeuronSpec, name: str) -> float | np.ndarray:
@@ -1256,21 +1275,6 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
 
-# What the IR cannot hold yet, recognised by the dynamo exporter's class names (before lifting, which
-# would only say which arithmetic it could not read)
-_NAMED_CLASSES = (
-    ("snntorch._neurons.rsynaptic.", "recurrent synapses and synaptic current (snnTorch RSynaptic) are not supported yet"),
-)
-
-
-def _refuse_named_constructs(model: onnx.ModelProto) -> None:
-    classes = {p.value.lower() for n in model.graph.node for p in n.metadata_props
-               if p.key == "pkg.torch.onnx.class_hierarchy"}
-    for fingerprint, message in _NAMED_CLASSES:
-        if any(fingerprint in c for c in classes):
-            raise UnsupportedOpError(f"{message} (class {fingerprint.strip('.')!r} in the export)")
-
-
 def _spike_output_only(model: onnx.ModelProto, notes: list) -> onnx.ModelProto:
     """A model returning (spike record, membrane record, ...) keeps its first output: the spikes."""
     if len(model.graph.output) <= 1:
@@ -1312,7 +1316,6 @@ def from_model(model: onnx.ModelProto, framework: str | None = None) -> ir.Graph
         if node.domain not in ("", "ai.onnx"):
             hint = " (an SNN-ONNX profile model: read it with --from profile)" if node.domain == "snn" else ""
             raise UnsupportedOpError(f"unsupported op: {describe(node)} in domain {node.domain!r}{hint}")
-    _refuse_named_constructs(model)
     notes: list[str] = []
     model = _spike_output_only(model, notes)
     reader = _Reader(model)
