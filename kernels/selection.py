@@ -118,3 +118,19 @@ def kept_cost(costs: np.ndarray, pruned: np.ndarray) -> float:
     """``sum(costs[~pruned])`` in one pass without a gathered copy (float64; finite costs)."""
     return float(_kept_cost_kernel(np.ascontiguousarray(costs, dtype=np.float64),
                                    np.ascontiguousarray(pruned, dtype=np.bool_)))
+
+
+@njit(cache=True)
+def _add_scaled_kernel(target, source, indices, factor):
+    for index in indices:
+        target[index] += factor * source[index]
+
+
+def add_scaled_at(target: np.ndarray, source: np.ndarray, indices: np.ndarray, factor: float) -> None:
+    """``target[indices] += float32(factor) * source[indices]`` in place, in one pass over
+    ``indices`` (no gathered copies); float32 arithmetic as numpy's, so bit-identical.
+
+    target, source: float32 ``[n]`` (contiguous; ``target`` is written); indices: int64
+    ``[k]``, distinct, in ``[0, n)``.
+    """
+    _add_scaled_kernel(target, source, np.ascontiguousarray(indices, dtype=np.int64), np.float32(factor))
