@@ -99,6 +99,19 @@ def least_set(ranks: np.ndarray, k: int) -> tuple[np.ndarray, int]:
 
 
 @njit(cache=True)
+def _finite_count_kernel(values):
+    count = 0
+    for index in range(values.size):
+        count += np.isfinite(values[index])
+    return count
+
+
+def finite_count(values: np.ndarray) -> int:
+    """``np.sum(np.isfinite(values))`` in one pass without a bool copy (float64 ``[n]``)."""
+    return int(_finite_count_kernel(np.ascontiguousarray(values, dtype=np.float64)))
+
+
+@njit(cache=True)
 def _kept_cost_kernel(costs, pruned):
     # four partial sums (of indices 0, 1, 2, 3 mod 4) added at the end: a fixed order on
     # every machine, four independent chains, and no branch on ``pruned``

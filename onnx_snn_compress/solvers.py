@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import kept_cost, least_set
+from .kernels.selection import finite_count, kept_cost, least_set
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -106,15 +106,16 @@ class Minimax:
         sets = []
         ranked = self.rank(squared)
         for group, fraction in zip(self.groups, sigma):
-            size = int(np.sum(np.isfinite(ranked[group])))  # protected ones are never in the least-s set
+            size = finite_count(ranked[group])  # protected ones are never in the least-s set
             k = min(size, max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
-                              int(hard_pruned[group].sum())))
+                              int(np.count_nonzero(hard_pruned[group]))))
             # already pruned weights are exactly zero, so they are always among the least
             if k >= size:
                 sets.append((np.flatnonzero(np.isfinite(ranked[group])) + group.start, -1))
                 continue
             chosen, following = least_set(ranked[group], k)
-            sets.append((chosen + group.start, following + group.start))
+            chosen += group.start  # a fresh array: shifted in place
+            sets.append((chosen, following + group.start))
         return sets
 
     def _current_sets(self, squared: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray):

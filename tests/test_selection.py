@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onnx_snn_compress.kernels.selection import add_scaled_at, kept_cost, least_set
+from onnx_snn_compress.kernels.selection import add_scaled_at, finite_count, kept_cost, least_set
 
 
 def squared_weights(size, seed, zeros=0.3, protected=0.02):
@@ -58,3 +58,9 @@ def test_add_scaled_at_is_numpys_scatter_add_bit_for_bit():
     expected[indices] += np.float32(2.0 * 0.37) * source[indices]
     add_scaled_at(target, source, indices, 2.0 * 0.37)
     assert np.array_equal(target.view(np.uint32), expected.view(np.uint32))
+
+
+def test_finite_count_counts_what_isfinite_accepts():
+    ranks = squared_weights(10_000, seed=5)  # +inf for the protected
+    ranks[7] = np.nan
+    assert finite_count(ranks) == int(np.sum(np.isfinite(ranks))) < ranks.size - 1
