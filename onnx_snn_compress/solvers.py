@@ -168,14 +168,16 @@ class Minimax:
             zip(self.groups, self._least_sets(squared, state.sigma, hard_pruned))
         ):
             pruned[least_set] = True
+            size = group.stop - group.start
+            group_squared = float(np.sum(squared[group]))  # np.mean is this sum / size, bit for bit
             if following >= 0:
-                mean_squared = float(np.mean(squared[group])) + TINY
+                mean_squared = group_squared / size + TINY
                 mean_cost = float(np.mean(costs[group])) + TINY
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost)
-                floor = hard_pruned[group].mean()
+                floor = np.count_nonzero(hard_pruned[group]) / size
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
-            mass = float(np.sum(squared[least_set])) / (float(np.sum(squared[group])) + TINY)
+            mass = float(np.sum(squared[least_set])) / (group_squared + TINY)
             state.y[index] = self._ascend_y(state.y[index], mass)
         state.z = self._ascend_z(state.z, resource_after(costs, pruned, budget) - budget.aim)
         pruned = np.zeros_like(hard_pruned)
