@@ -1,4 +1,5 @@
-"""The solver's O(n) passes over all prunable weights: the least-k set and the resource left.
+"""The solver's O(n) passes over all prunable weights: the least-k set, the resource left,
+the count of finite ranks, and the penalty gradient added on the set.
 
 A search step of the minimax solver selects the k least-ranked weights (ranks are squared
 magnitudes, float64, >= 0, +inf for protected synapses) three times and sums the cost of
