@@ -6,8 +6,10 @@
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
     penalty   ``Minimax.penalty(state, hard_pruned)``: the flat float64 copy of all
-              prunable weights, their squares, the least-s set (a radix select,
-              ``kernels/selection.py``) -- before the training step
+              prunable weights, their squares, and the least-s set: the one the last
+              ``step`` ended with, since the weights have not moved since (one
+              comparison), else a radix select (``kernels/selection.py``) -- before
+              the training step
     add       the returned closure ``add(grads)``: ``grads += 2 y w`` on the least-s
               set (``FlatWeights.add_scaled_weights``) -- inside the training step
     step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat copy and
@@ -16,7 +18,8 @@ Per search step, ``compress.Compression._search`` runs, besides the training ste
               resource after pruning it twice (``resource_after``)
 
 These three are timed through the solver's own API, from the same mid-search state
-every repeat (s = half the prunable weights, y = 1, z = 0.1, nothing hard-pruned,
+every repeat (``penalty`` right after a ``step`` from it, as in a search;
+s = half the prunable weights, y = 1, z = 0.1, nothing hard-pruned,
 resource ``params``, budget 0.1, the CompressConfig step sizes), and compared with
 a training step of the same model: forward + loss + backward + Adam (the core of
 ``Trainer.train_step``, as in bench_train_step.py) at ``--batch`` (64) and T = 8 on
@@ -193,9 +196,13 @@ def time_solver(graph, grads, granularity, repeats):
             graph[name].weight[...] = weight
 
     grads_copy = lambda: {k: v.copy() for k, v in grads.items()}
+    def stepped_state():  # as in a search: the penalty follows the step of the last training step
+        state = mid_search_state(groups)
+        solver.step(state, costs, hard_pruned, budget)
+        return state
+
     timings = {
-        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned),
-                                  repeats, lambda: mid_search_state(groups)),
+        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, stepped_state),
     }
     add = solver.penalty(mid_search_state(groups), hard_pruned)
     timings["add"] = median_seconds(lambda g: add(g), repeats, grads_copy)
@@ -295,7 +302,7 @@ def main() -> None:
                       "Linear backward at numpy speed")
             if granularity == args.granularity[0]:
                 print("    operations inside, one call each (a search step runs the copy and the squares 2x,"
-                      " the selection 3x, resource_after 2x):")
+                      " the selection 2x, resource_after 2x):")
                 for key, seconds in ops.items():
                     print(f"      {key:<56} {1e3 * seconds:10.3f} ms")
                 print("    other primitives, for comparison:")

@@ -1,4 +1,5 @@
-"""The solver's O(n) passes over all prunable weights: the least-k set and the resource left.
+"""The solver's O(n) passes over all prunable weights: the least-k set, the resource left,
+the count of finite ranks, and the penalty gradient added on the set.
 
 A search step of the minimax solver selects the k least-ranked weights (ranks are squared
 magnitudes, float64, >= 0, +inf for protected synapses) three times and sums the cost of
@@ -99,6 +100,19 @@ def least_set(ranks: np.ndarray, k: int) -> tuple[np.ndarray, int]:
 
 
 @njit(cache=True)
+def _finite_count_kernel(values):
+    count = 0
+    for index in range(values.size):
+        count += np.isfinite(values[index])
+    return count
+
+
+def finite_count(values: np.ndarray) -> int:
+    """``np.sum(np.isfinite(values))`` in one pass without a bool copy (float64 ``[n]``)."""
+    return int(_finite_count_kernel(np.ascontiguousarray(values, dtype=np.float64)))
+
+
+@njit(cache=True)
 def _kept_cost_kernel(costs, pruned):
     # four partial sums (of indices 0, 1, 2, 3 mod 4) added at the end: a fixed order on
     # every machine, four independent chains, and no branch on ``pruned``
@@ -118,3 +132,19 @@ def kept_cost(costs: np.ndarray, pruned: np.ndarray) -> float:
     """``sum(costs[~pruned])`` in one pass without a gathered copy (float64; finite costs)."""
     return float(_kept_cost_kernel(np.ascontiguousarray(costs, dtype=np.float64),
                                    np.ascontiguousarray(pruned, dtype=np.bool_)))
+
+
+@njit(cache=True)
+def _add_scaled_kernel(target, source, indices, factor):
+    for index in indices:
+        target[index] += factor * source[index]
+
+
+def add_scaled_at(target: np.ndarray, source: np.ndarray, indices: np.ndarray, factor: float) -> None:
+    """``target[indices] += float32(factor) * source[indices]`` in place, in one pass over
+    ``indices`` (no gathered copies); float32 arithmetic as numpy's, so bit-identical.
+
+    target, source: float32 ``[n]`` (contiguous; ``target`` is written); indices: int64
+    ``[k]``, distinct, in ``[0, n)``.
+    """
+    _add_scaled_kernel(target, source, np.ascontiguousarray(indices, dtype=np.int64), np.float32(factor))

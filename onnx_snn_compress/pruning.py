@@ -12,6 +12,7 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
+from .kernels.selection import add_scaled_at
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -88,20 +89,20 @@ class FlatWeights:
             weight[pruned[part].reshape(weight.shape)] = 0.0
 
     def _local(self, indices: np.ndarray):
-        """Per layer: (name, the layer's own indices among the flat ``indices``), where there are any."""
-        for name, part in self.layer_slices():
-            local = indices[(indices >= part.start) & (indices < part.stop)] - part.start
-            if local.size:
-                yield name, local
+        """Per layer: (name, the layer's own indices among the flat ``indices``), where there are
+        any. ``indices`` ascending (as the least-s sets are), so each layer's are one slice of them."""
+        bounds = np.searchsorted(indices, self.offsets)
+        for (name, part), start, stop in zip(self.layer_slices(), bounds[:-1], bounds[1:]):
+            if stop > start:
+                yield name, indices[start:stop] - part.start
 
     def add_scaled_weights(self, grads: dict[str, np.ndarray], indices: np.ndarray, factor: float) -> None:
-        """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (in place)."""
+        """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (ascending; in place)."""
         for name, local in self._local(indices):
-            grad = grads[f"{name}.weight"].reshape(-1)
-            grad[local] += np.float32(factor) * self.graph[name].weight.reshape(-1)[local]
+            add_scaled_at(grads[f"{name}.weight"].reshape(-1), self.graph[name].weight.reshape(-1), local, factor)
 
     def scale_weights(self, indices: np.ndarray, factor: float) -> None:
-        """``weight *= factor`` at the flat ``indices`` (in place)."""
+        """``weight *= factor`` at the flat ``indices`` (ascending; in place)."""
         for name, local in self._local(indices):
             self.graph[name].weight.flat[local] *= np.float32(factor)
 

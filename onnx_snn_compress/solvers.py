@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import kept_cost, least_set
+from .kernels.selection import finite_count, kept_cost, least_set
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -97,6 +97,7 @@ class Minimax:
                  tolerance: float = 0.01, rank=unranked):
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
+        self._last = None  # (squares, s, hard-pruned mask, their least-s sets) of the last step()
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -107,16 +108,28 @@ class Minimax:
         sets = []
         ranked = self.rank(squared)
         for group, fraction in zip(self.groups, sigma):
-            size = int(np.sum(np.isfinite(ranked[group])))  # protected ones are never in the least-s set
+            size = finite_count(ranked[group])  # protected ones are never in the least-s set
             k = min(size, max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
-                              int(hard_pruned[group].sum())))
+                              int(np.count_nonzero(hard_pruned[group]))))
             # already pruned weights are exactly zero, so they are always among the least
             if k >= size:
                 sets.append((np.flatnonzero(np.isfinite(ranked[group])) + group.start, -1))
                 continue
             chosen, following = least_set(ranked[group], k)
-            sets.append((chosen + group.start, following + group.start))
+            chosen += group.start  # a fresh array: shifted in place
+            sets.append((chosen, following + group.start))
         return sets
+
+    def _current_sets(self, squared: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray):
+        """:meth:`_least_sets`, or the sets the last :meth:`step` ended with when they were
+        computed from equal inputs (the penalty of the next training step sees the weights
+        that step left): one comparison pass instead of a selection."""
+        if self._last is not None:
+            last_squared, last_sigma, last_hard, sets = self._last
+            if (np.array_equal(last_sigma, sigma) and np.array_equal(last_hard, hard_pruned)
+                    and np.array_equal(last_squared, squared)):
+                return sets
+        return self._least_sets(squared, sigma, hard_pruned)
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         """The gradient of ``y * sum(least-s squared weights)``, to add before the optimizer step.
@@ -128,7 +141,7 @@ class Minimax:
         to first order in ``lr * y`` this is the same step for SGD.
         """
         weights = self.flat.weights()
-        sets = self._least_sets(weights * weights, state.sigma, hard_pruned)
+        sets = self._current_sets(weights * weights, state.sigma, hard_pruned)
 
         def add(grads):
             for (least_set, _), y in zip(sets, state.y):
@@ -157,19 +170,23 @@ class Minimax:
             zip(self.groups, self._least_sets(squared, state.sigma, hard_pruned))
         ):
             pruned[least_set] = True
+            size = group.stop - group.start
+            group_squared = float(np.sum(squared[group]))  # np.mean is this sum / size, bit for bit
             if following >= 0:
-                mean_squared = float(np.mean(squared[group])) + TINY
+                mean_squared = group_squared / size + TINY
                 mean_cost = float(np.mean(costs[group])) + TINY
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost)
-                floor = hard_pruned[group].mean()
+                floor = np.count_nonzero(hard_pruned[group]) / size
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
-            mass = float(np.sum(squared[least_set])) / (float(np.sum(squared[group])) + TINY)
+            mass = float(np.sum(squared[least_set])) / (group_squared + TINY)
             state.y[index] = self._ascend_y(state.y[index], mass)
         state.z = self._ascend_z(state.z, resource_after(costs, pruned, budget) - budget.aim)
         pruned = np.zeros_like(hard_pruned)
-        for least_set, _ in self._least_sets(squared, state.sigma, hard_pruned):
+        sets = self._least_sets(squared, state.sigma, hard_pruned)
+        for least_set, _ in sets:
             pruned[least_set] = True
+        self._last = (squared, state.sigma.copy(), hard_pruned.copy(), sets)
         pruned |= hard_pruned
         if resource_after(costs, pruned, budget) > budget.target:
             return None

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onnx_snn_compress.kernels.selection import kept_cost, least_set
+from onnx_snn_compress.kernels.selection import add_scaled_at, finite_count, kept_cost, least_set
 
 
 def squared_weights(size, seed, zeros=0.3, protected=0.02):
@@ -47,3 +47,20 @@ def test_kept_cost_sums_the_costs_of_the_weights_left():
     energies = rng.random(pruned.size) * 4.6e-12
     assert kept_cost(energies, pruned) == pytest.approx(np.sum(energies[~pruned]), rel=1e-12)
     assert kept_cost(counts, np.ones_like(pruned)) == 0.0
+
+
+def test_add_scaled_at_is_numpys_scatter_add_bit_for_bit():
+    rng = np.random.default_rng(4)
+    source = rng.standard_normal(10_001).astype(np.float32)
+    target = rng.standard_normal(10_001).astype(np.float32)
+    indices = np.flatnonzero(rng.random(10_001) < 0.4)
+    expected = target.copy()
+    expected[indices] += np.float32(2.0 * 0.37) * source[indices]
+    add_scaled_at(target, source, indices, 2.0 * 0.37)
+    assert np.array_equal(target.view(np.uint32), expected.view(np.uint32))
+
+
+def test_finite_count_counts_what_isfinite_accepts():
+    ranks = squared_weights(10_000, seed=5)  # +inf for the protected
+    ranks[7] = np.nan
+    assert finite_count(ranks) == int(np.sum(np.isfinite(ranks))) < ranks.size - 1

@@ -1,0 +1,57 @@
+"""The minimax solver's search steps: what it reuses from one step to the next changes no result."""
+
+import numpy as np
+
+from onnx_snn_compress.frontends import load_model
+from onnx_snn_compress.pruning import FlatWeights
+from onnx_snn_compress.samples import sample_model_path
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState
+
+
+def search(reuse: bool, seed: int = 0, steps: int = 12):
+    """A search on digits_mlp's two layers (per-layer s) with random 'optimizer steps', and on
+    every third step a change of the weights between the solver's step and the next penalty;
+    returns every penalty gradient and step result."""
+    graph = load_model(sample_model_path("digits_mlp"))
+    layers = [node.name for node in graph.prunable()]
+    flat = FlatWeights(graph, layers)
+    solver = Minimax(flat, [part for _, part in flat.layer_slices()], lr_s=0.1, lr_y=1.0, lr_z=0.1)
+    costs = np.ones(flat.size)
+    budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
+    hard_pruned = np.zeros(flat.size, dtype=bool)
+    state = MinimaxState(sigma=np.array([0.2, 0.4]), y=np.array([0.5, 2.0]), z=0.1)
+    rng = np.random.default_rng(seed)
+    results = []
+    for step in range(steps):
+        if not reuse:
+            solver._last = None
+        grads = {f"{name}.weight": np.zeros_like(graph[name].weight) for name in layers}
+        solver.penalty(state, hard_pruned)(grads)
+        results.append(flat.flatten({name: grads[f"{name}.weight"] for name in layers}))
+        perturb(graph, layers, rng)  # the optimizer step
+        if step == 7:
+            hard_pruned = hard_pruned.copy()
+            hard_pruned[:50] = True
+        pruned = solver.step(state, costs, hard_pruned, budget)
+        results.append(None if pruned is None else pruned.copy())
+        results.append((state.sigma.copy(), state.y.copy(), state.z))
+        if step % 3 == 0:  # something else moves the weights before the next penalty
+            perturb(graph, layers, rng)
+    return results
+
+
+def perturb(graph, layers, rng):
+    for name in layers:
+        graph[name].weight += 0.01 * rng.standard_normal(graph[name].weight.shape).astype(np.float32)
+
+
+def test_the_penalty_reusing_the_last_steps_sets_gives_the_same_search():
+    reused, computed = search(reuse=True), search(reuse=False)
+    assert any(np.any(r) for r in computed[0::3])  # the penalty did add something
+    for a, b in zip(reused, computed):
+        if isinstance(a, tuple):
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+        elif a is None or b is None:
+            assert a is None and b is None
+        else:
+            assert np.array_equal(a, b)
