@@ -38,13 +38,6 @@ FrameworkOpt = typer.Option(None, "--from-framework", help="The framework that e
 SOURCE_KEYS = ("source_format", "source_framework", "nir.exporter", "nir.dt", "nir.reset", "time_steps")
 
 
-def source_time_steps(graph, time_steps: Optional[int]) -> int:
-    """``--time-steps``, else the model's own T (with a note), else the default."""
-    from ..data import model_time_steps
-
-    time_steps, note = model_time_steps(graph.metadata, time_steps)
-    print_notes([note] if note else [])
-    return time_steps
 
 
 def print_notes(notes) -> None:
@@ -83,6 +76,8 @@ def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_fo
             n = layer["neuron"]
             value = lambda v: f"{v['min']:.4g}..{v['max']:.4g}" if isinstance(v, dict) else f"{v:.4g}"  # noqa: E731
             detail = f"{n['model']} beta={value(n['beta'])} vth={value(n['v_threshold'])} reset={n['reset']}"
+            if "current_decay" in n:  # a synaptic current (SynapticNeuron)
+                detail += f" current_decay={value(n['current_decay'])}"
         elif "readout" in layer:
             detail = layer["readout"]["mode"]
         rows.append([

@@ -11,7 +11,7 @@ from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
 from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, plain, print_json
 from .models import (DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt,
-                     load_source, source_time_steps)
+                     load_source, print_notes)
 
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Schedule = choices("Schedule", SCHEDULES)
@@ -47,7 +47,7 @@ def train(
     Example: snn-compress train model.onnx --data data.npz --epochs 20 --out trained.onnx
     """
     from ..backends.onnx_profile import save
-    from ..data import load_splits_for_model
+    from ..data import load_splits_for_model, model_time_steps
     from ..outputs import check_output_file
     from ..samples import digits_path
     from ..threads import use_threads
@@ -63,10 +63,11 @@ def train(
     config.validate()
     check_output_file(out, {"the input model": source, "the --data file": data}, "--out", kinds=(".onnx",))
     graph = load_source(source, source_format, dt, nir_reset, framework)[0]
-    time_steps = source_time_steps(graph, time_steps)
+    time_steps, steps_note = model_time_steps(graph.metadata, time_steps)
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
+    print_notes([steps_note] if steps_note and not train_data.temporal else [])  # temporal data bring their T
     result = run_training(graph, train_data, val_data, config)
     test_accuracy = accuracy(result.graph, test_data) if test_data is not None else None
     result.graph.metadata["training"] = (

@@ -59,14 +59,15 @@ def _note(log, notes: Sequence[str]) -> None:
 
 def _load_source(path: Path, source_format: str, dt, nir_reset, framework, time_steps: int | None, log):
     """(IR graph, the file's own ONNX model when it is a profile file, T for static data: the
-    model's own unless given), saying on ``log`` what the importer assumed."""
+    model's own unless given, the note that says so or None), saying on ``log`` what the importer
+    assumed. The T note is the caller's to say once the data are known to be static."""
     from .data import model_time_steps
     from .frontends import load_with_proto
 
     graph, proto = load_with_proto(path, source_format, dt=dt, nir_reset=nir_reset, framework=framework)
     time_steps, note = model_time_steps(graph.metadata, time_steps)
-    _note(log, [n for n in graph.metadata.get("import_notes", "").split(" | ") if n] + ([note] if note else []))
-    return graph, proto, time_steps
+    _note(log, [n for n in graph.metadata.get("import_notes", "").split(" | ") if n])
+    return graph, proto, time_steps, note
 
 
 @dataclass
@@ -190,10 +191,11 @@ def compress(
     check_output_folder(out, {"the input model": source, "--data": data_path}, writes)
     folder = RunFolder(out, writes, (REPORT, CHECKPOINT), resume=resume, overwrite=overwrite)
     folder.check()
-    graph, _, time_steps = _load_source(source, source_format, dt, nir_reset, framework, time_steps, log)
+    graph, _, time_steps, steps_note = _load_source(source, source_format, dt, nir_reset, framework, time_steps, log)
     train_data, val_data, test_data = load_splits_for_model(
         data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
+    _note(log, [steps_note] if steps_note and not train_data.temporal else [])
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
         resource=resource, method=method, granularity=granularity, structure=structure,
@@ -327,9 +329,10 @@ def evaluate(
     data_path = Path(data) if data is not None else digits_path()
 
     def measure(path: Path):
-        graph, proto, steps = _load_source(path, source_format, dt, nir_reset, framework, time_steps, log)
+        graph, proto, steps, steps_note = _load_source(path, source_format, dt, nir_reset, framework, time_steps, log)
         dataset = load_for_model(data_path, graph.input.shape, graph.num_classes, split=split,
                                  time_steps=steps, encoding=encoding, seed=seed)
+        _note(log, [steps_note] if steps_note and not dataset.temporal else [])
         return graph, dataset, run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size,
                                                      progress=Progress(log, quiet=log is None or not progress))
 

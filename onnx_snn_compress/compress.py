@@ -478,8 +478,9 @@ class Compression:
         if smallest * self.reference - fixed < cheapest:
             raise SNNError(
                 f"budget {smallest:g} of {self.config.resource} keeps less than one synapse of the pruned layers "
-                f"({', '.join(self.layers)}): the cheapest costs {cheapest / self.reference:.3g} of the input model; "
-                "raise the budget"
+                f"({', '.join(self.layers)}): the cheapest synapse alone is {cheapest / self.reference:.3g} of the input "
+                f"model's {self.config.resource} (budget {smallest:g} leaves {max(0.0, smallest - fixed / self.reference):.3g} "
+                "for the pruned layers); raise the budget"
             )
 
     def _say(self, text: str) -> None:

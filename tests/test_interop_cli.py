@@ -190,6 +190,11 @@ def test_evaluate_uses_the_time_steps_the_model_was_exported_with_and_says_so(tm
     code, out, err = run_cli(["evaluate", cases / "snntorch_static.legacy.onnx", "--data", tmp_path / "data.npz",
                               "--json", "--time-steps", "4"], capsys, monkeypatch)
     assert code == 0 and json.loads(out)["time_steps"] == 4 and "note: T =" not in err
+    temporal = np.repeat(expected["x"][:, None], 10, axis=1)  # [N, T = 10, 12]: the data bring their own T
+    np.savez(tmp_path / "temporal.npz", x=temporal, y=labels, x_test=temporal, y_test=labels)
+    code, out, err = run_cli(["evaluate", cases / "snntorch_static.legacy.onnx", "--data", tmp_path / "temporal.npz",
+                              "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["time_steps"] == 10 and "note: T =" not in err
 
 
 def test_the_braille_rnn_compresses_prunes_its_recurrent_synapses_and_round_trips_to_nir(tmp_path, capsys, monkeypatch):

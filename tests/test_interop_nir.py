@@ -387,3 +387,11 @@ def test_per_neuron_cubalif_time_constants_are_read_per_neuron_and_round_trip(tm
     nir_backend.save(model, tmp_path / "back.nir")
     assert np.asarray(nir.read(str(tmp_path / "back.nir")).nodes["_1"].tau_syn).shape == (10,)
     assert read_nir(tmp_path / "back.nir").same_as(model)
+
+
+@pytest.mark.parametrize("name", BRAILLE)
+def test_the_braille_rnn_pins_no_exporter_and_asks_for_one(name):
+    """Its CubaLIF has SpikingJelly's r = tau_mem/dt, w_in = tau_syn/dt pattern, but SpikingJelly writes no
+    recurrent graphs: read without options, it is refused with a line that asks for --from-framework."""
+    with pytest.raises(ModelError, match=r"cannot tell which tool exported this NIR graph.*--from-framework"):
+        read_nir(CASES / name)

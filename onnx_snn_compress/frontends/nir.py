@@ -158,7 +158,10 @@ def _identify(graph, framework: str | None, dt: float | None, path: str) -> tupl
     arrays = [v for n in neurons.values() for v in vars(n).values() if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
     float64 = bool(arrays) and all(a.dtype == np.float64 for a in arrays)
     options = f"--from-framework {'|'.join(FRAMEWORKS)}"
-    pinned_dt = _spikingjelly_dt(neurons) if float64 else None
+    # SpikingJelly's export_to_nir writes no cycles: a recurrent graph (the NIR paper's Braille RNN has
+    # SpikingJelly's CubaLIF parameter pattern too) pins no exporter
+    recurrent = bool(_recurrent_synapses(graph, [tuple(e) for e in graph.edges if len(e) == 2]))
+    pinned_dt = _spikingjelly_dt(neurons) if float64 and not recurrent else None
     notes = []
     if framework is None:
         kinds = {type(n).__name__ for n in neurons.values()}
