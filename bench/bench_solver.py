@@ -5,17 +5,19 @@
 
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
-    penalty   ``Minimax.penalty(state, hard_pruned)``: the flat float64 copy of all
-              prunable weights, their squares, and the least-s set: the one the last
-              ``step`` ended with, since the weights have not moved since (one
-              comparison), else a radix select (``kernels/selection.py``) -- before
-              the training step
-    add       the returned closure ``add(grads)``: ``grads += 2 y w`` on the least-s
-              set (``FlatWeights.add_scaled_weights``) -- inside the training step
-    step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat copy and
-              squares again, the least-s sets twice (before and after the s step),
-              the s step, the dual updates of y and z, and the pruned mask with the
-              resource after pruning it twice (``resource_after``)
+    penalty   ``Minimax.penalty(state, hard_pruned)``: the flat float32 copy of all
+              prunable weights (into a reused buffer) and one comparison with the weights
+              the last ``step`` selected on; they are equal in a search, so its least-s
+              sets are reused (else: a selection, as in ``step``) -- before the training step
+    add       the returned closure ``add(grads)``: ``grads += 2 y w`` where the set's mask
+              is set (``FlatWeights.add_scaled_masked``) -- inside the training step
+    step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat copy, |w|, one
+              histogram of the rank bits per group, the least-s set before the s step
+              (the histogram's boundary bucket gathered and refined; its mask), the groups'
+              squared sums, the s step, the set's squared mass (its values compressed) and
+              the resource after pruning it for the dual steps, then the set after the s
+              step from the same histogram, its mask and the resource with it
+              (kernels/selection.py)
 
 These three are timed through the solver's own API, from the same mid-search state
 every repeat (``penalty`` right after a ``step`` from it, as in a search;
@@ -211,39 +213,45 @@ def time_solver(graph, grads, granularity, repeats):
     restore()
 
     # the operations inside, one by one
-    weights = flat.weights()
-    squared = weights * weights
-    sigma = np.full(groups, 0.5)
-    sets = solver._least_sets(squared, sigma, hard_pruned)
-    pruned = np.zeros_like(hard_pruned)
-    for least_set, _ in sets:
-        pruned[least_set] = True
-    ops = {
-        "flat float64 copy of the weights (FlatWeights.weights)": median_seconds(flat.weights, repeats),
-        "squares (w * w, float64)": median_seconds(lambda: weights * weights, repeats),
-        "least-s selection (_least_sets: radix select)": median_seconds(
-            lambda: solver._least_sets(squared, sigma, hard_pruned), repeats),
-        "grads += 2 y w on the set (add_scaled_weights)": median_seconds(
-            lambda g: [flat.add_scaled_weights(g, s, 2.0) for s, _ in sets], repeats, grads_copy),
-        "pruned mask from the sets (zeros + scatter)": median_seconds(
-            lambda: [np.zeros_like(hard_pruned).__setitem__(s, True) for s, _ in sets], repeats),
-        "resource after pruning (resource_after: one pass)": median_seconds(
-            lambda: resource_after(costs, pruned, budget), repeats),
-        "sums over the set and group (y update)": median_seconds(
-            lambda: [(np.sum(squared[s]), np.sum(squared), np.mean(costs)) for s, _ in sets], repeats),
-    }
-    # the numpy calls the kernels replaced, and leaner primitives (bench/README.md)
-    squared32 = squared.astype(np.float32)
+    from onnx_snn_compress.kernels import selection as kernels
+
+    values = flat.native_weights()
+    magnitudes = np.abs(values)
+    bits = kernels.key_bits(magnitudes)
+    shift = kernels.top_shift(bits, flat.size)
+    counts, gathered = kernels.histogram(bits, 0, flat.size, shift), {}
     k = int(0.5 * flat.size)
+    least = kernels.select(bits, 0, flat.size, k, counts, shift, gathered)
+    mask = np.zeros(flat.size, dtype=bool)
+    kernels.least_mask(bits, 0, flat.size, least, shift, gathered, mask)
+    chosen = np.empty(flat.size + 1, np.float32)
+    buffer = np.empty_like(values)
+    ops = {
+        "flat float32 copy of the weights (native_weights)": median_seconds(lambda: flat.native_weights(buffer),
+                                                                            repeats),
+        "|w| into a buffer (np.abs)": median_seconds(lambda: np.abs(values, out=magnitudes), repeats),
+        "histogram of the rank bits (one pass)": median_seconds(
+            lambda: kernels.histogram(bits, 0, flat.size, shift), repeats),
+        "least-s set: boundary bucket gathered and refined": median_seconds(
+            lambda: kernels.select(bits, 0, flat.size, k, counts, shift, {}), repeats),
+        "its mask (np.less, then the ties)": median_seconds(
+            lambda: kernels.least_mask(bits, 0, flat.size, least, shift, gathered, mask), repeats),
+        "squared sum of a group (numpy's pairwise order)": median_seconds(
+            lambda: kernels.sum_of_squares(values, 0, flat.size), repeats),
+        "the set's values compressed (for its squared mass)": median_seconds(
+            lambda: kernels.compress_into(values, mask, chosen), repeats),
+        "resource after pruning (kept_cost)": median_seconds(lambda: resource_after(costs, mask, budget), repeats),
+        "penalty's check: weights equal to the last step's": median_seconds(lambda: kernels.equal(values, buffer),
+                                                                           repeats),
+        "grads += 2 y w on the set (add_scaled_masked)": median_seconds(
+            lambda g: flat.add_scaled_masked(g, mask, slice(0, flat.size), 2.0), repeats, grads_copy),
+    }
+    # numpy primitives the solver used before, for comparison (bench/README.md)
+    squared = values.astype(np.float64) ** 2
     leaner = {
-        "np.argpartition of the float64 squares (the selection before)": median_seconds(
+        "np.argpartition of the float64 squares (the selection of 2026-11-24)": median_seconds(
             lambda: np.argpartition(squared, k), repeats),
-        "np.sum(costs[~pruned]) (resource_after before)": median_seconds(
-            lambda: np.sum(costs[~pruned]), repeats),
-        "np.partition of float32 squares (k-th value only)": median_seconds(
-            lambda: np.partition(squared32, k), repeats),
-        "mask squared <= k-th value (float32 compare)": median_seconds(
-            lambda: squared32 <= squared32[0], repeats),
+        "np.sum(costs[~pruned]) (the resource of 2026-11-24)": median_seconds(lambda: np.sum(costs[~mask]), repeats),
     }
     return flat.size, timings, ops, leaner
 
@@ -301,13 +309,13 @@ def main() -> None:
                 print(f"    {'':<8} {'':>10}     {100 * solver_total / fast_step:7.1f} % of the estimated step with "
                       "Linear backward at numpy speed")
             if granularity == args.granularity[0]:
-                print("    operations inside, one call each (a search step runs the copy and the squares 2x,"
-                      " the selection 2x, resource_after 2x):")
+                print("    operations inside, one call each (a search step runs the copy 2x, the mask 2x, the"
+                      " resource 2x, the others once, the selection 2x on one histogram):")
                 for key, seconds in ops.items():
-                    print(f"      {key:<56} {1e3 * seconds:10.3f} ms")
+                    print(f"      {key:<68} {1e3 * seconds:10.3f} ms")
                 print("    other primitives, for comparison:")
                 for key, seconds in leaner.items():
-                    print(f"      {key:<56} {1e3 * seconds:10.3f} ms")
+                    print(f"      {key:<68} {1e3 * seconds:10.3f} ms")
         plain, masked = masked_adam_seconds(graph, grads, args.repeats)
         print(f"  Adam step without masks {1e3 * plain:.3f} ms, with 50 % of the prunable weights masked "
               f"{1e3 * masked:.3f} ms (finetuning with a frozen mask)")

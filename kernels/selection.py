@@ -1,137 +1,322 @@
-"""The solver's O(n) passes over all prunable weights: the least-k set, the resource left,
-the count of finite ranks, and the penalty gradient added on the set.
+"""The solver's O(n) passes over all prunable weights: the least-k set by threshold, its mask,
+the resource left after pruning it, its squared mass, and the penalty gradient added on it.
 
-A search step of the minimax solver selects the k least-ranked weights (ranks are squared
-magnitudes, float64, >= 0, +inf for protected synapses) three times and sums the cost of
-the weights it keeps twice. numpy does this with ``np.argpartition`` (an introselect
-that moves a 64-bit index with every value) and a boolean gather; on the 635 k weights
-of the MNIST MLP those took 17 ms and 8 ms per call (bench/bench_solver.py, on a busy
-machine).
+A least-k set is found as a *threshold*: with ``bits`` the ranks' bit patterns (float32 or
+float64 ranks >= 0 or +inf; the bit patterns of non-negative floats order them as their
+values), the set is
 
-:func:`least_set` selects by value instead: a radix select on the float64 bit patterns
-(which order non-negative floats as their values) finds the k-th smallest value (per
-digit, one pass counts and one gathers the bucket that holds it, until a bucket is small
-enough to sort), then one pass counts the values below it and one writes the indices.
-Ties at the k-th value are taken in index order, so the set is deterministic and does
-not depend on the thread count (the passes are serial).
+    { i :  bits[i] < bound  or  (bits[i] == bound and i < following) }
+
+where ``(bound, following)`` is the key and index of the (k+1)-th smallest in the order
+(key, index): ties are taken in index order. When every finite rank is in the set,
+``bound`` is the key of +inf and ``following`` is -1.
+
+:func:`histogram` counts the keys of a range by their top bits (one pass); :func:`select`
+finds ``(bound, following)`` for any k from that histogram: the bucket that holds the
+(k+1)-th key, one pass that gathers that bucket's members, then radix digits of 12 bits over
+them until one key is left. Two selections on the same weights (a search step's, before and
+after its step on s) share the histogram and, most often, the gathered bucket.
+:func:`least_mask` writes the set as a bool mask (numpy's SIMD compare, then the ties).
+
+The loops are written for this machine's compilers: no bool arithmetic in a hot loop (Numba
+turns it into branches that mispredict on a random mask), no per-call allocation of a flat
+array (each page of a fresh array costs a fault). Results do not depend on the thread count:
+the counts are integers, the gradient is added entry by entry, and every sum is taken
+serially in a fixed order (numpy's or the one :func:`kept_cost` had, so results are
+bit-identical to the numpy code the solver used before).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
-# Radix digits from the top: 12 bits (sign and exponent: one bucket per binade), then
-# 13, 13, 13, 13 down to bit 0; at most 8,192 counters (32 KB) per pass.
-_SHIFTS = (52, 39, 26, 13, 0)
-_WIDTHS = (12, 13, 13, 13, 13)
-_SMALL = 512  # a bucket this small is sorted instead of refined
+_DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
+_PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
+_PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 
 
-@njit(cache=True)
-def _kth_smallest_bits(bits, k):
-    """The (k+1)-th smallest of ``bits`` (uint64 patterns of non-negative floats), 0 <= k < n."""
-    source = bits  # the values that share the digits chosen so far
-    prefix = np.uint64(0)
-    prefix_mask = np.uint64(0)
-    for level in range(len(_SHIFTS)):
-        shift, digits = np.uint64(_SHIFTS[level]), np.uint64((1 << _WIDTHS[level]) - 1)
-        counts = np.zeros(1 << _WIDTHS[level], dtype=np.int32)
-        for index in range(source.size):
-            counts[(source[index] >> shift) & digits] += 1
-        bucket = 0
-        while counts[bucket] <= k:
-            k -= counts[bucket]
-            bucket += 1
-        prefix |= np.uint64(bucket) << shift
-        prefix_mask |= digits << shift
-        if counts[bucket] == source.size:  # one bucket holds them all (ties, e.g. zeros)
-            continue
-        members = np.empty(counts[bucket], dtype=np.uint64)
-        filled = 0
-        for index in range(source.size):
-            if (source[index] & prefix_mask) == prefix:
-                members[filled] = source[index]
-                filled += 1
-        source = members
-        if source.size <= _SMALL:
-            source.sort()
-            return source[k]
-    return prefix  # every digit chosen: the value itself
+def key_bits(ranks: np.ndarray) -> np.ndarray:
+    """The ranks' bit patterns as signed integers of their width (int32 for float32, int64 for
+    float64): for ranks >= 0 (and +inf) they order as the ranks. A view, no copy."""
+    return ranks.view(np.int32 if ranks.dtype == np.float32 else np.int64)
+
+
+def _infinity_key(bits: np.ndarray) -> int:
+    return int(np.array(np.inf, bits.dtype.str.replace("i", "f")).view(bits.dtype))
+
+
+def top_shift(bits: np.ndarray, size: int) -> int:
+    """The shift of the histogram's digit for ``size`` keys: about size / 8 buckets (2**8 to
+    2**16), so the boundary bucket holds few keys and the counters stay in a fast cache."""
+    width = min(16, max(8, int(size).bit_length() - 3))
+    return 8 * bits.itemsize - 1 - width  # the sign bit is 0
 
 
 @njit(cache=True)
-def _least_set_kernel(bits, k):
-    following_bits = _kth_smallest_bits(bits, k)
-    less = 0
-    for index in range(bits.size):
-        less += bits[index] < following_bits
-    ties = k - less  # entries equal to the (k+1)-th value that still belong to the set
-    chosen = np.empty(k + 1, dtype=np.int64)  # the last cell takes the writes of the rejected
+def _histogram_serial(keys, start, stop, shift, counts):
+    for index in range(start, stop):
+        counts[np.int64(keys[index]) >> shift] += 1
+
+
+@njit(cache=True, parallel=True)
+def _histogram_parallel(keys, start, stop, shift, counts, chunks):
+    # one histogram per chunk, added up after: integers, so the counts are the same for any chunking
+    partial = np.zeros((chunks, counts.size), dtype=np.int32)
+    length = (stop - start + chunks - 1) // chunks
+    for chunk in prange(chunks):
+        mine = partial[chunk]
+        for index in range(start + chunk * length, min(stop, start + (chunk + 1) * length)):
+            mine[np.int64(keys[index]) >> shift] += 1
+    for chunk in range(chunks):
+        for bucket in range(counts.size):
+            counts[bucket] += partial[chunk, bucket]
+
+
+def histogram(bits: np.ndarray, start: int, stop: int, shift: int) -> np.ndarray:
+    """Counts (int64 ``[2**width]``) of ``bits[start:stop] >> shift``; ``shift`` from :func:`top_shift`."""
+    counts = np.zeros(1 << (8 * bits.itemsize - 1 - shift), dtype=np.int64)
+    if stop - start >= 4 * _PARALLEL_ENTRIES and get_num_threads() > 1:
+        _histogram_parallel(bits, start, stop, shift, counts, get_num_threads())
+    else:
+        _histogram_serial(bits, start, stop, shift, counts)
+    return counts
+
+
+@njit(cache=True)
+def _bucket_of(counts, k):
+    """The bucket that holds the (k+1)-th smallest key, and that key's rank within it."""
+    bucket = 0
+    while counts[bucket] <= k:
+        k -= counts[bucket]
+        bucket += 1
+    return bucket, k
+
+
+@njit(cache=True)
+def _gather_kernel(keys, start, stop, low, high, count):
+    # the flat indices of the keys in [low, high), ascending; few of all keys, so the branch predicts well
+    members = np.empty(count, dtype=np.int64)
     filled = 0
-    following = -1
-    for index in range(bits.size):  # without a branch on the comparison (half of them would mispredict)
-        value = bits[index]
-        take = value < following_bits
-        if value == following_bits:  # rare, but for ties
-            if ties > 0:
-                ties -= 1
-                take = True
-            elif following < 0:
-                following = index
-        chosen[filled] = index
-        filled += take
-    return chosen[:k], following
-
-
-def least_set(ranks: np.ndarray, k: int) -> tuple[np.ndarray, int]:
-    """The indices (int64, ascending) of the ``k`` smallest ``ranks`` and the index of the
-    (k+1)-th smallest, or -1 when ``k >= ranks.size`` (then every index is in the set).
-
-    ranks: float64 ``[n]``, every entry >= 0 or +inf (squared magnitudes). Equal values
-    are taken in index order. O(n): about four passes over ``ranks``.
-    """
-    ranks = np.ascontiguousarray(ranks, dtype=np.float64)
-    k = max(0, int(k))
-    if k >= ranks.size:
-        return np.arange(ranks.size, dtype=np.int64), -1
-    chosen, following = _least_set_kernel(ranks.view(np.uint64), k)
-    return chosen, int(following)
+    width = np.uint64(high - low)
+    for index in range(start, stop):
+        if np.uint64(np.int64(keys[index]) - low) < width:  # low <= key < high in one comparison
+            members[filled] = index
+            filled += 1
+            if filled == count:
+                break
+    return members
 
 
 @njit(cache=True)
-def _finite_count_kernel(values):
-    count = 0
-    for index in range(values.size):
-        count += np.isfinite(values[index])
-    return count
+def _refine_kernel(keys, members, k, shift, digit):
+    # radix digits below ``shift`` over the members (kept in index order) until one key is left
+    while shift > 0:
+        width = min(digit, shift)
+        shift -= width
+        mask = (1 << width) - 1
+        counts = np.zeros(1 << width, dtype=np.int64)
+        for position in range(members.size):
+            counts[(np.int64(keys[members[position]]) >> shift) & mask] += 1
+        bucket, k = _bucket_of(counts, k)
+        if counts[bucket] == members.size:
+            continue
+        kept = 0
+        for position in range(members.size):
+            member = members[position]
+            if ((np.int64(keys[member]) >> shift) & mask) == bucket:
+                members[kept] = member
+                kept += 1
+        members = members[:kept]
+    following = members[k]  # every member now has the same key; ties in index order
+    return np.int64(keys[following]), following
 
 
-def finite_count(values: np.ndarray) -> int:
-    """``np.sum(np.isfinite(values))`` in one pass without a bool copy (float64 ``[n]``)."""
-    return int(_finite_count_kernel(np.ascontiguousarray(values, dtype=np.float64)))
+def select(bits: np.ndarray, start: int, stop: int, k: int, counts: np.ndarray, shift: int,
+           gathered: dict) -> tuple[int, int, int]:
+    """``(bound, following, size)`` of the least-``k`` set of ``bits[start:stop]`` (see the module
+    docstring); ``counts``: :func:`histogram` of that range with ``shift``. ``k >= 0``; when ``k``
+    reaches the finite keys of the range, the set is all of them: ``(key of +inf, -1, their
+    count)``. ``gathered``: a dict the caller keeps between selections on the same keys and
+    range (bucket -> its members' flat indices, ascending), so a bucket is gathered once; it
+    holds every key equal to ``bound`` for :func:`least_mask`.
+    O(size of the histogram + one pass + the bucket of the (k+1)-th key)."""
+    infinite = _infinity_key(bits)
+    finite = (stop - start) - int(np.sum(counts[infinite >> shift:]))  # +inf and above (NaN) are not ranked
+    if k >= finite:
+        return infinite, -1, finite
+    bucket, rank = _bucket_of(counts, k)
+    if bucket not in gathered:
+        gathered[bucket] = _gather_kernel(bits, start, stop, bucket << shift, (bucket + 1) << shift, counts[bucket])
+    bound, following = _refine_kernel(bits, gathered[bucket].copy(), rank, shift, _DIGIT)
+    return int(bound), int(following), int(k)
+
+
+@njit(cache=True)
+def _mark_ties_kernel(keys, candidates, bound, following, mask):
+    for index in candidates:
+        if keys[index] == bound and index < following:
+            mask[index] = True
+
+
+def least_mask(bits: np.ndarray, start: int, stop: int, least: tuple[int, int, int], shift: int, gathered: dict,
+               mask: np.ndarray) -> None:
+    """Write the set ``least = (bound, following, size)`` of ``bits[start:stop]`` into
+    ``mask[start:stop]`` (bool ``[n]``, in place); ``shift`` and ``gathered`` as :func:`select` had them."""
+    bound, following, _ = least
+    np.less(bits[start:stop], bound, out=mask[start:stop])  # numpy's SIMD compare
+    if following >= 0:
+        _mark_ties_kernel(bits, gathered[bound >> shift], bound, following, mask)
+
+
+@njit(cache=True, parallel=True)
+def _add_scaled_masked_parallel(target, source, chosen, factor):
+    for index in prange(target.size):
+        target[index] = np.float32(target[index] + factor * source[index]) if chosen[index] else target[index]
+
+
+@njit(cache=True)
+def _add_scaled_masked_serial(target, source, chosen, factor):
+    for index in range(target.size):
+        target[index] = np.float32(target[index] + factor * source[index]) if chosen[index] else target[index]
+
+
+def add_scaled_masked(target: np.ndarray, source: np.ndarray, mask: np.ndarray, factor: float) -> None:
+    """``target[mask] += float32(factor) * source[mask]`` in place, bit for bit as numpy's float32
+    (the other entries keep their exact bits, signs of zero included); no gathered copies.
+
+    target, source: float32 ``[m]``, contiguous; mask: bool ``[m]``.
+    """
+    kernel = _add_scaled_masked_parallel if target.size >= _PARALLEL_ENTRIES else _add_scaled_masked_serial
+    kernel(target, source, mask.view(np.uint8), np.float32(factor))
+
+
+@njit(cache=True, inline="always")
+def _square(value):
+    wide = np.float64(value)
+    return wide * wide  # exact for float32 values (24-bit significands)
+
+
+@njit(cache=True)
+def _pairwise_squares(values, start, count):
+    # numpy's pairwise summation (``pairwise_sum`` in numpy's loops_utils.h) of float64(v)**2
+    if count < 8:
+        total = 0.0
+        for index in range(start, start + count):
+            total += _square(values[index])
+        return total
+    if count <= _PAIRWISE_BLOCK:
+        r0, r1, r2, r3 = _square(values[start]), _square(values[start + 1]), _square(values[start + 2]), \
+            _square(values[start + 3])
+        r4, r5, r6, r7 = _square(values[start + 4]), _square(values[start + 5]), _square(values[start + 6]), \
+            _square(values[start + 7])
+        index = start + 8
+        whole = start + count - count % 8
+        while index < whole:
+            r0 += _square(values[index])
+            r1 += _square(values[index + 1])
+            r2 += _square(values[index + 2])
+            r3 += _square(values[index + 3])
+            r4 += _square(values[index + 4])
+            r5 += _square(values[index + 5])
+            r6 += _square(values[index + 6])
+            r7 += _square(values[index + 7])
+            index += 8
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while index < start + count:
+            total += _square(values[index])
+            index += 1
+        return total
+    half = count // 2
+    half -= half % 8
+    return _pairwise_squares(values, start, half) + _pairwise_squares(values, start + half, count - half)
+
+
+def sum_of_squares(values: np.ndarray, start: int, stop: int) -> float:
+    """``np.sum(values[start:stop].astype(np.float64) ** 2)``, bit for bit (numpy's pairwise
+    order, which it takes for a contiguous float64 vector), without the float64 copy.
+    values: float32 or float64 ``[n]``, contiguous."""
+    return 0.0 + float(_pairwise_squares(values, start, stop - start))
+
+
+@njit(cache=True, inline="always")
+def _left(cost, pruned):
+    return cost * np.float64(1 - pruned)  # bytes, not bools: bool arithmetic would branch
+
+
+@njit(cache=True)
+def _prune_pass_kernel(costs, values, before, after, hard, chosen):
+    # the sums of the costs left as _kept_cost_kernel sums them: four partial sums by index mod 4
+    a0 = a1 = a2 = a3 = 0.0  # pruning ``before``
+    b0 = b1 = b2 = b3 = 0.0  # pruning ``after`` and ``hard``
+    filled = 0
+    whole = costs.size - costs.size % 4
+    for index in range(0, whole, 4):
+        a0 += _left(costs[index], before[index])
+        a1 += _left(costs[index + 1], before[index + 1])
+        a2 += _left(costs[index + 2], before[index + 2])
+        a3 += _left(costs[index + 3], before[index + 3])
+        b0 += _left(costs[index], after[index] | hard[index])
+        b1 += _left(costs[index + 1], after[index + 1] | hard[index + 1])
+        b2 += _left(costs[index + 2], after[index + 2] | hard[index + 2])
+        b3 += _left(costs[index + 3], after[index + 3] | hard[index + 3])
+        for offset in range(4):  # no branch on the mask (half of them would mispredict)
+            chosen[filled] = values[index + offset]
+            filled += before[index + offset]
+    for index in range(whole, costs.size):
+        a0 += _left(costs[index], before[index])
+        b0 += _left(costs[index], after[index] | hard[index])
+        chosen[filled] = values[index]
+        filled += before[index]
+    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3), filled
+
+
+def prune_pass(costs: np.ndarray, values: np.ndarray, before: np.ndarray, after: np.ndarray, hard_pruned: np.ndarray,
+               chosen: np.ndarray) -> tuple[float, float, int]:
+    """One pass for a search step's two sets (bool masks ``before`` and ``after`` its s step):
+    ``(kept_cost(costs, before), kept_cost(costs, after | hard_pruned), count)``, bit for bit,
+    with ``values[before]`` written to the front of ``chosen`` (same dtype, ``[n + 1]``: one
+    spare cell takes the writes of the unchosen) and ``count`` of them. No allocation."""
+    kept_before, kept_after, count = _prune_pass_kernel(
+        np.ascontiguousarray(costs, dtype=np.float64), values, before.view(np.uint8), after.view(np.uint8),
+        np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8), chosen)
+    return float(kept_before), float(kept_after), int(count)
+
+
+@njit(cache=True)
+def _equal_kernel(a, b):
+    for index in range(a.size):
+        if a[index] != b[index]:
+            return False
+    return True
+
+
+def equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.array_equal(a, b)`` for two 1-D arrays of one dtype, stopping at the first difference
+    and without a bool copy (so -0.0 == 0.0 and NaN != NaN, as numpy's)."""
+    return a.shape == b.shape and bool(_equal_kernel(a, b))
 
 
 @njit(cache=True)
 def _kept_cost_kernel(costs, pruned):
     # four partial sums (of indices 0, 1, 2, 3 mod 4) added at the end: a fixed order on
-    # every machine, four independent chains, and no branch on ``pruned``
+    # every machine, four independent chains
     s0 = s1 = s2 = s3 = 0.0
     whole = costs.size - costs.size % 4
     for index in range(0, whole, 4):
-        s0 += costs[index] * (not pruned[index])
-        s1 += costs[index + 1] * (not pruned[index + 1])
-        s2 += costs[index + 2] * (not pruned[index + 2])
-        s3 += costs[index + 3] * (not pruned[index + 3])
+        s0 += _left(costs[index], pruned[index])
+        s1 += _left(costs[index + 1], pruned[index + 1])
+        s2 += _left(costs[index + 2], pruned[index + 2])
+        s3 += _left(costs[index + 3], pruned[index + 3])
     for index in range(whole, costs.size):
-        s0 += costs[index] * (not pruned[index])
+        s0 += _left(costs[index], pruned[index])
     return (s0 + s1) + (s2 + s3)
 
 
 def kept_cost(costs: np.ndarray, pruned: np.ndarray) -> float:
     """``sum(costs[~pruned])`` in one pass without a gathered copy (float64; finite costs)."""
-    return float(_kept_cost_kernel(np.ascontiguousarray(costs, dtype=np.float64),
-                                   np.ascontiguousarray(pruned, dtype=np.bool_)))
+    pruned = np.ascontiguousarray(pruned, dtype=np.bool_)
+    return float(_kept_cost_kernel(np.ascontiguousarray(costs, dtype=np.float64), pruned.view(np.uint8)))
 
 
 @njit(cache=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
-from .kernels.selection import add_scaled_at
+from .kernels.selection import add_scaled_at, add_scaled_masked
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -68,6 +68,10 @@ class FlatWeights:
         """All prunable weights as one float64 vector (a copy)."""
         return np.concatenate([self.graph[name].weight.ravel() for name in self.layers]).astype(np.float64)
 
+    def native_weights(self, out: np.ndarray | None = None) -> np.ndarray:
+        """All prunable weights as one float32 vector, written into ``out`` (float32 ``[size]``) when given."""
+        return np.concatenate([self.graph[name].weight.reshape(-1) for name in self.layers], out=out)
+
     def flatten(self, per_layer: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(per_layer[name], np.float64).ravel() for name in self.layers])
 
@@ -100,6 +104,16 @@ class FlatWeights:
         """``grads["<layer>.weight"] += factor * weight`` at the flat ``indices`` (ascending; in place)."""
         for name, local in self._local(indices):
             add_scaled_at(grads[f"{name}.weight"].reshape(-1), self.graph[name].weight.reshape(-1), local, factor)
+
+    def add_scaled_masked(self, grads: dict[str, np.ndarray], mask: np.ndarray, part: slice, factor: float) -> None:
+        """``grads["<layer>.weight"] += factor * weight`` where the flat bool ``mask`` is set, within
+        the flat range ``part`` (in place; float32 as numpy's)."""
+        for name, layer in self.layer_slices():
+            start, stop = max(layer.start, part.start), min(layer.stop, part.stop)
+            if stop > start:
+                local = slice(start - layer.start, stop - layer.start)
+                add_scaled_masked(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
+                                  mask[start:stop], factor)
 
     def scale_weights(self, indices: np.ndarray, factor: float) -> None:
         """``weight *= factor`` at the flat ``indices`` (ascending; in place)."""

@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import finite_count, kept_cost, least_set
+from .kernels.selection import (equal, histogram, kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
+                                top_shift)
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -78,9 +79,33 @@ class MinimaxState:
     history: list = field(default_factory=list)
 
 
+@dataclass
+class Selection:
+    """The least-s sets of one set of weights: per group ``(bound, following, size)`` (the set:
+    the weights whose rank bits are below ``bound``, and those equal to it before flat index
+    ``following``; kernels/selection.py) and their bool mask over the flat space. ``counts``
+    (each group's histogram of ``bits``) and ``gathered`` let another s be selected on the
+    same weights without another pass over them."""
+
+    values: np.ndarray  # the flat's native_weights() they were selected on
+    bits: np.ndarray  # key_bits of their ranks
+    shifts: list
+    counts: list
+    gathered: list  # per group: {histogram bucket: its members' flat indices}
+    sigma: np.ndarray
+    hard_pruned: np.ndarray
+    sets: list
+    mask: np.ndarray
+
+
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
     """The resource as a fraction of R0 when ``pruned`` weights are removed."""
-    return (budget.fixed + kept_cost(costs, pruned)) / budget.reference
+    return resource_fraction(kept_cost(costs, pruned), budget)
+
+
+def resource_fraction(kept: float, budget: Budget) -> float:
+    """The resource as a fraction of R0 when the prunable weights left cost ``kept``."""
+    return (budget.fixed + kept) / budget.reference
 
 
 def unranked(magnitudes: np.ndarray) -> np.ndarray:
@@ -91,45 +116,83 @@ class Minimax:
     """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
     ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
-    the solver uses only their ``weights()``, ``add_scaled_weights`` and ``scale_weights``."""
+    the solver uses only their ``native_weights``, ``add_scaled_masked`` and ``scale_weights``.
+
+    The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
+    defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
+    from step to step."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
                  tolerance: float = 0.01, rank=unranked):
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
-        self._last = None  # (squares, s, hard-pruned mask, their least-s sets) of the last step()
+        self._order = sorted(range(len(groups)), key=lambda g: groups[g].start)  # the groups in flat order
+        self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
+        self._values = []  # up to two buffers for native_weights (one may be held by _last)
+        self._buffers = {}  # flat buffers reused from step to step (a fresh array costs page faults)
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
         return MinimaxState(sigma=floor.copy(), y=np.zeros(len(self.groups)))
 
-    def _least_sets(self, squared: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray):
-        """Per group: (flat indices of the least-k weights, flat index of the next one or -1)."""
+    # -- the least-s sets ----------------------------------------------------------
+    def _buffer(self, name: str, like: np.ndarray, dtype=None, extra: int = 0) -> np.ndarray:
+        dtype = like.dtype if dtype is None else np.dtype(dtype)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.dtype != dtype or buffer.size != like.size + extra:
+            buffer = self._buffers[name] = np.empty(like.size + extra, dtype=dtype)
+        return buffer
+
+    def _fresh_values(self) -> np.ndarray:
+        """``flat.native_weights()``, into a buffer the last selection does not hold."""
+        held = None if self._last is None else self._last.values
+        out = next((buffer for buffer in self._values if buffer is not held), None)
+        values = self.flat.native_weights(out)
+        if out is None and len(self._values) < 2:
+            self._values.append(values)
+        return values
+
+    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray, mask: str) -> Selection:
+        """The least-s sets of ``values`` for the fractions ``sigma``, their mask in the buffer
+        ``mask``; becomes the last selection."""
+        if values.dtype == np.float32:
+            magnitudes = np.abs(values, out=self._buffer("magnitudes", values))
+        else:
+            magnitudes = values * values
+        bits = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
+        shifts = [top_shift(bits, group.stop - group.start) for group in self.groups]
+        counts = [histogram(bits, group.start, group.stop, shift) for group, shift in zip(self.groups, shifts)]
+        selection = Selection(values, bits, shifts, counts, [{} for _ in self.groups], sigma.copy(),
+                              hard_pruned.copy(), [], self._buffer(mask, values, np.bool_))
+        selection.sets = self._sets(selection, sigma, hard_pruned, selection.mask)
+        self._last = selection
+        return selection
+
+    def _sets(self, selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray, mask: np.ndarray) -> list:
+        """Per group ``(bound, following, size)`` of the least-s set of ``selection``'s weights for
+        ``sigma`` (``following``: the flat index of the next weight to prune, -1 when none is
+        left); their mask written into ``mask``."""
         sets = []
-        ranked = self.rank(squared)
-        for group, fraction in zip(self.groups, sigma):
-            size = finite_count(ranked[group])  # protected ones are never in the least-s set
-            k = min(size, max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
-                              int(np.count_nonzero(hard_pruned[group]))))
+        mask[...] = False  # what no group holds is never pruned by the solver
+        for group, fraction, shift, counts, gathered in zip(self.groups, sigma, selection.shifts, selection.counts,
+                                                             selection.gathered):
             # already pruned weights are exactly zero, so they are always among the least
-            if k >= size:
-                sets.append((np.flatnonzero(np.isfinite(ranked[group])) + group.start, -1))
-                continue
-            chosen, following = least_set(ranked[group], k)
-            chosen += group.start  # a fresh array: shifted in place
-            sets.append((chosen, following + group.start))
+            k = max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
+                    int(np.count_nonzero(hard_pruned[group])))
+            least = select(selection.bits, group.start, group.stop, k, counts, shift, gathered)
+            least_mask(selection.bits, group.start, group.stop, least, shift, gathered, mask)
+            sets.append(least)
         return sets
 
-    def _current_sets(self, squared: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray):
-        """:meth:`_least_sets`, or the sets the last :meth:`step` ended with when they were
-        computed from equal inputs (the penalty of the next training step sees the weights
-        that step left): one comparison pass instead of a selection."""
-        if self._last is not None:
-            last_squared, last_sigma, last_hard, sets = self._last
-            if (np.array_equal(last_sigma, sigma) and np.array_equal(last_hard, hard_pruned)
-                    and np.array_equal(last_squared, squared)):
-                return sets
-        return self._least_sets(squared, sigma, hard_pruned)
+    def _current(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
+        """The sets of the weights now: those the last selection (a :meth:`step`'s, whose weights
+        the next training step's penalty sees) made, when its inputs are equal; else selected."""
+        values = self._fresh_values()
+        last = self._last
+        if (last is not None and np.array_equal(last.sigma, sigma) and np.array_equal(last.hard_pruned, hard_pruned)
+                and equal(last.values, values)):
+            return last
+        return self._select(values, sigma, hard_pruned, "after")
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         """The gradient of ``y * sum(least-s squared weights)``, to add before the optimizer step.
@@ -140,13 +203,12 @@ class Minimax:
         so the term enters the gradient and Adam's own preconditioning applies it;
         to first order in ``lr * y`` this is the same step for SGD.
         """
-        weights = self.flat.weights()
-        sets = self._current_sets(weights * weights, state.sigma, hard_pruned)
+        selection = self._current(state.sigma, hard_pruned)
 
         def add(grads):
-            for (least_set, _), y in zip(sets, state.y):
+            for group, y in zip(self.groups, state.y):
                 if y > 0:
-                    self.flat.add_scaled_weights(grads, least_set, 2.0 * y)
+                    self.flat.add_scaled_masked(grads, selection.mask, group, 2.0 * y)
 
         return add
 
@@ -163,38 +225,44 @@ class Minimax:
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
         (``None`` otherwise)."""
-        weights = self.flat.weights()
-        squared = weights * weights
-        pruned = np.zeros_like(hard_pruned)
-        for index, (group, (least_set, following)) in enumerate(
-            zip(self.groups, self._least_sets(squared, state.sigma, hard_pruned))
-        ):
-            pruned[least_set] = True
+        values = self._fresh_values()
+        selection = self._select(values, state.sigma, hard_pruned, "before")
+        before, before_mask = selection.sets, selection.mask
+        group_squares = []
+        for index, (group, (_, following, _)) in enumerate(zip(self.groups, before)):
             size = group.stop - group.start
-            group_squared = float(np.sum(squared[group]))  # np.mean is this sum / size, bit for bit
+            group_squared = sum_of_squares(values, group.start, group.stop)  # np.sum(w[group] ** 2), bit for bit
+            group_squares.append(group_squared)
             if following >= 0:
-                mean_squared = group_squared / size + TINY
+                mean_squared = group_squared / size + TINY  # np.mean, bit for bit
                 mean_cost = float(np.mean(costs[group])) + TINY
+                following_squared = sum_of_squares(values, following, following + 1)
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
-                gradient = float(state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost)
+                gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
                 floor = np.count_nonzero(hard_pruned[group]) / size
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
-            mass = float(np.sum(squared[least_set])) / (group_squared + TINY)
-            state.y[index] = self._ascend_y(state.y[index], mass)
-        state.z = self._ascend_z(state.z, resource_after(costs, pruned, budget) - budget.aim)
-        pruned = np.zeros_like(hard_pruned)
-        sets = self._least_sets(squared, state.sigma, hard_pruned)
-        for least_set, _ in sets:
-            pruned[least_set] = True
-        self._last = (squared, state.sigma.copy(), hard_pruned.copy(), sets)
-        pruned |= hard_pruned
-        if resource_after(costs, pruned, budget) > budget.target:
+        after_mask = self._buffer("after", values, np.bool_)
+        after = self._sets(selection, state.sigma, hard_pruned, after_mask)
+        # one pass: the resource after pruning either set (before the s step: the sets alone, for the
+        # dual), and the values of the first set in flat order, each group's after the last's
+        chosen = self._buffer("chosen", values, extra=1)
+        kept_before, kept_after, _ = prune_pass(costs, values, before_mask, after_mask, hard_pruned, chosen)
+        offset = 0
+        for g in self._order:
+            count = before[g][2]
+            mass = sum_of_squares(chosen, offset, offset + count) / (group_squares[g] + TINY)
+            offset += count
+            state.y[g] = self._ascend_y(state.y[g], mass)
+        state.z = self._ascend_z(state.z, resource_fraction(kept_before, budget) - budget.aim)
+        selection.sets, selection.sigma, selection.mask = after, state.sigma.copy(), after_mask
+        if resource_fraction(kept_after, budget) > budget.target:
             return None
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
-            pruned = magnitude_to_budget(self.rank(np.sqrt(squared)), costs, hard_pruned, budget)
-        return pruned
+            wide = values.astype(np.float64)
+            return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
+        return after_mask | hard_pruned
 
 
 class PaperMinimax(Minimax):
@@ -213,10 +281,10 @@ class PaperMinimax(Minimax):
              lr: float = 0.0):
         """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
         the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
-        weights = self.flat.weights()
-        for (least_set, _), y in zip(self._least_sets(weights * weights, state.sigma, hard_pruned), state.y):
+        selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "before")
+        for group, y in zip(self.groups, state.y):
             if y > 0:
-                self.flat.scale_weights(least_set, 1.0 / (1.0 + 2.0 * lr * y))
+                self.flat.scale_weights(np.flatnonzero(selection.mask[group]) + group.start, 1.0 / (1.0 + 2.0 * lr * y))
         return super().step(state, costs, hard_pruned, budget, lr)
 
 

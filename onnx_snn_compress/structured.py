@@ -97,8 +97,8 @@ class ChannelGroups:
     """The prunable channels of a graph as the units of pruning, laid out as the solver's flat space.
 
     Unit g stands for the synapses ``members[g]`` (flat indices into ``flat``); units are in
-    layer order, so ``layer_slices`` gives each layer's. The solver reads ``weights()``,
-    ``add_scaled_weights`` and ``scale_weights`` as it reads a :class:`pruning.FlatWeights`.
+    layer order, so ``layer_slices`` gives each layer's. The solver reads ``native_weights()``,
+    ``add_scaled_masked`` and ``scale_weights`` as it reads a :class:`pruning.FlatWeights`.
     """
 
     def __init__(self, graph: ir.Graph, flat: FlatWeights):
@@ -135,6 +135,14 @@ class ChannelGroups:
     def weights(self) -> np.ndarray:
         """One value per group: its relative norm (the magnitude the solver ranks and penalises)."""
         return self.relative_norms(self.flat.weights())
+
+    def native_weights(self, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`weights` (float64: the solver ranks their squares; ``out`` is not used)."""
+        return self.weights()
+
+    def add_scaled_masked(self, grads: dict[str, np.ndarray], mask: np.ndarray, part: slice, factor: float) -> None:
+        """:meth:`add_scaled_weights` on the units where the bool ``mask`` is set, within ``part``."""
+        self.add_scaled_weights(grads, np.flatnonzero(mask[part]) + part.start, factor)
 
     def add_scaled_weights(self, grads: dict[str, np.ndarray], units: np.ndarray, factor: float) -> None:
         """The gradient of ``factor / 2 * sum(relative squared norms of units)`` added to ``grads``."""

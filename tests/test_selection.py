@@ -1,42 +1,114 @@
-"""The solver's selection kernels (kernels/selection.py) against numpy's sort."""
+"""The solver's selection kernels (kernels/selection.py) against numpy's sort and sums."""
 
 import numpy as np
 import pytest
 
-from onnx_snn_compress.kernels.selection import add_scaled_at, finite_count, kept_cost, least_set
+from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, equal, histogram,
+                                                 kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
+                                                 top_shift)
 
 
-def squared_weights(size, seed, zeros=0.3, protected=0.02):
+def magnitudes(size, seed, dtype=np.float32, zeros=0.3, protected=0.02):
+    """|w| of float32 weights (or their float64 squares), many exact ties at 0 (pruned
+    weights) and +inf for protected synapses (ranked last)."""
     rng = np.random.default_rng(seed)
-    weights = rng.standard_normal(size).astype(np.float32).astype(np.float64) * 0.05
-    weights[rng.random(size) < zeros] = 0.0  # pruned weights: many exact ties at 0
-    ranks = weights * weights
-    ranks[rng.random(size) < protected] = np.inf  # protected synapses rank last
+    weights = np.abs(rng.standard_normal(size).astype(np.float32)) * np.float32(0.05)
+    weights[rng.random(size) < zeros] = 0.0
+    ranks = weights if dtype == np.float32 else weights.astype(np.float64) ** 2
+    ranks[rng.random(size) < protected] = np.inf
     return ranks
 
 
+def least_set(ranks, start, stop, k):
+    """(the least-k set as a bool mask over all of ``ranks``, its (bound, following, size)) by the kernels."""
+    bits = key_bits(ranks)
+    shift = top_shift(bits, stop - start)
+    counts, gathered = histogram(bits, start, stop, shift), {}
+    least = select(bits, start, stop, k, counts, shift, gathered)
+    mask = np.zeros(ranks.size, dtype=bool)
+    least_mask(bits, start, stop, least, shift, gathered, mask)
+    return mask, least
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [1, 7, 5000, 300_000])
-def test_least_set_is_the_first_k_of_a_stable_sort(size):
-    ranks = squared_weights(size, seed=size)
-    order = np.argsort(ranks, kind="stable")  # ties in index order, as least_set takes them
-    for k in sorted({0, 1, size // 10, size // 3, size // 2, int(0.7 * size), size - 1} - {size}):
-        chosen, following = least_set(ranks, k)
-        assert np.array_equal(chosen, np.sort(order[:k]))
-        assert following == order[k]
+def test_the_least_set_is_the_first_k_of_a_stable_sort(size, dtype):
+    ranks = magnitudes(size, seed=size, dtype=dtype)
+    order = np.argsort(ranks, kind="stable")  # ties in index order, as the set takes them
+    finite = int(np.sum(np.isfinite(ranks)))  # the protected (+inf) are never in a set
+    for k in sorted({0, 1, size // 10, size // 3, size // 2, int(0.7 * size), finite - 1} - {finite}):
+        mask, (bound, following, count) = least_set(ranks, 0, size, k)
+        expected = np.zeros(size, dtype=bool)
+        expected[order[:k]] = True
+        assert np.array_equal(mask, expected) and count == k
+        assert following == order[k] and bound == key_bits(ranks)[order[k]]
 
 
-def test_least_set_of_every_weight_has_no_following_one():
-    ranks = squared_weights(10, seed=1)
-    chosen, following = least_set(ranks, 10)
-    assert np.array_equal(chosen, np.arange(10)) and following == -1
+def test_a_set_within_a_range_leaves_the_rest_alone():
+    ranks = magnitudes(20_000, seed=2)
+    start, stop = 3_000, 17_001
+    order = np.argsort(ranks[start:stop], kind="stable") + start
+    mask, (_, following, _) = least_set(ranks, start, stop, 5_000)
+    assert np.array_equal(np.flatnonzero(mask), np.sort(order[:5_000])) and following == order[5_000]
 
 
-def test_least_set_splits_a_large_bucket_of_one_binade():
-    # every value in [1, 2): one binade, so the selection must refine below the exponent
-    ranks = 1.0 + np.random.default_rng(3).random(100_000)
-    chosen, following = least_set(ranks, 41_234)
-    order = np.argsort(ranks, kind="stable")
-    assert np.array_equal(chosen, np.sort(order[:41_234])) and following == order[41_234]
+def test_a_set_of_every_finite_rank_has_no_following_weight():
+    ranks = magnitudes(1_000, seed=1)
+    finite = int(np.sum(np.isfinite(ranks)))
+    mask, (_, following, count) = least_set(ranks, 0, ranks.size, finite + 3)
+    assert np.array_equal(mask, np.isfinite(ranks)) and following == -1 and count == finite < ranks.size
+
+
+def test_the_selection_refines_a_bucket_of_equal_and_of_one_binade_values():
+    equal_values = np.full(70_000, np.float32(0.25))  # one key: ties all the way down
+    mask, (_, following, _) = least_set(equal_values, 0, equal_values.size, 41_234)
+    assert np.array_equal(np.flatnonzero(mask), np.arange(41_234)) and following == 41_234
+    binade = (1.0 + np.random.default_rng(3).random(100_000)).astype(np.float32)  # [1, 2): one exponent
+    order = np.argsort(binade, kind="stable")
+    mask, (_, following, _) = least_set(binade, 0, binade.size, 41_234)
+    assert np.array_equal(np.flatnonzero(mask), np.sort(order[:41_234])) and following == order[41_234]
+
+
+def test_two_selections_on_the_same_histogram_match_fresh_ones():
+    ranks = magnitudes(50_000, seed=6)
+    bits = key_bits(ranks)
+    shift = top_shift(bits, ranks.size)
+    counts, gathered = histogram(bits, 0, ranks.size, shift), {}
+    first = select(bits, 0, ranks.size, 20_000, counts, shift, gathered)
+    second = select(bits, 0, ranks.size, 20_003, counts, shift, gathered)  # most likely the same bucket
+    assert first == least_set(ranks, 0, ranks.size, 20_000)[1]
+    assert second == least_set(ranks, 0, ranks.size, 20_003)[1]
+
+
+def test_add_scaled_masked_is_numpys_masked_add_bit_for_bit():
+    rng = np.random.default_rng(4)
+    for size in (1_001, 100_001):  # one thread, and the parallel kernel
+        source = rng.standard_normal(size).astype(np.float32)
+        target = rng.standard_normal(size).astype(np.float32)
+        target[:50] = -0.0  # unchosen entries keep their exact bits
+        mask = rng.random(size) < 0.4
+        expected = target.copy()
+        expected[mask] += np.float32(2.0 * 0.37) * source[mask]
+        add_scaled_masked(target, source, mask, 2.0 * 0.37)
+        assert np.array_equal(target.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sum_of_squares_is_numpys_sum_bit_for_bit(dtype):
+    values = np.random.default_rng(5).standard_normal(300_007).astype(dtype)
+    for start, stop in [(0, 0), (0, 5), (3, 130), (0, 129), (11, 9_472), (0, values.size), (1_000, 300_000)]:
+        assert sum_of_squares(values, start, stop) == np.sum(values[start:stop].astype(np.float64) ** 2)
+
+
+def test_the_prune_pass_is_two_kept_costs_and_the_chosen_values_in_order():
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal(10_003).astype(np.float32)
+    before, after, hard = (rng.random(values.size) < p for p in (0.3, 0.5, 0.1))
+    costs = rng.random(values.size) * 4.6e-12  # not integers: the order of the sums shows
+    chosen = np.empty(values.size + 1, np.float32)
+    kept_before, kept_after, count = prune_pass(costs, values, before, after, hard, chosen)
+    assert kept_before == kept_cost(costs, before) and kept_after == kept_cost(costs, after | hard)
+    assert count == int(before.sum()) and np.array_equal(chosen[:count], values[before])
 
 
 def test_kept_cost_sums_the_costs_of_the_weights_left():
@@ -60,7 +132,21 @@ def test_add_scaled_at_is_numpys_scatter_add_bit_for_bit():
     assert np.array_equal(target.view(np.uint32), expected.view(np.uint32))
 
 
-def test_finite_count_counts_what_isfinite_accepts():
-    ranks = squared_weights(10_000, seed=5)  # +inf for the protected
-    ranks[7] = np.nan
-    assert finite_count(ranks) == int(np.sum(np.isfinite(ranks))) < ranks.size - 1
+def test_equal_is_numpys_array_equal():
+    a = np.array([0.0, 1.0, -2.5], np.float32)
+    assert equal(a, a.copy()) and equal(a, np.array([-0.0, 1.0, -2.5], np.float32))
+    assert not equal(a, np.array([0.0, 1.0, -2.25], np.float32)) and not equal(a, a[:2])
+    assert not equal(np.array([np.nan]), np.array([np.nan]))
+
+
+def test_the_histogram_does_not_depend_on_how_the_range_is_split():
+    from onnx_snn_compress.kernels.selection import _histogram_parallel  # the kernel of several threads
+
+    bits = key_bits(magnitudes(300_001, seed=8))
+    shift = top_shift(bits, 280_000)
+    counts = histogram(bits, 7, 280_007, shift)
+    assert counts.sum() == 280_000
+    for chunks in (1, 2, 5):
+        split = np.zeros_like(counts)
+        _histogram_parallel(bits, 7, 280_007, shift, split, chunks)
+        assert np.array_equal(split, counts)
