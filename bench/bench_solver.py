@@ -238,9 +238,8 @@ def time_solver(graph, grads, granularity, repeats):
             lambda: kernels.least_mask(bits, 0, flat.size, least, shift, gathered, mask), repeats),
         "squared sum of a group (numpy's pairwise order)": median_seconds(
             lambda: kernels.sum_of_squares(values, 0, flat.size), repeats),
-        "the set's values compressed (for its squared mass)": median_seconds(
-            lambda: kernels.compress_into(values, mask, chosen), repeats),
-        "resource after pruning (kept_cost)": median_seconds(lambda: resource_after(costs, mask, budget), repeats),
+        "resource after either set, the first's values (prune_pass)": median_seconds(
+            lambda: kernels.prune_pass(costs, values, mask, mask, hard_pruned, chosen), repeats),
         "penalty's check: weights equal to the last step's": median_seconds(lambda: kernels.equal(values, buffer),
                                                                            repeats),
         "grads += 2 y w on the set (add_scaled_masked)": median_seconds(
@@ -310,7 +309,7 @@ def main() -> None:
                       "Linear backward at numpy speed")
             if granularity == args.granularity[0]:
                 print("    operations inside, one call each (a search step runs the copy 2x, the mask 2x, the"
-                      " resource 2x, the others once, the selection 2x on one histogram):")
+                      " squared sum 2x, the others once; the selection 2x on one histogram):")
                 for key, seconds in ops.items():
                     print(f"      {key:<68} {1e3 * seconds:10.3f} ms")
                 print("    other primitives, for comparison:")

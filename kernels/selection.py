@@ -42,8 +42,8 @@ def key_bits(ranks: np.ndarray) -> np.ndarray:
     return ranks.view(np.int32 if ranks.dtype == np.float32 else np.int64)
 
 
-def _infinity_key(bits: np.ndarray) -> int:
-    return int(np.array(np.inf, bits.dtype.str.replace("i", "f")).view(bits.dtype))
+_INFINITY_KEYS = {np.dtype(np.int32): int(np.array(np.inf, np.float32).view(np.int32)),
+                  np.dtype(np.int64): int(np.array(np.inf, np.float64).view(np.int64))}
 
 
 def top_shift(bits: np.ndarray, size: int) -> int:
@@ -141,7 +141,7 @@ def select(bits: np.ndarray, start: int, stop: int, k: int, counts: np.ndarray, 
     range (bucket -> its members' flat indices, ascending), so a bucket is gathered once; it
     holds every key equal to ``bound`` for :func:`least_mask`.
     O(size of the histogram + one pass + the bucket of the (k+1)-th key)."""
-    infinite = _infinity_key(bits)
+    infinite = _INFINITY_KEYS[bits.dtype]
     finite = (stop - start) - int(np.sum(counts[infinite >> shift:]))  # +inf and above (NaN) are not ranked
     if k >= finite:
         return infinite, -1, finite

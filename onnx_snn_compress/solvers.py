@@ -235,7 +235,7 @@ class Minimax:
             group_squares.append(group_squared)
             if following >= 0:
                 mean_squared = group_squared / size + TINY  # np.mean, bit for bit
-                mean_cost = float(np.mean(costs[group])) + TINY
+                mean_cost = float(np.sum(costs[group])) / size + TINY  # np.mean, bit for bit
                 following_squared = sum_of_squares(values, following, following + 1)
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
