@@ -47,9 +47,11 @@ _INFINITY_KEYS = {np.dtype(np.int32): int(np.array(np.inf, np.float32).view(np.i
 
 
 def top_shift(bits: np.ndarray, size: int) -> int:
-    """The shift of the histogram's digit for ``size`` keys: about size / 8 buckets (2**8 to
-    2**16), so the boundary bucket holds few keys and the counters stay in a fast cache."""
-    width = min(16, max(8, int(size).bit_length() - 3))
+    """The shift of the histogram's digit for ``size`` keys: about size / 8 buckets (at most
+    2**16), so the boundary bucket holds few keys and the counters stay in a fast cache; the
+    digit spans at least the exponent, so the bucket of +inf holds only +inf and NaN."""
+    exponent = 8 if bits.itemsize == 4 else 11
+    width = min(16, max(exponent, int(size).bit_length() - 3))
     return 8 * bits.itemsize - 1 - width  # the sign bit is 0
 
 

@@ -85,7 +85,9 @@ class Selection:
     the weights whose rank bits are below ``bound``, and those equal to it before flat index
     ``following``; kernels/selection.py) and their bool mask over the flat space. ``counts``
     (each group's histogram of ``bits``) and ``gathered`` let another s be selected on the
-    same weights without another pass over them."""
+    same weights without another pass over them. Its arrays are the solver's reused buffers:
+    valid until the solver's next selection (the next ``step``, or a ``penalty`` that
+    cannot reuse it)."""
 
     values: np.ndarray  # the flat's native_weights() they were selected on
     bits: np.ndarray  # key_bits of their ranks
@@ -201,7 +203,8 @@ class Minimax:
         after plain SGD. Under Adam that shrink loses against Adam's normalised
         steps (a weight with a tiny loss gradient still moves by about lr per step),
         so the term enters the gradient and Adam's own preconditioning applies it;
-        to first order in ``lr * y`` this is the same step for SGD.
+        to first order in ``lr * y`` this is the same step for SGD. The returned closure
+        reads the set's mask when called: call it before the next :meth:`step`.
         """
         selection = self._current(state.sigma, hard_pruned)
 

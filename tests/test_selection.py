@@ -52,11 +52,14 @@ def test_a_set_within_a_range_leaves_the_rest_alone():
     assert np.array_equal(np.flatnonzero(mask), np.sort(order[:5_000])) and following == order[5_000]
 
 
-def test_a_set_of_every_finite_rank_has_no_following_weight():
-    ranks = magnitudes(1_000, seed=1)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_set_of_every_finite_rank_has_no_following_weight(dtype):
+    ranks = magnitudes(1_000, seed=1, dtype=dtype)
+    ranks[:3] = np.finfo(dtype).max  # huge, but finite: in the set
+    ranks[3] = np.nan  # never in a set, as +inf
     finite = int(np.sum(np.isfinite(ranks)))
     mask, (_, following, count) = least_set(ranks, 0, ranks.size, finite + 3)
-    assert np.array_equal(mask, np.isfinite(ranks)) and following == -1 and count == finite < ranks.size
+    assert np.array_equal(mask, np.isfinite(ranks)) and following == -1 and count == finite < ranks.size - 1
 
 
 def test_the_selection_refines_a_bucket_of_equal_and_of_one_binade_values():
