@@ -116,7 +116,7 @@ _BLOCK_IMAGES = 32  # measured best on the digits sample's layers (8 to 128 trie
 
 @njit(cache=True, parallel=True)
 def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, block_images,
-                            chunk_positions, need_input_grad, grad_x, partial_weight):
+                            chunk_positions, need_input_grad, need_weight_grad, grad_x, partial_weight):
     batch, channels, height, width = x.shape
     out_channels, in_per_group, kh, kw = weight.shape
     out_h, out_w = grad_y.shape[2], grad_y.shape[3]
@@ -124,43 +124,35 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
     rows = in_per_group * kh * kw
     out_per_group = out_channels // groups
     kernel = weight.reshape(out_channels, rows)
-    blocks = partial_weight.shape[0]
+    blocks = -(-batch // block_images)
     for block in prange(blocks):
         start = block * block_images
         images = min(block_images, batch - start)
         # the block, batch-innermost and zero-padded: padded[c, ph + y, pw + k, b] = x[start + b, c, y, k]
-        padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images), dtype=np.float32)
-        for c in range(channels):
+        padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images) if need_weight_grad
+                          else (0, 0, 0, 0), dtype=np.float32)
+        for c in range(channels if need_weight_grad else 0):
             for y in range(height):
                 for k in range(width):
                     cell = padded[c, ph + y, pw + k]
                     for b in range(images):
                         cell[b] = x[start + b, c, y, k]
-        grad_padded = np.zeros(padded.shape if need_input_grad else (0, 0, 0, 0), dtype=np.float32)
+        grad_padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images) if need_input_grad
+                               else (0, 0, 0, 0), dtype=np.float32)
         # flat buffers: a chunk's matrices are contiguous prefixes, whatever its length
-        unfolded_values = np.empty(rows * chunk_positions * images, dtype=np.float32)
+        unfolded_values = np.empty(rows * chunk_positions * images if need_weight_grad else 0, dtype=np.float32)
         gathered_values = np.empty(out_per_group * chunk_positions * images, dtype=np.float32)
         grad_values = np.empty(rows * chunk_positions * images if need_input_grad else 0, dtype=np.float32)
         product = np.empty((out_per_group, rows), dtype=np.float32)
-        partial_weight[block] = np.float32(0.0)
+        if need_weight_grad:
+            partial_weight[block] = np.float32(0.0)
         outputs = grad_y[start:start + images].reshape(images, out_channels, plane)
         for g in range(groups):
             first = g * out_per_group
             for p_first in range(0, plane, chunk_positions):
                 p_last = min(p_first + chunk_positions, plane)
                 size = (p_last - p_first) * images
-                unfolded = unfolded_values[:rows * size].reshape(rows, size)
                 gathered = gathered_values[:out_per_group * size].reshape(out_per_group, size)
-                for c in range(in_per_group):
-                    for i in range(kh):
-                        for j in range(kw):
-                            target = unfolded[(c * kh + i) * kw + j]
-                            for q in range(p_last - p_first):
-                                p = p_first + q
-                                source = padded[g * in_per_group + c, (p // out_w) * sh + i * dh,
-                                                (p % out_w) * sw + j * dw]
-                                for b in range(images):
-                                    target[q * images + b] = source[b]
                 # gathered[o, (p - p_first) * images + b] = dL/dY[start + b, first + o, p]: written
                 # in order, the reads cycle over one cache line per image, which stay in L1
                 for o in range(out_per_group):
@@ -168,8 +160,20 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
                     for q in range(p_last - p_first):
                         for b in range(images):
                             target[q * images + b] = outputs[b, first + o, p_first + q]
-                np.dot(gathered, unfolded.T, product)
-                partial_weight[block, first:first + out_per_group] += product
+                if need_weight_grad:
+                    unfolded = unfolded_values[:rows * size].reshape(rows, size)
+                    for c in range(in_per_group):
+                        for i in range(kh):
+                            for j in range(kw):
+                                target = unfolded[(c * kh + i) * kw + j]
+                                for q in range(p_last - p_first):
+                                    p = p_first + q
+                                    source = padded[g * in_per_group + c, (p // out_w) * sh + i * dh,
+                                                    (p % out_w) * sw + j * dw]
+                                    for b in range(images):
+                                        target[q * images + b] = source[b]
+                    np.dot(gathered, unfolded.T, product)
+                    partial_weight[block, first:first + out_per_group] += product
                 if need_input_grad:
                     grad_unfolded = grad_values[:rows * size].reshape(rows, size)
                     np.dot(kernel[first:first + out_per_group].T, gathered, grad_unfolded)
@@ -192,11 +196,11 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
 
 
 def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_input_grad=True,
-                    need_bias_grad=True):
+                    need_bias_grad=True, need_weight_grad=True):
     """Gradients of :func:`conv2d_forward` given dL/dY ``[B, O, H_out, W_out]``.
 
     x ``[B, C, H, W]`` (the forward's input), weight ``[O, C // groups, kh, kw]``. Returns
-    ``(grad_x or None, grad_weight, grad_bias or None)``, float32.
+    ``(grad_x or None, grad_weight or None, grad_bias or None)``, float32.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     weight = np.ascontiguousarray(weight, dtype=np.float32)
@@ -208,13 +212,18 @@ def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_i
     block_images = int(max(1, min(_BLOCK_IMAGES, KERNEL_GEMM // gemm_per_column)))
     chunk_positions = int(max(1, KERNEL_GEMM // (gemm_per_column * block_images)))
     blocks = -(-x.shape[0] // block_images)
-    partial_weight = np.empty((blocks, out_channels, in_per_group * kh * kw), dtype=np.float32)
+    partial_weight = np.empty((blocks if need_weight_grad else 0, out_channels, in_per_group * kh * kw),
+                              dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), dtype=np.float32)
-    _conv2d_backward_kernel(x, weight, grad_y, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
-                            int(groups), block_images, chunk_positions, bool(need_input_grad), grad_x,
-                            partial_weight)
-    grad_weight = partial_weight[0].copy()
-    for block in range(1, blocks):
-        grad_weight += partial_weight[block]
+    if need_input_grad or need_weight_grad:
+        _conv2d_backward_kernel(x, weight, grad_y, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
+                                int(groups), block_images, chunk_positions, bool(need_input_grad),
+                                bool(need_weight_grad), grad_x, partial_weight)
+    grad_weight = None
+    if need_weight_grad:
+        grad_weight = partial_weight[0].copy()
+        for block in range(1, blocks):
+            grad_weight += partial_weight[block]
+        grad_weight = grad_weight.reshape(weight.shape)
     grad_bias = grad_y.sum(axis=(0, 2, 3), dtype=np.float32) if need_bias_grad else None
-    return (grad_x if need_input_grad else None), grad_weight.reshape(weight.shape), grad_bias
+    return (grad_x if need_input_grad else None), grad_weight, grad_bias
