@@ -92,6 +92,63 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     return y
 
 
+@njit(cache=True, parallel=True)
+def _conv2d_input_grad_kernel(grad_y, weight, sh, sw, ph, pw, dh, dw, groups, grad_x):
+    batch, channels, height, width = grad_x.shape
+    out_channels, in_per_group, kh, kw = weight.shape
+    out_h, out_w = grad_y.shape[2], grad_y.shape[3]
+    plane = out_h * out_w
+    rows = in_per_group * kh * kw
+    out_per_group = out_channels // groups
+    # per group, the transposed weight [rows, O_g], contiguous for BLAS
+    kernel_t = np.empty((groups, rows, out_per_group), dtype=np.float32)
+    for g in range(groups):
+        kernel_t[g] = weight.reshape(out_channels, rows)[g * out_per_group:(g + 1) * out_per_group].T
+    for b in prange(batch):
+        grad_columns = np.empty((rows, plane), dtype=np.float32)
+        image = grad_x[b]
+        image[:] = np.float32(0.0)
+        outputs = grad_y[b].reshape(out_channels, plane)
+        for g in range(groups):
+            first = g * out_per_group
+            np.dot(kernel_t[g], outputs[first:first + out_per_group], grad_columns)
+            # col2im, the adjoint of im2col_image: each window cell's row lands on the inputs it read
+            for c in range(in_per_group):
+                target = image[g * in_per_group + c]
+                for i in range(kh):
+                    for j in range(kw):
+                        source = grad_columns[(c * kh + i) * kw + j]
+                        first_x = max(0, (pw - j * dw + sw - 1) // sw)
+                        last_x = min(out_w, (width + pw - j * dw + sw - 1) // sw)
+                        for oy in range(out_h):
+                            yy = oy * sh - ph + i * dh
+                            if yy < 0 or yy >= height:
+                                continue
+                            if sw == 1:  # contiguous runs: vectorised
+                                run_to = target[yy, first_x - pw + j * dw:last_x - pw + j * dw]
+                                run_from = source[oy * out_w + first_x:oy * out_w + last_x]
+                                for k in range(last_x - first_x):
+                                    run_to[k] += run_from[k]
+                            else:
+                                row = target[yy]
+                                for ox in range(first_x, last_x):
+                                    row[ox * sw - pw + j * dw] += source[oy * out_w + ox]
+
+
+def conv2d_input_grad(weight, grad_y, input_shape, stride, padding, dilation, groups):
+    """dL/dX ``[B, C, H, W]`` (``input_shape``) of :func:`conv2d_forward` given dL/dY
+    ``[B, O, H_out, W_out]``, image by image: ``col2im(weight_g.T @ dL/dY_g)`` per group, one
+    BLAS GEMM per image and group (every GEMM has the same shape whatever the batch), summed
+    per input over the window cells in (c, i, j) order. float32."""
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    grad_x = np.empty(tuple(input_shape), dtype=np.float32)
+    _conv2d_input_grad_kernel(grad_y, weight, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw), int(groups),
+                              grad_x)
+    return grad_x
+
+
 # -- backward --------------------------------------------------------------------------
 #
 # Per group, with U the unfolded (im2col) input of a block of images ``[rows, positions]``
@@ -116,7 +173,7 @@ _BLOCK_IMAGES = 32  # measured best on the digits sample's layers (8 to 128 trie
 
 @njit(cache=True, parallel=True)
 def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, block_images,
-                            chunk_positions, need_input_grad, need_weight_grad, grad_x, partial_weight):
+                            chunk_positions, need_input_grad, grad_x, partial_weight):
     batch, channels, height, width = x.shape
     out_channels, in_per_group, kh, kw = weight.shape
     out_h, out_w = grad_y.shape[2], grad_y.shape[3]
@@ -124,35 +181,43 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
     rows = in_per_group * kh * kw
     out_per_group = out_channels // groups
     kernel = weight.reshape(out_channels, rows)
-    blocks = -(-batch // block_images)
+    blocks = partial_weight.shape[0]
     for block in prange(blocks):
         start = block * block_images
         images = min(block_images, batch - start)
         # the block, batch-innermost and zero-padded: padded[c, ph + y, pw + k, b] = x[start + b, c, y, k]
-        padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images) if need_weight_grad
-                          else (0, 0, 0, 0), dtype=np.float32)
-        for c in range(channels if need_weight_grad else 0):
+        padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images), dtype=np.float32)
+        for c in range(channels):
             for y in range(height):
                 for k in range(width):
                     cell = padded[c, ph + y, pw + k]
                     for b in range(images):
                         cell[b] = x[start + b, c, y, k]
-        grad_padded = np.zeros((channels, height + 2 * ph, width + 2 * pw, images) if need_input_grad
-                               else (0, 0, 0, 0), dtype=np.float32)
+        grad_padded = np.zeros(padded.shape if need_input_grad else (0, 0, 0, 0), dtype=np.float32)
         # flat buffers: a chunk's matrices are contiguous prefixes, whatever its length
-        unfolded_values = np.empty(rows * chunk_positions * images if need_weight_grad else 0, dtype=np.float32)
+        unfolded_values = np.empty(rows * chunk_positions * images, dtype=np.float32)
         gathered_values = np.empty(out_per_group * chunk_positions * images, dtype=np.float32)
         grad_values = np.empty(rows * chunk_positions * images if need_input_grad else 0, dtype=np.float32)
         product = np.empty((out_per_group, rows), dtype=np.float32)
-        if need_weight_grad:
-            partial_weight[block] = np.float32(0.0)
+        partial_weight[block] = np.float32(0.0)
         outputs = grad_y[start:start + images].reshape(images, out_channels, plane)
         for g in range(groups):
             first = g * out_per_group
             for p_first in range(0, plane, chunk_positions):
                 p_last = min(p_first + chunk_positions, plane)
                 size = (p_last - p_first) * images
+                unfolded = unfolded_values[:rows * size].reshape(rows, size)
                 gathered = gathered_values[:out_per_group * size].reshape(out_per_group, size)
+                for c in range(in_per_group):
+                    for i in range(kh):
+                        for j in range(kw):
+                            target = unfolded[(c * kh + i) * kw + j]
+                            for q in range(p_last - p_first):
+                                p = p_first + q
+                                source = padded[g * in_per_group + c, (p // out_w) * sh + i * dh,
+                                                (p % out_w) * sw + j * dw]
+                                for b in range(images):
+                                    target[q * images + b] = source[b]
                 # gathered[o, (p - p_first) * images + b] = dL/dY[start + b, first + o, p]: written
                 # in order, the reads cycle over one cache line per image, which stay in L1
                 for o in range(out_per_group):
@@ -160,20 +225,8 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
                     for q in range(p_last - p_first):
                         for b in range(images):
                             target[q * images + b] = outputs[b, first + o, p_first + q]
-                if need_weight_grad:
-                    unfolded = unfolded_values[:rows * size].reshape(rows, size)
-                    for c in range(in_per_group):
-                        for i in range(kh):
-                            for j in range(kw):
-                                target = unfolded[(c * kh + i) * kw + j]
-                                for q in range(p_last - p_first):
-                                    p = p_first + q
-                                    source = padded[g * in_per_group + c, (p // out_w) * sh + i * dh,
-                                                    (p % out_w) * sw + j * dw]
-                                    for b in range(images):
-                                        target[q * images + b] = source[b]
-                    np.dot(gathered, unfolded.T, product)
-                    partial_weight[block, first:first + out_per_group] += product
+                np.dot(gathered, unfolded.T, product)
+                partial_weight[block, first:first + out_per_group] += product
                 if need_input_grad:
                     grad_unfolded = grad_values[:rows * size].reshape(rows, size)
                     np.dot(kernel[first:first + out_per_group].T, gathered, grad_unfolded)
@@ -196,11 +249,11 @@ def _conv2d_backward_kernel(x, weight, grad_y, sh, sw, ph, pw, dh, dw, groups, b
 
 
 def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_input_grad=True,
-                    need_bias_grad=True, need_weight_grad=True):
+                    need_bias_grad=True):
     """Gradients of :func:`conv2d_forward` given dL/dY ``[B, O, H_out, W_out]``.
 
     x ``[B, C, H, W]`` (the forward's input), weight ``[O, C // groups, kh, kw]``. Returns
-    ``(grad_x or None, grad_weight or None, grad_bias or None)``, float32.
+    ``(grad_x or None, grad_weight, grad_bias or None)``, float32.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     weight = np.ascontiguousarray(weight, dtype=np.float32)
@@ -212,18 +265,13 @@ def conv2d_backward(x, weight, grad_y, stride, padding, dilation, groups, need_i
     block_images = int(max(1, min(_BLOCK_IMAGES, KERNEL_GEMM // gemm_per_column)))
     chunk_positions = int(max(1, KERNEL_GEMM // (gemm_per_column * block_images)))
     blocks = -(-x.shape[0] // block_images)
-    partial_weight = np.empty((blocks if need_weight_grad else 0, out_channels, in_per_group * kh * kw),
-                              dtype=np.float32)
+    partial_weight = np.empty((blocks, out_channels, in_per_group * kh * kw), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, *x.shape[1:]), dtype=np.float32)
-    if need_input_grad or need_weight_grad:
-        _conv2d_backward_kernel(x, weight, grad_y, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
-                                int(groups), block_images, chunk_positions, bool(need_input_grad),
-                                bool(need_weight_grad), grad_x, partial_weight)
-    grad_weight = None
-    if need_weight_grad:
-        grad_weight = partial_weight[0].copy()
-        for block in range(1, blocks):
-            grad_weight += partial_weight[block]
-        grad_weight = grad_weight.reshape(weight.shape)
+    _conv2d_backward_kernel(x, weight, grad_y, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw),
+                            int(groups), block_images, chunk_positions, bool(need_input_grad), grad_x,
+                            partial_weight)
+    grad_weight = partial_weight[0].copy()
+    for block in range(1, blocks):
+        grad_weight += partial_weight[block]
     grad_bias = grad_y.sum(axis=(0, 2, 3), dtype=np.float32) if need_bias_grad else None
-    return (grad_x if need_input_grad else None), grad_weight, grad_bias
+    return (grad_x if need_input_grad else None), grad_weight.reshape(weight.shape), grad_bias
