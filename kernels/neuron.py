@@ -69,8 +69,13 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
         v[j] = _at(v_init, start + j)
     fired = np.zeros(width, dtype=np.bool_)
     count = np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
+    unrecorded = np.empty(width, dtype=np.float32)  # stands in for a potential row when none is recorded
     for t in range(spikes.shape[0]):
-        inputs = x[t if x.shape[0] > 1 else 0]  # a single input row is the input of every step
+        # row views indexed by the loop counter: an index computed as start + j would be
+        # tested for wraparound at every neuron, which keeps the loop from vectorising
+        inputs = x[t if x.shape[0] > 1 else 0, start:stop]  # a single input row is the input of every step
+        spike_row = spikes[t, start:stop]
+        potential_row = potential[t, start:stop] if record_potential else unrecorded
         for j in range(width):
             i = start + j
             threshold = _at(v_threshold, i)
@@ -78,16 +83,16 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
             d = _at(beta, i) * v[j] + _at(leak, i)
             if reset_delay:
                 d = _reset(d, fired[j], reset_mode, threshold, _at(v_reset, i))
-            h = d + _at(gain, i) * inputs[i]
+            h = d + _at(gain, i) * inputs[j]
             # fire
             s = (h >= threshold) if fire_on_equal else (h > threshold)
             # reset
             v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, _at(v_reset, i))
             fired[j] = s
-            spikes[t, start + j] = np.float32(s)
+            spike_row[j] = np.float32(s)
             count[j] += np.int32(s)
             if record_potential:
-                potential[t, start + j] = h
+                potential_row[j] = h
     for j in range(width):
         spike_counts[start + j] = count[j]
 

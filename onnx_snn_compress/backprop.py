@@ -55,14 +55,15 @@ from .ir import (
     SynapticNeuron,
 )
 from .kernels.batchnorm import batchnorm_backward, batchnorm_train_forward
-from .kernels.conv import conv2d_backward
+from .kernels.conv import conv2d_backward, conv2d_input_grad
 from .kernels.dropout import dropout_backward, dropout_forward, dropout_mask
 from .kernels.linear import linear_backward
 from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
 from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
+from .kernels.spike_conv import spike_conv2d_weight_grad
 from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
-from .simulate import FORWARD, Trace, _per_step, _pool_geometry, planar_view, run_nodes
+from .simulate import FORWARD, Trace, _per_step, _pool_geometry, event_driven, planar_view, run_nodes
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
 INPUT_GRAD = "input"
@@ -153,10 +154,16 @@ def _stateless(node, inputs, run):
     return FORWARD[node.kind](node, inputs, run.trace), None
 
 
-@_train_forward_of(Linear.kind, Conv2d.kind)
-def _weighted(node, inputs, run):
+@_train_forward_of(Linear.kind)
+def _linear(node, inputs, run):
     (x,) = inputs
     return FORWARD[node.kind](node, inputs, run.trace), x
+
+
+@_train_forward_of(Conv2d.kind)
+def _conv2d(node, inputs, run):
+    (x,) = inputs
+    return FORWARD[node.kind](node, inputs, run.trace), (x, event_driven(node, run.trace))
 
 
 @_train_forward_of(AvgPool2d.kind)
@@ -280,11 +287,20 @@ def _linear_backward(node: Linear, x, grad, needs, param_grads):
 
 
 @_backward_of(Conv2d.kind)
-def _conv2d_backward(node: Conv2d, x, grad, needs, param_grads):
-    grad_x, param_grads[f"{node.name}.weight"], grad_bias = conv2d_backward(
-        _per_step(x), node.weight, _per_step(grad), node.stride, node.padding, node.dilation, node.groups,
-        needs[0], node.bias is not None,
-    )
+def _conv2d_backward(node: Conv2d, record, grad, needs, param_grads):
+    x, spikes = record
+    steps, grad_steps = _per_step(x), _per_step(grad)
+    if spikes:  # the forward was event-driven: so is the weight gradient (kernels/spike_conv.py)
+        grad_x = conv2d_input_grad(node.weight, grad_steps, steps.shape, node.stride, node.padding, node.dilation,
+                                   node.groups) if needs[0] else None
+        grad_weight = spike_conv2d_weight_grad(steps, node.weight.shape, grad_steps, node.padding)
+        grad_bias = grad_steps.sum(axis=(0, 2, 3), dtype=np.float32) if node.bias is not None else None
+    else:
+        grad_x, grad_weight, grad_bias = conv2d_backward(
+            steps, node.weight, grad_steps, node.stride, node.padding, node.dilation, node.groups,
+            needs[0], node.bias is not None,
+        )
+    param_grads[f"{node.name}.weight"] = grad_weight
     if grad_bias is not None:
         param_grads[f"{node.name}.bias"] = grad_bias
     return [None if grad_x is None else grad_x.reshape(x.shape)]
