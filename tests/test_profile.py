@@ -73,12 +73,14 @@ def test_integrate_and_fire_is_written_as_snn_IF_without_leak_attributes():
 @pytest.mark.parametrize("reset", ir.RESET_MODES)
 @pytest.mark.parametrize("reset_delay", [False, True])
 @pytest.mark.parametrize("fire_on_equal", [False, True])
-# without leak or input scale the body skips their Add and Mul; an IF (beta = 1) also the decay's Mul
-@pytest.mark.parametrize("beta, v_leak, gain", [(0.75, 0.25, 0.5), (0.75, 0.0, 1.0), (1.0, 0.0, 1.0)])
+# without leak, input scale or reset jump (hard reset to 0, or none) the body skips their Add
+# and Mul; an IF (beta = 1) also the decay's Mul
+@pytest.mark.parametrize("beta, v_leak, gain, v_reset", [(0.75, 0.25, 0.5, -0.5), (0.75, 0.0, 1.0, 0.0), (1.0, 0.0, 1.0, -0.5)])
 @pytest.mark.parametrize("time_steps", [None, 12])
-def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_on_equal, beta, v_leak, gain, time_steps):
+def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_on_equal, beta, v_leak, gain, v_reset,
+                                                      time_steps):
     """Drive one neuron through onnxruntime and through the equations of docs/profile.md (Scan and unrolled)."""
-    params = dict(beta=beta, v_threshold=1.0, v_reset=-0.5, v_leak=v_leak, v_init=0.5, gain=gain,
+    params = dict(beta=beta, v_threshold=1.0, v_reset=v_reset, v_leak=v_leak, v_init=0.5, gain=gain,
                   reset=reset, reset_delay=reset_delay, fire_on_equal=fire_on_equal)
     graph = ir.Graph([ir.Input("x", shape=(5,)), ir.Neuron("lif", ("x",), **params), ir.Readout("out", ("lif",), mode="spikes")])
     # inputs on the 0.25 grid make H hit the threshold exactly, so > and >= differ
@@ -94,7 +96,7 @@ def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_o
         if reset == "subtract":
             return np.where(s > 0, p - f(1.0), p)
         if reset == "hard":
-            return np.where(s > 0, f(-0.5), p)
+            return np.where(s > 0, f(v_reset), p)
         return p
 
     for t in range(x.shape[0]):

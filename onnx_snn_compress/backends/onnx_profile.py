@@ -49,30 +49,34 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
 VARIANTS = [(delay, on_equal, hard) for delay in (True, False) for on_equal in (True, False) for hard in (True, False)]
 
 
-def _variant_tag(delay: bool, on_equal: bool, hard: bool, leak: bool = True) -> str:
-    return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}" + ("" if leak else "n")
+def _variant_tag(delay: bool, on_equal: bool, hard: bool, leak: bool = True, jump: bool = True) -> str:
+    return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}" + ("" if leak else "n") + ("" if jump else "z")
 
 
-def _reset(potential: str, spike: str, hard: bool, n) -> tuple[list[onnx.NodeProto], str]:
+def _reset(potential: str, spike: str, hard: bool, jump: bool, n) -> tuple[list[onnx.NodeProto], str]:
     """``potential`` P reset by the float spike S (0 or 1): ``P + S * reset_value`` (subtract,
     none) or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly ``P * (1 - hard) +
     reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``) and ``P`` without
-    one. Not ``Where``: onnxruntime's Where is the slowest op of the step on large layers
-    (bench/bench_reset.py)."""
-    nodes = [helper.make_node("Mul", [spike, "reset_value"], [n("jump")])]
+    one. Without ``jump`` (reset_value is 0: no reset, or a hard reset to 0) the
+    ``S * reset_value`` term is left out: adding an exact 0.0 changes no spike. Not ``Where``:
+    onnxruntime's Where is the slowest op of the step on large layers (bench/bench_reset.py)."""
+    nodes = []
     if hard:
         nodes += [helper.make_node("Sub", ["one", spike], [n("factor")]),
                   helper.make_node("Mul", [potential, n("factor")], [n("kept")])]
         potential = n("kept")
-    return nodes + [helper.make_node("Add", [potential, n("jump")], [n("reset")])], n("reset")
+    if not jump:
+        return nodes, potential
+    return nodes + [helper.make_node("Mul", [spike, "reset_value"], [n("jump")]),
+                    helper.make_node("Add", [potential, n("jump")], [n("reset")])], n("reset")
 
 
-def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, tag: str, v_prev: str,
+def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, tag: str, v_prev: str,
                  spike_prev: str | None, drive_t: str) -> tuple[list[onnx.NodeProto], str, str]:
-    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 4 to
-    9 elementwise ops, 6 for the common immediate subtract reset of a LIF without leak (the
+    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 3 to
+    10 elementwise ops, 6 for the common immediate subtract reset of a LIF without leak (the
     decay ``Mul`` only when ``decays``, i.e. not an IF; the ``Add`` of the leak only with
-    ``leak``: adding an exact 0.0 changes no spike). Reads the constants of
+    ``leak``: adding an exact 0.0 changes no spike; ``jump``: see :func:`_reset`). Reads the constants of
     :func:`_neuron_function`; returns the nodes and the names of the potential and of the float
     spike (0 or 1) after the step. ``spike_prev=None``: the first step. The reset: :func:`_reset`.
     """
@@ -86,7 +90,7 @@ def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, tag
         nodes.append(helper.make_node("Add", [charged, "leak"], [n("charged")]))
         charged = n("charged")
     if delay and spike_prev is not None:  # reset the decayed potential by the previous spike
-        reset, charged = _reset(charged, spike_prev, hard, lambda name: n(f"{name}_early"))
+        reset, charged = _reset(charged, spike_prev, hard, jump, lambda name: n(f"{name}_early"))
         nodes += reset
     nodes += [
         helper.make_node("Add", [charged, drive_t], [n("h")]),
@@ -95,24 +99,25 @@ def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, tag
     ]
     if delay:
         return nodes, n("h"), n("spike")
-    reset, v_next = _reset(n("h"), n("spike"), hard, lambda name: n(f"{name}_now"))  # immediate reset
+    reset, v_next = _reset(n("h"), n("spike"), hard, jump, lambda name: n(f"{name}_now"))  # immediate reset
     return nodes + reset, v_next, n("spike")
 
 
-def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, time_steps: int | None,
+def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, time_steps: int | None,
                  own_start: bool = False) -> onnx.GraphProto:
     """``drive`` ``[T, N, ...]`` (outer scope) -> the spikes (0.0 / 1.0) ``[T, N, ...]`` of one
     variant: a Scan over any T, or, for a fixed ``time_steps``, the steps written out one
     after another. A Scan starts from the outer ``v_first``, or with ``own_start`` from its own
     (in a function whose other loops are unrolled, so that those compute no unused state)."""
     delay = variant[0]
-    tag = _variant_tag(*variant, leak)
+    tag = _variant_tag(*variant, leak, jump)
     n = lambda name: f"{name}{tag}"  # noqa: E731
     f = TensorProto.FLOAT
     spikes = n("s")  # short names: every variant's loop is in the file
     if time_steps is None:
         # names inside the Scan body are its own (the bodies of the variants are never in one scope)
-        step, v_next, spike = _neuron_step(variant, decays, leak, "", "v_prev", "spike_prev" if delay else None, "drive_t")
+        step, v_next, spike = _neuron_step(variant, decays, leak, jump, "", "v_prev", "spike_prev" if delay else None,
+                                           "drive_t")
         states = [("v_prev", v_next)]
         if delay:  # the spike is a state and an output: a graph gives a value out once, so a copy
             states.append(("spike_prev", spike))
@@ -142,7 +147,7 @@ def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, tim
                  else helper.make_node("Identity", ["drive"], drives)]
         v, spike, all_spikes = "v_init", None, []
         for t in range(time_steps):
-            step, v, spike = _neuron_step(variant, decays, leak, f"{tag}_{t}", v, spike, drives[t])
+            step, v, spike = _neuron_step(variant, decays, leak, jump, f"{tag}_{t}", v, spike, drives[t])
             nodes += step
             all_spikes.append(spike)
         nodes.append(helper.make_node("Concat", all_spikes, [spikes], axis=0))
@@ -174,13 +179,15 @@ def _parameter_constant(attribute: str, per_neuron: bool) -> onnx.NodeProto:
     return _ref_constant(attribute, attribute, onnx.AttributeProto.TENSOR if per_neuron else onnx.AttributeProto.FLOAT)
 
 
-def _is_zero(value: str, zero: str, out: str, tensor: bool) -> list[onnx.NodeProto]:
-    """``out`` = whether the float scalar ``value`` (or, for a ``tensor``, all of it) is 0 (NaN is not)."""
+def _all_equal(value: str, target: str, out: str, tensor: bool) -> list[onnx.NodeProto]:
+    """``out`` = whether the float scalar ``value`` (or, for a ``tensor``, all of it) equals the
+    scalar ``target`` (NaN does not)."""
     if not tensor:
-        return [helper.make_node("Equal", [value, zero], [out])]
-    return [helper.make_node("Abs", [value], [f"{out}_abs"]),
+        return [helper.make_node("Equal", [value, target], [out])]
+    return [helper.make_node("Sub", [value, target], [f"{out}_offset"]),
+            helper.make_node("Abs", [f"{out}_offset"], [f"{out}_abs"]),
             helper.make_node("ReduceSum", [f"{out}_abs"], [f"{out}_sum"], keepdims=0),
-            helper.make_node("Equal", [f"{out}_sum", zero], [out])]
+            helper.make_node("Equal", [f"{out}_sum", "zero"], [out])]
 
 
 def _neuron_function(name: str, time_steps: int | None = None, specialized=frozenset()) -> onnx.FunctionProto:
@@ -191,11 +198,13 @@ def _neuron_function(name: str, time_steps: int | None = None, specialized=froze
 
     ``If`` nodes on the reset mode (hard or not), ``reset_delay`` and ``fire_on_equal`` pick
     the loop of that variant; their conditions are constants, so onnxruntime keeps only the
-    chosen branch at load. ``specialized`` holds the ``(variant, leak)`` pairs the model's
-    nodes use: a used variant of a LIF also gets a loop without the leak's ``Add``, chosen
-    where the leak is 0, and with ``time_steps`` only the specialized loops are unrolled;
-    the others stay Scans, correct for any T, to keep the file small. An input scale
-    ``gain`` of 1 skips its ``Mul`` the same way.
+    chosen branch at load. ``specialized`` holds the ``(variant, leak, jump)`` triples the
+    model's nodes use (leak: ``(1 - beta) * v_leak`` is not 0; jump: ``reset_value`` is not
+    0): each gets its own loop, without the leak's ``Add`` or the reset's ``S *
+    reset_value`` where those are 0, chosen by ``If``s on these constants as well; any
+    other triple runs the loop with both. With ``time_steps`` only the specialized loops
+    are unrolled; the others stay Scans, correct for any T, to keep the file small. An
+    input scale ``gain`` of 1 skips its ``Mul`` the same way.
     """
     INT = onnx.AttributeProto.INT
     is_if = name == profile.IF
@@ -215,7 +224,7 @@ def _neuron_function(name: str, time_steps: int | None = None, specialized=froze
             parameter("v_leak"),
             helper.make_node("Sub", ["one", "beta"], ["one_minus_beta"]),
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
-            *_is_zero("leak", "zero", "no_leak", per_neuron),
+            *_all_equal("leak", "zero", "leak0", per_neuron),
         ]
     f = TensorProto.FLOAT
 
@@ -224,12 +233,12 @@ def _neuron_function(name: str, time_steps: int | None = None, specialized=froze
 
     nodes += [
         *_reset_mode_nodes(),  # is_hard also picks the loop
+        *_all_equal("reset_value", "zero", "jump0", per_neuron),
         # the input current of every step at once, outside the time loop (X itself for gain 1)
-        helper.make_node("Sub", ["gain", "one"], ["gain_offset"]),
-        *_is_zero("gain_offset", "zero", "unit_gain", per_neuron),
-        helper.make_node("If", ["unit_gain"], ["drive"],
-                         then_branch=branch("drive_x", [helper.make_node("Identity", ["X"], ["drive_x"])]),
-                         else_branch=branch("drive_scaled", [helper.make_node("Mul", ["gain", "X"], ["drive_scaled"])])),
+        *_all_equal("gain", "one", "gain1", per_neuron),
+        helper.make_node("If", ["gain1"], ["drive"],
+                         then_branch=branch("drive1", [helper.make_node("Identity", ["X"], ["drive1"])]),
+                         else_branch=branch("drive_g", [helper.make_node("Mul", ["gain", "X"], ["drive_g"])])),
         helper.make_node("Shape", ["drive"], ["step_shape"], start=1),
         # the variant: reset_delay, then fire_on_equal
         _ref_constant("delay_int", "reset_delay", INT),
@@ -237,24 +246,47 @@ def _neuron_function(name: str, time_steps: int | None = None, specialized=froze
         _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
         helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
     ]
-    if time_steps is None:  # a Scan's initial state: V = v_init, shaped like one time step
-        nodes.append(helper.make_node("Expand", ["v_init", "step_shape"], ["v_first"]))
-
-    def loop(variant, leak: bool) -> onnx.GraphProto:
-        steps = time_steps if (variant, leak) in specialized else None
-        return _neuron_loop(variant, not is_if, leak and not is_if, steps, own_start=time_steps is not None)
+    if time_steps is None:  # a Scan's initial state: V = v_init, shaped like one time step (not by Expand,
+        # which onnxruntime's optimizer rewrites with a warning when the Scans read it from outside)
+        nodes += [helper.make_node("ConstantOfShape", ["step_shape"], ["zeros"],
+                                   value=numpy_helper.from_array(np.zeros(1, np.float32))),
+                  helper.make_node("Add", ["zeros", "v_init"], ["v_first"])]
 
     def choose(condition: str, tag: str, then_branch: onnx.GraphProto, else_branch: onnx.GraphProto) -> onnx.GraphProto:
+        if then_branch is else_branch:
+            return then_branch
         node = helper.make_node("If", [condition], [f"s{tag}"], then_branch=then_branch, else_branch=else_branch)
         return branch(f"s{tag}", [node])
 
-    def by_leak(variant) -> onnx.GraphProto:
-        if is_if or (variant, False) not in specialized:
-            return loop(variant, True)
-        return choose("no_leak", _variant_tag(*variant), loop(variant, False), loop(variant, True))
+    written: set[str] = set()
+
+    def condition(leak: bool, jump: bool) -> str:
+        """A bool: the leak and the reset's jump are nonzero (or 0) as given; its nodes written once."""
+        def once(node: onnx.NodeProto) -> str:
+            if node.output[0] not in written:
+                nodes.append(node)
+                written.add(node.output[0])
+            return node.output[0]
+
+        def flag(zero: str, nonzero: bool) -> str:  # leak0: the leak is 0, leak1: it is not
+            return once(helper.make_node("Not", [zero], [zero[:-1] + "1"])) if nonzero else zero
+
+        flags = ([] if is_if else [flag("leak0", leak)]) + [flag("jump0", jump)]
+        return flags[0] if len(flags) == 1 else once(helper.make_node("And", flags, ["".join(flags)]))
+
+    def by_constants(variant) -> onnx.GraphProto:
+        """The variant's loop, with its own loop for each (leak, jump) of ``specialized``."""
+        general_key = (not is_if, True)
+        steps = lambda leak, jump: time_steps if (variant, leak, jump) in specialized else None  # noqa: E731
+        tree = _neuron_loop(variant, not is_if, *general_key, steps(*general_key), own_start=time_steps is not None)
+        for leak, jump in sorted({(leak, jump) for v, leak, jump in specialized if v == variant} - {general_key}):
+            special = _neuron_loop(variant, not is_if, leak, jump, time_steps, own_start=time_steps is not None)
+            tree = choose(condition(leak, jump), _variant_tag(*variant, leak, jump) + "_c", special, tree)
+        return tree
 
     def by_firing(delay: bool, hard: bool) -> onnx.GraphProto:
-        return choose("fire_on_equal", f"_d{int(delay)}h{int(hard)}", by_leak((delay, True, hard)), by_leak((delay, False, hard)))
+        return choose("fire_on_equal", f"_d{int(delay)}h{int(hard)}", by_constants((delay, True, hard)),
+                      by_constants((delay, False, hard)))
 
     def by_delay(hard: bool) -> onnx.GraphProto:
         return choose("delay", f"_h{int(hard)}", by_firing(True, hard), by_firing(False, hard))
@@ -570,10 +602,13 @@ def _neuron_op(node: ir.Neuron) -> str:
     return profile.IF if node.is_if else profile.LIF
 
 
-def _has_leak(node: ir.Neuron) -> bool:
-    """Whether the function's ``leak = (1 - beta) * v_leak`` (float32) is nonzero for some neuron."""
-    one_minus_beta = np.float32(1.0) - np.asarray(node.beta, np.float32)
-    return bool(np.any(one_minus_beta * np.asarray(node.v_leak, np.float32) != 0))
+def _nonzero_constants(node: ir.Neuron) -> tuple[bool, bool]:
+    """Whether the function's ``leak = (1 - beta) * v_leak`` and ``reset_value`` (float32) are
+    nonzero for some neuron of the layer (as :func:`_neuron_function` computes them)."""
+    f32 = lambda value: np.asarray(value, np.float32)  # noqa: E731
+    leak = (np.float32(1.0) - f32(node.beta)) * f32(node.v_leak)
+    reset_value = {"hard": f32(node.v_reset), "subtract": -f32(node.v_threshold)}.get(node.reset, f32(0.0))
+    return (not node.is_if and bool(np.any(leak != 0))), bool(np.any(reset_value != 0))
 
 
 def _write_neuron(w: _Writer, node: ir.Neuron):
@@ -587,7 +622,7 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
                       for a in profile.NEURON_PER_NEURON_ATTRS})
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        used = {((n.reset_delay, n.fire_on_equal, n.reset == "hard"), _has_leak(n)) for n in w.graph.neurons()
+        used = {((n.reset_delay, n.fire_on_equal, n.reset == "hard"), *_nonzero_constants(n)) for n in w.graph.neurons()
                 if isinstance(n, ir.Neuron) and _neuron_op(n) == op}
         w.functions[op] = _neuron_function(op, w.time_steps, used)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
