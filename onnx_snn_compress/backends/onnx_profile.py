@@ -53,32 +53,49 @@ def _variant_tag(delay: bool, on_equal: bool, hard: bool, leak: bool = True, jum
     return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}" + ("" if leak else "n") + ("" if jump else "z")
 
 
-def _reset(potential: str, spike: str, hard: bool, jump: bool, n) -> tuple[list[onnx.NodeProto], str]:
-    """``potential`` P reset by the float spike S (0 or 1): ``P + S * reset_value`` (subtract,
-    none) or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly ``P * (1 - hard) +
-    reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``) and ``P`` without
-    one. Without ``jump`` (reset_value is 0: no reset, or a hard reset to 0) the
-    ``S * reset_value`` term is left out: adding an exact 0.0 changes no spike. Not ``Where``:
-    onnxruntime's Where is the slowest op of the step on large layers (bench/bench_reset.py)."""
-    nodes = []
+def _reset_terms(spike: str, hard: bool, jump: bool, n) -> tuple[list[onnx.NodeProto], tuple[str | None, str | None]]:
+    """The reset that the float spike S (0 or 1) calls for, as the terms of :func:`_apply_reset`:
+    ``factor = 1 - S`` (hard reset only) and ``jump = S * reset_value`` (only with ``jump``:
+    reset_value is not 0, i.e. not a hard reset to 0 nor no reset)."""
+    nodes, factor, jump_term = [], None, None
     if hard:
-        nodes += [helper.make_node("Sub", ["one", spike], [n("factor")]),
-                  helper.make_node("Mul", [potential, n("factor")], [n("kept")])]
+        nodes.append(helper.make_node("Sub", ["one", spike], [n("factor")]))
+        factor = n("factor")
+    if jump:
+        nodes.append(helper.make_node("Mul", [spike, "reset_value"], [n("jump")]))
+        jump_term = n("jump")
+    return nodes, (factor, jump_term)
+
+
+def _apply_reset(potential: str, terms: tuple[str | None, str | None], n) -> tuple[list[onnx.NodeProto], str]:
+    """``potential`` P reset: ``P * factor + jump``, i.e. ``P + S * reset_value`` (subtract, none)
+    or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly ``P * (1 - hard) +
+    reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``) and ``P`` without
+    one; a term that is absent (see :func:`_reset_terms`) would add an exact 0.0 or multiply by
+    1.0, which changes no spike. Not ``Where``: onnxruntime's Where is the slowest op of the
+    step on large layers (bench/bench_reset.py)."""
+    factor, jump_term = terms
+    nodes = []
+    if factor is not None:
+        nodes.append(helper.make_node("Mul", [potential, factor], [n("kept")]))
         potential = n("kept")
-    if not jump:
-        return nodes, potential
-    return nodes + [helper.make_node("Mul", [spike, "reset_value"], [n("jump")]),
-                    helper.make_node("Add", [potential, n("jump")], [n("reset")])], n("reset")
+    if jump_term is not None:
+        nodes.append(helper.make_node("Add", [potential, jump_term], [n("reset")]))
+        potential = n("reset")
+    return nodes, potential
 
 
 def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, tag: str, v_prev: str,
-                 spike_prev: str | None, drive_t: str) -> tuple[list[onnx.NodeProto], str, str]:
+                 reset_prev: tuple[str | None, str | None] | None, drive_t: str):
     """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 3 to
-    10 elementwise ops, 6 for the common immediate subtract reset of a LIF without leak (the
+    9 elementwise ops, 6 for the common immediate subtract reset of a LIF without leak (the
     decay ``Mul`` only when ``decays``, i.e. not an IF; the ``Add`` of the leak only with
-    ``leak``: adding an exact 0.0 changes no spike; ``jump``: see :func:`_reset`). Reads the constants of
-    :func:`_neuron_function`; returns the nodes and the names of the potential and of the float
-    spike (0 or 1) after the step. ``spike_prev=None``: the first step. The reset: :func:`_reset`.
+    ``leak``: adding an exact 0.0 changes no spike; ``jump``: see :func:`_reset_terms`).
+    Reads the constants of :func:`_neuron_function`. With ``reset_delay`` the previous step's
+    reset terms ``reset_prev`` (None at the first step) reset the decayed potential, and the
+    step returns its own for the next one: carrying the terms rather than the spike lets the
+    loop give the spike out without a copy. Returns the nodes, the potential, the float spike
+    (0 or 1) and the reset terms after the step (None without ``reset_delay``).
     """
     delay, on_equal, hard = variant
     n = lambda name: f"{name}{tag}"  # noqa: E731
@@ -89,18 +106,20 @@ def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jum
     if leak:
         nodes.append(helper.make_node("Add", [charged, "leak"], [n("charged")]))
         charged = n("charged")
-    if delay and spike_prev is not None:  # reset the decayed potential by the previous spike
-        reset, charged = _reset(charged, spike_prev, hard, jump, lambda name: n(f"{name}_early"))
+    if delay and reset_prev is not None:  # reset the decayed potential by the previous spike
+        reset, charged = _apply_reset(charged, reset_prev, lambda name: n(f"{name}_early"))
         nodes += reset
     nodes += [
         helper.make_node("Add", [charged, drive_t], [n("h")]),
         helper.make_node("GreaterOrEqual" if on_equal else "Greater", [n("h"), "v_threshold"], [n("fired")]),
         helper.make_node("Cast", [n("fired")], [n("spike")], to=TensorProto.FLOAT),
     ]
+    terms_nodes, terms = _reset_terms(n("spike"), hard, jump, n)
+    nodes += terms_nodes
     if delay:
-        return nodes, n("h"), n("spike")
-    reset, v_next = _reset(n("h"), n("spike"), hard, jump, lambda name: n(f"{name}_now"))  # immediate reset
-    return nodes + reset, v_next, n("spike")
+        return nodes, n("h"), n("spike"), terms
+    reset, v_next = _apply_reset(n("h"), terms, lambda name: n(f"{name}_now"))  # immediate reset
+    return nodes + reset, v_next, n("spike"), None
 
 
 def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, time_steps: int | None,
@@ -109,34 +128,32 @@ def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jum
     variant: a Scan over any T, or, for a fixed ``time_steps``, the steps written out one
     after another. A Scan starts from the outer ``v_first``, or with ``own_start`` from its own
     (in a function whose other loops are unrolled, so that those compute no unused state)."""
-    delay = variant[0]
+    delay, hard = variant[0], variant[2]
     tag = _variant_tag(*variant, leak, jump)
     n = lambda name: f"{name}{tag}"  # noqa: E731
     f = TensorProto.FLOAT
     spikes = n("s")  # short names: every variant's loop is in the file
     if time_steps is None:
         # names inside the Scan body are its own (the bodies of the variants are never in one scope)
-        step, v_next, spike = _neuron_step(variant, decays, leak, jump, "", "v_prev", "spike_prev" if delay else None,
-                                           "drive_t")
+        carried = (("keep_prev" if hard else None), ("jump_prev" if jump else None)) if delay else None
+        step, v_next, spike, terms = _neuron_step(variant, decays, leak, jump, "", "v_prev", carried, "drive_t")
+        nodes, starts = [], ["v_first"]
+        if own_start:
+            nodes.append(helper.make_node("Expand", ["v_init", "step_shape"], [n("v_first")]))
+            starts = [n("v_first")]
         states = [("v_prev", v_next)]
-        if delay:  # the spike is a state and an output: a graph gives a value out once, so a copy
-            states.append(("spike_prev", spike))
-            step.append(helper.make_node("Identity", [spike], ["spike_t"]))
-            spike = "spike_t"
+        for name, term, before in zip(carried or (), terms or (), (1.0, 0.0)):  # no reset before the first step
+            if name is not None:
+                states.append((name, term))
+                nodes.append(helper.make_node("ConstantOfShape", ["step_shape"], [n(name)],
+                                              value=numpy_helper.from_array(np.full(1, before, np.float32))))
+                starts.append(n(name))
         body = helper.make_graph(
             step, "step",
             [helper.make_tensor_value_info(name, f, None) for name, _ in states]
             + [helper.make_tensor_value_info("drive_t", f, None)],
             [helper.make_tensor_value_info(out, f, None) for _, out in states + [(None, spike)]],
         )
-        nodes, starts = [], ["v_first"]
-        if own_start:
-            nodes.append(helper.make_node("Expand", ["v_init", "step_shape"], [n("v_first")]))
-            starts = [n("v_first")]
-        if delay:  # no spike before the first step
-            nodes.append(helper.make_node("ConstantOfShape", ["step_shape"], [n("no_spikes")],
-                                          value=numpy_helper.from_array(np.zeros(1, np.float32))))
-            starts.append(n("no_spikes"))
         nodes.append(helper.make_node(
             "Scan", [*starts, "drive"], [*(n(f"e{i}") for i in range(len(starts))), spikes], body=body,
             num_scan_inputs=1,
@@ -145,9 +162,9 @@ def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jum
         drives = [n(f"drive_{t}") for t in range(time_steps)]
         nodes = [helper.make_node("Split", ["drive"], drives, axis=0, num_outputs=time_steps) if time_steps > 1
                  else helper.make_node("Identity", ["drive"], drives)]
-        v, spike, all_spikes = "v_init", None, []
+        v, terms, all_spikes = "v_init", None, []
         for t in range(time_steps):
-            step, v, spike = _neuron_step(variant, decays, leak, jump, f"{tag}_{t}", v, spike, drives[t])
+            step, v, spike, terms = _neuron_step(variant, decays, leak, jump, f"{tag}_{t}", v, terms, drives[t])
             nodes += step
             all_spikes.append(spike)
         nodes.append(helper.make_node("Concat", all_spikes, [spikes], axis=0))
