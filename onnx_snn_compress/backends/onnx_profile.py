@@ -45,11 +45,9 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
     )
 
 
-# (reset_delay, fire_on_equal, hard reset): each has its own loop
-VARIANTS = [(delay, on_equal, hard) for delay in (True, False) for on_equal in (True, False) for hard in (True, False)]
-
-
 def _variant_tag(delay: bool, on_equal: bool, hard: bool, leak: bool = True, jump: bool = True) -> str:
+    """The names' suffix of one loop: a variant (reset_delay, fire_on_equal, hard reset), each with
+    its own loop, and whether the loop has the leak's and the reset jump's terms."""
     return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}" + ("" if leak else "n") + ("" if jump else "z")
 
 
