@@ -4,9 +4,11 @@
 
 Runs each model (any file the ``bench`` command reads, converted to the profile as it
 would be) ``--runs`` times on one thread with ``SessionOptions.enable_profiling`` and
-prints, per model, the share of the kernel time of each op type. The neuron loops
-(``Scan``) are given apart, as a share of the whole: their inner ops are also counted
-under their own types. Shares, not times, so a busy machine matters less.
+prints, per model, the share of the kernel time of each op type and the number of
+kernel calls per run (the ops inside the neuron loops once per time step): a count
+that no other process on the machine changes. The neuron loops (``Scan``) are given
+apart, as a share of the whole: their inner ops are also counted under their own
+types. Shares, not times, so a busy machine matters less.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from onnx_snn_compress.backends.onnx_profile import to_model
 from onnx_snn_compress.frontends import load_with_proto
 
 
-def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float, float, dict[str, float]]:
-    """(ms per run, share of the Scan nodes, share per op type of the kernel time without them)."""
+def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float, float, dict[str, float], int]:
+    """(ms per run, share of the Scan nodes, share per op type of the kernel time without them,
+    kernel calls per run without the Scan nodes themselves)."""
     graph, model = load_with_proto(path)
     model = to_model(graph) if model is None else model
     options = ort.SessionOptions()
@@ -41,13 +44,16 @@ def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float,
             session.run(None, feed)
         with open(session.end_profiling()) as file:
             events = json.load(file)
-    per_op = collections.Counter()
+    per_op, calls = collections.Counter(), 0
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            per_op[event["args"].get("op_name", "?")] += event["dur"]
+            op = event["args"].get("op_name", "?")
+            per_op[op] += event["dur"]
+            calls += op != "Scan"
     scan = per_op.pop("Scan", 0)
     total = sum(per_op.values())
-    return total / (3 + runs) / 1e3, scan / total, {op: time / total for op, time in per_op.most_common()}
+    shares = {op: time / total for op, time in per_op.most_common()}
+    return total / (3 + runs) / 1e3, scan / total, shares, calls // (3 + runs)
 
 
 def main() -> None:
@@ -59,9 +65,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"onnxruntime profile, 1 thread, batch {args.batch}, T={args.time_steps}, load average {os.getloadavg()[0]:.1f}")
     for path in args.models:
-        ms, scan, shares = op_shares(path, args.batch, args.time_steps, args.runs)
+        ms, scan, shares, calls = op_shares(path, args.batch, args.time_steps, args.runs)
         top = ", ".join(f"{op} {100 * share:.0f} %" for op, share in list(shares.items())[:8])
-        print(f"{path}: {ms:.1f} ms of kernels per run; neuron loops (Scan) {100 * scan:.0f} %; {top}")
+        print(f"{path}: {calls} kernel calls, {ms:.1f} ms of kernels per run; neuron loops (Scan) {100 * scan:.0f} %; "
+              f"{top}")
 
 
 if __name__ == "__main__":

@@ -73,14 +73,20 @@ def test_integrate_and_fire_is_written_as_snn_IF_without_leak_attributes():
 @pytest.mark.parametrize("reset", ir.RESET_MODES)
 @pytest.mark.parametrize("reset_delay", [False, True])
 @pytest.mark.parametrize("fire_on_equal", [False, True])
-def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_on_equal):
-    """Drive one neuron through onnxruntime and through the equations of docs/profile.md."""
-    params = dict(beta=0.75, v_threshold=1.0, v_reset=-0.5, v_leak=0.25, v_init=0.5, gain=0.5,
+# without leak, input scale or reset jump (hard reset to 0, or none) the body skips their Add
+# and Mul; an IF (beta = 1) also the decay's Mul
+@pytest.mark.parametrize("beta, v_leak, gain, v_reset", [(0.75, 0.25, 0.5, -0.5), (0.75, 0.0, 1.0, 0.0), (1.0, 0.0, 1.0, -0.5)])
+@pytest.mark.parametrize("time_steps", [None, 12])
+def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_on_equal, beta, v_leak, gain, v_reset,
+                                                      time_steps):
+    """Drive one neuron through onnxruntime and through the equations of docs/profile.md (Scan and unrolled)."""
+    params = dict(beta=beta, v_threshold=1.0, v_reset=v_reset, v_leak=v_leak, v_init=0.5, gain=gain,
                   reset=reset, reset_delay=reset_delay, fire_on_equal=fire_on_equal)
     graph = ir.Graph([ir.Input("x", shape=(5,)), ir.Neuron("lif", ("x",), **params), ir.Readout("out", ("lif",), mode="spikes")])
     # inputs on the 0.25 grid make H hit the threshold exactly, so > and >= differ
     x = np.random.default_rng(3).integers(0, 6, size=(12, 2, 5)).astype(np.float32) * np.float32(0.5)
-    (spikes,) = ort.InferenceSession(to_model(graph).SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    model = to_model(graph, time_steps=time_steps)
+    (spikes,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     f = np.float32
     v = np.full(x.shape[1:], f(params["v_init"]), f)
     s_prev = np.zeros_like(v)
@@ -90,13 +96,13 @@ def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_o
         if reset == "subtract":
             return np.where(s > 0, p - f(1.0), p)
         if reset == "hard":
-            return np.where(s > 0, f(-0.5), p)
+            return np.where(s > 0, f(v_reset), p)
         return p
 
     for t in range(x.shape[0]):
-        d = f(0.75) * v + f(1 - 0.75) * f(0.25)
+        d = f(beta) * v + f(1 - beta) * f(v_leak)
         d = do_reset(d, s_prev) if reset_delay else d
-        h = d + f(0.5) * x[t]
+        h = d + f(gain) * x[t]
         s = ((h >= f(1.0)) if fire_on_equal else (h > f(1.0))).astype(f)
         v = h if reset_delay else do_reset(h, s)
         s_prev = s

@@ -45,92 +45,128 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
     )
 
 
-# (reset_delay, fire_on_equal, hard reset): each has its own loop
-VARIANTS = [(delay, on_equal, hard) for delay in (True, False) for on_equal in (True, False) for hard in (True, False)]
+def _variant_tag(delay: bool, on_equal: bool, hard: bool, leak: bool = True, jump: bool = True) -> str:
+    """The names' suffix of one loop: a variant (reset_delay, fire_on_equal, hard reset), each with
+    its own loop, and whether the loop has the leak's and the reset jump's terms."""
+    return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}" + ("" if leak else "n") + ("" if jump else "z")
 
 
-def _variant_tag(delay: bool, on_equal: bool, hard: bool) -> str:
-    return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}"
-
-
-def _reset(potential: str, fired: str, hard: bool, n) -> tuple[list[onnx.NodeProto], str]:
-    """``potential`` P reset where ``fired``, with ``S = float(fired)``: ``P + S * reset_value``
-    (subtract, none) or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly
-    ``P * (1 - hard) + reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``)
-    and ``P`` without one. Not ``Where``: onnxruntime's Where is the slowest op of the step on
-    large layers (bench/bench_reset.py)."""
-    nodes = [helper.make_node("Cast", [fired], [n("s")], to=TensorProto.FLOAT),
-             helper.make_node("Mul", [n("s"), "reset_value"], [n("jump")])]
+def _reset_terms(spike: str, hard: bool, jump: bool, n) -> tuple[list[onnx.NodeProto], tuple[str | None, str | None]]:
+    """The reset that the float spike S (0 or 1) calls for, as the terms of :func:`_apply_reset`:
+    ``factor = 1 - S`` (hard reset only) and ``jump = S * reset_value`` (only with ``jump``:
+    reset_value is not 0, i.e. not a hard reset to 0 nor no reset)."""
+    nodes, factor, jump_term = [], None, None
     if hard:
-        nodes += [helper.make_node("Sub", ["one", n("s")], [n("factor")]),
-                  helper.make_node("Mul", [potential, n("factor")], [n("kept")])]
+        nodes.append(helper.make_node("Sub", ["one", spike], [n("factor")]))
+        factor = n("factor")
+    if jump:
+        nodes.append(helper.make_node("Mul", [spike, "reset_value"], [n("jump")]))
+        jump_term = n("jump")
+    return nodes, (factor, jump_term)
+
+
+def _apply_reset(potential: str, terms: tuple[str | None, str | None], n) -> tuple[list[onnx.NodeProto], str]:
+    """``potential`` P reset: ``P * factor + jump``, i.e. ``P + S * reset_value`` (subtract, none)
+    or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly ``P * (1 - hard) +
+    reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``) and ``P`` without
+    one; a term that is absent (see :func:`_reset_terms`) would add an exact 0.0 or multiply by
+    1.0, which changes no spike. Not ``Where``: onnxruntime's Where is the slowest op of the
+    step on large layers (bench/bench_reset.py)."""
+    factor, jump_term = terms
+    nodes = []
+    if factor is not None:
+        nodes.append(helper.make_node("Mul", [potential, factor], [n("kept")]))
         potential = n("kept")
-    return nodes + [helper.make_node("Add", [potential, n("jump")], [n("reset")])], n("reset")
+    if jump_term is not None:
+        nodes.append(helper.make_node("Add", [potential, jump_term], [n("reset")]))
+        potential = n("reset")
+    return nodes, potential
 
 
-def _neuron_step(delay: bool, on_equal: bool, hard: bool, tag: str, v_prev: str, fired_prev: str | None,
-                 drive_t: str) -> tuple[list[onnx.NodeProto], str, str]:
-    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 4
-    to 9 elementwise ops (7 for the common immediate subtract reset). Reads the constants of
-    :func:`_neuron_function`; returns the nodes and the names of the potential and the spikes
-    (bool) after the step. ``fired_prev=None``: the first step. The reset: :func:`_reset`.
+def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, tag: str, v_prev: str,
+                 reset_prev: tuple[str | None, str | None] | None, drive_t: str):
+    """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 3 to
+    9 elementwise ops, 6 for the common immediate subtract reset of a LIF without leak (the
+    decay ``Mul`` only when ``decays``, i.e. not an IF; the ``Add`` of the leak only with
+    ``leak``: adding an exact 0.0 changes no spike; ``jump``: see :func:`_reset_terms`).
+    Reads the constants of :func:`_neuron_function`. With ``reset_delay`` the previous step's
+    reset terms ``reset_prev`` (None at the first step) reset the decayed potential, and the
+    step returns its own for the next one: carrying the terms rather than the spike lets the
+    loop give the spike out without a copy. Returns the nodes, the potential, the float spike
+    (0 or 1) and the reset terms after the step (None without ``reset_delay``).
     """
+    delay, on_equal, hard = variant
     n = lambda name: f"{name}{tag}"  # noqa: E731
-    nodes = [
-        helper.make_node("Mul", [v_prev, "beta"], [n("decayed")]),
-        helper.make_node("Add", [n("decayed"), "leak"], [n("charged")]),
-    ]
-    charged = n("charged")
-    if delay and fired_prev is not None:  # reset the decayed potential by the previous spike
-        reset, charged = _reset(charged, fired_prev, hard, lambda name: n(f"{name}_early"))
+    nodes, charged = [], v_prev
+    if decays:
+        nodes.append(helper.make_node("Mul", [v_prev, "beta"], [n("decayed")]))
+        charged = n("decayed")
+    if leak:
+        nodes.append(helper.make_node("Add", [charged, "leak"], [n("charged")]))
+        charged = n("charged")
+    if delay and reset_prev is not None:  # reset the decayed potential by the previous spike
+        reset, charged = _apply_reset(charged, reset_prev, lambda name: n(f"{name}_early"))
         nodes += reset
     nodes += [
         helper.make_node("Add", [charged, drive_t], [n("h")]),
         helper.make_node("GreaterOrEqual" if on_equal else "Greater", [n("h"), "v_threshold"], [n("fired")]),
+        helper.make_node("Cast", [n("fired")], [n("spike")], to=TensorProto.FLOAT),
     ]
+    terms_nodes, terms = _reset_terms(n("spike"), hard, jump, n)
+    nodes += terms_nodes
     if delay:
-        return nodes, n("h"), n("fired")
-    reset, v_next = _reset(n("h"), n("fired"), hard, lambda name: n(f"{name}_now"))  # immediate reset
-    return nodes + reset, v_next, n("fired")
+        return nodes, n("h"), n("spike"), terms
+    reset, v_next = _apply_reset(n("h"), terms, lambda name: n(f"{name}_now"))  # immediate reset
+    return nodes + reset, v_next, n("spike"), None
 
 
-def _neuron_loop(delay: bool, on_equal: bool, hard: bool, time_steps: int | None) -> onnx.GraphProto:
-    """``drive`` ``[T, N, ...]`` (outer scope) -> the spikes as bool ``[T, N, ...]``, for one variant:
-    a Scan over any T, or, for a fixed ``time_steps``, the steps written out one after another."""
-    tag = _variant_tag(delay, on_equal, hard)
+def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, time_steps: int | None,
+                 own_start: bool = False) -> onnx.GraphProto:
+    """``drive`` ``[T, N, ...]`` (outer scope) -> the spikes (0.0 / 1.0) ``[T, N, ...]`` of one
+    variant: a Scan over any T, or, for a fixed ``time_steps``, the steps written out one
+    after another. A Scan starts from the outer ``v_first``, or with ``own_start`` from its own
+    (in a function whose other loops are unrolled, so that those compute no unused state)."""
+    delay, hard = variant[0], variant[2]
+    tag = _variant_tag(*variant, leak, jump)
     n = lambda name: f"{name}{tag}"  # noqa: E731
-    f, b = TensorProto.FLOAT, TensorProto.BOOL
-    spikes = n("spikes")
+    f = TensorProto.FLOAT
+    spikes = n("s")  # short names: every variant's loop is in the file
     if time_steps is None:
         # names inside the Scan body are its own (the bodies of the variants are never in one scope)
-        step, v_next, fired = _neuron_step(delay, on_equal, hard, "", "v_prev", "fired_prev" if delay else None, "drive_t")
-        states = [("v_prev", v_next, f)] + ([("fired_prev", fired, b)] if delay else [])
-        step.append(helper.make_node("Identity", [fired], ["fired_t"]))
+        carried = (("keep_prev" if hard else None), ("jump_prev" if jump else None)) if delay else None
+        step, v_next, spike, terms = _neuron_step(variant, decays, leak, jump, "", "v_prev", carried, "drive_t")
+        nodes, starts = [], ["v_first"]
+        if own_start:
+            nodes.append(helper.make_node("Expand", ["v_init", "step_shape"], [n("v_first")]))
+            starts = [n("v_first")]
+        states = [("v_prev", v_next)]
+        for name, term, before in zip(carried or (), terms or (), (1.0, 0.0)):  # no reset before the first step
+            if name is not None:
+                states.append((name, term))
+                nodes.append(helper.make_node("ConstantOfShape", ["step_shape"], [n(name)],
+                                              value=numpy_helper.from_array(np.full(1, before, np.float32))))
+                starts.append(n(name))
         body = helper.make_graph(
-            step, n("neuron_step"),
-            [helper.make_tensor_value_info(name, t, None) for name, _, t in states]
+            step, "step",
+            [helper.make_tensor_value_info(name, f, None) for name, _ in states]
             + [helper.make_tensor_value_info("drive_t", f, None)],
-            [helper.make_tensor_value_info(out, t, None) for _, out, t in states]
-            + [helper.make_tensor_value_info("fired_t", b, None)],
+            [helper.make_tensor_value_info(out, f, None) for _, out in states + [(None, spike)]],
         )
-        starts = ["v_first"] + (["no_spikes"] if delay else [])  # of _neuron_function, shared by the loops
-        nodes = [
-            helper.make_node(
-                "Scan", [*starts, "drive"], [*(n(f"end{i}") for i in range(len(starts))), spikes], body=body,
-                num_scan_inputs=1,
-            ),
-        ]
+        nodes.append(helper.make_node(
+            "Scan", [*starts, "drive"], [*(n(f"e{i}") for i in range(len(starts))), spikes], body=body,
+            num_scan_inputs=1,
+        ))
     else:
         drives = [n(f"drive_{t}") for t in range(time_steps)]
         nodes = [helper.make_node("Split", ["drive"], drives, axis=0, num_outputs=time_steps) if time_steps > 1
                  else helper.make_node("Identity", ["drive"], drives)]
-        v, fired, all_fired = "v_init", None, []
+        v, terms, all_spikes = "v_init", None, []
         for t in range(time_steps):
-            step, v, fired = _neuron_step(delay, on_equal, hard, f"{tag}_{t}", v, fired, drives[t])
+            step, v, spike, terms = _neuron_step(variant, decays, leak, jump, f"{tag}_{t}", v, terms, drives[t])
             nodes += step
-            all_fired.append(fired)
-        nodes.append(helper.make_node("Concat", all_fired, [spikes], axis=0))
-    return helper.make_graph(nodes, n("neuron_loop"), [], [helper.make_tensor_value_info(spikes, b, None)])
+            all_spikes.append(spike)
+        nodes.append(helper.make_node("Concat", all_spikes, [spikes], axis=0))
+    return helper.make_graph(nodes, tag, [], [helper.make_tensor_value_info(spikes, f, None)])
 
 
 def _reset_mode_nodes() -> list[onnx.NodeProto]:
@@ -158,7 +194,18 @@ def _parameter_constant(attribute: str, per_neuron: bool) -> onnx.NodeProto:
     return _ref_constant(attribute, attribute, onnx.AttributeProto.TENSOR if per_neuron else onnx.AttributeProto.FLOAT)
 
 
-def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants=VARIANTS) -> onnx.FunctionProto:
+def _all_equal(value: str, target: str, out: str, tensor: bool) -> list[onnx.NodeProto]:
+    """``out`` = whether the float scalar ``value`` (or, for a ``tensor``, all of it) equals the
+    scalar ``target`` (NaN does not)."""
+    if not tensor:
+        return [helper.make_node("Equal", [value, target], [out])]
+    return [helper.make_node("Sub", [value, target], [f"{out}_offset"]),
+            helper.make_node("Abs", [f"{out}_offset"], [f"{out}_abs"]),
+            helper.make_node("ReduceSum", [f"{out}_abs"], [f"{out}_sum"], keepdims=0),
+            helper.make_node("Equal", [f"{out}_sum", "zero"], [out])]
+
+
+def _neuron_function(name: str, time_steps: int | None = None, specialized=frozenset()) -> onnx.FunctionProto:
     """``snn::LIF`` (or ``snn::IF``: beta = 1, no leak; or ``snn::LIFPerNeuron``: LIF whose
     six neuron parameters are tensors that broadcast over one time step ``[N, ...]``):
     X ``[T, N, ...]`` -> S ``[T, N, ...]``, for any T, or unrolled for ``time_steps``
@@ -166,61 +213,100 @@ def _neuron_function(name: str, time_steps: int | None = None, unrolled_variants
 
     ``If`` nodes on the reset mode (hard or not), ``reset_delay`` and ``fire_on_equal`` pick
     the loop of that variant; their conditions are constants, so onnxruntime keeps only the
-    chosen branch at load.
-    With ``time_steps``, only ``unrolled_variants`` (those the model's nodes use) are
-    unrolled; the others stay Scans, correct for any T, to keep the file small.
+    chosen branch at load. ``specialized`` holds the ``(variant, leak, jump)`` triples the
+    model's nodes use (leak: ``(1 - beta) * v_leak`` is not 0; jump: ``reset_value`` is not
+    0): each gets its own loop, without the leak's ``Add`` or the reset's ``S *
+    reset_value`` where those are 0, chosen by ``If``s on these constants as well; any
+    other triple runs the loop with both. With ``time_steps`` only the specialized loops
+    are unrolled; the others stay Scans, correct for any T, to keep the file small. An
+    input scale ``gain`` of 1 skips its ``Mul`` the same way.
     """
     INT = onnx.AttributeProto.INT
     is_if = name == profile.IF
+    per_neuron = name == profile.LIF_PER_NEURON
 
     def parameter(attribute: str) -> onnx.NodeProto:
-        return _parameter_constant(attribute, name == profile.LIF_PER_NEURON)
+        return _parameter_constant(attribute, per_neuron)
 
     attributes = [
         a for a in profile.NEURON_FLOAT_ATTRS + profile.NEURON_INT_ATTRS + profile.NEURON_STRING_ATTRS
         if not (is_if and a in profile.IF_OMITTED_ATTRS)
     ]
-    nodes = [_const("one", 1.0)] + [parameter(a) for a in ("v_threshold", "v_reset", "gain", "v_init")]
-    if is_if:
-        nodes += [_const("beta", 1.0), _const("leak", 0.0)]
-    else:
+    nodes = [_const("one", 1.0), _const("zero", 0.0)] + [parameter(a) for a in ("v_threshold", "v_reset", "gain", "v_init")]
+    if not is_if:
         nodes += [
             parameter("beta"),
             parameter("v_leak"),
             helper.make_node("Sub", ["one", "beta"], ["one_minus_beta"]),
             helper.make_node("Mul", ["one_minus_beta", "v_leak"], ["leak"]),
+            *_all_equal("leak", "zero", "leak0", per_neuron),
         ]
+    f = TensorProto.FLOAT
+
+    def branch(output: str, graph_nodes) -> onnx.GraphProto:
+        return helper.make_graph(graph_nodes, output, [], [helper.make_tensor_value_info(output, f, None)])
+
     nodes += [
         *_reset_mode_nodes(),  # is_hard also picks the loop
-        # the input current of every step at once, outside the time loop
-        helper.make_node("Mul", ["gain", "X"], ["drive"]),
-        # a Scan's initial state: V = v_init, no previous spike, shaped like one time step
+        *_all_equal("reset_value", "zero", "jump0", per_neuron),
+        # the input current of every step at once, outside the time loop (X itself for gain 1)
+        *_all_equal("gain", "one", "gain1", per_neuron),
+        helper.make_node("If", ["gain1"], ["drive"],
+                         then_branch=branch("drive1", [helper.make_node("Identity", ["X"], ["drive1"])]),
+                         else_branch=branch("drive_g", [helper.make_node("Mul", ["gain", "X"], ["drive_g"])])),
         helper.make_node("Shape", ["drive"], ["step_shape"], start=1),
-        helper.make_node("ConstantOfShape", ["step_shape"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))),
-        helper.make_node("Add", ["zeros", "v_init"], ["v_first"]),
-        helper.make_node("ConstantOfShape", ["step_shape"], ["no_spikes"], value=numpy_helper.from_array(np.zeros(1, bool))),
         # the variant: reset_delay, then fire_on_equal
         _ref_constant("delay_int", "reset_delay", INT),
         helper.make_node("Cast", ["delay_int"], ["delay"], to=TensorProto.BOOL),
         _ref_constant("fire_on_equal_int", "fire_on_equal", INT),
         helper.make_node("Cast", ["fire_on_equal_int"], ["fire_on_equal"], to=TensorProto.BOOL),
     ]
-    loops = {variant: _neuron_loop(*variant, time_steps if variant in unrolled_variants else None) for variant in VARIANTS}
+    if time_steps is None:  # a Scan's initial state: V = v_init, shaped like one time step (not by Expand,
+        # which onnxruntime's optimizer rewrites with a warning when the Scans read it from outside)
+        nodes += [helper.make_node("ConstantOfShape", ["step_shape"], ["zeros"],
+                                   value=numpy_helper.from_array(np.zeros(1, np.float32))),
+                  helper.make_node("Add", ["zeros", "v_init"], ["v_first"])]
 
     def choose(condition: str, tag: str, then_branch: onnx.GraphProto, else_branch: onnx.GraphProto) -> onnx.GraphProto:
-        node = helper.make_node("If", [condition], [f"spikes{tag}"], then_branch=then_branch, else_branch=else_branch)
-        return helper.make_graph([node], f"loop{tag}", [], [helper.make_tensor_value_info(f"spikes{tag}", TensorProto.BOOL, None)])
+        if then_branch is else_branch:
+            return then_branch
+        node = helper.make_node("If", [condition], [f"s{tag}"], then_branch=then_branch, else_branch=else_branch)
+        return branch(f"s{tag}", [node])
+
+    written: set[str] = set()
+
+    def condition(leak: bool, jump: bool) -> str:
+        """A bool: the leak and the reset's jump are nonzero (or 0) as given; its nodes written once."""
+        def once(node: onnx.NodeProto) -> str:
+            if node.output[0] not in written:
+                nodes.append(node)
+                written.add(node.output[0])
+            return node.output[0]
+
+        def flag(zero: str, nonzero: bool) -> str:  # leak0: the leak is 0, leak1: it is not
+            return once(helper.make_node("Not", [zero], [zero[:-1] + "1"])) if nonzero else zero
+
+        flags = ([] if is_if else [flag("leak0", leak)]) + [flag("jump0", jump)]
+        return flags[0] if len(flags) == 1 else once(helper.make_node("And", flags, ["".join(flags)]))
+
+    def by_constants(variant) -> onnx.GraphProto:
+        """The variant's loop, with its own loop for each (leak, jump) of ``specialized``."""
+        general_key = (not is_if, True)
+        steps = lambda leak, jump: time_steps if (variant, leak, jump) in specialized else None  # noqa: E731
+        tree = _neuron_loop(variant, not is_if, *general_key, steps(*general_key), own_start=time_steps is not None)
+        for leak, jump in sorted({(leak, jump) for v, leak, jump in specialized if v == variant} - {general_key}):
+            special = _neuron_loop(variant, not is_if, leak, jump, time_steps, own_start=time_steps is not None)
+            tree = choose(condition(leak, jump), _variant_tag(*variant, leak, jump) + "_c", special, tree)
+        return tree
 
     def by_firing(delay: bool, hard: bool) -> onnx.GraphProto:
-        return choose("fire_on_equal", f"_d{int(delay)}h{int(hard)}", loops[(delay, True, hard)], loops[(delay, False, hard)])
+        return choose("fire_on_equal", f"_d{int(delay)}h{int(hard)}", by_constants((delay, True, hard)),
+                      by_constants((delay, False, hard)))
 
     def by_delay(hard: bool) -> onnx.GraphProto:
         return choose("delay", f"_h{int(hard)}", by_firing(True, hard), by_firing(False, hard))
 
-    nodes += [
-        helper.make_node("If", ["is_hard"], ["spikes"], then_branch=by_delay(True), else_branch=by_delay(False)),
-        helper.make_node("Cast", ["spikes"], ["S"], to=TensorProto.FLOAT),
-    ]
+    nodes.append(helper.make_node("If", ["is_hard"], ["S"], then_branch=by_delay(True), else_branch=by_delay(False)))
     return helper.make_function(
         profile.DOMAIN, name, ["X"], ["S"], nodes, [helper.make_opsetid("", profile.OPSET)], attributes=attributes
     )
@@ -531,6 +617,15 @@ def _neuron_op(node: ir.Neuron) -> str:
     return profile.IF if node.is_if else profile.LIF
 
 
+def _nonzero_constants(node: ir.Neuron) -> tuple[bool, bool]:
+    """Whether the function's ``leak = (1 - beta) * v_leak`` and ``reset_value`` (float32) are
+    nonzero for some neuron of the layer (as :func:`_neuron_function` computes them)."""
+    f32 = lambda value: np.asarray(value, np.float32)  # noqa: E731
+    leak = (np.float32(1.0) - f32(node.beta)) * f32(node.v_leak)
+    reset_value = {"hard": f32(node.v_reset), "subtract": -f32(node.v_threshold)}.get(node.reset, f32(0.0))
+    return (not node.is_if and bool(np.any(leak != 0))), bool(np.any(reset_value != 0))
+
+
 def _write_neuron(w: _Writer, node: ir.Neuron):
     op = _neuron_op(node)
     attrs = {
@@ -542,7 +637,7 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
                       for a in profile.NEURON_PER_NEURON_ATTRS})
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        used = {(n.reset_delay, n.fire_on_equal, n.reset == "hard") for n in w.graph.neurons()
+        used = {((n.reset_delay, n.fire_on_equal, n.reset == "hard"), *_nonzero_constants(n)) for n in w.graph.neurons()
                 if isinstance(n, ir.Neuron) and _neuron_op(n) == op}
         w.functions[op] = _neuron_function(op, w.time_steps, used)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
