@@ -77,6 +77,10 @@ class CompressConfig:
     finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
+    ramp: float = 0.0  # minimax: s follows a cubic ramp to the budget over this share of the search bound (0: dual steps)
+    search_lr_factor: float = 1.0  # minimax: the search's cosine starts at this x lr
+    relative_steps: bool = False  # minimax: s and z steps relative to the distance to the budget
+    rewind: bool = False  # minimax: the kept synapses restart finetuning from their values before the search
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -258,13 +262,15 @@ class Compression:
         if config.method == "minimax-paper":  # the search at the base rate (its finetune: below)
             self.search_schedule = lambda step: config.train.lr
         elif config.train.schedule == "cosine":  # restart the cosine for every budget's steps
-            self.search_schedule = lambda step: per_phase(step % config.steps_per_budget)
+            factor = config.search_lr_factor if config.method == "minimax" else 1.0
+            self.search_schedule = lambda step: factor * per_phase(step % config.steps_per_budget)
         else:
             self.search_schedule = self.trainer.schedule
         self.trainer.schedule = self._learning_rate
         solver = PaperMinimax if config.method == "minimax-paper" else Minimax
         self.solver = solver(units, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z,
-                             rank=self._rank if self.units is None else self.units.rank)
+                             rank=self._rank if self.units is None else self.units.rank,
+                             relative=config.relative_steps and config.method == "minimax")
         self.state = RunState()
         self.budgets = sorted(config.budgets, reverse=True)
         self.best = self.graph.copy()
@@ -509,6 +515,10 @@ class Compression:
                     if self._minimax else None
             state.gradual_start = resource_after(state.costs, state.hard_pruned, budget)
             state.stage = "search"
+            if self.config.rewind and self._minimax:
+                self.rewind_point = self.graph.copy()
+            if self._minimax:
+                self.ramp_need = self._by_magnitude(state.costs, state.hard_pruned, budget).mean()
 
     @property
     def _minimax(self) -> bool:
@@ -524,6 +534,10 @@ class Compression:
             minimax = self._minimax
             if minimax:
                 hard_pruned = self._solver_view(state.costs, state.hard_pruned, self._budget(state.fixed))[1]
+                if config.ramp > 0:
+                    floor = float(hard_pruned.mean())
+                    progress = min(1.0, (state.phase_step + 1) / max(1.0, config.ramp * self._search_limit))
+                    state.solver.sigma[:] = floor + (self.ramp_need - floor) * (1.0 - (1.0 - progress) ** 3)
             loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, hard_pruned) if minimax else None)
             state.phase_step += 1
             self._advance(loss)
@@ -587,6 +601,8 @@ class Compression:
         """Make ``pruned`` this budget's hard mask and start finetuning."""
         state = self.state
         state.phase_pruned = pruned | state.hard_pruned
+        if self.config.rewind and self._minimax:
+            _copy_arrays(self.rewind_point, self.graph)
         self.flat.zero(state.phase_pruned)
         self._set_masks(state.phase_pruned)
         state.stage = "finetune"

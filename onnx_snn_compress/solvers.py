@@ -94,8 +94,9 @@ class Minimax:
     the solver uses only their ``weights()``, ``add_scaled_weights`` and ``scale_weights``."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
-                 tolerance: float = 0.01, rank=unranked):
+                 tolerance: float = 0.01, rank=unranked, relative: bool = False):
         self.flat, self.groups, self.rank = flat, groups, rank
+        self.relative = relative
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._last = None  # (squares, s, hard-pruned mask, their least-s sets) of the last step()
 
@@ -165,6 +166,7 @@ class Minimax:
         (``None`` otherwise)."""
         weights = self.flat.weights()
         squared = weights * weights
+        distance = self._distance(costs, hard_pruned, budget)
         pruned = np.zeros_like(hard_pruned)
         for index, (group, (least_set, following)) in enumerate(
             zip(self.groups, self._least_sets(squared, state.sigma, hard_pruned))
@@ -178,10 +180,12 @@ class Minimax:
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost)
                 floor = np.count_nonzero(hard_pruned[group]) / size
-                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
+                span = min(1.0, distance * budget.reference / (mean_cost * size)) if self.relative else 1.0
+                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
             mass = float(np.sum(squared[least_set])) / (group_squared + TINY)
             state.y[index] = self._ascend_y(state.y[index], mass)
-        state.z = self._ascend_z(state.z, resource_after(costs, pruned, budget) - budget.aim)
+        excess = resource_after(costs, pruned, budget) - budget.aim
+        state.z = self._ascend_z(state.z, excess / distance if self.relative else excess)
         pruned = np.zeros_like(hard_pruned)
         sets = self._least_sets(squared, state.sigma, hard_pruned)
         for least_set, _ in sets:
@@ -195,6 +199,11 @@ class Minimax:
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
             pruned = magnitude_to_budget(self.rank(np.sqrt(squared)), costs, hard_pruned, budget)
         return pruned
+
+
+    def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
+        """How far the search has to go: the resource before it minus the aim (fractions of R0)."""
+        return max(resource_after(costs, hard_pruned, budget) - budget.aim, 1e-6)
 
 
 class PaperMinimax(Minimax):
