@@ -77,10 +77,8 @@ class CompressConfig:
     finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
-    ramp: float = 0.0  # minimax: s follows a cubic ramp to the budget over this share of the search bound (0: dual steps)
     search_lr_factor: float = 1.0  # minimax: the search's cosine starts at this x lr
     relative_steps: bool = False  # minimax: s and z steps relative to the distance to the budget
-    rewind: bool = False  # minimax: the kept synapses restart finetuning from their values before the search
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -515,10 +513,6 @@ class Compression:
                     if self._minimax else None
             state.gradual_start = resource_after(state.costs, state.hard_pruned, budget)
             state.stage = "search"
-            if self.config.rewind and self._minimax:
-                self.rewind_point = self.graph.copy()
-            if self._minimax:
-                self.ramp_need = self._by_magnitude(state.costs, state.hard_pruned, budget).mean()
 
     @property
     def _minimax(self) -> bool:
@@ -534,10 +528,6 @@ class Compression:
             minimax = self._minimax
             if minimax:
                 hard_pruned = self._solver_view(state.costs, state.hard_pruned, self._budget(state.fixed))[1]
-                if config.ramp > 0:
-                    floor = float(hard_pruned.mean())
-                    progress = min(1.0, (state.phase_step + 1) / max(1.0, config.ramp * self._search_limit))
-                    state.solver.sigma[:] = floor + (self.ramp_need - floor) * (1.0 - (1.0 - progress) ** 3)
             loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, hard_pruned) if minimax else None)
             state.phase_step += 1
             self._advance(loss)
@@ -601,8 +591,6 @@ class Compression:
         """Make ``pruned`` this budget's hard mask and start finetuning."""
         state = self.state
         state.phase_pruned = pruned | state.hard_pruned
-        if self.config.rewind and self._minimax:
-            _copy_arrays(self.rewind_point, self.graph)
         self.flat.zero(state.phase_pruned)
         self._set_masks(state.phase_pruned)
         state.stage = "finetune"

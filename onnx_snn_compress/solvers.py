@@ -97,6 +97,7 @@ class Minimax:
                  tolerance: float = 0.01, rank=unranked, relative: bool = False):
         self.flat, self.groups, self.rank = flat, groups, rank
         self.relative = relative
+        self.live_mean = False
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._last = None  # (squares, s, hard-pruned mask, their least-s sets) of the last step()
 
@@ -175,7 +176,8 @@ class Minimax:
             size = group.stop - group.start
             group_squared = float(np.sum(squared[group]))  # np.mean is this sum / size, bit for bit
             if following >= 0:
-                mean_squared = group_squared / size + TINY
+                live = size - np.count_nonzero(hard_pruned[group]) if self.live_mean else size
+                mean_squared = group_squared / max(1, live) + TINY
                 mean_cost = float(np.mean(costs[group])) + TINY
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost)
