@@ -52,6 +52,7 @@ from .pruning import FlatWeights, magnitude_prune_to
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
+MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
 
 
 @dataclass
@@ -94,10 +95,8 @@ class Minimax:
     the solver uses only their ``weights()``, ``add_scaled_weights`` and ``scale_weights``."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
-                 tolerance: float = 0.01, rank=unranked, relative: bool = False):
+                 tolerance: float = 0.01, rank=unranked):
         self.flat, self.groups, self.rank = flat, groups, rank
-        self.relative = relative
-        self.live_mean = False
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._last = None  # (squares, s, hard-pruned mask, their least-s sets) of the last step()
 
@@ -176,18 +175,16 @@ class Minimax:
             size = group.stop - group.start
             group_squared = float(np.sum(squared[group]))  # np.mean is this sum / size, bit for bit
             if following >= 0:
-                live = size - np.count_nonzero(hard_pruned[group]) if self.live_mean else size
-                mean_squared = group_squared / max(1, live) + TINY
+                mean_squared = group_squared / size + TINY
                 mean_cost = float(np.mean(costs[group])) + TINY
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * squared[following] / mean_squared - state.z * costs[following] / mean_cost)
                 floor = np.count_nonzero(hard_pruned[group]) / size
-                span = min(1.0, distance * budget.reference / (mean_cost * size)) if self.relative else 1.0
+                span = self._span(distance, budget, mean_cost * size)
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
             mass = float(np.sum(squared[least_set])) / (group_squared + TINY)
             state.y[index] = self._ascend_y(state.y[index], mass)
-        excess = resource_after(costs, pruned, budget) - budget.aim
-        state.z = self._ascend_z(state.z, excess / distance if self.relative else excess)
+        state.z = self._ascend_z(state.z, (resource_after(costs, pruned, budget) - budget.aim) / distance)
         pruned = np.zeros_like(hard_pruned)
         sets = self._least_sets(squared, state.sigma, hard_pruned)
         for least_set, _ in sets:
@@ -202,10 +199,17 @@ class Minimax:
             pruned = magnitude_to_budget(self.rank(np.sqrt(squared)), costs, hard_pruned, budget)
         return pruned
 
-
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
-        """How far the search has to go: the resource before it minus the aim (fractions of R0)."""
-        return max(resource_after(costs, hard_pruned, budget) - budget.aim, 1e-6)
+        """d = R(start)/R0 - b: how far the search has to go, the resource before it (with only the
+        earlier budgets' synapses pruned) minus the aim; the resource dual ascends on the excess in
+        units of d."""
+        return max(resource_after(costs, hard_pruned, budget) - budget.aim, MIN_DISTANCE)
+
+    @staticmethod
+    def _span(distance: float, budget: Budget, group_cost: float) -> float:
+        """The share of a group's weights whose cost is ``distance`` x R0 (at most 1): s steps are
+        taken in this unit, so a budget near the last one is approached as fast as a far one."""
+        return min(1.0, distance * budget.reference / (group_cost + TINY))
 
 
 class PaperMinimax(Minimax):
@@ -213,6 +217,13 @@ class PaperMinimax(Minimax):
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         return None
+
+    def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
+        return 1.0  # absolute steps: the excess itself, in fractions of R0
+
+    @staticmethod
+    def _span(distance: float, budget: Budget, group_cost: float) -> float:
+        return 1.0
 
     def _ascend_y(self, y: float, mass: float) -> float:
         return float(np.clip(y + self.lr_y * mass, 0.0, DUAL_LIMIT))
