@@ -889,3 +889,14 @@ def test_the_search_runs_its_own_cosine_from_the_search_lr_factor_times_the_lr(t
     searches = [(step, rate) for stage, step, rate in seen if stage == "search"]
     assert len(searches) >= 2 * len(run.config.budgets)
     assert all(rate == pytest.approx(cosine(step)) for step, rate in searches)
+
+
+@pytest.mark.parametrize("method", ["minimax-paper", "magnitude"])
+def test_a_search_lr_factor_for_a_method_without_its_own_search_schedule_is_refused(tmp_path, capsys, monkeypatch, method):
+    model, data = cli_files(tmp_path)
+    no_training(monkeypatch)
+    code, out, err = run_cli(["compress", model, "--data", data, "--method", method, "--search-lr-factor", "2",
+                              "--out", tmp_path / "out"], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and f"does not apply to {method}" in err, err
+    assert not (tmp_path / "out").exists()
