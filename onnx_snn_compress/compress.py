@@ -63,7 +63,7 @@ REPORT = "report.json"
 DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
 # the search's learning rate when --search-lr-factor is not given (docs/solver.md: measured); minimax-paper
 # searches at the constant base rate as the authors' code does, and magnitude has no search
-DEFAULT_SEARCH_LR_FACTOR = {"minimax": 10.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
+DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
