@@ -14,9 +14,12 @@ least-s weights (see :meth:`Minimax.penalty` for why not a proximal step), the
 optimizer steps on W; then a step on s (as a fraction of the group's weights)
 with gradient ``y * u - z * c`` (``u``: squared magnitude of the next weight to
 prune, ``c``: its resource cost, both relative to their group means: a
-straight-through gradient through ``ceil``); projected dual ascent on ``y``
-(the relative squared mass of the least-s weights) and ``z`` (the resource
-excess); then the least-s set is recomputed. The budget is met when pruning the
+straight-through gradient through ``ceil``), taken in units of the share of
+the group that costs the distance ``d = R(start)/R0 - b`` to the budget;
+projected dual ascent on ``y`` (the relative squared mass of the least-s
+weights) and ``z`` (the resource excess in units of ``d``, so a budget close to
+the previous one is approached as fast as a far one); then the least-s set is
+recomputed. The budget is met when pruning the
 least-s set brings the resource to ``b``. Duals are clipped, so no learning rate
 can make them overflow, and the search is bounded in steps. The least-s set is
 taken in the order of ``rank`` (magnitude, with protected synapses last: see
@@ -25,7 +28,8 @@ taken in the order of ``rank`` (magnitude, with protected synapses last: see
 minimax-paper: the reference, as the authors' code runs it (with the product's fixes:
 validation snapshots, bounded search, hard masks, scale-free s steps). After
 the optimizer step the least-s weights are shrunk by the proximal operator of
-the penalty, ``w <- w / (1 + 2 lr y)``; plain gradient steps on s (as above),
+the penalty, ``w <- w / (1 + 2 lr y)``; plain gradient steps on s (as above, but
+in absolute units: no distance),
 ``y += lr_y * m`` (``m``: the relative squared mass of the least-s set) and
 ``z += lr_z * max(0, R/R0 - b_last)``, so y and z only grow;
 the resource term aims at the *last* budget of the schedule in one trajectory,
