@@ -76,7 +76,10 @@ def run_one(model: str, method: str, seed: int, budgets: list[float], steps: int
         if done.returncode != 0:
             raise RuntimeError(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr.strip()}")
         report = json.loads(done.stdout)
-    print(f"  {model} {method} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    accuracies = " / ".join(f"{100 * entry['accuracy']['test']:.1f}" + (" forced" if entry["forced"] else "")
+                            for entry in report["budgets"])
+    print(f"  {model} {method} seed {seed}: {time.perf_counter() - started:.0f} s, test % {accuracies}",
+          file=sys.stderr, flush=True)  # each run's result as it comes, so a long run's partial results survive
     return report
 
 

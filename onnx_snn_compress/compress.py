@@ -61,6 +61,9 @@ CHECKPOINT = "checkpoint.npz"
 REPORT = "report.json"
 # the weight of distillation from the input model when --distill is not given (docs/solver.md: measured)
 DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
+# the search's learning rate when --search-lr-factor is not given (docs/solver.md: measured); minimax-paper
+# searches at the constant base rate as the authors' code does, and magnitude has no search
+DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
@@ -77,6 +80,7 @@ class CompressConfig:
     finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
+    search_lr_factor: float | None = None  # the search's cosine starts at this x lr; None: DEFAULT_SEARCH_LR_FACTOR[method]
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -117,6 +121,11 @@ class CompressConfig:
             raise SNNError(f"finetune lr factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+        if self.search_lr_factor is not None and not (math.isfinite(self.search_lr_factor) and self.search_lr_factor > 0):
+            raise SNNError(f"search lr factor must be a positive number, got {self.search_lr_factor}")
+        if self.search_lr_factor is not None and self.method in ("minimax-paper", "magnitude"):
+            raise SNNError(f"--search-lr-factor does not apply to {self.method} (" + (
+                "it searches at --lr, as the authors' code does)" if self.method == "minimax-paper" else "it has no search)"))
         if self.distill is not None and not 0.0 <= self.distill <= 1.0:  # false for NaN too
             raise SNNError(f"distill must lie in [0, 1], got {self.distill}")
         if self.min_output_synapses < 0:
@@ -254,13 +263,15 @@ class Compression:
             self.trainer.teacher = _teacher_outputs(graph, train)
         measure = val if val is not None else train
         self.measure_x = measure.inputs(slice(0, config.measure_samples))
-        per_phase = CosineSchedule(config.train.lr, config.steps_per_budget)
+        factor = DEFAULT_SEARCH_LR_FACTOR[config.method] if config.search_lr_factor is None else config.search_lr_factor
+        per_phase = CosineSchedule(factor * config.train.lr, config.steps_per_budget)
         if config.method == "minimax-paper":  # the search at the base rate (its finetune: below)
             self.search_schedule = lambda step: config.train.lr
         elif config.train.schedule == "cosine":  # restart the cosine for every budget's steps
             self.search_schedule = lambda step: per_phase(step % config.steps_per_budget)
         else:
-            self.search_schedule = self.trainer.schedule
+            schedule = self.trainer.schedule
+            self.search_schedule = lambda step: factor * schedule(step)
         self.trainer.schedule = self._learning_rate
         solver = PaperMinimax if config.method == "minimax-paper" else Minimax
         self.solver = solver(units, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z,

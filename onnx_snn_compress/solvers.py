@@ -14,9 +14,12 @@ least-s weights (see :meth:`Minimax.penalty` for why not a proximal step), the
 optimizer steps on W; then a step on s (as a fraction of the group's weights)
 with gradient ``y * u - z * c`` (``u``: squared magnitude of the next weight to
 prune, ``c``: its resource cost, both relative to their group means: a
-straight-through gradient through ``ceil``); projected dual ascent on ``y``
-(the relative squared mass of the least-s weights) and ``z`` (the resource
-excess); then the least-s set is recomputed. The budget is met when pruning the
+straight-through gradient through ``ceil``), taken in units of the share of
+the group that costs the distance ``d = R(start)/R0 - b`` to the budget;
+projected dual ascent on ``y`` (the relative squared mass of the least-s
+weights) and ``z`` (the resource excess in units of ``d``, so a budget close to
+the previous one is approached as fast as a far one); then the least-s set is
+recomputed. The budget is met when pruning the
 least-s set brings the resource to ``b``. Duals are clipped, so no learning rate
 can make them overflow, and the search is bounded in steps. The least-s set is
 taken in the order of ``rank`` (magnitude, with protected synapses last: see
@@ -25,7 +28,8 @@ taken in the order of ``rank`` (magnitude, with protected synapses last: see
 minimax-paper: the reference, as the authors' code runs it (with the product's fixes:
 validation snapshots, bounded search, hard masks, scale-free s steps). After
 the optimizer step the least-s weights are shrunk by the proximal operator of
-the penalty, ``w <- w / (1 + 2 lr y)``; plain gradient steps on s (as above),
+the penalty, ``w <- w / (1 + 2 lr y)``; plain gradient steps on s (as above, but
+in absolute units: no distance),
 ``y += lr_y * m`` (``m``: the relative squared mass of the least-s set) and
 ``z += lr_z * max(0, R/R0 - b_last)``, so y and z only grow;
 the resource term aims at the *last* budget of the schedule in one trajectory,
@@ -53,6 +57,7 @@ from .pruning import FlatWeights, magnitude_prune_to
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
+MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
 
 
 @dataclass
@@ -229,6 +234,7 @@ class Minimax:
         least-s sets; returns the pruned vector once pruning them meets the budget
         (``None`` otherwise)."""
         values = self._fresh_values()
+        distance = self._distance(costs, hard_pruned, budget)
         selection = self._select(values, state.sigma, hard_pruned, "before")
         before, before_mask = selection.sets, selection.mask
         group_squares = []
@@ -243,7 +249,8 @@ class Minimax:
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
                 floor = np.count_nonzero(hard_pruned[group]) / size
-                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * gradient, floor, 1.0))
+                span = self._span(distance, budget, mean_cost * size)
+                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
         after_mask = self._buffer("after", values, np.bool_)
         after = self._sets(selection, state.sigma, hard_pruned, after_mask)
         # one pass: the resource after pruning either set (before the s step: the sets alone, for the
@@ -256,7 +263,7 @@ class Minimax:
             mass = sum_of_squares(chosen, offset, offset + count) / (group_squares[g] + TINY)
             offset += count
             state.y[g] = self._ascend_y(state.y[g], mass)
-        state.z = self._ascend_z(state.z, resource_fraction(kept_before, budget) - budget.aim)
+        state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
         selection.sets, selection.sigma, selection.mask = after, state.sigma.copy(), after_mask
         if resource_fraction(kept_after, budget) > budget.target:
             return None
@@ -267,12 +274,31 @@ class Minimax:
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
         return after_mask | hard_pruned
 
+    def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
+        """d = R(start)/R0 - b: how far the search has to go, the resource before it (with only the
+        earlier budgets' synapses pruned) minus the aim; the resource dual ascends on the excess in
+        units of d."""
+        return max(resource_after(costs, hard_pruned, budget) - budget.aim, MIN_DISTANCE)
+
+    @staticmethod
+    def _span(distance: float, budget: Budget, group_cost: float) -> float:
+        """The share of a group's weights whose cost is ``distance`` x R0 (at most 1): s steps are
+        taken in this unit, so a budget near the last one is approached as fast as a far one."""
+        return min(1.0, distance * budget.reference / (group_cost + TINY))
+
 
 class PaperMinimax(Minimax):
     """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only grow."""
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         return None
+
+    def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
+        return 1.0  # absolute steps: the excess itself, in fractions of R0
+
+    @staticmethod
+    def _span(distance: float, budget: Budget, group_cost: float) -> float:
+        return 1.0
 
     def _ascend_y(self, y: float, mass: float) -> float:
         return float(np.clip(y + self.lr_y * mass, 0.0, DUAL_LIMIT))

@@ -26,10 +26,12 @@ import pytest
 from onnx_snn_compress import ir
 from onnx_snn_compress.backends.onnx_profile import save
 from onnx_snn_compress.api import CONFIG_FILE
-from onnx_snn_compress.compress import CHECKPOINT, DEFAULT_DISTILL, REPORT, CompressConfig, Compression
+from onnx_snn_compress.compress import (CHECKPOINT, DEFAULT_DISTILL, DEFAULT_SEARCH_LR_FACTOR, REPORT, CompressConfig,
+                                       Compression)
 from onnx_snn_compress.data import ModelData
 from onnx_snn_compress.errors import SNNError
 from onnx_snn_compress.frontends import load_model
+from onnx_snn_compress.optim import CosineSchedule
 from onnx_snn_compress.samples import digits_path
 from onnx_snn_compress.schema import validate_report
 from onnx_snn_compress.resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
@@ -739,6 +741,7 @@ def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, c
     ("--e-ac", "nan", "e_ac_pj"),
     ("--e-mac", "-4.6", "e_mac_pj"),
     ("--distill", "1.5", "distill must lie in [0, 1]"),
+    ("--search-lr-factor", "0", "search lr factor must be a positive number"),
 ])
 def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, option, value, fragment):
     model, data = cli_files(tmp_path)
@@ -864,3 +867,36 @@ def test_the_teacher_outputs_do_not_depend_on_how_the_training_split_is_chunked(
     train, _, _ = splits(graph)
     monkeypatch.setattr(compression, "TEACHER_CHUNK", 7)  # 96 samples: 13 unequal chunks
     np.testing.assert_array_equal(compression._teacher_outputs(graph, train), simulate(graph, train.inputs()).output)
+
+
+@pytest.mark.parametrize("method, factor, expected", [
+    ("minimax", None, DEFAULT_SEARCH_LR_FACTOR["minimax"]), ("minimax", 1.0, 1.0), ("gradual", None, 1.0),
+    ("gradual", 3.0, 3.0),
+])
+def test_the_search_runs_its_own_cosine_from_the_search_lr_factor_times_the_lr(tmp_path, method, factor, expected):
+    graph = tiny_mlp()
+    run = start(graph, tmp_path, method=method, search_lr_factor=factor)
+    original, seen = run.trainer.train_step, []
+
+    def watched_step(penalty=None):
+        result = original(penalty)
+        seen.append((run.state.stage, run.state.phase_step, run.trainer.optimizer.lr))
+        return result
+
+    run.trainer.train_step = watched_step
+    run.run()
+    cosine = CosineSchedule(expected * run.config.train.lr, run.config.steps_per_budget)
+    searches = [(step, rate) for stage, step, rate in seen if stage == "search"]
+    assert len(searches) >= 2 * len(run.config.budgets)
+    assert all(rate == pytest.approx(cosine(step)) for step, rate in searches)
+
+
+@pytest.mark.parametrize("method", ["minimax-paper", "magnitude"])
+def test_a_search_lr_factor_for_a_method_without_its_own_search_schedule_is_refused(tmp_path, capsys, monkeypatch, method):
+    model, data = cli_files(tmp_path)
+    no_training(monkeypatch)
+    code, out, err = run_cli(["compress", model, "--data", data, "--method", method, "--search-lr-factor", "2",
+                              "--out", tmp_path / "out"], capsys, monkeypatch)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and f"does not apply to {method}" in err, err
+    assert not (tmp_path / "out").exists()

@@ -1,11 +1,12 @@
 """The minimax solver's search steps: what it reuses from one step to the next changes no result."""
 
 import numpy as np
+import pytest
 
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.pruning import FlatWeights
 from onnx_snn_compress.samples import sample_model_path
-from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax
 
 
 def search(reuse: bool, seed: int = 0, steps: int = 12):
@@ -55,3 +56,34 @@ def test_the_penalty_reusing_the_last_steps_sets_gives_the_same_search():
             assert a is None and b is None
         else:
             assert np.array_equal(a, b)
+
+
+
+def first_steps(target: float, solver_class=Minimax):
+    """Two search steps of one global s on digits_mlp with about half of the synapses pruned for
+    good (zero) and the weights held still; returns the state, the distance from the start to
+    ``target`` and the start's pruned fraction (s's floor), all fractions of the synapses."""
+    graph = load_model(sample_model_path("digits_mlp"))
+    layers = [node.name for node in graph.prunable()]
+    flat = FlatWeights(graph, layers)
+    hard_pruned = np.random.default_rng(0).random(flat.size) < 0.5
+    flat.zero(hard_pruned)
+    solver = solver_class(flat, [slice(0, flat.size)], lr_s=0.1, lr_y=1.0, lr_z=0.1)
+    budget = Budget(target=target, reference=float(flat.size), fixed=0.0)
+    state = solver.start(hard_pruned)
+    for _ in range(2):
+        solver.step(state, np.ones(flat.size), hard_pruned, budget)
+    floor = float(hard_pruned.mean())
+    return state, 1.0 - floor - target, floor
+
+
+def test_the_search_covers_the_same_share_of_the_distance_to_any_budget_in_the_same_steps():
+    for target in (0.45, 0.05):  # a budget near the start and one far from it
+        state, distance, floor = first_steps(target)
+        # s moves only once z > 0 (the second step), the least-s set stays the start's pruned set,
+        # so each step's excess is the whole distance: z ascends by lr_z x (excess / distance) = lr_z
+        assert state.z == pytest.approx(0.2)
+        # and s moved once, by lr_s x z x distance (params: every synapse costs alike)
+        assert state.sigma[0] - floor == pytest.approx(0.1 * 0.1 * distance, rel=1e-6)
+    state, distance, _ = first_steps(0.45, PaperMinimax)  # absolute steps: z crawls near a budget
+    assert state.z == pytest.approx(0.2 * distance)
