@@ -283,12 +283,14 @@ def run_ours(args, model: str) -> dict:
     from onnx_snn_compress.optim import Adam
 
     from onnx_snn_compress.memory import keep_freed_memory
-    from onnx_snn_compress.threads import use_threads
+    from onnx_snn_compress.threads import training_step_macs, use_threads
 
-    threads, _ = use_threads(None if args.policy else args.threads)  # Numba's and numpy's BLAS threads
+    graph, x, y = load_case(model, args.batch, args.time_steps, args.synthetic_weights)
+    # Numba's and numpy's BLAS threads (--policy: as the CLI chooses them for this step)
+    threads, _ = use_threads(None if args.policy else args.threads,
+                             training_step_macs(graph, args.batch, args.time_steps))
     if not args.no_keep_memory:
         keep_freed_memory()  # as Trainer does
-    graph, x, y = load_case(model, args.batch, args.time_steps, args.synthetic_weights)
     loss_function = LOSSES["mse_rate"]
 
     # first step on the initial weights: what the peers must reproduce

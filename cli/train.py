@@ -50,11 +50,12 @@ def train(
     from ..data import load_splits_for_model, model_time_steps
     from ..outputs import check_output_file
     from ..samples import digits_path
-    from ..threads import use_threads
+    from ..threads import training_step_macs, use_threads
     from ..train import TrainConfig, accuracy, train as run_training
 
     optimizer, schedule, loss, encoding = plain(optimizer), plain(schedule), plain(loss), plain(encoding)
-    _, note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
+    if threads is not None:
+        use_threads(threads)  # a count that cannot be used is refused before anything is read
 
     source = model_path(model)
     data = data if data is not None else digits_path()
@@ -68,6 +69,8 @@ def train(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
     print_notes([steps_note] if steps_note and not train_data.temporal else [])  # temporal data bring their T
+    _, note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
+    # the note is said once the run has succeeded (errors stay one line)
     result = run_training(graph, train_data, val_data, config)
     test_accuracy = accuracy(result.graph, test_data) if test_data is not None else None
     result.graph.metadata["training"] = (

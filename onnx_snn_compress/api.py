@@ -176,10 +176,11 @@ def compress(
     from .report import FIGURES, figures_missing_note, write_figures
     from .resources import EnergyModel
     from .samples import digits_path, sample_model_path
-    from .threads import use_threads
+    from .threads import training_step_macs, use_threads
     from .train import TrainConfig
 
-    _, threads_note = use_threads(threads)  # said once the run has succeeded (errors stay one line)
+    if threads is not None:
+        use_threads(threads)  # a count that cannot be used is refused before anything is read
     gates = Gates(min_accuracy, max_accuracy_drop, max_resource)
     gates.validate()
     check_selection(select)
@@ -197,6 +198,8 @@ def compress(
         data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
     _note(log, [steps_note] if steps_note and not train_data.temporal else [])
+    _, threads_note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
+    # the note is said once the run has succeeded (errors stay one line)
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
         resource=resource, method=method, granularity=granularity, structure=structure,

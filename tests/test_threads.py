@@ -22,8 +22,26 @@ def test_the_default_is_the_usable_cores_less_those_other_processes_keep_busy(mo
     assert threads.default_threads() == (2, "2 usable cores")
 
 
+def test_a_large_training_step_takes_every_usable_core_even_when_they_are_busy(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 2)
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.25: 1.4)
+    assert threads.default_threads(threads.LARGE_STEP_MACS / 2)[0] == 1
+    count, why = threads.default_threads(threads.LARGE_STEP_MACS)
+    assert count == 2 and "G MACs" in why
+
+
+def test_a_training_step_counts_the_dense_macs_of_every_sample_and_time_step():
+    from onnx_snn_compress.frontends import load_model
+    from onnx_snn_compress.resources import summarize
+    from onnx_snn_compress.samples import sample_model_path
+
+    graph = load_model(sample_model_path("digits_conv"))
+    assert threads.training_step_macs(graph, 64, 8) == 64 * 8 * summarize(graph)["macs_per_step"] == 64 * 8 * 38_304
+
+
 def test_a_chosen_count_is_said_and_a_given_one_is_used_as_is(monkeypatch):
-    monkeypatch.setattr(threads, "default_threads", lambda: (1, "0.8 of 2 usable cores free at start"))
+    monkeypatch.setattr(threads, "default_threads", lambda step_macs=None: (1, "0.8 of 2 usable cores free at start"))
     before = numba.get_num_threads()
     try:
         count, note = threads.use_threads(None)
