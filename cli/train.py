@@ -9,7 +9,7 @@ import typer
 
 from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
-from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, plain, print_json
+from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, percent, plain, print_json
 from .models import (DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt,
                      load_source, print_notes)
 
@@ -81,6 +81,9 @@ def train(
     save(result.graph, out)
     if note:
         typer.echo(f"note: {note}", err=True)
+    if result.best_epoch == 0 and result.best_val_accuracy is not None:
+        typer.echo(f"note: no epoch beat the input model's validation accuracy ({percent(result.best_val_accuracy)}); "
+                   f"{out} holds the input weights unchanged (best_epoch 0)", err=True)
     summary = {"model": str(out), "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                "test_accuracy": test_accuracy}
     if as_json:

@@ -109,7 +109,7 @@ class CompressConfig:
         if self.granularity not in ("global", "layer"):
             raise SNNError(f"unknown granularity {self.granularity!r}; choose global or layer")
         if self.steps_per_budget < 1 or self.eval_every < 1:
-            raise SNNError("steps per budget and eval interval must be at least 1")
+            raise SNNError("--steps-per-budget and --eval-every must be at least 1")
         for name in ("lr_s", "dual_lr_y", "dual_lr_z"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -118,18 +118,18 @@ class CompressConfig:
             if not 0 <= value <= MAX_ENERGY_PJ:  # false for NaN too
                 raise SNNError(f"energy per operation {name} must lie in [0, {MAX_ENERGY_PJ:g}] pJ, got {value}")
         if not (math.isfinite(self.finetune_lr_factor) and self.finetune_lr_factor > 0):
-            raise SNNError(f"finetune lr factor must be a positive number, got {self.finetune_lr_factor}")
+            raise SNNError(f"--finetune-lr-factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
-            raise SNNError(f"search fraction must lie in (0, 1], got {self.search_fraction}")
+            raise SNNError(f"--search-fraction must lie in (0, 1], got {self.search_fraction}")
         if self.search_lr_factor is not None and not (math.isfinite(self.search_lr_factor) and self.search_lr_factor > 0):
-            raise SNNError(f"search lr factor must be a positive number, got {self.search_lr_factor}")
+            raise SNNError(f"--search-lr-factor must be a positive number, got {self.search_lr_factor}")
         if self.search_lr_factor is not None and self.method in ("minimax-paper", "magnitude"):
             raise SNNError(f"--search-lr-factor does not apply to {self.method} (" + (
                 "it searches at --lr, as the authors' code does)" if self.method == "minimax-paper" else "it has no search)"))
         if self.distill is not None and not 0.0 <= self.distill <= 1.0:  # false for NaN too
-            raise SNNError(f"distill must lie in [0, 1], got {self.distill}")
+            raise SNNError(f"--distill must lie in [0, 1], got {self.distill}")
         if self.min_output_synapses < 0:
-            raise SNNError(f"min output synapses must be >= 0, got {self.min_output_synapses}")
+            raise SNNError(f"--min-output-synapses must be >= 0, got {self.min_output_synapses}")
         if self.structure not in STRUCTURES:
             raise SNNError(f"unknown structure {self.structure!r}; choose one of {', '.join(STRUCTURES)}")
         if self.storage not in STORAGES:

@@ -733,15 +733,15 @@ def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, c
     ("--dual-lr-z", "-1", "dual_lr_z"),
     ("--lr-s", "nan", "lr_s"),
     ("--prune", "conv9", "cannot prune 'conv9'"),
-    ("--steps-per-budget", "0", "steps per budget"),
-    ("--eval-every", "0", "eval interval"),
+    ("--steps-per-budget", "0", "--steps-per-budget"),
+    ("--eval-every", "0", "--eval-every"),
     ("--batch-size", "0", "batch size"),
     ("--time-steps", "0", "time steps"),
     ("--lr", "nan", "learning rate"),
     ("--e-ac", "nan", "e_ac_pj"),
     ("--e-mac", "-4.6", "e_mac_pj"),
-    ("--distill", "1.5", "distill must lie in [0, 1]"),
-    ("--search-lr-factor", "0", "search lr factor must be a positive number"),
+    ("--distill", "1.5", "--distill must lie in [0, 1]"),
+    ("--search-lr-factor", "0", "--search-lr-factor must be a positive number"),
 ])
 def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, option, value, fragment):
     model, data = cli_files(tmp_path)

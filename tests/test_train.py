@@ -123,3 +123,15 @@ def test_train_command_writes_a_better_model_and_refuses_to_overwrite_its_input(
         main()
     assert exit_info.value.code == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+def test_a_run_that_no_epoch_improves_says_it_wrote_the_input_weights(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "same.onnx"
+    monkeypatch.setattr(sys, "argv", ["snn-compress", "train", "--out", str(out), "--epochs", "1", "--lr", "1e-12",
+                                      "--threads", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert (exit_info.value.code or 0) == 0
+    captured = capsys.readouterr()
+    assert "best_epoch: 0" in captured.out
+    assert "no epoch beat the input model's validation accuracy" in captured.err and "best_epoch 0" in captured.err
