@@ -78,7 +78,7 @@ from onnx_snn_compress.losses import LOSSES
 from onnx_snn_compress.optim import Adam
 from onnx_snn_compress.pruning import FlatWeights, default_prunable
 from onnx_snn_compress.resources import weight_costs
-from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, resource_after
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train_step import OtherLoad, synthetic_graph

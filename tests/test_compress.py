@@ -854,7 +854,7 @@ def test_the_teacher_is_the_input_models_output_on_the_training_samples(tmp_path
 
 def test_distillation_changes_the_training_and_its_runs_stay_deterministic(tmp_path):
     graph = tiny_mlp()
-    plain = compress(graph, tmp_path / "plain", distill=0.0)
+    compress(graph, tmp_path / "plain", distill=0.0)
     taught = [compress(graph, tmp_path / f"taught{i}", distill=0.8) for i in range(2)]
     assert timeless(taught[0]) == timeless(taught[1])
     assert models_of(tmp_path / "plain") != models_of(tmp_path / "taught0")
