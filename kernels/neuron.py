@@ -33,13 +33,13 @@ RESET_CODES = {"subtract": RESET_SUBTRACT, "hard": RESET_HARD, "none": RESET_NON
 _BLOCK = 512
 
 
-def _at(parameter, neuron):
+def parameter_at(parameter, neuron):
     """A neuron parameter of neuron ``neuron``: the scalar itself, or the array's entry."""
     raise NotImplementedError  # only called from jitted code (see the overload below)
 
 
-@overload(_at, inline="always")
-def _at_overload(parameter, neuron):
+@overload(parameter_at, inline="always")
+def _parameter_at_overload(parameter, neuron):
     # Resolved when a kernel is compiled: one machine-code version for scalar parameters
     # (the common case, exactly as fast as before) and one for per-neuron arrays.
     if isinstance(parameter, types.Array):
@@ -66,7 +66,7 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
     width = stop - start
     v = np.empty(width, dtype=np.float32)
     for j in range(width):
-        v[j] = _at(v_init, start + j)
+        v[j] = parameter_at(v_init, start + j)
     fired = np.zeros(width, dtype=np.bool_)
     count = np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
     unrecorded = np.empty(width, dtype=np.float32)  # stands in for a potential row when none is recorded
@@ -78,16 +78,16 @@ def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak
         potential_row = potential[t, start:stop] if record_potential else unrecorded
         for j in range(width):
             i = start + j
-            threshold = _at(v_threshold, i)
+            threshold = parameter_at(v_threshold, i)
             # charge
-            d = _at(beta, i) * v[j] + _at(leak, i)
+            d = parameter_at(beta, i) * v[j] + parameter_at(leak, i)
             if reset_delay:
-                d = _reset(d, fired[j], reset_mode, threshold, _at(v_reset, i))
-            h = d + _at(gain, i) * inputs[j]
+                d = _reset(d, fired[j], reset_mode, threshold, parameter_at(v_reset, i))
+            h = d + parameter_at(gain, i) * inputs[j]
             # fire
             s = (h >= threshold) if fire_on_equal else (h > threshold)
             # reset
-            v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, _at(v_reset, i))
+            v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, parameter_at(v_reset, i))
             fired[j] = s
             spike_row[j] = np.float32(s)
             count[j] += np.int32(s)
@@ -264,16 +264,16 @@ def _surrogate_row(potential, v_threshold, start, surrogate, alpha, out):
     surrogate, so each loop is branch-free and vectorises."""
     if surrogate == SURROGATE_ATAN:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_ATAN, alpha)
+            out[j] = surrogate_gradient(potential[j] - parameter_at(v_threshold, start + j), SURROGATE_ATAN, alpha)
     elif surrogate == SURROGATE_SIGMOID:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_SIGMOID, alpha)
+            out[j] = surrogate_gradient(potential[j] - parameter_at(v_threshold, start + j), SURROGATE_SIGMOID, alpha)
     elif surrogate == SURROGATE_FAST_SIGMOID:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_FAST_SIGMOID, alpha)
+            out[j] = surrogate_gradient(potential[j] - parameter_at(v_threshold, start + j), SURROGATE_FAST_SIGMOID, alpha)
     else:
         for j in range(out.shape[0]):
-            out[j] = surrogate_gradient(potential[j] - _at(v_threshold, start + j), SURROGATE_RECTANGLE, alpha)
+            out[j] = surrogate_gradient(potential[j] - parameter_at(v_threshold, start + j), SURROGATE_RECTANGLE, alpha)
 
 
 @njit(cache=True, inline="always")
@@ -302,24 +302,24 @@ def _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, lea
                 i = start + j
                 h = h_row[j]
                 gv = grad_v[j]
-                dv_dh = one - hard * _fired(h, _at(v_threshold, i), fire_on_equal)
-                grad_h = gv * dv_dh + (g_row[j] + gv * (_at(reset_offset, i) + reset_slope * h)) * sg[j]
-                x_row[j] = _at(gain, i) * grad_h
-                grad_v[j] = _at(beta, i) * grad_h
+                dv_dh = one - hard * _fired(h, parameter_at(v_threshold, i), fire_on_equal)
+                grad_h = gv * dv_dh + (g_row[j] + gv * (parameter_at(reset_offset, i) + reset_slope * h)) * sg[j]
+                x_row[j] = parameter_at(gain, i) * grad_h
+                grad_v[j] = parameter_at(beta, i) * grad_h
         elif t > 0:
             previous = potential[t - 1, start:stop]
             for j in range(width):
                 i = start + j
                 grad_h = grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j]
-                x_row[j] = _at(gain, i) * grad_h
+                x_row[j] = parameter_at(gain, i) * grad_h
                 h_previous = previous[j]
-                grad_d = grad_h * (one - hard * _fired(h_previous, _at(v_threshold, i), fire_on_equal))
-                decayed = _at(beta, i) * h_previous + _at(leak, i)
-                grad_reset[j] = grad_h * (_at(reset_offset, i) + reset_slope * decayed)
-                grad_v[j] = _at(beta, i) * grad_d
+                grad_d = grad_h * (one - hard * _fired(h_previous, parameter_at(v_threshold, i), fire_on_equal))
+                decayed = parameter_at(beta, i) * h_previous + parameter_at(leak, i)
+                grad_reset[j] = grad_h * (parameter_at(reset_offset, i) + reset_slope * decayed)
+                grad_v[j] = parameter_at(beta, i) * grad_d
         else:
             for j in range(width):
-                x_row[j] = _at(gain, start + j) * (grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j])
+                x_row[j] = parameter_at(gain, start + j) * (grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j])
 
 
 @njit(cache=True, parallel=True)

@@ -13,7 +13,7 @@ order (the same as the SNN-ONNX profile's ``snn::CubaLIF`` Scan body)::
     reset    V = reset(H, S)                                (V = H with reset_delay)
 
 with ``I = 0``, ``V = v_init``, ``S_prev = 0`` before the first step. Each neuron parameter is a
-float32 scalar or per-neuron values ``[n]``, read through kernels/neuron.py's ``_at`` (one compiled
+float32 scalar or per-neuron values ``[n]``, read through kernels/neuron.py's ``parameter_at`` (one compiled
 version for all-scalar parameters, one for arrays). The recurrent sum runs
 over the neurons that fired at the previous step only (spikes are 0 or 1), which adds the
 same float32 terms in the same order as a dense product with the spike vector.
@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .neuron import RESET_HARD, RESET_NONE, RESET_SUBTRACT, _at, neuron_parameters, surrogate_gradient
+from .neuron import RESET_HARD, RESET_NONE, RESET_SUBTRACT, parameter_at, neuron_parameters, surrogate_gradient
 
 __all__ = ["synaptic_forward", "synaptic_backward", "recurrent_weight_grads", "RESET_SUBTRACT", "RESET_NONE"]
 
@@ -70,7 +70,7 @@ def _forward_kernel(x, weight, bias, recurrent, current_decay, beta, gain, v_thr
         i = np.zeros(neurons, dtype=np.float32)
         v = np.empty(neurons, dtype=np.float32)
         for j in range(neurons):
-            v[j] = _at(v_init, j)
+            v[j] = parameter_at(v_init, j)
         fired = np.zeros(neurons, dtype=np.bool_)
         r = np.zeros(neurons, dtype=np.float32)
         for t in range(time_steps):
@@ -82,15 +82,15 @@ def _forward_kernel(x, weight, bias, recurrent, current_decay, beta, gain, v_thr
                             total += weight[j, k]
                     r[j] = total + bias[j]
             for j in range(neurons):
-                threshold = _at(v_threshold, j)
-                i[j] = _at(current_decay, j) * i[j] + x[t, b, j]
+                threshold = parameter_at(v_threshold, j)
+                i[j] = parameter_at(current_decay, j) * i[j] + x[t, b, j]
                 if recurrent:
                     i[j] = i[j] + r[j]
-                h = (_at(beta, j) * v[j] + _at(leak, j)) + _at(gain, j) * i[j]
+                h = (parameter_at(beta, j) * v[j] + parameter_at(leak, j)) + parameter_at(gain, j) * i[j]
                 if reset_delay:
-                    h = _reset(h, fired[j], reset_mode, threshold, _at(v_reset, j))
+                    h = _reset(h, fired[j], reset_mode, threshold, parameter_at(v_reset, j))
                 s = _fires(h, threshold, fire_on_equal)
-                v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, _at(v_reset, j))
+                v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, parameter_at(v_reset, j))
                 fired[j] = s
                 spikes[t, b, j] = np.float32(s)
                 if record:
@@ -142,7 +142,7 @@ def _backward_kernel(grad_spikes, potential, current, weight, recurrent, current
             for j in range(neurons):
                 grad_s_prev[j] = zero
             for j in range(neurons):
-                threshold = _at(v_threshold, j)
+                threshold = parameter_at(v_threshold, j)
                 h = potential[t, b, j]
                 s = _fires(h, threshold, fire_on_equal)
                 sg = surrogate_gradient(h - threshold, surrogate, alpha)
@@ -158,21 +158,21 @@ def _backward_kernel(grad_spikes, potential, current, weight, recurrent, current
                             if reset_mode == RESET_SUBTRACT:
                                 grad_s_prev[j] += grad_h * (-threshold)
                             elif reset_mode == RESET_HARD:
-                                p = (_at(beta, j) * potential[t - 1, b, j] + _at(leak, j)) + _at(gain, j) * current[t, b, j]
-                                grad_s_prev[j] += grad_h * (_at(v_reset, j) - p)
+                                p = (parameter_at(beta, j) * potential[t - 1, b, j] + parameter_at(leak, j)) + parameter_at(gain, j) * current[t, b, j]
+                                grad_s_prev[j] += grad_h * (parameter_at(v_reset, j) - p)
                 else:
                     if reset_mode == RESET_SUBTRACT:
                         dv_dh, dv_ds = one, -threshold
                     elif reset_mode == RESET_HARD:
-                        dv_dh, dv_ds = (zero if s else one), _at(v_reset, j) - h
+                        dv_dh, dv_ds = (zero if s else one), parameter_at(v_reset, j) - h
                     else:
                         dv_dh, dv_ds = one, zero
                     if detach_reset:
                         dv_ds = zero
                     grad_h = grad_v[j] * dv_dh + (g_s + grad_v[j] * dv_ds) * sg
                     grad_p = grad_h
-                grad_i[j] = _at(gain, j) * grad_p + _at(current_decay, j) * grad_i[j]
-                grad_v[j] = _at(beta, j) * grad_p
+                grad_i[j] = parameter_at(gain, j) * grad_p + parameter_at(current_decay, j) * grad_i[j]
+                grad_v[j] = parameter_at(beta, j) * grad_p
                 grad_x[t, b, j] = grad_i[j]
             if recurrent and t > 0:  # R[t] = S[t-1] @ weight.T + bias
                 for k in range(neurons):
