@@ -74,13 +74,13 @@ def test_integrate_and_fire_is_written_as_snn_IF_without_leak_attributes():
 @pytest.mark.parametrize("reset_delay", [False, True])
 @pytest.mark.parametrize("fire_on_equal", [False, True])
 # without leak, input scale or reset jump (hard reset to 0, or none) the body skips their Add
-# and Mul; an IF (beta = 1) also the decay's Mul
-@pytest.mark.parametrize("beta, v_leak, gain, v_reset", [(0.75, 0.25, 0.5, -0.5), (0.75, 0.0, 1.0, 0.0), (1.0, 0.0, 1.0, -0.5)])
+# and Mul; an IF (beta = 1) also the decay's Mul; a reset value of -1 (subtract reset with
+# threshold 1, hard reset to -1) subtracts the spike itself, without the jump's Mul
+@pytest.mark.parametrize("beta, v_leak, gain, v_reset, v_threshold", [
+    (0.75, 0.25, 0.5, -0.5, 1.0), (0.75, 0.0, 1.0, 0.0, 1.0), (1.0, 0.0, 1.0, -0.5, 1.0), (0.75, 0.0, 1.0, -1.0, 0.75)])
 @pytest.mark.parametrize("time_steps", [None, 12])
-# a threshold of 1 makes a subtract reset's jump -1: its loop subtracts the spike itself
-@pytest.mark.parametrize("v_threshold", [1.0, 0.75])
 def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_on_equal, beta, v_leak, gain, v_reset,
-                                                      time_steps, v_threshold):
+                                                      v_threshold, time_steps):
     """Drive one neuron through onnxruntime and through the equations of docs/profile.md (Scan and unrolled)."""
     params = dict(beta=beta, v_threshold=v_threshold, v_reset=v_reset, v_leak=v_leak, v_init=0.5, gain=gain,
                   reset=reset, reset_delay=reset_delay, fire_on_equal=fire_on_equal)
