@@ -1,6 +1,7 @@
-"""Where onnxruntime spends its time on a model: its own profiler, summed by op type.
+"""Where onnxruntime spends its time on a model: its own profiler, summed by op type, or the floor.
 
     python bench/bench_ort_profile.py MODEL.onnx [MODEL.onnx ...] [--batch 64] [--time-steps 8] [--runs 10]
+    python bench/bench_ort_profile.py DENSE.onnx PRUNED.onnx --floor [--batch 1] [--runs 300] [--rounds 7]
 
 Runs each model (any file the ``bench`` command reads, converted to the profile as it
 would be) ``--runs`` times on one thread with ``SessionOptions.enable_profiling`` and
@@ -8,7 +9,17 @@ prints, per model, the share of the kernel time of each op type and the number o
 kernel calls per run (the ops inside the neuron loops once per time step): a count
 that no other process on the machine changes. The neuron loops (``Scan``) are given
 apart, as a share of the whole: their inner ops are also counted under their own
-types. Shares, not times, so a busy machine matters less.
+types. Shares, not times, so a busy machine matters less. The profiler's own cost per
+kernel call (several microseconds) swamps the small kernels of a batch-1 run, so at
+batch 1 its shares are not the wall-clock's.
+
+``--floor`` times without the profiler (wall clock, the fastest of ``--rounds`` rounds of
+``--runs`` runs, all variants in turns) each model as it is, with every neuron layer
+replaced by ``Identity`` (the floor: what the rest of the graph costs), with every
+neuron layer replaced by one elementwise op over all its time steps (``Relu``: a neuron
+layer at the cost of one kernel call), and with each neuron layer alone replaced by
+``Identity`` (what that layer costs: the difference to the model as it is). Each
+column after the first model's gives its speed-up over the first model in that row.
 """
 
 from __future__ import annotations
@@ -18,31 +29,47 @@ import collections
 import json
 import os
 import tempfile
+import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from onnx_snn_compress import profile
 from onnx_snn_compress.backends.onnx_profile import to_model
 from onnx_snn_compress.frontends import load_with_proto
+
+NEURON_OPS = {profile.LIF, profile.IF, profile.LIF_PER_NEURON, profile.CUBALIF, profile.RECURRENT_CUBALIF,
+              profile.CUBALIF_PER_NEURON, profile.RECURRENT_CUBALIF_PER_NEURON}
+
+
+def profile_model(path: str) -> tuple[tuple[int, ...], onnx.ModelProto]:
+    """(per-sample input shape, the model in the profile) of any file the ``bench`` command reads."""
+    graph, model = load_with_proto(path)
+    return graph.input.shape, to_model(graph) if model is None else model
+
+
+def session(model: onnx.ModelProto, profile_prefix: str | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float, float, dict[str, float], int]:
     """(ms per run, share of the Scan nodes, share per op type of the kernel time without them,
     kernel calls per run without the Scan nodes themselves)."""
-    graph, model = load_with_proto(path)
-    model = to_model(graph) if model is None else model
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.enable_profiling = True
+    shape, model = profile_model(path)
     with tempfile.TemporaryDirectory() as folder:
-        options.profile_file_prefix = os.path.join(folder, "profile")
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: np.random.default_rng(0).random(
-            (time_steps, batch, *graph.input.shape), dtype=np.float32)}
+        runner = session(model, os.path.join(folder, "profile"))
+        feed = {runner.get_inputs()[0].name: np.random.default_rng(0).random(
+            (time_steps, batch, *shape), dtype=np.float32)}
         for _ in range(3 + runs):
-            session.run(None, feed)
-        with open(session.end_profiling()) as file:
+            runner.run(None, feed)
+        with open(runner.end_profiling()) as file:
             events = json.load(file)
     per_op, calls = collections.Counter(), 0
     for event in events:
@@ -56,13 +83,68 @@ def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float,
     return total / (3 + runs) / 1e3, scan / total, shares, calls // (3 + runs)
 
 
+def neurons_replaced(model: onnx.ModelProto, op: str, layer: str | None = None) -> onnx.ModelProto:
+    """A copy of ``model`` whose neuron layers (only ``layer``, if given) are one standard ``op`` on
+    their input ``[T, N, ...]``: not the same model, a yardstick for what the neurons cost."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.domain == profile.DOMAIN and node.op_type in NEURON_OPS and layer in (None, node.name):
+            node.op_type, node.domain = op, ""
+            del node.input[1:]
+            del node.attribute[:]
+    return copy
+
+
+def floor_times(paths: list[str], batch: int, time_steps: int, runs: int, rounds: int) -> dict[str, list[float]]:
+    """Variant label -> fastest ms of each model (see the module docstring, ``--floor``)."""
+    variants: dict[str, list[onnx.ModelProto]] = collections.defaultdict(list)
+    feeds = []
+    for path in paths:
+        shape, model = profile_model(path)
+        feeds.append(np.random.default_rng(0).random((time_steps, batch, *shape), dtype=np.float32))
+        variants["as it is"].append(model)
+        variants["neurons as Identity (floor)"].append(neurons_replaced(model, "Identity"))
+        variants["neurons as one Relu each"].append(neurons_replaced(model, "Relu"))
+        for node in model.graph.node:
+            if node.domain == profile.DOMAIN and node.op_type in NEURON_OPS:
+                variants[f"without {node.name}"].append(neurons_replaced(model, "Identity", node.name))
+    variants = {label: models for label, models in variants.items() if len(models) == len(paths)}
+    runners = {label: [session(model) for model in models] for label, models in variants.items()}
+    fastest = {label: [np.inf] * len(paths) for label in variants}
+    for _ in range(rounds):
+        for label, sessions in runners.items():
+            for i, (runner, feed) in enumerate(zip(sessions, feeds)):
+                inputs = {runner.get_inputs()[0].name: feed}
+                for _ in range(3):
+                    runner.run(None, inputs)
+                for _ in range(runs):
+                    start = time.perf_counter()
+                    runner.run(None, inputs)
+                    fastest[label][i] = min(fastest[label][i], 1e3 * (time.perf_counter() - start))
+    return fastest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--time-steps", type=int, default=8)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--floor", action="store_true", help="wall-clock times with neuron layers replaced")
+    parser.add_argument("--rounds", type=int, default=5, help="--floor: rounds of --runs runs, the fastest run kept")
     args = parser.parse_args()
+    if args.floor:
+        print(f"onnxruntime, 1 thread, batch {args.batch}, T={args.time_steps}, fastest of {args.rounds} rounds of "
+              f"{args.runs} runs; load average at start {os.getloadavg()[0]:.1f}")
+        fastest = floor_times(args.models, args.batch, args.time_steps, args.runs, args.rounds)
+        print("| variant | " + " | ".join(args.models) + " |")
+        print("|---|" + "---|" * len(args.models))
+        for label, ms in fastest.items():
+            cells = [f"{ms[0]:.3f} ms"] + [f"{value:.3f} ms ({ms[0] / value:.2f}x)" for value in ms[1:]]
+            print(f"| {label} | " + " | ".join(cells) + " |")
+        print(f"load average at end {os.getloadavg()[0]:.1f}")
+        return
     print(f"onnxruntime profile, 1 thread, batch {args.batch}, T={args.time_steps}, load average {os.getloadavg()[0]:.1f}")
     for path in args.models:
         ms, scan, shares, calls = op_shares(path, args.batch, args.time_steps, args.runs)

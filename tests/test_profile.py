@@ -74,13 +74,15 @@ def test_integrate_and_fire_is_written_as_snn_IF_without_leak_attributes():
 @pytest.mark.parametrize("reset_delay", [False, True])
 @pytest.mark.parametrize("fire_on_equal", [False, True])
 # without leak, input scale or reset jump (hard reset to 0, or none) the body skips their Add
-# and Mul; an IF (beta = 1) also the decay's Mul
-@pytest.mark.parametrize("beta, v_leak, gain, v_reset", [(0.75, 0.25, 0.5, -0.5), (0.75, 0.0, 1.0, 0.0), (1.0, 0.0, 1.0, -0.5)])
+# and Mul; an IF (beta = 1) also the decay's Mul; a reset value of -1 (subtract reset with
+# threshold 1, hard reset to -1) subtracts the spike itself, without the jump's Mul
+@pytest.mark.parametrize("beta, v_leak, gain, v_reset, v_threshold", [
+    (0.75, 0.25, 0.5, -0.5, 1.0), (0.75, 0.0, 1.0, 0.0, 1.0), (1.0, 0.0, 1.0, -0.5, 1.0), (0.75, 0.0, 1.0, -1.0, 0.75)])
 @pytest.mark.parametrize("time_steps", [None, 12])
 def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_on_equal, beta, v_leak, gain, v_reset,
-                                                      time_steps):
+                                                      v_threshold, time_steps):
     """Drive one neuron through onnxruntime and through the equations of docs/profile.md (Scan and unrolled)."""
-    params = dict(beta=beta, v_threshold=1.0, v_reset=v_reset, v_leak=v_leak, v_init=0.5, gain=gain,
+    params = dict(beta=beta, v_threshold=v_threshold, v_reset=v_reset, v_leak=v_leak, v_init=0.5, gain=gain,
                   reset=reset, reset_delay=reset_delay, fire_on_equal=fire_on_equal)
     graph = ir.Graph([ir.Input("x", shape=(5,)), ir.Neuron("lif", ("x",), **params), ir.Readout("out", ("lif",), mode="spikes")])
     # inputs on the 0.25 grid make H hit the threshold exactly, so > and >= differ
@@ -94,7 +96,7 @@ def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_o
 
     def do_reset(p, s):
         if reset == "subtract":
-            return np.where(s > 0, p - f(1.0), p)
+            return np.where(s > 0, p - f(v_threshold), p)
         if reset == "hard":
             return np.where(s > 0, f(v_reset), p)
         return p
@@ -103,7 +105,7 @@ def test_onnx_neuron_follows_the_documented_equations(reset, reset_delay, fire_o
         d = f(beta) * v + f(1 - beta) * f(v_leak)
         d = do_reset(d, s_prev) if reset_delay else d
         h = d + f(gain) * x[t]
-        s = ((h >= f(1.0)) if fire_on_equal else (h > f(1.0))).astype(f)
+        s = ((h >= f(v_threshold)) if fire_on_equal else (h > f(v_threshold))).astype(f)
         v = h if reset_delay else do_reset(h, s)
         s_prev = s
         expected.append(s)

@@ -45,50 +45,61 @@ def _const(output: str, value, dtype=np.float32) -> onnx.NodeProto:
     )
 
 
-def _variant_tag(delay: bool, on_equal: bool, hard: bool, leak: bool = True, jump: bool = True) -> str:
+def _variant_tag(delay: bool, on_equal: bool, hard: bool, leak: bool = True, jump: bool = True,
+                 unit: bool = False) -> str:
     """The names' suffix of one loop: a variant (reset_delay, fire_on_equal, hard reset), each with
-    its own loop, and whether the loop has the leak's and the reset jump's terms."""
-    return f"_d{int(delay)}e{int(on_equal)}h{int(hard)}" + ("" if leak else "n") + ("" if jump else "z")
+    its own loop, whether the loop has the leak's and the reset jump's terms, and whether its
+    jump is the spike's negative (see :func:`_reset_terms`)."""
+    return (f"_d{int(delay)}e{int(on_equal)}h{int(hard)}" + ("" if leak else "n") + ("" if jump else "z")
+            + ("u" if unit else ""))
 
 
-def _reset_terms(spike: str, hard: bool, jump: bool, n) -> tuple[list[onnx.NodeProto], tuple[str | None, str | None]]:
+def _reset_terms(spike: str, hard: bool, jump: bool, n,
+                 unit: bool = False) -> tuple[list[onnx.NodeProto], tuple[str | None, str | None]]:
     """The reset that the float spike S (0 or 1) calls for, as the terms of :func:`_apply_reset`:
     ``factor = 1 - S`` (hard reset only) and ``jump = S * reset_value`` (only with ``jump``:
-    reset_value is not 0, i.e. not a hard reset to 0 nor no reset)."""
+    reset_value is not 0, i.e. not a hard reset to 0 nor no reset). With ``unit`` (reset_value
+    is -1: a subtract reset with threshold 1, or a hard reset to -1) the jump is S itself, to
+    be subtracted: ``S * -1.0`` is ``-S`` exactly, so ``P - S`` is ``P + S * reset_value`` bit
+    for bit, one op fewer."""
     nodes, factor, jump_term = [], None, None
     if hard:
         nodes.append(helper.make_node("Sub", ["one", spike], [n("factor")]))
         factor = n("factor")
-    if jump:
+    if jump and unit:
+        jump_term = spike
+    elif jump:
         nodes.append(helper.make_node("Mul", [spike, "reset_value"], [n("jump")]))
         jump_term = n("jump")
     return nodes, (factor, jump_term)
 
 
-def _apply_reset(potential: str, terms: tuple[str | None, str | None], n) -> tuple[list[onnx.NodeProto], str]:
+def _apply_reset(potential: str, terms: tuple[str | None, str | None], n,
+                 unit: bool = False) -> tuple[list[onnx.NodeProto], str]:
     """``potential`` P reset: ``P * factor + jump``, i.e. ``P + S * reset_value`` (subtract, none)
     or ``P * (1 - S) + S * reset_value`` (hard). Either is exactly ``P * (1 - hard) +
     reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``) and ``P`` without
     one; a term that is absent (see :func:`_reset_terms`) would add an exact 0.0 or multiply by
     1.0, which changes no spike. Not ``Where``: onnxruntime's Where is the slowest op of the
-    step on large layers (bench/bench_reset.py)."""
+    step on large layers (bench/bench_reset.py). With ``unit`` the jump term is S, subtracted."""
     factor, jump_term = terms
     nodes = []
     if factor is not None:
         nodes.append(helper.make_node("Mul", [potential, factor], [n("kept")]))
         potential = n("kept")
     if jump_term is not None:
-        nodes.append(helper.make_node("Add", [potential, jump_term], [n("reset")]))
+        nodes.append(helper.make_node("Sub" if unit else "Add", [potential, jump_term], [n("reset")]))
         potential = n("reset")
     return nodes, potential
 
 
 def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, tag: str, v_prev: str,
-                 reset_prev: tuple[str | None, str | None] | None, drive_t: str):
+                 reset_prev: tuple[str | None, str | None] | None, drive_t: str, unit: bool = False):
     """One time step of one neuron variant (``reset_delay``, ``fire_on_equal``, hard reset): 3 to
-    9 elementwise ops, 6 for the common immediate subtract reset of a LIF without leak (the
-    decay ``Mul`` only when ``decays``, i.e. not an IF; the ``Add`` of the leak only with
-    ``leak``: adding an exact 0.0 changes no spike; ``jump``: see :func:`_reset_terms`).
+    9 elementwise ops, 6 for the common immediate subtract reset of a LIF without leak, 5 when
+    its threshold is 1 (the decay ``Mul`` only when ``decays``, i.e. not an IF; the ``Add`` of
+    the leak only with ``leak``: adding an exact 0.0 changes no spike; ``jump`` and ``unit``:
+    see :func:`_reset_terms`; ``unit`` only for an immediate reset).
     Reads the constants of :func:`_neuron_function`. With ``reset_delay`` the previous step's
     reset terms ``reset_prev`` (None at the first step) reset the decayed potential, and the
     step returns its own for the next one: carrying the terms rather than the spike lets the
@@ -96,6 +107,7 @@ def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jum
     (0 or 1) and the reset terms after the step (None without ``reset_delay``).
     """
     delay, on_equal, hard = variant
+    assert not (unit and delay), "a delayed reset carries its jump term; a unit jump would carry the spike"
     n = lambda name: f"{name}{tag}"  # noqa: E731
     nodes, charged = [], v_prev
     if decays:
@@ -112,29 +124,29 @@ def _neuron_step(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jum
         helper.make_node("GreaterOrEqual" if on_equal else "Greater", [n("h"), "v_threshold"], [n("fired")]),
         helper.make_node("Cast", [n("fired")], [n("spike")], to=TensorProto.FLOAT),
     ]
-    terms_nodes, terms = _reset_terms(n("spike"), hard, jump, n)
+    terms_nodes, terms = _reset_terms(n("spike"), hard, jump, n, unit)
     nodes += terms_nodes
     if delay:
         return nodes, n("h"), n("spike"), terms
-    reset, v_next = _apply_reset(n("h"), terms, lambda name: n(f"{name}_now"))  # immediate reset
+    reset, v_next = _apply_reset(n("h"), terms, lambda name: n(f"{name}_now"), unit)  # immediate reset
     return nodes + reset, v_next, n("spike"), None
 
 
 def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jump: bool, time_steps: int | None,
-                 own_start: bool = False) -> onnx.GraphProto:
+                 own_start: bool = False, unit: bool = False) -> onnx.GraphProto:
     """``drive`` ``[T, N, ...]`` (outer scope) -> the spikes (0.0 / 1.0) ``[T, N, ...]`` of one
     variant: a Scan over any T, or, for a fixed ``time_steps``, the steps written out one
     after another. A Scan starts from the outer ``v_first``, or with ``own_start`` from its own
     (in a function whose other loops are unrolled, so that those compute no unused state)."""
     delay, hard = variant[0], variant[2]
-    tag = _variant_tag(*variant, leak, jump)
+    tag = _variant_tag(*variant, leak, jump, unit)
     n = lambda name: f"{name}{tag}"  # noqa: E731
     f = TensorProto.FLOAT
     spikes = n("s")  # short names: every variant's loop is in the file
     if time_steps is None:
         # names inside the Scan body are its own (the bodies of the variants are never in one scope)
         carried = (("keep_prev" if hard else None), ("jump_prev" if jump else None)) if delay else None
-        step, v_next, spike, terms = _neuron_step(variant, decays, leak, jump, "", "v_prev", carried, "drive_t")
+        step, v_next, spike, terms = _neuron_step(variant, decays, leak, jump, "", "v_prev", carried, "drive_t", unit)
         nodes, starts = [], ["v_first"]
         if own_start:
             nodes.append(helper.make_node("Expand", ["v_init", "step_shape"], [n("v_first")]))
@@ -162,7 +174,7 @@ def _neuron_loop(variant: tuple[bool, bool, bool], decays: bool, leak: bool, jum
                  else helper.make_node("Identity", ["drive"], drives)]
         v, terms, all_spikes = "v_init", None, []
         for t in range(time_steps):
-            step, v, spike, terms = _neuron_step(variant, decays, leak, jump, f"{tag}_{t}", v, terms, drives[t])
+            step, v, spike, terms = _neuron_step(variant, decays, leak, jump, f"{tag}_{t}", v, terms, drives[t], unit)
             nodes += step
             all_spikes.append(spike)
         nodes.append(helper.make_node("Concat", all_spikes, [spikes], axis=0))
@@ -213,11 +225,12 @@ def _neuron_function(name: str, time_steps: int | None = None, specialized=froze
 
     ``If`` nodes on the reset mode (hard or not), ``reset_delay`` and ``fire_on_equal`` pick
     the loop of that variant; their conditions are constants, so onnxruntime keeps only the
-    chosen branch at load. ``specialized`` holds the ``(variant, leak, jump)`` triples the
+    chosen branch at load. ``specialized`` holds the ``(variant, leak, jump, unit)`` keys the
     model's nodes use (leak: ``(1 - beta) * v_leak`` is not 0; jump: ``reset_value`` is not
-    0): each gets its own loop, without the leak's ``Add`` or the reset's ``S *
-    reset_value`` where those are 0, chosen by ``If``s on these constants as well; any
-    other triple runs the loop with both. With ``time_steps`` only the specialized loops
+    0; unit: it is -1, for an immediate reset): each gets its own loop, without the leak's
+    ``Add`` or the reset's ``S * reset_value`` where those are 0, with ``P - S`` for the
+    reset where reset_value is -1, chosen by ``If``s on these constants as well; any
+    other key runs the loop with both terms. With ``time_steps`` only the specialized loops
     are unrolled; the others stay Scans, correct for any T, to keep the file small. An
     input scale ``gain`` of 1 skips its ``Mul`` the same way.
     """
@@ -275,8 +288,12 @@ def _neuron_function(name: str, time_steps: int | None = None, specialized=froze
 
     written: set[str] = set()
 
-    def condition(leak: bool, jump: bool) -> str:
-        """A bool: the leak and the reset's jump are nonzero (or 0) as given; its nodes written once."""
+    if any(unit for *_, unit in specialized):
+        nodes += [_const("minus_one", -1.0), *_all_equal("reset_value", "minus_one", "jump_unit", per_neuron)]
+
+    def condition(leak: bool, jump: bool, unit: bool) -> str:
+        """A bool: the leak and the reset's jump are nonzero (or 0) as given, and with ``unit`` the
+        jump is -1; its nodes written once."""
         def once(node: onnx.NodeProto) -> str:
             if node.output[0] not in written:
                 nodes.append(node)
@@ -286,17 +303,22 @@ def _neuron_function(name: str, time_steps: int | None = None, specialized=froze
         def flag(zero: str, nonzero: bool) -> str:  # leak0: the leak is 0, leak1: it is not
             return once(helper.make_node("Not", [zero], [zero[:-1] + "1"])) if nonzero else zero
 
-        flags = ([] if is_if else [flag("leak0", leak)]) + [flag("jump0", jump)]
-        return flags[0] if len(flags) == 1 else once(helper.make_node("And", flags, ["".join(flags)]))
+        flags = ([] if is_if else [flag("leak0", leak)]) + [flag("jump0", jump)] + (["jump_unit"] if unit else [])
+        combined = flags[0]
+        for other in flags[1:]:
+            combined = once(helper.make_node("And", [combined, other], [combined + other]))
+        return combined
 
     def by_constants(variant) -> onnx.GraphProto:
-        """The variant's loop, with its own loop for each (leak, jump) of ``specialized``."""
-        general_key = (not is_if, True)
-        steps = lambda leak, jump: time_steps if (variant, leak, jump) in specialized else None  # noqa: E731
-        tree = _neuron_loop(variant, not is_if, *general_key, steps(*general_key), own_start=time_steps is not None)
-        for leak, jump in sorted({(leak, jump) for v, leak, jump in specialized if v == variant} - {general_key}):
-            special = _neuron_loop(variant, not is_if, leak, jump, time_steps, own_start=time_steps is not None)
-            tree = choose(condition(leak, jump), _variant_tag(*variant, leak, jump) + "_c", special, tree)
+        """The variant's loop, with its own loop for each (leak, jump, unit) of ``specialized``
+        (a unit key's ``If`` comes first: its loop is right only where reset_value is -1)."""
+        general_key = (not is_if, True, False)
+        own_start = time_steps is not None
+        steps = time_steps if (variant, *general_key) in specialized else None
+        tree = _neuron_loop(variant, not is_if, general_key[0], general_key[1], steps, own_start)
+        for leak, jump, unit in sorted({tuple(key) for v, *key in specialized if v == variant} - {general_key}):
+            special = _neuron_loop(variant, not is_if, leak, jump, time_steps, own_start, unit)
+            tree = choose(condition(leak, jump, unit), _variant_tag(*variant, leak, jump, unit) + "_c", special, tree)
         return tree
 
     def by_firing(delay: bool, hard: bool) -> onnx.GraphProto:
@@ -617,13 +639,17 @@ def _neuron_op(node: ir.Neuron) -> str:
     return profile.IF if node.is_if else profile.LIF
 
 
-def _nonzero_constants(node: ir.Neuron) -> tuple[bool, bool]:
-    """Whether the function's ``leak = (1 - beta) * v_leak`` and ``reset_value`` (float32) are
-    nonzero for some neuron of the layer (as :func:`_neuron_function` computes them)."""
+def _loop_key(node: ir.Neuron) -> tuple[tuple[bool, bool, bool], bool, bool, bool]:
+    """The loop a neuron layer runs (see :func:`_neuron_function`): its variant, whether the
+    function's ``leak = (1 - beta) * v_leak`` and ``reset_value`` (float32, as the function
+    computes them) are nonzero for some neuron of the layer, and whether ``reset_value`` is
+    -1 for all of them with an immediate reset."""
     f32 = lambda value: np.asarray(value, np.float32)  # noqa: E731
     leak = (np.float32(1.0) - f32(node.beta)) * f32(node.v_leak)
     reset_value = {"hard": f32(node.v_reset), "subtract": -f32(node.v_threshold)}.get(node.reset, f32(0.0))
-    return (not node.is_if and bool(np.any(leak != 0))), bool(np.any(reset_value != 0))
+    unit = not node.reset_delay and bool(np.all(reset_value == -1.0))
+    return ((node.reset_delay, node.fire_on_equal, node.reset == "hard"), not node.is_if and bool(np.any(leak != 0)),
+            bool(np.any(reset_value != 0)), unit)
 
 
 def _write_neuron(w: _Writer, node: ir.Neuron):
@@ -637,8 +663,7 @@ def _write_neuron(w: _Writer, node: ir.Neuron):
                       for a in profile.NEURON_PER_NEURON_ATTRS})
     attrs.update({a: int(getattr(node, a)) for a in profile.NEURON_INT_ATTRS})
     if op not in w.functions:
-        used = {((n.reset_delay, n.fire_on_equal, n.reset == "hard"), *_nonzero_constants(n)) for n in w.graph.neurons()
-                if isinstance(n, ir.Neuron) and _neuron_op(n) == op}
+        used = {_loop_key(n) for n in w.graph.neurons() if isinstance(n, ir.Neuron) and _neuron_op(n) == op}
         w.functions[op] = _neuron_function(op, w.time_steps, used)
     w.emit(op, [w.view(node.inputs[0], TIME)], [node.name], node.name, domain=profile.DOMAIN, **attrs)
     w.layout[node.name] = TIME
