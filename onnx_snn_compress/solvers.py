@@ -58,6 +58,10 @@ METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
+# Minimax selects its least-s sets anew every this many search steps; in between, the penalty
+# keeps the last sets and the s and dual steps wait, then the window's steps are taken at once
+# with the gradients measured then (bench/README.md: the solver's share and its quality, measured)
+SELECTION_EVERY = 8
 
 
 @dataclass
@@ -127,14 +131,26 @@ class Minimax:
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
-    from step to step."""
+    from step to step.
+
+    ``selection_every`` (k): the least-s sets are selected on every k-th :meth:`step` only (and on
+    any step told ``fresh``, or whose costs, hard-pruned weights or s differ from the last
+    selection's); the k - 1 steps between return ``None`` at once, the penalty keeps the last
+    sets, and the next selecting step takes the window's s and dual steps with the gradients it
+    measures. k = 1: every step selects, the exact method. The solver keeps per-search constants
+    (the distance, each group's cost and hard-pruned count) while it is passed the same ``costs``
+    and ``hard_pruned`` arrays: pass new arrays when they change, never change them in place."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
-                 tolerance: float = 0.01, rank=unranked):
+                 tolerance: float = 0.01, rank=unranked, selection_every: int = 1):
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
+        self.selection_every = selection_every
         self._order = sorted(range(len(groups)), key=lambda g: groups[g].start)  # the groups in flat order
+        self._gaps = _gaps(groups)  # the flat ranges no group holds
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
+        self._age = 0  # steps since the last selection
+        self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_weights (one may be held by _last)
         self._buffers = {}  # flat buffers reused from step to step (a fresh array costs page faults)
 
@@ -172,7 +188,7 @@ class Minimax:
         selection = Selection(values, bits, shifts, counts, [{} for _ in self.groups], sigma.copy(),
                               hard_pruned.copy(), [], self._buffer(mask, values, np.bool_))
         selection.sets = self._sets(selection, sigma, hard_pruned, selection.mask)
-        self._last = selection
+        self._last, self._age = selection, 0
         return selection
 
     def _sets(self, selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray, mask: np.ndarray) -> list:
@@ -180,12 +196,13 @@ class Minimax:
         ``sigma`` (``following``: the flat index of the next weight to prune, -1 when none is
         left); their mask written into ``mask``."""
         sets = []
-        mask[...] = False  # what no group holds is never pruned by the solver
-        for group, fraction, shift, counts, gathered in zip(self.groups, sigma, selection.shifts, selection.counts,
-                                                             selection.gathered):
+        for gap in self._gaps:
+            mask[gap] = False  # what no group holds is never pruned by the solver
+        hard_counts = self._constants_for(None, hard_pruned, None).hard_counts
+        for group, fraction, shift, counts, gathered, hard_count in zip(
+                self.groups, sigma, selection.shifts, selection.counts, selection.gathered, hard_counts):
             # already pruned weights are exactly zero, so they are always among the least
-            k = max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
-                    int(np.count_nonzero(hard_pruned[group])))
+            k = max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)), hard_count)
             least = select(selection.bits, group.start, group.stop, k, counts, shift, gathered)
             least_mask(selection.bits, group.start, group.stop, least, shift, gathered, mask)
             sets.append(least)
@@ -193,13 +210,36 @@ class Minimax:
 
     def _current(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The sets of the weights now: those the last selection (a :meth:`step`'s, whose weights
-        the next training step's penalty sees) made, when its inputs are equal; else selected."""
-        values = self._fresh_values()
+        the next training step's penalty sees) made, when its inputs are equal (with k > 1: its
+        s and hard-pruned weights; the weights move between selections); else selected."""
         last = self._last
-        if (last is not None and np.array_equal(last.sigma, sigma) and np.array_equal(last.hard_pruned, hard_pruned)
-                and equal(last.values, values)):
-            return last
+        if last is not None and self._holds(last, sigma, hard_pruned):
+            if self.selection_every > 1:
+                return last
+            values = self._fresh_values()
+            if equal(last.values, values):
+                return last
+        else:
+            values = self._fresh_values()
         return self._select(values, sigma, hard_pruned, "after")
+
+    @staticmethod
+    def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
+        """Whether ``selection`` was made for these s and hard-pruned weights."""
+        return np.array_equal(selection.sigma, sigma) and np.array_equal(selection.hard_pruned, hard_pruned)
+
+    def _constants_for(self, costs: np.ndarray | None, hard_pruned: np.ndarray, budget: Budget | None):
+        """The search's constants for these arrays (kept while the same arrays are passed); with
+        ``costs`` None, those that depend on ``hard_pruned`` alone."""
+        constants = self._constants
+        if constants is None or not _same(constants.hard_pruned, hard_pruned):
+            constants = self._constants = SearchConstants(
+                hard_pruned, [int(np.count_nonzero(hard_pruned[group])) for group in self.groups])
+        if costs is not None and (not _same(constants.costs, costs) or constants.budget != _budget_key(budget)):
+            constants.costs, constants.budget = costs, _budget_key(budget)
+            constants.distance = self._distance(costs, hard_pruned, budget)
+            constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
+        return constants
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         """The gradient of ``y * sum(least-s squared weights)``, to add before the optimizer step.
@@ -229,12 +269,21 @@ class Minimax:
         return float(np.clip(z + self.lr_z * excess, 0.0, DUAL_LIMIT))
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-             lr: float = 0.0):
+             lr: float = 0.0, fresh: bool = False):
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
-        (``None`` otherwise)."""
+        (``None`` otherwise). Between selections (``selection_every``) it returns ``None`` at
+        once, unless ``fresh`` (say it before a checkpoint: a resumed run selects anew)."""
+        last = self._last
+        if (not fresh and self._age + 1 < self.selection_every and last is not None
+                and self._holds(last, state.sigma, hard_pruned) and self._constants is not None
+                and _same(self._constants.costs, costs) and self._constants.budget == _budget_key(budget)):
+            self._age += 1
+            return None
+        window = self._age + 1 if last is not None else 1  # the steps since the last selection
         values = self._fresh_values()
-        distance = self._distance(costs, hard_pruned, budget)
+        constants = self._constants_for(costs, hard_pruned, budget)
+        distance = constants.distance
         selection = self._select(values, state.sigma, hard_pruned, "before")
         before, before_mask = selection.sets, selection.mask
         group_squares = []
@@ -244,13 +293,14 @@ class Minimax:
             group_squares.append(group_squared)
             if following >= 0:
                 mean_squared = group_squared / size + TINY  # np.mean, bit for bit
-                mean_cost = float(np.sum(costs[group])) / size + TINY  # np.mean, bit for bit
+                mean_cost = constants.group_costs[index] / size + TINY  # np.mean, bit for bit
                 following_squared = sum_of_squares(values, following, following + 1)
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
-                floor = np.count_nonzero(hard_pruned[group]) / size
+                floor = constants.hard_counts[index] / size
                 span = self._span(distance, budget, mean_cost * size)
-                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
+                for _ in range(window):  # the window's steps, each with the gradient measured now
+                    state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
         after_mask = self._buffer("after", values, np.bool_)
         after = self._sets(selection, state.sigma, hard_pruned, after_mask)
         # one pass: the resource after pruning either set (before the s step: the sets alone, for the
@@ -262,8 +312,10 @@ class Minimax:
             count = before[g][2]
             mass = sum_of_squares(chosen, offset, offset + count) / (group_squares[g] + TINY)
             offset += count
-            state.y[g] = self._ascend_y(state.y[g], mass)
-        state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
+            for _ in range(window):
+                state.y[g] = self._ascend_y(state.y[g], mass)
+        for _ in range(window):
+            state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
         selection.sets, selection.sigma, selection.mask = after, state.sigma.copy(), after_mask
         if resource_fraction(kept_after, budget) > budget.target:
             return None
@@ -288,7 +340,11 @@ class Minimax:
 
 
 class PaperMinimax(Minimax):
-    """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only grow."""
+    """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only
+    grow; it selects on every step (``selection_every`` is 1)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "selection_every": 1})
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         return None
@@ -307,14 +363,46 @@ class PaperMinimax(Minimax):
         return float(np.clip(z + self.lr_z * max(0.0, excess), 0.0, DUAL_LIMIT))
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-             lr: float = 0.0):
+             lr: float = 0.0, fresh: bool = False):
         """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
         the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
         selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "before")
         for group, y in zip(self.groups, state.y):
             if y > 0:
                 self.flat.scale_weights(np.flatnonzero(selection.mask[group]) + group.start, 1.0 / (1.0 + 2.0 * lr * y))
-        return super().step(state, costs, hard_pruned, budget, lr)
+        return super().step(state, costs, hard_pruned, budget, lr, fresh)
+
+
+@dataclass
+class SearchConstants:
+    """What a search step needs that changes only with the costs, the hard-pruned weights or the
+    budget: kept while the same arrays (or equal ones) are passed."""
+
+    hard_pruned: np.ndarray
+    hard_counts: list  # per group: its hard-pruned weights (the floor of its s)
+    costs: np.ndarray | None = None
+    budget: tuple | None = None
+    distance: float = 0.0
+    group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
+
+
+def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:
+    """Whether ``given`` is the array kept (the caller never changes one in place), or equal to it."""
+    return kept is given or (kept is not None and np.array_equal(kept, given))
+
+
+def _budget_key(budget: Budget) -> tuple:
+    return budget.target, budget.reference, budget.fixed, budget.aim
+
+
+def _gaps(groups: list[slice]) -> list[slice]:
+    """The flat ranges before, between and after ``groups`` that none of them holds."""
+    gaps, end = [], 0
+    for group in sorted(groups, key=lambda g: g.start):
+        if group.start > end:
+            gaps.append(slice(end, group.start))
+        end = max(end, group.stop)
+    return gaps + [slice(end, None)]
 
 
 def magnitude_to_budget(magnitudes: np.ndarray, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
