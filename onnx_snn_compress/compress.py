@@ -546,7 +546,8 @@ class Compression:
             pruned = None
             if minimax:
                 pruned = self.solver.step(state.solver, *self._solver_view(state.costs, state.hard_pruned, budget),
-                                          self.trainer.optimizer.lr, fresh=state.phase_step % config.eval_every == 0)
+                                          self.trainer.optimizer.lr,
+                                          fresh=at_limit or state.phase_step % config.eval_every == 0)
                 if pruned is not None and self.units is not None:
                     pruned = self._channels_to_budget(pruned, budget)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:

@@ -104,7 +104,7 @@ class Selection:
     counts: list
     gathered: list  # per group: {histogram bucket: its members' flat indices}
     sigma: np.ndarray
-    hard_pruned: np.ndarray
+    hard_pruned: np.ndarray  # the array passed (the caller never changes it in place)
     sets: list
     mask: np.ndarray
 
@@ -186,7 +186,7 @@ class Minimax:
         shifts = [top_shift(bits, group.stop - group.start) for group in self.groups]
         counts = [histogram(bits, group.start, group.stop, shift) for group, shift in zip(self.groups, shifts)]
         selection = Selection(values, bits, shifts, counts, [{} for _ in self.groups], sigma.copy(),
-                              hard_pruned.copy(), [], self._buffer(mask, values, np.bool_))
+                              hard_pruned, [], self._buffer(mask, values, np.bool_))
         selection.sets = self._sets(selection, sigma, hard_pruned, selection.mask)
         self._last, self._age = selection, 0
         return selection
@@ -226,7 +226,7 @@ class Minimax:
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
         """Whether ``selection`` was made for these s and hard-pruned weights."""
-        return np.array_equal(selection.sigma, sigma) and np.array_equal(selection.hard_pruned, hard_pruned)
+        return np.array_equal(selection.sigma, sigma) and _same(selection.hard_pruned, hard_pruned)
 
     def _constants_for(self, costs: np.ndarray | None, hard_pruned: np.ndarray, budget: Budget | None):
         """The search's constants for these arrays (kept while the same arrays are passed); with

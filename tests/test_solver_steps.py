@@ -87,3 +87,70 @@ def test_the_search_covers_the_same_share_of_the_distance_to_any_budget_in_the_s
         assert state.sigma[0] - floor == pytest.approx(0.1 * 0.1 * distance, rel=1e-6)
     state, distance, _ = first_steps(0.45, PaperMinimax)  # absolute steps: z crawls near a budget
     assert state.z == pytest.approx(0.2 * distance)
+
+
+def windowed(selection_every: int):
+    """A solver on digits_mlp's two layers (per-layer s) that selects every ``selection_every``
+    steps, its state after one selecting step, and what its steps need."""
+    graph = load_model(sample_model_path("digits_mlp"))
+    layers = [node.name for node in graph.prunable()]
+    flat = FlatWeights(graph, layers)
+    solver = Minimax(flat, [part for _, part in flat.layer_slices()], lr_s=0.1, lr_y=1.0, lr_z=0.1,
+                     selection_every=selection_every)
+    costs, hard_pruned = np.ones(flat.size), np.zeros(flat.size, dtype=bool)
+    budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
+    state = MinimaxState(sigma=np.array([0.2, 0.4]), y=np.array([0.5, 2.0]), z=0.1)
+    solver.step(state, costs, hard_pruned, budget, fresh=True)
+    return graph, layers, flat, solver, state, (costs, hard_pruned, budget)
+
+
+def penalty_gradient(solver, state, graph, layers, flat, hard_pruned):
+    grads = {f"{name}.weight": np.zeros_like(graph[name].weight) for name in layers}
+    solver.penalty(state, hard_pruned)(grads)
+    return flat.flatten({name: grads[f"{name}.weight"] for name in layers})
+
+
+def test_between_selections_a_step_changes_nothing_and_the_penalty_keeps_its_sets():
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(4)
+    before = (state.sigma.copy(), state.y.copy(), state.z)
+    chosen = penalty_gradient(solver, state, graph, layers, flat, hard_pruned) != 0
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        perturb(graph, layers, rng)  # the weights move, the sets stay
+        assert solver.step(state, costs, hard_pruned, budget) is None
+        assert np.array_equal(state.sigma, before[0]) and np.array_equal(state.y, before[1]) and state.z == before[2]
+        assert np.array_equal(penalty_gradient(solver, state, graph, layers, flat, hard_pruned) != 0, chosen)
+    solver.step(state, costs, hard_pruned, budget)  # the fourth selects
+    assert not np.array_equal(state.sigma, before[0])
+
+
+def test_a_selecting_step_takes_the_steps_of_its_window_with_the_gradients_it_measures():
+    # weights held still: the fourth step of a k = 4 solver moves s, y and z as four steps of
+    # the exact solver would with the gradients of its first (as long as none is clipped)
+    graph, _, _, every_fourth, state, (costs, hard_pruned, budget) = windowed(4)
+    exact = Minimax(every_fourth.flat, every_fourth.groups, lr_s=0.4, lr_y=4.0, lr_z=0.4)
+    reference = MinimaxState(sigma=state.sigma.copy(), y=state.y.copy(), z=state.z)
+    exact.step(reference, costs, hard_pruned, budget)  # one step of 4x the step sizes
+    for _ in range(4):
+        every_fourth.step(state, costs, hard_pruned, budget)
+    assert state.sigma == pytest.approx(reference.sigma, rel=1e-9)
+    assert state.y == pytest.approx(reference.y, rel=1e-9) and state.z == pytest.approx(reference.z, rel=1e-9)
+
+
+def test_a_fresh_step_selects_whatever_its_age():
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(4)
+    sigma = state.sigma.copy()
+    solver.step(state, costs, hard_pruned, budget, fresh=True)
+    assert not np.array_equal(state.sigma, sigma)
+
+
+def test_new_costs_or_hard_pruned_weights_end_a_window():
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(4)
+    sigma = state.sigma.copy()
+    solver.step(state, 2.0 * costs, hard_pruned, budget)  # the firing rates moved: the costs are new
+    assert not np.array_equal(state.sigma, sigma)
+    sigma = state.sigma.copy()
+    hard_pruned = hard_pruned.copy()
+    hard_pruned[:10] = True
+    solver.step(state, 2.0 * costs, hard_pruned, budget)
+    assert not np.array_equal(state.sigma, sigma)
