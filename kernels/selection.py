@@ -335,3 +335,65 @@ def add_scaled_at(target: np.ndarray, source: np.ndarray, indices: np.ndarray, f
     ``[k]``, distinct, in ``[0, n)``.
     """
     _add_scaled_kernel(target, source, np.ascontiguousarray(indices, dtype=np.int64), np.float32(factor))
+
+
+@njit(cache=True)
+def _set_sums_kernel(costs, values, chosen, hard, starts, stops, squares, chosen_squares):
+    # four partial sums (indices 0, 1, 2, 3 mod 4) of each, added at the end: a fixed order
+    a0 = a1 = a2 = a3 = 0.0  # costs left after pruning the set
+    b0 = b1 = b2 = b3 = 0.0  # costs left after pruning the set and the hard-pruned weights
+    whole = costs.size - costs.size % 4
+    for index in range(0, whole, 4):
+        a0 += _left(costs[index], chosen[index])
+        a1 += _left(costs[index + 1], chosen[index + 1])
+        a2 += _left(costs[index + 2], chosen[index + 2])
+        a3 += _left(costs[index + 3], chosen[index + 3])
+        b0 += _left(costs[index], chosen[index] | hard[index])
+        b1 += _left(costs[index + 1], chosen[index + 1] | hard[index + 1])
+        b2 += _left(costs[index + 2], chosen[index + 2] | hard[index + 2])
+        b3 += _left(costs[index + 3], chosen[index + 3] | hard[index + 3])
+    for index in range(whole, costs.size):
+        a0 += _left(costs[index], chosen[index])
+        b0 += _left(costs[index], chosen[index] | hard[index])
+    for group in range(starts.size):
+        s0 = s1 = s2 = s3 = 0.0  # every weight's square
+        c0 = c1 = c2 = c3 = 0.0  # the set's
+        start, stop = starts[group], stops[group]
+        whole = stop - (stop - start) % 4
+        for index in range(start, whole, 4):
+            q0, q1, q2, q3 = _square(values[index]), _square(values[index + 1]), _square(values[index + 2]), \
+                _square(values[index + 3])
+            s0 += q0
+            s1 += q1
+            s2 += q2
+            s3 += q3
+            c0 += q0 * np.float64(chosen[index])
+            c1 += q1 * np.float64(chosen[index + 1])
+            c2 += q2 * np.float64(chosen[index + 2])
+            c3 += q3 * np.float64(chosen[index + 3])
+        for index in range(whole, stop):
+            q0 = _square(values[index])
+            s0 += q0
+            c0 += q0 * np.float64(chosen[index])
+        squares[group] = (s0 + s1) + (s2 + s3)
+        chosen_squares[group] = (c0 + c1) + (c2 + c3)
+    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+
+
+def set_sums(costs: np.ndarray, values: np.ndarray, chosen: np.ndarray, hard_pruned: np.ndarray,
+             groups: list[slice]) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """What a set costs and weighs, in one pass: ``(kept_cost(costs, chosen), kept_cost(costs,
+    chosen | hard_pruned), squares, chosen_squares)`` with, per group (a slice of the flat space),
+    ``squares[g]`` the sum of ``float64(values) ** 2`` over it and ``chosen_squares[g]`` that over
+    its ``chosen`` entries. Sums in a fixed order (four partial sums by index mod 4), so the
+    same on every machine and for any thread count; not numpy's order.
+
+    costs: float64 ``[n]`` (finite); values: float32 or float64 ``[n]``; chosen, hard_pruned: bool ``[n]``.
+    """
+    squares, chosen_squares = np.zeros(len(groups)), np.zeros(len(groups))
+    kept, kept_with_hard = _set_sums_kernel(
+        np.ascontiguousarray(costs, dtype=np.float64), values, chosen.view(np.uint8),
+        np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8),
+        np.array([g.start for g in groups], np.int64), np.array([g.stop for g in groups], np.int64),
+        squares, chosen_squares)
+    return float(kept), float(kept_with_hard), squares, chosen_squares

@@ -50,18 +50,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import (equal, histogram, kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
-                                top_shift)
+from .kernels.selection import (equal, histogram, kept_cost, key_bits, least_mask, prune_pass, select, set_sums,
+                                sum_of_squares, top_shift)
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
-# Minimax selects its least-s sets anew every this many search steps; in between, the penalty
-# keeps the last sets and the s and dual steps wait, then the window's steps are taken at once
-# with the gradients measured then (bench/README.md: the solver's share and its quality, measured)
+# Minimax selects its least-s sets anew at least every SELECTION_EVERY search steps, and as soon
+# as s has moved by more than SELECTION_MARGIN (a fraction of the group) since the last selection;
+# in between, the penalty keeps the sets and the s and dual steps take the gradients measured on
+# them (Minimax._windowed_step; bench/README.md: the solver's share and the quality, measured)
 SELECTION_EVERY = 8
+SELECTION_MARGIN = 0.002
 
 
 @dataclass
@@ -133,11 +135,9 @@ class Minimax:
     defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
     from step to step.
 
-    ``selection_every`` (k): the least-s sets are selected on every k-th :meth:`step` only (and on
-    any step told ``fresh``, or whose costs, hard-pruned weights or s differ from the last
-    selection's); the k - 1 steps between return ``None`` at once, the penalty keeps the last
-    sets, and the next selecting step takes the window's s and dual steps with the gradients it
-    measures. k = 1: every step selects, the exact method. The solver keeps per-search constants
+    ``selection_every`` (k): 1, the exact method, selects the sets anew on every step; k > 1
+    selects them at least every k steps and whenever s moved by more than ``SELECTION_MARGIN``
+    (:meth:`_windowed_step`). The solver keeps per-search constants
     (the distance, each group's cost and hard-pruned count) while it is passed the same ``costs``
     and ``hard_pruned`` arrays: pass new arrays when they change, never change them in place."""
 
@@ -146,6 +146,7 @@ class Minimax:
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self.selection_every = selection_every
+        self._terms: SetTerms | None = None  # what the s and dual steps need of the last selection (k > 1)
         self._order = sorted(range(len(groups)), key=lambda g: groups[g].start)  # the groups in flat order
         self._gaps = _gaps(groups)  # the flat ranges no group holds
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
@@ -188,7 +189,7 @@ class Minimax:
         selection = Selection(values, bits, shifts, counts, [{} for _ in self.groups], sigma.copy(),
                               hard_pruned, [], self._buffer(mask, values, np.bool_))
         selection.sets = self._sets(selection, sigma, hard_pruned, selection.mask)
-        self._last, self._age = selection, 0
+        self._last, self._age, self._terms = selection, 0, None
         return selection
 
     def _sets(self, selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray, mask: np.ndarray) -> list:
@@ -213,20 +214,24 @@ class Minimax:
         the next training step's penalty sees) made, when its inputs are equal (with k > 1: its
         s and hard-pruned weights; the weights move between selections); else selected."""
         last = self._last
-        if last is not None and self._holds(last, sigma, hard_pruned):
-            if self.selection_every > 1:
-                return last
-            values = self._fresh_values()
-            if equal(last.values, values):
-                return last
-        else:
-            values = self._fresh_values()
+        if last is not None and self.selection_every > 1 and self._fits(last, sigma, hard_pruned):
+            return last
+        values = self._fresh_values()
+        if (last is not None and self.selection_every == 1 and self._holds(last, sigma, hard_pruned)
+                and equal(last.values, values)):
+            return last
         return self._select(values, sigma, hard_pruned, "after")
 
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
         """Whether ``selection`` was made for these s and hard-pruned weights."""
         return np.array_equal(selection.sigma, sigma) and _same(selection.hard_pruned, hard_pruned)
+
+    @staticmethod
+    def _fits(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
+        """Whether ``selection`` serves a windowed step: the same hard-pruned weights, s within the margin."""
+        return _same(selection.hard_pruned, hard_pruned) and bool(np.all(np.abs(sigma - selection.sigma)
+                                                                         <= SELECTION_MARGIN))
 
     def _constants_for(self, costs: np.ndarray | None, hard_pruned: np.ndarray, budget: Budget | None):
         """The search's constants for these arrays (kept while the same arrays are passed); with
@@ -272,15 +277,9 @@ class Minimax:
              lr: float = 0.0, fresh: bool = False):
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
-        (``None`` otherwise). Between selections (``selection_every``) it returns ``None`` at
-        once, unless ``fresh`` (say it before a checkpoint: a resumed run selects anew)."""
-        last = self._last
-        if (not fresh and self._age + 1 < self.selection_every and last is not None
-                and self._holds(last, state.sigma, hard_pruned) and self._constants is not None
-                and _same(self._constants.costs, costs) and self._constants.budget == _budget_key(budget)):
-            self._age += 1
-            return None
-        window = self._age + 1 if last is not None else 1  # the steps since the last selection
+        (``None`` otherwise). With ``selection_every`` > 1 see :meth:`_windowed_step`."""
+        if self.selection_every > 1:
+            return self._windowed_step(state, costs, hard_pruned, budget, fresh)
         values = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
@@ -299,8 +298,7 @@ class Minimax:
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
                 floor = constants.hard_counts[index] / size
                 span = self._span(distance, budget, mean_cost * size)
-                for _ in range(window):  # the window's steps, each with the gradient measured now
-                    state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
+                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
         after_mask = self._buffer("after", values, np.bool_)
         after = self._sets(selection, state.sigma, hard_pruned, after_mask)
         # one pass: the resource after pruning either set (before the s step: the sets alone, for the
@@ -312,19 +310,77 @@ class Minimax:
             count = before[g][2]
             mass = sum_of_squares(chosen, offset, offset + count) / (group_squares[g] + TINY)
             offset += count
-            for _ in range(window):
-                state.y[g] = self._ascend_y(state.y[g], mass)
-        for _ in range(window):
-            state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
+            state.y[g] = self._ascend_y(state.y[g], mass)
+        state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
         selection.sets, selection.sigma, selection.mask = after, state.sigma.copy(), after_mask
         if resource_fraction(kept_after, budget) > budget.target:
             return None
+        return self._pruned(selection, costs, hard_pruned, budget)
+
+    def _pruned(self, selection: Selection, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> np.ndarray:
+        """The pruned vector once pruning ``selection``'s sets meets the budget."""
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
-            wide = values.astype(np.float64)
+            wide = selection.values.astype(np.float64)
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
-        return after_mask | hard_pruned
+        return selection.mask | hard_pruned
+
+    def _windowed_step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+                       fresh: bool):
+        """The step with ``selection_every`` = k > 1: the s and dual steps take their gradients
+        from the sets the penalty used (measured when they were selected: the next weight to
+        prune, the sets' squared mass and resource), then the sets are selected anew on the
+        weights now if s moved by more than ``SELECTION_MARGIN`` of a group since, or k steps
+        passed, or ``fresh`` (say it before a checkpoint: a resumed run selects anew). The budget
+        is checked on each new selection (the resource changes only then)."""
+        constants = self._constants_for(costs, hard_pruned, budget)
+        selection = self._last
+        if selection is None or not self._fits(selection, state.sigma, hard_pruned):
+            selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "after")
+        if self._terms is None or not self._terms.measured_with(constants):
+            self._terms = self._measure(selection, costs, hard_pruned, budget, constants)
+        if self._terms.met:
+            return self._pruned(selection, costs, hard_pruned, budget)
+        terms = self._terms
+        for index, (gradient_y, gradient_z) in enumerate(terms.following):
+            if gradient_y is not None:
+                gradient = float(state.y[index] * gradient_y - state.z * gradient_z)
+                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * terms.spans[index] * gradient,
+                                                   terms.floors[index], 1.0))
+        for index, mass in enumerate(terms.masses):
+            state.y[index] = self._ascend_y(state.y[index], mass)
+        state.z = self._ascend_z(state.z, terms.excess)
+        self._age += 1
+        if fresh or self._age >= self.selection_every or not self._fits(selection, state.sigma, hard_pruned):
+            selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "after")
+            self._terms = self._measure(selection, costs, hard_pruned, budget, constants)
+            if self._terms.met:
+                return self._pruned(selection, costs, hard_pruned, budget)
+        return None
+
+    def _measure(self, selection: Selection, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
+                 constants: SearchConstants) -> SetTerms:
+        """What the s and dual steps need of ``selection``'s sets, on the weights it was selected on."""
+        values = selection.values
+        kept, kept_with_hard, squares, set_squares = set_sums(costs, values, selection.mask, hard_pruned, self.groups)
+        following, spans, floors = [], [], []
+        for index, (group, (_, after, _)) in enumerate(zip(self.groups, selection.sets)):
+            size = group.stop - group.start
+            mean_cost = constants.group_costs[index] / size + TINY
+            spans.append(self._span(constants.distance, budget, mean_cost * size))
+            floors.append(constants.hard_counts[index] / size)
+            if after >= 0:  # the s gradient's parts: y times the first, minus z times the second
+                following.append((sum_of_squares(values, after, after + 1) / (squares[index] / size + TINY),
+                                  float(costs[after]) / mean_cost))
+            else:
+                following.append((None, None))
+        masses = [float(chosen / (total + TINY)) for chosen, total in zip(set_squares, squares)]
+        return SetTerms(constants=constants, costs=constants.costs, budget=constants.budget, following=following,
+                        spans=spans,
+                        floors=floors, masses=masses,
+                        excess=(resource_fraction(kept, budget) - budget.aim) / constants.distance,
+                        met=resource_fraction(kept_with_hard, budget) <= budget.target)
 
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         """d = R(start)/R0 - b: how far the search has to go, the resource before it (with only the
@@ -384,6 +440,24 @@ class SearchConstants:
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
+
+
+@dataclass
+class SetTerms:
+    """What a windowed step takes of the last selection's sets, per group where not said."""
+
+    constants: SearchConstants  # the constants, costs and budget measured with
+    costs: np.ndarray
+    budget: tuple
+    following: list  # (u / mean w^2, c / mean c) of the next weight to prune, or (None, None) if none is left
+    spans: list
+    floors: list
+    masses: list  # the sets' relative squared mass
+    excess: float  # (R(the sets)/R0 - aim) / d
+    met: bool  # pruning the sets and the hard-pruned weights meets the budget
+
+    def measured_with(self, constants: SearchConstants) -> bool:
+        return self.constants is constants and self.costs is constants.costs and self.budget == constants.budget
 
 
 def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:

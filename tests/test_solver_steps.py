@@ -89,9 +89,9 @@ def test_the_search_covers_the_same_share_of_the_distance_to_any_budget_in_the_s
     assert state.z == pytest.approx(0.2 * distance)
 
 
-def windowed(selection_every: int):
-    """A solver on digits_mlp's two layers (per-layer s) that selects every ``selection_every``
-    steps, its state after one selecting step, and what its steps need."""
+def windowed(selection_every: int, z=0.1):
+    """A solver on digits_mlp's two layers (per-layer s) that selects at least every
+    ``selection_every`` steps, its state after one selecting step, and what its steps need."""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     flat = FlatWeights(graph, layers)
@@ -99,7 +99,7 @@ def windowed(selection_every: int):
                      selection_every=selection_every)
     costs, hard_pruned = np.ones(flat.size), np.zeros(flat.size, dtype=bool)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
-    state = MinimaxState(sigma=np.array([0.2, 0.4]), y=np.array([0.5, 2.0]), z=0.1)
+    state = MinimaxState(sigma=np.array([0.2, 0.4]), y=np.array([0.5, 2.0]), z=z)
     solver.step(state, costs, hard_pruned, budget, fresh=True)
     return graph, layers, flat, solver, state, (costs, hard_pruned, budget)
 
@@ -110,47 +110,56 @@ def penalty_gradient(solver, state, graph, layers, flat, hard_pruned):
     return flat.flatten({name: grads[f"{name}.weight"] for name in layers})
 
 
-def test_between_selections_a_step_changes_nothing_and_the_penalty_keeps_its_sets():
+def test_while_s_stays_within_the_margin_the_penalty_keeps_its_sets_for_k_steps():
     graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(4)
-    before = (state.sigma.copy(), state.y.copy(), state.z)
-    chosen = penalty_gradient(solver, state, graph, layers, flat, hard_pruned) != 0
+    solver.lr_s = 0.0  # s stays: the sets are kept though the weights move
+    kept = solver._last
     rng = np.random.default_rng(0)
     for _ in range(3):
-        perturb(graph, layers, rng)  # the weights move, the sets stay
+        perturb(graph, layers, rng)
         assert solver.step(state, costs, hard_pruned, budget) is None
-        assert np.array_equal(state.sigma, before[0]) and np.array_equal(state.y, before[1]) and state.z == before[2]
-        assert np.array_equal(penalty_gradient(solver, state, graph, layers, flat, hard_pruned) != 0, chosen)
-    solver.step(state, costs, hard_pruned, budget)  # the fourth selects
-    assert not np.array_equal(state.sigma, before[0])
+        assert solver._last is kept
+    solver.step(state, costs, hard_pruned, budget)  # the fourth step selects
+    assert solver._last is not kept
 
 
-def test_a_selecting_step_takes_the_steps_of_its_window_with_the_gradients_it_measures():
-    # weights held still: the fourth step of a k = 4 solver moves s, y and z as four steps of
-    # the exact solver would with the gradients of its first (as long as none is clipped)
-    graph, _, _, every_fourth, state, (costs, hard_pruned, budget) = windowed(4)
-    exact = Minimax(every_fourth.flat, every_fourth.groups, lr_s=0.4, lr_y=4.0, lr_z=0.4)
-    reference = MinimaxState(sigma=state.sigma.copy(), y=state.y.copy(), z=state.z)
-    exact.step(reference, costs, hard_pruned, budget)  # one step of 4x the step sizes
-    for _ in range(4):
-        every_fourth.step(state, costs, hard_pruned, budget)
-    assert state.sigma == pytest.approx(reference.sigma, rel=1e-9)
-    assert state.y == pytest.approx(reference.y, rel=1e-9) and state.z == pytest.approx(reference.z, rel=1e-9)
+def test_the_s_and_dual_steps_go_on_between_selections():
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(1000)
+    start = (state.sigma.copy(), state.y.copy(), state.z)
+    solver.step(state, costs, hard_pruned, budget)
+    assert not np.array_equal(state.sigma, start[0]) and state.z != start[2]
+
+
+def test_s_moving_past_the_margin_selects_the_sets_anew_at_once():
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(1000)
+    state.z = 2.0  # a resource dual that moves s by more than the margin in one step
+    kept, sigma = solver._last, state.sigma.copy()
+    solver.step(state, costs, hard_pruned, budget)
+    assert np.any(np.abs(state.sigma - sigma) > 0.002) and solver._last is not kept
+    assert np.array_equal(solver._last.sigma, state.sigma)
 
 
 def test_a_fresh_step_selects_whatever_its_age():
-    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(4)
-    sigma = state.sigma.copy()
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(1000)
+    solver.lr_s = 0.0
+    kept = solver._last
     solver.step(state, costs, hard_pruned, budget, fresh=True)
-    assert not np.array_equal(state.sigma, sigma)
+    assert solver._last is not kept
 
 
-def test_new_costs_or_hard_pruned_weights_end_a_window():
-    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(4)
-    sigma = state.sigma.copy()
-    solver.step(state, 2.0 * costs, hard_pruned, budget)  # the firing rates moved: the costs are new
-    assert not np.array_equal(state.sigma, sigma)
-    sigma = state.sigma.copy()
+def test_new_hard_pruned_weights_are_selected_on_at_once():
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(1000)
     hard_pruned = hard_pruned.copy()
     hard_pruned[:10] = True
-    solver.step(state, 2.0 * costs, hard_pruned, budget)
-    assert not np.array_equal(state.sigma, sigma)
+    penalty_gradient(solver, state, graph, layers, flat, hard_pruned)
+    assert solver._last.hard_pruned is hard_pruned
+
+
+def test_a_windowed_search_meets_its_budget_and_returns_a_pruned_vector_that_does():
+    graph, layers, flat, solver, state, (costs, hard_pruned, budget) = windowed(8, z=1.0)
+    for _ in range(200):
+        penalty_gradient(solver, state, graph, layers, flat, hard_pruned)
+        pruned = solver.step(state, costs, hard_pruned, budget)
+        if pruned is not None:
+            break
+    assert pruned is not None and (~pruned).sum() <= budget.target * flat.size
