@@ -192,10 +192,14 @@ def mid_search_state(groups: int) -> MinimaxState:
     return MinimaxState(sigma=np.full(groups, 0.5), y=np.ones(groups), z=0.1)
 
 
-def time_solver(graph, grads, granularity, selection_every, repeats):
+def time_solver(graph, grads, granularity, selection_every, repeats, selecting_every_step=True):
     """Per search step, the median over ``repeats`` windows of ``selection_every`` search steps
-    (each: penalty, add, step; the window's last step selects) of each part's mean time."""
+    (each: penalty, add, step) of each part's mean time. With ``selection_every`` > 1, either
+    every step selects (``selecting_every_step``: s moves past the margin every step, as it does
+    through most of a search) or only the window's last one (s held still: lr_s = 0)."""
     flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity, selection_every)
+    if not selecting_every_step:
+        solver.lr_s = 0.0
     saved = {name: graph[name].weight.copy() for name in flat.layers}
     spent = {"penalty": [], "add": [], "step": []}
     for index in range(repeats + 1):
@@ -209,7 +213,7 @@ def time_solver(graph, grads, granularity, selection_every, repeats):
             penalty_done = time.perf_counter()
             add(window_grads)
             add_done = time.perf_counter()
-            solver.step(state, costs, hard_pruned, budget)
+            solver.step(state, costs, hard_pruned, budget, fresh=selecting_every_step)
             step_done = time.perf_counter()
             window["penalty"] += penalty_done - start
             window["add"] += add_done - penalty_done
@@ -218,8 +222,6 @@ def time_solver(graph, grads, granularity, selection_every, repeats):
             for key, seconds in window.items():
                 spent[key].append(seconds / selection_every)
     timings = {key: statistics.median(values) for key, values in spent.items()}
-    selecting = median_seconds(lambda state: solver.step(state, costs, hard_pruned, budget, fresh=True), repeats,
-                               lambda: mid_search_state(groups))
     for name, weight in saved.items():  # the penalty and step leave the weights alone, but be sure
         graph[name].weight[...] = weight
     grads_copy = lambda: {k: v.copy() for k, v in grads.items()}
@@ -264,7 +266,7 @@ def time_solver(graph, grads, granularity, selection_every, repeats):
             lambda: np.argpartition(squared, k), repeats),
         "np.sum(costs[~pruned]) (the resource of 2026-11-24)": median_seconds(lambda: np.sum(costs[~mask]), repeats),
     }
-    return flat.size, timings, selecting, ops, leaner
+    return flat.size, timings, ops, leaner
 
 
 def masked_adam_seconds(graph: ir.Graph, grads, repeats):
@@ -308,12 +310,15 @@ def main() -> None:
         if ours_linear > 2 * numpy_linear:
             print(f"  a training step with Linear backward at numpy GEMM speed would take about "
                   f"{1e3 * fast_step:.2f} ms (estimate)")
-        for granularity, every in itertools.product(args.granularity, args.selection_every):
+        cases = [(every, moving) for every in args.selection_every for moving in ([True] if every == 1 else [True, False])]
+        for granularity, (every, moving) in itertools.product(args.granularity, cases):
             with OtherLoad() as load:
-                size, timings, selecting, ops, leaner = time_solver(graph, grads, granularity, every, args.repeats)
+                size, timings, ops, leaner = time_solver(graph, grads, granularity, every, args.repeats, moving)
             solver_total = sum(timings.values())
-            print(f"  minimax, granularity {granularity}, selection every {every} steps: {size:,} prunable weights "
-                  f"(a selecting step {1e3 * selecting:.3f} ms); other load {_cores(load)}")
+            how = ("every step selects: the exact method" if every == 1 else
+                   f"selection_every {every}, " + ("every step selects (s moving)" if moving else
+                                                   f"one step in {every} selects (s within the margin)"))
+            print(f"  minimax, granularity {granularity}, {how}: {size:,} prunable weights; other load {_cores(load)}")
             for key, seconds in timings.items():
                 print(f"    {key:<8} {1e3 * seconds:10.3f} ms  {100 * seconds / step_seconds:7.1f} % of a training step")
             print(f"    {'total':<8} {1e3 * solver_total:10.3f} ms  {100 * solver_total / step_seconds:7.1f} % of a training step"
@@ -321,7 +326,7 @@ def main() -> None:
             if ours_linear > 2 * numpy_linear:
                 print(f"    {'':<8} {'':>10}     {100 * solver_total / fast_step:7.1f} % of the estimated step with "
                       "Linear backward at numpy speed")
-            if granularity == args.granularity[0] and every == args.selection_every[0]:
+            if granularity == args.granularity[0] and (every, moving) == cases[0]:
                 print("    operations inside, one call each (a search step runs the copy 2x, the mask 2x, the"
                       " squared sum 2x, the others once; the selection 2x on one histogram):")
                 for key, seconds in ops.items():

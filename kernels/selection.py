@@ -338,7 +338,7 @@ def add_scaled_at(target: np.ndarray, source: np.ndarray, indices: np.ndarray, f
 
 
 @njit(cache=True)
-def _set_sums_kernel(costs, values, chosen, hard, starts, stops, squares, chosen_squares):
+def _kept_pair_kernel(costs, chosen, hard):
     # four partial sums (indices 0, 1, 2, 3 mod 4) of each, added at the end: a fixed order
     a0 = a1 = a2 = a3 = 0.0  # costs left after pruning the set
     b0 = b1 = b2 = b3 = 0.0  # costs left after pruning the set and the hard-pruned weights
@@ -355,29 +355,31 @@ def _set_sums_kernel(costs, values, chosen, hard, starts, stops, squares, chosen
     for index in range(whole, costs.size):
         a0 += _left(costs[index], chosen[index])
         b0 += _left(costs[index], chosen[index] | hard[index])
-    for group in range(starts.size):
-        s0 = s1 = s2 = s3 = 0.0  # every weight's square
-        c0 = c1 = c2 = c3 = 0.0  # the set's
-        start, stop = starts[group], stops[group]
-        whole = stop - (stop - start) % 4
-        for index in range(start, whole, 4):
-            q0, q1, q2, q3 = _square(values[index]), _square(values[index + 1]), _square(values[index + 2]), \
-                _square(values[index + 3])
-            s0 += q0
-            s1 += q1
-            s2 += q2
-            s3 += q3
-            c0 += q0 * np.float64(chosen[index])
-            c1 += q1 * np.float64(chosen[index + 1])
-            c2 += q2 * np.float64(chosen[index + 2])
-            c3 += q3 * np.float64(chosen[index + 3])
-        for index in range(whole, stop):
-            q0 = _square(values[index])
-            s0 += q0
-            c0 += q0 * np.float64(chosen[index])
-        squares[group] = (s0 + s1) + (s2 + s3)
-        chosen_squares[group] = (c0 + c1) + (c2 + c3)
     return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+
+
+@njit(cache=True)
+def _squares_pair_kernel(values, chosen, start, stop):
+    # every weight's squares and the set's, four partial sums each (indices mod 4 from start)
+    s0 = s1 = s2 = s3 = 0.0
+    c0 = c1 = c2 = c3 = 0.0
+    whole = stop - (stop - start) % 4
+    for index in range(start, whole, 4):
+        q0, q1, q2, q3 = _square(values[index]), _square(values[index + 1]), _square(values[index + 2]), \
+            _square(values[index + 3])
+        s0 += q0
+        s1 += q1
+        s2 += q2
+        s3 += q3
+        c0 += q0 * np.float64(chosen[index])
+        c1 += q1 * np.float64(chosen[index + 1])
+        c2 += q2 * np.float64(chosen[index + 2])
+        c3 += q3 * np.float64(chosen[index + 3])
+    for index in range(whole, stop):
+        q0 = _square(values[index])
+        s0 += q0
+        c0 += q0 * np.float64(chosen[index])
+    return (s0 + s1) + (s2 + s3), (c0 + c1) + (c2 + c3)
 
 
 def set_sums(costs: np.ndarray, values: np.ndarray, chosen: np.ndarray, hard_pruned: np.ndarray,
@@ -390,10 +392,9 @@ def set_sums(costs: np.ndarray, values: np.ndarray, chosen: np.ndarray, hard_pru
 
     costs: float64 ``[n]`` (finite); values: float32 or float64 ``[n]``; chosen, hard_pruned: bool ``[n]``.
     """
-    squares, chosen_squares = np.zeros(len(groups)), np.zeros(len(groups))
-    kept, kept_with_hard = _set_sums_kernel(
-        np.ascontiguousarray(costs, dtype=np.float64), values, chosen.view(np.uint8),
-        np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8),
-        np.array([g.start for g in groups], np.int64), np.array([g.stop for g in groups], np.int64),
-        squares, chosen_squares)
-    return float(kept), float(kept_with_hard), squares, chosen_squares
+    chosen = chosen.view(np.uint8)
+    kept, kept_with_hard = _kept_pair_kernel(np.ascontiguousarray(costs, dtype=np.float64), chosen,
+                                             np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8))
+    pairs = [_squares_pair_kernel(values, chosen, group.start, group.stop) for group in groups]
+    return (float(kept), float(kept_with_hard), np.array([pair[0] for pair in pairs]),
+            np.array([pair[1] for pair in pairs]))
