@@ -41,7 +41,6 @@ Not a test: the numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import statistics
 import sys
@@ -58,8 +57,6 @@ def parse_args():
     parser.add_argument("--synthetic-weights", type=float, default=10e6)
     parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "mnist_mlp", "mnist_conv", "synthetic"])
     parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
-    parser.add_argument("--selection-every", nargs="+", type=int, 
-                        help="the solver's selection_every (k); 1: the exact method (default: 1 and solvers.SELECTION_EVERY)")
     return parser.parse_args()
 
 
@@ -81,7 +78,7 @@ from onnx_snn_compress.losses import LOSSES
 from onnx_snn_compress.optim import Adam
 from onnx_snn_compress.pruning import FlatWeights, default_prunable
 from onnx_snn_compress.resources import weight_costs
-from onnx_snn_compress.solvers import SELECTION_EVERY, Budget, Minimax, MinimaxState
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train_step import OtherLoad, synthetic_graph
@@ -173,12 +170,12 @@ def _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats):
 
 
 # -- the solver ------------------------------------------------------------------------
-def solver_setup(graph: ir.Graph, granularity: str, selection_every: int, budget_fraction: float = 0.1):
+def solver_setup(graph: ir.Graph, granularity: str, budget_fraction: float = 0.1):
     config = CompressConfig()
     layers = default_prunable(graph)
     flat = FlatWeights(graph, layers)
     groups = [part for _, part in flat.layer_slices()] if granularity == "layer" else [slice(0, flat.size)]
-    solver = Minimax(flat, groups, config.lr_s, config.dual_lr_y, config.dual_lr_z, selection_every=selection_every)
+    solver = Minimax(flat, groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
     per_layer = weight_costs(graph, "params")
     costs = flat.flatten({name: per_layer[name] for name in layers})
     fixed = float(sum(np.sum(c) for name, c in per_layer.items() if name not in layers))
@@ -192,39 +189,28 @@ def mid_search_state(groups: int) -> MinimaxState:
     return MinimaxState(sigma=np.full(groups, 0.5), y=np.ones(groups), z=0.1)
 
 
-def time_solver(graph, grads, granularity, selection_every, repeats, selecting_every_step=True):
-    """Per search step, the median over ``repeats`` windows of ``selection_every`` search steps
-    (each: penalty, add, step) of each part's mean time. With ``selection_every`` > 1, either
-    every step selects (``selecting_every_step``: s moves past the margin every step, as it does
-    through most of a search) or only the window's last one (s held still: lr_s = 0)."""
-    flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity, selection_every)
-    if not selecting_every_step:
-        solver.lr_s = 0.0
+def time_solver(graph, grads, granularity, repeats):
+    flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
     saved = {name: graph[name].weight.copy() for name in flat.layers}
-    spent = {"penalty": [], "add": [], "step": []}
-    for index in range(repeats + 1):
-        state = mid_search_state(groups)
-        solver.step(state, costs, hard_pruned, budget, fresh=True)  # a window starts after a selecting step
-        window_grads = {k: v.copy() for k, v in grads.items()}
-        window = dict.fromkeys(spent, 0.0)
-        for _ in range(selection_every):
-            start = time.perf_counter()
-            add = solver.penalty(state, hard_pruned)
-            penalty_done = time.perf_counter()
-            add(window_grads)
-            add_done = time.perf_counter()
-            solver.step(state, costs, hard_pruned, budget, fresh=selecting_every_step)
-            step_done = time.perf_counter()
-            window["penalty"] += penalty_done - start
-            window["add"] += add_done - penalty_done
-            window["step"] += step_done - add_done
-        if index:
-            for key, seconds in window.items():
-                spent[key].append(seconds / selection_every)
-    timings = {key: statistics.median(values) for key, values in spent.items()}
-    for name, weight in saved.items():  # the penalty and step leave the weights alone, but be sure
-        graph[name].weight[...] = weight
+
+    def restore():  # the penalty and step leave the weights alone, but be sure
+        for name, weight in saved.items():
+            graph[name].weight[...] = weight
+
     grads_copy = lambda: {k: v.copy() for k, v in grads.items()}
+    def stepped_state():  # as in a search: the penalty follows the step of the last training step
+        state = mid_search_state(groups)
+        solver.step(state, costs, hard_pruned, budget)
+        return state
+
+    timings = {
+        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, stepped_state),
+    }
+    add = solver.penalty(mid_search_state(groups), hard_pruned)
+    timings["add"] = median_seconds(lambda g: add(g), repeats, grads_copy)
+    timings["step"] = median_seconds(lambda state: solver.step(state, costs, hard_pruned, budget),
+                                     repeats, lambda: mid_search_state(groups))
+    restore()
 
     # the operations inside, one by one
     from onnx_snn_compress.kernels import selection as kernels
@@ -283,7 +269,6 @@ def masked_adam_seconds(graph: ir.Graph, grads, repeats):
 def main() -> None:
     args = ARGS
     numba.set_num_threads(args.threads)
-    args.selection_every = args.selection_every or [1, SELECTION_EVERY]
     load = os.getloadavg()
     print(f"training step: batch {args.batch}, T={args.time_steps}, median of {args.train_repeats}; "
           f"solver: median of {args.repeats}; {args.threads} threads ({os.cpu_count()} cores); "
@@ -310,15 +295,11 @@ def main() -> None:
         if ours_linear > 2 * numpy_linear:
             print(f"  a training step with Linear backward at numpy GEMM speed would take about "
                   f"{1e3 * fast_step:.2f} ms (estimate)")
-        cases = [(every, moving) for every in args.selection_every for moving in ([True] if every == 1 else [True, False])]
-        for granularity, (every, moving) in itertools.product(args.granularity, cases):
+        for granularity in args.granularity:
             with OtherLoad() as load:
-                size, timings, ops, leaner = time_solver(graph, grads, granularity, every, args.repeats, moving)
+                size, timings, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
             solver_total = sum(timings.values())
-            how = ("every step selects: the exact method" if every == 1 else
-                   f"selection_every {every}, " + ("every step selects (s moving)" if moving else
-                                                   f"one step in {every} selects (s within the margin)"))
-            print(f"  minimax, granularity {granularity}, {how}: {size:,} prunable weights; other load {_cores(load)}")
+            print(f"  minimax, granularity {granularity}: {size:,} prunable weights; other load {_cores(load)}")
             for key, seconds in timings.items():
                 print(f"    {key:<8} {1e3 * seconds:10.3f} ms  {100 * seconds / step_seconds:7.1f} % of a training step")
             print(f"    {'total':<8} {1e3 * solver_total:10.3f} ms  {100 * solver_total / step_seconds:7.1f} % of a training step"
@@ -326,7 +307,7 @@ def main() -> None:
             if ours_linear > 2 * numpy_linear:
                 print(f"    {'':<8} {'':>10}     {100 * solver_total / fast_step:7.1f} % of the estimated step with "
                       "Linear backward at numpy speed")
-            if granularity == args.granularity[0] and (every, moving) == cases[0]:
+            if granularity == args.granularity[0]:
                 print("    operations inside, one call each (a search step runs the copy 2x, the mask 2x, the"
                       " squared sum 2x, the others once; the selection 2x on one histogram):")
                 for key, seconds in ops.items():

@@ -6,10 +6,9 @@ the synapses each layer keeps.
                                                 "steps": 200, ...api.compress options...}']
 
 Prints (stderr) per budget: the step at which the mask was frozen, ``forced``, the validation
-accuracy of the cut model, how many times the least-s sets were selected, and s, y, z at a few steps of the search; then (stdout) per budget the
+accuracy of the cut model, and s, y, z at a few steps of the search; then (stdout) per budget the
 test accuracy, ``forced``, the search steps, the best finetune step and the kept synapses per
-layer. A diagnosis tool: it wraps ``Minimax.step``, ``Minimax._select`` and ``Compression._freeze``
-to watch them.
+layer. A diagnosis tool: it wraps ``Minimax.step`` and ``Compression._freeze`` to watch them.
 Run it with one thread (NUMBA_NUM_THREADS=1) when the machine is shared.
 """
 
@@ -33,30 +32,23 @@ def main() -> None:
     budgets = options.pop("budgets", [0.05, 0.02, 0.01])
     steps = options.pop("steps", 200)
     model = options.pop("model", "digits_conv")
-    trace, selections = [], []
-    step, freeze, select = solvers.Minimax.step, compression.Compression._freeze, solvers.Minimax._select
+    trace = []
+    step, freeze = solvers.Minimax.step, compression.Compression._freeze
 
     def traced_step(self, state, *args, **kwargs):
         result = step(self, state, *args, **kwargs)
         trace.append((float(state.sigma[0]), float(state.y[0]), float(state.z)))
         return result
 
-    def counted_select(self, *args, **kwargs):
-        selections.append(1)
-        return select(self, *args, **kwargs)
-
     def traced_freeze(self, pruned):
         freeze(self, pruned)
         print(f"  frozen at step {self.state.phase_step}, forced {self.state.forced}, "
-              f"val acc of the cut model {self.state.best_val:.3f}, {len(selections)} selections of the "
-              f"least-s sets", file=sys.stderr)
+              f"val acc of the cut model {self.state.best_val:.3f}", file=sys.stderr)
         for index in sorted({*range(0, len(trace), max(1, len(trace) // 6)), len(trace) - 1} - {-1}):
             print("    step {}: s {:.4g} y {:.4g} z {:.4g}".format(index + 1, *trace[index]), file=sys.stderr)
         trace.clear()
-        selections.clear()
 
     solvers.Minimax.step, compression.Compression._freeze = traced_step, traced_freeze
-    solvers.Minimax._select = counted_select
     prune = ["fc1", "fc2"] if "mlp" in model else None  # as bench/quality.py
     started = time.time()
     with tempfile.TemporaryDirectory() as folder:

@@ -51,8 +51,8 @@ from .resources import RESOURCES, EnergyModel, measure_activity, resource_figure
 from .shrink import remove_dead
 from .simulate import simulate
 from .structured import STRUCTURES, ChannelGroups
-from .solvers import (METHODS, SELECTION_EVERY, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target,
-                      magnitude_to_budget, resource_after)
+from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
+                      resource_after)
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule
 from .schema import REPORT_SCHEMA_VERSION
@@ -275,8 +275,7 @@ class Compression:
         self.trainer.schedule = self._learning_rate
         solver = PaperMinimax if config.method == "minimax-paper" else Minimax
         self.solver = solver(units, self.groups, config.lr_s, config.dual_lr_y, config.dual_lr_z,
-                             rank=self._rank if self.units is None else self.units.rank,
-                             selection_every=SELECTION_EVERY)
+                             rank=self._rank if self.units is None else self.units.rank)
         self.state = RunState()
         self.budgets = sorted(config.budgets, reverse=True)
         self.best = self.graph.copy()
@@ -546,8 +545,7 @@ class Compression:
             pruned = None
             if minimax:
                 pruned = self.solver.step(state.solver, *self._solver_view(state.costs, state.hard_pruned, budget),
-                                          self.trainer.optimizer.lr,
-                                          fresh=at_limit or state.phase_step % config.eval_every == 0)
+                                          self.trainer.optimizer.lr)
                 if pruned is not None and self.units is not None:
                     pruned = self._channels_to_budget(pruned, budget)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:

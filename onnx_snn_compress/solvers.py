@@ -50,20 +50,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import (equal, histogram, kept_cost, key_bits, least_mask, prune_pass, select, set_sums,
-                                sum_of_squares, top_shift)
+from .kernels.selection import (equal, histogram, kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
+                                top_shift)
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
-# Minimax selects its least-s sets anew at least every SELECTION_EVERY search steps, and as soon
-# as s has moved by more than SELECTION_MARGIN (a fraction of the group) since the last selection;
-# in between, the penalty keeps the sets and the s and dual steps take the gradients measured on
-# them (Minimax._windowed_step; bench/README.md: the solver's share and the quality, measured)
-SELECTION_EVERY = 8
-SELECTION_MARGIN = 0.002
 
 
 @dataclass
@@ -133,24 +127,17 @@ class Minimax:
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
-    from step to step.
-
-    ``selection_every`` (k): 1, the exact method, selects the sets anew on every step; k > 1
-    selects them at least every k steps and whenever s moved by more than ``SELECTION_MARGIN``
-    (:meth:`_windowed_step`). The solver keeps per-search constants
-    (the distance, each group's cost and hard-pruned count) while it is passed the same ``costs``
-    and ``hard_pruned`` arrays: pass new arrays when they change, never change them in place."""
+    from step to step, and per-search constants (the distance, each group's cost and
+    hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
+    arrays when they change, never change them in place."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
-                 tolerance: float = 0.01, rank=unranked, selection_every: int = 1):
+                 tolerance: float = 0.01, rank=unranked):
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
-        self.selection_every = selection_every
-        self._terms: SetTerms | None = None  # what the s and dual steps need of the last selection (k > 1)
         self._order = sorted(range(len(groups)), key=lambda g: groups[g].start)  # the groups in flat order
         self._gaps = _gaps(groups)  # the flat ranges no group holds
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
-        self._age = 0  # steps since the last selection
         self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_weights (one may be held by _last)
         self._buffers = {}  # flat buffers reused from step to step (a fresh array costs page faults)
@@ -189,7 +176,7 @@ class Minimax:
         selection = Selection(values, bits, shifts, counts, [{} for _ in self.groups], sigma.copy(),
                               hard_pruned, [], self._buffer(mask, values, np.bool_))
         selection.sets = self._sets(selection, sigma, hard_pruned, selection.mask)
-        self._last, self._age, self._terms = selection, 0, None
+        self._last = selection
         return selection
 
     def _sets(self, selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray, mask: np.ndarray) -> list:
@@ -211,14 +198,10 @@ class Minimax:
 
     def _current(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The sets of the weights now: those the last selection (a :meth:`step`'s, whose weights
-        the next training step's penalty sees) made, when its inputs are equal (with k > 1: its
-        s and hard-pruned weights; the weights move between selections); else selected."""
-        last = self._last
-        if last is not None and self.selection_every > 1 and self._fits(last, sigma, hard_pruned):
-            return last
+        the next training step's penalty sees) made, when its inputs are equal; else selected."""
         values = self._fresh_values()
-        if (last is not None and self.selection_every == 1 and self._holds(last, sigma, hard_pruned)
-                and equal(last.values, values)):
+        last = self._last
+        if last is not None and self._holds(last, sigma, hard_pruned) and equal(last.values, values):
             return last
         return self._select(values, sigma, hard_pruned, "after")
 
@@ -226,12 +209,6 @@ class Minimax:
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
         """Whether ``selection`` was made for these s and hard-pruned weights."""
         return np.array_equal(selection.sigma, sigma) and _same(selection.hard_pruned, hard_pruned)
-
-    @staticmethod
-    def _fits(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
-        """Whether ``selection`` serves a windowed step: the same hard-pruned weights, s within the margin."""
-        return _same(selection.hard_pruned, hard_pruned) and bool(np.all(np.abs(sigma - selection.sigma)
-                                                                         <= SELECTION_MARGIN))
 
     def _constants_for(self, costs: np.ndarray | None, hard_pruned: np.ndarray, budget: Budget | None):
         """The search's constants for these arrays (kept while the same arrays are passed); with
@@ -274,12 +251,10 @@ class Minimax:
         return float(np.clip(z + self.lr_z * excess, 0.0, DUAL_LIMIT))
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-             lr: float = 0.0, fresh: bool = False):
+             lr: float = 0.0):
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
-        (``None`` otherwise). With ``selection_every`` > 1 see :meth:`_windowed_step`."""
-        if self.selection_every > 1:
-            return self._windowed_step(state, costs, hard_pruned, budget, fresh)
+        (``None`` otherwise)."""
         values = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
@@ -315,72 +290,12 @@ class Minimax:
         selection.sets, selection.sigma, selection.mask = after, state.sigma.copy(), after_mask
         if resource_fraction(kept_after, budget) > budget.target:
             return None
-        return self._pruned(selection, costs, hard_pruned, budget)
-
-    def _pruned(self, selection: Selection, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> np.ndarray:
-        """The pruned vector once pruning ``selection``'s sets meets the budget."""
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
-            wide = selection.values.astype(np.float64)
+            wide = values.astype(np.float64)
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
-        return selection.mask | hard_pruned
-
-    def _windowed_step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-                       fresh: bool):
-        """The step with ``selection_every`` = k > 1: the s and dual steps take their gradients
-        from the sets the penalty used (measured when they were selected: the next weight to
-        prune, the sets' squared mass and resource), then the sets are selected anew on the
-        weights now if s moved by more than ``SELECTION_MARGIN`` of a group since, or k steps
-        passed, or ``fresh`` (say it before a checkpoint: a resumed run selects anew). The budget
-        is checked on each new selection (the resource changes only then)."""
-        constants = self._constants_for(costs, hard_pruned, budget)
-        selection = self._last
-        if selection is None or not self._fits(selection, state.sigma, hard_pruned):
-            selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "after")
-        if self._terms is None or not self._terms.measured_with(constants):
-            self._terms = self._measure(selection, costs, hard_pruned, budget, constants)
-        if self._terms.met:
-            return self._pruned(selection, costs, hard_pruned, budget)
-        terms = self._terms
-        for index, (gradient_y, gradient_z) in enumerate(terms.following):
-            if gradient_y is not None:
-                gradient = float(state.y[index] * gradient_y - state.z * gradient_z)
-                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * terms.spans[index] * gradient,
-                                                   terms.floors[index], 1.0))
-        for index, mass in enumerate(terms.masses):
-            state.y[index] = self._ascend_y(state.y[index], mass)
-        state.z = self._ascend_z(state.z, terms.excess)
-        self._age += 1
-        if fresh or self._age >= self.selection_every or not self._fits(selection, state.sigma, hard_pruned):
-            selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "after")
-            self._terms = self._measure(selection, costs, hard_pruned, budget, constants)
-            if self._terms.met:
-                return self._pruned(selection, costs, hard_pruned, budget)
-        return None
-
-    def _measure(self, selection: Selection, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-                 constants: SearchConstants) -> SetTerms:
-        """What the s and dual steps need of ``selection``'s sets, on the weights it was selected on."""
-        values = selection.values
-        kept, kept_with_hard, squares, set_squares = set_sums(costs, values, selection.mask, hard_pruned, self.groups)
-        following, spans, floors = [], [], []
-        for index, (group, (_, after, _)) in enumerate(zip(self.groups, selection.sets)):
-            size = group.stop - group.start
-            mean_cost = constants.group_costs[index] / size + TINY
-            spans.append(self._span(constants.distance, budget, mean_cost * size))
-            floors.append(constants.hard_counts[index] / size)
-            if after >= 0:  # the s gradient's parts: y times the first, minus z times the second
-                following.append((sum_of_squares(values, after, after + 1) / (squares[index] / size + TINY),
-                                  float(costs[after]) / mean_cost))
-            else:
-                following.append((None, None))
-        masses = [float(chosen / (total + TINY)) for chosen, total in zip(set_squares, squares)]
-        return SetTerms(constants=constants, costs=constants.costs, budget=constants.budget, following=following,
-                        spans=spans,
-                        floors=floors, masses=masses,
-                        excess=(resource_fraction(kept, budget) - budget.aim) / constants.distance,
-                        met=resource_fraction(kept_with_hard, budget) <= budget.target)
+        return after_mask | hard_pruned
 
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         """d = R(start)/R0 - b: how far the search has to go, the resource before it (with only the
@@ -396,11 +311,7 @@ class Minimax:
 
 
 class PaperMinimax(Minimax):
-    """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only
-    grow; it selects on every step (``selection_every`` is 1)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **{**kwargs, "selection_every": 1})
+    """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only grow."""
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         return None
@@ -419,14 +330,14 @@ class PaperMinimax(Minimax):
         return float(np.clip(z + self.lr_z * max(0.0, excess), 0.0, DUAL_LIMIT))
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-             lr: float = 0.0, fresh: bool = False):
+             lr: float = 0.0):
         """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
         the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
         selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "before")
         for group, y in zip(self.groups, state.y):
             if y > 0:
                 self.flat.scale_weights(np.flatnonzero(selection.mask[group]) + group.start, 1.0 / (1.0 + 2.0 * lr * y))
-        return super().step(state, costs, hard_pruned, budget, lr, fresh)
+        return super().step(state, costs, hard_pruned, budget, lr)
 
 
 @dataclass
@@ -440,24 +351,6 @@ class SearchConstants:
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
-
-
-@dataclass
-class SetTerms:
-    """What a windowed step takes of the last selection's sets, per group where not said."""
-
-    constants: SearchConstants  # the constants, costs and budget measured with
-    costs: np.ndarray
-    budget: tuple
-    following: list  # (u / mean w^2, c / mean c) of the next weight to prune, or (None, None) if none is left
-    spans: list
-    floors: list
-    masses: list  # the sets' relative squared mass
-    excess: float  # (R(the sets)/R0 - aim) / d
-    met: bool  # pruning the sets and the hard-pruned weights meets the budget
-
-    def measured_with(self, constants: SearchConstants) -> bool:
-        return self.constants is constants and self.costs is constants.costs and self.budget == constants.budget
 
 
 def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, equal, histogram,
-                                                 kept_cost, key_bits, least_mask, prune_pass, select, set_sums,
-                                                 sum_of_squares, top_shift)
+                                                 kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
+                                                 top_shift)
 
 
 def magnitudes(size, seed, dtype=np.float32, zeros=0.3, protected=0.02):
@@ -153,18 +153,3 @@ def test_the_histogram_does_not_depend_on_how_the_range_is_split():
         split = np.zeros_like(counts)
         _histogram_parallel(bits, 7, 280_007, shift, split, chunks)
         assert np.array_equal(split, counts)
-
-
-def test_set_sums_are_the_kept_costs_and_the_squared_sums_of_each_group():
-    rng = np.random.default_rng(3)
-    values = rng.standard_normal(1001).astype(np.float32)
-    costs = rng.random(1001) * 3
-    chosen, hard = rng.random(1001) < 0.4, rng.random(1001) < 0.1
-    groups = [slice(0, 500), slice(700, 1001)]  # 500..700 in no group
-    kept, kept_with_hard, squares, chosen_squares = set_sums(costs, values, chosen, hard, groups)
-    assert kept == pytest.approx(costs[~chosen].sum(), rel=1e-12)
-    assert kept_with_hard == pytest.approx(costs[~(chosen | hard)].sum(), rel=1e-12)
-    wide = values.astype(np.float64) ** 2
-    for g, group in enumerate(groups):
-        assert squares[g] == pytest.approx(wide[group].sum(), rel=1e-12)
-        assert chosen_squares[g] == pytest.approx(wide[group][chosen[group]].sum(), rel=1e-12)
