@@ -13,7 +13,8 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 
 :func:`histogram` counts the keys of a range by their top bits (one pass); :func:`select`
 finds ``(bound, following)`` for any k from that histogram: the bucket that holds the
-(k+1)-th key, one pass that gathers that bucket's members, then radix digits of 12 bits over
+(k+1)-th key, one pass that gathers that bucket's members (and its neighbours': the next
+selection most often needs one of them), then radix digits of 12 bits over
 them until one key is left. Two selections on the same weights (a search step's, before and
 after its step on s) share the histogram and, most often, the gathered bucket.
 :func:`least_mask` writes the set as a bool mask (numpy's SIMD compare, then the ties).
@@ -32,6 +33,9 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 _DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
+# a gather takes the buckets of the ranks k - size x below .. k + size x above, so that the
+# selection after a search step's s step (which moves s by about that) finds its bucket gathered
+_GATHER_BELOW, _GATHER_ABOVE = 0.025, 0.025
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
 _PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 
@@ -96,16 +100,23 @@ def _bucket_of(counts, k):
 
 
 @njit(cache=True)
-def _gather_kernel(keys, start, stop, low, high, count):
-    # the flat indices of the keys in [low, high), ascending; few of all keys, so the branch predicts well
-    members = np.empty(count, dtype=np.int64)
+def _gather_kernel(keys, start, stop, shift, first, offsets):
+    # the flat indices of the keys in buckets first, first + 1, ..., grouped by bucket (bucket
+    # first + b at offsets[b]:offsets[b + 1]), each bucket's ascending; few of all keys, so the
+    # branch predicts well
+    members = np.empty(offsets[-1], dtype=np.int64)
+    filling = offsets[:-1].copy()
+    low = np.int64(first) << shift
+    width = np.uint64(offsets.size - 1) << np.uint64(shift)
     filled = 0
-    width = np.uint64(high - low)
     for index in range(start, stop):
-        if np.uint64(np.int64(keys[index]) - low) < width:  # low <= key < high in one comparison
-            members[filled] = index
+        offset = np.uint64(np.int64(keys[index]) - low)
+        if offset < width:  # in one of the buckets, in one comparison
+            bucket = np.int64(offset >> np.uint64(shift))
+            members[filling[bucket]] = index
+            filling[bucket] += 1
             filled += 1
-            if filled == count:
+            if filled == members.size:
                 break
     return members
 
@@ -141,7 +152,8 @@ def select(bits: np.ndarray, start: int, stop: int, k: int, counts: np.ndarray, 
     reaches the finite keys of the range, the set is all of them: ``(key of +inf, -1, their
     count)``. ``gathered``: a dict the caller keeps between selections on the same keys and
     range (bucket -> its members' flat indices, ascending), so a bucket is gathered once; it
-    holds every key equal to ``bound`` for :func:`least_mask`.
+    holds every key equal to ``bound`` for :func:`least_mask`. A gather takes the buckets near
+    the (k+1)-th key too (``_GATHER_BELOW``, ``_GATHER_ABOVE``).
     O(size of the histogram + one pass + the bucket of the (k+1)-th key)."""
     infinite = _INFINITY_KEYS[bits.dtype]
     finite = (stop - start) - int(np.sum(counts[infinite >> shift:]))  # +inf and above (NaN) are not ranked
@@ -149,7 +161,13 @@ def select(bits: np.ndarray, start: int, stop: int, k: int, counts: np.ndarray, 
         return infinite, -1, finite
     bucket, rank = _bucket_of(counts, k)
     if bucket not in gathered:
-        gathered[bucket] = _gather_kernel(bits, start, stop, bucket << shift, (bucket + 1) << shift, counts[bucket])
+        size = stop - start
+        first = _bucket_of(counts, max(0, k - int(_GATHER_BELOW * size)))[0]
+        last = max(bucket, _bucket_of(counts, min(finite - 1, k + int(_GATHER_ABOVE * size)))[0])
+        offsets = np.concatenate([[0], np.cumsum(counts[first:last + 1])]).astype(np.int64)
+        members = _gather_kernel(bits, start, stop, shift, first, offsets)
+        for index in range(last + 1 - first):
+            gathered[first + index] = members[offsets[index]:offsets[index + 1]]
     bound, following = _refine_kernel(bits, gathered[bucket].copy(), rank, shift, _DIGIT)
     return int(bound), int(following), int(k)
 

@@ -83,6 +83,20 @@ def test_two_selections_on_the_same_histogram_match_fresh_ones():
     assert second == least_set(ranks, 0, ranks.size, 20_003)[1]
 
 
+def test_a_selection_gathers_the_buckets_near_its_bound_for_the_next_one():
+    ranks = magnitudes(50_000, seed=7)
+    bits = key_bits(ranks)
+    shift = top_shift(bits, ranks.size)
+    counts, gathered = histogram(bits, 0, ranks.size, shift), {}
+    select(bits, 0, ranks.size, 20_000, counts, shift, gathered)
+    for k in (19_000, 20_900):  # an s step of about 2 % down or up finds its bucket gathered
+        gathered_before = dict(gathered)
+        assert select(bits, 0, ranks.size, k, counts, shift, gathered) == least_set(ranks, 0, ranks.size, k)[1]
+        assert gathered.keys() == gathered_before.keys()
+    for bucket, members in gathered.items():  # each bucket's members, in index order
+        assert np.array_equal(members, np.flatnonzero((bits >> shift) == bucket))
+
+
 def test_add_scaled_masked_is_numpys_masked_add_bit_for_bit():
     rng = np.random.default_rng(4)
     for size in (1_001, 100_001):  # one thread, and the parallel kernel
