@@ -240,7 +240,7 @@ def time_solver(graph, grads, granularity, repeats):
             lambda: kernels.sum_of_squares(values, 0, flat.size), repeats),
         "resource after either set, the first's values (prune_pass)": median_seconds(
             lambda: kernels.prune_pass(costs, values, mask, mask, hard_pruned, chosen), repeats),
-        "penalty's check: weights equal to the last step's": median_seconds(lambda: kernels.equal(values, buffer),
+        "penalty's check: weights equal to the last step's": median_seconds(lambda: kernels.same_bits(values, buffer),
                                                                            repeats),
         "grads += 2 y w on the set (add_scaled_masked)": median_seconds(
             lambda g: flat.add_scaled_masked(g, mask, slice(0, flat.size), 2.0), repeats, grads_copy),

@@ -309,18 +309,28 @@ def prune_pass(costs: np.ndarray, values: np.ndarray, before: np.ndarray, after:
     return float(kept_before), float(kept_after), int(count)
 
 
+_EQUAL_BLOCK = 2048  # entries compared before the first exit: the block's loop is vectorised
+
+
 @njit(cache=True)
-def _equal_kernel(a, b):
-    for index in range(a.size):
-        if a[index] != b[index]:
+def _same_bits_kernel(a, b):
+    for start in range(0, a.size, _EQUAL_BLOCK):
+        difference = a[start] ^ b[start]
+        for index in range(start, min(a.size, start + _EQUAL_BLOCK)):
+            difference |= a[index] ^ b[index]
+        if difference != 0:
             return False
     return True
 
 
-def equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """``np.array_equal(a, b)`` for two 1-D arrays of one dtype, stopping at the first difference
-    and without a bool copy (so -0.0 == 0.0 and NaN != NaN, as numpy's)."""
-    return a.shape == b.shape and bool(_equal_kernel(a, b))
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two contiguous 1-D arrays of one dtype hold the same bits (so -0.0 differs from
+    0.0, and a NaN equals itself); ``np.array_equal`` on their bit patterns, without a bool
+    copy, in blocks of ``_EQUAL_BLOCK`` entries."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    width = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
+    return bool(_same_bits_kernel(a.view(width), b.view(width)))
 
 
 @njit(cache=True)

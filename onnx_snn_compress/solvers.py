@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import (equal, histogram, kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
-                                top_shift)
+from .kernels.selection import (histogram, kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
+                                sum_of_squares, top_shift)
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -201,7 +201,7 @@ class Minimax:
         the next training step's penalty sees) made, when its inputs are equal; else selected."""
         values = self._fresh_values()
         last = self._last
-        if last is not None and self._holds(last, sigma, hard_pruned) and equal(last.values, values):
+        if last is not None and self._holds(last, sigma, hard_pruned) and same_bits(last.values, values):
             return last
         return self._select(values, sigma, hard_pruned, "after")
 

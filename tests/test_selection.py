@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, equal, histogram,
-                                                 kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
-                                                 top_shift)
+from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, histogram,
+                                                 kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
+                                                 sum_of_squares, top_shift)
 
 
 def magnitudes(size, seed, dtype=np.float32, zeros=0.3, protected=0.02):
@@ -149,11 +149,14 @@ def test_add_scaled_at_is_numpys_scatter_add_bit_for_bit():
     assert np.array_equal(target.view(np.uint32), expected.view(np.uint32))
 
 
-def test_equal_is_numpys_array_equal():
-    a = np.array([0.0, 1.0, -2.5], np.float32)
-    assert equal(a, a.copy()) and equal(a, np.array([-0.0, 1.0, -2.5], np.float32))
-    assert not equal(a, np.array([0.0, 1.0, -2.25], np.float32)) and not equal(a, a[:2])
-    assert not equal(np.array([np.nan]), np.array([np.nan]))
+def test_same_bits_is_numpys_array_equal_on_the_bit_patterns():
+    a = np.random.default_rng(8).standard_normal(5_000).astype(np.float32)  # more than one block
+    assert same_bits(a, a.copy()) and not same_bits(a, a[:-1]) and not same_bits(a, a.astype(np.float64))
+    for index in (0, 2_047, 2_048, 4_999):  # a difference at a block's edge, or in the last entry
+        b = a.copy()
+        b[index] = np.nextafter(b[index], np.float32(np.inf))
+        assert not same_bits(a, b)
+    assert not same_bits(np.array([0.0]), np.array([-0.0])) and same_bits(np.array([np.nan]), np.array([np.nan]))
 
 
 def test_the_histogram_does_not_depend_on_how_the_range_is_split():
