@@ -94,7 +94,7 @@ class Selection:
     valid until the solver's next selection (the next ``step``, or a ``penalty`` that
     cannot reuse it)."""
 
-    values: np.ndarray  # the flat's native_weights() they were selected on
+    values: np.ndarray  # the flat's native_magnitudes() they were selected on
     bits: np.ndarray  # key_bits of their ranks
     shifts: list
     counts: list
@@ -123,7 +123,7 @@ class Minimax:
     """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
     ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
-    the solver uses only their ``native_weights``, ``add_scaled_masked`` and ``scale_weights``.
+    the solver uses only their ``native_magnitudes``, ``add_scaled_masked`` and ``scale_weights``.
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
@@ -139,7 +139,7 @@ class Minimax:
         self._gaps = _gaps(groups)  # the flat ranges no group holds
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
-        self._values = []  # up to two buffers for native_weights (one may be held by _last)
+        self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
         self._buffers = {}  # flat buffers reused from step to step (a fresh array costs page faults)
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
@@ -155,10 +155,10 @@ class Minimax:
         return buffer
 
     def _fresh_values(self) -> np.ndarray:
-        """``flat.native_weights()``, into a buffer the last selection does not hold."""
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold."""
         held = None if self._last is None else self._last.values
         out = next((buffer for buffer in self._values if buffer is not held), None)
-        values = self.flat.native_weights(out)
+        values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
         return values
@@ -166,10 +166,7 @@ class Minimax:
     def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray, mask: str) -> Selection:
         """The least-s sets of ``values`` for the fractions ``sigma``, their mask in the buffer
         ``mask``; becomes the last selection."""
-        if values.dtype == np.float32:
-            magnitudes = np.abs(values, out=self._buffer("magnitudes", values))
-        else:
-            magnitudes = values * values
+        magnitudes = values if values.dtype == np.float32 else values * values
         bits = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
         shifts = [top_shift(bits, group.stop - group.start) for group in self.groups]
         counts = [histogram(bits, group.start, group.stop, shift) for group, shift in zip(self.groups, shifts)]
