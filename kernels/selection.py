@@ -29,6 +29,8 @@ bit-identical to the numpy code the solver used before).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
@@ -296,17 +298,41 @@ def _compress_kernel(values, chosen, out):
     return filled
 
 
+@njit(cache=True)
+def _count_either_kernel(a, b):
+    total = 0
+    for index in range(a.size):
+        total += a[index] | b[index]  # bytes 0 or 1: no branch
+    return total
+
+
 def prune_pass(costs: np.ndarray, values: np.ndarray, before: np.ndarray, after: np.ndarray, hard_pruned: np.ndarray,
-               chosen: np.ndarray) -> tuple[float, float, int]:
+               chosen: np.ndarray, uniform_cost: float | None = None) -> tuple[float, float, int]:
     """Two passes for a search step's two sets (bool masks ``before`` and ``after`` its s step):
     ``(kept_cost(costs, before), kept_cost(costs, after | hard_pruned), count)``, bit for bit,
     with ``values[before]`` written to the front of ``chosen`` (same dtype, ``[n + 1]``: one
-    spare cell takes the writes of the unchosen) and ``count`` of them. No allocation."""
-    kept_before, kept_after = _kept_pair_kernel(
-        np.ascontiguousarray(costs, dtype=np.float64), before.view(np.uint8), after.view(np.uint8),
-        np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8))
-    count = _compress_kernel(values, before.view(np.uint8), chosen)
-    return float(kept_before), float(kept_after), int(count)
+    spare cell takes the writes of the unchosen) and ``count`` of them. No allocation.
+    ``uniform_cost`` (from :func:`uniform_cost`): every cost is this integer, so the kept costs
+    are that times the counts, which the four partial sums reach exactly too: no pass over ``costs``."""
+    count = int(_compress_kernel(values, before.view(np.uint8), chosen))
+    hard = np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8)
+    if uniform_cost is not None:
+        removed = int(_count_either_kernel(after.view(np.uint8), hard))
+        return uniform_cost * (costs.size - count), uniform_cost * (costs.size - removed), count
+    kept_before, kept_after = _kept_pair_kernel(np.ascontiguousarray(costs, dtype=np.float64), before.view(np.uint8),
+                                                after.view(np.uint8), hard)
+    return float(kept_before), float(kept_after), count
+
+
+def uniform_cost(costs: np.ndarray) -> float | None:
+    """The cost every weight has when it is one integer ``c >= 0`` with ``c * n < 2**53`` (then every
+    sum of costs is an exact integer, whatever its order), else None. O(n)."""
+    if costs.size == 0:
+        return None
+    first = float(costs[0])
+    if first < 0 or first != math.floor(first) or first * costs.size >= 2.0 ** 53 or not np.all(costs == first):
+        return None
+    return first
 
 
 _EQUAL_BLOCK = 2048  # entries compared before the first exit: the block's loop is vectorised

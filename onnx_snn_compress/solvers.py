@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .kernels.selection import (histogram, kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
-                                sum_of_squares, top_shift)
+                                sum_of_squares, top_shift, uniform_cost)
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -218,6 +218,7 @@ class Minimax:
             constants.costs, constants.budget = costs, _budget_key(budget)
             constants.distance = self._distance(costs, hard_pruned, budget)
             constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
+            constants.uniform_cost = uniform_cost(costs)
         return constants
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
@@ -276,7 +277,8 @@ class Minimax:
         # one pass: the resource after pruning either set (before the s step: the sets alone, for the
         # dual), and the values of the first set in flat order, each group's after the last's
         chosen = self._buffer("chosen", values, extra=1)
-        kept_before, kept_after, _ = prune_pass(costs, values, before_mask, after_mask, hard_pruned, chosen)
+        kept_before, kept_after, _ = prune_pass(costs, values, before_mask, after_mask, hard_pruned, chosen,
+                                                constants.uniform_cost)
         offset = 0
         for g in self._order:
             count = before[g][2]
@@ -348,6 +350,7 @@ class SearchConstants:
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
+    uniform_cost: float | None = None  # kernels.selection.uniform_cost(costs)
 
 
 def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:

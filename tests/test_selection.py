@@ -5,7 +5,7 @@ import pytest
 
 from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, histogram,
                                                  kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
-                                                 sum_of_squares, top_shift)
+                                                 sum_of_squares, top_shift, uniform_cost)
 
 
 def magnitudes(size, seed, dtype=np.float32, zeros=0.3, protected=0.02):
@@ -126,6 +126,20 @@ def test_the_prune_pass_is_two_kept_costs_and_the_chosen_values_in_order():
     kept_before, kept_after, count = prune_pass(costs, values, before, after, hard, chosen)
     assert kept_before == kept_cost(costs, before) and kept_after == kept_cost(costs, after | hard)
     assert count == int(before.sum()) and np.array_equal(chosen[:count], values[before])
+
+
+@pytest.mark.parametrize("cost", [1.0, 3.0, 0.0])
+def test_with_one_integer_cost_the_prune_pass_counts_and_gives_the_same_sums(cost):
+    rng = np.random.default_rng(9)
+    values = rng.standard_normal(10_003).astype(np.float32)
+    before, after, hard = (rng.random(values.size) < p for p in (0.3, 0.5, 0.1))
+    costs = np.full(values.size, cost)
+    assert uniform_cost(costs) == cost
+    chosen = np.empty(values.size + 1, np.float32)
+    counted = prune_pass(costs, values, before, after, hard, chosen, uniform_cost(costs))
+    assert counted == prune_pass(costs, values, before, after, hard, chosen)  # bit for bit: exact integers
+    assert uniform_cost(np.array([1.0, 1.0, 2.0])) is None and uniform_cost(np.array([0.5, 0.5])) is None
+    assert uniform_cost(np.full(3, 2.0 ** 52)) is None  # sums past 2**53 are not exact
 
 
 def test_kept_cost_sums_the_costs_of_the_weights_left():
