@@ -274,8 +274,8 @@ class Minimax:
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
         after_mask = self._buffer("after", values, np.bool_)
         after = self._sets(selection, state.sigma, hard_pruned, after_mask)
-        # one pass: the resource after pruning either set (before the s step: the sets alone, for the
-        # dual), and the values of the first set in flat order, each group's after the last's
+        # the resource after pruning either set (before the s step: the sets alone, for the dual),
+        # and the values of the first set in flat order, each group's after the last's
         chosen = self._buffer("chosen", values, extra=1)
         kept_before, kept_after, _ = prune_pass(costs, values, before_mask, after_mask, hard_pruned, chosen,
                                                 constants.uniform_cost)
