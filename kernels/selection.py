@@ -13,7 +13,8 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 
 :func:`histogram` counts the keys of a range by their top bits (one pass); :func:`select`
 finds ``(bound, following)`` for any k from that histogram: the bucket that holds the
-(k+1)-th key, one pass that gathers that bucket's members, then radix digits of 12 bits over
+(k+1)-th key, one pass that gathers that bucket's members (and its neighbours': the next
+selection most often needs one of them), then radix digits of 12 bits over
 them until one key is left. Two selections on the same weights (a search step's, before and
 after its step on s) share the histogram and, most often, the gathered bucket.
 :func:`least_mask` writes the set as a bool mask (numpy's SIMD compare, then the ties).
@@ -28,10 +29,15 @@ bit-identical to the numpy code the solver used before).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import get_num_threads, njit, prange
 
 _DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
+# a gather takes the buckets of the ranks k - size x below .. k + size x above, so that the
+# selection after a search step's s step (which moves s by about that) finds its bucket gathered
+_GATHER_BELOW, _GATHER_ABOVE = 0.025, 0.025
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
 _PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 
@@ -96,16 +102,23 @@ def _bucket_of(counts, k):
 
 
 @njit(cache=True)
-def _gather_kernel(keys, start, stop, low, high, count):
-    # the flat indices of the keys in [low, high), ascending; few of all keys, so the branch predicts well
-    members = np.empty(count, dtype=np.int64)
+def _gather_kernel(keys, start, stop, shift, first, offsets):
+    # the flat indices of the keys in buckets first, first + 1, ..., grouped by bucket (bucket
+    # first + b at offsets[b]:offsets[b + 1]), each bucket's ascending; few of all keys, so the
+    # branch predicts well
+    members = np.empty(offsets[-1], dtype=np.int64)
+    filling = offsets[:-1].copy()
+    low = np.int64(first) << shift
+    width = np.uint64(offsets.size - 1) << np.uint64(shift)
     filled = 0
-    width = np.uint64(high - low)
     for index in range(start, stop):
-        if np.uint64(np.int64(keys[index]) - low) < width:  # low <= key < high in one comparison
-            members[filled] = index
+        offset = np.uint64(np.int64(keys[index]) - low)
+        if offset < width:  # in one of the buckets, in one comparison
+            bucket = np.int64(offset >> np.uint64(shift))
+            members[filling[bucket]] = index
+            filling[bucket] += 1
             filled += 1
-            if filled == count:
+            if filled == members.size:
                 break
     return members
 
@@ -141,7 +154,8 @@ def select(bits: np.ndarray, start: int, stop: int, k: int, counts: np.ndarray, 
     reaches the finite keys of the range, the set is all of them: ``(key of +inf, -1, their
     count)``. ``gathered``: a dict the caller keeps between selections on the same keys and
     range (bucket -> its members' flat indices, ascending), so a bucket is gathered once; it
-    holds every key equal to ``bound`` for :func:`least_mask`.
+    holds every key equal to ``bound`` for :func:`least_mask`. A gather takes the buckets near
+    the (k+1)-th key too (``_GATHER_BELOW``, ``_GATHER_ABOVE``).
     O(size of the histogram + one pass + the bucket of the (k+1)-th key)."""
     infinite = _INFINITY_KEYS[bits.dtype]
     finite = (stop - start) - int(np.sum(counts[infinite >> shift:]))  # +inf and above (NaN) are not ranked
@@ -149,7 +163,13 @@ def select(bits: np.ndarray, start: int, stop: int, k: int, counts: np.ndarray, 
         return infinite, -1, finite
     bucket, rank = _bucket_of(counts, k)
     if bucket not in gathered:
-        gathered[bucket] = _gather_kernel(bits, start, stop, bucket << shift, (bucket + 1) << shift, counts[bucket])
+        size = stop - start
+        first = _bucket_of(counts, max(0, k - int(_GATHER_BELOW * size)))[0]
+        last = max(bucket, _bucket_of(counts, min(finite - 1, k + int(_GATHER_ABOVE * size)))[0])
+        offsets = np.concatenate([[0], np.cumsum(counts[first:last + 1])]).astype(np.int64)
+        members = _gather_kernel(bits, start, stop, shift, first, offsets)
+        for index in range(last + 1 - first):
+            gathered[first + index] = members[offsets[index]:offsets[index + 1]]
     bound, following = _refine_kernel(bits, gathered[bucket].copy(), rank, shift, _DIGIT)
     return int(bound), int(following), int(k)
 
@@ -247,11 +267,10 @@ def _left(cost, pruned):
 
 
 @njit(cache=True)
-def _prune_pass_kernel(costs, values, before, after, hard, chosen):
+def _kept_pair_kernel(costs, before, after, hard):
     # the sums of the costs left as _kept_cost_kernel sums them: four partial sums by index mod 4
     a0 = a1 = a2 = a3 = 0.0  # pruning ``before``
     b0 = b1 = b2 = b3 = 0.0  # pruning ``after`` and ``hard``
-    filled = 0
     whole = costs.size - costs.size % 4
     for index in range(0, whole, 4):
         a0 += _left(costs[index], before[index])
@@ -262,41 +281,82 @@ def _prune_pass_kernel(costs, values, before, after, hard, chosen):
         b1 += _left(costs[index + 1], after[index + 1] | hard[index + 1])
         b2 += _left(costs[index + 2], after[index + 2] | hard[index + 2])
         b3 += _left(costs[index + 3], after[index + 3] | hard[index + 3])
-        for offset in range(4):  # no branch on the mask (half of them would mispredict)
-            chosen[filled] = values[index + offset]
-            filled += before[index + offset]
     for index in range(whole, costs.size):
         a0 += _left(costs[index], before[index])
         b0 += _left(costs[index], after[index] | hard[index])
-        chosen[filled] = values[index]
-        filled += before[index]
-    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3), filled
-
-
-def prune_pass(costs: np.ndarray, values: np.ndarray, before: np.ndarray, after: np.ndarray, hard_pruned: np.ndarray,
-               chosen: np.ndarray) -> tuple[float, float, int]:
-    """One pass for a search step's two sets (bool masks ``before`` and ``after`` its s step):
-    ``(kept_cost(costs, before), kept_cost(costs, after | hard_pruned), count)``, bit for bit,
-    with ``values[before]`` written to the front of ``chosen`` (same dtype, ``[n + 1]``: one
-    spare cell takes the writes of the unchosen) and ``count`` of them. No allocation."""
-    kept_before, kept_after, count = _prune_pass_kernel(
-        np.ascontiguousarray(costs, dtype=np.float64), values, before.view(np.uint8), after.view(np.uint8),
-        np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8), chosen)
-    return float(kept_before), float(kept_after), int(count)
+    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
 
 
 @njit(cache=True)
-def _equal_kernel(a, b):
+def _compress_kernel(values, chosen, out):
+    # no branch on the mask (half of them would mispredict): every value is written, the count
+    # of the chosen moves on; a loop of its own (fused with the sums above it ran 3-6x slower)
+    filled = 0
+    for index in range(values.size):
+        out[filled] = values[index]
+        filled += chosen[index]
+    return filled
+
+
+@njit(cache=True)
+def _count_either_kernel(a, b):
+    total = 0
     for index in range(a.size):
-        if a[index] != b[index]:
+        total += a[index] | b[index]  # bytes 0 or 1: no branch
+    return total
+
+
+def prune_pass(costs: np.ndarray, values: np.ndarray, before: np.ndarray, after: np.ndarray, hard_pruned: np.ndarray,
+               chosen: np.ndarray, uniform_cost: float | None = None) -> tuple[float, float, int]:
+    """Two passes for a search step's two sets (bool masks ``before`` and ``after`` its s step):
+    ``(kept_cost(costs, before), kept_cost(costs, after | hard_pruned), count)``, bit for bit,
+    with ``values[before]`` written to the front of ``chosen`` (same dtype, ``[n + 1]``: one
+    spare cell takes the writes of the unchosen) and ``count`` of them. No allocation.
+    ``uniform_cost`` (from :func:`uniform_cost`): every cost is this integer, so the kept costs
+    are that times the counts, which the four partial sums reach exactly too: no pass over ``costs``."""
+    count = int(_compress_kernel(values, before.view(np.uint8), chosen))
+    hard = np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8)
+    if uniform_cost is not None:
+        removed = int(_count_either_kernel(after.view(np.uint8), hard))
+        return uniform_cost * (costs.size - count), uniform_cost * (costs.size - removed), count
+    kept_before, kept_after = _kept_pair_kernel(np.ascontiguousarray(costs, dtype=np.float64), before.view(np.uint8),
+                                                after.view(np.uint8), hard)
+    return float(kept_before), float(kept_after), count
+
+
+def uniform_cost(costs: np.ndarray) -> float | None:
+    """The cost every weight has when it is one integer ``c >= 0`` with ``c * n < 2**53`` (then every
+    sum of costs is an exact integer, whatever its order), else None. O(n)."""
+    if costs.size == 0:
+        return None
+    first = float(costs[0])
+    if first < 0 or first != math.floor(first) or first * costs.size >= 2.0 ** 53 or not np.all(costs == first):
+        return None
+    return first
+
+
+_EQUAL_BLOCK = 2048  # entries compared before the first exit: the block's loop is vectorised
+
+
+@njit(cache=True)
+def _same_bits_kernel(a, b):
+    for start in range(0, a.size, _EQUAL_BLOCK):
+        difference = a[start] ^ b[start]
+        for index in range(start, min(a.size, start + _EQUAL_BLOCK)):
+            difference |= a[index] ^ b[index]
+        if difference != 0:
             return False
     return True
 
 
-def equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """``np.array_equal(a, b)`` for two 1-D arrays of one dtype, stopping at the first difference
-    and without a bool copy (so -0.0 == 0.0 and NaN != NaN, as numpy's)."""
-    return a.shape == b.shape and bool(_equal_kernel(a, b))
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two contiguous 1-D arrays of one dtype hold the same bits (so -0.0 differs from
+    0.0, and a NaN equals itself); ``np.array_equal`` on their bit patterns, without a bool
+    copy, in blocks of ``_EQUAL_BLOCK`` entries."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    width = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
+    return bool(_same_bits_kernel(a.view(width), b.view(width)))
 
 
 @njit(cache=True)

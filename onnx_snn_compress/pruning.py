@@ -68,9 +68,14 @@ class FlatWeights:
         """All prunable weights as one float64 vector (a copy)."""
         return np.concatenate([self.graph[name].weight.ravel() for name in self.layers]).astype(np.float64)
 
-    def native_weights(self, out: np.ndarray | None = None) -> np.ndarray:
-        """All prunable weights as one float32 vector, written into ``out`` (float32 ``[size]``) when given."""
-        return np.concatenate([self.graph[name].weight.reshape(-1) for name in self.layers], out=out)
+    def native_magnitudes(self, out: np.ndarray | None = None) -> np.ndarray:
+        """|w| of all prunable weights as one vector of their dtype (float32), written into ``out``
+        (``[size]``) when given: the copy and the absolute value in one pass."""
+        if out is None:
+            out = np.empty(self.size, dtype=self.graph[self.layers[0]].weight.dtype if self.layers else np.float32)
+        for name, part in self.layer_slices():
+            np.abs(self.graph[name].weight.reshape(-1), out=out[part])
+        return out
 
     def flatten(self, per_layer: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(per_layer[name], np.float64).ravel() for name in self.layers])

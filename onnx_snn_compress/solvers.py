@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import (equal, histogram, kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
-                                top_shift)
+from .kernels.selection import (histogram, kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
+                                sum_of_squares, top_shift, uniform_cost)
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -94,13 +94,13 @@ class Selection:
     valid until the solver's next selection (the next ``step``, or a ``penalty`` that
     cannot reuse it)."""
 
-    values: np.ndarray  # the flat's native_weights() they were selected on
+    values: np.ndarray  # the flat's native_magnitudes() they were selected on
     bits: np.ndarray  # key_bits of their ranks
     shifts: list
     counts: list
     gathered: list  # per group: {histogram bucket: its members' flat indices}
     sigma: np.ndarray
-    hard_pruned: np.ndarray
+    hard_pruned: np.ndarray  # the array passed (the caller never changes it in place)
     sets: list
     mask: np.ndarray
 
@@ -123,19 +123,23 @@ class Minimax:
     """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
     ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
-    the solver uses only their ``native_weights``, ``add_scaled_masked`` and ``scale_weights``.
+    the solver uses only their ``native_magnitudes``, ``add_scaled_masked`` and ``scale_weights``.
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
-    from step to step."""
+    from step to step, and per-search constants (the distance, each group's cost and
+    hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
+    arrays when they change, never change them in place."""
 
     def __init__(self, flat: FlatWeights, groups: list[slice], lr_s: float, lr_y: float, lr_z: float,
                  tolerance: float = 0.01, rank=unranked):
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._order = sorted(range(len(groups)), key=lambda g: groups[g].start)  # the groups in flat order
+        self._gaps = _gaps(groups)  # the flat ranges no group holds
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
-        self._values = []  # up to two buffers for native_weights (one may be held by _last)
+        self._constants: SearchConstants | None = None
+        self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
         self._buffers = {}  # flat buffers reused from step to step (a fresh array costs page faults)
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
@@ -151,10 +155,10 @@ class Minimax:
         return buffer
 
     def _fresh_values(self) -> np.ndarray:
-        """``flat.native_weights()``, into a buffer the last selection does not hold."""
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold."""
         held = None if self._last is None else self._last.values
         out = next((buffer for buffer in self._values if buffer is not held), None)
-        values = self.flat.native_weights(out)
+        values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
         return values
@@ -162,15 +166,12 @@ class Minimax:
     def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray, mask: str) -> Selection:
         """The least-s sets of ``values`` for the fractions ``sigma``, their mask in the buffer
         ``mask``; becomes the last selection."""
-        if values.dtype == np.float32:
-            magnitudes = np.abs(values, out=self._buffer("magnitudes", values))
-        else:
-            magnitudes = values * values
+        magnitudes = values if values.dtype == np.float32 else values * values
         bits = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
         shifts = [top_shift(bits, group.stop - group.start) for group in self.groups]
         counts = [histogram(bits, group.start, group.stop, shift) for group, shift in zip(self.groups, shifts)]
         selection = Selection(values, bits, shifts, counts, [{} for _ in self.groups], sigma.copy(),
-                              hard_pruned.copy(), [], self._buffer(mask, values, np.bool_))
+                              hard_pruned, [], self._buffer(mask, values, np.bool_))
         selection.sets = self._sets(selection, sigma, hard_pruned, selection.mask)
         self._last = selection
         return selection
@@ -180,12 +181,13 @@ class Minimax:
         ``sigma`` (``following``: the flat index of the next weight to prune, -1 when none is
         left); their mask written into ``mask``."""
         sets = []
-        mask[...] = False  # what no group holds is never pruned by the solver
-        for group, fraction, shift, counts, gathered in zip(self.groups, sigma, selection.shifts, selection.counts,
-                                                             selection.gathered):
+        for gap in self._gaps:
+            mask[gap] = False  # what no group holds is never pruned by the solver
+        hard_counts = self._constants_for(None, hard_pruned, None).hard_counts
+        for group, fraction, shift, counts, gathered, hard_count in zip(
+                self.groups, sigma, selection.shifts, selection.counts, selection.gathered, hard_counts):
             # already pruned weights are exactly zero, so they are always among the least
-            k = max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)),
-                    int(np.count_nonzero(hard_pruned[group])))
+            k = max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)), hard_count)
             least = select(selection.bits, group.start, group.stop, k, counts, shift, gathered)
             least_mask(selection.bits, group.start, group.stop, least, shift, gathered, mask)
             sets.append(least)
@@ -196,10 +198,28 @@ class Minimax:
         the next training step's penalty sees) made, when its inputs are equal; else selected."""
         values = self._fresh_values()
         last = self._last
-        if (last is not None and np.array_equal(last.sigma, sigma) and np.array_equal(last.hard_pruned, hard_pruned)
-                and equal(last.values, values)):
+        if last is not None and self._holds(last, sigma, hard_pruned) and same_bits(last.values, values):
             return last
         return self._select(values, sigma, hard_pruned, "after")
+
+    @staticmethod
+    def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
+        """Whether ``selection`` was made for these s and hard-pruned weights."""
+        return np.array_equal(selection.sigma, sigma) and _same(selection.hard_pruned, hard_pruned)
+
+    def _constants_for(self, costs: np.ndarray | None, hard_pruned: np.ndarray, budget: Budget | None):
+        """The search's constants for these arrays (kept while the same arrays are passed); with
+        ``costs`` None, those that depend on ``hard_pruned`` alone."""
+        constants = self._constants
+        if constants is None or not _same(constants.hard_pruned, hard_pruned):
+            constants = self._constants = SearchConstants(
+                hard_pruned, [int(np.count_nonzero(hard_pruned[group])) for group in self.groups])
+        if costs is not None and (not _same(constants.costs, costs) or constants.budget != _budget_key(budget)):
+            constants.costs, constants.budget = costs, _budget_key(budget)
+            constants.distance = self._distance(costs, hard_pruned, budget)
+            constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
+            constants.uniform_cost = uniform_cost(costs)
+        return constants
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         """The gradient of ``y * sum(least-s squared weights)``, to add before the optimizer step.
@@ -234,7 +254,8 @@ class Minimax:
         least-s sets; returns the pruned vector once pruning them meets the budget
         (``None`` otherwise)."""
         values = self._fresh_values()
-        distance = self._distance(costs, hard_pruned, budget)
+        constants = self._constants_for(costs, hard_pruned, budget)
+        distance = constants.distance
         selection = self._select(values, state.sigma, hard_pruned, "before")
         before, before_mask = selection.sets, selection.mask
         group_squares = []
@@ -244,19 +265,20 @@ class Minimax:
             group_squares.append(group_squared)
             if following >= 0:
                 mean_squared = group_squared / size + TINY  # np.mean, bit for bit
-                mean_cost = float(np.sum(costs[group])) / size + TINY  # np.mean, bit for bit
+                mean_cost = constants.group_costs[index] / size + TINY  # np.mean, bit for bit
                 following_squared = sum_of_squares(values, following, following + 1)
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
-                floor = np.count_nonzero(hard_pruned[group]) / size
+                floor = constants.hard_counts[index] / size
                 span = self._span(distance, budget, mean_cost * size)
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
         after_mask = self._buffer("after", values, np.bool_)
         after = self._sets(selection, state.sigma, hard_pruned, after_mask)
-        # one pass: the resource after pruning either set (before the s step: the sets alone, for the
-        # dual), and the values of the first set in flat order, each group's after the last's
+        # the resource after pruning either set (before the s step: the sets alone, for the dual),
+        # and the values of the first set in flat order, each group's after the last's
         chosen = self._buffer("chosen", values, extra=1)
-        kept_before, kept_after, _ = prune_pass(costs, values, before_mask, after_mask, hard_pruned, chosen)
+        kept_before, kept_after, _ = prune_pass(costs, values, before_mask, after_mask, hard_pruned, chosen,
+                                                constants.uniform_cost)
         offset = 0
         for g in self._order:
             count = before[g][2]
@@ -315,6 +337,39 @@ class PaperMinimax(Minimax):
             if y > 0:
                 self.flat.scale_weights(np.flatnonzero(selection.mask[group]) + group.start, 1.0 / (1.0 + 2.0 * lr * y))
         return super().step(state, costs, hard_pruned, budget, lr)
+
+
+@dataclass
+class SearchConstants:
+    """What a search step needs that changes only with the costs, the hard-pruned weights or the
+    budget: kept while the same arrays (or equal ones) are passed."""
+
+    hard_pruned: np.ndarray
+    hard_counts: list  # per group: its hard-pruned weights (the floor of its s)
+    costs: np.ndarray | None = None
+    budget: tuple | None = None
+    distance: float = 0.0
+    group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
+    uniform_cost: float | None = None  # kernels.selection.uniform_cost(costs)
+
+
+def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:
+    """Whether ``given`` is the array kept (the caller never changes one in place), or equal to it."""
+    return kept is given or (kept is not None and np.array_equal(kept, given))
+
+
+def _budget_key(budget: Budget) -> tuple:
+    return budget.target, budget.reference, budget.fixed, budget.aim
+
+
+def _gaps(groups: list[slice]) -> list[slice]:
+    """The flat ranges before, between and after ``groups`` that none of them holds."""
+    gaps, end = [], 0
+    for group in sorted(groups, key=lambda g: g.start):
+        if group.start > end:
+            gaps.append(slice(end, group.start))
+        end = max(end, group.stop)
+    return gaps + [slice(end, None)]
 
 
 def magnitude_to_budget(magnitudes: np.ndarray, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,

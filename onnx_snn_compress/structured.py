@@ -97,7 +97,7 @@ class ChannelGroups:
     """The prunable channels of a graph as the units of pruning, laid out as the solver's flat space.
 
     Unit g stands for the synapses ``members[g]`` (flat indices into ``flat``); units are in
-    layer order, so ``layer_slices`` gives each layer's. The solver reads ``native_weights()``,
+    layer order, so ``layer_slices`` gives each layer's. The solver reads ``native_magnitudes()``,
     ``add_scaled_masked`` and ``scale_weights`` as it reads a :class:`pruning.FlatWeights`.
     """
 
@@ -136,8 +136,8 @@ class ChannelGroups:
         """One value per group: its relative norm (the magnitude the solver ranks and penalises)."""
         return self.relative_norms(self.flat.weights())
 
-    def native_weights(self, out: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`weights` (float64: the solver ranks their squares; ``out`` is not used)."""
+    def native_magnitudes(self, out: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`weights`, which are >= 0 (float64: the solver ranks their squares; ``out`` is not used)."""
         return self.weights()
 
     def add_scaled_masked(self, grads: dict[str, np.ndarray], mask: np.ndarray, part: slice, factor: float) -> None:

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, equal, histogram,
-                                                 kept_cost, key_bits, least_mask, prune_pass, select, sum_of_squares,
-                                                 top_shift)
+from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, histogram,
+                                                 kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
+                                                 sum_of_squares, top_shift, uniform_cost)
 
 
 def magnitudes(size, seed, dtype=np.float32, zeros=0.3, protected=0.02):
@@ -83,6 +83,20 @@ def test_two_selections_on_the_same_histogram_match_fresh_ones():
     assert second == least_set(ranks, 0, ranks.size, 20_003)[1]
 
 
+def test_a_selection_gathers_the_buckets_near_its_bound_for_the_next_one():
+    ranks = magnitudes(50_000, seed=7)
+    bits = key_bits(ranks)
+    shift = top_shift(bits, ranks.size)
+    counts, gathered = histogram(bits, 0, ranks.size, shift), {}
+    select(bits, 0, ranks.size, 20_000, counts, shift, gathered)
+    for k in (19_000, 20_900):  # an s step of about 2 % down or up finds its bucket gathered
+        gathered_before = dict(gathered)
+        assert select(bits, 0, ranks.size, k, counts, shift, gathered) == least_set(ranks, 0, ranks.size, k)[1]
+        assert gathered.keys() == gathered_before.keys()
+    for bucket, members in gathered.items():  # each bucket's members, in index order
+        assert np.array_equal(members, np.flatnonzero((bits >> shift) == bucket))
+
+
 def test_add_scaled_masked_is_numpys_masked_add_bit_for_bit():
     rng = np.random.default_rng(4)
     for size in (1_001, 100_001):  # one thread, and the parallel kernel
@@ -114,6 +128,20 @@ def test_the_prune_pass_is_two_kept_costs_and_the_chosen_values_in_order():
     assert count == int(before.sum()) and np.array_equal(chosen[:count], values[before])
 
 
+@pytest.mark.parametrize("cost", [1.0, 3.0, 0.0])
+def test_with_one_integer_cost_the_prune_pass_counts_and_gives_the_same_sums(cost):
+    rng = np.random.default_rng(9)
+    values = rng.standard_normal(10_003).astype(np.float32)
+    before, after, hard = (rng.random(values.size) < p for p in (0.3, 0.5, 0.1))
+    costs = np.full(values.size, cost)
+    assert uniform_cost(costs) == cost
+    chosen = np.empty(values.size + 1, np.float32)
+    counted = prune_pass(costs, values, before, after, hard, chosen, uniform_cost(costs))
+    assert counted == prune_pass(costs, values, before, after, hard, chosen)  # bit for bit: exact integers
+    assert uniform_cost(np.array([1.0, 1.0, 2.0])) is None and uniform_cost(np.array([0.5, 0.5])) is None
+    assert uniform_cost(np.full(3, 2.0 ** 52)) is None  # sums past 2**53 are not exact
+
+
 def test_kept_cost_sums_the_costs_of_the_weights_left():
     rng = np.random.default_rng(0)
     pruned = rng.random(100_003) < 0.6
@@ -135,11 +163,14 @@ def test_add_scaled_at_is_numpys_scatter_add_bit_for_bit():
     assert np.array_equal(target.view(np.uint32), expected.view(np.uint32))
 
 
-def test_equal_is_numpys_array_equal():
-    a = np.array([0.0, 1.0, -2.5], np.float32)
-    assert equal(a, a.copy()) and equal(a, np.array([-0.0, 1.0, -2.5], np.float32))
-    assert not equal(a, np.array([0.0, 1.0, -2.25], np.float32)) and not equal(a, a[:2])
-    assert not equal(np.array([np.nan]), np.array([np.nan]))
+def test_same_bits_is_numpys_array_equal_on_the_bit_patterns():
+    a = np.random.default_rng(8).standard_normal(5_000).astype(np.float32)  # more than one block
+    assert same_bits(a, a.copy()) and not same_bits(a, a[:-1]) and not same_bits(a, a.astype(np.float64))
+    for index in (0, 2_047, 2_048, 4_999):  # a difference at a block's edge, or in the last entry
+        b = a.copy()
+        b[index] = np.nextafter(b[index], np.float32(np.inf))
+        assert not same_bits(a, b)
+    assert not same_bits(np.array([0.0]), np.array([-0.0])) and same_bits(np.array([np.nan]), np.array([np.nan]))
 
 
 def test_the_histogram_does_not_depend_on_how_the_range_is_split():

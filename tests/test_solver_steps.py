@@ -87,3 +87,12 @@ def test_the_search_covers_the_same_share_of_the_distance_to_any_budget_in_the_s
         assert state.sigma[0] - floor == pytest.approx(0.1 * 0.1 * distance, rel=1e-6)
     state, distance, _ = first_steps(0.45, PaperMinimax)  # absolute steps: z crawls near a budget
     assert state.z == pytest.approx(0.2 * distance)
+
+
+def test_the_solver_ranks_the_magnitudes_of_the_layers_weights_end_to_end():
+    graph = load_model(sample_model_path("digits_mlp"))
+    flat = FlatWeights(graph, [node.name for node in graph.prunable()])
+    out = np.full(flat.size, np.nan, np.float32)
+    magnitudes = flat.native_magnitudes(out)
+    expected = np.abs(np.concatenate([graph[name].weight.ravel() for name in flat.layers]))
+    assert magnitudes is out and np.array_equal(magnitudes, expected) and magnitudes.dtype == np.float32
