@@ -243,13 +243,13 @@ class Minimax:
             group_squared = sum_of_squares(values, group.start, group.stop)  # np.sum(w[group] ** 2), bit for bit
             group_squares.append(group_squared)
             if following >= 0:
-                mean_squared = group_squared / size + TINY  # np.mean, bit for bit
-                mean_cost = float(np.sum(costs[group])) / size + TINY  # np.mean, bit for bit
+                pruned_before = int(np.count_nonzero(hard_pruned[group]))
+                mean_squared, mean_cost = self._means(group_squared, costs[group], hard_pruned[group], pruned_before)
                 following_squared = sum_of_squares(values, following, following + 1)
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
-                floor = np.count_nonzero(hard_pruned[group]) / size
-                span = self._span(distance, budget, mean_cost * size)
+                floor = pruned_before / size
+                span = self._span(distance, budget, float(np.sum(costs[group])))
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
         after_mask = self._buffer("after", values, np.bool_)
         after = self._sets(selection, state.sigma, hard_pruned, after_mask)
@@ -274,6 +274,16 @@ class Minimax:
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
         return after_mask | hard_pruned
 
+    @staticmethod
+    def _means(group_squared: float, costs: np.ndarray, hard_pruned: np.ndarray, pruned_before: int):
+        """(mean w^2, mean cost) of a group's weights **still in play**, those no earlier budget pruned
+        (``costs`` and ``hard_pruned``: the group's; ``group_squared``: its sum of w^2, the pruned being
+        zero): the scales of the s step's u and c. Over the whole group, u / mean(w^2) would grow as
+        1 / (the share still in play), and the y term would hold s back ever harder as budgets shrink
+        (digits_conv 1 % after 2 %: 70 x; docs/solver.md, item 7)."""
+        in_play = max(1, costs.size - pruned_before)
+        return group_squared / in_play + TINY, kept_cost(costs, hard_pruned) / in_play + TINY
+
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         """d = R(start)/R0 - b: how far the search has to go, the resource before it (with only the
         earlier budgets' synapses pruned) minus the aim; the resource dual ascends on the excess in
@@ -292,6 +302,11 @@ class PaperMinimax(Minimax):
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         return None
+
+    @staticmethod
+    def _means(group_squared: float, costs: np.ndarray, hard_pruned: np.ndarray, pruned_before: int):
+        size = costs.size  # over the whole group, pruned weights included
+        return group_squared / size + TINY, float(np.sum(costs)) / size + TINY  # np.mean, bit for bit
 
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         return 1.0  # absolute steps: the excess itself, in fractions of R0
