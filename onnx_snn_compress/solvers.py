@@ -13,8 +13,9 @@ each step: the gradient ``2 y w`` of the penalty joins the loss gradient of the
 least-s weights (see :meth:`Minimax.penalty` for why not a proximal step), the
 optimizer steps on W; then a step on s (as a fraction of the group's weights)
 with gradient ``y * u - z * c`` (``u``: squared magnitude of the next weight to
-prune, ``c``: its resource cost, both relative to their group means: a
-straight-through gradient through ``ceil``), taken in units of the share of
+prune, ``c``: its resource cost, both relative to their means over the group's
+weights still in play, not pruned by an earlier budget: a straight-through
+gradient through ``ceil``), taken in units of the share of
 the group that costs the distance ``d = R(start)/R0 - b`` to the budget;
 projected dual ascent on ``y`` (the relative squared mass of the least-s
 weights) and ``z`` (the resource excess in units of ``d``, so a budget close to
