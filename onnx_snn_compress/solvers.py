@@ -13,8 +13,9 @@ each step: the gradient ``2 y w`` of the penalty joins the loss gradient of the
 least-s weights (see :meth:`Minimax.penalty` for why not a proximal step), the
 optimizer steps on W; then a step on s (as a fraction of the group's weights)
 with gradient ``y * u - z * c`` (``u``: squared magnitude of the next weight to
-prune, ``c``: its resource cost, both relative to their group means: a
-straight-through gradient through ``ceil``), taken in units of the share of
+prune, ``c``: its resource cost, both relative to their means over the group's
+weights still in play, not pruned by an earlier budget: a straight-through
+gradient through ``ceil``), taken in units of the share of
 the group that costs the distance ``d = R(start)/R0 - b`` to the budget;
 projected dual ascent on ``y`` (the relative squared mass of the least-s
 weights) and ``z`` (the resource excess in units of ``d``, so a budget close to
@@ -218,6 +219,7 @@ class Minimax:
             constants.costs, constants.budget = costs, _budget_key(budget)
             constants.distance = self._distance(costs, hard_pruned, budget)
             constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
+            constants.in_play_costs = [kept_cost(costs[group], hard_pruned[group]) for group in self.groups]
             constants.uniform_cost = uniform_cost(costs)
         return constants
 
@@ -264,13 +266,13 @@ class Minimax:
             group_squared = sum_of_squares(values, group.start, group.stop)  # np.sum(w[group] ** 2), bit for bit
             group_squares.append(group_squared)
             if following >= 0:
-                mean_squared = group_squared / size + TINY  # np.mean, bit for bit
-                mean_cost = constants.group_costs[index] / size + TINY  # np.mean, bit for bit
+                mean_squared, mean_cost = self._means(group_squared, size, constants.hard_counts[index],
+                                                      constants.group_costs[index], constants.in_play_costs[index])
                 following_squared = sum_of_squares(values, following, following + 1)
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
                 floor = constants.hard_counts[index] / size
-                span = self._span(distance, budget, mean_cost * size)
+                span = self._span(distance, budget, constants.group_costs[index])
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
         after_mask = self._buffer("after", values, np.bool_)
         after = self._sets(selection, state.sigma, hard_pruned, after_mask)
@@ -296,6 +298,17 @@ class Minimax:
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
         return after_mask | hard_pruned
 
+    @staticmethod
+    def _means(group_squared: float, size: int, pruned_before: int, group_cost: float, in_play_cost: float):
+        """(mean w^2, mean cost) of a group's weights **still in play**, those no earlier budget pruned
+        (``size`` weights, ``pruned_before`` of them hard-pruned; ``group_squared``: their sum of w^2,
+        the pruned being zero; ``group_cost`` / ``in_play_cost``: the costs of all / of those in
+        play): the scales of the s step's u and c. Over the whole group, u / mean(w^2) would grow as
+        1 / (the share still in play), and the y term would hold s back ever harder as budgets shrink
+        (digits_conv 1 % after 2 %: 70 x; docs/solver.md, item 7)."""
+        in_play = max(1, size - pruned_before)
+        return group_squared / in_play + TINY, in_play_cost / in_play + TINY
+
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         """d = R(start)/R0 - b: how far the search has to go, the resource before it (with only the
         earlier budgets' synapses pruned) minus the aim; the resource dual ascends on the excess in
@@ -314,6 +327,11 @@ class PaperMinimax(Minimax):
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         return None
+
+    @staticmethod
+    def _means(group_squared: float, size: int, pruned_before: int, group_cost: float, in_play_cost: float):
+        # over the whole group, pruned weights included: np.mean, bit for bit
+        return group_squared / size + TINY, group_cost / size + TINY
 
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         return 1.0  # absolute steps: the excess itself, in fractions of R0
@@ -350,6 +368,7 @@ class SearchConstants:
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
+    in_play_costs: list = field(default_factory=list)  # per group: the costs of its weights not hard-pruned
     uniform_cost: float | None = None  # kernels.selection.uniform_cost(costs)
 
 

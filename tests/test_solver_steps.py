@@ -96,3 +96,24 @@ def test_the_solver_ranks_the_magnitudes_of_the_layers_weights_end_to_end():
     magnitudes = flat.native_magnitudes(out)
     expected = np.abs(np.concatenate([graph[name].weight.ravel() for name in flat.layers]))
     assert magnitudes is out and np.array_equal(magnitudes, expected) and magnitudes.dtype == np.float32
+
+
+def test_the_s_step_weighs_the_next_weight_against_the_weights_still_in_play():
+    # half of the synapses pruned for good (zero): the y term of the s step is the next weight's
+    # w^2 over the mean w^2 of the other half, not of the whole group (which would double it)
+    graph = load_model(sample_model_path("digits_mlp"))
+    layers = [node.name for node in graph.prunable()]
+    flat = FlatWeights(graph, layers)
+    hard_pruned = np.random.default_rng(0).random(flat.size) < 0.5
+    flat.zero(hard_pruned)
+    weights = flat.weights().astype(np.float64)
+    floor = float(hard_pruned.mean())
+    start = floor + 0.1
+    state = MinimaxState(sigma=np.array([start]), y=np.array([1.0]), z=0.0)
+    budget = Budget(target=0.05, reference=float(flat.size), fixed=0.0)
+    Minimax(flat, [slice(0, flat.size)], lr_s=0.1, lr_y=1.0, lr_z=0.1).step(state, np.ones(flat.size), hard_pruned,
+                                                                            budget)
+    following = np.sort(np.abs(weights))[int(np.ceil(start * flat.size))] ** 2
+    in_play = np.sum(weights ** 2) / np.count_nonzero(~hard_pruned)
+    distance = 1.0 - floor - budget.target  # of R0 = the synapses, each costing 1: the span is d
+    assert state.sigma[0] == pytest.approx(start - 0.1 * distance * following / in_play, rel=1e-6)
