@@ -134,7 +134,8 @@ def evaluate(
     if as_json:
         print_json(result.to_json())
     else:
-        typer.echo(f"{result.model}: {result.split} accuracy {percent(result.accuracy)} on {result.samples} samples, "
+        samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
+        typer.echo(f"{result.model}: {result.split} accuracy {percent(result.accuracy)} on {samples}, "
                    f"T={result.time_steps}, runtime {result.runtime}")
         rows = [[name, percent(rate)] for name, rate in result.firing_rates.items()]
         typer.echo(table(rows, ["neuron layer", "firing rate"]))

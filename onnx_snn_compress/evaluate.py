@@ -14,7 +14,7 @@ from .data import ModelData
 from .errors import SNNError
 from .footprint import check_run
 from .progress import Progress
-from .runtime import run
+from .runtime import check_time_steps, run
 from .simulate import SimulationResult, simulate
 
 RUNTIMES = ("sim", "onnxruntime")
@@ -71,8 +71,12 @@ def evaluate(
     progress: Progress | None = None,
 ) -> Evaluation:
     """Classification accuracy and per-layer firing rates on ``data``; ``progress``
-    (default: none) shows the samples done. Raises MemoryLimitError before any work
-    when the run would not fit in memory."""
+    (default: none) shows the samples done. ``model``: the profile file as the user has it,
+    if any. Raises MemoryLimitError before any work when the run would not fit in memory,
+    and DataError when ``model`` was written for another T (``--fixed-time-steps``), in
+    either runtime: the simulator would run a model the user does not have."""
+    if model is not None:
+        check_time_steps(model, data.time_steps)
     check_run(graph, (data,), batch_size)
     progress = Progress(quiet=True) if progress is None else progress
     if runtime == "sim":

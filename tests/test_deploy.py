@@ -147,7 +147,8 @@ def test_onnxruntime_keeps_only_the_loop_of_the_neuron_variant_in_use(tmp_path):
     assert len([op for op in ops if op in ("Mul", "Add", "Sub", "Cast", "Greater", "GreaterOrEqual")]) <= 4 * (6 + 5)
 
 
-@pytest.mark.parametrize("command", [["evaluate", "--runtime", "onnxruntime"], ["bench", "--repeats", "1"]])
+@pytest.mark.parametrize("command", [["evaluate", "--runtime", "onnxruntime"], ["evaluate", "--runtime", "sim"],
+                                     ["bench", "--repeats", "1"]])
 def test_a_model_for_fixed_time_steps_refuses_other_inputs_in_one_line(tmp_path, capsys, monkeypatch, command):
     path = tmp_path / "t6.onnx"
     save(load_model(sample_model_path("digits_mlp")), path, time_steps=6)
