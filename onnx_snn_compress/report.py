@@ -30,9 +30,12 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.3g} %"
 
 
-def count(value: float) -> str:
-    """An operation or synapse count: ``306,432``, ``12.3 M`` from ten million on."""
-    return f"{value / 1e6:.3g} M" if value >= 1e7 else f"{value:,.0f}"
+def count(value: float, millions: bool | None = None) -> str:
+    """An operation or synapse count: ``306,432``, ``12.3 M`` from ten million on. ``millions``
+    forces the unit, so that a table column reads in one (``6.51 M`` beside ``16.8 M``)."""
+    if millions is None:
+        millions = value >= 1e7
+    return f"{value / 1e6:.3g} M" if millions else f"{value:,.0f}"
 
 
 def energy(picojoules: float) -> str:
@@ -56,9 +59,11 @@ def seconds(value: float) -> str:
 # ---------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------
-def _figure_cells(figures: dict) -> list[str]:
-    return [count(figures["params"]), count(figures["macs"]), count(figures.get("effective_macs", math.nan)),
-            count(figures["synops"]), energy(figures["energy"])]
+_COUNTED = ("params", "macs", "effective_macs", "synops")
+
+
+def _figure_cells(figures: dict, millions: dict) -> list[str]:
+    return [*(count(figures.get(key, math.nan), millions[key]) for key in _COUNTED), energy(figures["energy"])]
 
 
 def table(report: dict) -> str:
@@ -66,14 +71,17 @@ def table(report: dict) -> str:
     header = ["budget", "kept", "synapses", "MACs (dense)", "eff. MACs", "SynOps", "energy",
               "val acc", "test acc", "test acc (ORT)", "note"]
     source = report["input"]
-    rows = [["input", "100 %", *_figure_cells(source["figures"]), percent(source["accuracy"].get("val")),
+    every = [source["figures"], *(entry["figures"] for entry in report["budgets"])]
+    # one unit per column: millions when any row reaches ten million
+    millions = {key: any(figures.get(key, 0) >= 1e7 for figures in every) for key in _COUNTED}
+    rows = [["input", "100 %", *_figure_cells(source["figures"], millions), percent(source["accuracy"].get("val")),
              percent(source["accuracy"].get("test")), "", ""]]
     for entry in report["budgets"]:
         accuracy = entry["accuracy"]
         notes = [n for n, flag in (("forced", entry["forced"]), ("repaired", entry["repaired"]),
                                    ("RUNTIMES DISAGREE", not entry["runtimes_agree"])) if flag]
         rows.append([
-            f"{entry['budget']:g}", percent(entry["achieved"]), *_figure_cells(entry["figures"]),
+            f"{entry['budget']:g}", percent(entry["achieved"]), *_figure_cells(entry["figures"], millions),
             percent(accuracy.get("val")), percent(accuracy.get("test")), percent(accuracy.get("test_onnxruntime")),
             ", ".join(notes),
         ])

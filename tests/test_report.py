@@ -70,6 +70,15 @@ def test_the_table_rounds_every_number_and_names_the_measurement():
     assert not re.search(r"\d\.\d{4,}", text)  # no full-precision floats: those live in report.json
 
 
+def test_a_column_reads_in_one_unit_when_its_largest_count_reaches_ten_million():
+    report = sample_report()
+    report["input"]["figures"]["macs"] = 16_800_000
+    report["budgets"][0]["figures"]["macs"] = 6_508_460
+    text = table(report)
+    assert "16.8 M" in text and "6.51 M" in text and "6,508,460" not in text
+    assert "2,241" in text  # the synapse column stays exact
+
+
 # -- figures, the page, and the report command --------------------------------------------
 def test_render_writes_every_figure_and_a_self_contained_page_without_touching_the_report(tmp_path):
     pytest.importorskip("matplotlib")
