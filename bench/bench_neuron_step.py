@@ -34,7 +34,8 @@ node = helper.make_node
 CONSTANTS = {"one": 1.0, "zero": 0.0, "beta": 0.9}
 
 SPIKE_FORMS = {  # H -> S; each with whether it fires on equality
-    "GreaterOrEqual + Cast": (True, [node("GreaterOrEqual", ["h", "one"], ["fired"]), node("Cast", ["fired"], ["s"], to=F)]),
+    "GreaterOrEqual + Cast": (True, [node("GreaterOrEqual", ["h", "one"], ["fired"]),
+                                     node("Cast", ["fired"], ["s"], to=F)]),
     "Floor + Clip": (True, [node("Floor", ["h"], ["floor"]), node("Clip", ["floor", "zero", "one"], ["s"])]),
     "GreaterOrEqual + Where": (True, [node("GreaterOrEqual", ["h", "one"], ["fired"]),
                                       node("Where", ["fired", "one", "zero"], ["s"])]),
@@ -86,7 +87,7 @@ def _loop_model(step, scan_output: str, kind: int, shape) -> bytes:
 
 
 def _reference_loop(drive: np.ndarray) -> np.ndarray:
-    """The simulator's order of float32 operations for this neuron."""
+    """The spikes in numpy, in the loop's order of float32 operations (decay, input, fire, reset)."""
     v, spikes = np.zeros(drive.shape[1:], np.float32), np.empty_like(drive)
     for t, x in enumerate(drive):
         h = v * np.float32(CONSTANTS["beta"]) + x

@@ -99,7 +99,8 @@ def node_times(path: str, batch: int, time_steps: int, runs: int, floor: bool) -
     """(node, op type, kernel calls per run, median microseconds per run) of each node of the
     model (with ``floor``, of its floor: every neuron layer ``Identity``), slowest first. The
     ops inside the neuron loops are one node for every layer and time step, as onnxruntime
-    names them by the function's body."""
+    names them by the function's body; a ``Scan`` node's time is its whole loop, those ops
+    included."""
     shape, model = profile_model(path)
     calls = kernel_times(neurons_replaced(model, "Identity") if floor else model, shape, batch, time_steps, runs)
     per_run = len(calls) // runs
@@ -172,6 +173,7 @@ def main() -> None:
             rows = node_times(path, args.batch, args.time_steps, args.runs, args.floor)
             print(f"{path}: {sum(row[3] for row in rows if row[1] != 'Scan'):.0f} us of kernels per run")
             for name, op, calls, microseconds in rows[:args.top]:
+                op = "Scan (its loop)" if op == "Scan" else op
                 print(f"  {name:<36} {op:<16} {calls:4.0f} calls {microseconds:9.1f} us")
         return
     if args.floor:

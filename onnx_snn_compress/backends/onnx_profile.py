@@ -727,7 +727,8 @@ def to_model(graph: ir.Graph, storage: str = "dense", time_steps: int | None = N
     ``storage="compact"`` writes each pruned weight tensor as a packed bitmask and its
     nonzero values (``snn::MaskedWeight``; docs/profile.md, "Compact storage").
     ``time_steps`` fixes T and writes the neurons' time loop unrolled, which onnxruntime
-    runs faster than a Scan (docs/profile.md, "Fixed time steps"). Raises ModelError for
+    runs faster than a Scan on small networks, not on large layers (docs/profile.md,
+    "Fixed time steps"). Raises ModelError for
     an unknown storage or a T outside [1, MAX_UNROLLED_STEPS].
     """
     writer = _Writer(graph, storage, time_steps)
