@@ -22,10 +22,12 @@ layer at the cost of one kernel call), and with each neuron layer alone replaced
 ``Identity`` (what that layer costs: the difference to the model as it is). Each
 column after the first model's gives its speed-up over the first model in that row.
 
-``--by-node`` prints the profiler's kernel time per node (the median of ``--runs`` runs)
-and its calls per run, slowest first: which convolution, ``Gemm``, reorder or pool costs
-what (with ``--floor``, in the model whose neuron layers are ``Identity``). The profiler's
-own cost is in every figure: compare nodes of similar cost, or the same node in two models.
+``--by-node`` prints the profiler's kernel time per node (its fastest of ``--runs`` runs,
+the figure other processes disturb least) and its calls per run, slowest first, then the
+sums by kind (convolutions, ``Gemm``, NCHWc reorders, pools, neuron loops, other): which
+part costs what (with ``--floor``, in the model whose neuron layers are ``Identity``).
+The profiler's own cost is in every figure: compare nodes of similar cost, or the same
+node in two models.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float,
 
 
 def node_times(path: str, batch: int, time_steps: int, runs: int, floor: bool) -> list[tuple[str, str, float, float]]:
-    """(node, op type, kernel calls per run, median microseconds per run) of each node of the
+    """(node, op type, kernel calls per run, fewest microseconds in one run) of each node of the
     model (with ``floor``, of its floor: every neuron layer ``Identity``), slowest first. The
     ops inside the neuron loops are one node for every layer and time step, as onnxruntime
     names them by the function's body; a ``Scan`` node's time is its whole loop, those ops
@@ -108,8 +110,22 @@ def node_times(path: str, batch: int, time_steps: int, runs: int, floor: bool) -
     for index, (name, op, microseconds) in enumerate(calls):
         totals[name, op][index // per_run] += microseconds
     counts = collections.Counter((name, op) for name, op, _ in calls)
-    rows = [(name, op, counts[name, op] / runs, float(np.median(values))) for (name, op), values in totals.items()]
+    rows = [(name, op, counts[name, op] / runs, min(values)) for (name, op), values in totals.items()]
     return sorted(rows, key=lambda row: -row[3])
+
+
+NODE_KINDS = {"Conv": "convolutions", "Gemm": "Gemm", "MatMul": "Gemm", "ReorderInput": "NCHWc reorders",
+              "ReorderOutput": "NCHWc reorders", "MaxPool": "pools", "AveragePool": "pools", "Scan": "neuron loops"}
+
+
+def node_kinds(rows: list[tuple[str, str, float, float]]) -> dict[str, float]:
+    """Microseconds per run of each kind of node of :func:`node_times`'s rows; the ops inside
+    the loops (more than one call per run) are in "neuron loops", the other nodes in "other"."""
+    kinds = collections.Counter()
+    for _, op, calls, microseconds in rows:
+        if op in NODE_KINDS or calls <= 1:
+            kinds[NODE_KINDS.get(op, "other")] += microseconds
+    return dict(kinds)
 
 
 def neurons_replaced(model: onnx.ModelProto, op: str, layer: str | None = None) -> onnx.ModelProto:
@@ -167,7 +183,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15, help="--by-node: the slowest nodes shown")
     args = parser.parse_args()
     if args.by_node:
-        print(f"onnxruntime profile, 1 thread, batch {args.batch}, T={args.time_steps}, median of {args.runs} runs"
+        print(f"onnxruntime profile, 1 thread, batch {args.batch}, T={args.time_steps}, fastest of {args.runs} runs"
               f"{', neuron layers as Identity' if args.floor else ''}; load average {os.getloadavg()[0]:.1f}")
         for path in args.models:
             rows = node_times(path, args.batch, args.time_steps, args.runs, args.floor)
@@ -175,6 +191,7 @@ def main() -> None:
             for name, op, calls, microseconds in rows[:args.top]:
                 op = "Scan (its loop)" if op == "Scan" else op
                 print(f"  {name:<36} {op:<16} {calls:4.0f} calls {microseconds:9.1f} us")
+            print("  by kind: " + ", ".join(f"{kind} {value:.0f} us" for kind, value in node_kinds(rows).items()))
         return
     if args.floor:
         print(f"onnxruntime, 1 thread, batch {args.batch}, T={args.time_steps}, fastest of {args.rounds} rounds of "
