@@ -120,7 +120,8 @@ NODE_KINDS = {"Conv": "convolutions", "Gemm": "Gemm", "MatMul": "Gemm", "Reorder
 
 def node_kinds(rows: list[tuple[str, str, float, float]]) -> dict[str, float]:
     """Microseconds per run of each kind of node of :func:`node_times`'s rows; the ops inside
-    the loops (more than one call per run) are in "neuron loops", the other nodes in "other"."""
+    the loops of the Scan form (more than one call per run) are in "neuron loops" with their
+    Scan, the other nodes in "other"."""
     kinds = collections.Counter()
     for _, op, calls, microseconds in rows:
         if op in NODE_KINDS or calls <= 1:
