@@ -2,6 +2,7 @@
 
     python bench/bench_ort_profile.py MODEL.onnx [MODEL.onnx ...] [--batch 64] [--time-steps 8] [--runs 10]
     python bench/bench_ort_profile.py DENSE.onnx PRUNED.onnx --floor [--batch 1] [--runs 300] [--rounds 7]
+    python bench/bench_ort_profile.py MODEL.onnx [MODEL.onnx ...] --by-node [--floor] [--batch 1] [--runs 200]
 
 Runs each model (any file the ``bench`` command reads, converted to the profile as it
 would be) ``--runs`` times on one thread with ``SessionOptions.enable_profiling`` and
@@ -20,6 +21,13 @@ neuron layer replaced by one elementwise op over all its time steps (``Relu``: a
 layer at the cost of one kernel call), and with each neuron layer alone replaced by
 ``Identity`` (what that layer costs: the difference to the model as it is). Each
 column after the first model's gives its speed-up over the first model in that row.
+
+``--by-node`` prints the profiler's kernel time per node (its fastest of ``--runs`` runs,
+the figure other processes disturb least) and its calls per run, slowest first, then the
+sums by kind (convolutions, ``Gemm``, NCHWc reorders, pools, neuron loops, other): which
+part costs what (with ``--floor``, in the model whose neuron layers are ``Identity``).
+The profiler's own cost is in every figure: compare nodes of similar cost, or the same
+node in two models.
 """
 
 from __future__ import annotations
@@ -59,10 +67,9 @@ def session(model: onnx.ModelProto, profile_prefix: str | None = None) -> ort.In
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float, float, dict[str, float], int]:
-    """(ms per run, share of the Scan nodes, share per op type of the kernel time without them,
-    kernel calls per run without the Scan nodes themselves)."""
-    shape, model = profile_model(path)
+def kernel_times(model: onnx.ModelProto, shape, batch: int, time_steps: int, runs: int) -> list[tuple[str, str, float]]:
+    """(node name, op type, microseconds) of every kernel call in ``runs`` profiled runs, after
+    3 warm-up runs (every run makes the same calls, so theirs are the first 3 / (3 + runs))."""
     with tempfile.TemporaryDirectory() as folder:
         runner = session(model, os.path.join(folder, "profile"))
         feed = {runner.get_inputs()[0].name: np.random.default_rng(0).random(
@@ -70,17 +77,56 @@ def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float,
         for _ in range(3 + runs):
             runner.run(None, feed)
         with open(runner.end_profiling()) as file:
-            events = json.load(file)
+            calls = [(event["name"][: -len("_kernel_time")], event["args"].get("op_name", "?"), event["dur"])
+                     for event in json.load(file)
+                     if event.get("cat") == "Node" and event["name"].endswith("_kernel_time")]
+    return calls[len(calls) * 3 // (3 + runs):]
+
+
+def op_shares(path: str, batch: int, time_steps: int, runs: int) -> tuple[float, float, dict[str, float], int]:
+    """(ms per run, share of the Scan nodes, share per op type of the kernel time without them,
+    kernel calls per run without the Scan nodes themselves)."""
+    shape, model = profile_model(path)
     per_op, calls = collections.Counter(), 0
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            op = event["args"].get("op_name", "?")
-            per_op[op] += event["dur"]
-            calls += op != "Scan"
+    for _, op, microseconds in kernel_times(model, shape, batch, time_steps, runs):
+        per_op[op] += microseconds
+        calls += op != "Scan"
     scan = per_op.pop("Scan", 0)
     total = sum(per_op.values())
     shares = {op: time / total for op, time in per_op.most_common()}
-    return total / (3 + runs) / 1e3, scan / total, shares, calls // (3 + runs)
+    return total / runs / 1e3, scan / total, shares, calls // runs
+
+
+def node_times(path: str, batch: int, time_steps: int, runs: int, floor: bool) -> list[tuple[str, str, float, float]]:
+    """(node, op type, kernel calls per run, fewest microseconds in one run) of each node of the
+    model (with ``floor``, of its floor: every neuron layer ``Identity``), slowest first. The
+    ops inside the neuron loops are one node for every layer and time step, as onnxruntime
+    names them by the function's body; a ``Scan`` node's time is its whole loop, those ops
+    included."""
+    shape, model = profile_model(path)
+    calls = kernel_times(neurons_replaced(model, "Identity") if floor else model, shape, batch, time_steps, runs)
+    per_run = len(calls) // runs
+    totals: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0] * runs)
+    for index, (name, op, microseconds) in enumerate(calls):
+        totals[name, op][index // per_run] += microseconds
+    counts = collections.Counter((name, op) for name, op, _ in calls)
+    rows = [(name, op, counts[name, op] / runs, min(values)) for (name, op), values in totals.items()]
+    return sorted(rows, key=lambda row: -row[3])
+
+
+NODE_KINDS = {"Conv": "convolutions", "Gemm": "Gemm", "MatMul": "Gemm", "ReorderInput": "NCHWc reorders",
+              "ReorderOutput": "NCHWc reorders", "MaxPool": "pools", "AveragePool": "pools", "Scan": "neuron loops"}
+
+
+def node_kinds(rows: list[tuple[str, str, float, float]]) -> dict[str, float]:
+    """Microseconds per run of each kind of node of :func:`node_times`'s rows; the ops inside
+    the loops of the Scan form (more than one call per run) are in "neuron loops" with their
+    Scan, the other nodes in "other"."""
+    kinds = collections.Counter()
+    for _, op, calls, microseconds in rows:
+        if op in NODE_KINDS or calls <= 1:
+            kinds[NODE_KINDS.get(op, "other")] += microseconds
+    return dict(kinds)
 
 
 def neurons_replaced(model: onnx.ModelProto, op: str, layer: str | None = None) -> onnx.ModelProto:
@@ -133,7 +179,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--floor", action="store_true", help="wall-clock times with neuron layers replaced")
     parser.add_argument("--rounds", type=int, default=5, help="--floor: rounds of --runs runs, the fastest run kept")
+    parser.add_argument("--by-node", action="store_true",
+                        help="the profiler's time per node (with --floor: of the floor, every neuron layer Identity)")
+    parser.add_argument("--top", type=int, default=15, help="--by-node: the slowest nodes shown")
     args = parser.parse_args()
+    if args.by_node:
+        print(f"onnxruntime profile, 1 thread, batch {args.batch}, T={args.time_steps}, fastest of {args.runs} runs"
+              f"{', neuron layers as Identity' if args.floor else ''}; load average {os.getloadavg()[0]:.1f}")
+        for path in args.models:
+            rows = node_times(path, args.batch, args.time_steps, args.runs, args.floor)
+            print(f"{path}: {sum(row[3] for row in rows if row[1] != 'Scan'):.0f} us of kernels per run")
+            for name, op, calls, microseconds in rows[:args.top]:
+                op = "Scan (its loop)" if op == "Scan" else op
+                print(f"  {name:<36} {op:<16} {calls:4.0f} calls {microseconds:9.1f} us")
+            print("  by kind: " + ", ".join(f"{kind} {value:.0f} us" for kind, value in node_kinds(rows).items()))
+        return
     if args.floor:
         print(f"onnxruntime, 1 thread, batch {args.batch}, T={args.time_steps}, fastest of {args.rounds} rounds of "
               f"{args.runs} runs; load average at start {os.getloadavg()[0]:.1f}")

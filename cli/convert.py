@@ -23,7 +23,7 @@ def convert(
     remove_dead: bool = RemoveDeadOpt,
     fixed_time_steps: Optional[int] = typer.Option(
         None, "--fixed-time-steps", help="Write the model for this T only, the neurons' time loop unrolled "
-        "(faster in onnxruntime than the Scan of the default, which runs any T)."),
+        "(faster in onnxruntime than the Scan of the default, which runs any T, on small networks only)."),
     as_json: bool = JsonOpt,
 ):
     """Write SOURCE as TARGET, keeping its output (the spike train when SOURCE returns one).

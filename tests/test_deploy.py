@@ -139,7 +139,7 @@ def test_onnxruntime_keeps_only_the_loop_of_the_neuron_variant_in_use(tmp_path):
     ort.InferenceSession(to_model(graph, time_steps=4).SerializeToString(), options, providers=["CPUExecutionProvider"])
     ops = [node.op_type for node in onnx.load(str(optimized)).graph.node]
     assert "If" not in ops and "Scan" not in ops
-    assert "Where" not in ops  # the reset is arithmetic (backends/onnx_profile.py, bench/bench_reset.py)
+    assert "Where" not in ops  # the reset is arithmetic (backends/onnx_profile.py, bench/bench_neuron_step.py)
     assert ops.count("GreaterOrEqual") == ops.count("Greater") == 4  # each neuron's own comparison only
     # no hard-reset ops; lif2's immediate subtract reset with threshold 1 is H - S (one Sub per step),
     # lif1's delayed one keeps S * reset_value

@@ -81,7 +81,7 @@ def _apply_reset(potential: str, terms: tuple[str | None, str | None], n,
     reset_value`` after a spike (``P - v_threshold``, ``P`` or ``v_reset``) and ``P`` without
     one; a term that is absent (see :func:`_reset_terms`) would add an exact 0.0 or multiply by
     1.0, which changes no spike. Not ``Where``: onnxruntime's Where is the slowest op of the
-    step on large layers (bench/bench_reset.py). With ``unit`` the jump term is S, subtracted."""
+    step on large layers (bench/bench_neuron_step.py). With ``unit`` the jump term is S, subtracted."""
     factor, jump_term = terms
     nodes = []
     if factor is not None:
@@ -727,7 +727,8 @@ def to_model(graph: ir.Graph, storage: str = "dense", time_steps: int | None = N
     ``storage="compact"`` writes each pruned weight tensor as a packed bitmask and its
     nonzero values (``snn::MaskedWeight``; docs/profile.md, "Compact storage").
     ``time_steps`` fixes T and writes the neurons' time loop unrolled, which onnxruntime
-    runs faster than a Scan (docs/profile.md, "Fixed time steps"). Raises ModelError for
+    runs faster than a Scan on small networks, not on large layers (docs/profile.md,
+    "Fixed time steps"). Raises ModelError for
     an unknown storage or a T outside [1, MAX_UNROLLED_STEPS].
     """
     writer = _Writer(graph, storage, time_steps)
