@@ -7,7 +7,6 @@ from typing import List, Optional
 
 import typer
 
-from ..compress import STEP_SPLITS
 from ..gates import SELECTIONS
 from ..profile import STORAGES
 from ..resources import RESOURCES
@@ -23,7 +22,6 @@ Granularity = choices("Granularity", ("global", "layer"))
 Select = choices("Select", SELECTIONS)
 Structure = choices("Structure", STRUCTURES)
 Storage = choices("Storage", STORAGES)
-StepSplit = choices("StepSplit", STEP_SPLITS)
 
 
 @app.command()
@@ -40,8 +38,6 @@ def compress(
     prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first, unless the first holds most synapses."),
     out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json, config.toml)."),
     steps_per_budget: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),
-    step_split: StepSplit = typer.Option("equal", "--step-split", help="equal: --steps-per-budget for each budget; log: the "
-                                         "same total shared in proportion to ln(1 / budget), more for the smaller budgets."),
     search_fraction: float = typer.Option(0.5, "--search-fraction", help="Most of a budget's steps the search may use (the rest finetunes)."),
     finetune_lr_factor: float = typer.Option(10.0, "--finetune-lr-factor", help="Each budget's finetune restarts a cosine at this x --lr."),
     min_output_synapses: int = typer.Option(1, "--min-output-synapses", min=0, help="Each output neuron keeps at least its this many strongest synapses (when the output layer is pruned)."),

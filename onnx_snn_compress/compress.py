@@ -68,7 +68,6 @@ DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1
 # given (docs/solver.md); 0 for the baselines and the reference, which stay as they are
 DEFAULT_LAYER_FLOOR = {"minimax": 0.0, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
-STEP_SPLITS = ("equal", "log")
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
 
@@ -80,7 +79,6 @@ class CompressConfig:
     granularity: str = "global"  # global | layer (minimax only)
     prunable: list[str] | None = None  # None: pruning.default_prunable (all but the first, unless it holds most)
     steps_per_budget: int = 300
-    step_split: str = "equal"  # equal | log: how the schedule's len(budgets) x steps_per_budget steps are shared
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
     finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
@@ -116,8 +114,6 @@ class CompressConfig:
             raise SNNError(f"unknown granularity {self.granularity!r}; choose global or layer")
         if self.steps_per_budget < 1 or self.eval_every < 1:
             raise SNNError("--steps-per-budget and --eval-every must be at least 1")
-        if self.step_split not in STEP_SPLITS:
-            raise SNNError(f"unknown step split {self.step_split!r}; choose one of {', '.join(STEP_SPLITS)}")
         for name in ("lr_s", "dual_lr_y", "dual_lr_z"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -177,23 +173,6 @@ class RunState:
     layer_floors: np.ndarray | None = None  # per pruned layer: the synapses it keeps at least in this budget
     fixed: float = 0.0  # resource of the synapse layers that are not pruned
     results: list = field(default_factory=list)
-
-
-def split_steps(budgets: list[float], steps_per_budget: int, split: str = "equal") -> list[int]:
-    """The training steps of each budget (``budgets`` largest first), K x n in all (K budgets,
-    n = ``steps_per_budget``). ``equal``: n each. ``log``: in proportion to ln(1 / b_k), the
-    compression ratio each budget reaches from the input model (5 / 2 / 1 %, n = 200:
-    156 / 204 / 240), rounded by largest remainders, at least one each (all equal when every
-    b_k = 1)."""
-    total = len(budgets) * steps_per_budget
-    weights = np.array([math.log(1.0 / budget) for budget in budgets])
-    if split == "equal" or weights.sum() <= 0:
-        return [steps_per_budget] * len(budgets)
-    shares = 1 + (total - len(budgets)) * weights / weights.sum()  # one each, the rest shared
-    steps = np.floor(shares).astype(int)
-    for index in np.argsort(-(shares - steps), kind="stable")[:total - int(steps.sum())]:
-        steps[index] += 1
-    return [int(count) for count in steps]
 
 
 def _graph_bytes(graph: ir.Graph) -> np.ndarray:
@@ -287,8 +266,7 @@ class Compression:
             self.groups = [part for _, part in units.layer_slices()]
         else:
             self.groups = [slice(0, units.size)]
-        self.budget_steps = split_steps(sorted(config.budgets, reverse=True), config.steps_per_budget, config.step_split)
-        total = sum(self.budget_steps)  # len(budgets) x steps_per_budget, however they are split
+        total = len(config.budgets) * config.steps_per_budget
         self.trainer = Trainer(self.graph, train, val, config.train, total_steps=total)  # checks the memory first
         self.trainer.distill = DEFAULT_DISTILL[config.method] if config.distill is None else config.distill
         if self.trainer.distill > 0:
@@ -296,10 +274,11 @@ class Compression:
         measure = val if val is not None else train
         self.measure_x = measure.inputs(slice(0, config.measure_samples))
         factor = DEFAULT_SEARCH_LR_FACTOR[config.method] if config.search_lr_factor is None else config.search_lr_factor
+        per_phase = CosineSchedule(factor * config.train.lr, config.steps_per_budget)
         if config.method == "minimax-paper":  # the search at the base rate (its finetune: below)
             self.search_schedule = lambda step: config.train.lr
         elif config.train.schedule == "cosine":  # restart the cosine for every budget's steps
-            self.search_schedule = lambda step: CosineSchedule(factor * config.train.lr, self._steps)(self.state.phase_step)
+            self.search_schedule = lambda step: per_phase(step % config.steps_per_budget)
         else:
             schedule = self.trainer.schedule
             self.search_schedule = lambda step: factor * schedule(step)
@@ -358,7 +337,7 @@ class Compression:
         factor = 10.0 if config.method == "minimax-paper" else config.finetune_lr_factor
         if state.stage != "finetune":
             return self.search_schedule(step)
-        finetune_steps = max(1, self._steps - state.search_steps)
+        finetune_steps = max(1, config.steps_per_budget - state.search_steps)
         return CosineSchedule(factor * config.train.lr, finetune_steps)(state.phase_step - state.search_steps)
 
     # -- measurements --------------------------------------------------------------
@@ -491,8 +470,9 @@ class Compression:
             state.hard_pruned = self.flat.weights() == 0.0
             if state.hard_pruned.any():
                 self._set_masks(state.hard_pruned)
-        with self.progress.task("compress", sum(self.budget_steps),
-                                completed=sum(self.budget_steps[:state.budget_index]) + state.phase_step) as self._task:
+        steps = self.config.steps_per_budget
+        with self.progress.task("compress", len(self.budgets) * steps,
+                                completed=state.budget_index * steps + state.phase_step) as self._task:
             while state.budget_index < len(self.budgets):
                 if state.stage == "start":
                     self._timed("search", self._start_phase)
@@ -578,12 +558,7 @@ class Compression:
 
     @property
     def _search_limit(self) -> int:
-        return max(1, int(self.config.search_fraction * self._steps))
-
-    @property
-    def _steps(self) -> int:
-        """The training steps of the current budget (all of them: search and finetune)."""
-        return self.budget_steps[min(self.state.budget_index, len(self.budget_steps) - 1)]
+        return max(1, int(self.config.search_fraction * self.config.steps_per_budget))
 
     def _search(self) -> None:
         state, config = self.state, self.config
@@ -670,11 +645,11 @@ class Compression:
 
     def _finetune(self) -> None:
         state, config = self.state, self.config
-        while state.phase_step < self._steps:
+        while state.phase_step < config.steps_per_budget:
             loss, _, _ = self.trainer.train_step()
             state.phase_step += 1
             self._advance(loss)
-            if state.phase_step % config.eval_every == 0 or state.phase_step == self._steps:
+            if state.phase_step % config.eval_every == 0 or state.phase_step == config.steps_per_budget:
                 self._consider_snapshot()
                 self._checkpoint()
         state.stage = "finish"
@@ -752,7 +727,7 @@ class Compression:
             "runtimes_agree": agreement,
             "model": str(model_path.relative_to(self.out)),
             "search_steps": self.state.search_steps,
-            "finetune_steps": self._steps - self.state.search_steps,
+            "finetune_steps": self.config.steps_per_budget - self.state.search_steps,
             "best_finetune_step": self.state.best_step,
             "forced": self.state.forced,
             "repaired": repaired,

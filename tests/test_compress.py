@@ -27,7 +27,7 @@ from onnx_snn_compress import ir
 from onnx_snn_compress.backends.onnx_profile import save
 from onnx_snn_compress.api import CONFIG_FILE
 from onnx_snn_compress.compress import (CHECKPOINT, DEFAULT_DISTILL, DEFAULT_SEARCH_LR_FACTOR, REPORT, CompressConfig,
-                                       Compression, split_steps)
+                                       Compression)
 from onnx_snn_compress.data import ModelData
 from onnx_snn_compress.errors import SNNError
 from onnx_snn_compress.frontends import load_model
@@ -743,7 +743,6 @@ def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, c
     ("--distill", "1.5", "--distill must lie in [0, 1]"),
     ("--search-lr-factor", "0", "--search-lr-factor must be a positive number"),
     ("--layer-floor", "1.5", "--layer-floor must lie in [0, 1]"),
-    ("--step-split", "cubic", "'cubic' is not one of 'equal', 'log'"),
 ])
 def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, option, value, fragment):
     model, data = cli_files(tmp_path)
@@ -834,22 +833,6 @@ def test_every_output_neuron_keeps_its_strongest_synapses_when_asked(tmp_path, m
     models = check_exported(report, tmp_path, graph, config(**changes))
     for model in models:
         assert np.all(np.count_nonzero(model["fc3"].weight, axis=1) >= 2)
-
-
-@pytest.mark.parametrize("budgets, steps", [((0.05, 0.02, 0.01), 200), ((0.3, 0.2, 0.1, 0.05), 300), ((0.5, 0.1), 3),
-                                            ((1.0, 0.5), 7)])
-def test_a_log_step_split_keeps_the_total_and_gives_smaller_budgets_more_steps(budgets, steps):
-    shares = split_steps(list(budgets), steps, "log")
-    assert sum(shares) == len(budgets) * steps and min(shares) >= 1
-    assert shares == sorted(shares) and shares[-1] > shares[0]
-    assert split_steps(list(budgets), steps, "equal") == [steps] * len(budgets)
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_each_budget_trains_its_share_of_a_log_split(tmp_path, method):
-    report = compress(tiny_mlp(), tmp_path, method=method, budgets=(0.6, 0.2), step_split="log")
-    done = [entry["search_steps"] + entry["finetune_steps"] for entry in report["budgets"]]
-    assert done == split_steps([0.6, 0.2], 20, "log") and done[1] > done[0]
 
 
 def layer_counts(report: dict) -> list[dict[str, int]]:
