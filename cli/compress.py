@@ -45,9 +45,6 @@ def compress(
                                             "as a target in the loss (distillation). Default: 0.9 for minimax, 0 otherwise."),
     search_lr_factor: Optional[float] = typer.Option(None, "--search-lr-factor", help="The search stage's cosine starts at this x --lr "
                                                      "(not minimax-paper's). Default: 3 for minimax, 1 for gradual."),
-    layer_floor: Optional[float] = typer.Option(None, "--layer-floor", help="Each pruned layer keeps at least this share "
-                                                "of the synapses one-shot magnitude pruning would keep in it (minimax's "
-                                                "layer allocation). Default: 0 (no floor)."),
     eval_every: int = typer.Option(50, "--eval-every", help="Steps between validations (and checkpoints)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the weights (Adam)."),
     batch_size: int = typer.Option(64, "--batch-size"),

@@ -64,9 +64,6 @@ DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "grad
 # the search's learning rate when --search-lr-factor is not given (docs/solver.md: measured); minimax-paper
 # searches at the constant base rate as the authors' code does, and magnitude has no search
 DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
-# the share of one-shot magnitude pruning's per-layer allocation a layer keeps at least when --layer-floor is not
-# given (docs/solver.md); 0 for the baselines and the reference, which stay as they are
-DEFAULT_LAYER_FLOOR = {"minimax": 0.0, "minimax-paper": 0.0, "magnitude": 0.0, "gradual": 0.0}
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
@@ -84,7 +81,6 @@ class CompressConfig:
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
     search_lr_factor: float | None = None  # the search's cosine starts at this x lr; None: DEFAULT_SEARCH_LR_FACTOR[method]
-    layer_floor: float | None = None  # share of magnitude's per-layer allocation kept at least; None: DEFAULT_LAYER_FLOOR
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -132,11 +128,6 @@ class CompressConfig:
                 "it searches at --lr, as the authors' code does)" if self.method == "minimax-paper" else "it has no search)"))
         if self.distill is not None and not 0.0 <= self.distill <= 1.0:  # false for NaN too
             raise SNNError(f"--distill must lie in [0, 1], got {self.distill}")
-        if self.layer_floor is not None and not 0.0 <= self.layer_floor <= 1.0:  # false for NaN too
-            raise SNNError(f"--layer-floor must lie in [0, 1], got {self.layer_floor}")
-        if self.layer_floor and self.structure != "none":
-            raise SNNError("--layer-floor applies to single synapses, not to --structure channel (each layer keeps its "
-                           "strongest channel there)")
         if self.min_output_synapses < 0:
             raise SNNError(f"--min-output-synapses must be >= 0, got {self.min_output_synapses}")
         if self.structure not in STRUCTURES:
@@ -170,7 +161,6 @@ class RunState:
     hard_pruned: np.ndarray | None = None  # flat bool: pruned for good (earlier budgets)
     phase_pruned: np.ndarray | None = None  # flat bool: this budget's mask (finetune stage)
     costs: np.ndarray | None = None  # flat per-weight costs of the current activity
-    layer_floors: np.ndarray | None = None  # per pruned layer: the synapses it keeps at least in this budget
     fixed: float = 0.0  # resource of the synapse layers that are not pruned
     results: list = field(default_factory=list)
 
@@ -300,31 +290,11 @@ class Compression:
         """The order of pruning: by magnitude, with each output neuron's ``min_output_synapses``
         strongest synapses last (when the output layer is pruned), so no class is disconnected."""
         output = self.graph.prunable()[-1].name
-        ranked = magnitudes
-        if self.config.min_output_synapses > 0 and output in self.layers:
-            part = dict(self.flat.layer_slices())[output]
-            rows = self.graph[output].weight.shape[0]
-            ranked = protect_strongest(ranked, part, rows, self.config.min_output_synapses)
-        if self.state.layer_floors is not None:
-            for (_, part), floor in zip(self.flat.layer_slices(), self.state.layer_floors):
-                ranked = protect_strongest(ranked, part, 1, int(floor))
-        return ranked
-
-    def _layer_floors(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> np.ndarray | None:
-        """Per pruned layer l, the synapses it keeps at least in this budget (its strongest ones are
-        ranked last, as the output neurons' are in :meth:`_rank`):
-
-            F_l = floor(f * K_l),  K_l = the synapses of l that one-shot magnitude pruning of the
-                                         weights at the search's start would keep,
-
-        f = ``layer_floor``. None when f = 0 or with ``structure="channel"``."""
-        share = DEFAULT_LAYER_FLOOR[self.config.method] if self.config.layer_floor is None else self.config.layer_floor
-        if share == 0 or self.units is not None:
-            return None
-        self.state.layer_floors = None  # the allocation of the plain order
-        kept = ~magnitude_to_budget(self._magnitudes(), costs, hard_pruned, budget)
-        return np.array([math.floor(share * np.count_nonzero(kept[part])) for _, part in self.flat.layer_slices()],
-                        dtype=np.int64)
+        if self.config.min_output_synapses == 0 or output not in self.layers:
+            return magnitudes
+        part = dict(self.flat.layer_slices())[output]
+        rows = self.graph[output].weight.shape[0]
+        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses)
 
     def _magnitudes(self) -> np.ndarray:
         """|w| of the prunable weights, in the order of :meth:`_rank`."""
@@ -378,7 +348,7 @@ class Compression:
                 "solver": None if state.solver is None else {"z": state.solver.z},
             })),
         }
-        for name in ("hard_pruned", "phase_pruned", "costs", "layer_floors"):
+        for name in ("hard_pruned", "phase_pruned", "costs"):
             if getattr(state, name) is not None:
                 arrays[name] = getattr(state, name)
         if state.solver is not None:
@@ -432,7 +402,7 @@ class Compression:
             search_steps=meta["search_steps"], forced=meta["forced"], gradual_start=meta["gradual_start"],
             best_val=meta["best_val"], best_step=meta["best_step"], results=meta["results"], fixed=meta["fixed"],
         )
-        for name in ("hard_pruned", "phase_pruned", "costs", "layer_floors"):
+        for name in ("hard_pruned", "phase_pruned", "costs"):
             if name in saved.files:
                 setattr(state, name, saved[name].copy())
         if meta["solver"] is not None:
@@ -541,7 +511,6 @@ class Compression:
         state.phase_pruned = None
         state.costs, state.fixed = self._costs(self.graph)
         budget = self._budget(state.fixed)
-        state.layer_floors = self._layer_floors(state.costs, state.hard_pruned, budget)
         self._say(f"budget {budget.target:g} of {self.config.resource}: {self.config.method} search")
         if self.config.method == "magnitude":
             self._freeze(self._by_magnitude(state.costs, state.hard_pruned, budget))

@@ -742,7 +742,6 @@ def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, c
     ("--e-mac", "-4.6", "e_mac_pj"),
     ("--distill", "1.5", "--distill must lie in [0, 1]"),
     ("--search-lr-factor", "0", "--search-lr-factor must be a positive number"),
-    ("--layer-floor", "1.5", "--layer-floor must lie in [0, 1]"),
 ])
 def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, option, value, fragment):
     model, data = cli_files(tmp_path)
@@ -833,39 +832,6 @@ def test_every_output_neuron_keeps_its_strongest_synapses_when_asked(tmp_path, m
     models = check_exported(report, tmp_path, graph, config(**changes))
     for model in models:
         assert np.all(np.count_nonzero(model["fc3"].weight, axis=1) >= 2)
-
-
-def layer_counts(report: dict) -> list[dict[str, int]]:
-    return [{name: layer["nonzero"] for name, layer in entry["layers"].items()} for entry in report["budgets"]]
-
-
-def test_with_a_full_layer_floor_minimax_keeps_magnitudes_layer_allocation(tmp_path):
-    graph = tiny_mlp()
-    changes = dict(budgets=(0.3,), prunable=["fc1", "fc2", "fc3"])
-    magnitude = layer_counts(compress(graph, tmp_path / "magnitude", method="magnitude", **changes))[0]
-    floored = layer_counts(compress(graph, tmp_path / "floored", method="minimax", layer_floor=1.0, **changes))[0]
-    assert floored == magnitude  # one budget from the input model: the same start, so the same counts
-
-
-def test_a_layer_floor_holds_at_every_budget_and_is_recomputed_at_each_start(tmp_path):
-    graph = tiny_mlp()
-    run = start(graph, tmp_path, method="minimax", layer_floor=0.5, budgets=(0.6, 0.2), prunable=["fc1", "fc2", "fc3"])
-    floors = []
-    freeze = run._freeze
-
-    def watched(pruned):
-        floors.append(run.state.layer_floors.copy())
-        freeze(pruned)
-    run._freeze = watched
-    report = run.run()
-    assert len(floors) == 2 and np.all(floors[1] <= floors[0]) and np.any(floors[1] < floors[0])
-    for counts, floor in zip(layer_counts(report), floors):
-        assert all(counts[name] >= minimum for name, minimum in zip(["fc1", "fc2", "fc3"], floor))
-
-
-def test_a_layer_floor_is_refused_for_whole_channels():
-    with pytest.raises(SNNError, match="--layer-floor applies to single synapses"):
-        config(layer_floor=0.5, structure="channel").validate()
 
 
 # ---------------------------------------------------------------------------
