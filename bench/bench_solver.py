@@ -234,7 +234,7 @@ def time_solver(graph, grads, granularity, repeats):
         "survey: keys below the window, its members, the squares (one pass)": median_seconds(
             lambda: finder.survey(values, keys, [k]), repeats),
         "the boundary refined in the window (key_of_rank)": median_seconds(
-            lambda: kernels.key_of_rank(keys, finder._windows[0], k - int(finder._below[0])), repeats),
+            lambda: kernels.key_of_rank(finder._windows[0][1], finder._windows[0][0], k - int(finder._below[0])), repeats),
         "squares and costs of two sets (set_sums, one pass)": median_seconds(
             lambda: finder.sums(np.ones(1), np.zeros(1, np.uint8), [least], [least]), repeats),
         "histogram of the rank bits (a window's fallback, one pass)": median_seconds(

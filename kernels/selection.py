@@ -40,6 +40,8 @@ from numba import get_num_threads, njit, prange
 _DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
 CHUNK = 1 << 16  # entries per chunk of a pass: the unit of parallel work and of the sums' order
+# float sums within a chunk in the vectorised order of the compiler (fixed for a machine)
+_REASSOCIATE = {"reassoc", "nsz", "contract"}
 
 
 def key_bits(ranks: np.ndarray) -> np.ndarray:
@@ -142,70 +144,47 @@ def _below(key, limit):
     return ((key - limit) >> 63) & 1  # 1 when key < limit (both >= 0): an integer, no branch
 
 
-@njit(cache=True, inline="always")
-def _survey_entry(values, keys, index, lo, hi):
-    key = np.int64(keys[index])
-    below = _below(key, lo)
-    value = np.float64(values[index])
-    return value * value, below, _below(key, hi) - below
-
-
-@njit(cache=True)
-def _survey_chunk(values, keys, start, stop, lo, hi, members, slot, out_squares, out_counts, chunk):
-    # members[slot:] takes the chunk's indices inside the window: every index is written, the
-    # fill moves on only for those inside (no branch); the caller leaves one spare cell per chunk
-    s0 = s1 = s2 = s3 = 0.0
+@njit(cache=True, fastmath=_REASSOCIATE)
+def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot, out_squares, out_counts, chunk):
+    # two loops over the chunk (it stays in cache): the squares and the count below (vectorised),
+    # then the gather, whose branch is rarely taken. Loops index views from 0: an index that
+    # cannot be negative needs no wraparound, which would keep the loop from vectorising
+    chunk_values, chunk_keys = values[start:stop], keys[start:stop]
+    squares = 0.0
     below = 0
+    for index in range(chunk_values.size):
+        value = np.float64(chunk_values[index])
+        squares += value * value
+        below += _below(np.int64(chunk_keys[index]), lo)
     filled = slot
-    whole = stop - (stop - start) % 4
-    for index in range(start, whole, 4):
-        square, under, inside = _survey_entry(values, keys, index, lo, hi)
-        s0 += square
-        below += under
-        members[filled] = index
-        filled += inside
-        square, under, inside = _survey_entry(values, keys, index + 1, lo, hi)
-        s1 += square
-        below += under
-        members[filled] = index + 1
-        filled += inside
-        square, under, inside = _survey_entry(values, keys, index + 2, lo, hi)
-        s2 += square
-        below += under
-        members[filled] = index + 2
-        filled += inside
-        square, under, inside = _survey_entry(values, keys, index + 3, lo, hi)
-        s3 += square
-        below += under
-        members[filled] = index + 3
-        filled += inside
-    for index in range(whole, stop):
-        square, under, inside = _survey_entry(values, keys, index, lo, hi)
-        s0 += square
-        below += under
-        members[filled] = index
-        filled += inside
-    out_squares[chunk] = (s0 + s1) + (s2 + s3)
+    width = np.uint64(hi - lo)
+    for index in range(chunk_keys.size):
+        key = chunk_keys[index]
+        if np.uint64(np.int64(key) - lo) < width:  # lo <= key < hi, in one comparison
+            members[filled] = start + index
+            member_keys[filled] = key
+            filled += 1
+    out_squares[chunk] = squares
     out_counts[chunk, 0] = below
     out_counts[chunk, 1] = filled - slot
 
 
 @njit(cache=True)
-def _survey_serial(values, keys, starts, stops, lo, hi, slots, members, squares, counts):
+def _survey_serial(values, keys, starts, stops, lo, hi, slots, members, member_keys, squares, counts):
     for chunk in range(starts.size):
-        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[chunk], hi[chunk], members, slots[chunk],
-                      squares, counts, chunk)
+        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[chunk], hi[chunk], members, member_keys,
+                      slots[chunk], squares, counts, chunk)
 
 
 @njit(cache=True, parallel=True)
-def _survey_parallel(values, keys, starts, stops, lo, hi, slots, members, squares, counts):
+def _survey_parallel(values, keys, starts, stops, lo, hi, slots, members, member_keys, squares, counts):
     for chunk in prange(starts.size):
-        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[chunk], hi[chunk], members, slots[chunk],
-                      squares, counts, chunk)
+        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[chunk], hi[chunk], members, member_keys,
+                      slots[chunk], squares, counts, chunk)
 
 
 @njit(cache=True)
-def _gather_windows(members, slots, counts, squares, firsts, group_squares, group_counts, group_window):
+def _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window):
     # per group (its chunks firsts[g]:firsts[g + 1], in index order): the squares added chunk by
     # chunk, the counts, and the window's members moved together to the group's first slot
     for group in range(firsts.size - 1):
@@ -219,6 +198,7 @@ def _gather_windows(members, slots, counts, squares, firsts, group_squares, grou
             source = slots[chunk]
             for position in range(counts[chunk, 1]):
                 members[filled] = members[source + position]
+                member_keys[filled] = member_keys[source + position]
                 filled += 1
         group_squares[group] = total
         group_counts[group, 0] = below
@@ -226,7 +206,7 @@ def _gather_windows(members, slots, counts, squares, firsts, group_squares, grou
 
 
 def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, lo: np.ndarray,
-           hi: np.ndarray, slots: np.ndarray, firsts: np.ndarray, members: np.ndarray):
+           hi: np.ndarray, slots: np.ndarray, firsts: np.ndarray, members: np.ndarray, member_keys: np.ndarray):
     """One pass over chunks ``starts[c]:stops[c]`` (ascending, disjoint; chunk c's window
     ``[lo[c], hi[c])``) that belong to groups ``firsts[g]:firsts[g + 1]`` of them.
 
@@ -235,21 +215,45 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
     + 1]``, disjoint). Returns per group ``(squares, below, window)``: the sum of its squared
     values (float64 ``[G]``), the count of keys below ``lo`` and inside the window (int64
     ``[G, 2]``), and where its window's members (flat indices, ascending) start in ``members``
-    (int64 ``[G]``)."""
+    (int64 ``[G]``); ``member_keys`` (as ``keys``, same size as ``members``) gets their keys."""
     chunks = starts.size
     squares, counts = np.empty(chunks), np.empty((chunks, 2), np.int64)
     kernel = _survey_parallel if _parallel(int(np.sum(stops - starts))) else _survey_serial
-    kernel(values, keys, starts, stops, lo, hi, slots, members, squares, counts)
+    kernel(values, keys, starts, stops, lo, hi, slots, members, member_keys, squares, counts)
     groups = firsts.size - 1
     group_squares, group_counts, group_window = np.empty(groups), np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
-    _gather_windows(members, slots, counts, squares, firsts, group_squares, group_counts, group_window)
+    _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window)
     return group_squares, group_counts, group_window
 
 
-def key_of_rank(keys: np.ndarray, members: np.ndarray, rank: int) -> tuple[int, int]:
-    """``(key, index)`` of the (rank+1)-th smallest of ``keys[members]`` in the order (key, index);
-    ``members``: flat indices, ascending (not changed). O(members)."""
-    bound, following = _refine_kernel(keys, members.copy(), rank, 8 * keys.itemsize - 1, _DIGIT)
+@njit(cache=True)
+def _refine_pairs(keys, members, k, shift, digit):
+    # _refine_kernel on (key, index) pairs held side by side: no loads scattered over the flat keys
+    keys, members = keys.copy(), members.copy()
+    while shift > 0:
+        width = min(digit, shift)
+        shift -= width
+        mask = (1 << width) - 1
+        counts = np.zeros(1 << width, dtype=np.int64)
+        for position in range(keys.size):
+            counts[(np.int64(keys[position]) >> shift) & mask] += 1
+        bucket, k = _bucket_of(counts, k)
+        if counts[bucket] == keys.size:
+            continue
+        kept = 0
+        for position in range(keys.size):
+            if ((np.int64(keys[position]) >> shift) & mask) == bucket:
+                keys[kept] = keys[position]
+                members[kept] = members[position]
+                kept += 1
+        keys, members = keys[:kept], members[:kept]
+    return np.int64(keys[k]), members[k]  # every key left is the same; ties in index order
+
+
+def key_of_rank(member_keys: np.ndarray, members: np.ndarray, rank: int) -> tuple[int, int]:
+    """``(key, index)`` of the (rank+1)-th smallest of the pairs ``(member_keys[i], members[i])``
+    (flat indices ascending, their keys beside them; neither changed). O(members)."""
+    bound, following = _refine_pairs(member_keys, members, rank, 8 * member_keys.itemsize - 1, _DIGIT)
     return int(bound), int(following)
 
 
@@ -257,64 +261,56 @@ def key_of_rank(keys: np.ndarray, members: np.ndarray, rank: int) -> tuple[int, 
 @njit(cache=True, inline="always")
 def _in_set(key, index, bound, following):
     # keys[i] < bound, or == bound before ``following``: < bound + 1 there
-    return _below(key, bound + _below(index, following))
+    return np.int64(key) < bound + _below(index, following)
 
 
-@njit(cache=True, inline="always")
-def _sums_entry(values, keys, costs, cost_mask, hard, hard_mask, index, first, second):
-    key = np.int64(keys[index])
-    in_first = _in_set(key, index, first[0], first[1])
-    in_second = _in_set(key, index, second[0], second[1]) * (1 - np.int64(hard[index & hard_mask]))
-    value = np.float64(values[index])
-    cost = costs[index & cost_mask]
-    return value * value * in_first, cost * in_first, cost * in_second
-
-
-@njit(cache=True)
-def _sums_chunk(values, keys, costs, cost_mask, hard, hard_mask, start, stop, first, second, out, chunk):
-    a0 = a1 = a2 = a3 = 0.0  # squares of the first set
-    b0 = b1 = b2 = b3 = 0.0  # costs of the first set
-    c0 = c1 = c2 = c3 = 0.0  # costs of the second set's weights not hard-pruned
-    whole = stop - (stop - start) % 4
-    for index in range(start, whole, 4):
-        a, b, c = _sums_entry(values, keys, costs, cost_mask, hard, hard_mask, index, first, second)
-        a0 += a
-        b0 += b
-        c0 += c
-        a, b, c = _sums_entry(values, keys, costs, cost_mask, hard, hard_mask, index + 1, first, second)
-        a1 += a
-        b1 += b
-        c1 += c
-        a, b, c = _sums_entry(values, keys, costs, cost_mask, hard, hard_mask, index + 2, first, second)
-        a2 += a
-        b2 += b
-        c2 += c
-        a, b, c = _sums_entry(values, keys, costs, cost_mask, hard, hard_mask, index + 3, first, second)
-        a3 += a
-        b3 += b
-        c3 += c
-    for index in range(whole, stop):
-        a, b, c = _sums_entry(values, keys, costs, cost_mask, hard, hard_mask, index, first, second)
-        a0 += a
-        b0 += b
-        c0 += c
-    out[chunk, 0] = (a0 + a1) + (a2 + a3)
-    out[chunk, 1] = (b0 + b1) + (b2 + b3)
-    out[chunk, 2] = (c0 + c1) + (c2 + c3)
+@njit(cache=True, fastmath=_REASSOCIATE)
+def _sums_chunk(values, keys, costs, hard, start, stop, first, second, out, chunk):
+    # separate loops, each vectorised (over views indexed from 0, as in _survey_chunk): the
+    # squares of the first set; then, when some weights are hard-pruned, how many of them the
+    # second set holds; then, for costs per weight (costs.size > 1), the costs of the first set
+    # and of the second's weights not hard-pruned. Set membership with ``following`` made local.
+    first_bound, first_following = first[0], first[1] - start
+    second_bound, second_following = second[0], second[1] - start
+    chunk_values, chunk_keys = values[start:stop], keys[start:stop]
+    squares = 0.0
+    for index in range(chunk_keys.size):
+        value = np.float64(chunk_values[index])
+        squares += value * value if _in_set(chunk_keys[index], index, first_bound, first_following) else 0.0
+    out[chunk, 0] = squares
+    held = 0
+    if hard.size > 1:
+        chunk_hard = hard[start:stop]
+        for index in range(chunk_keys.size):
+            held += _below(np.int64(chunk_keys[index]), second_bound + _below(index, second_following)) \
+                & np.int64(chunk_hard[index])
+    out[chunk, 1] = held
+    if costs.size > 1:
+        chunk_costs = costs[start:stop]
+        chunk_hard = hard[start:stop] if hard.size > 1 else np.zeros(chunk_keys.size, np.uint8)
+        first_cost = second_cost = 0.0
+        for index in range(chunk_keys.size):
+            cost = chunk_costs[index]
+            first_cost += cost if _in_set(chunk_keys[index], index, first_bound, first_following) else 0.0
+            kept = _below(np.int64(chunk_keys[index]), second_bound + _below(index, second_following)) \
+                & (1 - np.int64(chunk_hard[index]))
+            second_cost += cost if kept != 0 else 0.0
+        out[chunk, 2] = first_cost
+        out[chunk, 3] = second_cost
 
 
 @njit(cache=True)
-def _sums_serial(values, keys, costs, cost_mask, hard, hard_mask, starts, stops, sets, out):
+def _sums_serial(values, keys, costs, hard, starts, stops, sets, out):
     for chunk in range(starts.size):
-        _sums_chunk(values, keys, costs, cost_mask, hard, hard_mask, starts[chunk], stops[chunk], sets[chunk, 0:2],
-                    sets[chunk, 2:4], out, chunk)
+        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[chunk, 0:2], sets[chunk, 2:4], out,
+                    chunk)
 
 
 @njit(cache=True, parallel=True)
-def _sums_parallel(values, keys, costs, cost_mask, hard, hard_mask, starts, stops, sets, out):
+def _sums_parallel(values, keys, costs, hard, starts, stops, sets, out):
     for chunk in prange(starts.size):
-        _sums_chunk(values, keys, costs, cost_mask, hard, hard_mask, starts[chunk], stops[chunk], sets[chunk, 0:2],
-                    sets[chunk, 2:4], out, chunk)
+        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[chunk, 0:2], sets[chunk, 2:4], out,
+                    chunk)
 
 
 @njit(cache=True)
@@ -330,16 +326,17 @@ def _add_chunks(out, firsts, totals):
 def set_sums(values: np.ndarray, keys: np.ndarray, costs: np.ndarray, hard: np.ndarray, starts: np.ndarray,
              stops: np.ndarray, sets: np.ndarray, firsts: np.ndarray) -> np.ndarray:
     """Per group (chunks ``firsts[g]:firsts[g + 1]`` of ``starts``/``stops``, as :func:`survey`),
-    float64 ``[G, 3]``: the sum of the squared values and of the costs of a first set, and of the
-    costs of a second set's weights that are not hard-pruned. ``sets``: int64 ``[chunks, 4]``,
-    per chunk its group's ``(bound, following)`` of the first set, then of the second.
-    ``costs``: float64 ``[n]``, or ``[1]``: every weight costs that; ``hard``: uint8 ``[n]``
-    (1: hard-pruned), or ``[1]``: that for all. One pass."""
-    out = np.empty((starts.size, 3))
-    cost_mask, hard_mask = (0 if costs.size == 1 else -1), (0 if hard.size == 1 else -1)
+    float64 ``[G, 4]``: the sum of the squared values of a first set, how many hard-pruned
+    weights a second set holds, and the costs of the first set and of the second's weights that
+    are not hard-pruned. ``sets``: int64 ``[chunks, 4]``, per chunk its group's ``(bound,
+    following)`` of the first set, then of the second. ``costs``: float64 ``[n]``, or ``[1]``
+    (one cost for every weight: then the cost columns are 0, the caller multiplies counts);
+    ``hard``: uint8 ``[n]`` (1: hard-pruned), or ``[1]`` zero (none is: the count is 0).
+    One pass (two with costs per weight)."""
+    out = np.zeros((starts.size, 4))
     kernel = _sums_parallel if _parallel(int(np.sum(stops - starts))) else _sums_serial
-    kernel(values, keys, costs, cost_mask, hard, hard_mask, starts, stops, sets, out)
-    totals = np.empty((firsts.size - 1, 3))
+    kernel(values, keys, costs, hard, starts, stops, sets, out)
+    totals = np.empty((firsts.size - 1, 4))
     _add_chunks(out, firsts, totals)
     return totals
 
@@ -354,24 +351,19 @@ def least_mask(keys: np.ndarray, start: int, stop: int, least: tuple, mask: np.n
     np.less(keys[split:stop], bound, out=mask[split:stop])
 
 
-@njit(cache=True, inline="always")
-def _add_if_below(target, source, keys, index, limit, factor):
-    # the select compiles to a blend: no branch on the (random) set
-    target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
-
-
 @njit(cache=True)
 def _add_scaled_least_serial(target, source, keys, split, bound, factor):
-    for index in range(split):
-        _add_if_below(target, source, keys, index, bound + 1, factor)
-    for index in range(split, target.size):
-        _add_if_below(target, source, keys, index, bound, factor)
+    for index in range(target.size):
+        limit = bound + (((index - split) >> 63) & 1)  # ties are in the set before ``split``
+        # a select, written out here (through an inlined helper it stayed a branch): no branch on the set
+        target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
 
 
 @njit(cache=True, parallel=True)
 def _add_scaled_least_parallel(target, source, keys, split, bound, factor):
     for index in prange(target.size):
-        _add_if_below(target, source, keys, index, bound + _below(index, split), factor)
+        limit = bound + (((index - split) >> 63) & 1)
+        target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
 
 
 def add_scaled_least(target: np.ndarray, source: np.ndarray, keys: np.ndarray, least: tuple, factor: float) -> None:

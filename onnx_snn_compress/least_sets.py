@@ -41,11 +41,12 @@ class LeastSets:
         self._owners = np.repeat(np.array(self._order, np.int64), np.diff(self._firsts))
         self._slots = self._starts + np.arange(len(starts))  # one spare cell per chunk
         self._members = np.empty(size + len(starts) + 1, np.int64)
+        self._member_keys = None  # the members' keys (of the keys' dtype)
         self.lo = np.zeros(len(groups), np.int64)  # the windows [lo, hi); none yet (hi < 0)
         self.hi = np.full(len(groups), -1, np.int64)
         self.squares = np.zeros(len(groups))  # each group's sum of squared values
         self._below = np.zeros(len(groups), np.int64)  # keys below lo
-        self._windows = [self._members[:0] for _ in groups]  # the members inside the window, ascending
+        self._windows = [(self._members[:0], self._members[:0]) for _ in groups]  # (members inside, their keys)
         self.values = self.keys = None
 
     def _margin(self, g: int) -> int:
@@ -56,6 +57,8 @@ class LeastSets:
         (:func:`kernels.selection.key_bits` of their ranks); ``ks``: the set sizes expected (a
         group without a window gets one around them). Returns each group's sum of squared values."""
         self.values, self.keys = values, keys
+        if self._member_keys is None or self._member_keys.dtype != keys.dtype:
+            self._member_keys = np.empty(self._members.size, keys.dtype)
         for g, k in enumerate(ks):
             if self.hi[g] < 0:
                 self._window_from_histogram(g, k)
@@ -72,12 +75,13 @@ class LeastSets:
         owners = self._owners[chunks]
         squares, counts, windows = survey(self.values, self.keys, self._starts[chunks], self._stops[chunks],
                                           self.lo[owners], self.hi[owners], self._slots[chunks],
-                                          firsts.astype(np.int64), self._members)
+                                          firsts.astype(np.int64), self._members, self._member_keys)
         for position, p in enumerate(positions):
             g = self._order[p]
             self.squares[g] = squares[position]
             self._below[g] = counts[position, 0]
-            self._windows[g] = self._members[windows[position]:windows[position] + counts[position, 1]]
+            window = slice(windows[position], windows[position] + counts[position, 1])
+            self._windows[g] = self._members[window], self._member_keys[window]
 
     def _window_from_histogram(self, g: int, k: int) -> None:
         """A window around rank ``k`` (and ``k -+ margin``) of the group's keys, from their histogram."""
@@ -106,31 +110,39 @@ class LeastSets:
         return found
 
     def _in_window(self, g: int, k: int):
-        below, members = int(self._below[g]), self._windows[g]
+        below, (members, member_keys) = int(self._below[g]), self._windows[g]
         if self.hi[g] == infinity_key(self.keys) and k >= below + members.size:  # every finite key is below or in
             return infinity_key(self.keys), -1, below + members.size
         if below <= k < below + members.size:
-            bound, following = key_of_rank(self.keys, members, k - below)
+            bound, following = key_of_rank(member_keys, members, k - below)
             return bound, following, k
         return None
 
     def recentre(self, g: int, k: int) -> None:
         """Move group ``g``'s window to the ranks ``k -+ margin`` of the surveyed keys, as far as its
         members reach (else its edge stays): the next survey's sets are expected near ``k``."""
-        below, members = int(self._below[g]), self._windows[g]
+        below, (members, member_keys) = int(self._below[g]), self._windows[g]
         margin = self._margin(g)
         if below <= k - margin < below + members.size:
-            self.lo[g] = key_of_rank(self.keys, members, k - margin - below)[0]
+            self.lo[g] = key_of_rank(member_keys, members, k - margin - below)[0]
         if below <= k + margin < below + members.size:
-            self.hi[g] = key_of_rank(self.keys, members, k + margin - below)[0] + 1
+            self.hi[g] = key_of_rank(member_keys, members, k + margin - below)[0] + 1
 
     def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list) -> np.ndarray:
-        """Per group, float64 ``[G, 3]``: the squares and costs of its set ``first[g]``, and the
-        costs of its set ``second[g]``'s weights that are not hard-pruned
-        (:func:`kernels.selection.set_sums` of the surveyed values and keys)."""
+        """Per group, float64 ``[G, 3]``: the squares and the cost of its set ``first[g]``, and the cost
+        of its set ``second[g]``'s weights that are not hard-pruned (sets as :meth:`least` gives them)
+        of the surveyed values and keys. ``costs``: float64 ``[n]``, or ``[1]``: the one cost of every
+        weight (then counts times it: exact for an integer cost); ``hard``: uint8 ``[n]``, or ``[1]``
+        zero when none is hard-pruned (kernels.selection.set_sums)."""
         sets = np.array([[*first[g][:2], *second[g][:2]] for g in self._order], np.int64)
         totals = set_sums(self.values, self.keys, costs, hard, self._starts, self._stops,
                           np.repeat(sets, np.diff(self._firsts), axis=0), self._firsts)
-        out = np.empty_like(totals)
-        out[self._order] = totals
+        out = np.empty((len(self.groups), 3))
+        out[self._order, 0] = totals[:, 0]
+        if costs.size == 1:
+            sizes = np.array([[first[g][2], second[g][2]] for g in self._order], np.float64)
+            out[self._order, 1] = costs[0] * sizes[:, 0]
+            out[self._order, 2] = costs[0] * (sizes[:, 1] - totals[:, 1])
+        else:
+            out[self._order, 1:] = totals[:, 2:]
         return out

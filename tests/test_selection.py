@@ -123,7 +123,7 @@ def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_th
         starts, stops = finder._starts, finder._stops
         out, counts = np.empty(starts.size), np.empty((starts.size, 2), np.int64)
         kernel(values, key_bits(values), starts, stops, finder.lo[finder._owners], finder.hi[finder._owners],
-               finder._slots, finder._members, out, counts)
+               finder._slots, finder._members, finder._member_keys, out, counts)
         totals = [sum(out[finder._firsts[p]:finder._firsts[p + 1]], 0.0) for p in range(len(groups))]
         assert np.array_equal(totals, squares)
 
