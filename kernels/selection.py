@@ -134,8 +134,9 @@ def infinity_key(keys: np.ndarray) -> int:
     return _INFINITY_KEYS[keys.dtype]
 
 
-def _parallel(entries: int) -> bool:
-    return entries >= 4 * _PARALLEL_ENTRIES and get_num_threads() > 1
+def parallel_pass(entries: int) -> bool:
+    """Whether a pass over ``entries`` weights pays for a parallel region (with threads to run it)."""
+    return entries >= 4 * _PARALLEL_ENTRIES
 
 
 # -- the survey: keys below a window, the window's members, the squares ------------------
@@ -170,17 +171,17 @@ def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot,
 
 
 @njit(cache=True)
-def _survey_serial(values, keys, starts, stops, lo, hi, slots, members, member_keys, squares, counts):
+def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
     for chunk in range(starts.size):
-        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[chunk], hi[chunk], members, member_keys,
-                      slots[chunk], squares, counts, chunk)
+        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
+                      member_keys, slots[chunk], squares, counts, chunk)
 
 
 @njit(cache=True, parallel=True)
-def _survey_parallel(values, keys, starts, stops, lo, hi, slots, members, member_keys, squares, counts):
+def _survey_parallel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
     for chunk in prange(starts.size):
-        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[chunk], hi[chunk], members, member_keys,
-                      slots[chunk], squares, counts, chunk)
+        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
+                      member_keys, slots[chunk], squares, counts, chunk)
 
 
 @njit(cache=True)
@@ -205,23 +206,26 @@ def _gather_windows(members, member_keys, slots, counts, squares, firsts, group_
         group_counts[group, 1] = filled - group_window[group]
 
 
-def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, lo: np.ndarray,
-           hi: np.ndarray, slots: np.ndarray, firsts: np.ndarray, members: np.ndarray, member_keys: np.ndarray):
-    """One pass over chunks ``starts[c]:stops[c]`` (ascending, disjoint; chunk c's window
-    ``[lo[c], hi[c])``) that belong to groups ``firsts[g]:firsts[g + 1]`` of them.
+def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, groups: np.ndarray,
+           firsts: np.ndarray, lo: np.ndarray, hi: np.ndarray, slots: np.ndarray, members: np.ndarray,
+           member_keys: np.ndarray, parallel: bool):
+    """One pass over chunks ``starts[c]:stops[c]`` (ascending, disjoint) of groups: chunk c is of
+    group ``groups[c]``, whose chunks are ``firsts[g]:firsts[g + 1]``, and whose window is
+    ``[lo[g], hi[g])``.
 
     values: float32 or float64 ``[n]`` (squared as float64); keys: :func:`key_bits` ``[n]``;
     slots: int64, where chunk c may write its members (``members[slots[c]:slots[c] + its length
-    + 1]``, disjoint). Returns per group ``(squares, below, window)``: the sum of its squared
-    values (float64 ``[G]``), the count of keys below ``lo`` and inside the window (int64
-    ``[G, 2]``), and where its window's members (flat indices, ascending) start in ``members``
-    (int64 ``[G]``); ``member_keys`` (as ``keys``, same size as ``members``) gets their keys."""
+    + 1]``, disjoint); ``member_keys`` (as ``keys``, as large as ``members``) gets their keys.
+    Returns per group ``(squares, counts, window)``: the sum of its squared values (float64
+    ``[G]``), the count of keys below ``lo`` and inside the window (int64 ``[G, 2]``), and where
+    its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``)."""
     chunks = starts.size
     squares, counts = np.empty(chunks), np.empty((chunks, 2), np.int64)
-    kernel = _survey_parallel if _parallel(int(np.sum(stops - starts))) else _survey_serial
-    kernel(values, keys, starts, stops, lo, hi, slots, members, member_keys, squares, counts)
-    groups = firsts.size - 1
-    group_squares, group_counts, group_window = np.empty(groups), np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
+    kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
+    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts)
+    group_count = firsts.size - 1
+    group_squares, group_counts = np.empty(group_count), np.empty((group_count, 2), np.int64)
+    group_window = np.empty(group_count, np.int64)
     _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window)
     return group_squares, group_counts, group_window
 
@@ -300,16 +304,18 @@ def _sums_chunk(values, keys, costs, hard, start, stop, first, second, out, chun
 
 
 @njit(cache=True)
-def _sums_serial(values, keys, costs, hard, starts, stops, sets, out):
+def _sums_serial(values, keys, costs, hard, starts, stops, groups, sets, out):
     for chunk in range(starts.size):
-        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[chunk, 0:2], sets[chunk, 2:4], out,
+        group = groups[chunk]
+        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[group, 0:2], sets[group, 2:4], out,
                     chunk)
 
 
 @njit(cache=True, parallel=True)
-def _sums_parallel(values, keys, costs, hard, starts, stops, sets, out):
+def _sums_parallel(values, keys, costs, hard, starts, stops, groups, sets, out):
     for chunk in prange(starts.size):
-        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[chunk, 0:2], sets[chunk, 2:4], out,
+        group = groups[chunk]
+        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[group, 0:2], sets[group, 2:4], out,
                     chunk)
 
 
@@ -324,18 +330,17 @@ def _add_chunks(out, firsts, totals):
 
 
 def set_sums(values: np.ndarray, keys: np.ndarray, costs: np.ndarray, hard: np.ndarray, starts: np.ndarray,
-             stops: np.ndarray, sets: np.ndarray, firsts: np.ndarray) -> np.ndarray:
-    """Per group (chunks ``firsts[g]:firsts[g + 1]`` of ``starts``/``stops``, as :func:`survey`),
-    float64 ``[G, 4]``: the sum of the squared values of a first set, how many hard-pruned
-    weights a second set holds, and the costs of the first set and of the second's weights that
-    are not hard-pruned. ``sets``: int64 ``[chunks, 4]``, per chunk its group's ``(bound,
-    following)`` of the first set, then of the second. ``costs``: float64 ``[n]``, or ``[1]``
-    (one cost for every weight: then the cost columns are 0, the caller multiplies counts);
-    ``hard``: uint8 ``[n]`` (1: hard-pruned), or ``[1]`` zero (none is: the count is 0).
-    One pass (two with costs per weight)."""
+             stops: np.ndarray, groups: np.ndarray, firsts: np.ndarray, sets: np.ndarray, parallel: bool) -> np.ndarray:
+    """Per group (chunks as :func:`survey` has them), float64 ``[G, 4]``: the sum of the squared
+    values of a first set, how many hard-pruned weights a second set holds, and the costs of the
+    first set and of the second's weights that are not hard-pruned. ``sets``: int64 ``[G, 4]``,
+    per group ``(bound, following)`` of the first set, then of the second. ``costs``: float64
+    ``[n]``, or ``[1]`` (one cost for every weight: then the cost columns are 0 and the caller
+    multiplies counts); ``hard``: uint8 ``[n]`` (1: hard-pruned), or ``[1]`` zero (none is: the
+    count is 0). One pass (two with costs per weight)."""
     out = np.zeros((starts.size, 4))
-    kernel = _sums_parallel if _parallel(int(np.sum(stops - starts))) else _sums_serial
-    kernel(values, keys, costs, hard, starts, stops, sets, out)
+    kernel = _sums_parallel if parallel and get_num_threads() > 1 else _sums_serial
+    kernel(values, keys, costs, hard, starts, stops, groups, sets, out)
     totals = np.empty((firsts.size - 1, 4))
     _add_chunks(out, firsts, totals)
     return totals

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.selection import (CHUNK, histogram, infinity_key, key_of_rank, set_sums, survey, top_shift,
-                                _bucket_of)
+from .kernels.selection import (CHUNK, histogram, infinity_key, key_of_rank, parallel_pass, set_sums, survey,
+                                top_shift, _bucket_of)
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
@@ -24,33 +24,34 @@ MIN_MARGIN = 16
 
 class LeastSets:
     """The least-k sets of ``groups`` (disjoint flat ranges of ``size`` weights) for any k,
-    after :meth:`survey` of the keys; windows kept from one survey to the next."""
+    after :meth:`survey` of the keys; windows kept from one survey to the next. Groups are held
+    in flat order (``position``); the public methods take the caller's group numbers."""
 
     def __init__(self, groups: list[slice], size: int):
-        self.groups = groups
-        self._order = sorted(range(len(groups)), key=lambda g: groups[g].start)  # chunks in flat order
-        starts, stops, firsts = [], [], [0]
-        for g in self._order:
-            # an empty group gets one empty chunk
-            for start in range(groups[g].start, max(groups[g].stop, groups[g].start + 1), CHUNK):
+        order = sorted(range(len(groups)), key=lambda g: groups[g].start)
+        self.groups = [groups[g] for g in order]  # in flat order
+        self.position = np.argsort(order)  # the caller's group g is self.groups[position[g]]
+        starts, stops, owners, firsts = [], [], [], [0]
+        for p, group in enumerate(self.groups):
+            for start in range(group.start, max(group.stop, group.start + 1), CHUNK):  # an empty group: one empty chunk
                 starts.append(start)
-                stops.append(min(groups[g].stop, start + CHUNK))
+                stops.append(min(group.stop, start + CHUNK))
+                owners.append(p)
             firsts.append(len(starts))
         self._starts, self._stops = np.array(starts, np.int64), np.array(stops, np.int64)
-        self._firsts = np.array(firsts, np.int64)  # the chunks of group self._order[p]: firsts[p]:firsts[p + 1]
-        self._owners = np.repeat(np.array(self._order, np.int64), np.diff(self._firsts))
+        self._owners, self._firsts = np.array(owners, np.int64), np.array(firsts, np.int64)
         self._slots = self._starts + np.arange(len(starts))  # one spare cell per chunk
+        self._parallel = parallel_pass(size)
         self._members = np.empty(size + len(starts) + 1, np.int64)
         self._member_keys = None  # the members' keys (of the keys' dtype)
-        self.lo = np.zeros(len(groups), np.int64)  # the windows [lo, hi); none yet (hi < 0)
-        self.hi = np.full(len(groups), -1, np.int64)
-        self.squares = np.zeros(len(groups))  # each group's sum of squared values
-        self._below = np.zeros(len(groups), np.int64)  # keys below lo
-        self._windows = [(self._members[:0], self._members[:0]) for _ in groups]  # (members inside, their keys)
+        count = len(groups)
+        self._margins = [max(MIN_MARGIN, int(MARGIN * (group.stop - group.start))) for group in self.groups]
+        self.lo = np.zeros(count, np.int64)  # the windows [lo, hi), by position; none yet (hi < 0)
+        self.hi = np.full(count, -1, np.int64)
+        self.squares = np.zeros(count)  # each group's sum of squared values
+        self._below = [0] * count  # keys below lo
+        self._windows = [(self._members[:0], self._members[:0])] * count  # (members inside, their keys)
         self.values = self.keys = None
-
-    def _margin(self, g: int) -> int:
-        return max(MIN_MARGIN, int(MARGIN * (self.groups[g].stop - self.groups[g].start)))
 
     def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int]) -> np.ndarray:
         """One pass over every group's ``values`` (float32/64 ``[n]``) and ``keys``
@@ -60,73 +61,76 @@ class LeastSets:
         if self._member_keys is None or self._member_keys.dtype != keys.dtype:
             self._member_keys = np.empty(self._members.size, keys.dtype)
         for g, k in enumerate(ks):
-            if self.hi[g] < 0:
-                self._window_from_histogram(g, k)
-        self._survey(range(len(self._order)))
-        return self.squares.copy()
+            if self.hi[self.position[g]] < 0:
+                self._window_from_histogram(self.position[g], k)
+        self._survey(0, len(self.groups))
+        return self.squares[self.position]
 
-    def _survey(self, positions) -> None:
-        """Survey the groups ``self._order[p]`` for ``p`` in ``positions`` (ascending)."""
-        if len(positions) == len(self._order):
-            chunks, firsts = slice(None), self._firsts
-        else:
-            chunks = np.concatenate([np.arange(self._firsts[p], self._firsts[p + 1]) for p in positions])
-            firsts = np.concatenate([[0], np.cumsum([self._firsts[p + 1] - self._firsts[p] for p in positions])])
-        owners = self._owners[chunks]
-        squares, counts, windows = survey(self.values, self.keys, self._starts[chunks], self._stops[chunks],
-                                          self.lo[owners], self.hi[owners], self._slots[chunks],
-                                          firsts.astype(np.int64), self._members, self._member_keys)
-        for position, p in enumerate(positions):
-            g = self._order[p]
-            self.squares[g] = squares[position]
-            self._below[g] = counts[position, 0]
-            window = slice(windows[position], windows[position] + counts[position, 1])
-            self._windows[g] = self._members[window], self._member_keys[window]
+    def _survey(self, first: int, stop: int) -> None:
+        """Survey the groups at positions ``first:stop``."""
+        chunks = slice(self._firsts[first], self._firsts[stop])
+        squares, counts, windows = survey(
+            self.values, self.keys, self._starts[chunks], self._stops[chunks], self._owners[chunks] - first,
+            self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
+            self._slots[chunks], self._members, self._member_keys, self._parallel)
+        self.squares[first:stop] = squares
+        for offset, (below, inside) in enumerate(counts.tolist()):
+            window = slice(int(windows[offset]), int(windows[offset]) + inside)
+            self._below[first + offset] = below
+            self._windows[first + offset] = self._members[window], self._member_keys[window]
 
-    def _window_from_histogram(self, g: int, k: int) -> None:
-        """A window around rank ``k`` (and ``k -+ margin``) of the group's keys, from their histogram."""
-        group = self.groups[g]
+    def _window_from_histogram(self, p: int, k: int) -> None:
+        """A window around rank ``k`` (and ``k -+ margin``) of the keys of the group at position
+        ``p``, from their histogram."""
+        group = self.groups[p]
         size = group.stop - group.start
         infinite = infinity_key(self.keys)
         shift = top_shift(self.keys, size)
         counts = histogram(self.keys, group.start, group.stop, shift)
         finite = size - int(np.sum(counts[infinite >> shift:]))
-        margin = self._margin(g)
         if finite == 0:
-            self.lo[g], self.hi[g] = 0, infinite
+            self.lo[p], self.hi[p] = 0, infinite
             return
-        self.lo[g] = int(_bucket_of(counts, max(0, min(k, finite - 1) - margin))[0]) << shift
+        margin = self._margins[p]
+        self.lo[p] = int(_bucket_of(counts, max(0, min(k, finite - 1) - margin))[0]) << shift
         above = k + margin
-        self.hi[g] = infinite if above >= finite else min(infinite, (int(_bucket_of(counts, above)[0]) + 1) << shift)
+        self.hi[p] = infinite if above >= finite else min(infinite, (int(_bucket_of(counts, above)[0]) + 1) << shift)
 
     def least(self, g: int, k: int) -> tuple[int, int, int]:
         """``(bound, following, size)`` of the least-``k`` set of group ``g`` of the surveyed keys (ties
         in index order; when ``k`` reaches the finite keys, all of them: ``(key of +inf, -1, their count)``)."""
-        found = self._in_window(g, k)
+        p = self.position[g]
+        found = self._in_window(p, k)
         if found is None:
-            self._window_from_histogram(g, k)
-            self._survey([self._order.index(g)])
-            found = self._in_window(g, k)
+            self._window_from_histogram(p, k)
+            self._survey(p, p + 1)
+            found = self._in_window(p, k)
         return found
 
-    def _in_window(self, g: int, k: int):
-        below, (members, member_keys) = int(self._below[g]), self._windows[g]
-        if self.hi[g] == infinity_key(self.keys) and k >= below + members.size:  # every finite key is below or in
-            return infinity_key(self.keys), -1, below + members.size
+    def _in_window(self, p: int, k: int):
+        below, (members, member_keys) = self._below[p], self._windows[p]
         if below <= k < below + members.size:
             bound, following = key_of_rank(member_keys, members, k - below)
             return bound, following, k
+        infinite = infinity_key(self.keys)
+        if self.hi[p] == infinite and k >= below + members.size:  # every finite key is below or in
+            return infinite, -1, below + members.size
         return None
 
     def recentre(self, g: int, k: int) -> None:
-        """Move group ``g``'s window to the ranks ``k -+ margin`` of the surveyed keys, as far as its
-        members reach (else its edge stays): the next survey's sets are expected near ``k``."""
-        below, (members, member_keys) = int(self._below[g]), self._windows[g]
-        margin = self._margin(g)
-        if below <= k - margin < below + members.size:
-            self.lo[g] = key_of_rank(member_keys, members, k - margin - below)[0]
-        if below <= k + margin < below + members.size:
-            self.hi[g] = key_of_rank(member_keys, members, k + margin - below)[0] + 1
+        """Move group ``g``'s window to the ranks ``k -+ margin`` of the surveyed keys when ``k`` came
+        within half a margin of one of its edges (or it spans more than four margins), as far as
+        its members reach: the next survey's sets are expected near ``k``."""
+        p = self.position[g]
+        below, (members, member_keys) = self._below[p], self._windows[p]
+        margin = self._margins[p]
+        lower, upper = k - margin, k + margin
+        if below + margin // 2 <= k < below + members.size - margin // 2 and members.size <= 4 * margin:
+            return  # still well inside
+        if below <= lower < below + members.size:
+            self.lo[p] = key_of_rank(member_keys, members, lower - below)[0]
+        if below <= upper < below + members.size:
+            self.hi[p] = key_of_rank(member_keys, members, upper - below)[0] + 1
 
     def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list) -> np.ndarray:
         """Per group, float64 ``[G, 3]``: the squares and the cost of its set ``first[g]``, and the cost
@@ -134,15 +138,11 @@ class LeastSets:
         of the surveyed values and keys. ``costs``: float64 ``[n]``, or ``[1]``: the one cost of every
         weight (then counts times it: exact for an integer cost); ``hard``: uint8 ``[n]``, or ``[1]``
         zero when none is hard-pruned (kernels.selection.set_sums)."""
-        sets = np.array([[*first[g][:2], *second[g][:2]] for g in self._order], np.int64)
-        totals = set_sums(self.values, self.keys, costs, hard, self._starts, self._stops,
-                          np.repeat(sets, np.diff(self._firsts), axis=0), self._firsts)
-        out = np.empty((len(self.groups), 3))
-        out[self._order, 0] = totals[:, 0]
+        sets = np.empty((len(self.groups), 4), np.int64)
+        sets[self.position] = [(a[0], a[1], b[0], b[1]) for a, b in zip(first, second)]
+        totals = set_sums(self.values, self.keys, costs, hard, self._starts, self._stops, self._owners,
+                          self._firsts, sets, self._parallel)[self.position]
         if costs.size == 1:
-            sizes = np.array([[first[g][2], second[g][2]] for g in self._order], np.float64)
-            out[self._order, 1] = costs[0] * sizes[:, 0]
-            out[self._order, 2] = costs[0] * (sizes[:, 1] - totals[:, 1])
-        else:
-            out[self._order, 1:] = totals[:, 2:]
-        return out
+            sizes = np.array([(a[2], b[2]) for a, b in zip(first, second)], np.float64)
+            return np.column_stack([totals[:, 0], costs[0] * sizes[:, 0], costs[0] * (sizes[:, 1] - totals[:, 1])])
+        return np.column_stack([totals[:, 0], totals[:, 2], totals[:, 3]])

@@ -122,7 +122,8 @@ class Minimax:
     ``scale_weights``.
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
-    defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
+    defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
+    ``least_sets.LeastSets`` (one survey pass a step). Flat buffers are reused
     from step to step, and per-search constants (the distance, each group's cost and
     hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
     arrays when they change, never change them in place."""
@@ -168,9 +169,9 @@ class Minimax:
         return [max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)), hard_count)
                 for group, fraction, hard_count in zip(self.groups, sigma, hard_counts)]
 
-    def _mask(self, selection: Selection, out: np.ndarray | None = None) -> np.ndarray:
+    def _mask(self, selection: Selection) -> np.ndarray:
         """The bool mask of ``selection``'s sets over the flat space (False where no group lies)."""
-        mask = np.empty(selection.values.size, np.bool_) if out is None else out
+        mask = np.empty(selection.values.size, np.bool_)
         for gap in self._gaps:
             mask[gap] = False  # what no group holds is never pruned by the solver
         for group, least in zip(self.groups, selection.sets):

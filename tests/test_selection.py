@@ -122,8 +122,8 @@ def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_th
     for kernel in (selection._survey_serial, selection._survey_parallel):  # one thread or several
         starts, stops = finder._starts, finder._stops
         out, counts = np.empty(starts.size), np.empty((starts.size, 2), np.int64)
-        kernel(values, key_bits(values), starts, stops, finder.lo[finder._owners], finder.hi[finder._owners],
-               finder._slots, finder._members, finder._member_keys, out, counts)
+        kernel(values, key_bits(values), starts, stops, finder._owners, finder.lo, finder.hi, finder._slots,
+               finder._members, finder._member_keys, out, counts)
         totals = [sum(out[finder._firsts[p]:finder._firsts[p + 1]], 0.0) for p in range(len(groups))]
         assert np.array_equal(totals, squares)
 
@@ -148,10 +148,13 @@ def test_the_set_sums_are_the_squares_and_costs_of_the_sets(uniform):
         assert sums[g, 2] == pytest.approx(np.sum(costs[second_mask & ~hard]), rel=1e-12)
         if uniform:  # integer costs: exact in any order
             assert sums[g, 1] == np.sum(costs[first_masks[g]]) and sums[g, 2] == np.sum(costs[second_mask & ~hard])
-    starts, stops = finder._starts, finder._stops
-    sets = np.repeat(np.array([[*first[g][:2], *second[g][:2]] for g in range(2)]), np.diff(finder._firsts), axis=0)
-    assert np.array_equal(set_sums(values, key_bits(ranks), costs, hard.view(np.uint8), starts, stops, sets,
-                                   finder._firsts)[:, 0], sums[:, 0])  # the squares do not depend on the costs' form
+    sets = np.array([[*first[g][:2], *second[g][:2]] for g in range(2)])
+    for parallel in (False, True):  # one thread or several: the same sums, bit for bit
+        with_costs = set_sums(values, key_bits(ranks), costs, hard.view(np.uint8), finder._starts, finder._stops,
+                              finder._owners, finder._firsts, sets, parallel)
+        assert np.array_equal(with_costs[:, 0], sums[:, 0])  # the squares do not depend on the costs' form
+        if not uniform:
+            assert np.array_equal(with_costs[:, 2:], sums[:, 1:])
 
 
 def test_add_scaled_least_is_numpys_masked_add_bit_for_bit():
