@@ -50,6 +50,7 @@ class LeastSets:
         self.hi = np.full(count, -1, np.int64)
         self.squares = np.zeros(count)  # each group's sum of squared values
         self._below = [0] * count  # keys below lo
+        self._moves = [0] * count  # each group's last move of its boundary (ranks), set by recentre
         self._windows = [(self._members[:0], self._members[:0])] * count  # (members inside, their keys)
         self.values = self.keys = None
 
@@ -80,8 +81,8 @@ class LeastSets:
             self._windows[first + offset] = self._members[window], self._member_keys[window]
 
     def _window_from_histogram(self, p: int, k: int) -> None:
-        """A window around rank ``k`` (and ``k -+ margin``) of the keys of the group at position
-        ``p``, from their histogram."""
+        """A window around rank ``k`` (``k -+`` the margin and the group's last move) of the keys of
+        the group at position ``p``, from their histogram."""
         group = self.groups[p]
         size = group.stop - group.start
         infinite = infinity_key(self.keys)
@@ -91,7 +92,7 @@ class LeastSets:
         if finite == 0:
             self.lo[p], self.hi[p] = 0, infinite
             return
-        margin = self._margins[p]
+        margin = self._margins[p] + self._moves[p]
         self.lo[p] = int(_bucket_of(counts, max(0, min(k, finite - 1) - margin))[0]) << shift
         above = k + margin
         self.hi[p] = infinite if above >= finite else min(infinite, (int(_bucket_of(counts, above)[0]) + 1) << shift)
@@ -117,16 +118,20 @@ class LeastSets:
             return infinite, -1, below + members.size
         return None
 
-    def recentre(self, g: int, k: int) -> None:
-        """Move group ``g``'s window to the ranks ``k -+ margin`` of the surveyed keys when ``k`` came
-        within half a margin of one of its edges (or it spans more than four margins), as far as
-        its members reach: the next survey's sets are expected near ``k``."""
+    def recentre(self, g: int, k: int, previous: int) -> None:
+        """Move group ``g``'s window, after its boundary moved from rank ``previous`` to ``k``, to the
+        ranks from ``k`` to ``k`` plus that move again (s moves in runs), widened by the margin, as
+        far as its members reach (else an edge stays); the next survey's sets are expected there.
+        A window that still holds that span with half a margin to spare, and is no wider than four
+        margins plus it, stays."""
         p = self.position[g]
         below, (members, member_keys) = self._below[p], self._windows[p]
-        margin = self._margins[p]
-        lower, upper = k - margin, k + margin
-        if below + margin // 2 <= k < below + members.size - margin // 2 and members.size <= 4 * margin:
-            return  # still well inside
+        margin, move = self._margins[p], k - previous
+        self._moves[p] = abs(move)
+        lower, upper = min(k, k + move) - margin, max(k, k + move) + margin
+        inside = below <= lower + margin // 2 and upper - margin // 2 < below + members.size
+        if inside and members.size <= 4 * margin + abs(move):
+            return
         if below <= lower < below + members.size:
             self.lo[p] = key_of_rank(member_keys, members, lower - below)[0]
         if below <= upper < below + members.size:

@@ -263,8 +263,8 @@ class Minimax:
         after = [self._least.least(g, k) for g, k in enumerate(self._sizes(state.sigma, hard_pruned))]
         # the squares and cost of the sets before the s step (for the duals), the cost after it
         sums = self._least.sums(constants.cost_view, constants.hard_view, before, after)
-        for g, least in enumerate(after):
-            self._least.recentre(g, least[2])
+        for g, (least, previous) in enumerate(zip(after, before)):
+            self._least.recentre(g, least[2], previous[2])
         for g in range(len(self.groups)):
             state.y[g] = self._ascend_y(state.y[g], sums[g, 0] / (selection.squares[g] + TINY))
         kept_before = constants.total_cost - float(np.sum(sums[:, 1]))

@@ -73,9 +73,9 @@ def test_the_sets_after_the_window_is_recentred_are_exact_as_the_weights_move():
     for _ in range(8):
         finder.survey(ranks, key_bits(ranks), [k])
         assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
-        k = int(k + rng.integers(-3_000, 3_000))
+        previous, k = k, int(k + rng.integers(-3_000, 3_000))
         assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
-        finder.recentre(0, k)
+        finder.recentre(0, k, previous)
         ranks = np.where(np.isfinite(ranks), ranks * (1 + 0.05 * rng.standard_normal(ranks.size)), ranks)
         ranks = np.abs(ranks).astype(np.float32)
 
