@@ -215,7 +215,7 @@ def time_solver(graph, grads, granularity, repeats):
 
     # the operations inside, one by one
     from onnx_snn_compress.kernels import selection as kernels
-    from onnx_snn_compress.least_sets import LeastSets
+    from onnx_snn_compress.least_sets import LeastSets, Window
 
     values = flat.native_magnitudes()
     keys = kernels.key_bits(values)
@@ -233,8 +233,9 @@ def time_solver(graph, grads, granularity, repeats):
                                                                               repeats),
         "survey: keys below the window, its members, the squares (one pass)": median_seconds(
             lambda: finder.survey(values, keys, [k]), repeats),
-        "the boundary refined in the window (key_of_rank)": median_seconds(
-            lambda: kernels.key_of_rank(finder._windows[0][1], finder._windows[0][0], k - int(finder._below[0])), repeats),
+        "the window sorted by its top digit, the boundary refined (Window)": median_seconds(
+            lambda: Window(*finder._windows[0]._pairs, finder.lo[0], finder.hi[0]).key_of_rank(k - finder._below[0]),
+            repeats),
         "squares and costs of two sets (set_sums, one pass)": median_seconds(
             lambda: finder.sums(np.ones(1), np.zeros(1, np.uint8), [least], [least]), repeats),
         "histogram of the rank bits (a window's fallback, one pass)": median_seconds(
@@ -308,8 +309,8 @@ def main() -> None:
                       "Linear backward at numpy speed")
             if granularity == args.granularity[0]:
                 print("    operations inside, one call each (a search step runs the |w| copy, the survey and"
-                      " set_sums once each, the refinement 4x on the window; the histogram only when a set left"
-                      " its window):")
+                      " set_sums once each, the window's sort once and a refinement in one of its buckets 2x; the"
+                      " histogram only when a set left its window):")
                 for key, seconds in ops.items():
                     print(f"      {key:<68} {1e3 * seconds:10.3f} ms")
                 print("    other primitives, for comparison:")

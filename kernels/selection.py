@@ -38,6 +38,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 _DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
+DIGIT = _DIGIT
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
 CHUNK = 1 << 16  # entries per chunk of a pass: the unit of parallel work and of the sums' order
 # float sums within a chunk in the vectorised order of the compiler (fixed for a machine)
@@ -232,8 +233,9 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
 
 @njit(cache=True)
 def _refine_pairs(keys, members, k, shift, digit):
-    # _refine_kernel on (key, index) pairs held side by side: no loads scattered over the flat keys
-    keys, members = keys.copy(), members.copy()
+    # radix digits below ``shift`` over (key, index) pairs held side by side (no loads scattered
+    # over the flat keys); each digit keeps only the bucket of the (k+1)-th key, in a new array
+    # (the caller's are read, never written)
     while shift > 0:
         width = min(digit, shift)
         shift -= width
@@ -244,20 +246,46 @@ def _refine_pairs(keys, members, k, shift, digit):
         bucket, k = _bucket_of(counts, k)
         if counts[bucket] == keys.size:
             continue
+        kept_keys, kept_members = np.empty(counts[bucket], keys.dtype), np.empty(counts[bucket], members.dtype)
         kept = 0
         for position in range(keys.size):
             if ((np.int64(keys[position]) >> shift) & mask) == bucket:
-                keys[kept] = keys[position]
-                members[kept] = members[position]
+                kept_keys[kept] = keys[position]
+                kept_members[kept] = members[position]
                 kept += 1
-        keys, members = keys[:kept], members[:kept]
+        keys, members = kept_keys, kept_members
     return np.int64(keys[k]), members[k]  # every key left is the same; ties in index order
 
 
-def key_of_rank(member_keys: np.ndarray, members: np.ndarray, rank: int) -> tuple[int, int]:
-    """``(key, index)`` of the (rank+1)-th smallest of the pairs ``(member_keys[i], members[i])``
-    (flat indices ascending, their keys beside them; neither changed). O(members)."""
-    bound, following = _refine_pairs(member_keys, members, rank, 8 * member_keys.itemsize - 1, _DIGIT)
+@njit(cache=True)
+def _bucket_sort(keys, members, shift, width):
+    # a stable counting sort of (key, index) pairs by the digit (key >> shift) & (2**width - 1)
+    mask = (1 << width) - 1
+    offsets = np.zeros((1 << width) + 1, np.int64)
+    for position in range(keys.size):
+        offsets[((np.int64(keys[position]) >> shift) & mask) + 1] += 1
+    for bucket in range(1 << width):
+        offsets[bucket + 1] += offsets[bucket]
+    filling = offsets[:-1].copy()
+    sorted_keys, sorted_members = np.empty_like(keys), np.empty_like(members)
+    for position in range(keys.size):
+        bucket = (np.int64(keys[position]) >> shift) & mask
+        sorted_keys[filling[bucket]] = keys[position]
+        sorted_members[filling[bucket]] = members[position]
+        filling[bucket] += 1
+    return offsets, sorted_keys, sorted_members
+
+
+def bucket_sort(member_keys: np.ndarray, members: np.ndarray, shift: int, width: int):
+    """``(offsets, keys, members)``: the pairs ``(member_keys[i], members[i])`` sorted stably by the
+    digit ``(key >> shift) & (2**width - 1)``; bucket b at ``offsets[b]:offsets[b + 1]``. O(pairs)."""
+    return _bucket_sort(member_keys, members, shift, width)
+
+
+def refine(member_keys: np.ndarray, members: np.ndarray, rank: int, shift: int) -> tuple[int, int]:
+    """``(key, index)`` of the (rank+1)-th smallest of the pairs, all of whose keys agree above bit
+    ``shift``, in the order (key, index) (indices ascending within a key); arrays not changed."""
+    bound, following = _refine_pairs(member_keys, members, rank, shift, _DIGIT)
     return int(bound), int(following)
 
 

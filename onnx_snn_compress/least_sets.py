@@ -15,11 +15,46 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.selection import (CHUNK, histogram, infinity_key, key_of_rank, parallel_pass, set_sums, survey,
-                                top_shift, _bucket_of)
+from .kernels.selection import (CHUNK, DIGIT, bucket_sort, histogram, infinity_key, parallel_pass, refine, set_sums,
+                                survey, top_shift, _bucket_of)
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
+
+
+class Window:
+    """The members of a window ``[lo, hi)`` of keys (flat indices ascending, their keys beside
+    them), sorted once by their top digit (the 12 bits below the highest bit in which keys of
+    the window can differ), so that the key of any rank is refined within one bucket."""
+
+    def __init__(self, member_keys: np.ndarray, members: np.ndarray, lo: int, hi: int):
+        self.size, self.lo, self.hi = members.size, int(lo), int(hi)
+        self._pairs = (member_keys, members)
+        self._sorted = None
+
+    def _sort(self):
+        if self._sorted is None:
+            top = max(1, (self.lo ^ max(self.lo, self.hi - 1)).bit_length())
+            width = min(DIGIT, top)
+            self.shift, self.prefix = top - width, (self.lo >> top) << top
+            self._sorted = bucket_sort(*self._pairs, self.shift, width)
+        return self._sorted
+
+    def key_of_rank(self, rank: int) -> tuple[int, int]:
+        """``(key, index)`` of the (rank+1)-th smallest member in the order (key, index)."""
+        offsets, keys, members = self._sort()
+        bucket = int(np.searchsorted(offsets, rank, side="right")) - 1
+        first, stop = int(offsets[bucket]), int(offsets[bucket + 1])
+        return refine(keys[first:stop], members[first:stop], rank - first, self.shift)
+
+    def bucket_start(self, rank: int) -> int:
+        """The smallest key of the top-digit bucket of the member of ``rank``; ``bucket_stop``: the
+        key just past that bucket (edges for a window that holds that rank, without refinement)."""
+        offsets = self._sort()[0]
+        return self.prefix + ((int(np.searchsorted(offsets, rank, side="right")) - 1) << self.shift)
+
+    def bucket_stop(self, rank: int) -> int:
+        return self.bucket_start(rank) + (1 << self.shift)
 
 
 class LeastSets:
@@ -51,7 +86,7 @@ class LeastSets:
         self.squares = np.zeros(count)  # each group's sum of squared values
         self._below = [0] * count  # keys below lo
         self._moves = [0] * count  # each group's last move of its boundary (ranks), set by recentre
-        self._windows = [(self._members[:0], self._members[:0])] * count  # (members inside, their keys)
+        self._windows = [None] * count  # each group's kernels.selection.Window of the last survey
         self.values = self.keys = None
 
     def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int]) -> np.ndarray:
@@ -78,7 +113,8 @@ class LeastSets:
         for offset, (below, inside) in enumerate(counts.tolist()):
             window = slice(int(windows[offset]), int(windows[offset]) + inside)
             self._below[first + offset] = below
-            self._windows[first + offset] = self._members[window], self._member_keys[window]
+            self._windows[first + offset] = Window(self._member_keys[window], self._members[window],
+                                                   self.lo[first + offset], self.hi[first + offset])
 
     def _window_from_histogram(self, p: int, k: int) -> None:
         """A window around rank ``k`` (``k -+`` the margin and the group's last move) of the keys of
@@ -94,6 +130,8 @@ class LeastSets:
             return
         margin = self._margins[p] + self._moves[p]
         self.lo[p] = int(_bucket_of(counts, max(0, min(k, finite - 1) - margin))[0]) << shift
+        if _bucket_of(counts, min(k, finite - 1))[0] > 0:
+            self.lo[p] = max(self.lo[p], 1)  # leave out the zeros (the weights pruned for good) unless the boundary is one
         above = k + margin
         self.hi[p] = infinite if above >= finite else min(infinite, (int(_bucket_of(counts, above)[0]) + 1) << shift)
 
@@ -109,33 +147,32 @@ class LeastSets:
         return found
 
     def _in_window(self, p: int, k: int):
-        below, (members, member_keys) = self._below[p], self._windows[p]
-        if below <= k < below + members.size:
-            bound, following = key_of_rank(member_keys, members, k - below)
+        below, window = self._below[p], self._windows[p]
+        if below <= k < below + window.size:
+            bound, following = window.key_of_rank(k - below)
             return bound, following, k
         infinite = infinity_key(self.keys)
-        if self.hi[p] == infinite and k >= below + members.size:  # every finite key is below or in
-            return infinite, -1, below + members.size
+        if self.hi[p] == infinite and k >= below + window.size:  # every finite key is below or in
+            return infinite, -1, below + window.size
         return None
 
     def recentre(self, g: int, k: int, previous: int) -> None:
         """Move group ``g``'s window, after its boundary moved from rank ``previous`` to ``k``, to the
-        ranks from ``k`` to ``k`` plus that move again (s moves in runs), widened by the margin, as
-        far as its members reach (else an edge stays); the next survey's sets are expected there.
-        A window that still holds that span with half a margin to spare, and is no wider than four
-        margins plus it, stays."""
+        ranks from ``k`` to ``k`` plus that move again (s moves in runs; at most two margins: it also
+        turns), widened by the margin, as far as its members reach (else an edge stays), to the
+        edges of the window's top-digit buckets: the next survey's sets are expected there."""
         p = self.position[g]
-        below, (members, member_keys) = self._below[p], self._windows[p]
-        margin, move = self._margins[p], k - previous
+        below, window = self._below[p], self._windows[p]
+        margin = self._margins[p]
+        move = max(-2 * margin, min(2 * margin, k - previous))
         self._moves[p] = abs(move)
         lower, upper = min(k, k + move) - margin, max(k, k + move) + margin
-        inside = below <= lower + margin // 2 and upper - margin // 2 < below + members.size
-        if inside and members.size <= 4 * margin + abs(move):
-            return
-        if below <= lower < below + members.size:
-            self.lo[p] = key_of_rank(member_keys, members, lower - below)[0]
-        if below <= upper < below + members.size:
-            self.hi[p] = key_of_rank(member_keys, members, upper - below)[0] + 1
+        if below <= lower < below + window.size:
+            self.lo[p] = window.bucket_start(lower - below)
+            if self.lo[p] == 0 and below <= k < below + window.size and window.bucket_start(k - below) > 0:
+                self.lo[p] = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
+        if below <= upper < below + window.size:
+            self.hi[p] = min(window.bucket_stop(upper - below), infinity_key(self.keys))
 
     def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list) -> np.ndarray:
         """Per group, float64 ``[G, 3]``: the squares and the cost of its set ``first[g]``, and the cost
