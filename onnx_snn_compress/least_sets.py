@@ -1,11 +1,11 @@
 """The least-s sets of the solver's groups of weights, located by one survey pass a step.
 
-Each group keeps a *window* of keys around the boundary of its last set (the keys of the ranks
-``k -+ margin``); a step's survey (kernels/selection.py) counts the keys below the window and
-gathers those inside, so any set whose boundary stays inside is found from the window alone.
-The s step moves the boundary little (in mnist_mlp's searches the median |ds| of a step is
-0.3 % of a group, and 77 % of the steps move it by at most 2.5 %), and so do the weights
-between two steps. When the boundary has left the window, the group's keys are counted by
+Each group keeps a *window* of keys around the boundary of its last set (the ranks from that
+boundary to the boundary plus its last move, widened by a margin); a step's survey
+(kernels/selection.py) counts the keys below the window and gathers those inside, so any set
+whose boundary stays inside is found from the window alone. The s step moves the boundary
+little on most steps (in mnist_mlp's searches the median |ds| of a step is 0.3 % of a group,
+and 77 % of the steps move it by at most 2.5 %), and so do the weights between two steps. When the boundary has left the window, the group's keys are counted by
 their top bits (:func:`kernels.selection.histogram`), a window around it is taken from that
 histogram and the group is surveyed again: the sets are exact either way; the windows decide
 only the time taken, never a result.
