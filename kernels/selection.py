@@ -13,21 +13,26 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 ``bound`` is the key of +inf and ``following`` is -1.
 
 :func:`survey` is one pass over every group: for a *window* of keys ``[lo, hi)`` per group it
-counts the keys below ``lo``, gathers the flat indices of those inside (ascending), and sums the
-squares of all the group's values. A set whose (k+1)-th key lies inside the window is then
-found from the window's members alone (:func:`key_of_rank`: radix digits of 12 bits); the
-caller keeps each group's window around its last boundary (``least_sets.py``) and falls back
-on :func:`histogram` when the boundary left it. :func:`set_sums` is one pass that sums, for two
-sets per group (a search step's, before and after its step on s), the squares and costs of the
-first and the costs of the second's weights not hard-pruned. Neither pass writes a mask: the
-consumers compare keys with ``(bound, following)`` (:func:`add_scaled_least`, :func:`least_mask`).
+counts the keys below ``lo``, gathers the (index, key) pairs of those inside (indices
+ascending), and sums the squares of all the group's values. A set whose (k+1)-th key lies
+inside the window is then found from the window's pairs alone (``least_sets.Window``: one
+:func:`bucket_sort` by a top digit, then :func:`refine` within one bucket); the caller keeps
+each group's window near its last boundary and falls back on :func:`histogram` when the
+boundary left it. :func:`set_sums` is one pass for two sets per group (a search step's, before
+and after its step on s): the squares of the first, how many hard-pruned weights the second
+holds, and, with costs per weight, the costs of the first and of the second's weights not
+hard-pruned. Neither pass writes a mask: the consumers compare keys with ``(bound,
+following)`` (:func:`add_scaled_least`, :func:`least_mask`).
 
 Sums do not depend on the thread count nor on the windows: the groups are cut into chunks of
-``CHUNK`` entries at fixed places; each chunk sums in four lanes (index mod 4) added as
-``(l0 + l1) + (l2 + l3)``, and a group's chunks are added in index order. Counts are integers.
-The loops are written for this machine's compilers: no bool arithmetic in a hot loop (Numba
-turns it into branches that mispredict on random data: comparisons are made integers by the
-sign bit of a difference), no per-call allocation of a flat array.
+``CHUNK`` entries at fixed places, each chunk's float sums are taken in the compiler's
+vectorised order (reassociated: fixed for a machine, it may differ in the last bits between
+CPUs of different vector widths; not numpy's pairwise order), and a group's chunks are added
+in index order. Counts are integers. The loops are written for this machine's compilers: no
+bool arithmetic in a hot loop (Numba turns it into branches that mispredict on random data:
+comparisons are made integers by the sign bit of a difference), loops over views indexed from
+0 (a possibly negative index gets a wraparound check that keeps a loop from vectorising), no
+per-call allocation of a flat array.
 """
 
 from __future__ import annotations
@@ -37,8 +42,7 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-_DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
-DIGIT = _DIGIT
+DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
 CHUNK = 1 << 16  # entries per chunk of a pass: the unit of parallel work and of the sums' order
 # float sums within a chunk in the vectorised order of the compiler (fixed for a machine)
@@ -104,30 +108,6 @@ def _bucket_of(counts, k):
     return bucket, k
 
 
-@njit(cache=True)
-def _refine_kernel(keys, members, k, shift, digit):
-    # radix digits below ``shift`` over the members (kept in index order) until one key is left
-    while shift > 0:
-        width = min(digit, shift)
-        shift -= width
-        mask = (1 << width) - 1
-        counts = np.zeros(1 << width, dtype=np.int64)
-        for position in range(members.size):
-            counts[(np.int64(keys[members[position]]) >> shift) & mask] += 1
-        bucket, k = _bucket_of(counts, k)
-        if counts[bucket] == members.size:
-            continue
-        kept = 0
-        for position in range(members.size):
-            member = members[position]
-            if ((np.int64(keys[member]) >> shift) & mask) == bucket:
-                members[kept] = member
-                kept += 1
-        members = members[:kept]
-    following = members[k]  # every member now has the same key; ties in index order
-    return np.int64(keys[following]), following
-
-
 
 
 def infinity_key(keys: np.ndarray) -> int:
@@ -143,7 +123,7 @@ def parallel_pass(entries: int) -> bool:
 # -- the survey: keys below a window, the window's members, the squares ------------------
 @njit(cache=True, inline="always")
 def _below(key, limit):
-    return ((key - limit) >> 63) & 1  # 1 when key < limit (both >= 0): an integer, no branch
+    return ((key - limit) >> 63) & 1  # 1 when key < limit (int64, no overflow): an integer, no branch
 
 
 @njit(cache=True, fastmath=_REASSOCIATE)
@@ -285,7 +265,7 @@ def bucket_sort(member_keys: np.ndarray, members: np.ndarray, shift: int, width:
 def refine(member_keys: np.ndarray, members: np.ndarray, rank: int, shift: int) -> tuple[int, int]:
     """``(key, index)`` of the (rank+1)-th smallest of the pairs, all of whose keys agree above bit
     ``shift``, in the order (key, index) (indices ascending within a key); arrays not changed."""
-    bound, following = _refine_pairs(member_keys, members, rank, shift, _DIGIT)
+    bound, following = _refine_pairs(member_keys, members, rank, shift, DIGIT)
     return int(bound), int(following)
 
 
@@ -300,7 +280,7 @@ def _in_set(key, index, bound, following):
 def _sums_chunk(values, keys, costs, hard, start, stop, first, second, out, chunk):
     # separate loops, each vectorised (over views indexed from 0, as in _survey_chunk): the
     # squares of the first set; then, when some weights are hard-pruned, how many of them the
-    # second set holds; then, for costs per weight (costs.size > 1), the costs of the first set
+    # second set holds; then, for costs per weight, the costs of the first set
     # and of the second's weights not hard-pruned. Set membership with ``following`` made local.
     first_bound, first_following = first[0], first[1] - start
     second_bound, second_following = second[0], second[1] - start
@@ -311,15 +291,15 @@ def _sums_chunk(values, keys, costs, hard, start, stop, first, second, out, chun
         squares += value * value if _in_set(chunk_keys[index], index, first_bound, first_following) else 0.0
     out[chunk, 0] = squares
     held = 0
-    if hard.size > 1:
+    if hard.size == keys.size:  # else one zero: none is hard-pruned
         chunk_hard = hard[start:stop]
         for index in range(chunk_keys.size):
             held += _below(np.int64(chunk_keys[index]), second_bound + _below(index, second_following)) \
                 & np.int64(chunk_hard[index])
     out[chunk, 1] = held
-    if costs.size > 1:
+    if costs.size == keys.size:  # else one cost for every weight: the caller multiplies counts
         chunk_costs = costs[start:stop]
-        chunk_hard = hard[start:stop] if hard.size > 1 else np.zeros(chunk_keys.size, np.uint8)
+        chunk_hard = hard[start:stop] if hard.size == keys.size else np.zeros(chunk_keys.size, np.uint8)
         first_cost = second_cost = 0.0
         for index in range(chunk_keys.size):
             cost = chunk_costs[index]
