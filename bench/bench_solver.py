@@ -227,7 +227,6 @@ def time_solver(graph, grads, granularity, repeats):
     kernels.least_mask(keys, 0, flat.size, least, mask)
     buffer = np.empty_like(values)
     shift = kernels.top_shift(keys, flat.size)
-    weights = {name: graph[name].weight.reshape(-1) for name in flat.layers}
     ops = {
         "flat float32 |w| of the weights (native_magnitudes)": median_seconds(lambda: flat.native_magnitudes(buffer),
                                                                               repeats),
