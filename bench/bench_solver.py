@@ -5,25 +5,24 @@
 
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
-    penalty   ``Minimax.penalty(state, hard_pruned)``: the flat float32 |w| of all
-              prunable weights (into a reused buffer) and one comparison of their bits with the
-              weights the last ``step`` selected on; they are equal in a search, so its least-s
-              sets are reused (else: a selection, as in ``step``) -- before the training step
-    add       the returned closure ``add(grads)``: ``grads += 2 y w`` where the set's mask
-              is set (``FlatWeights.add_scaled_masked``) -- inside the training step
-    step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat |w|, one
-              histogram of the rank bits per group, the least-s set before the s step
-              (the buckets around the boundary gathered, the boundary's refined; its mask),
-              the groups' squared sums, the s step, the set's squared mass (its values
-              compressed) and the resource after pruning it for the dual steps, then the set
-              after the s step from the same histogram and gathered buckets, its mask and the
-              resource with it (kernels/selection.py)
+    penalty   ``Minimax.penalty(state, hard_pruned)``: one read-only comparison of |w| with
+              the values the last ``step`` selected on; they are equal in a search, so its
+              least-s sets are reused (else: a selection, as in ``step``) -- before the training step
+    add       the returned closure ``add(grads)``: ``grads += 2 y w`` on the set, by comparing
+              each weight's key with the set's bound (``FlatWeights.add_scaled_least``; no
+              mask) -- inside the training step
+    step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat |w|, one survey
+              pass (per group: the keys below its window, the window's members, the sum of
+              squares), the least-s set before the s step refined in the window, the s step,
+              the set after it (the same window), one pass for the squares and cost of the
+              first and the cost of the second (``least_sets.py``, kernels/selection.py), the
+              dual steps, the windows moved to the new boundaries
 
 These three are timed through the solver's own API, from the same mid-search state
 every repeat (``penalty`` right after a ``step`` from it, as in a search;
 s = half the prunable weights, y = 0.3, z = 0.1 (the s step moves s by about 0.6 %, a typical
 step: in mnist_mlp's searches the median |ds| is 0.3 % and 77 % of the steps move it by at most
-2.5 %, so that the selection after the s step finds its bucket gathered), nothing hard-pruned,
+2.5 %, so that the set after the s step lies in the window), nothing hard-pruned,
 resource ``params``, budget 0.1, the CompressConfig step sizes), and compared with
 a training step of the same model: forward + loss + backward + Adam (the core of
 ``Trainer.train_step``, as in bench_train_step.py) at ``--batch`` (64) and T = 8 on
@@ -216,34 +215,34 @@ def time_solver(graph, grads, granularity, repeats):
 
     # the operations inside, one by one
     from onnx_snn_compress.kernels import selection as kernels
+    from onnx_snn_compress.least_sets import LeastSets, Window
 
     values = flat.native_magnitudes()
-    bits = kernels.key_bits(values)
-    shift = kernels.top_shift(bits, flat.size)
-    counts, gathered = kernels.histogram(bits, 0, flat.size, shift), {}
+    keys = kernels.key_bits(values)
     k = int(0.5 * flat.size)
-    least = kernels.select(bits, 0, flat.size, k, counts, shift, gathered)
+    finder = LeastSets([slice(0, flat.size)], flat.size)
+    finder.survey(values, keys, [k])
+    least = finder.least(0, k)
     mask = np.zeros(flat.size, dtype=bool)
-    kernels.least_mask(bits, 0, flat.size, least, shift, gathered, mask)
-    chosen = np.empty(flat.size + 1, np.float32)
+    kernels.least_mask(keys, 0, flat.size, least, mask)
     buffer = np.empty_like(values)
+    shift = kernels.top_shift(keys, flat.size)
     ops = {
         "flat float32 |w| of the weights (native_magnitudes)": median_seconds(lambda: flat.native_magnitudes(buffer),
                                                                               repeats),
-        "histogram of the rank bits (one pass)": median_seconds(
-            lambda: kernels.histogram(bits, 0, flat.size, shift), repeats),
-        "least-s set: buckets near the boundary gathered, its own refined": median_seconds(
-            lambda: kernels.select(bits, 0, flat.size, k, counts, shift, {}), repeats),
-        "its mask (np.less, then the ties)": median_seconds(
-            lambda: kernels.least_mask(bits, 0, flat.size, least, shift, gathered, mask), repeats),
-        "squared sum of a group (numpy's pairwise order)": median_seconds(
-            lambda: kernels.sum_of_squares(values, 0, flat.size), repeats),
-        "resource after either set, the first's values (prune_pass)": median_seconds(
-            lambda: kernels.prune_pass(costs, values, mask, mask, hard_pruned, chosen), repeats),
-        "penalty's check: weights equal to the last step's": median_seconds(lambda: kernels.same_bits(values, buffer),
-                                                                           repeats),
-        "grads += 2 y w on the set (add_scaled_masked)": median_seconds(
-            lambda g: flat.add_scaled_masked(g, mask, slice(0, flat.size), 2.0), repeats, grads_copy),
+        "survey: keys below the window, its members, the squares (one pass)": median_seconds(
+            lambda: finder.survey(values, keys, [k]), repeats),
+        "the window sorted by its top digit, the boundary refined (Window)": median_seconds(
+            lambda: Window(*finder._windows[0]._pairs, finder.lo[0], finder.hi[0]).key_of_rank(k - finder._below[0]),
+            repeats),
+        "squares and costs of two sets (set_sums, one pass)": median_seconds(
+            lambda: finder.sums(np.ones(1), np.zeros(1, np.uint8), [least], [least]), repeats),
+        "histogram of the rank bits (a window's fallback, one pass)": median_seconds(
+            lambda: kernels.histogram(keys, 0, flat.size, shift), repeats),
+        "penalty's check: |w| equal to the last step's (same_magnitudes)": median_seconds(
+            lambda: flat.same_magnitudes(values), repeats),
+        "grads += 2 y w on the set (add_scaled_least)": median_seconds(
+            lambda g: flat.add_scaled_least(g, keys, least, slice(0, flat.size), 2.0), repeats, grads_copy),
     }
     # numpy primitives the solver used before, for comparison (bench/README.md)
     squared = values.astype(np.float64) ** 2
@@ -308,9 +307,9 @@ def main() -> None:
                 print(f"    {'':<8} {'':>10}     {100 * solver_total / fast_step:7.1f} % of the estimated step with "
                       "Linear backward at numpy speed")
             if granularity == args.granularity[0]:
-                print("    operations inside, one call each (a search step runs the |w| copy 2x, the mask 2x, the"
-                      " squared sum 2x, the others once; the selection 2x on one histogram and, most often, one"
-                      " gather):")
+                print("    operations inside, one call each (a search step runs the |w| copy, the survey and"
+                      " set_sums once each, the window's sort once and a refinement in one of its buckets 2x; the"
+                      " histogram only when a set left its window):")
                 for key, seconds in ops.items():
                     print(f"      {key:<68} {1e3 * seconds:10.3f} ms")
                 print("    other primitives, for comparison:")

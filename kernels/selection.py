@@ -1,30 +1,38 @@
-"""The solver's O(n) passes over all prunable weights: the least-k set by threshold, its mask,
-the resource left after pruning it, its squared mass, and the penalty gradient added on it.
+"""The solver's O(n) passes over the prunable weights: a survey that locates the least-k sets
+of each group, the sums over two such sets, the penalty gradient added on a set, and the check
+that the weights did not move.
 
-A least-k set is found as a *threshold*: with ``bits`` the ranks' bit patterns (float32 or
+A least-k set is found as a *threshold*: with ``keys`` the ranks' bit patterns (float32 or
 float64 ranks >= 0 or +inf; the bit patterns of non-negative floats order them as their
 values), the set is
 
-    { i :  bits[i] < bound  or  (bits[i] == bound and i < following) }
+    { i :  keys[i] < bound  or  (keys[i] == bound and i < following) }
 
 where ``(bound, following)`` is the key and index of the (k+1)-th smallest in the order
 (key, index): ties are taken in index order. When every finite rank is in the set,
 ``bound`` is the key of +inf and ``following`` is -1.
 
-:func:`histogram` counts the keys of a range by their top bits (one pass); :func:`select`
-finds ``(bound, following)`` for any k from that histogram: the bucket that holds the
-(k+1)-th key, one pass that gathers that bucket's members (and its neighbours': the next
-selection most often needs one of them), then radix digits of 12 bits over
-them until one key is left. Two selections on the same weights (a search step's, before and
-after its step on s) share the histogram and, most often, the gathered bucket.
-:func:`least_mask` writes the set as a bool mask (numpy's SIMD compare, then the ties).
+:func:`survey` is one pass over every group: for a *window* of keys ``[lo, hi)`` per group it
+counts the keys below ``lo``, gathers the (index, key) pairs of those inside (indices
+ascending), and sums the squares of all the group's values. A set whose (k+1)-th key lies
+inside the window is then found from the window's pairs alone (``least_sets.Window``: one
+:func:`bucket_sort` by a top digit, then :func:`refine` within one bucket); the caller keeps
+each group's window near its last boundary and falls back on :func:`histogram` when the
+boundary left it. :func:`set_sums` is one pass for two sets per group (a search step's, before
+and after its step on s): the squares of the first, how many hard-pruned weights the second
+holds, and, with costs per weight, the costs of the first and of the second's weights not
+hard-pruned. Neither pass writes a mask: the consumers compare keys with ``(bound,
+following)`` (:func:`add_scaled_least`, :func:`least_mask`).
 
-The loops are written for this machine's compilers: no bool arithmetic in a hot loop (Numba
-turns it into branches that mispredict on a random mask), no per-call allocation of a flat
-array (each page of a fresh array costs a fault). Results do not depend on the thread count:
-the counts are integers, the gradient is added entry by entry, and every sum is taken
-serially in a fixed order (numpy's or the one :func:`kept_cost` had, so results are
-bit-identical to the numpy code the solver used before).
+Sums do not depend on the thread count nor on the windows: the groups are cut into chunks of
+``CHUNK`` entries at fixed places, each chunk's float sums are taken in the compiler's
+vectorised order (reassociated: fixed for a machine, it may differ in the last bits between
+CPUs of different vector widths; not numpy's pairwise order), and a group's chunks are added
+in index order. Counts are integers. The loops are written for this machine's compilers: no
+bool arithmetic in a hot loop (Numba turns it into branches that mispredict on random data:
+comparisons are made integers by the sign bit of a difference), loops over views indexed from
+0 (a possibly negative index gets a wraparound check that keeps a loop from vectorising), no
+per-call allocation of a flat array.
 """
 
 from __future__ import annotations
@@ -34,12 +42,11 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-_DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
-# a gather takes the buckets of the ranks k - size x below .. k + size x above, so that the
-# selection after a search step's s step (which moves s by about that) finds its bucket gathered
-_GATHER_BELOW, _GATHER_ABOVE = 0.025, 0.025
+DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
-_PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
+CHUNK = 1 << 16  # entries per chunk of a pass: the unit of parallel work and of the sums' order
+# float sums within a chunk in the vectorised order of the compiler (fixed for a machine)
+_REASSOCIATE = {"reassoc", "nsz", "contract"}
 
 
 def key_bits(ranks: np.ndarray) -> np.ndarray:
@@ -101,227 +108,309 @@ def _bucket_of(counts, k):
     return bucket, k
 
 
-@njit(cache=True)
-def _gather_kernel(keys, start, stop, shift, first, offsets):
-    # the flat indices of the keys in buckets first, first + 1, ..., grouped by bucket (bucket
-    # first + b at offsets[b]:offsets[b + 1]), each bucket's ascending; few of all keys, so the
-    # branch predicts well
-    members = np.empty(offsets[-1], dtype=np.int64)
-    filling = offsets[:-1].copy()
-    low = np.int64(first) << shift
-    width = np.uint64(offsets.size - 1) << np.uint64(shift)
-    filled = 0
-    for index in range(start, stop):
-        offset = np.uint64(np.int64(keys[index]) - low)
-        if offset < width:  # in one of the buckets, in one comparison
-            bucket = np.int64(offset >> np.uint64(shift))
-            members[filling[bucket]] = index
-            filling[bucket] += 1
+
+
+def infinity_key(keys: np.ndarray) -> int:
+    """The key of +inf for ``keys`` of :func:`key_bits` (every finite rank's key is below it)."""
+    return _INFINITY_KEYS[keys.dtype]
+
+
+def parallel_pass(entries: int) -> bool:
+    """Whether a pass over ``entries`` weights pays for a parallel region (with threads to run it)."""
+    return entries >= 4 * _PARALLEL_ENTRIES
+
+
+# -- the survey: keys below a window, the window's members, the squares ------------------
+@njit(cache=True, inline="always")
+def _below(key, limit):
+    return ((key - limit) >> 63) & 1  # 1 when key < limit (int64, no overflow): an integer, no branch
+
+
+@njit(cache=True, fastmath=_REASSOCIATE)
+def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot, out_squares, out_counts, chunk):
+    # two loops over the chunk (it stays in cache): the squares and the count below (vectorised),
+    # then the gather, whose branch is rarely taken. Loops index views from 0: an index that
+    # cannot be negative needs no wraparound, which would keep the loop from vectorising
+    chunk_values, chunk_keys = values[start:stop], keys[start:stop]
+    squares = 0.0
+    below = 0
+    for index in range(chunk_values.size):
+        value = np.float64(chunk_values[index])
+        squares += value * value
+        below += _below(np.int64(chunk_keys[index]), lo)
+    filled = slot
+    width = np.uint64(hi - lo)
+    for index in range(chunk_keys.size):
+        key = chunk_keys[index]
+        if np.uint64(np.int64(key) - lo) < width:  # lo <= key < hi, in one comparison
+            members[filled] = start + index
+            member_keys[filled] = key
             filled += 1
-            if filled == members.size:
-                break
-    return members
+    out_squares[chunk] = squares
+    out_counts[chunk, 0] = below
+    out_counts[chunk, 1] = filled - slot
 
 
 @njit(cache=True)
-def _refine_kernel(keys, members, k, shift, digit):
-    # radix digits below ``shift`` over the members (kept in index order) until one key is left
+def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
+    for chunk in range(starts.size):
+        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
+                      member_keys, slots[chunk], squares, counts, chunk)
+
+
+@njit(cache=True, parallel=True)
+def _survey_parallel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
+    for chunk in prange(starts.size):
+        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
+                      member_keys, slots[chunk], squares, counts, chunk)
+
+
+@njit(cache=True)
+def _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window):
+    # per group (its chunks firsts[g]:firsts[g + 1], in index order): the squares added chunk by
+    # chunk, the counts, and the window's members moved together to the group's first slot
+    for group in range(firsts.size - 1):
+        total = 0.0
+        below = 0
+        filled = slots[firsts[group]]
+        group_window[group] = filled
+        for chunk in range(firsts[group], firsts[group + 1]):
+            total += squares[chunk]
+            below += counts[chunk, 0]
+            source = slots[chunk]
+            for position in range(counts[chunk, 1]):
+                members[filled] = members[source + position]
+                member_keys[filled] = member_keys[source + position]
+                filled += 1
+        group_squares[group] = total
+        group_counts[group, 0] = below
+        group_counts[group, 1] = filled - group_window[group]
+
+
+def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, groups: np.ndarray,
+           firsts: np.ndarray, lo: np.ndarray, hi: np.ndarray, slots: np.ndarray, members: np.ndarray,
+           member_keys: np.ndarray, parallel: bool):
+    """One pass over chunks ``starts[c]:stops[c]`` (ascending, disjoint) of groups: chunk c is of
+    group ``groups[c]``, whose chunks are ``firsts[g]:firsts[g + 1]``, and whose window is
+    ``[lo[g], hi[g])``.
+
+    values: float32 or float64 ``[n]`` (squared as float64); keys: :func:`key_bits` ``[n]``;
+    slots: int64, where chunk c may write its members (``members[slots[c]:slots[c] + its length
+    + 1]``, disjoint); ``member_keys`` (as ``keys``, as large as ``members``) gets their keys.
+    Returns per group ``(squares, counts, window)``: the sum of its squared values (float64
+    ``[G]``), the count of keys below ``lo`` and inside the window (int64 ``[G, 2]``), and where
+    its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``)."""
+    chunks = starts.size
+    squares, counts = np.empty(chunks), np.empty((chunks, 2), np.int64)
+    kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
+    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts)
+    group_count = firsts.size - 1
+    group_squares, group_counts = np.empty(group_count), np.empty((group_count, 2), np.int64)
+    group_window = np.empty(group_count, np.int64)
+    _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window)
+    return group_squares, group_counts, group_window
+
+
+@njit(cache=True)
+def _refine_pairs(keys, members, k, shift, digit):
+    # radix digits below ``shift`` over (key, index) pairs held side by side (no loads scattered
+    # over the flat keys); each digit keeps only the bucket of the (k+1)-th key, in a new array
+    # (the caller's are read, never written)
     while shift > 0:
         width = min(digit, shift)
         shift -= width
         mask = (1 << width) - 1
         counts = np.zeros(1 << width, dtype=np.int64)
-        for position in range(members.size):
-            counts[(np.int64(keys[members[position]]) >> shift) & mask] += 1
+        for position in range(keys.size):
+            counts[(np.int64(keys[position]) >> shift) & mask] += 1
         bucket, k = _bucket_of(counts, k)
-        if counts[bucket] == members.size:
+        if counts[bucket] == keys.size:
             continue
+        kept_keys, kept_members = np.empty(counts[bucket], keys.dtype), np.empty(counts[bucket], members.dtype)
         kept = 0
-        for position in range(members.size):
-            member = members[position]
-            if ((np.int64(keys[member]) >> shift) & mask) == bucket:
-                members[kept] = member
+        for position in range(keys.size):
+            if ((np.int64(keys[position]) >> shift) & mask) == bucket:
+                kept_keys[kept] = keys[position]
+                kept_members[kept] = members[position]
                 kept += 1
-        members = members[:kept]
-    following = members[k]  # every member now has the same key; ties in index order
-    return np.int64(keys[following]), following
-
-
-def select(bits: np.ndarray, start: int, stop: int, k: int, counts: np.ndarray, shift: int,
-           gathered: dict) -> tuple[int, int, int]:
-    """``(bound, following, size)`` of the least-``k`` set of ``bits[start:stop]`` (see the module
-    docstring); ``counts``: :func:`histogram` of that range with ``shift``. ``k >= 0``; when ``k``
-    reaches the finite keys of the range, the set is all of them: ``(key of +inf, -1, their
-    count)``. ``gathered``: a dict the caller keeps between selections on the same keys and
-    range (bucket -> its members' flat indices, ascending), so a bucket is gathered once; it
-    holds every key equal to ``bound`` for :func:`least_mask`. A gather takes the buckets near
-    the (k+1)-th key too (``_GATHER_BELOW``, ``_GATHER_ABOVE``).
-    O(size of the histogram + one pass + the bucket of the (k+1)-th key)."""
-    infinite = _INFINITY_KEYS[bits.dtype]
-    finite = (stop - start) - int(np.sum(counts[infinite >> shift:]))  # +inf and above (NaN) are not ranked
-    if k >= finite:
-        return infinite, -1, finite
-    bucket, rank = _bucket_of(counts, k)
-    if bucket not in gathered:
-        size = stop - start
-        first = _bucket_of(counts, max(0, k - int(_GATHER_BELOW * size)))[0]
-        last = max(bucket, _bucket_of(counts, min(finite - 1, k + int(_GATHER_ABOVE * size)))[0])
-        offsets = np.concatenate([[0], np.cumsum(counts[first:last + 1])]).astype(np.int64)
-        members = _gather_kernel(bits, start, stop, shift, first, offsets)
-        for index in range(last + 1 - first):
-            gathered[first + index] = members[offsets[index]:offsets[index + 1]]
-    bound, following = _refine_kernel(bits, gathered[bucket].copy(), rank, shift, _DIGIT)
-    return int(bound), int(following), int(k)
+        keys, members = kept_keys, kept_members
+    return np.int64(keys[k]), members[k]  # every key left is the same; ties in index order
 
 
 @njit(cache=True)
-def _mark_ties_kernel(keys, candidates, bound, following, mask):
-    for index in candidates:
-        if keys[index] == bound and index < following:
-            mask[index] = True
+def _bucket_sort(keys, members, shift, width):
+    # a stable counting sort of (key, index) pairs by the digit (key >> shift) & (2**width - 1)
+    mask = (1 << width) - 1
+    offsets = np.zeros((1 << width) + 1, np.int64)
+    for position in range(keys.size):
+        offsets[((np.int64(keys[position]) >> shift) & mask) + 1] += 1
+    for bucket in range(1 << width):
+        offsets[bucket + 1] += offsets[bucket]
+    filling = offsets[:-1].copy()
+    sorted_keys, sorted_members = np.empty_like(keys), np.empty_like(members)
+    for position in range(keys.size):
+        bucket = (np.int64(keys[position]) >> shift) & mask
+        sorted_keys[filling[bucket]] = keys[position]
+        sorted_members[filling[bucket]] = members[position]
+        filling[bucket] += 1
+    return offsets, sorted_keys, sorted_members
 
 
-def least_mask(bits: np.ndarray, start: int, stop: int, least: tuple[int, int, int], shift: int, gathered: dict,
-               mask: np.ndarray) -> None:
-    """Write the set ``least = (bound, following, size)`` of ``bits[start:stop]`` into
-    ``mask[start:stop]`` (bool ``[n]``, in place); ``shift`` and ``gathered`` as :func:`select` had them."""
-    bound, following, _ = least
-    np.less(bits[start:stop], bound, out=mask[start:stop])  # numpy's SIMD compare
-    if following >= 0:
-        _mark_ties_kernel(bits, gathered[bound >> shift], bound, following, mask)
+def bucket_sort(member_keys: np.ndarray, members: np.ndarray, shift: int, width: int):
+    """``(offsets, keys, members)``: the pairs ``(member_keys[i], members[i])`` sorted stably by the
+    digit ``(key >> shift) & (2**width - 1)``; bucket b at ``offsets[b]:offsets[b + 1]``. O(pairs)."""
+    return _bucket_sort(member_keys, members, shift, width)
+
+
+def refine(member_keys: np.ndarray, members: np.ndarray, rank: int, shift: int) -> tuple[int, int]:
+    """``(key, index)`` of the (rank+1)-th smallest of the pairs, all of whose keys agree above bit
+    ``shift``, in the order (key, index) (indices ascending within a key); arrays not changed."""
+    bound, following = _refine_pairs(member_keys, members, rank, shift, DIGIT)
+    return int(bound), int(following)
+
+
+# -- the sums over two sets per group ---------------------------------------------------
+@njit(cache=True, inline="always")
+def _in_set(key, index, bound, following):
+    # keys[i] < bound, or == bound before ``following``: < bound + 1 there
+    return np.int64(key) < bound + _below(index, following)
+
+
+@njit(cache=True, fastmath=_REASSOCIATE)
+def _sums_chunk(values, keys, costs, hard, start, stop, first, second, out, chunk):
+    # separate loops, each vectorised (over views indexed from 0, as in _survey_chunk): the
+    # squares of the first set; then, when some weights are hard-pruned, how many of them the
+    # second set holds; then, for costs per weight, the costs of the first set
+    # and of the second's weights not hard-pruned. Set membership with ``following`` made local.
+    first_bound, first_following = first[0], first[1] - start
+    second_bound, second_following = second[0], second[1] - start
+    chunk_values, chunk_keys = values[start:stop], keys[start:stop]
+    squares = 0.0
+    for index in range(chunk_keys.size):
+        value = np.float64(chunk_values[index])
+        squares += value * value if _in_set(chunk_keys[index], index, first_bound, first_following) else 0.0
+    out[chunk, 0] = squares
+    held = 0
+    if hard.size == keys.size:  # else one zero: none is hard-pruned
+        chunk_hard = hard[start:stop]
+        for index in range(chunk_keys.size):
+            held += _below(np.int64(chunk_keys[index]), second_bound + _below(index, second_following)) \
+                & np.int64(chunk_hard[index])
+    out[chunk, 1] = held
+    if costs.size == keys.size:  # else one cost for every weight: the caller multiplies counts
+        chunk_costs = costs[start:stop]
+        chunk_hard = hard[start:stop] if hard.size == keys.size else np.zeros(chunk_keys.size, np.uint8)
+        first_cost = second_cost = 0.0
+        for index in range(chunk_keys.size):
+            cost = chunk_costs[index]
+            first_cost += cost if _in_set(chunk_keys[index], index, first_bound, first_following) else 0.0
+            kept = _below(np.int64(chunk_keys[index]), second_bound + _below(index, second_following)) \
+                & (1 - np.int64(chunk_hard[index]))
+            second_cost += cost if kept != 0 else 0.0
+        out[chunk, 2] = first_cost
+        out[chunk, 3] = second_cost
+
+
+@njit(cache=True)
+def _sums_serial(values, keys, costs, hard, starts, stops, groups, sets, out):
+    for chunk in range(starts.size):
+        group = groups[chunk]
+        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[group, 0:2], sets[group, 2:4], out,
+                    chunk)
 
 
 @njit(cache=True, parallel=True)
-def _add_scaled_masked_parallel(target, source, chosen, factor):
-    for index in prange(target.size):
-        target[index] = np.float32(target[index] + factor * source[index]) if chosen[index] else target[index]
+def _sums_parallel(values, keys, costs, hard, starts, stops, groups, sets, out):
+    for chunk in prange(starts.size):
+        group = groups[chunk]
+        _sums_chunk(values, keys, costs, hard, starts[chunk], stops[chunk], sets[group, 0:2], sets[group, 2:4], out,
+                    chunk)
 
 
 @njit(cache=True)
-def _add_scaled_masked_serial(target, source, chosen, factor):
+def _add_chunks(out, firsts, totals):
+    for group in range(firsts.size - 1):
+        for column in range(out.shape[1]):
+            total = 0.0
+            for chunk in range(firsts[group], firsts[group + 1]):
+                total += out[chunk, column]
+            totals[group, column] = total
+
+
+def set_sums(values: np.ndarray, keys: np.ndarray, costs: np.ndarray, hard: np.ndarray, starts: np.ndarray,
+             stops: np.ndarray, groups: np.ndarray, firsts: np.ndarray, sets: np.ndarray, parallel: bool) -> np.ndarray:
+    """Per group (chunks as :func:`survey` has them), float64 ``[G, 4]``: the sum of the squared
+    values of a first set, how many hard-pruned weights a second set holds, and the costs of the
+    first set and of the second's weights that are not hard-pruned. ``sets``: int64 ``[G, 4]``,
+    per group ``(bound, following)`` of the first set, then of the second. ``costs``: float64
+    ``[n]``, or ``[1]`` (one cost for every weight: then the cost columns are 0 and the caller
+    multiplies counts); ``hard``: uint8 ``[n]`` (1: hard-pruned), or ``[1]`` zero (none is: the
+    count is 0). One pass (two with costs per weight)."""
+    out = np.zeros((starts.size, 4))
+    kernel = _sums_parallel if parallel and get_num_threads() > 1 else _sums_serial
+    kernel(values, keys, costs, hard, starts, stops, groups, sets, out)
+    totals = np.empty((firsts.size - 1, 4))
+    _add_chunks(out, firsts, totals)
+    return totals
+
+
+# -- consumers of a set: its mask, the penalty gradient on it ---------------------------
+def least_mask(keys: np.ndarray, start: int, stop: int, least: tuple, mask: np.ndarray) -> None:
+    """Write the set ``least = (bound, following, ...)`` of ``keys[start:stop]`` into
+    ``mask[start:stop]`` (bool ``[n]``, in place): two SIMD comparisons of numpy's."""
+    bound, following = least[0], least[1]
+    split = min(max(following, start), stop)  # ties are in the set before ``following``
+    np.less_equal(keys[start:split], bound, out=mask[start:split])
+    np.less(keys[split:stop], bound, out=mask[split:stop])
+
+
+@njit(cache=True)
+def _add_scaled_least_serial(target, source, keys, split, bound, factor):
     for index in range(target.size):
-        target[index] = np.float32(target[index] + factor * source[index]) if chosen[index] else target[index]
+        limit = bound + (((index - split) >> 63) & 1)  # ties are in the set before ``split``
+        # a select, written out here (through an inlined helper it stayed a branch): no branch on the set
+        target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
 
 
-def add_scaled_masked(target: np.ndarray, source: np.ndarray, mask: np.ndarray, factor: float) -> None:
-    """``target[mask] += float32(factor) * source[mask]`` in place, bit for bit as numpy's float32
-    (the other entries keep their exact bits, signs of zero included); no gathered copies.
-
-    target, source: float32 ``[m]``, contiguous; mask: bool ``[m]``.
-    """
-    kernel = _add_scaled_masked_parallel if target.size >= _PARALLEL_ENTRIES else _add_scaled_masked_serial
-    kernel(target, source, mask.view(np.uint8), np.float32(factor))
+@njit(cache=True, parallel=True)
+def _add_scaled_least_parallel(target, source, keys, split, bound, factor):
+    for index in prange(target.size):
+        limit = bound + (((index - split) >> 63) & 1)
+        target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
 
 
-@njit(cache=True, inline="always")
-def _square(value):
-    wide = np.float64(value)
-    return wide * wide  # exact for float32 values (24-bit significands)
+def add_scaled_least(target: np.ndarray, source: np.ndarray, keys: np.ndarray, least: tuple, factor: float) -> None:
+    """``target[i] += float32(factor) * source[i]`` where i is in the set ``least = (bound,
+    following, ...)`` of ``keys`` (``following`` relative to ``keys[0]``; any value < 0 or past
+    the end is fine), in place, bit for bit as numpy's float32 masked add (the other entries
+    keep their exact bits); no mask. target, source: float32 ``[m]``; keys ``[m]``, contiguous."""
+    bound, following = least[0], least[1]
+    split = min(max(following, 0), target.size)
+    kernel = _add_scaled_least_parallel if target.size >= _PARALLEL_ENTRIES else _add_scaled_least_serial
+    kernel(target, source, keys, split, np.int64(bound), np.float32(factor))
 
 
-@njit(cache=True)
-def _pairwise_squares(values, start, count):
-    # numpy's pairwise summation (``pairwise_sum`` in numpy's loops_utils.h) of float64(v)**2
-    if count < 8:
-        total = 0.0
-        for index in range(start, start + count):
-            total += _square(values[index])
-        return total
-    if count <= _PAIRWISE_BLOCK:
-        r0, r1, r2, r3 = _square(values[start]), _square(values[start + 1]), _square(values[start + 2]), \
-            _square(values[start + 3])
-        r4, r5, r6, r7 = _square(values[start + 4]), _square(values[start + 5]), _square(values[start + 6]), \
-            _square(values[start + 7])
-        index = start + 8
-        whole = start + count - count % 8
-        while index < whole:
-            r0 += _square(values[index])
-            r1 += _square(values[index + 1])
-            r2 += _square(values[index + 2])
-            r3 += _square(values[index + 3])
-            r4 += _square(values[index + 4])
-            r5 += _square(values[index + 5])
-            r6 += _square(values[index + 6])
-            r7 += _square(values[index + 7])
-            index += 8
-        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while index < start + count:
-            total += _square(values[index])
-            index += 1
-        return total
-    half = count // 2
-    half -= half % 8
-    return _pairwise_squares(values, start, half) + _pairwise_squares(values, start + half, count - half)
-
-
-def sum_of_squares(values: np.ndarray, start: int, stop: int) -> float:
-    """``np.sum(values[start:stop].astype(np.float64) ** 2)``, bit for bit (numpy's pairwise
-    order, which it takes for a contiguous float64 vector), without the float64 copy.
-    values: float32 or float64 ``[n]``, contiguous."""
-    return 0.0 + float(_pairwise_squares(values, start, stop - start))
-
-
-@njit(cache=True, inline="always")
-def _left(cost, pruned):
-    return cost * np.float64(1 - pruned)  # bytes, not bools: bool arithmetic would branch
+_SIGN_BITS = {4: np.uint32(0x7FFFFFFF), 8: np.uint64(0x7FFFFFFFFFFFFFFF)}
 
 
 @njit(cache=True)
-def _kept_pair_kernel(costs, before, after, hard):
-    # the sums of the costs left as _kept_cost_kernel sums them: four partial sums by index mod 4
-    a0 = a1 = a2 = a3 = 0.0  # pruning ``before``
-    b0 = b1 = b2 = b3 = 0.0  # pruning ``after`` and ``hard``
-    whole = costs.size - costs.size % 4
-    for index in range(0, whole, 4):
-        a0 += _left(costs[index], before[index])
-        a1 += _left(costs[index + 1], before[index + 1])
-        a2 += _left(costs[index + 2], before[index + 2])
-        a3 += _left(costs[index + 3], before[index + 3])
-        b0 += _left(costs[index], after[index] | hard[index])
-        b1 += _left(costs[index + 1], after[index + 1] | hard[index + 1])
-        b2 += _left(costs[index + 2], after[index + 2] | hard[index + 2])
-        b3 += _left(costs[index + 3], after[index + 3] | hard[index + 3])
-    for index in range(whole, costs.size):
-        a0 += _left(costs[index], before[index])
-        b0 += _left(costs[index], after[index] | hard[index])
-    return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+def _same_magnitudes_kernel(weights, values, magnitude):
+    for start in range(0, weights.size, _EQUAL_BLOCK):
+        difference = (weights[start] & magnitude) ^ values[start]
+        for index in range(start, min(weights.size, start + _EQUAL_BLOCK)):
+            difference |= (weights[index] & magnitude) ^ values[index]
+        if difference != 0:
+            return False
+    return True
 
 
-@njit(cache=True)
-def _compress_kernel(values, chosen, out):
-    # no branch on the mask (half of them would mispredict): every value is written, the count
-    # of the chosen moves on; a loop of its own (fused with the sums above it ran 3-6x slower)
-    filled = 0
-    for index in range(values.size):
-        out[filled] = values[index]
-        filled += chosen[index]
-    return filled
-
-
-@njit(cache=True)
-def _count_either_kernel(a, b):
-    total = 0
-    for index in range(a.size):
-        total += a[index] | b[index]  # bytes 0 or 1: no branch
-    return total
-
-
-def prune_pass(costs: np.ndarray, values: np.ndarray, before: np.ndarray, after: np.ndarray, hard_pruned: np.ndarray,
-               chosen: np.ndarray, uniform_cost: float | None = None) -> tuple[float, float, int]:
-    """Two passes for a search step's two sets (bool masks ``before`` and ``after`` its s step):
-    ``(kept_cost(costs, before), kept_cost(costs, after | hard_pruned), count)``, bit for bit,
-    with ``values[before]`` written to the front of ``chosen`` (same dtype, ``[n + 1]``: one
-    spare cell takes the writes of the unchosen) and ``count`` of them. No allocation.
-    ``uniform_cost`` (from :func:`uniform_cost`): every cost is this integer, so the kept costs
-    are that times the counts, which the four partial sums reach exactly too: no pass over ``costs``."""
-    count = int(_compress_kernel(values, before.view(np.uint8), chosen))
-    hard = np.ascontiguousarray(hard_pruned, dtype=np.bool_).view(np.uint8)
-    if uniform_cost is not None:
-        removed = int(_count_either_kernel(after.view(np.uint8), hard))
-        return uniform_cost * (costs.size - count), uniform_cost * (costs.size - removed), count
-    kept_before, kept_after = _kept_pair_kernel(np.ascontiguousarray(costs, dtype=np.float64), before.view(np.uint8),
-                                                after.view(np.uint8), hard)
-    return float(kept_before), float(kept_after), count
+def same_magnitudes(weights: np.ndarray, values: np.ndarray) -> bool:
+    """Whether ``values`` hold ``np.abs(weights)`` bit for bit (float32 or float64, contiguous
+    ``[m]``): one read-only pass, in blocks of ``_EQUAL_BLOCK`` entries."""
+    if weights.shape != values.shape or weights.dtype != values.dtype:
+        return False
+    width = {4: np.uint32, 8: np.uint64}[weights.dtype.itemsize]
+    return bool(_same_magnitudes_kernel(weights.view(width), values.view(width), _SIGN_BITS[weights.dtype.itemsize]))
 
 
 def uniform_cost(costs: np.ndarray) -> float | None:
@@ -357,6 +446,11 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     width = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize]
     return bool(_same_bits_kernel(a.view(width), b.view(width)))
+
+
+@njit(cache=True, inline="always")
+def _left(cost, pruned):
+    return cost * np.float64(1 - pruned)  # bytes, not bools: bool arithmetic would branch
 
 
 @njit(cache=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
-from .kernels.selection import add_scaled_at, add_scaled_masked
+from .kernels.selection import add_scaled_at, add_scaled_least, same_magnitudes
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -110,15 +110,23 @@ class FlatWeights:
         for name, local in self._local(indices):
             add_scaled_at(grads[f"{name}.weight"].reshape(-1), self.graph[name].weight.reshape(-1), local, factor)
 
-    def add_scaled_masked(self, grads: dict[str, np.ndarray], mask: np.ndarray, part: slice, factor: float) -> None:
-        """``grads["<layer>.weight"] += factor * weight`` where the flat bool ``mask`` is set, within
-        the flat range ``part`` (in place; float32 as numpy's)."""
+    def add_scaled_least(self, grads: dict[str, np.ndarray], keys: np.ndarray, least: tuple, part: slice,
+                         factor: float) -> None:
+        """``grads["<layer>.weight"] += factor * weight`` on the set ``least = (bound, following, ...)``
+        of the flat ``keys`` (kernels/selection.py), within the flat range ``part`` (in place;
+        float32 as numpy's); no mask."""
+        bound, following = least[0], least[1]
         for name, layer in self.layer_slices():
             start, stop = max(layer.start, part.start), min(layer.stop, part.stop)
             if stop > start:
                 local = slice(start - layer.start, stop - layer.start)
-                add_scaled_masked(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
-                                  mask[start:stop], factor)
+                add_scaled_least(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
+                                 keys[start:stop], (bound, following - start), factor)
+
+    def same_magnitudes(self, values: np.ndarray) -> bool:
+        """Whether ``values`` are :meth:`native_magnitudes` of the weights now, bit for bit (read only)."""
+        return values.size == self.size and all(
+            same_magnitudes(self.graph[name].weight.reshape(-1), values[part]) for name, part in self.layer_slices())
 
     def scale_weights(self, indices: np.ndarray, factor: float) -> None:
         """``weight *= factor`` at the flat ``indices`` (ascending; in place)."""

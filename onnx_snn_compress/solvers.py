@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.selection import (histogram, kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
-                                sum_of_squares, top_shift, uniform_cost)
+from .kernels.selection import kept_cost, key_bits, least_mask, uniform_cost
+from .least_sets import LeastSets
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -88,22 +88,16 @@ class MinimaxState:
 @dataclass
 class Selection:
     """The least-s sets of one set of weights: per group ``(bound, following, size)`` (the set:
-    the weights whose rank bits are below ``bound``, and those equal to it before flat index
-    ``following``; kernels/selection.py) and their bool mask over the flat space. ``counts``
-    (each group's histogram of ``bits``) and ``gathered`` let another s be selected on the
-    same weights without another pass over them. Its arrays are the solver's reused buffers:
-    valid until the solver's next selection (the next ``step``, or a ``penalty`` that
-    cannot reuse it)."""
+    the weights whose rank keys are below ``bound``, and those equal to it before flat index
+    ``following``; kernels/selection.py) and each group's sum of squared weights. ``values``
+    is a reused buffer of the solver's: valid until its next selection but one."""
 
     values: np.ndarray  # the flat's native_magnitudes() they were selected on
-    bits: np.ndarray  # key_bits of their ranks
-    shifts: list
-    counts: list
-    gathered: list  # per group: {histogram bucket: its members' flat indices}
+    keys: np.ndarray  # key_bits of their ranks
     sigma: np.ndarray
     hard_pruned: np.ndarray  # the array passed (the caller never changes it in place)
     sets: list
-    mask: np.ndarray
+    squares: np.ndarray  # per group: the sum of its squared values (float64)
 
 
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
@@ -124,10 +118,12 @@ class Minimax:
     """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
     ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
-    the solver uses only their ``native_magnitudes``, ``add_scaled_masked`` and ``scale_weights``.
+    the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
+    ``scale_weights``.
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
-    defined on, are exact and order as |w|), else ``rank(w * w)``. Flat buffers are reused
+    defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
+    ``least_sets.LeastSets`` (one survey pass a step). Flat buffers are reused
     from step to step, and per-search constants (the distance, each group's cost and
     hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
     arrays when they change, never change them in place."""
@@ -136,25 +132,17 @@ class Minimax:
                  tolerance: float = 0.01, rank=unranked):
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
-        self._order = sorted(range(len(groups)), key=lambda g: groups[g].start)  # the groups in flat order
         self._gaps = _gaps(groups)  # the flat ranges no group holds
+        self._least = LeastSets(groups, flat.size)
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
-        self._buffers = {}  # flat buffers reused from step to step (a fresh array costs page faults)
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
         return MinimaxState(sigma=floor.copy(), y=np.zeros(len(self.groups)))
 
     # -- the least-s sets ----------------------------------------------------------
-    def _buffer(self, name: str, like: np.ndarray, dtype=None, extra: int = 0) -> np.ndarray:
-        dtype = like.dtype if dtype is None else np.dtype(dtype)
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.dtype != dtype or buffer.size != like.size + extra:
-            buffer = self._buffers[name] = np.empty(like.size + extra, dtype=dtype)
-        return buffer
-
     def _fresh_values(self) -> np.ndarray:
         """``flat.native_magnitudes()``, into a buffer the last selection does not hold."""
         held = None if self._last is None else self._last.values
@@ -164,44 +152,39 @@ class Minimax:
             self._values.append(values)
         return values
 
-    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray, mask: str) -> Selection:
-        """The least-s sets of ``values`` for the fractions ``sigma``, their mask in the buffer
-        ``mask``; becomes the last selection."""
+    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
+        """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
         magnitudes = values if values.dtype == np.float32 else values * values
-        bits = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
-        shifts = [top_shift(bits, group.stop - group.start) for group in self.groups]
-        counts = [histogram(bits, group.start, group.stop, shift) for group, shift in zip(self.groups, shifts)]
-        selection = Selection(values, bits, shifts, counts, [{} for _ in self.groups], sigma.copy(),
-                              hard_pruned, [], self._buffer(mask, values, np.bool_))
-        selection.sets = self._sets(selection, sigma, hard_pruned, selection.mask)
-        self._last = selection
-        return selection
+        keys = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
+        sizes = self._sizes(sigma, hard_pruned)
+        squares = self._least.survey(values, keys, sizes)
+        sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
+        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares)
+        return self._last
 
-    def _sets(self, selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray, mask: np.ndarray) -> list:
-        """Per group ``(bound, following, size)`` of the least-s set of ``selection``'s weights for
-        ``sigma`` (``following``: the flat index of the next weight to prune, -1 when none is
-        left); their mask written into ``mask``."""
-        sets = []
+    def _sizes(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> list[int]:
+        """Per group, the size of its least-s set for the fractions ``sigma``."""
+        hard_counts = self._constants_for(None, hard_pruned, None).hard_counts
+        # already pruned weights are exactly zero, so they are always among the least
+        return [max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)), hard_count)
+                for group, fraction, hard_count in zip(self.groups, sigma, hard_counts)]
+
+    def _mask(self, selection: Selection) -> np.ndarray:
+        """The bool mask of ``selection``'s sets over the flat space (False where no group lies)."""
+        mask = np.empty(selection.values.size, np.bool_)
         for gap in self._gaps:
             mask[gap] = False  # what no group holds is never pruned by the solver
-        hard_counts = self._constants_for(None, hard_pruned, None).hard_counts
-        for group, fraction, shift, counts, gathered, hard_count in zip(
-                self.groups, sigma, selection.shifts, selection.counts, selection.gathered, hard_counts):
-            # already pruned weights are exactly zero, so they are always among the least
-            k = max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)), hard_count)
-            least = select(selection.bits, group.start, group.stop, k, counts, shift, gathered)
-            least_mask(selection.bits, group.start, group.stop, least, shift, gathered, mask)
-            sets.append(least)
-        return sets
+        for group, least in zip(self.groups, selection.sets):
+            least_mask(selection.keys, group.start, group.stop, least, mask)
+        return mask
 
     def _current(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The sets of the weights now: those the last selection (a :meth:`step`'s, whose weights
         the next training step's penalty sees) made, when its inputs are equal; else selected."""
-        values = self._fresh_values()
         last = self._last
-        if last is not None and self._holds(last, sigma, hard_pruned) and same_bits(last.values, values):
+        if last is not None and self._holds(last, sigma, hard_pruned) and self.flat.same_magnitudes(last.values):
             return last
-        return self._select(values, sigma, hard_pruned, "after")
+        return self._select(self._fresh_values(), sigma, hard_pruned)
 
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
@@ -213,14 +196,20 @@ class Minimax:
         ``costs`` None, those that depend on ``hard_pruned`` alone."""
         constants = self._constants
         if constants is None or not _same(constants.hard_pruned, hard_pruned):
+            hard = np.ascontiguousarray(hard_pruned, dtype=np.bool_)
             constants = self._constants = SearchConstants(
-                hard_pruned, [int(np.count_nonzero(hard_pruned[group])) for group in self.groups])
+                hard_pruned, [int(np.count_nonzero(hard_pruned[group])) for group in self.groups],
+                hard.view(np.uint8) if hard.any() else np.zeros(1, np.uint8))
         if costs is not None and (not _same(constants.costs, costs) or constants.budget != _budget_key(budget)):
             constants.costs, constants.budget = costs, _budget_key(budget)
             constants.distance = self._distance(costs, hard_pruned, budget)
             constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
             constants.in_play_costs = [kept_cost(costs[group], hard_pruned[group]) for group in self.groups]
-            constants.uniform_cost = uniform_cost(costs)
+            uniform = uniform_cost(costs)
+            constants.cost_view = np.ascontiguousarray(costs, dtype=np.float64) if uniform is None \
+                else np.full(1, uniform)
+            constants.total_cost = float(np.sum(costs))
+            constants.hard_cost = float(np.sum(costs[hard_pruned]))
         return constants
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
@@ -231,14 +220,14 @@ class Minimax:
         steps (a weight with a tiny loss gradient still moves by about lr per step),
         so the term enters the gradient and Adam's own preconditioning applies it;
         to first order in ``lr * y`` this is the same step for SGD. The returned closure
-        reads the set's mask when called: call it before the next :meth:`step`.
+        reads the sets' keys when called: call it before the next :meth:`step`.
         """
         selection = self._current(state.sigma, hard_pruned)
 
         def add(grads):
-            for group, y in zip(self.groups, state.y):
+            for group, least, y in zip(self.groups, selection.sets, state.y):
                 if y > 0:
-                    self.flat.add_scaled_masked(grads, selection.mask, group, 2.0 * y)
+                    self.flat.add_scaled_least(grads, selection.keys, least, group, 2.0 * y)
 
         return add
 
@@ -258,37 +247,30 @@ class Minimax:
         values = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
-        selection = self._select(values, state.sigma, hard_pruned, "before")
-        before, before_mask = selection.sets, selection.mask
-        group_squares = []
+        selection = self._select(values, state.sigma, hard_pruned)
+        before = selection.sets
         for index, (group, (_, following, _)) in enumerate(zip(self.groups, before)):
             size = group.stop - group.start
-            group_squared = sum_of_squares(values, group.start, group.stop)  # np.sum(w[group] ** 2), bit for bit
-            group_squares.append(group_squared)
             if following >= 0:
-                mean_squared, mean_cost = self._means(group_squared, size, constants.hard_counts[index],
+                mean_squared, mean_cost = self._means(selection.squares[index], size, constants.hard_counts[index],
                                                       constants.group_costs[index], constants.in_play_costs[index])
-                following_squared = sum_of_squares(values, following, following + 1)
+                following_squared = float(values[following]) ** 2
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
                 floor = constants.hard_counts[index] / size
                 span = self._span(distance, budget, constants.group_costs[index])
                 state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
-        after_mask = self._buffer("after", values, np.bool_)
-        after = self._sets(selection, state.sigma, hard_pruned, after_mask)
-        # the resource after pruning either set (before the s step: the sets alone, for the dual),
-        # and the values of the first set in flat order, each group's after the last's
-        chosen = self._buffer("chosen", values, extra=1)
-        kept_before, kept_after, _ = prune_pass(costs, values, before_mask, after_mask, hard_pruned, chosen,
-                                                constants.uniform_cost)
-        offset = 0
-        for g in self._order:
-            count = before[g][2]
-            mass = sum_of_squares(chosen, offset, offset + count) / (group_squares[g] + TINY)
-            offset += count
-            state.y[g] = self._ascend_y(state.y[g], mass)
+        after = [self._least.least(g, k) for g, k in enumerate(self._sizes(state.sigma, hard_pruned))]
+        # the squares and cost of the sets before the s step (for the duals), the cost after it
+        sums = self._least.sums(constants.cost_view, constants.hard_view, before, after)
+        for g, (least, previous) in enumerate(zip(after, before)):
+            self._least.recentre(g, least[2], previous[2])
+        for g in range(len(self.groups)):
+            state.y[g] = self._ascend_y(state.y[g], sums[g, 0] / (selection.squares[g] + TINY))
+        kept_before = constants.total_cost - float(np.sum(sums[:, 1]))
+        kept_after = constants.total_cost - constants.hard_cost - float(np.sum(sums[:, 2]))
         state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
-        selection.sets, selection.sigma, selection.mask = after, state.sigma.copy(), after_mask
+        selection.sets, selection.sigma = after, state.sigma.copy()
         if resource_fraction(kept_after, budget) > budget.target:
             return None
         if len(self.groups) == 1:
@@ -296,7 +278,7 @@ class Minimax:
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
             wide = values.astype(np.float64)
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
-        return after_mask | hard_pruned
+        return self._mask(selection) | hard_pruned
 
     @staticmethod
     def _means(group_squared: float, size: int, pruned_before: int, group_cost: float, in_play_cost: float):
@@ -350,10 +332,11 @@ class PaperMinimax(Minimax):
              lr: float = 0.0):
         """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
         the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
-        selection = self._select(self._fresh_values(), state.sigma, hard_pruned, "before")
+        selection = self._select(self._fresh_values(), state.sigma, hard_pruned)
+        mask = self._mask(selection)
         for group, y in zip(self.groups, state.y):
             if y > 0:
-                self.flat.scale_weights(np.flatnonzero(selection.mask[group]) + group.start, 1.0 / (1.0 + 2.0 * lr * y))
+                self.flat.scale_weights(np.flatnonzero(mask[group]) + group.start, 1.0 / (1.0 + 2.0 * lr * y))
         return super().step(state, costs, hard_pruned, budget, lr)
 
 
@@ -364,12 +347,15 @@ class SearchConstants:
 
     hard_pruned: np.ndarray
     hard_counts: list  # per group: its hard-pruned weights (the floor of its s)
+    hard_view: np.ndarray  # uint8 [n] (1: hard-pruned), or [1] zero when none is (kernels.selection.set_sums)
     costs: np.ndarray | None = None
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
     in_play_costs: list = field(default_factory=list)  # per group: the costs of its weights not hard-pruned
-    uniform_cost: float | None = None  # kernels.selection.uniform_cost(costs)
+    cost_view: np.ndarray | None = None  # float64 costs [n], or [1]: the one cost of every weight
+    total_cost: float = 0.0  # np.sum(costs)
+    hard_cost: float = 0.0  # the costs of the hard-pruned weights
 
 
 def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:

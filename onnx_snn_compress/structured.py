@@ -31,6 +31,7 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
+from .kernels.selection import least_mask, same_bits
 from .pruning import FlatWeights
 from .solvers import Budget, resource_after
 
@@ -98,7 +99,7 @@ class ChannelGroups:
 
     Unit g stands for the synapses ``members[g]`` (flat indices into ``flat``); units are in
     layer order, so ``layer_slices`` gives each layer's. The solver reads ``native_magnitudes()``,
-    ``add_scaled_masked`` and ``scale_weights`` as it reads a :class:`pruning.FlatWeights`.
+    ``add_scaled_least``, ``same_magnitudes`` and ``scale_weights`` as it reads a :class:`pruning.FlatWeights`.
     """
 
     def __init__(self, graph: ir.Graph, flat: FlatWeights):
@@ -140,9 +141,17 @@ class ChannelGroups:
         """:meth:`weights`, which are >= 0 (float64: the solver ranks their squares; ``out`` is not used)."""
         return self.weights()
 
-    def add_scaled_masked(self, grads: dict[str, np.ndarray], mask: np.ndarray, part: slice, factor: float) -> None:
-        """:meth:`add_scaled_weights` on the units where the bool ``mask`` is set, within ``part``."""
+    def add_scaled_least(self, grads: dict[str, np.ndarray], keys: np.ndarray, least: tuple, part: slice,
+                         factor: float) -> None:
+        """:meth:`add_scaled_weights` on the units of the set ``least`` of ``keys`` within ``part``
+        (kernels/selection.py)."""
+        mask = np.empty(keys.size, np.bool_)
+        least_mask(keys, part.start, part.stop, least, mask)
         self.add_scaled_weights(grads, np.flatnonzero(mask[part]) + part.start, factor)
+
+    def same_magnitudes(self, values: np.ndarray) -> bool:
+        """Whether ``values`` are :meth:`native_magnitudes` now, bit for bit."""
+        return same_bits(self.native_magnitudes(), values)
 
     def add_scaled_weights(self, grads: dict[str, np.ndarray], units: np.ndarray, factor: float) -> None:
         """The gradient of ``factor / 2 * sum(relative squared norms of units)`` added to ``grads``."""

@@ -1,11 +1,13 @@
-"""The solver's selection kernels (kernels/selection.py) against numpy's sort and sums."""
+"""The solver's selection kernels (kernels/selection.py, least_sets.py) against numpy's sort and sums."""
 
 import numpy as np
 import pytest
 
-from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_masked, histogram,
-                                                 kept_cost, key_bits, least_mask, prune_pass, same_bits, select,
-                                                 sum_of_squares, top_shift, uniform_cost)
+from onnx_snn_compress.kernels import selection
+from onnx_snn_compress.kernels.selection import (add_scaled_at, add_scaled_least, histogram, kept_cost, key_bits,
+                                                 least_mask, same_bits, same_magnitudes, set_sums, top_shift,
+                                                 uniform_cost)
+from onnx_snn_compress.least_sets import LeastSets
 
 
 def magnitudes(size, seed, dtype=np.float32, zeros=0.3, protected=0.02):
@@ -19,37 +21,72 @@ def magnitudes(size, seed, dtype=np.float32, zeros=0.3, protected=0.02):
     return ranks
 
 
-def least_set(ranks, start, stop, k):
-    """(the least-k set as a bool mask over all of ``ranks``, its (bound, following, size)) by the kernels."""
-    bits = key_bits(ranks)
-    shift = top_shift(bits, stop - start)
-    counts, gathered = histogram(bits, start, stop, shift), {}
-    least = select(bits, start, stop, k, counts, shift, gathered)
+def expected_set(ranks, start, stop, k):
+    """The least-k set of ranks[start:stop] by a stable sort: (its mask, (bound, following, size))."""
+    order = np.argsort(ranks[start:stop], kind="stable") + start  # ties in index order
+    finite = int(np.sum(np.isfinite(ranks[start:stop])))
     mask = np.zeros(ranks.size, dtype=bool)
-    least_mask(bits, start, stop, least, shift, gathered, mask)
-    return mask, least
+    mask[order[:min(k, finite)]] = True
+    if k >= finite:
+        return mask, (selection.infinity_key(key_bits(ranks)), -1, finite)
+    return mask, (int(key_bits(ranks)[order[k]]), int(order[k]), k)
+
+
+def least_sets(ranks, groups, ks):
+    """The sets of ``groups`` of ``ranks`` for sizes ``ks`` by LeastSets, and their masks."""
+    finder = LeastSets(groups, ranks.size)
+    values = np.where(np.isfinite(ranks), ranks, 0).astype(ranks.dtype)
+    finder.survey(values, key_bits(ranks), ks)
+    sets = [finder.least(g, k) for g, k in enumerate(ks)]
+    masks = []
+    for group, least in zip(groups, sets):
+        mask = np.zeros(ranks.size, dtype=bool)
+        least_mask(key_bits(ranks), group.start, group.stop, least, mask)
+        masks.append(mask)
+    return finder, sets, masks
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [1, 7, 5000, 300_000])
 def test_the_least_set_is_the_first_k_of_a_stable_sort(size, dtype):
     ranks = magnitudes(size, seed=size, dtype=dtype)
-    order = np.argsort(ranks, kind="stable")  # ties in index order, as the set takes them
-    finite = int(np.sum(np.isfinite(ranks)))  # the protected (+inf) are never in a set
-    for k in sorted({0, 1, size // 10, size // 3, size // 2, int(0.7 * size), finite - 1} - {finite}):
-        mask, (bound, following, count) = least_set(ranks, 0, size, k)
-        expected = np.zeros(size, dtype=bool)
-        expected[order[:k]] = True
-        assert np.array_equal(mask, expected) and count == k
-        assert following == order[k] and bound == key_bits(ranks)[order[k]]
+    finite = int(np.sum(np.isfinite(ranks)))
+    for k in sorted({0, 1, size // 10, size // 3, size // 2, int(0.7 * size), finite - 1, finite, size} - {-1}):
+        _, (least,), (mask,) = least_sets(ranks, [slice(0, size)], [k])
+        expected_mask, expected = expected_set(ranks, 0, size, k)
+        assert least == expected and np.array_equal(mask, expected_mask)
 
 
-def test_a_set_within_a_range_leaves_the_rest_alone():
+def test_a_set_far_from_the_window_is_found_as_exactly():
+    # the window is taken around the expected size; sets far from it (below, above, all) fall back
+    ranks = magnitudes(200_000, seed=3)
+    finder, _, _ = least_sets(ranks, [slice(0, ranks.size)], [100_000])
+    for k in (100_010, 0, 5, 150_000, 99_000, ranks.size):
+        assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
+
+
+def test_the_sets_after_the_window_is_recentred_are_exact_as_the_weights_move():
+    rng = np.random.default_rng(4)
+    ranks = magnitudes(100_000, seed=4)
+    finder = LeastSets([slice(0, ranks.size)], ranks.size)
+    k = 40_000
+    for _ in range(8):
+        finder.survey(ranks, key_bits(ranks), [k])
+        assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
+        previous, k = k, int(k + rng.integers(-3_000, 3_000))
+        assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
+        finder.recentre(0, k, previous)
+        ranks = np.where(np.isfinite(ranks), ranks * (1 + 0.05 * rng.standard_normal(ranks.size)), ranks)
+        ranks = np.abs(ranks).astype(np.float32)
+
+
+def test_sets_within_ranges_leave_the_rest_alone():
     ranks = magnitudes(20_000, seed=2)
-    start, stop = 3_000, 17_001
-    order = np.argsort(ranks[start:stop], kind="stable") + start
-    mask, (_, following, _) = least_set(ranks, start, stop, 5_000)
-    assert np.array_equal(np.flatnonzero(mask), np.sort(order[:5_000])) and following == order[5_000]
+    groups = [slice(3_000, 17_001), slice(17_001, 19_000), slice(0, 0)]  # a gap before, one after, an empty group
+    finder, sets, masks = least_sets(ranks, groups, [5_000, 700, 0])
+    for group, k, least, mask in zip(groups, [5_000, 700, 0], sets, masks):
+        expected_mask, expected = expected_set(ranks, group.start, group.stop, k)
+        assert least == expected and np.array_equal(mask, expected_mask)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -58,88 +95,92 @@ def test_a_set_of_every_finite_rank_has_no_following_weight(dtype):
     ranks[:3] = np.finfo(dtype).max  # huge, but finite: in the set
     ranks[3] = np.nan  # never in a set, as +inf
     finite = int(np.sum(np.isfinite(ranks)))
-    mask, (_, following, count) = least_set(ranks, 0, ranks.size, finite + 3)
-    assert np.array_equal(mask, np.isfinite(ranks)) and following == -1 and count == finite < ranks.size - 1
+    _, (least,), (mask,) = least_sets(ranks, [slice(0, ranks.size)], [finite + 3])
+    assert np.array_equal(mask, np.isfinite(ranks)) and least[1] == -1 and least[2] == finite < ranks.size - 1
 
 
-def test_the_selection_refines_a_bucket_of_equal_and_of_one_binade_values():
+def test_the_selection_refines_a_window_of_equal_and_of_one_binade_values():
     equal_values = np.full(70_000, np.float32(0.25))  # one key: ties all the way down
-    mask, (_, following, _) = least_set(equal_values, 0, equal_values.size, 41_234)
-    assert np.array_equal(np.flatnonzero(mask), np.arange(41_234)) and following == 41_234
+    _, (least,), (mask,) = least_sets(equal_values, [slice(0, equal_values.size)], [41_234])
+    assert np.array_equal(np.flatnonzero(mask), np.arange(41_234)) and least[1] == 41_234
     binade = (1.0 + np.random.default_rng(3).random(100_000)).astype(np.float32)  # [1, 2): one exponent
     order = np.argsort(binade, kind="stable")
-    mask, (_, following, _) = least_set(binade, 0, binade.size, 41_234)
-    assert np.array_equal(np.flatnonzero(mask), np.sort(order[:41_234])) and following == order[41_234]
+    _, (least,), (mask,) = least_sets(binade, [slice(0, binade.size)], [41_234])
+    assert np.array_equal(np.flatnonzero(mask), np.sort(order[:41_234])) and least[1] == order[41_234]
 
 
-def test_two_selections_on_the_same_histogram_match_fresh_ones():
-    ranks = magnitudes(50_000, seed=6)
-    bits = key_bits(ranks)
-    shift = top_shift(bits, ranks.size)
-    counts, gathered = histogram(bits, 0, ranks.size, shift), {}
-    first = select(bits, 0, ranks.size, 20_000, counts, shift, gathered)
-    second = select(bits, 0, ranks.size, 20_003, counts, shift, gathered)  # most likely the same bucket
-    assert first == least_set(ranks, 0, ranks.size, 20_000)[1]
-    assert second == least_set(ranks, 0, ranks.size, 20_003)[1]
+def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_threads():
+    values = np.abs(np.random.default_rng(5).standard_normal(300_007)).astype(np.float32)
+    groups = [slice(0, 5), slice(11, 200_000), slice(200_000, 300_007)]
+    finder = LeastSets(groups, values.size)
+    squares = finder.survey(values, key_bits(values), [1, 50_000, 3])
+    wide = values.astype(np.float64) ** 2
+    for group, total in zip(groups, squares):
+        assert total == pytest.approx(np.sum(wide[group]), rel=1e-12)
+    finder.lo[:], finder.hi[:] = 0, 1  # other windows: the same sums, bit for bit
+    assert np.array_equal(finder.survey(values, key_bits(values), [1, 50_000, 3]), squares)
+    for kernel in (selection._survey_serial, selection._survey_parallel):  # one thread or several
+        starts, stops = finder._starts, finder._stops
+        out, counts = np.empty(starts.size), np.empty((starts.size, 2), np.int64)
+        kernel(values, key_bits(values), starts, stops, finder._owners, finder.lo, finder.hi, finder._slots,
+               finder._members, finder._member_keys, out, counts)
+        totals = [sum(out[finder._firsts[p]:finder._firsts[p + 1]], 0.0) for p in range(len(groups))]
+        assert np.array_equal(totals, squares)
 
 
-def test_a_selection_gathers_the_buckets_near_its_bound_for_the_next_one():
-    ranks = magnitudes(50_000, seed=7)
-    bits = key_bits(ranks)
-    shift = top_shift(bits, ranks.size)
-    counts, gathered = histogram(bits, 0, ranks.size, shift), {}
-    select(bits, 0, ranks.size, 20_000, counts, shift, gathered)
-    for k in (19_000, 20_900):  # an s step of about 2 % down or up finds its bucket gathered
-        gathered_before = dict(gathered)
-        assert select(bits, 0, ranks.size, k, counts, shift, gathered) == least_set(ranks, 0, ranks.size, k)[1]
-        assert gathered.keys() == gathered_before.keys()
-    for bucket, members in gathered.items():  # each bucket's members, in index order
-        assert np.array_equal(members, np.flatnonzero((bits >> shift) == bucket))
+@pytest.mark.parametrize("uniform", [False, True])
+def test_the_set_sums_are_the_squares_and_costs_of_the_sets(uniform):
+    rng = np.random.default_rng(7)
+    ranks = magnitudes(150_001, seed=7)
+    values = np.where(np.isfinite(ranks), ranks, 0).astype(np.float32)
+    hard = rng.random(ranks.size) < 0.1
+    costs = np.full(ranks.size, 3.0) if uniform else rng.random(ranks.size) * 4.6e-12
+    groups = [slice(0, 100_000), slice(100_000, 150_001)]
+    finder, first, first_masks = least_sets(ranks, groups, [30_000, 10_000])
+    second = [finder.least(0, 60_000), finder.least(1, 2_000)]
+    finder.survey(values, key_bits(ranks), [30_000, 10_000])
+    sums = finder.sums(np.full(1, 3.0) if uniform else costs, hard.view(np.uint8), first, second)
+    for g, group in enumerate(groups):
+        second_mask = np.zeros(ranks.size, dtype=bool)
+        least_mask(key_bits(ranks), group.start, group.stop, second[g], second_mask)
+        assert sums[g, 0] == pytest.approx(np.sum(values[first_masks[g]].astype(np.float64) ** 2), rel=1e-12)
+        assert sums[g, 1] == pytest.approx(np.sum(costs[first_masks[g]]), rel=1e-12)
+        assert sums[g, 2] == pytest.approx(np.sum(costs[second_mask & ~hard]), rel=1e-12)
+        if uniform:  # integer costs: exact in any order
+            assert sums[g, 1] == np.sum(costs[first_masks[g]]) and sums[g, 2] == np.sum(costs[second_mask & ~hard])
+    sets = np.array([[*first[g][:2], *second[g][:2]] for g in range(2)])
+    for parallel in (False, True):  # one thread or several: the same sums, bit for bit
+        with_costs = set_sums(values, key_bits(ranks), costs, hard.view(np.uint8), finder._starts, finder._stops,
+                              finder._owners, finder._firsts, sets, parallel)
+        assert np.array_equal(with_costs[:, 0], sums[:, 0])  # the squares do not depend on the costs' form
+        if not uniform:
+            assert np.array_equal(with_costs[:, 2:], sums[:, 1:])
 
 
-def test_add_scaled_masked_is_numpys_masked_add_bit_for_bit():
+def test_add_scaled_least_is_numpys_masked_add_bit_for_bit():
     rng = np.random.default_rng(4)
     for size in (1_001, 100_001):  # one thread, and the parallel kernel
         source = rng.standard_normal(size).astype(np.float32)
         target = rng.standard_normal(size).astype(np.float32)
         target[:50] = -0.0  # unchosen entries keep their exact bits
-        mask = rng.random(size) < 0.4
+        ranks = magnitudes(size, seed=size)
+        ranks[size // 2: size // 2 + 30] = ranks[size // 3]  # ties split by ``following``
+        k = size // 3 + 20
+        mask, least = expected_set(ranks, 0, size, k)
         expected = target.copy()
         expected[mask] += np.float32(2.0 * 0.37) * source[mask]
-        add_scaled_masked(target, source, mask, 2.0 * 0.37)
+        add_scaled_least(target, source, key_bits(ranks), least, 2.0 * 0.37)
         assert np.array_equal(target.view(np.uint32), expected.view(np.uint32))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sum_of_squares_is_numpys_sum_bit_for_bit(dtype):
-    values = np.random.default_rng(5).standard_normal(300_007).astype(dtype)
-    for start, stop in [(0, 0), (0, 5), (3, 130), (0, 129), (11, 9_472), (0, values.size), (1_000, 300_000)]:
-        assert sum_of_squares(values, start, stop) == np.sum(values[start:stop].astype(np.float64) ** 2)
-
-
-def test_the_prune_pass_is_two_kept_costs_and_the_chosen_values_in_order():
-    rng = np.random.default_rng(7)
-    values = rng.standard_normal(10_003).astype(np.float32)
-    before, after, hard = (rng.random(values.size) < p for p in (0.3, 0.5, 0.1))
-    costs = rng.random(values.size) * 4.6e-12  # not integers: the order of the sums shows
-    chosen = np.empty(values.size + 1, np.float32)
-    kept_before, kept_after, count = prune_pass(costs, values, before, after, hard, chosen)
-    assert kept_before == kept_cost(costs, before) and kept_after == kept_cost(costs, after | hard)
-    assert count == int(before.sum()) and np.array_equal(chosen[:count], values[before])
-
-
-@pytest.mark.parametrize("cost", [1.0, 3.0, 0.0])
-def test_with_one_integer_cost_the_prune_pass_counts_and_gives_the_same_sums(cost):
-    rng = np.random.default_rng(9)
-    values = rng.standard_normal(10_003).astype(np.float32)
-    before, after, hard = (rng.random(values.size) < p for p in (0.3, 0.5, 0.1))
-    costs = np.full(values.size, cost)
-    assert uniform_cost(costs) == cost
-    chosen = np.empty(values.size + 1, np.float32)
-    counted = prune_pass(costs, values, before, after, hard, chosen, uniform_cost(costs))
-    assert counted == prune_pass(costs, values, before, after, hard, chosen)  # bit for bit: exact integers
-    assert uniform_cost(np.array([1.0, 1.0, 2.0])) is None and uniform_cost(np.array([0.5, 0.5])) is None
-    assert uniform_cost(np.full(3, 2.0 ** 52)) is None  # sums past 2**53 are not exact
+def test_same_magnitudes_compares_the_absolute_values_bit_for_bit():
+    weights = np.random.default_rng(8).standard_normal(5_000).astype(np.float32)  # more than one block
+    assert same_magnitudes(weights, np.abs(weights)) and not same_magnitudes(weights, weights)
+    for index in (0, 2_047, 2_048, 4_999):  # a difference at a block's edge, or in the last entry
+        values = np.abs(weights)
+        values[index] = np.nextafter(values[index], np.float32(np.inf))
+        assert not same_magnitudes(weights, values)
+    assert not same_magnitudes(weights, np.abs(weights)[:-1]) and not same_magnitudes(weights, np.abs(weights).astype(np.float64))
 
 
 def test_kept_cost_sums_the_costs_of_the_weights_left():

@@ -4,15 +4,17 @@ import numpy as np
 import pytest
 
 from onnx_snn_compress.frontends import load_model
+from onnx_snn_compress.least_sets import LeastSets
 from onnx_snn_compress.pruning import FlatWeights
 from onnx_snn_compress.samples import sample_model_path
 from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax
 
 
-def search(reuse: bool, seed: int = 0, steps: int = 12):
+def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = False):
     """A search on digits_mlp's two layers (per-layer s) with random 'optimizer steps', and on
     every third step a change of the weights between the solver's step and the next penalty;
-    returns every penalty gradient and step result."""
+    returns every penalty gradient and step result. ``fresh_windows``: the least-s sets are
+    located from scratch every step (no window kept from the last)."""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     flat = FlatWeights(graph, layers)
@@ -26,6 +28,8 @@ def search(reuse: bool, seed: int = 0, steps: int = 12):
     for step in range(steps):
         if not reuse:
             solver._last = None
+        if fresh_windows:
+            solver._least = LeastSets(solver.groups, flat.size)
         grads = {f"{name}.weight": np.zeros_like(graph[name].weight) for name in layers}
         solver.penalty(state, hard_pruned)(grads)
         results.append(flat.flatten({name: grads[f"{name}.weight"] for name in layers}))
@@ -46,10 +50,8 @@ def perturb(graph, layers, rng):
         graph[name].weight += 0.01 * rng.standard_normal(graph[name].weight.shape).astype(np.float32)
 
 
-def test_the_penalty_reusing_the_last_steps_sets_gives_the_same_search():
-    reused, computed = search(reuse=True), search(reuse=False)
-    assert any(np.any(r) for r in computed[0::3])  # the penalty did add something
-    for a, b in zip(reused, computed):
+def assert_same_search(first, second):
+    for a, b in zip(first, second):
         if isinstance(a, tuple):
             assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
         elif a is None or b is None:
@@ -57,6 +59,15 @@ def test_the_penalty_reusing_the_last_steps_sets_gives_the_same_search():
         else:
             assert np.array_equal(a, b)
 
+
+def test_the_penalty_reusing_the_last_steps_sets_gives_the_same_search():
+    reused, computed = search(reuse=True), search(reuse=False)
+    assert any(np.any(r) for r in computed[0::3])  # the penalty did add something
+    assert_same_search(reused, computed)
+
+
+def test_the_windows_kept_from_step_to_step_change_no_result():
+    assert_same_search(search(reuse=True), search(reuse=True, fresh_windows=True))
 
 
 def first_steps(target: float, solver_class=Minimax):

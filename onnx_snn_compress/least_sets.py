@@ -1,0 +1,190 @@
+"""The least-s sets of the solver's groups of weights, located by one survey pass a step.
+
+Each group keeps a *window* of keys around the boundary of its last set (the ranks from that
+boundary to the boundary plus its last move, widened by a margin); a step's survey
+(kernels/selection.py) counts the keys below the window and gathers those inside, so any set
+whose boundary stays inside is found from the window alone. The s step moves the boundary
+little on most steps (in mnist_mlp's searches the median |ds| of a step is 0.3 % of a group,
+and 77 % of the steps move it by at most 2.5 %), and so do the weights between two steps. When the boundary has left the window, the group's keys are counted by
+their top bits (:func:`kernels.selection.histogram`), a window around it is taken from that
+histogram and the group is surveyed again: the sets are exact either way; the windows decide
+only the time taken, never a result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels.selection import (CHUNK, DIGIT, bucket_sort, histogram, infinity_key, parallel_pass, refine, set_sums,
+                                survey, top_shift, _bucket_of)
+
+MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
+MIN_MARGIN = 16
+
+
+class Window:
+    """The members of a window ``[lo, hi)`` of keys (flat indices ascending, their keys beside
+    them), sorted once by their top digit (the 12 bits below the highest bit in which keys of
+    the window can differ), so that the key of any rank is refined within one bucket."""
+
+    def __init__(self, member_keys: np.ndarray, members: np.ndarray, lo: int, hi: int):
+        self.size, self.lo, self.hi = members.size, int(lo), int(hi)
+        self._pairs = (member_keys, members)
+        self._sorted = None
+
+    def _sort(self):
+        if self._sorted is None:
+            top = max(1, (self.lo ^ max(self.lo, self.hi - 1)).bit_length())
+            width = min(DIGIT, top)
+            self.shift, self.prefix = top - width, (self.lo >> top) << top
+            self._sorted = bucket_sort(*self._pairs, self.shift, width)
+        return self._sorted
+
+    def key_of_rank(self, rank: int) -> tuple[int, int]:
+        """``(key, index)`` of the (rank+1)-th smallest member in the order (key, index)."""
+        offsets, keys, members = self._sort()
+        bucket = int(np.searchsorted(offsets, rank, side="right")) - 1
+        first, stop = int(offsets[bucket]), int(offsets[bucket + 1])
+        return refine(keys[first:stop], members[first:stop], rank - first, self.shift)
+
+    def bucket_start(self, rank: int) -> int:
+        """The smallest key of the top-digit bucket of the member of ``rank``; ``bucket_stop``: the
+        key just past that bucket (edges for a window that holds that rank, without refinement)."""
+        offsets = self._sort()[0]
+        return self.prefix + ((int(np.searchsorted(offsets, rank, side="right")) - 1) << self.shift)
+
+    def bucket_stop(self, rank: int) -> int:
+        return self.bucket_start(rank) + (1 << self.shift)
+
+
+class LeastSets:
+    """The least-k sets of ``groups`` (disjoint flat ranges of ``size`` weights) for any k,
+    after :meth:`survey` of the keys; windows kept from one survey to the next. Groups are held
+    in flat order (``position``); the public methods take the caller's group numbers."""
+
+    def __init__(self, groups: list[slice], size: int):
+        order = sorted(range(len(groups)), key=lambda g: groups[g].start)
+        self.groups = [groups[g] for g in order]  # in flat order
+        self.position = np.argsort(order)  # the caller's group g is self.groups[position[g]]
+        starts, stops, owners, firsts = [], [], [], [0]
+        for p, group in enumerate(self.groups):
+            for start in range(group.start, max(group.stop, group.start + 1), CHUNK):  # an empty group: one empty chunk
+                starts.append(start)
+                stops.append(min(group.stop, start + CHUNK))
+                owners.append(p)
+            firsts.append(len(starts))
+        self._starts, self._stops = np.array(starts, np.int64), np.array(stops, np.int64)
+        self._owners, self._firsts = np.array(owners, np.int64), np.array(firsts, np.int64)
+        self._slots = self._starts + np.arange(len(starts))  # one spare cell per chunk
+        self._parallel = parallel_pass(size)
+        self._members = np.empty(size + len(starts) + 1, np.int64)
+        self._member_keys = None  # the members' keys (of the keys' dtype)
+        count = len(groups)
+        self._margins = [max(MIN_MARGIN, int(MARGIN * (group.stop - group.start))) for group in self.groups]
+        self.lo = np.zeros(count, np.int64)  # the windows [lo, hi), by position; none yet (hi < 0)
+        self.hi = np.full(count, -1, np.int64)
+        self.squares = np.zeros(count)  # each group's sum of squared values
+        self._below = [0] * count  # keys below lo
+        self._moves = [0] * count  # each group's last move of its boundary (ranks), set by recentre
+        self._windows = [None] * count  # each group's kernels.selection.Window of the last survey
+        self.values = self.keys = None
+
+    def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int]) -> np.ndarray:
+        """One pass over every group's ``values`` (float32/64 ``[n]``) and ``keys``
+        (:func:`kernels.selection.key_bits` of their ranks); ``ks``: the set sizes expected (a
+        group without a window gets one around them). Returns each group's sum of squared values."""
+        self.values, self.keys = values, keys
+        if self._member_keys is None or self._member_keys.dtype != keys.dtype:
+            self._member_keys = np.empty(self._members.size, keys.dtype)
+        for g, k in enumerate(ks):
+            if self.hi[self.position[g]] < 0:
+                self._window_from_histogram(self.position[g], k)
+        self._survey(0, len(self.groups))
+        return self.squares[self.position]
+
+    def _survey(self, first: int, stop: int) -> None:
+        """Survey the groups at positions ``first:stop``."""
+        chunks = slice(self._firsts[first], self._firsts[stop])
+        squares, counts, windows = survey(
+            self.values, self.keys, self._starts[chunks], self._stops[chunks], self._owners[chunks] - first,
+            self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
+            self._slots[chunks], self._members, self._member_keys, self._parallel)
+        self.squares[first:stop] = squares
+        for offset, (below, inside) in enumerate(counts.tolist()):
+            window = slice(int(windows[offset]), int(windows[offset]) + inside)
+            self._below[first + offset] = below
+            self._windows[first + offset] = Window(self._member_keys[window], self._members[window],
+                                                   self.lo[first + offset], self.hi[first + offset])
+
+    def _window_from_histogram(self, p: int, k: int) -> None:
+        """A window around rank ``k`` (``k -+`` the margin and the group's last move) of the keys of
+        the group at position ``p``, from their histogram."""
+        group = self.groups[p]
+        size = group.stop - group.start
+        infinite = infinity_key(self.keys)
+        shift = top_shift(self.keys, size)
+        counts = histogram(self.keys, group.start, group.stop, shift)
+        finite = size - int(np.sum(counts[infinite >> shift:]))
+        if finite == 0:
+            self.lo[p], self.hi[p] = 0, infinite
+            return
+        margin = self._margins[p] + self._moves[p]
+        self.lo[p] = int(_bucket_of(counts, max(0, min(k, finite - 1) - margin))[0]) << shift
+        if _bucket_of(counts, min(k, finite - 1))[0] > 0:
+            self.lo[p] = max(self.lo[p], 1)  # leave out the zeros (the weights pruned for good) unless the boundary is one
+        above = k + margin
+        self.hi[p] = infinite if above >= finite else min(infinite, (int(_bucket_of(counts, above)[0]) + 1) << shift)
+
+    def least(self, g: int, k: int) -> tuple[int, int, int]:
+        """``(bound, following, size)`` of the least-``k`` set of group ``g`` of the surveyed keys (ties
+        in index order; when ``k`` reaches the finite keys, all of them: ``(key of +inf, -1, their count)``)."""
+        p = self.position[g]
+        found = self._in_window(p, k)
+        if found is None:
+            self._window_from_histogram(p, k)
+            self._survey(p, p + 1)
+            found = self._in_window(p, k)
+        return found
+
+    def _in_window(self, p: int, k: int):
+        below, window = self._below[p], self._windows[p]
+        if below <= k < below + window.size:
+            bound, following = window.key_of_rank(k - below)
+            return bound, following, k
+        infinite = infinity_key(self.keys)
+        if self.hi[p] == infinite and k >= below + window.size:  # every finite key is below or in
+            return infinite, -1, below + window.size
+        return None
+
+    def recentre(self, g: int, k: int, previous: int) -> None:
+        """Move group ``g``'s window, after its boundary moved from rank ``previous`` to ``k``, to the
+        ranks from ``k`` to ``k`` plus that move again (s moves in runs; at most two margins: it also
+        turns), widened by the margin, as far as its members reach (else an edge stays), to the
+        edges of the window's top-digit buckets: the next survey's sets are expected there."""
+        p = self.position[g]
+        below, window = self._below[p], self._windows[p]
+        margin = self._margins[p]
+        move = max(-2 * margin, min(2 * margin, k - previous))
+        self._moves[p] = abs(move)
+        lower, upper = min(k, k + move) - margin, max(k, k + move) + margin
+        if below <= lower < below + window.size:
+            self.lo[p] = window.bucket_start(lower - below)
+            if self.lo[p] == 0 and below <= k < below + window.size and window.bucket_start(k - below) > 0:
+                self.lo[p] = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
+        if below <= upper < below + window.size:
+            self.hi[p] = min(window.bucket_stop(upper - below), infinity_key(self.keys))
+
+    def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list) -> np.ndarray:
+        """Per group, float64 ``[G, 3]``: the squares and the cost of its set ``first[g]``, and the cost
+        of its set ``second[g]``'s weights that are not hard-pruned (sets as :meth:`least` gives them)
+        of the surveyed values and keys. ``costs``: float64 ``[n]``, or ``[1]``: the one cost of every
+        weight (then counts times it: exact for an integer cost); ``hard``: uint8 ``[n]``, or ``[1]``
+        zero when none is hard-pruned (kernels.selection.set_sums)."""
+        sets = np.empty((len(self.groups), 4), np.int64)
+        sets[self.position] = [(a[0], a[1], b[0], b[1]) for a, b in zip(first, second)]
+        totals = set_sums(self.values, self.keys, costs, hard, self._starts, self._stops, self._owners,
+                          self._firsts, sets, self._parallel)[self.position]
+        if costs.size == 1:
+            sizes = np.array([(a[2], b[2]) for a, b in zip(first, second)], np.float64)
+            return np.column_stack([totals[:, 0], costs[0] * sizes[:, 0], costs[0] * (sizes[:, 1] - totals[:, 1])])
+        return np.column_stack([totals[:, 0], totals[:, 2], totals[:, 3]])
