@@ -233,7 +233,7 @@ def time_solver(graph, grads, granularity, repeats):
         "survey: keys below the window, its members, the squares (one pass)": median_seconds(
             lambda: finder.survey(values, keys, [k]), repeats),
         "the window sorted by its top digit, the boundary refined (Window)": median_seconds(
-            lambda: Window(*finder._windows[0]._pairs, finder.lo[0], finder.hi[0]).key_of_rank(k - finder._below[0]),
+            lambda: Window(*finder._window(0)._pairs, finder.lo[0], finder.hi[0]).key_of_rank(k - finder._below[0]),
             repeats),
         "squares and costs of two sets (set_sums, one pass)": median_seconds(
             lambda: finder.sums(np.ones(1), np.zeros(1, np.uint8), [least], [least]), repeats),

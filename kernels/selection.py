@@ -16,7 +16,7 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 counts the keys below ``lo``, gathers the (index, key) pairs of those inside (indices
 ascending), and sums the squares of all the group's values. A set whose (k+1)-th key lies
 inside the window is then found from the window's pairs alone (``least_sets.Window``: one
-:func:`bucket_sort` by a top digit, then :func:`refine` within one bucket); the caller keeps
+:func:`bucket_sort` by a top digit, then :func:`key_of_rank` within one bucket); the caller keeps
 each group's window near its last boundary and falls back on :func:`histogram` when the
 boundary left it. :func:`set_sums` is one pass for two sets per group (a search step's, before
 and after its step on s): the squares of the first, how many hard-pruned weights the second
@@ -262,10 +262,20 @@ def bucket_sort(member_keys: np.ndarray, members: np.ndarray, shift: int, width:
     return _bucket_sort(member_keys, members, shift, width)
 
 
-def refine(member_keys: np.ndarray, members: np.ndarray, rank: int, shift: int) -> tuple[int, int]:
-    """``(key, index)`` of the (rank+1)-th smallest of the pairs, all of whose keys agree above bit
-    ``shift``, in the order (key, index) (indices ascending within a key); arrays not changed."""
-    bound, following = _refine_pairs(member_keys, members, rank, shift, DIGIT)
+@njit(cache=True)
+def _key_of_rank(offsets, keys, members, rank, shift, digit):
+    bucket = np.searchsorted(offsets, rank, side="right") - 1
+    first, stop = offsets[bucket], offsets[bucket + 1]
+    return _refine_pairs(keys[first:stop], members[first:stop], rank - first, shift, digit)
+
+
+def key_of_rank(offsets: np.ndarray, member_keys: np.ndarray, members: np.ndarray, rank: int,
+                shift: int) -> tuple[int, int]:
+    """``(key, index)`` of the (rank+1)-th smallest of the pairs of :func:`bucket_sort` (``offsets``,
+    the keys and members sorted by the digit just above bit ``shift``, all keys agreeing above
+    it), in the order (key, index) (indices ascending within a key): the rank's bucket, then
+    radix digits within it; arrays not changed."""
+    bound, following = _key_of_rank(offsets, member_keys, members, rank, shift, DIGIT)
     return int(bound), int(following)
 
 
