@@ -107,11 +107,15 @@ class LeastSets:
 
     def _survey(self, first: int, stop: int) -> None:
         """Survey the groups at positions ``first:stop``."""
-        chunks = slice(self._firsts[first], self._firsts[stop])
-        squares, counts, windows = survey(
-            self.values, self.keys, self._starts[chunks], self._stops[chunks], self._owners[chunks] - first,
-            self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
-            self._slots[chunks], self._members, self._member_keys, self._parallel)
+        if first == 0 and stop == len(self.groups):
+            chunks = self._starts, self._stops, self._owners, self._firsts, self.lo, self.hi, self._slots
+        else:
+            part = slice(self._firsts[first], self._firsts[stop])
+            chunks = (self._starts[part], self._stops[part], self._owners[part] - first,
+                      self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
+                      self._slots[part])
+        squares, counts, windows = survey(self.values, self.keys, *chunks, self._members, self._member_keys,
+                                          self._parallel)
         self.squares[first:stop] = squares
         self._below[first:stop], self._inside[first:stop] = counts.T.tolist()
         self._window_starts[first:stop] = windows.tolist()
