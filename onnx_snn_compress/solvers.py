@@ -249,7 +249,8 @@ class Minimax:
         distance = constants.distance
         selection = self._select(values, state.sigma, hard_pruned)
         before = selection.sets
-        squares, y = selection.squares.tolist(), state.y.tolist()  # Python floats: the same IEEE arithmetic, fewer calls
+        # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
+        squares, y = selection.squares.tolist(), state.y.tolist()
         for index, (group, (_, following, _)) in enumerate(zip(self.groups, before)):
             size = group.stop - group.start
             if following >= 0:
@@ -263,7 +264,8 @@ class Minimax:
                 state.sigma[index] = _clip(float(state.sigma[index]) - self.lr_s * span * gradient, floor, 1.0)
         after = [self._least.least(g, k) for g, k in enumerate(self._sizes(state.sigma, hard_pruned))]
         # the squares and cost of the sets before the s step (for the duals), the cost after it
-        first_squares, first_costs, second_costs = self._least.sums(constants.cost_view, constants.hard_view, before, after)
+        first_squares, first_costs, second_costs = self._least.sums(constants.cost_view, constants.hard_view, before,
+                                                                    after)
         for g, (least, previous) in enumerate(zip(after, before)):
             self._least.recentre(g, least[2], previous[2])
         state.y[:] = [self._ascend_y(y[g], first_squares[g] / (squares[g] + TINY)) for g in range(len(y))]
