@@ -227,3 +227,20 @@ def test_the_histogram_does_not_depend_on_how_the_range_is_split():
         split = np.zeros_like(counts)
         _histogram_parallel(bits, 7, 280_007, shift, split, chunks)
         assert np.array_equal(split, counts)
+
+
+def test_groups_given_out_of_flat_order_get_the_sets_and_sums_of_the_same_groups_in_order():
+    rng = np.random.default_rng(11)
+    ranks = magnitudes(20_001, seed=11)
+    values = np.where(np.isfinite(ranks), ranks, 0).astype(np.float32)
+    costs, hard = rng.random(ranks.size), (rng.random(ranks.size) < 0.1).view(np.uint8)
+    groups, ks = [slice(0, 12_000), slice(12_000, 15_000), slice(15_000, 20_001)], [4_000, 900, 2_500]
+    order = [2, 0, 1]
+    in_order, first, _ = least_sets(ranks, groups, ks)
+    shuffled, shuffled_first, _ = least_sets(ranks, [groups[g] for g in order], [ks[g] for g in order])
+    assert shuffled_first == [first[g] for g in order]
+    second = [in_order.least(g, k // 2) for g, k in enumerate(ks)]
+    sums = in_order.sums(costs, hard, first, second)
+    shuffled_sums = shuffled.sums(costs, hard, shuffled_first, [second[g] for g in order])
+    for column, shuffled_column in zip(sums, shuffled_sums):
+        assert [column[g] for g in order] == list(shuffled_column)
