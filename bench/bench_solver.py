@@ -2,6 +2,7 @@
 
     python bench/bench_solver.py [--threads 2] [--repeats 20] [--train-repeats 10]
                                  [--synthetic-weights 10000000] [--granularity global layer]
+                                 [--clock wall|thread]
 
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
@@ -36,6 +37,9 @@ layers (H -> H and H -> 10) hold ``--synthetic-weights`` synapses (10 M: H = 3,1
 Its random weights are scaled so that its hidden layers fire; it is not trained.
 
 Medians over the repeats (the first call of everything is a warm-up: JIT, caches).
+``--clock thread`` times by the CPU time of the calling thread (``time.thread_time``) instead of
+the wall clock: with ``--threads 1`` that is all the work, and other processes on a busy machine
+cost it little (they still share the caches); it errs with more threads.
 Not a test: the numbers depend on the machine and its load.
 """
 
@@ -58,6 +62,8 @@ def parse_args():
     parser.add_argument("--synthetic-weights", type=float, default=10e6)
     parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "mnist_mlp", "mnist_conv", "synthetic"])
     parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
+    parser.add_argument("--clock", default="wall", choices=["wall", "thread"],
+                        help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
     return parser.parse_args()
 
 
@@ -85,16 +91,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train_step import OtherLoad, synthetic_graph
 
 
+clock = time.perf_counter  # --clock thread: time.thread_time
+
+
 def median_seconds(function, repeats: int, setup=None) -> float:
-    """Median wall time of ``function()`` over ``repeats`` calls after one warm-up call;
+    """Median time (``clock``) of ``function()`` over ``repeats`` calls after one warm-up call;
     ``setup()`` (untimed) runs before each call."""
     times = []
     for index in range(repeats + 1):
         argument = setup() if setup is not None else None
-        start = time.perf_counter()
+        start = clock()
         function() if setup is None else function(argument)
         if index:
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -121,9 +130,9 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
     original = backprop.BACKWARD[ir.Linear.kind]
 
     def timed_linear(node, x_in, grad, needs, param_grads):
-        start = time.perf_counter()
+        start = clock()
         value = original(node, x_in, grad, needs, param_grads)
-        linear_times.setdefault(node.name, []).append(time.perf_counter() - start)
+        linear_times.setdefault(node.name, []).append(clock() - start)
         linear_shapes[node.name] = (x_in.shape, grad.shape, needs[0])
         return value
 
@@ -153,14 +162,14 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
 def _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats):
     rates = {}
     for index in range(repeats + 1):
-        start = time.perf_counter()
+        start = clock()
         output, tape = forward_train(graph, x, rng)
-        middle = time.perf_counter()
+        middle = clock()
         _, grad_output = loss_function(output, y)
         grads = backward(graph, tape, grad_output)
-        after_backward = time.perf_counter()
+        after_backward = clock()
         optimizer.step(grads)
-        end = time.perf_counter()
+        end = clock()
         if index:
             parts["forward"].append(middle - start)
             parts["backward"].append(after_backward - middle)
@@ -266,11 +275,16 @@ def masked_adam_seconds(graph: ir.Graph, grads, repeats):
 
 
 def main() -> None:
+    global clock
     args = ARGS
+    if args.clock == "thread":
+        if args.threads != 1:
+            sys.exit("--clock thread times the calling thread only: use it with --threads 1")
+        clock = time.thread_time
     numba.set_num_threads(args.threads)
     load = os.getloadavg()
     print(f"training step: batch {args.batch}, T={args.time_steps}, median of {args.train_repeats}; "
-          f"solver: median of {args.repeats}; {args.threads} threads ({os.cpu_count()} cores); "
+          f"solver: median of {args.repeats}; {args.clock} clock; {args.threads} threads ({os.cpu_count()} cores); "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("(other load: cores kept busy by other processes while a block was timed; rerun if not ~0)")
     for name in args.models:
