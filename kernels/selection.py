@@ -41,10 +41,12 @@ import math
 
 import numpy as np
 from numba import get_num_threads, njit, prange
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
 CHUNK = 1 << 16  # entries per chunk of a pass: the unit of parallel work and of the sums' order
+_BLOCK = 64  # keys a survey tests into the bits of one word before it gathers their members
 # float sums within a chunk in the vectorised order of the compiler (fixed for a machine)
 _REASSOCIATE = {"reassoc", "nsz", "contract"}
 
@@ -140,7 +142,21 @@ def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot,
         below += _below(np.int64(chunk_keys[index]), lo)
     filled = slot
     width = np.uint64(hi - lo)
-    for index in range(chunk_keys.size):
+    whole = chunk_keys.size - chunk_keys.size % _BLOCK
+    for first in range(0, whole, _BLOCK):
+        # the block's members as the bits of one word (a loop without a branch), then one visit
+        # per member in index order: a branch per key mispredicted on the scattered members (4x slower)
+        block = chunk_keys[first:first + _BLOCK]
+        bits = np.uint64(0)
+        for offset in range(_BLOCK):
+            bits |= np.uint64(np.uint64(np.int64(block[offset]) - lo) < width) << np.uint64(offset)
+        while bits != 0:
+            offset = np.int64(trailing_zeros(bits))
+            members[filled] = start + first + offset
+            member_keys[filled] = block[offset]
+            filled += 1
+            bits &= bits - np.uint64(1)  # the lowest bit off
+    for index in range(whole, chunk_keys.size):
         key = chunk_keys[index]
         if np.uint64(np.int64(key) - lo) < width:  # lo <= key < hi, in one comparison
             members[filled] = start + index
