@@ -131,7 +131,7 @@ def _below(key, limit):
 @njit(cache=True, fastmath=_REASSOCIATE)
 def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot, out_squares, out_counts, chunk):
     # two loops over the chunk (it stays in cache): the squares and the count below (vectorised),
-    # then the gather, whose branch is rarely taken. Loops index views from 0: an index that
+    # then the gather, 64 keys at a time (below). Loops index views from 0: an index that
     # cannot be negative needs no wraparound, which would keep the loop from vectorising
     chunk_values, chunk_keys = values[start:stop], keys[start:stop]
     squares = 0.0
