@@ -2,7 +2,7 @@
 
     python bench/bench_solver.py [--threads 2] [--repeats 20] [--train-repeats 10]
                                  [--synthetic-weights 10000000] [--granularity global layer]
-                                 [--clock wall|thread]
+                                 [--clock wall|thread] [--statistic median|min]
 
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
@@ -38,8 +38,9 @@ Its random weights are scaled so that its hidden layers fire; it is not trained.
 
 Medians over the repeats (the first call of everything is a warm-up: JIT, caches).
 ``--clock thread`` times by the CPU time of the calling thread (``time.thread_time``) instead of
-the wall clock: with ``--threads 1`` that is all the work, and other processes on a busy machine
-cost it little (they still share the caches); it errs with more threads.
+the wall clock: with ``--threads 1`` (which it requires) that is all the work, and other
+processes on a busy machine cost it little (they still share the caches); ``--statistic min``
+reports the least time instead of the median, the figure a busy machine disturbs least.
 Not a test: the numbers depend on the machine and its load.
 """
 
@@ -64,6 +65,7 @@ def parse_args():
     parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
     parser.add_argument("--clock", default="wall", choices=["wall", "thread"],
                         help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
+    parser.add_argument("--statistic", default="median", choices=["median", "min"])
     return parser.parse_args()
 
 
@@ -92,11 +94,12 @@ from bench_train_step import OtherLoad, synthetic_graph
 
 
 clock = time.perf_counter  # --clock thread: time.thread_time
+statistic = statistics.median  # --statistic min: min
 
 
 def median_seconds(function, repeats: int, setup=None) -> float:
-    """Median time (``clock``) of ``function()`` over ``repeats`` calls after one warm-up call;
-    ``setup()`` (untimed) runs before each call."""
+    """The median (``statistic``) time (``clock``) of ``function()`` over ``repeats`` calls after
+    one warm-up call; ``setup()`` (untimed) runs before each call."""
     times = []
     for index in range(repeats + 1):
         argument = setup() if setup is not None else None
@@ -104,7 +107,7 @@ def median_seconds(function, repeats: int, setup=None) -> float:
         function() if setup is None else function(argument)
         if index:
             times.append(clock() - start)
-    return statistics.median(times)
+    return statistic(times)
 
 
 # -- models ------------------------------------------------------------------------------
@@ -142,7 +145,7 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
     finally:
         backprop.BACKWARD[ir.Linear.kind] = original
     rates, grads = result
-    total = statistics.median([sum(p) for p in zip(*parts.values())])
+    total = statistic([sum(p) for p in zip(*parts.values())])
     linear = {}
     for name, (x_shape, grad_shape, input_grad) in linear_shapes.items():
         rows = x_shape[0] * x_shape[1]
@@ -155,8 +158,8 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
             if input_grad:
                 grad_out @ weight
 
-        linear[name] = (statistics.median(linear_times[name][1:]), median_seconds(numpy_gemms, 3))
-    return total, {k: statistics.median(v) for k, v in parts.items()}, rates, grads, linear
+        linear[name] = (statistic(linear_times[name][1:]), median_seconds(numpy_gemms, 3))
+    return total, {k: statistic(v) for k, v in parts.items()}, rates, grads, linear
 
 
 def _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats):
@@ -275,16 +278,18 @@ def masked_adam_seconds(graph: ir.Graph, grads, repeats):
 
 
 def main() -> None:
-    global clock
+    global clock, statistic
     args = ARGS
+    statistic = min if args.statistic == "min" else statistics.median
     if args.clock == "thread":
         if args.threads != 1:
             sys.exit("--clock thread times the calling thread only: use it with --threads 1")
         clock = time.thread_time
     numba.set_num_threads(args.threads)
     load = os.getloadavg()
-    print(f"training step: batch {args.batch}, T={args.time_steps}, median of {args.train_repeats}; "
-          f"solver: median of {args.repeats}; {args.clock} clock; {args.threads} threads ({os.cpu_count()} cores); "
+    print(f"training step: batch {args.batch}, T={args.time_steps}, {args.statistic} of {args.train_repeats}; "
+          f"solver: {args.statistic} of {args.repeats}; {args.clock} clock; "
+          f"{args.threads} threads ({os.cpu_count()} cores); "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("(other load: cores kept busy by other processes while a block was timed; rerun if not ~0)")
     for name in args.models:
