@@ -2,6 +2,7 @@
 
     python bench/bench_solver.py [--threads 2] [--repeats 20] [--train-repeats 10]
                                  [--synthetic-weights 10000000] [--granularity global layer]
+                                 [--clock wall|thread] [--statistic median|min]
 
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
@@ -36,6 +37,10 @@ layers (H -> H and H -> 10) hold ``--synthetic-weights`` synapses (10 M: H = 3,1
 Its random weights are scaled so that its hidden layers fire; it is not trained.
 
 Medians over the repeats (the first call of everything is a warm-up: JIT, caches).
+``--clock thread`` times by the CPU time of the calling thread (``time.thread_time``) instead of
+the wall clock: with ``--threads 1`` (which it requires) that is all the work, and other
+processes on a busy machine cost it little (they still share the caches); ``--statistic min``
+reports the least time instead of the median, the figure a busy machine disturbs least.
 Not a test: the numbers depend on the machine and its load.
 """
 
@@ -58,6 +63,9 @@ def parse_args():
     parser.add_argument("--synthetic-weights", type=float, default=10e6)
     parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "mnist_mlp", "mnist_conv", "synthetic"])
     parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
+    parser.add_argument("--clock", default="wall", choices=["wall", "thread"],
+                        help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
+    parser.add_argument("--statistic", default="median", choices=["median", "min"])
     return parser.parse_args()
 
 
@@ -85,17 +93,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train_step import OtherLoad, synthetic_graph
 
 
+clock = time.perf_counter  # --clock thread: time.thread_time
+statistic = statistics.median  # --statistic min: min
+
+
 def median_seconds(function, repeats: int, setup=None) -> float:
-    """Median wall time of ``function()`` over ``repeats`` calls after one warm-up call;
-    ``setup()`` (untimed) runs before each call."""
+    """The median (``statistic``) time (``clock``) of ``function()`` over ``repeats`` calls after
+    one warm-up call; ``setup()`` (untimed) runs before each call."""
     times = []
     for index in range(repeats + 1):
         argument = setup() if setup is not None else None
-        start = time.perf_counter()
+        start = clock()
         function() if setup is None else function(argument)
         if index:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            times.append(clock() - start)
+    return statistic(times)
 
 
 # -- models ------------------------------------------------------------------------------
@@ -121,9 +133,9 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
     original = backprop.BACKWARD[ir.Linear.kind]
 
     def timed_linear(node, x_in, grad, needs, param_grads):
-        start = time.perf_counter()
+        start = clock()
         value = original(node, x_in, grad, needs, param_grads)
-        linear_times.setdefault(node.name, []).append(time.perf_counter() - start)
+        linear_times.setdefault(node.name, []).append(clock() - start)
         linear_shapes[node.name] = (x_in.shape, grad.shape, needs[0])
         return value
 
@@ -133,7 +145,7 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
     finally:
         backprop.BACKWARD[ir.Linear.kind] = original
     rates, grads = result
-    total = statistics.median([sum(p) for p in zip(*parts.values())])
+    total = statistic([sum(p) for p in zip(*parts.values())])
     linear = {}
     for name, (x_shape, grad_shape, input_grad) in linear_shapes.items():
         rows = x_shape[0] * x_shape[1]
@@ -146,21 +158,21 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
             if input_grad:
                 grad_out @ weight
 
-        linear[name] = (statistics.median(linear_times[name][1:]), median_seconds(numpy_gemms, 3))
-    return total, {k: statistics.median(v) for k, v in parts.items()}, rates, grads, linear
+        linear[name] = (statistic(linear_times[name][1:]), median_seconds(numpy_gemms, 3))
+    return total, {k: statistic(v) for k, v in parts.items()}, rates, grads, linear
 
 
 def _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats):
     rates = {}
     for index in range(repeats + 1):
-        start = time.perf_counter()
+        start = clock()
         output, tape = forward_train(graph, x, rng)
-        middle = time.perf_counter()
+        middle = clock()
         _, grad_output = loss_function(output, y)
         grads = backward(graph, tape, grad_output)
-        after_backward = time.perf_counter()
+        after_backward = clock()
         optimizer.step(grads)
-        end = time.perf_counter()
+        end = clock()
         if index:
             parts["forward"].append(middle - start)
             parts["backward"].append(after_backward - middle)
@@ -233,7 +245,7 @@ def time_solver(graph, grads, granularity, repeats):
         "survey: keys below the window, its members, the squares (one pass)": median_seconds(
             lambda: finder.survey(values, keys, [k]), repeats),
         "the window sorted by its top digit, the boundary refined (Window)": median_seconds(
-            lambda: Window(*finder._windows[0]._pairs, finder.lo[0], finder.hi[0]).key_of_rank(k - finder._below[0]),
+            lambda: Window(*finder._window(0)._pairs, finder.lo[0], finder.hi[0]).key_of_rank(k - finder._below[0]),
             repeats),
         "squares and costs of two sets (set_sums, one pass)": median_seconds(
             lambda: finder.sums(np.ones(1), np.zeros(1, np.uint8), [least], [least]), repeats),
@@ -266,11 +278,18 @@ def masked_adam_seconds(graph: ir.Graph, grads, repeats):
 
 
 def main() -> None:
+    global clock, statistic
     args = ARGS
+    statistic = min if args.statistic == "min" else statistics.median
+    if args.clock == "thread":
+        if args.threads != 1:
+            sys.exit("--clock thread times the calling thread only: use it with --threads 1")
+        clock = time.thread_time
     numba.set_num_threads(args.threads)
     load = os.getloadavg()
-    print(f"training step: batch {args.batch}, T={args.time_steps}, median of {args.train_repeats}; "
-          f"solver: median of {args.repeats}; {args.threads} threads ({os.cpu_count()} cores); "
+    print(f"training step: batch {args.batch}, T={args.time_steps}, {args.statistic} of {args.train_repeats}; "
+          f"solver: {args.statistic} of {args.repeats}; {args.clock} clock; "
+          f"{args.threads} threads ({os.cpu_count()} cores); "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("(other load: cores kept busy by other processes while a block was timed; rerun if not ~0)")
     for name in args.models:

@@ -71,7 +71,7 @@ def _watch_windows():
     def watched_least(self, g, k):
         p = self.position[g]
         watched["missed"] += in_window(self, p, k) is None
-        watched["shares"].append(self._windows[p].size / max(1, self.groups[p].stop - self.groups[p].start))
+        watched["shares"].append(self._inside[p] / max(1, self.groups[p].stop - self.groups[p].start))
         return least(self, g, k)
 
     LeastSets.least = watched_least

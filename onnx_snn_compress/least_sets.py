@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.selection import (CHUNK, DIGIT, bucket_sort, histogram, infinity_key, parallel_pass, refine, set_sums,
-                                survey, top_shift, _bucket_of)
+from .kernels.selection import (CHUNK, DIGIT, bucket_sort, histogram, infinity_key, key_of_rank, parallel_pass,
+                                set_sums, survey, top_shift, _bucket_of)
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
@@ -42,16 +42,13 @@ class Window:
 
     def key_of_rank(self, rank: int) -> tuple[int, int]:
         """``(key, index)`` of the (rank+1)-th smallest member in the order (key, index)."""
-        offsets, keys, members = self._sort()
-        bucket = int(np.searchsorted(offsets, rank, side="right")) - 1
-        first, stop = int(offsets[bucket]), int(offsets[bucket + 1])
-        return refine(keys[first:stop], members[first:stop], rank - first, self.shift)
+        return key_of_rank(*self._sort(), rank, self.shift)
 
     def bucket_start(self, rank: int) -> int:
         """The smallest key of the top-digit bucket of the member of ``rank``; ``bucket_stop``: the
         key just past that bucket (edges for a window that holds that rank, without refinement)."""
         offsets = self._sort()[0]
-        return self.prefix + ((int(np.searchsorted(offsets, rank, side="right")) - 1) << self.shift)
+        return self.prefix + ((int(offsets.searchsorted(rank, "right")) - 1) << self.shift)
 
     def bucket_stop(self, rank: int) -> int:
         return self.bucket_start(rank) + (1 << self.shift)
@@ -65,7 +62,8 @@ class LeastSets:
     def __init__(self, groups: list[slice], size: int):
         order = sorted(range(len(groups)), key=lambda g: groups[g].start)
         self.groups = [groups[g] for g in order]  # in flat order
-        self.position = np.argsort(order)  # the caller's group g is self.groups[position[g]]
+        self.position = np.argsort(order).tolist()  # the caller's group g is self.groups[position[g]]
+        self._order = None if order == sorted(order) else order  # None: the caller's groups are in flat order
         starts, stops, owners, firsts = [], [], [], [0]
         for p, group in enumerate(self.groups):
             for start in range(group.start, max(group.stop, group.start + 1), CHUNK):  # an empty group: one empty chunk
@@ -85,8 +83,11 @@ class LeastSets:
         self.hi = np.full(count, -1, np.int64)
         self.squares = np.zeros(count)  # each group's sum of squared values
         self._below = [0] * count  # keys below lo
+        self._inside = [0] * count  # keys in [lo, hi): the window's size
+        self._window_starts = [0] * count  # where each window's members start in _members
+        self._all_windows = False  # whether every group has a window (hi >= 0)
         self._moves = [0] * count  # each group's last move of its boundary (ranks), set by recentre
-        self._windows = [None] * count  # each group's kernels.selection.Window of the last survey
+        self._windows = [None] * count  # each group's Window of the last survey, built when first asked for
         self.values = self.keys = None
 
     def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int]) -> np.ndarray:
@@ -96,25 +97,38 @@ class LeastSets:
         self.values, self.keys = values, keys
         if self._member_keys is None or self._member_keys.dtype != keys.dtype:
             self._member_keys = np.empty(self._members.size, keys.dtype)
-        for g, k in enumerate(ks):
-            if self.hi[self.position[g]] < 0:
-                self._window_from_histogram(self.position[g], k)
+        if not self._all_windows:
+            for g, k in enumerate(ks):
+                if self.hi[self.position[g]] < 0:
+                    self._window_from_histogram(self.position[g], k)
+            self._all_windows = True
         self._survey(0, len(self.groups))
         return self.squares[self.position]
 
     def _survey(self, first: int, stop: int) -> None:
         """Survey the groups at positions ``first:stop``."""
-        chunks = slice(self._firsts[first], self._firsts[stop])
-        squares, counts, windows = survey(
-            self.values, self.keys, self._starts[chunks], self._stops[chunks], self._owners[chunks] - first,
-            self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
-            self._slots[chunks], self._members, self._member_keys, self._parallel)
+        if first == 0 and stop == len(self.groups):
+            chunks = self._starts, self._stops, self._owners, self._firsts, self.lo, self.hi, self._slots
+        else:
+            part = slice(self._firsts[first], self._firsts[stop])
+            chunks = (self._starts[part], self._stops[part], self._owners[part] - first,
+                      self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
+                      self._slots[part])
+        squares, counts, windows = survey(self.values, self.keys, *chunks, self._members, self._member_keys,
+                                          self._parallel)
         self.squares[first:stop] = squares
-        for offset, (below, inside) in enumerate(counts.tolist()):
-            window = slice(int(windows[offset]), int(windows[offset]) + inside)
-            self._below[first + offset] = below
-            self._windows[first + offset] = Window(self._member_keys[window], self._members[window],
-                                                   self.lo[first + offset], self.hi[first + offset])
+        self._below[first:stop], self._inside[first:stop] = counts.T.tolist()
+        self._window_starts[first:stop] = windows.tolist()
+        self._windows[first:stop] = [None] * (stop - first)
+
+    def _window(self, p: int) -> Window:
+        """The window of the group at position ``p`` from the last survey."""
+        window = self._windows[p]
+        if window is None:
+            members = slice(self._window_starts[p], self._window_starts[p] + self._inside[p])
+            window = self._windows[p] = Window(self._member_keys[members], self._members[members],
+                                               self.lo[p], self.hi[p])
+        return window
 
     def _window_from_histogram(self, p: int, k: int) -> None:
         """A window around rank ``k`` (``k -+`` the margin and the group's last move) of the keys of
@@ -147,13 +161,13 @@ class LeastSets:
         return found
 
     def _in_window(self, p: int, k: int):
-        below, window = self._below[p], self._windows[p]
-        if below <= k < below + window.size:
-            bound, following = window.key_of_rank(k - below)
+        below, inside = self._below[p], self._inside[p]
+        if below <= k < below + inside:
+            bound, following = self._window(p).key_of_rank(k - below)
             return bound, following, k
         infinite = infinity_key(self.keys)
-        if self.hi[p] == infinite and k >= below + window.size:  # every finite key is below or in
-            return infinite, -1, below + window.size
+        if k >= below + inside and self.hi[p] == infinite:  # every finite key is below or in
+            return infinite, -1, below + inside
         return None
 
     def recentre(self, g: int, k: int, previous: int) -> None:
@@ -162,29 +176,34 @@ class LeastSets:
         turns), widened by the margin, as far as its members reach (else an edge stays), to the
         edges of the window's top-digit buckets: the next survey's sets are expected there."""
         p = self.position[g]
-        below, window = self._below[p], self._windows[p]
+        below, inside = self._below[p], self._inside[p]
         margin = self._margins[p]
         move = max(-2 * margin, min(2 * margin, k - previous))
         self._moves[p] = abs(move)
         lower, upper = min(k, k + move) - margin, max(k, k + move) + margin
-        if below <= lower < below + window.size:
-            self.lo[p] = window.bucket_start(lower - below)
-            if self.lo[p] == 0 and below <= k < below + window.size and window.bucket_start(k - below) > 0:
-                self.lo[p] = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
-        if below <= upper < below + window.size:
-            self.hi[p] = min(window.bucket_stop(upper - below), infinity_key(self.keys))
+        if below <= lower < below + inside:
+            window = self._window(p)
+            lo = window.bucket_start(lower - below)
+            if lo == 0 and below <= k < below + inside and window.bucket_start(k - below) > 0:
+                lo = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
+            self.lo[p] = lo
+        if below <= upper < below + inside:
+            self.hi[p] = min(self._window(p).bucket_stop(upper - below), infinity_key(self.keys))
 
-    def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list) -> np.ndarray:
-        """Per group, float64 ``[G, 3]``: the squares and the cost of its set ``first[g]``, and the cost
-        of its set ``second[g]``'s weights that are not hard-pruned (sets as :meth:`least` gives them)
-        of the surveyed values and keys. ``costs``: float64 ``[n]``, or ``[1]``: the one cost of every
-        weight (then counts times it: exact for an integer cost); ``hard``: uint8 ``[n]``, or ``[1]``
-        zero when none is hard-pruned (kernels.selection.set_sums)."""
-        sets = np.empty((len(self.groups), 4), np.int64)
-        sets[self.position] = [(a[0], a[1], b[0], b[1]) for a, b in zip(first, second)]
+    def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list):
+        """Per group, three float64 sequences ``[G]``: the squares and the cost of its set ``first[g]``,
+        and the cost of its set ``second[g]``'s weights that are not hard-pruned (sets as
+        :meth:`least` gives them) of the surveyed values and keys. ``costs``: float64 ``[n]``, or
+        ``[1]``: the one cost of every weight (then counts times it: exact for an integer cost);
+        ``hard``: uint8 ``[n]``, or ``[1]`` zero when none is hard-pruned (kernels.selection.set_sums)."""
+        rows = [(a[0], a[1], b[0], b[1]) for a, b in zip(first, second)]
+        sets = np.array(rows if self._order is None else [rows[g] for g in self._order], np.int64)
         totals = set_sums(self.values, self.keys, costs, hard, self._starts, self._stops, self._owners,
-                          self._firsts, sets, self._parallel)[self.position]
+                          self._firsts, sets, self._parallel)
+        if self._order is not None:
+            totals = totals[self.position]
         if costs.size == 1:
-            sizes = np.array([(a[2], b[2]) for a, b in zip(first, second)], np.float64)
-            return np.column_stack([totals[:, 0], costs[0] * sizes[:, 0], costs[0] * (sizes[:, 1] - totals[:, 1])])
-        return np.column_stack([totals[:, 0], totals[:, 2], totals[:, 3]])
+            cost = costs[0]
+            return (totals[:, 0].tolist(), cost * np.array([a[2] for a in first], np.float64),
+                    cost * (np.array([b[2] for b in second], np.float64) - totals[:, 1]))
+        return totals[:, 0].tolist(), totals[:, 2], totals[:, 3]

@@ -63,6 +63,8 @@ class FlatWeights:
         self.sizes = [graph[name].weight.size for name in self.layers]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self.size = int(self.offsets[-1])
+        self._slices = [(name, slice(int(start), int(stop)))
+                        for name, start, stop in zip(self.layers, self.offsets[:-1], self.offsets[1:])]
 
     def weights(self) -> np.ndarray:
         """All prunable weights as one float64 vector (a copy)."""
@@ -81,8 +83,8 @@ class FlatWeights:
         return np.concatenate([np.asarray(per_layer[name], np.float64).ravel() for name in self.layers])
 
     def layer_slices(self):
-        for name, start, stop in zip(self.layers, self.offsets[:-1], self.offsets[1:]):
-            yield name, slice(int(start), int(stop))
+        """``(name, flat range)`` of each layer, in graph order."""
+        return iter(self._slices)
 
     def keep_masks(self, pruned: np.ndarray) -> dict[str, np.ndarray]:
         """Per-layer keep-masks (``"<layer>.weight"`` -> bool) from a flat bool vector of pruned weights."""

@@ -233,11 +233,11 @@ class Minimax:
 
     def _ascend_y(self, y: float, mass: float) -> float:
         """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""
-        return float(np.clip(y + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT))
+        return _clip(y + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT)
 
     def _ascend_z(self, z: float, excess: float) -> float:
         """Dual ascent on the resource dual; ``excess``: resource after pruning minus the aim."""
-        return float(np.clip(z + self.lr_z * excess, 0.0, DUAL_LIMIT))
+        return _clip(z + self.lr_z * excess, 0.0, DUAL_LIMIT)
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
              lr: float = 0.0):
@@ -249,26 +249,28 @@ class Minimax:
         distance = constants.distance
         selection = self._select(values, state.sigma, hard_pruned)
         before = selection.sets
+        # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
+        squares, y = selection.squares.tolist(), state.y.tolist()
         for index, (group, (_, following, _)) in enumerate(zip(self.groups, before)):
             size = group.stop - group.start
             if following >= 0:
-                mean_squared, mean_cost = self._means(selection.squares[index], size, constants.hard_counts[index],
+                mean_squared, mean_cost = self._means(squares[index], size, constants.hard_counts[index],
                                                       constants.group_costs[index], constants.in_play_costs[index])
                 following_squared = float(values[following]) ** 2
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
-                gradient = float(state.y[index] * following_squared / mean_squared - state.z * costs[following] / mean_cost)
+                gradient = y[index] * following_squared / mean_squared - state.z * float(costs[following]) / mean_cost
                 floor = constants.hard_counts[index] / size
                 span = self._span(distance, budget, constants.group_costs[index])
-                state.sigma[index] = float(np.clip(state.sigma[index] - self.lr_s * span * gradient, floor, 1.0))
+                state.sigma[index] = _clip(float(state.sigma[index]) - self.lr_s * span * gradient, floor, 1.0)
         after = [self._least.least(g, k) for g, k in enumerate(self._sizes(state.sigma, hard_pruned))]
         # the squares and cost of the sets before the s step (for the duals), the cost after it
-        sums = self._least.sums(constants.cost_view, constants.hard_view, before, after)
+        first_squares, first_costs, second_costs = self._least.sums(constants.cost_view, constants.hard_view, before,
+                                                                    after)
         for g, (least, previous) in enumerate(zip(after, before)):
             self._least.recentre(g, least[2], previous[2])
-        for g in range(len(self.groups)):
-            state.y[g] = self._ascend_y(state.y[g], sums[g, 0] / (selection.squares[g] + TINY))
-        kept_before = constants.total_cost - float(np.sum(sums[:, 1]))
-        kept_after = constants.total_cost - constants.hard_cost - float(np.sum(sums[:, 2]))
+        state.y[:] = [self._ascend_y(y[g], first_squares[g] / (squares[g] + TINY)) for g in range(len(y))]
+        kept_before = constants.total_cost - float(np.sum(first_costs))
+        kept_after = constants.total_cost - constants.hard_cost - float(np.sum(second_costs))
         state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
         selection.sets, selection.sigma = after, state.sigma.copy()
         if resource_fraction(kept_after, budget) > budget.target:
@@ -323,10 +325,10 @@ class PaperMinimax(Minimax):
         return 1.0
 
     def _ascend_y(self, y: float, mass: float) -> float:
-        return float(np.clip(y + self.lr_y * mass, 0.0, DUAL_LIMIT))
+        return _clip(y + self.lr_y * mass, 0.0, DUAL_LIMIT)
 
     def _ascend_z(self, z: float, excess: float) -> float:
-        return float(np.clip(z + self.lr_z * max(0.0, excess), 0.0, DUAL_LIMIT))
+        return _clip(z + self.lr_z * max(0.0, excess), 0.0, DUAL_LIMIT)
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
              lr: float = 0.0):
@@ -356,6 +358,12 @@ class SearchConstants:
     cost_view: np.ndarray | None = None  # float64 costs [n], or [1]: the one cost of every weight
     total_cost: float = 0.0  # np.sum(costs)
     hard_cost: float = 0.0  # the costs of the hard-pruned weights
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    """``np.clip`` of one Python float, bit for bit (a bound replaces only a value strictly beyond
+    it, so ties keep the value's sign of zero; NaN stays NaN), without numpy's per-call cost."""
+    return min(max(value, low), high)
 
 
 def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:

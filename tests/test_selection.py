@@ -139,22 +139,24 @@ def test_the_set_sums_are_the_squares_and_costs_of_the_sets(uniform):
     finder, first, first_masks = least_sets(ranks, groups, [30_000, 10_000])
     second = [finder.least(0, 60_000), finder.least(1, 2_000)]
     finder.survey(values, key_bits(ranks), [30_000, 10_000])
-    sums = finder.sums(np.full(1, 3.0) if uniform else costs, hard.view(np.uint8), first, second)
+    squares, first_costs, second_costs = finder.sums(np.full(1, 3.0) if uniform else costs, hard.view(np.uint8),
+                                                     first, second)
     for g, group in enumerate(groups):
         second_mask = np.zeros(ranks.size, dtype=bool)
         least_mask(key_bits(ranks), group.start, group.stop, second[g], second_mask)
-        assert sums[g, 0] == pytest.approx(np.sum(values[first_masks[g]].astype(np.float64) ** 2), rel=1e-12)
-        assert sums[g, 1] == pytest.approx(np.sum(costs[first_masks[g]]), rel=1e-12)
-        assert sums[g, 2] == pytest.approx(np.sum(costs[second_mask & ~hard]), rel=1e-12)
+        assert squares[g] == pytest.approx(np.sum(values[first_masks[g]].astype(np.float64) ** 2), rel=1e-12)
+        assert first_costs[g] == pytest.approx(np.sum(costs[first_masks[g]]), rel=1e-12)
+        assert second_costs[g] == pytest.approx(np.sum(costs[second_mask & ~hard]), rel=1e-12)
         if uniform:  # integer costs: exact in any order
-            assert sums[g, 1] == np.sum(costs[first_masks[g]]) and sums[g, 2] == np.sum(costs[second_mask & ~hard])
+            assert first_costs[g] == np.sum(costs[first_masks[g]])
+            assert second_costs[g] == np.sum(costs[second_mask & ~hard])
     sets = np.array([[*first[g][:2], *second[g][:2]] for g in range(2)])
     for parallel in (False, True):  # one thread or several: the same sums, bit for bit
         with_costs = set_sums(values, key_bits(ranks), costs, hard.view(np.uint8), finder._starts, finder._stops,
                               finder._owners, finder._firsts, sets, parallel)
-        assert np.array_equal(with_costs[:, 0], sums[:, 0])  # the squares do not depend on the costs' form
+        assert with_costs[:, 0].tolist() == squares  # the squares do not depend on the costs' form
         if not uniform:
-            assert np.array_equal(with_costs[:, 2:], sums[:, 1:])
+            assert np.array_equal(with_costs[:, 2], first_costs) and np.array_equal(with_costs[:, 3], second_costs)
 
 
 def test_add_scaled_least_is_numpys_masked_add_bit_for_bit():
@@ -225,3 +227,20 @@ def test_the_histogram_does_not_depend_on_how_the_range_is_split():
         split = np.zeros_like(counts)
         _histogram_parallel(bits, 7, 280_007, shift, split, chunks)
         assert np.array_equal(split, counts)
+
+
+def test_groups_given_out_of_flat_order_get_the_sets_and_sums_of_the_same_groups_in_order():
+    rng = np.random.default_rng(11)
+    ranks = magnitudes(20_001, seed=11)
+    values = np.where(np.isfinite(ranks), ranks, 0).astype(np.float32)
+    costs, hard = rng.random(ranks.size), (rng.random(ranks.size) < 0.1).view(np.uint8)
+    groups, ks = [slice(0, 12_000), slice(12_000, 15_000), slice(15_000, 20_001)], [4_000, 900, 2_500]
+    order = [2, 0, 1]
+    in_order, first, _ = least_sets(ranks, groups, ks)
+    shuffled, shuffled_first, _ = least_sets(ranks, [groups[g] for g in order], [ks[g] for g in order])
+    assert shuffled_first == [first[g] for g in order]
+    second = [in_order.least(g, k // 2) for g, k in enumerate(ks)]
+    sums = in_order.sums(costs, hard, first, second)
+    shuffled_sums = shuffled.sums(costs, hard, shuffled_first, [second[g] for g in order])
+    for column, shuffled_column in zip(sums, shuffled_sums):
+        assert [column[g] for g in order] == list(shuffled_column)

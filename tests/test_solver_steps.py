@@ -7,7 +7,7 @@ from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
 from onnx_snn_compress.pruning import FlatWeights
 from onnx_snn_compress.samples import sample_model_path
-from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip
 
 
 def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = False):
@@ -128,3 +128,11 @@ def test_the_s_step_weighs_the_next_weight_against_the_weights_still_in_play():
     in_play = np.sum(weights ** 2) / np.count_nonzero(~hard_pruned)
     distance = 1.0 - floor - budget.target  # of R0 = the synapses, each costing 1: the span is d
     assert state.sigma[0] == pytest.approx(start - 0.1 * distance * following / in_play, rel=1e-6)
+
+
+def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
+    values = [-0.0, 0.0, 0.5, -1.5, 2.0, 1e300 * 1e10, -1e300 * 1e10, float("nan")]
+    for value in values:
+        for low, high in ((0.0, 1.0), (-0.0, 1e8), (0.25, -0.0), (0.0, 0.0)):
+            expected = float(np.clip(value, low, high))
+            assert np.array(_clip(value, low, high)).tobytes() == np.array(expected).tobytes()
