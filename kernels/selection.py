@@ -101,7 +101,7 @@ def histogram(bits: np.ndarray, start: int, stop: int, shift: int) -> np.ndarray
 
 
 @njit(cache=True)
-def _bucket_of(counts, k):
+def bucket_of(counts, k):
     """The bucket that holds the (k+1)-th smallest key, and that key's rank within it."""
     bucket = 0
     while counts[bucket] <= k:
@@ -239,7 +239,7 @@ def _refine_pairs(keys, members, k, shift, digit):
         counts = np.zeros(1 << width, dtype=np.int64)
         for position in range(keys.size):
             counts[(np.int64(keys[position]) >> shift) & mask] += 1
-        bucket, k = _bucket_of(counts, k)
+        bucket, k = bucket_of(counts, k)
         if counts[bucket] == keys.size:
             continue
         kept_keys, kept_members = np.empty(counts[bucket], keys.dtype), np.empty(counts[bucket], members.dtype)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.selection import (CHUNK, DIGIT, bucket_sort, histogram, infinity_key, key_of_rank, parallel_pass,
-                                set_sums, survey, top_shift, _bucket_of)
+from .kernels.selection import (CHUNK, DIGIT, bucket_of, bucket_sort, histogram, infinity_key, key_of_rank,
+                                parallel_pass, set_sums, survey, top_shift)
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
@@ -143,11 +143,11 @@ class LeastSets:
             self.lo[p], self.hi[p] = 0, infinite
             return
         margin = self._margins[p] + self._moves[p]
-        self.lo[p] = int(_bucket_of(counts, max(0, min(k, finite - 1) - margin))[0]) << shift
-        if _bucket_of(counts, min(k, finite - 1))[0] > 0:
+        self.lo[p] = int(bucket_of(counts, max(0, min(k, finite - 1) - margin))[0]) << shift
+        if bucket_of(counts, min(k, finite - 1))[0] > 0:
             self.lo[p] = max(self.lo[p], 1)  # leave out the zeros (the weights pruned for good) unless the boundary is one
         above = k + margin
-        self.hi[p] = infinite if above >= finite else min(infinite, (int(_bucket_of(counts, above)[0]) + 1) << shift)
+        self.hi[p] = infinite if above >= finite else min(infinite, (int(bucket_of(counts, above)[0]) + 1) << shift)
 
     def least(self, g: int, k: int) -> tuple[int, int, int]:
         """``(bound, following, size)`` of the least-``k`` set of group ``g`` of the surveyed keys (ties
