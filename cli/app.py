@@ -42,7 +42,7 @@ def plain(value):
     return value
 
 
-ModelArg = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits MLP sample.")
+ModelArg = typer.Argument(None, help="Model file: .onnx (the SNN-ONNX profile or a torch.onnx export) or .nir. Default: the embedded digits MLP sample.")
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON document on stdout (notes and progress go to stderr).")
 StorageOpt = typer.Option("dense", "--storage", help="dense, or compact: pruned weights as a packed bitmask plus "
                           "their nonzero values, rebuilt by standard ops that onnxruntime folds at load.")

@@ -27,7 +27,7 @@ Storage = choices("Storage", STORAGES)
 @app.command()
 def compress(
     ctx: typer.Context,
-    model: Optional[Path] = typer.Argument(None, help="Model file (.onnx in the SNN-ONNX profile). Default: the embedded digits conv sample."),
+    model: Optional[Path] = typer.Argument(None, help="Model file: .onnx (the SNN-ONNX profile or a torch.onnx export) or .nir. Default: the embedded digits conv sample."),
     data: Optional[Path] = typer.Option(None, "--data", help="Data .npz (x, y, x_val, y_val, x_test, y_test). Default: the embedded digits."),
     budget: Optional[List[float]] = typer.Option(None, "--budget", help="Fraction of the input model's resource to keep, in (0, 1]; repeat for a schedule. Default: 0.3 0.2 0.1 0.05."),
     resource: Resource = typer.Option("params", "--resource", help="What a budget limits: surviving synapses, MACs, SynOps or energy (pJ)."),
