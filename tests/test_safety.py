@@ -413,7 +413,8 @@ def _interrupt_when(tmp_path, ready) -> subprocess.CompletedProcess:
     # PYTHONFAULTHANDLER: a run that does not stop is aborted below and prints where every thread was.
     # The child starts with Ctrl-C as a shell's foreground job has it (default, not blocked): an
     # ignored or blocked SIGINT is inherited across exec, and a process that inherits it rightly
-    # ignores Ctrl-C (as `nohup` and background jobs rely on).
+    # ignores Ctrl-C (as `nohup` and background jobs rely on): a suite started as `bash .ci/run &`
+    # from a script (SIGINT ignored) failed here until the child's was reset.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
                                env={**os.environ, "PYTHONFAULTHANDLER": "1"}, preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 120
@@ -422,7 +423,7 @@ def _interrupt_when(tmp_path, ready) -> subprocess.CompletedProcess:
     process.send_signal(signal.SIGINT)
     try:
         out, err = process.communicate(timeout=120)
-    except subprocess.TimeoutExpired:  # seen in two CI runs of the whole suite (2026-11-30), never alone
+    except subprocess.TimeoutExpired:  # e.g. a child that ignores SIGINT: keep the evidence
         states = f"signal masks: child {_signal_state(process.pid)}; this process {_signal_state('self')}"
         process.send_signal(signal.SIGABRT)
         out, err = process.communicate()
