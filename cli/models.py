@@ -94,6 +94,8 @@ def inspect(model: Optional[Path] = ModelArg, as_json: bool = JsonOpt, source_fo
     source = {k: v for k, v in summary["metadata"].items() if k in SOURCE_KEYS}
     if source:
         typer.echo("read as: " + "  ".join(f"{k} {v}" for k, v in source.items()))
+    if "source_notes" in summary["metadata"]:  # a profile file converted from another format
+        typer.echo("converted from a file read with these notes: " + summary["metadata"]["source_notes"])
 
 
 @app.command()

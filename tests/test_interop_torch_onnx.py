@@ -181,6 +181,15 @@ def test_batch_first_static_and_two_output_exports_reproduce_the_spikes_time_maj
     assert np.array_equal(run(model, x[:4, :1]).output, spikes[:4, :1])
 
 
+def test_a_converted_files_import_notes_are_provenance_not_notes_about_it():
+    """The notes about the export (here: its batch-first input) do not apply to the profile file
+    converted from it: reading that file says nothing, and its metadata keeps them as source_notes."""
+    _, _, note = LAYOUTS["snntorch_batchfirst"]
+    converted = from_profile(to_model(load_model(CASES / "snntorch_batchfirst.dynamo.onnx")))
+    assert "import_notes" not in converted.metadata
+    assert note in converted.metadata["source_notes"]
+
+
 @pytest.mark.parametrize("file", ["snntorch_synaptic.legacy.onnx", "snntorch_synaptic.dynamo.onnx",
                                   "sj_cubalif.dynamo.onnx"])
 def test_synaptic_current_exports_reproduce_their_frameworks_spikes(file):

@@ -314,4 +314,8 @@ def from_model(model: onnx.ModelProto) -> ir.Graph:
         name = output if output not in reader.names else f"{output}.readout"
         reader.nodes.append(ir.Readout(name, (ir_name,), mode="spikes"))
     metadata = {p.key: p.value for p in model.metadata_props if p.key not in profile.RESERVED_KEYS}
+    # notes stored when this file was converted from another format are about that file, not this one:
+    # kept as provenance (inspect shows them), not said again as notes on every read
+    if "import_notes" in metadata:
+        metadata["source_notes"] = metadata.pop("import_notes")
     return ir.Graph(reader.nodes, metadata)
