@@ -15,8 +15,8 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 :func:`survey` is one pass over every group: for a *window* of keys ``[lo, hi)`` per group it
 counts the keys below ``lo``, gathers the (index, key) pairs of those inside (indices
 ascending), and sums the squares of all the group's values. A set whose (k+1)-th key lies
-inside the window is then found from the window's pairs alone (``least_sets.Window``: one
-:func:`bucket_sort` by a top digit, then :func:`key_of_rank` within one bucket); the caller keeps
+inside the window is then found from the window's pairs alone (``least_sets.Window``: the
+counts of a top digit, :func:`digit_offsets`, then :func:`key_of_rank` within one bucket); the caller keeps
 each group's window near its last boundary and falls back on :func:`histogram` when the
 boundary left it. :func:`set_sums` is one pass for two sets per group (a search step's, before
 and after its step on s): the squares of the first, how many hard-pruned weights the second
@@ -254,44 +254,48 @@ def _refine_pairs(keys, members, k, shift, digit):
 
 
 @njit(cache=True)
-def _bucket_sort(keys, members, shift, width):
-    # a stable counting sort of (key, index) pairs by the digit (key >> shift) & (2**width - 1)
+def _digit_offsets(keys, shift, width):
     mask = (1 << width) - 1
     offsets = np.zeros((1 << width) + 1, np.int64)
     for position in range(keys.size):
         offsets[((np.int64(keys[position]) >> shift) & mask) + 1] += 1
     for bucket in range(1 << width):
         offsets[bucket + 1] += offsets[bucket]
-    filling = offsets[:-1].copy()
-    sorted_keys, sorted_members = np.empty_like(keys), np.empty_like(members)
-    for position in range(keys.size):
-        bucket = (np.int64(keys[position]) >> shift) & mask
-        sorted_keys[filling[bucket]] = keys[position]
-        sorted_members[filling[bucket]] = members[position]
-        filling[bucket] += 1
-    return offsets, sorted_keys, sorted_members
+    return offsets
 
 
-def bucket_sort(member_keys: np.ndarray, members: np.ndarray, shift: int, width: int):
-    """``(offsets, keys, members)``: the pairs ``(member_keys[i], members[i])`` sorted stably by the
-    digit ``(key >> shift) & (2**width - 1)``; bucket b at ``offsets[b]:offsets[b + 1]``. O(pairs)."""
-    return _bucket_sort(member_keys, members, shift, width)
+def digit_offsets(member_keys: np.ndarray, shift: int, width: int) -> np.ndarray:
+    """int64 ``[2**width + 1]``: the pairs' ranks by the digit ``(key >> shift) & (2**width - 1)``,
+    bucket b holding ranks ``offsets[b]:offsets[b + 1]`` (the cumulative counts; one pass, the
+    pairs not moved)."""
+    return _digit_offsets(member_keys, shift, width)
 
 
 @njit(cache=True)
-def _key_of_rank(offsets, keys, members, rank, shift, digit):
+def _key_of_rank(offsets, keys, members, rank, shift, width, digit):
+    # the rank's bucket, its pairs gathered in index order (one read of the pairs: cheaper than
+    # sorting them all by the digit, for the two ranks a step asks for), then refined
     bucket = np.searchsorted(offsets, rank, side="right") - 1
-    first, stop = offsets[bucket], offsets[bucket + 1]
-    return _refine_pairs(keys[first:stop], members[first:stop], rank - first, shift, digit)
+    first = offsets[bucket]
+    mask = (1 << width) - 1
+    kept_keys, kept_members = np.empty(offsets[bucket + 1] - first, keys.dtype), np.empty(offsets[bucket + 1] - first,
+                                                                                           members.dtype)
+    kept = 0
+    for position in range(keys.size):
+        if ((np.int64(keys[position]) >> shift) & mask) == bucket:
+            kept_keys[kept] = keys[position]
+            kept_members[kept] = members[position]
+            kept += 1
+    return _refine_pairs(kept_keys, kept_members, rank - first, shift, digit)
 
 
-def key_of_rank(offsets: np.ndarray, member_keys: np.ndarray, members: np.ndarray, rank: int,
-                shift: int) -> tuple[int, int]:
-    """``(key, index)`` of the (rank+1)-th smallest of the pairs of :func:`bucket_sort` (``offsets``,
-    the keys and members sorted by the digit just above bit ``shift``, all keys agreeing above
-    it), in the order (key, index) (indices ascending within a key): the rank's bucket, then
-    radix digits within it; arrays not changed."""
-    bound, following = _key_of_rank(offsets, member_keys, members, rank, shift, DIGIT)
+def key_of_rank(offsets: np.ndarray, member_keys: np.ndarray, members: np.ndarray, rank: int, shift: int,
+                width: int) -> tuple[int, int]:
+    """``(key, index)`` of the (rank+1)-th smallest of the pairs ``(member_keys[i], members[i])``
+    (indices ascending, all keys agreeing above bit ``shift + width``), in the order (key, index):
+    the rank's bucket of :func:`digit_offsets` (``offsets``), then radix digits within it; arrays
+    not changed."""
+    bound, following = _key_of_rank(offsets, member_keys, members, rank, shift, width, DIGIT)
     return int(bound), int(following)
 
 
@@ -391,29 +395,42 @@ def least_mask(keys: np.ndarray, start: int, stop: int, least: tuple, mask: np.n
 
 
 @njit(cache=True)
-def _add_scaled_least_serial(target, source, keys, split, bound, factor):
+def _add_scaled_below(target, source, keys, limit, factor):
+    # one limit for the whole range, compared in the keys' own width (8 lanes for int32 keys);
+    # the select written out here (through an inlined helper it stayed a branch): no branch on the set
     for index in range(target.size):
-        limit = bound + (((index - split) >> 63) & 1)  # ties are in the set before ``split``
-        # a select, written out here (through an inlined helper it stayed a branch): no branch on the set
         target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
+
+
+@njit(cache=True)
+def _add_scaled_least_serial(target, source, keys, split, tied_limit, limit, factor):
+    # ties are in the set before ``split``: there the limit is bound + 1 (no per-entry index test)
+    _add_scaled_below(target[:split], source[:split], keys[:split], tied_limit, factor)
+    _add_scaled_below(target[split:], source[split:], keys[split:], limit, factor)
 
 
 @njit(cache=True, parallel=True)
-def _add_scaled_least_parallel(target, source, keys, split, bound, factor):
-    for index in prange(target.size):
-        limit = bound + (((index - split) >> 63) & 1)
-        target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
+def _add_scaled_least_parallel(target, source, keys, split, tied_limit, limit, factor):
+    for chunk in prange((target.size + CHUNK - 1) // CHUNK):
+        start, stop = chunk * CHUNK, min(target.size, (chunk + 1) * CHUNK)
+        middle = min(max(split, start), stop)
+        _add_scaled_below(target[start:middle], source[start:middle], keys[start:middle], tied_limit, factor)
+        _add_scaled_below(target[middle:stop], source[middle:stop], keys[middle:stop], limit, factor)
 
 
 def add_scaled_least(target: np.ndarray, source: np.ndarray, keys: np.ndarray, least: tuple, factor: float) -> None:
     """``target[i] += float32(factor) * source[i]`` where i is in the set ``least = (bound,
     following, ...)`` of ``keys`` (``following`` relative to ``keys[0]``; any value < 0 or past
     the end is fine), in place, bit for bit as numpy's float32 masked add (the other entries
-    keep their exact bits); no mask. target, source: float32 ``[m]``; keys ``[m]``, contiguous."""
+    keep their exact bits); no mask. target, source: float32 ``[m]``; keys ``[m]``, contiguous.
+    Two loops, before and after ``following``, each with one limit (``bound + 1``, then ``bound``;
+    the key of +inf plus one still fits the keys' width)."""
     bound, following = least[0], least[1]
     split = min(max(following, 0), target.size)
-    kernel = _add_scaled_least_parallel if target.size >= _PARALLEL_ENTRIES else _add_scaled_least_serial
-    kernel(target, source, keys, split, np.int64(bound), np.float32(factor))
+    parallel = target.size >= _PARALLEL_ENTRIES and get_num_threads() > 1
+    kernel = _add_scaled_least_parallel if parallel else _add_scaled_least_serial
+    width = keys.dtype.type
+    kernel(target, source, keys, split, width(bound + 1), width(bound), np.float32(factor))
 
 
 _SIGN_BITS = {4: np.uint32(0x7FFFFFFF), 8: np.uint64(0x7FFFFFFFFFFFFFFF)}

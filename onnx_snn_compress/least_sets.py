@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.selection import (CHUNK, DIGIT, bucket_of, bucket_sort, histogram, infinity_key, key_of_rank,
+from .kernels.selection import (CHUNK, DIGIT, bucket_of, digit_offsets, histogram, infinity_key, key_of_rank,
                                 parallel_pass, set_sums, survey, top_shift)
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
@@ -24,30 +24,30 @@ MIN_MARGIN = 16
 
 class Window:
     """The members of a window ``[lo, hi)`` of keys (flat indices ascending, their keys beside
-    them), sorted once by their top digit (the 12 bits below the highest bit in which keys of
+    them), counted once by their top digit (the 12 bits below the highest bit in which keys of
     the window can differ), so that the key of any rank is refined within one bucket."""
 
     def __init__(self, member_keys: np.ndarray, members: np.ndarray, lo: int, hi: int):
         self.size, self.lo, self.hi = members.size, int(lo), int(hi)
         self._pairs = (member_keys, members)
-        self._sorted = None
+        self._offsets = None
 
-    def _sort(self):
-        if self._sorted is None:
+    def _count(self) -> np.ndarray:
+        if self._offsets is None:
             top = max(1, (self.lo ^ max(self.lo, self.hi - 1)).bit_length())
-            width = min(DIGIT, top)
-            self.shift, self.prefix = top - width, (self.lo >> top) << top
-            self._sorted = bucket_sort(*self._pairs, self.shift, width)
-        return self._sorted
+            self.width = min(DIGIT, top)
+            self.shift, self.prefix = top - self.width, (self.lo >> top) << top
+            self._offsets = digit_offsets(self._pairs[0], self.shift, self.width)
+        return self._offsets
 
     def key_of_rank(self, rank: int) -> tuple[int, int]:
         """``(key, index)`` of the (rank+1)-th smallest member in the order (key, index)."""
-        return key_of_rank(*self._sort(), rank, self.shift)
+        return key_of_rank(self._count(), *self._pairs, rank, self.shift, self.width)
 
     def bucket_start(self, rank: int) -> int:
         """The smallest key of the top-digit bucket of the member of ``rank``; ``bucket_stop``: the
         key just past that bucket (edges for a window that holds that rank, without refinement)."""
-        offsets = self._sort()[0]
+        offsets = self._count()
         return self.prefix + ((int(offsets.searchsorted(rank, "right")) - 1) << self.shift)
 
     def bucket_stop(self, rank: int) -> int:
