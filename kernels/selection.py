@@ -433,6 +433,43 @@ def add_scaled_least(target: np.ndarray, source: np.ndarray, keys: np.ndarray, l
     kernel(target, source, keys, split, width(bound + 1), width(bound), np.float32(factor))
 
 
+@njit(cache=True)
+def _set_strongest(block, count):
+    # per row, the ``count`` largest and the next one by insertion into a short descending list;
+    # nothing is written unless every row's count-th largest is strictly above the next (no ties
+    # at the edge, no NaN): then the set of each row is unique, the one any selection returns
+    top = np.empty((block.shape[0], count + 1), block.dtype)
+    for row in range(block.shape[0]):
+        kept = top[row]
+        kept[:] = -np.inf
+        for column in range(block.shape[1]):
+            value = block[row, column]
+            if value != value:
+                return False
+            if value > kept[count]:
+                position = count
+                while position > 0 and value > kept[position - 1]:
+                    kept[position] = kept[position - 1]
+                    position -= 1
+                kept[position] = value
+        if not kept[count - 1] > kept[count]:
+            return False
+    for row in range(block.shape[0]):
+        edge = top[row, count - 1]
+        for column in range(block.shape[1]):
+            if block[row, column] >= edge:
+                block[row, column] = np.inf
+    return True
+
+
+def set_strongest(block: np.ndarray, count: int) -> bool:
+    """Set the ``count`` largest of each row of ``block`` (float ``[rows, columns]``, columns >
+    count >= 1, written in place) to +inf when that set is unique in every row; returns whether
+    it did (False: ties at a row's edge, or a NaN; ``block`` unchanged). O(rows x columns x count)
+    at worst, one pass for a small count."""
+    return bool(_set_strongest(block, count))
+
+
 _SIGN_BITS = {4: np.uint32(0x7FFFFFFF), 8: np.uint64(0x7FFFFFFFFFFFFFFF)}
 
 

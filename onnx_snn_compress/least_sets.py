@@ -20,6 +20,7 @@ from .kernels.selection import (CHUNK, DIGIT, bucket_of, digit_offsets, histogra
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
+GUESSES = 2  # windows extrapolated towards a set that left its window before a histogram is taken
 
 
 class Window:
@@ -154,11 +155,40 @@ class LeastSets:
         in index order; when ``k`` reaches the finite keys, all of them: ``(key of +inf, -1, their count)``)."""
         p = self.position[g]
         found = self._in_window(p, k)
+        for _ in range(GUESSES):
+            if found is not None or not self._extrapolate(p, k):
+                break
+            self._survey(p, p + 1)
+            found = self._in_window(p, k)
         if found is None:
             self._window_from_histogram(p, k)
             self._survey(p, p + 1)
             found = self._in_window(p, k)
         return found
+
+    def _extrapolate(self, p: int, k: int) -> bool:
+        """Move the window of the group at position ``p`` towards rank ``k`` (outside it), by the
+        density of keys the window held (ranks per key), twice the span that density gives to
+        reach ``k`` past the margin and the last move: a guess, checked by the next survey. False
+        when there is nothing to go by (an empty window, or a boundary among the zeros below it)."""
+        below, inside = self._below[p], self._inside[p]
+        lo, hi = int(self.lo[p]), int(self.hi[p])
+        if inside == 0:
+            return False
+        window = self._window(p)
+        margin = self._margins[p] + self._moves[p]
+        keys_per_rank = (hi - lo) / inside
+        if k >= below + inside:  # above the window (whose hi is below the key of +inf: see _in_window)
+            lower = k - margin - below
+            self.lo[p] = hi if lower >= inside else (window.bucket_start(lower) if lower >= 0 else lo)
+            self.hi[p] = min(infinity_key(self.keys), hi + int(2 * (k + margin - below - inside) * keys_per_rank) + 1)
+            return True
+        if lo <= 1:  # below lo are only zeros (the weights pruned for good): the histogram finds such a boundary
+            return False
+        upper = k + margin - below
+        self.hi[p] = lo if upper < 0 else (window.bucket_stop(upper) if upper < inside else hi)
+        self.lo[p] = max(1, lo - int(2 * (below - k + margin) * keys_per_rank) - 1)
+        return True
 
     def _in_window(self, p: int, k: int):
         below, inside = self._below[p], self._inside[p]

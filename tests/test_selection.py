@@ -65,6 +65,29 @@ def test_a_set_far_from_the_window_is_found_as_exactly():
         assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
 
 
+def test_a_set_that_left_its_window_is_found_exactly_by_an_extrapolated_window_or_a_histogram(monkeypatch):
+    # a set outside the window: the window is moved towards it by the density of keys it held
+    # (at most GUESSES times), else a histogram is taken; each way gives the exact set
+    from onnx_snn_compress import least_sets as module
+
+    histograms, surveys = [], []
+    counted, surveyed = module.histogram, module.LeastSets._survey
+    monkeypatch.setattr(module, "histogram", lambda *arguments: histograms.append(1) or counted(*arguments))
+    monkeypatch.setattr(module.LeastSets, "_survey", lambda self, *span: surveys.append(1) or surveyed(self, *span))
+    rng = np.random.default_rng(1)
+    smooth = magnitudes(200_000, seed=6, zeros=0.1, protected=0.0)
+    gap = np.concatenate([1 + rng.random(150_000), 1_000 + 1_000 * rng.random(50_000)]).astype(np.float32)
+    rng.shuffle(gap)  # keys dense below 2, then none up to 1,000: the window's density misleads past 150,000
+    cases = [(smooth, k, 1, 0) for k in (108_000, 60_000, 199_000)]  # one guess, one survey
+    cases += [(smooth, 1_000, 3, 1),  # among the zeros (below lo = 1): a histogram
+              (gap, 160_000, 3, 1)]  # two guesses fall short: a histogram
+    for ranks, k, survey_count, histogram_count in cases:
+        finder, _, _ = least_sets(ranks, [slice(0, ranks.size)], [100_000])
+        histograms.clear(), surveys.clear()
+        assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
+        assert (len(surveys), len(histograms)) == (survey_count, histogram_count)
+
+
 def test_the_sets_after_the_window_is_recentred_are_exact_as_the_weights_move():
     rng = np.random.default_rng(4)
     ranks = magnitudes(100_000, seed=4)
@@ -244,3 +267,31 @@ def test_groups_given_out_of_flat_order_get_the_sets_and_sums_of_the_same_groups
     shuffled_sums = shuffled.sums(costs, hard, shuffled_first, [second[g] for g in order])
     for column, shuffled_column in zip(sums, shuffled_sums):
         assert [column[g] for g in order] == list(shuffled_column)
+
+
+def test_protect_strongest_ranks_the_strongest_of_each_row_last_as_argpartition_chooses():
+    # the kernel writes a row's strongest when they are unique; ties at the edge and NaN take
+    # argpartition's own choice: the ranks are those of argpartition in every case
+    from onnx_snn_compress.pruning import protect_strongest
+
+    def by_argpartition(magnitudes, part, rows, count):
+        ranked = magnitudes.copy()
+        block = ranked[part].reshape(rows, -1)
+        np.put_along_axis(block, np.argpartition(-block, count - 1, axis=1)[:, :count], np.inf, axis=1)
+        return ranked
+
+    rng = np.random.default_rng(9)
+    for dtype in (np.float32, np.float64):
+        magnitudes = np.abs(rng.standard_normal(1_000)).astype(dtype)
+        part = slice(600, 1_000)  # 8 rows of 50
+        tied = magnitudes.copy()
+        tied[650:700] = 0.0  # a row of zeros: every weight ties
+        with_nan = magnitudes.copy()
+        with_nan[620] = np.nan
+        for values in (magnitudes, tied, with_nan):
+            for count in (1, 3, 49):
+                ranked = protect_strongest(values, part, 8, count)
+                assert ranked.tobytes() == by_argpartition(values, part, 8, count).tobytes()
+                assert np.array_equal(ranked[:600], values[:600]) and ranked is not values
+        assert selection.set_strongest(magnitudes[part].reshape(8, -1).copy(), 2)
+        assert not selection.set_strongest(tied[part].reshape(8, -1).copy(), 2)
