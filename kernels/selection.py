@@ -168,32 +168,43 @@ def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot,
 
 
 @njit(cache=True)
-def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
+def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts,
+                   origins):
+    # a chunk's members follow those of the chunk before it in its group: already together
     for chunk in range(starts.size):
+        follows = chunk > 0 and groups[chunk - 1] == groups[chunk]
+        origins[chunk] = origins[chunk - 1] + counts[chunk - 1, 1] if follows else slots[chunk]
         _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
-                      member_keys, slots[chunk], squares, counts, chunk)
+                      member_keys, origins[chunk], squares, counts, chunk)
 
 
 @njit(cache=True, parallel=True)
-def _survey_parallel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
+def _survey_parallel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts,
+                     origins):
     for chunk in prange(starts.size):
+        origins[chunk] = slots[chunk]
         _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
                       member_keys, slots[chunk], squares, counts, chunk)
 
 
 @njit(cache=True)
-def _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window):
+def _gather_windows(members, member_keys, origins, counts, squares, firsts, group_squares, group_counts,
+                    group_window):
     # per group (its chunks firsts[g]:firsts[g + 1], in index order): the squares added chunk by
-    # chunk, the counts, and the window's members moved together to the group's first slot
+    # chunk, the counts, and the window's members moved together to the group's first chunk's
+    # (where they are not already: chunks written one after the other)
     for group in range(firsts.size - 1):
         total = 0.0
         below = 0
-        filled = slots[firsts[group]]
+        filled = origins[firsts[group]]
         group_window[group] = filled
         for chunk in range(firsts[group], firsts[group + 1]):
             total += squares[chunk]
             below += counts[chunk, 0]
-            source = slots[chunk]
+            source = origins[chunk]
+            if source == filled:
+                filled += counts[chunk, 1]
+                continue
             for position in range(counts[chunk, 1]):
                 members[filled] = members[source + position]
                 member_keys[filled] = member_keys[source + position]
@@ -217,13 +228,13 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
     ``[G]``), the count of keys below ``lo`` and inside the window (int64 ``[G, 2]``), and where
     its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``)."""
     chunks = starts.size
-    squares, counts = np.empty(chunks), np.empty((chunks, 2), np.int64)
+    squares, counts, origins = np.empty(chunks), np.empty((chunks, 2), np.int64), np.empty(chunks, np.int64)
     kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
-    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts)
+    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts, origins)
     group_count = firsts.size - 1
     group_squares, group_counts = np.empty(group_count), np.empty((group_count, 2), np.int64)
     group_window = np.empty(group_count, np.int64)
-    _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window)
+    _gather_windows(members, member_keys, origins, counts, squares, firsts, group_squares, group_counts, group_window)
     return group_squares, group_counts, group_window
 
 
@@ -484,13 +495,47 @@ def _same_magnitudes_kernel(weights, values, magnitude):
     return True
 
 
+@njit(cache=True, parallel=True)
+def _same_magnitudes_parallel(weights, values, magnitude):
+    chunks = (weights.size + CHUNK - 1) // CHUNK
+    same = np.empty(chunks, np.bool_)
+    for chunk in prange(chunks):
+        start = chunk * CHUNK
+        same[chunk] = _same_magnitudes_kernel(weights[start:start + CHUNK], values[start:start + CHUNK], magnitude)
+    return same.all()
+
+
 def same_magnitudes(weights: np.ndarray, values: np.ndarray) -> bool:
     """Whether ``values`` hold ``np.abs(weights)`` bit for bit (float32 or float64, contiguous
-    ``[m]``): one read-only pass, in blocks of ``_EQUAL_BLOCK`` entries."""
+    ``[m]``): one read-only pass, in blocks of ``_EQUAL_BLOCK`` entries (in parallel chunks
+    above 262,144 entries, with threads to run them)."""
     if weights.shape != values.shape or weights.dtype != values.dtype:
         return False
     width = {4: np.uint32, 8: np.uint64}[weights.dtype.itemsize]
-    return bool(_same_magnitudes_kernel(weights.view(width), values.view(width), _SIGN_BITS[weights.dtype.itemsize]))
+    kernel = _same_magnitudes_parallel if parallel_pass(weights.size) and get_num_threads() > 1 \
+        else _same_magnitudes_kernel
+    return bool(kernel(weights.view(width), values.view(width), _SIGN_BITS[weights.dtype.itemsize]))
+
+
+@njit(cache=True, parallel=True)
+def _magnitudes_parallel(weights, out, magnitude):
+    for chunk in prange((weights.size + CHUNK - 1) // CHUNK):
+        start = chunk * CHUNK
+        stop = min(weights.size, start + CHUNK)
+        chunk_weights, chunk_out = weights[start:stop], out[start:stop]
+        for index in range(chunk_weights.size):
+            chunk_out[index] = chunk_weights[index] & magnitude
+
+
+def magnitudes_into(weights: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = np.abs(weights)``, bit for bit (the sign bit cleared; float32 or float64,
+    contiguous ``[m]``, ``out`` of their dtype): numpy's, or parallel chunks above 262,144
+    entries with threads to run them."""
+    if parallel_pass(weights.size) and get_num_threads() > 1:
+        width = {4: np.uint32, 8: np.uint64}[weights.dtype.itemsize]
+        _magnitudes_parallel(weights.view(width), out.view(width), _SIGN_BITS[weights.dtype.itemsize])
+    else:
+        np.abs(weights, out=out)
 
 
 def uniform_cost(costs: np.ndarray) -> float | None:

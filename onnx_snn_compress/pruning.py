@@ -12,7 +12,7 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
-from .kernels.selection import add_scaled_at, add_scaled_least, same_magnitudes, set_strongest
+from .kernels.selection import add_scaled_at, add_scaled_least, magnitudes_into, same_magnitudes, set_strongest
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -76,7 +76,7 @@ class FlatWeights:
         if out is None:
             out = np.empty(self.size, dtype=self.graph[self.layers[0]].weight.dtype if self.layers else np.float32)
         for name, part in self.layer_slices():
-            np.abs(self.graph[name].weight.reshape(-1), out=out[part])
+            magnitudes_into(self.graph[name].weight.reshape(-1), out[part])
         return out
 
     def flatten(self, per_layer: dict[str, np.ndarray]) -> np.ndarray:

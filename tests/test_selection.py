@@ -142,13 +142,24 @@ def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_th
         assert total == pytest.approx(np.sum(wide[group]), rel=1e-12)
     finder.lo[:], finder.hi[:] = 0, 1  # other windows: the same sums, bit for bit
     assert np.array_equal(finder.survey(values, key_bits(values), [1, 50_000, 3]), squares)
+    finder.lo[:], finder.hi[:] = key_bits(values)[[0, 20, 200_000]], key_bits(values)[[0, 20, 200_000]] + 50_000_000
+    windows = []
     for kernel in (selection._survey_serial, selection._survey_parallel):  # one thread or several
         starts, stops = finder._starts, finder._stops
-        out, counts = np.empty(starts.size), np.empty((starts.size, 2), np.int64)
+        out, counts, origins = np.empty(starts.size), np.empty((starts.size, 2), np.int64), np.empty(starts.size, np.int64)
         kernel(values, key_bits(values), starts, stops, finder._owners, finder.lo, finder.hi, finder._slots,
-               finder._members, finder._member_keys, out, counts)
+               finder._members, finder._member_keys, out, counts, origins)
         totals = [sum(out[finder._firsts[p]:finder._firsts[p + 1]], 0.0) for p in range(len(groups))]
         assert np.array_equal(totals, squares)
+        group_counts, group_window = np.empty((len(groups), 2), np.int64), np.empty(len(groups), np.int64)
+        selection._gather_windows(finder._members, finder._member_keys, origins, counts, out, finder._firsts,
+                                  np.empty(len(groups)), group_counts, group_window)
+        windows.append([finder._members[start:start + inside].copy() for start, inside in
+                        zip(group_window, group_counts[:, 1])])
+    for group, (lo, hi), serial, parallel in zip(groups, zip(finder.lo, finder.hi), *windows):
+        keys = key_bits(values)[group]  # the same members, in index order, either way
+        expected = np.flatnonzero((keys >= lo) & (keys < hi)) + group.start
+        assert np.array_equal(serial, expected) and np.array_equal(parallel, expected) and expected.size > 0
 
 
 @pytest.mark.parametrize("uniform", [False, True])
@@ -295,3 +306,21 @@ def test_protect_strongest_ranks_the_strongest_of_each_row_last_as_argpartition_
                 assert np.array_equal(ranked[:600], values[:600]) and ranked is not values
         assert selection.set_strongest(magnitudes[part].reshape(8, -1).copy(), 2)
         assert not selection.set_strongest(tied[part].reshape(8, -1).copy(), 2)
+
+
+def test_the_flat_magnitudes_and_their_check_are_numpys_abs_in_one_thread_or_several():
+    weights = np.random.default_rng(10).standard_normal(300_001).astype(np.float32)  # above the parallel size
+    weights[:4] = [-0.0, -np.inf, np.nan, -np.nan]
+    out = np.empty_like(weights)
+    selection.magnitudes_into(weights, out)
+    assert out.tobytes() == np.abs(weights).tobytes()
+    bits = weights.view(np.uint32)
+    parallel = np.empty_like(bits)
+    selection._magnitudes_parallel(bits, parallel, selection._SIGN_BITS[4])
+    assert parallel.tobytes() == np.abs(weights).tobytes()
+    for kernel in (selection._same_magnitudes_kernel, selection._same_magnitudes_parallel):
+        assert kernel(bits, np.abs(weights).view(np.uint32), selection._SIGN_BITS[4])
+        for index in (5, 65_535, 65_536, 300_000):  # a chunk's edge, the last entry
+            values = np.abs(weights)
+            values[index] = np.nextafter(values[index], np.float32(np.inf))
+            assert not kernel(bits, values.view(np.uint32), selection._SIGN_BITS[4])
