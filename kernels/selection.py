@@ -16,12 +16,12 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 counts the keys below ``lo``, gathers the (index, key) pairs of those inside (indices
 ascending), and sums the squares of all the group's values. A set whose (k+1)-th key lies
 inside the window is then found from the window's pairs alone (``least_sets.Window``: the
-counts of a top digit, :func:`digit_offsets`, then :func:`key_of_rank` within one bucket); the caller keeps
-each group's window near its last boundary and falls back on :func:`histogram` when the
-boundary left it. :func:`set_sums` is one pass for two sets per group (a search step's, before
-and after its step on s): the squares of the first, how many hard-pruned weights the second
-holds, and, with costs per weight, the costs of the first and of the second's weights not
-hard-pruned. Neither pass writes a mask: the consumers compare keys with ``(bound,
+counts of a top digit, :func:`digit_offsets`, then :func:`key_of_rank` within one bucket); the
+caller keeps each group's window near its last boundary, moves it towards a boundary that left
+it and surveys again, and takes a :func:`histogram` when that fails. :func:`set_sums` is one
+pass for two sets per group (a search step's, before and after its step on s): the squares of
+the first, how many hard-pruned weights the second holds, and, with costs per weight, the costs
+of the first and of the second's weights not hard-pruned. Neither pass writes a mask: the consumers compare keys with ``(bound,
 following)`` (:func:`add_scaled_least`, :func:`least_mask`).
 
 Sums do not depend on the thread count nor on the windows: the groups are cut into chunks of
@@ -287,10 +287,9 @@ def _key_of_rank(offsets, keys, members, rank, shift, width, digit):
     # the rank's bucket, its pairs gathered in index order (one read of the pairs: cheaper than
     # sorting them all by the digit, for the two ranks a step asks for), then refined
     bucket = np.searchsorted(offsets, rank, side="right") - 1
-    first = offsets[bucket]
+    first, size = offsets[bucket], offsets[bucket + 1] - offsets[bucket]
     mask = (1 << width) - 1
-    kept_keys, kept_members = np.empty(offsets[bucket + 1] - first, keys.dtype), np.empty(offsets[bucket + 1] - first,
-                                                                                           members.dtype)
+    kept_keys, kept_members = np.empty(size, keys.dtype), np.empty(size, members.dtype)
     kept = 0
     for position in range(keys.size):
         if ((np.int64(keys[position]) >> shift) & mask) == bucket:
