@@ -528,9 +528,9 @@ def _magnitudes_parallel(weights, out, magnitude):
 
 def magnitudes_into(weights: np.ndarray, out: np.ndarray) -> None:
     """``out[:] = np.abs(weights)``, bit for bit (the sign bit cleared; float32 or float64,
-    contiguous ``[m]``, ``out`` of their dtype): numpy's, or parallel chunks above 262,144
-    entries with threads to run them."""
-    if parallel_pass(weights.size) and get_num_threads() > 1:
+    contiguous ``[m]``): numpy's, or parallel chunks above 262,144 entries with threads to run
+    them (when ``out`` is of the weights' dtype; else numpy's cast)."""
+    if parallel_pass(weights.size) and get_num_threads() > 1 and out.dtype == weights.dtype:
         width = {4: np.uint32, 8: np.uint64}[weights.dtype.itemsize]
         _magnitudes_parallel(weights.view(width), out.view(width), _SIGN_BITS[weights.dtype.itemsize])
     else:
