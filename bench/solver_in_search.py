@@ -55,7 +55,8 @@ def main() -> None:
           + " / ".join(f"{100 * entry['accuracy']['test']:.1f}" for entry in result.report["budgets"]))
     if windows is not None:
         shares = windows["shares"]
-        print(f"selections {len(shares)}, left their window {windows['missed']}; window share of the group: "
+        print(f"selections {len(shares)}, left their window {windows['missed']} (then {windows['surveys']} surveys of "
+              f"one group and {windows['histograms']} histograms); window share of the group: "
               f"median {statistics.median(shares):.3f}, quartiles {statistics.quantiles(shares, n=4)[0]:.3f} "
               f"{statistics.quantiles(shares, n=4)[2]:.3f}")
 
@@ -65,16 +66,30 @@ def _watch_windows():
         from onnx_snn_compress.least_sets import LeastSets
     except ImportError:  # before least_sets.py
         return None
-    watched = {"missed": 0, "shares": []}
+    watched = {"missed": 0, "shares": [], "surveys": 0, "histograms": 0, "in_least": False}
     least, in_window = LeastSets.least, LeastSets._in_window
+    survey, from_histogram = LeastSets._survey, LeastSets._window_from_histogram
+
+    def watched_survey(self, first, stop):
+        watched["surveys"] += watched["in_least"]  # a survey inside ``least``: a set left its window
+        return survey(self, first, stop)
+
+    def watched_histogram(self, p, k):
+        watched["histograms"] += watched["in_least"]
+        return from_histogram(self, p, k)
 
     def watched_least(self, g, k):
         p = self.position[g]
         watched["missed"] += in_window(self, p, k) is None
         watched["shares"].append(self._inside[p] / max(1, self.groups[p].stop - self.groups[p].start))
-        return least(self, g, k)
+        watched["in_least"] = True
+        try:
+            return least(self, g, k)
+        finally:
+            watched["in_least"] = False
 
-    LeastSets.least = watched_least
+    LeastSets.least, LeastSets._survey, LeastSets._window_from_histogram = watched_least, watched_survey, \
+        watched_histogram
     return watched
 
 

@@ -15,13 +15,13 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 :func:`survey` is one pass over every group: for a *window* of keys ``[lo, hi)`` per group it
 counts the keys below ``lo``, gathers the (index, key) pairs of those inside (indices
 ascending), and sums the squares of all the group's values. A set whose (k+1)-th key lies
-inside the window is then found from the window's pairs alone (``least_sets.Window``: one
-:func:`bucket_sort` by a top digit, then :func:`key_of_rank` within one bucket); the caller keeps
-each group's window near its last boundary and falls back on :func:`histogram` when the
-boundary left it. :func:`set_sums` is one pass for two sets per group (a search step's, before
-and after its step on s): the squares of the first, how many hard-pruned weights the second
-holds, and, with costs per weight, the costs of the first and of the second's weights not
-hard-pruned. Neither pass writes a mask: the consumers compare keys with ``(bound,
+inside the window is then found from the window's pairs alone (``least_sets.Window``: the
+counts of a top digit, :func:`digit_offsets`, then :func:`key_of_rank` within one bucket); the
+caller keeps each group's window near its last boundary, moves it towards a boundary that left
+it and surveys again, and takes a :func:`histogram` when that fails. :func:`set_sums` is one
+pass for two sets per group (a search step's, before and after its step on s): the squares of
+the first, how many hard-pruned weights the second holds, and, with costs per weight, the costs
+of the first and of the second's weights not hard-pruned. Neither pass writes a mask: the consumers compare keys with ``(bound,
 following)`` (:func:`add_scaled_least`, :func:`least_mask`).
 
 Sums do not depend on the thread count nor on the windows: the groups are cut into chunks of
@@ -168,32 +168,43 @@ def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot,
 
 
 @njit(cache=True)
-def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
+def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts,
+                   origins):
+    # a chunk's members follow those of the chunk before it in its group: already together
     for chunk in range(starts.size):
+        follows = chunk > 0 and groups[chunk - 1] == groups[chunk]
+        origins[chunk] = origins[chunk - 1] + counts[chunk - 1, 1] if follows else slots[chunk]
         _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
-                      member_keys, slots[chunk], squares, counts, chunk)
+                      member_keys, origins[chunk], squares, counts, chunk)
 
 
 @njit(cache=True, parallel=True)
-def _survey_parallel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
+def _survey_parallel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts,
+                     origins):
     for chunk in prange(starts.size):
+        origins[chunk] = slots[chunk]
         _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
                       member_keys, slots[chunk], squares, counts, chunk)
 
 
 @njit(cache=True)
-def _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window):
+def _gather_windows(members, member_keys, origins, counts, squares, firsts, group_squares, group_counts,
+                    group_window):
     # per group (its chunks firsts[g]:firsts[g + 1], in index order): the squares added chunk by
-    # chunk, the counts, and the window's members moved together to the group's first slot
+    # chunk, the counts, and the window's members moved together to the group's first chunk's
+    # (where they are not already: chunks written one after the other)
     for group in range(firsts.size - 1):
         total = 0.0
         below = 0
-        filled = slots[firsts[group]]
+        filled = origins[firsts[group]]
         group_window[group] = filled
         for chunk in range(firsts[group], firsts[group + 1]):
             total += squares[chunk]
             below += counts[chunk, 0]
-            source = slots[chunk]
+            source = origins[chunk]
+            if source == filled:
+                filled += counts[chunk, 1]
+                continue
             for position in range(counts[chunk, 1]):
                 members[filled] = members[source + position]
                 member_keys[filled] = member_keys[source + position]
@@ -217,13 +228,13 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
     ``[G]``), the count of keys below ``lo`` and inside the window (int64 ``[G, 2]``), and where
     its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``)."""
     chunks = starts.size
-    squares, counts = np.empty(chunks), np.empty((chunks, 2), np.int64)
+    squares, counts, origins = np.empty(chunks), np.empty((chunks, 2), np.int64), np.empty(chunks, np.int64)
     kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
-    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts)
+    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts, origins)
     group_count = firsts.size - 1
     group_squares, group_counts = np.empty(group_count), np.empty((group_count, 2), np.int64)
     group_window = np.empty(group_count, np.int64)
-    _gather_windows(members, member_keys, slots, counts, squares, firsts, group_squares, group_counts, group_window)
+    _gather_windows(members, member_keys, origins, counts, squares, firsts, group_squares, group_counts, group_window)
     return group_squares, group_counts, group_window
 
 
@@ -254,44 +265,47 @@ def _refine_pairs(keys, members, k, shift, digit):
 
 
 @njit(cache=True)
-def _bucket_sort(keys, members, shift, width):
-    # a stable counting sort of (key, index) pairs by the digit (key >> shift) & (2**width - 1)
+def _digit_offsets(keys, shift, width):
     mask = (1 << width) - 1
     offsets = np.zeros((1 << width) + 1, np.int64)
     for position in range(keys.size):
         offsets[((np.int64(keys[position]) >> shift) & mask) + 1] += 1
     for bucket in range(1 << width):
         offsets[bucket + 1] += offsets[bucket]
-    filling = offsets[:-1].copy()
-    sorted_keys, sorted_members = np.empty_like(keys), np.empty_like(members)
-    for position in range(keys.size):
-        bucket = (np.int64(keys[position]) >> shift) & mask
-        sorted_keys[filling[bucket]] = keys[position]
-        sorted_members[filling[bucket]] = members[position]
-        filling[bucket] += 1
-    return offsets, sorted_keys, sorted_members
+    return offsets
 
 
-def bucket_sort(member_keys: np.ndarray, members: np.ndarray, shift: int, width: int):
-    """``(offsets, keys, members)``: the pairs ``(member_keys[i], members[i])`` sorted stably by the
-    digit ``(key >> shift) & (2**width - 1)``; bucket b at ``offsets[b]:offsets[b + 1]``. O(pairs)."""
-    return _bucket_sort(member_keys, members, shift, width)
+def digit_offsets(member_keys: np.ndarray, shift: int, width: int) -> np.ndarray:
+    """int64 ``[2**width + 1]``: the pairs' ranks by the digit ``(key >> shift) & (2**width - 1)``,
+    bucket b holding ranks ``offsets[b]:offsets[b + 1]`` (the cumulative counts; one pass, the
+    pairs not moved)."""
+    return _digit_offsets(member_keys, shift, width)
 
 
 @njit(cache=True)
-def _key_of_rank(offsets, keys, members, rank, shift, digit):
+def _key_of_rank(offsets, keys, members, rank, shift, width, digit):
+    # the rank's bucket, its pairs gathered in index order (one read of the pairs: cheaper than
+    # sorting them all by the digit, for the two ranks a step asks for), then refined
     bucket = np.searchsorted(offsets, rank, side="right") - 1
-    first, stop = offsets[bucket], offsets[bucket + 1]
-    return _refine_pairs(keys[first:stop], members[first:stop], rank - first, shift, digit)
+    first, size = offsets[bucket], offsets[bucket + 1] - offsets[bucket]
+    mask = (1 << width) - 1
+    kept_keys, kept_members = np.empty(size, keys.dtype), np.empty(size, members.dtype)
+    kept = 0
+    for position in range(keys.size):
+        if ((np.int64(keys[position]) >> shift) & mask) == bucket:
+            kept_keys[kept] = keys[position]
+            kept_members[kept] = members[position]
+            kept += 1
+    return _refine_pairs(kept_keys, kept_members, rank - first, shift, digit)
 
 
-def key_of_rank(offsets: np.ndarray, member_keys: np.ndarray, members: np.ndarray, rank: int,
-                shift: int) -> tuple[int, int]:
-    """``(key, index)`` of the (rank+1)-th smallest of the pairs of :func:`bucket_sort` (``offsets``,
-    the keys and members sorted by the digit just above bit ``shift``, all keys agreeing above
-    it), in the order (key, index) (indices ascending within a key): the rank's bucket, then
-    radix digits within it; arrays not changed."""
-    bound, following = _key_of_rank(offsets, member_keys, members, rank, shift, DIGIT)
+def key_of_rank(offsets: np.ndarray, member_keys: np.ndarray, members: np.ndarray, rank: int, shift: int,
+                width: int) -> tuple[int, int]:
+    """``(key, index)`` of the (rank+1)-th smallest of the pairs ``(member_keys[i], members[i])``
+    (indices ascending, all keys agreeing above bit ``shift + width``), in the order (key, index):
+    the rank's bucket of :func:`digit_offsets` (``offsets``), then radix digits within it; arrays
+    not changed."""
+    bound, following = _key_of_rank(offsets, member_keys, members, rank, shift, width, DIGIT)
     return int(bound), int(following)
 
 
@@ -391,29 +405,79 @@ def least_mask(keys: np.ndarray, start: int, stop: int, least: tuple, mask: np.n
 
 
 @njit(cache=True)
-def _add_scaled_least_serial(target, source, keys, split, bound, factor):
+def _add_scaled_below(target, source, keys, limit, factor):
+    # one limit for the whole range, compared in the keys' own width (8 lanes for int32 keys);
+    # the select written out here (through an inlined helper it stayed a branch): no branch on the set
     for index in range(target.size):
-        limit = bound + (((index - split) >> 63) & 1)  # ties are in the set before ``split``
-        # a select, written out here (through an inlined helper it stayed a branch): no branch on the set
         target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
+
+
+@njit(cache=True)
+def _add_scaled_least_serial(target, source, keys, split, tied_limit, limit, factor):
+    # ties are in the set before ``split``: there the limit is bound + 1 (no per-entry index test)
+    _add_scaled_below(target[:split], source[:split], keys[:split], tied_limit, factor)
+    _add_scaled_below(target[split:], source[split:], keys[split:], limit, factor)
 
 
 @njit(cache=True, parallel=True)
-def _add_scaled_least_parallel(target, source, keys, split, bound, factor):
-    for index in prange(target.size):
-        limit = bound + (((index - split) >> 63) & 1)
-        target[index] = np.float32(target[index] + factor * source[index]) if keys[index] < limit else target[index]
+def _add_scaled_least_parallel(target, source, keys, split, tied_limit, limit, factor):
+    for chunk in prange((target.size + CHUNK - 1) // CHUNK):
+        start, stop = chunk * CHUNK, min(target.size, (chunk + 1) * CHUNK)
+        middle = min(max(split, start), stop)
+        _add_scaled_below(target[start:middle], source[start:middle], keys[start:middle], tied_limit, factor)
+        _add_scaled_below(target[middle:stop], source[middle:stop], keys[middle:stop], limit, factor)
 
 
 def add_scaled_least(target: np.ndarray, source: np.ndarray, keys: np.ndarray, least: tuple, factor: float) -> None:
     """``target[i] += float32(factor) * source[i]`` where i is in the set ``least = (bound,
     following, ...)`` of ``keys`` (``following`` relative to ``keys[0]``; any value < 0 or past
     the end is fine), in place, bit for bit as numpy's float32 masked add (the other entries
-    keep their exact bits); no mask. target, source: float32 ``[m]``; keys ``[m]``, contiguous."""
+    keep their exact bits); no mask. target, source: float32 ``[m]``; keys ``[m]``, contiguous.
+    Two loops, before and after ``following``, each with one limit (``bound + 1``, then ``bound``;
+    the key of +inf plus one still fits the keys' width)."""
     bound, following = least[0], least[1]
     split = min(max(following, 0), target.size)
-    kernel = _add_scaled_least_parallel if target.size >= _PARALLEL_ENTRIES else _add_scaled_least_serial
-    kernel(target, source, keys, split, np.int64(bound), np.float32(factor))
+    parallel = target.size >= _PARALLEL_ENTRIES and get_num_threads() > 1
+    kernel = _add_scaled_least_parallel if parallel else _add_scaled_least_serial
+    width = keys.dtype.type
+    kernel(target, source, keys, split, width(bound + 1), width(bound), np.float32(factor))
+
+
+@njit(cache=True)
+def _set_strongest(block, count):
+    # per row, the ``count`` largest and the next one by insertion into a short descending list;
+    # nothing is written unless every row's count-th largest is strictly above the next (no ties
+    # at the edge, no NaN): then the set of each row is unique, the one any selection returns
+    top = np.empty((block.shape[0], count + 1), block.dtype)
+    for row in range(block.shape[0]):
+        kept = top[row]
+        kept[:] = -np.inf
+        for column in range(block.shape[1]):
+            value = block[row, column]
+            if value != value:
+                return False
+            if value > kept[count]:
+                position = count
+                while position > 0 and value > kept[position - 1]:
+                    kept[position] = kept[position - 1]
+                    position -= 1
+                kept[position] = value
+        if not kept[count - 1] > kept[count]:
+            return False
+    for row in range(block.shape[0]):
+        edge = top[row, count - 1]
+        for column in range(block.shape[1]):
+            if block[row, column] >= edge:
+                block[row, column] = np.inf
+    return True
+
+
+def set_strongest(block: np.ndarray, count: int) -> bool:
+    """Set the ``count`` largest of each row of ``block`` (float ``[rows, columns]``, columns >
+    count >= 1, written in place) to +inf when that set is unique in every row; returns whether
+    it did (False: ties at a row's edge, or a NaN; ``block`` unchanged). O(rows x columns x count)
+    at worst, one pass for a small count."""
+    return bool(_set_strongest(block, count))
 
 
 _SIGN_BITS = {4: np.uint32(0x7FFFFFFF), 8: np.uint64(0x7FFFFFFFFFFFFFFF)}
@@ -430,13 +494,47 @@ def _same_magnitudes_kernel(weights, values, magnitude):
     return True
 
 
+@njit(cache=True, parallel=True)
+def _same_magnitudes_parallel(weights, values, magnitude):
+    chunks = (weights.size + CHUNK - 1) // CHUNK
+    same = np.empty(chunks, np.bool_)
+    for chunk in prange(chunks):
+        start = chunk * CHUNK
+        same[chunk] = _same_magnitudes_kernel(weights[start:start + CHUNK], values[start:start + CHUNK], magnitude)
+    return same.all()
+
+
 def same_magnitudes(weights: np.ndarray, values: np.ndarray) -> bool:
     """Whether ``values`` hold ``np.abs(weights)`` bit for bit (float32 or float64, contiguous
-    ``[m]``): one read-only pass, in blocks of ``_EQUAL_BLOCK`` entries."""
+    ``[m]``): one read-only pass, in blocks of ``_EQUAL_BLOCK`` entries (in parallel chunks
+    above 262,144 entries, with threads to run them)."""
     if weights.shape != values.shape or weights.dtype != values.dtype:
         return False
     width = {4: np.uint32, 8: np.uint64}[weights.dtype.itemsize]
-    return bool(_same_magnitudes_kernel(weights.view(width), values.view(width), _SIGN_BITS[weights.dtype.itemsize]))
+    kernel = _same_magnitudes_parallel if parallel_pass(weights.size) and get_num_threads() > 1 \
+        else _same_magnitudes_kernel
+    return bool(kernel(weights.view(width), values.view(width), _SIGN_BITS[weights.dtype.itemsize]))
+
+
+@njit(cache=True, parallel=True)
+def _magnitudes_parallel(weights, out, magnitude):
+    for chunk in prange((weights.size + CHUNK - 1) // CHUNK):
+        start = chunk * CHUNK
+        stop = min(weights.size, start + CHUNK)
+        chunk_weights, chunk_out = weights[start:stop], out[start:stop]
+        for index in range(chunk_weights.size):
+            chunk_out[index] = chunk_weights[index] & magnitude
+
+
+def magnitudes_into(weights: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = np.abs(weights)``, bit for bit (the sign bit cleared; float32 or float64,
+    contiguous ``[m]``): numpy's, or parallel chunks above 262,144 entries with threads to run
+    them (when ``out`` is of the weights' dtype; else numpy's cast)."""
+    if parallel_pass(weights.size) and get_num_threads() > 1 and out.dtype == weights.dtype:
+        width = {4: np.uint32, 8: np.uint64}[weights.dtype.itemsize]
+        _magnitudes_parallel(weights.view(width), out.view(width), _SIGN_BITS[weights.dtype.itemsize])
+    else:
+        np.abs(weights, out=out)
 
 
 def uniform_cost(costs: np.ndarray) -> float | None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
-from .kernels.selection import add_scaled_at, add_scaled_least, same_magnitudes
+from .kernels.selection import add_scaled_at, add_scaled_least, magnitudes_into, same_magnitudes, set_strongest
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -76,7 +76,7 @@ class FlatWeights:
         if out is None:
             out = np.empty(self.size, dtype=self.graph[self.layers[0]].weight.dtype if self.layers else np.float32)
         for name, part in self.layer_slices():
-            np.abs(self.graph[name].weight.reshape(-1), out=out[part])
+            magnitudes_into(self.graph[name].weight.reshape(-1), out[part])
         return out
 
     def flatten(self, per_layer: dict[str, np.ndarray]) -> np.ndarray:
@@ -161,7 +161,8 @@ def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int
     block = ranked[part].reshape(rows, -1)  # a view into ``ranked``
     if count >= block.shape[1]:
         block[...] = np.inf
-    elif count > 0:
+    elif count > 0 and not (block.flags.c_contiguous and set_strongest(block, count)):
+        # ties at a row's edge: argpartition's choice, as ever (the kernel's set is unique, so the same)
         strongest = np.argpartition(-block, count - 1, axis=1)[:, :count]
         np.put_along_axis(block, strongest, np.inf, axis=1)
     return ranked

@@ -65,6 +65,29 @@ def test_a_set_far_from_the_window_is_found_as_exactly():
         assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
 
 
+def test_a_set_that_left_its_window_is_found_exactly_by_an_extrapolated_window_or_a_histogram(monkeypatch):
+    # a set outside the window: the window is moved towards it by the density of keys it held
+    # (at most GUESSES times), else a histogram is taken; each way gives the exact set
+    from onnx_snn_compress import least_sets as module
+
+    histograms, surveys = [], []
+    counted, surveyed = module.histogram, module.LeastSets._survey
+    monkeypatch.setattr(module, "histogram", lambda *arguments: histograms.append(1) or counted(*arguments))
+    monkeypatch.setattr(module.LeastSets, "_survey", lambda self, *span: surveys.append(1) or surveyed(self, *span))
+    rng = np.random.default_rng(1)
+    smooth = magnitudes(200_000, seed=6, zeros=0.1, protected=0.0)
+    gap = np.concatenate([1 + rng.random(150_000), 1_000 + 1_000 * rng.random(50_000)]).astype(np.float32)
+    rng.shuffle(gap)  # keys dense below 2, then none up to 1,000: the window's density misleads past 150,000
+    cases = [(smooth, k, 1, 0) for k in (108_000, 60_000, 199_000)]  # one guess, one survey
+    cases += [(smooth, 1_000, 3, 1),  # among the zeros (below lo = 1): a histogram
+              (gap, 160_000, 3, 1)]  # two guesses fall short: a histogram
+    for ranks, k, survey_count, histogram_count in cases:
+        finder, _, _ = least_sets(ranks, [slice(0, ranks.size)], [100_000])
+        histograms.clear(), surveys.clear()
+        assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
+        assert (len(surveys), len(histograms)) == (survey_count, histogram_count)
+
+
 def test_the_sets_after_the_window_is_recentred_are_exact_as_the_weights_move():
     rng = np.random.default_rng(4)
     ranks = magnitudes(100_000, seed=4)
@@ -119,13 +142,24 @@ def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_th
         assert total == pytest.approx(np.sum(wide[group]), rel=1e-12)
     finder.lo[:], finder.hi[:] = 0, 1  # other windows: the same sums, bit for bit
     assert np.array_equal(finder.survey(values, key_bits(values), [1, 50_000, 3]), squares)
+    finder.lo[:], finder.hi[:] = key_bits(values)[[0, 20, 200_000]], key_bits(values)[[0, 20, 200_000]] + 50_000_000
+    windows = []
     for kernel in (selection._survey_serial, selection._survey_parallel):  # one thread or several
         starts, stops = finder._starts, finder._stops
-        out, counts = np.empty(starts.size), np.empty((starts.size, 2), np.int64)
+        out, counts, origins = np.empty(starts.size), np.empty((starts.size, 2), np.int64), np.empty(starts.size, np.int64)
         kernel(values, key_bits(values), starts, stops, finder._owners, finder.lo, finder.hi, finder._slots,
-               finder._members, finder._member_keys, out, counts)
+               finder._members, finder._member_keys, out, counts, origins)
         totals = [sum(out[finder._firsts[p]:finder._firsts[p + 1]], 0.0) for p in range(len(groups))]
         assert np.array_equal(totals, squares)
+        group_counts, group_window = np.empty((len(groups), 2), np.int64), np.empty(len(groups), np.int64)
+        selection._gather_windows(finder._members, finder._member_keys, origins, counts, out, finder._firsts,
+                                  np.empty(len(groups)), group_counts, group_window)
+        windows.append([finder._members[start:start + inside].copy() for start, inside in
+                        zip(group_window, group_counts[:, 1])])
+    for group, (lo, hi), serial, parallel in zip(groups, zip(finder.lo, finder.hi), *windows):
+        keys = key_bits(values)[group]  # the same members, in index order, either way
+        expected = np.flatnonzero((keys >= lo) & (keys < hi)) + group.start
+        assert np.array_equal(serial, expected) and np.array_equal(parallel, expected) and expected.size > 0
 
 
 @pytest.mark.parametrize("uniform", [False, True])
@@ -244,3 +278,49 @@ def test_groups_given_out_of_flat_order_get_the_sets_and_sums_of_the_same_groups
     shuffled_sums = shuffled.sums(costs, hard, shuffled_first, [second[g] for g in order])
     for column, shuffled_column in zip(sums, shuffled_sums):
         assert [column[g] for g in order] == list(shuffled_column)
+
+
+def test_protect_strongest_ranks_the_strongest_of_each_row_last_as_argpartition_chooses():
+    # the kernel writes a row's strongest when they are unique; ties at the edge and NaN take
+    # argpartition's own choice: the ranks are those of argpartition in every case
+    from onnx_snn_compress.pruning import protect_strongest
+
+    def by_argpartition(magnitudes, part, rows, count):
+        ranked = magnitudes.copy()
+        block = ranked[part].reshape(rows, -1)
+        np.put_along_axis(block, np.argpartition(-block, count - 1, axis=1)[:, :count], np.inf, axis=1)
+        return ranked
+
+    rng = np.random.default_rng(9)
+    for dtype in (np.float32, np.float64):
+        magnitudes = np.abs(rng.standard_normal(1_000)).astype(dtype)
+        part = slice(600, 1_000)  # 8 rows of 50
+        tied = magnitudes.copy()
+        tied[650:700] = 0.0  # a row of zeros: every weight ties
+        with_nan = magnitudes.copy()
+        with_nan[620] = np.nan
+        for values in (magnitudes, tied, with_nan):
+            for count in (1, 3, 49):
+                ranked = protect_strongest(values, part, 8, count)
+                assert ranked.tobytes() == by_argpartition(values, part, 8, count).tobytes()
+                assert np.array_equal(ranked[:600], values[:600]) and ranked is not values
+        assert selection.set_strongest(magnitudes[part].reshape(8, -1).copy(), 2)
+        assert not selection.set_strongest(tied[part].reshape(8, -1).copy(), 2)
+
+
+def test_the_flat_magnitudes_and_their_check_are_numpys_abs_in_one_thread_or_several():
+    weights = np.random.default_rng(10).standard_normal(300_001).astype(np.float32)  # above the parallel size
+    weights[:4] = [-0.0, -np.inf, np.nan, -np.nan]
+    out = np.empty_like(weights)
+    selection.magnitudes_into(weights, out)
+    assert out.tobytes() == np.abs(weights).tobytes()
+    bits = weights.view(np.uint32)
+    parallel = np.empty_like(bits)
+    selection._magnitudes_parallel(bits, parallel, selection._SIGN_BITS[4])
+    assert parallel.tobytes() == np.abs(weights).tobytes()
+    for kernel in (selection._same_magnitudes_kernel, selection._same_magnitudes_parallel):
+        assert kernel(bits, np.abs(weights).view(np.uint32), selection._SIGN_BITS[4])
+        for index in (5, 65_535, 65_536, 300_000):  # a chunk's edge, the last entry
+            values = np.abs(weights)
+            values[index] = np.nextafter(values[index], np.float32(np.inf))
+            assert not kernel(bits, values.view(np.uint32), selection._SIGN_BITS[4])
