@@ -133,6 +133,7 @@ class Minimax:
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._gaps = _gaps(groups)  # the flat ranges no group holds
+        self._covered = sum(group.stop - group.start for group in groups) == flat.size  # no weight outside a group
         self._least = LeastSets(groups, flat.size)
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
@@ -143,21 +144,39 @@ class Minimax:
         return MinimaxState(sigma=floor.copy(), y=np.zeros(len(self.groups)))
 
     # -- the least-s sets ----------------------------------------------------------
-    def _fresh_values(self) -> np.ndarray:
-        """``flat.native_magnitudes()``, into a buffer the last selection does not hold."""
+    def _fresh_values(self, sources: tuple = ()) -> np.ndarray:
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold; with
+        ``sources`` (:meth:`_survey_sources`), the buffer unwritten: the survey writes it."""
         held = None if self._last is None else self._last.values
         out = next((buffer for buffer in self._values if buffer is not held), None)
-        values = self.flat.native_magnitudes(out)
+        if sources:
+            values = np.empty(self.flat.size, sources[0][0].dtype) if out is None else out
+        else:
+            values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
         return values
 
-    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
-        """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
+    def _survey_sources(self) -> tuple:
+        """The flat's ``magnitude_sources()`` when the survey can write |w| itself (float32 weights
+        ranked as they are, every weight in a group, every group with a window: the keys are a view
+        of the values, read by nothing before the survey's pass); else ``()``."""
+        if self.rank is not unranked or not self._covered or not self._least.windowed:
+            return ()
+        sources = getattr(self.flat, "magnitude_sources", tuple)()
+        held = next((buffer for buffer in self._values), None)
+        if not sources or any(weights.dtype != np.float32 or not weights.flags.c_contiguous for weights, _ in sources) \
+                or (held is not None and held.dtype != np.float32):
+            return ()
+        return sources
+
+    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray, sources: tuple = ()) -> Selection:
+        """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass, which writes
+        ``values`` first from ``sources`` when given); becomes the last selection."""
         magnitudes = values if values.dtype == np.float32 else values * values
         keys = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
         sizes = self._sizes(sigma, hard_pruned)
-        squares = self._least.survey(values, keys, sizes)
+        squares = self._least.survey(values, keys, sizes, sources)
         sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
         self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares)
         return self._last
@@ -244,10 +263,11 @@ class Minimax:
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
         (``None`` otherwise)."""
-        values = self._fresh_values()
+        sources = self._survey_sources()
+        values = self._fresh_values(sources)
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
-        selection = self._select(values, state.sigma, hard_pruned)
+        selection = self._select(values, state.sigma, hard_pruned, sources)
         before = selection.sets
         # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
         squares, y = selection.squares.tolist(), state.y.tolist()
