@@ -148,7 +148,8 @@ def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_th
         starts, stops = finder._starts, finder._stops
         out, counts, origins = np.empty(starts.size), np.empty((starts.size, 2), np.int64), np.empty(starts.size, np.int64)
         kernel(values, key_bits(values), starts, stops, finder._owners, finder.lo, finder.hi, finder._slots,
-               finder._members, finder._member_keys, out, counts, origins, *selection.magnitude_copy(values, ()))
+               finder._members, finder._member_keys, out, counts, origins,
+               *selection.magnitude_copy(values, ()))
         totals = [sum(out[finder._firsts[p]:finder._firsts[p + 1]], 0.0) for p in range(len(groups))]
         assert np.array_equal(totals, squares)
         group_counts, group_window = np.empty((len(groups), 2), np.int64), np.empty(len(groups), np.int64)
