@@ -59,6 +59,7 @@ METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
+COPY_IN_SURVEY = 1 << 16  # weights from which a search step's survey writes |w| itself (Minimax._survey_sources)
 
 
 @dataclass
@@ -160,8 +161,10 @@ class Minimax:
     def _survey_sources(self) -> tuple:
         """The flat's ``magnitude_sources()`` when the survey can write |w| itself (float32 weights
         ranked as they are, every weight in a group, every group with a window: the keys are a view
-        of the values, read by nothing before the survey's pass); else ``()``."""
-        if self.rank is not unranked or not self._covered or not self._least.windowed:
+        of the values, read by nothing before the survey's pass), from ``COPY_IN_SURVEY`` weights on
+        (below, the copy costs less than the Python that prepares it); else ``()``."""
+        if self.rank is not unranked or not self._covered or not self._least.windowed \
+                or self.flat.size < COPY_IN_SURVEY:
             return ()
         sources = getattr(self.flat, "magnitude_sources", tuple)()
         held = next((buffer for buffer in self._values), None)
