@@ -128,19 +128,6 @@ def _below(key, limit):
     return ((key - limit) >> 63) & 1  # 1 when key < limit (int64, no overflow): an integer, no branch
 
 
-@njit(cache=True)
-def _magnitudes_of_chunk(sources, source_starts, value_bits, start, stop, magnitude):
-    # value_bits[start:stop] = |the sources' entries there| (the sign bit cleared), from each
-    # source (a layer's weights, flat from source_starts[s]) that overlaps the chunk
-    for source_index in range(len(sources)):
-        source, offset = sources[source_index], source_starts[source_index]
-        first, last = max(start, offset), min(stop, offset + sources[source_index].size)
-        if first < last:
-            source_part, out_part = source[first - offset:last - offset], value_bits[first:last]
-            for index in range(out_part.size):
-                out_part[index] = source_part[index] & magnitude
-
-
 @njit(cache=True, fastmath=_REASSOCIATE)
 def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot, out_squares, out_counts, chunk):
     # two loops over the chunk (it stays in cache): the squares and the count below (vectorised),
@@ -182,10 +169,9 @@ def _survey_chunk(values, keys, start, stop, lo, hi, members, member_keys, slot,
 
 @njit(cache=True)
 def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts,
-                   origins, sources, source_starts, value_bits, magnitude):
+                   origins):
     # a chunk's members follow those of the chunk before it in its group: already together
     for chunk in range(starts.size):
-        _magnitudes_of_chunk(sources, source_starts, value_bits, starts[chunk], stops[chunk], magnitude)
         follows = chunk > 0 and groups[chunk - 1] == groups[chunk]
         origins[chunk] = origins[chunk - 1] + counts[chunk - 1, 1] if follows else slots[chunk]
         _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
@@ -194,9 +180,8 @@ def _survey_serial(values, keys, starts, stops, groups, lo, hi, slots, members, 
 
 @njit(cache=True, parallel=True)
 def _survey_parallel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts,
-                     origins, sources, source_starts, value_bits, magnitude):
+                     origins):
     for chunk in prange(starts.size):
-        _magnitudes_of_chunk(sources, source_starts, value_bits, starts[chunk], stops[chunk], magnitude)
         origins[chunk] = slots[chunk]
         _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
                       member_keys, slots[chunk], squares, counts, chunk)
@@ -229,21 +214,9 @@ def _gather_windows(members, member_keys, origins, counts, squares, firsts, grou
         group_counts[group, 1] = filled - group_window[group]
 
 
-def magnitude_copy(values: np.ndarray, sources: tuple) -> tuple:
-    """The survey kernels' last arguments: ``sources`` (as :func:`survey`'s) as bit views, their
-    flat starts, the values' bits and the mask that clears the sign bit."""
-    width = {4: np.uint32, 8: np.uint64}[values.dtype.itemsize]
-    if sources:
-        arrays = tuple(weights.view(width) for weights, _ in sources)
-        source_starts = np.array([start for _, start in sources], np.int64)
-    else:  # one empty source: copies nothing
-        arrays, source_starts = (np.empty(0, width),), np.zeros(1, np.int64)
-    return arrays, source_starts, values.view(width), _SIGN_BITS[values.dtype.itemsize]
-
-
 def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, groups: np.ndarray,
            firsts: np.ndarray, lo: np.ndarray, hi: np.ndarray, slots: np.ndarray, members: np.ndarray,
-           member_keys: np.ndarray, parallel: bool, sources: tuple = ()):
+           member_keys: np.ndarray, parallel: bool):
     """One pass over chunks ``starts[c]:stops[c]`` (ascending, disjoint) of groups: chunk c is of
     group ``groups[c]``, whose chunks are ``firsts[g]:firsts[g + 1]``, and whose window is
     ``[lo[g], hi[g])``.
@@ -253,17 +226,11 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
     + 1]``, disjoint); ``member_keys`` (as ``keys``, as large as ``members``) gets their keys.
     Returns per group ``(squares, counts, window)``: the sum of its squared values (float64
     ``[G]``), the count of keys below ``lo`` and inside the window (int64 ``[G, 2]``), and where
-    its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``).
-
-    ``sources``: ``(weights, flat start)`` of arrays (contiguous ``[m]``, of the values' dtype)
-    whose absolute values each chunk first writes into ``values`` where they overlap it (the |w|
-    copy in the same pass, the chunk then read from cache; ``keys`` may be a view of ``values``);
-    empty: the values are read as they are."""
+    its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``)."""
     chunks = starts.size
     squares, counts, origins = np.empty(chunks), np.empty((chunks, 2), np.int64), np.empty(chunks, np.int64)
     kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
-    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts, origins,
-           *magnitude_copy(values, sources))
+    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts, origins)
     group_count = firsts.size - 1
     group_squares, group_counts = np.empty(group_count), np.empty((group_count, 2), np.int64)
     group_window = np.empty(group_count, np.int64)

@@ -95,17 +95,10 @@ class LeastSets:
         self._windows = [None] * count  # each group's Window of the last survey, built when first asked for
         self.values = self.keys = None
 
-    @property
-    def windowed(self) -> bool:
-        """Whether every group has a window: then :meth:`survey` reads no key before its pass."""
-        return self._all_windows
-
-    def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int], sources: tuple = ()) -> np.ndarray:
+    def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int]) -> np.ndarray:
         """One pass over every group's ``values`` (float32/64 ``[n]``) and ``keys``
         (:func:`kernels.selection.key_bits` of their ranks); ``ks``: the set sizes expected (a
-        group without a window gets one around them). Returns each group's sum of squared values.
-        ``sources``: ``(weights, flat start)`` whose |w| the pass writes into ``values`` first
-        (:func:`kernels.selection.survey`; only when :attr:`windowed` and the groups cover ``values``)."""
+        group without a window gets one around them). Returns each group's sum of squared values."""
         self.values, self.keys = values, keys
         if self._member_keys is None or self._member_keys.dtype != keys.dtype:
             self._member_keys = np.empty(self._members.size, keys.dtype)
@@ -114,11 +107,11 @@ class LeastSets:
                 if self.hi[self.position[g]] < 0:
                     self._window_from_histogram(self.position[g], k)
             self._all_windows = True
-        self._survey(0, len(self.groups), sources)
+        self._survey(0, len(self.groups))
         return self.squares[self.position]
 
-    def _survey(self, first: int, stop: int, sources: tuple = ()) -> None:
-        """Survey the groups at positions ``first:stop`` (``sources``: as :meth:`survey`'s)."""
+    def _survey(self, first: int, stop: int) -> None:
+        """Survey the groups at positions ``first:stop``."""
         if first == 0 and stop == len(self.groups):
             chunks = self._starts, self._stops, self._owners, self._firsts, self.lo, self.hi, self._slots
         else:
@@ -127,7 +120,7 @@ class LeastSets:
                       self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
                       self._slots[part])
         squares, counts, windows = survey(self.values, self.keys, *chunks, self._members, self._member_keys,
-                                          self._parallel, sources)
+                                          self._parallel)
         self.squares[first:stop] = squares
         self._below[first:stop], self._inside[first:stop] = counts.T.tolist()
         self._window_starts[first:stop] = windows.tolist()

@@ -79,11 +79,6 @@ class FlatWeights:
             magnitudes_into(self.graph[name].weight.reshape(-1), out[part])
         return out
 
-    def magnitude_sources(self) -> tuple:
-        """``(weights, flat start)`` per layer (1-D views): :meth:`native_magnitudes` is their |w|
-        at those places (kernels.selection.survey writes it in its pass)."""
-        return tuple((self.graph[name].weight.reshape(-1), part.start) for name, part in self.layer_slices())
-
     def flatten(self, per_layer: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(per_layer[name], np.float64).ravel() for name in self.layers])
 

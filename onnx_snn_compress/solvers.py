@@ -59,7 +59,6 @@ METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
-COPY_IN_SURVEY = 1 << 16  # weights from which a search step's survey writes |w| itself (Minimax._survey_sources)
 
 
 @dataclass
@@ -134,7 +133,6 @@ class Minimax:
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._gaps = _gaps(groups)  # the flat ranges no group holds
-        self._covered = sum(group.stop - group.start for group in groups) == flat.size  # no weight outside a group
         self._least = LeastSets(groups, flat.size)
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
@@ -145,41 +143,21 @@ class Minimax:
         return MinimaxState(sigma=floor.copy(), y=np.zeros(len(self.groups)))
 
     # -- the least-s sets ----------------------------------------------------------
-    def _fresh_values(self, sources: tuple = ()) -> np.ndarray:
-        """``flat.native_magnitudes()``, into a buffer the last selection does not hold; with
-        ``sources`` (:meth:`_survey_sources`), the buffer unwritten: the survey writes it."""
+    def _fresh_values(self) -> np.ndarray:
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold."""
         held = None if self._last is None else self._last.values
         out = next((buffer for buffer in self._values if buffer is not held), None)
-        if sources:
-            values = np.empty(self.flat.size, sources[0][0].dtype) if out is None else out
-        else:
-            values = self.flat.native_magnitudes(out)
+        values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
         return values
 
-    def _survey_sources(self) -> tuple:
-        """The flat's ``magnitude_sources()`` when the survey can write |w| itself (float32 weights
-        ranked as they are, every weight in a group, every group with a window: the keys are a view
-        of the values, read by nothing before the survey's pass), from ``COPY_IN_SURVEY`` weights on
-        (below, the copy costs less than the Python that prepares it); else ``()``."""
-        if self.rank is not unranked or not self._covered or not self._least.windowed \
-                or self.flat.size < COPY_IN_SURVEY:
-            return ()
-        sources = getattr(self.flat, "magnitude_sources", tuple)()
-        held = next((buffer for buffer in self._values), None)
-        if not sources or any(weights.dtype != np.float32 or not weights.flags.c_contiguous for weights, _ in sources) \
-                or (held is not None and held.dtype != np.float32):
-            return ()
-        return sources
-
-    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray, sources: tuple = ()) -> Selection:
-        """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass, which writes
-        ``values`` first from ``sources`` when given); becomes the last selection."""
+    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
+        """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
         magnitudes = values if values.dtype == np.float32 else values * values
         keys = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
         sizes = self._sizes(sigma, hard_pruned)
-        squares = self._least.survey(values, keys, sizes, sources)
+        squares = self._least.survey(values, keys, sizes)
         sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
         self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares)
         return self._last
@@ -266,11 +244,10 @@ class Minimax:
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
         (``None`` otherwise)."""
-        sources = self._survey_sources()
-        values = self._fresh_values(sources)
+        values = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
-        selection = self._select(values, state.sigma, hard_pruned, sources)
+        selection = self._select(values, state.sigma, hard_pruned)
         before = selection.sets
         # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
         squares, y = selection.squares.tolist(), state.y.tolist()

@@ -148,8 +148,7 @@ def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_th
         starts, stops = finder._starts, finder._stops
         out, counts, origins = np.empty(starts.size), np.empty((starts.size, 2), np.int64), np.empty(starts.size, np.int64)
         kernel(values, key_bits(values), starts, stops, finder._owners, finder.lo, finder.hi, finder._slots,
-               finder._members, finder._member_keys, out, counts, origins,
-               *selection.magnitude_copy(values, ()))
+               finder._members, finder._member_keys, out, counts, origins)
         totals = [sum(out[finder._firsts[p]:finder._firsts[p + 1]], 0.0) for p in range(len(groups))]
         assert np.array_equal(totals, squares)
         group_counts, group_window = np.empty((len(groups), 2), np.int64), np.empty(len(groups), np.int64)
@@ -325,32 +324,3 @@ def test_the_flat_magnitudes_and_their_check_are_numpys_abs_in_one_thread_or_sev
             values = np.abs(weights)
             values[index] = np.nextafter(values[index], np.float32(np.inf))
             assert not kernel(bits, values.view(np.uint32), selection._SIGN_BITS[4])
-
-
-def test_a_survey_that_writes_the_magnitudes_from_the_layers_finds_what_a_survey_of_them_finds():
-    rng = np.random.default_rng(11)
-    layers = [rng.standard_normal(100_003).astype(np.float32), rng.standard_normal(200_004).astype(np.float32)]
-    layers[0][:2] = [-0.0, -np.inf]
-    sources = ((layers[0], 0), (layers[1], 100_003))  # the layers' edge inside a chunk, not at a group's
-    values = np.abs(np.concatenate(layers))
-    groups = [slice(0, 150_000), slice(150_000, 300_007)]
-    reference, writing = LeastSets(groups, values.size), LeastSets(groups, values.size)
-    buffer = np.full_like(values, np.nan)
-    for finder in (reference, writing):
-        finder.survey(values, key_bits(values), [1_000, 60_000])  # the windows
-    squares = reference.survey(values, key_bits(values), [1_000, 60_000])
-    assert np.array_equal(writing.survey(buffer, key_bits(buffer), [1_000, 60_000], sources), squares)
-    assert buffer.tobytes() == values.tobytes()
-    for k in (0, 999, 1_000, 70_000, 149_999):
-        assert writing.least(0, k) == reference.least(0, k) and writing.least(1, k) == reference.least(1, k)
-    for kernel in (selection._survey_serial, selection._survey_parallel):  # one thread or several
-        written, out = [], []
-        for source, array in (((), values), (sources, np.full_like(values, np.nan))):
-            starts = reference._starts
-            out.append((np.empty(starts.size), np.empty((starts.size, 2), np.int64)))
-            kernel(array, key_bits(array), starts, reference._stops, reference._owners, reference.lo, reference.hi,
-                   reference._slots, reference._members.copy(), reference._member_keys.copy(), *out[-1],
-                   np.empty(starts.size, np.int64), *selection.magnitude_copy(array, source))
-            written.append(array)
-        assert written[1].tobytes() == values.tobytes()
-        assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])

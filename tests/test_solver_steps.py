@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from onnx_snn_compress import solvers
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
 from onnx_snn_compress.pruning import FlatWeights
@@ -11,17 +10,15 @@ from onnx_snn_compress.samples import sample_model_path
 from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip
 
 
-def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = False, rank=None):
+def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = False):
     """A search on digits_mlp's two layers (per-layer s) with random 'optimizer steps', and on
     every third step a change of the weights between the solver's step and the next penalty;
     returns every penalty gradient and step result. ``fresh_windows``: the least-s sets are
-    located from scratch every step (no window kept from the last); ``rank``: the solver's (None:
-    its default)."""
+    located from scratch every step (no window kept from the last)."""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     flat = FlatWeights(graph, layers)
-    solver = Minimax(flat, [part for _, part in flat.layer_slices()], lr_s=0.1, lr_y=1.0, lr_z=0.1,
-                     **({} if rank is None else {"rank": rank}))
+    solver = Minimax(flat, [part for _, part in flat.layer_slices()], lr_s=0.1, lr_y=1.0, lr_z=0.1)
     costs = np.ones(flat.size)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
     hard_pruned = np.zeros(flat.size, dtype=bool)
@@ -71,20 +68,6 @@ def test_the_penalty_reusing_the_last_steps_sets_gives_the_same_search():
 
 def test_the_windows_kept_from_step_to_step_change_no_result():
     assert_same_search(search(reuse=True), search(reuse=True, fresh_windows=True))
-
-
-def test_the_survey_that_writes_the_magnitudes_itself_changes_no_result(monkeypatch):
-    monkeypatch.setattr(solvers, "COPY_IN_SURVEY", 0)  # digits_mlp is below the size it starts at
-    copies = []
-    monkeypatch.setattr(FlatWeights, "native_magnitudes",
-                        lambda self, out=None, original=FlatWeights.native_magnitudes: copies.append(1) or
-                        original(self, out))
-    in_survey = search(reuse=True)
-    assert len(copies) < 12  # a step's |w| is written by its survey (the default rank, windows kept)
-    copies.clear()
-    apart = search(reuse=True, rank=lambda magnitudes: magnitudes)  # any other rank: the copy before the survey
-    assert len(copies) >= 12
-    assert_same_search(in_survey, apart)
 
 
 def first_steps(target: float, solver_class=Minimax):
