@@ -253,15 +253,21 @@ def _refine_pairs(keys, members, k, shift, digit):
         bucket, k = bucket_of(counts, k)
         if counts[bucket] == keys.size:
             continue
-        kept_keys, kept_members = np.empty(counts[bucket], keys.dtype), np.empty(counts[bucket], members.dtype)
-        kept = 0
-        for position in range(keys.size):
-            if ((np.int64(keys[position]) >> shift) & mask) == bucket:
-                kept_keys[kept] = keys[position]
-                kept_members[kept] = members[position]
-                kept += 1
-        keys, members = kept_keys, kept_members
+        keys, members = _bucket_pairs(keys, members, shift, mask, bucket, counts[bucket])
     return np.int64(keys[k]), members[k]  # every key left is the same; ties in index order
+
+
+@njit(cache=True)
+def _bucket_pairs(keys, members, shift, mask, bucket, size):
+    # the ``size`` pairs whose digit ``(key >> shift) & mask`` is ``bucket``, in order, in new arrays
+    kept_keys, kept_members = np.empty(size, keys.dtype), np.empty(size, members.dtype)
+    kept = 0
+    for position in range(keys.size):
+        if ((np.int64(keys[position]) >> shift) & mask) == bucket:
+            kept_keys[kept] = keys[position]
+            kept_members[kept] = members[position]
+            kept += 1
+    return kept_keys, kept_members
 
 
 @njit(cache=True)
@@ -288,14 +294,7 @@ def _key_of_rank(offsets, keys, members, rank, shift, width, digit):
     # sorting them all by the digit, for the two ranks a step asks for), then refined
     bucket = np.searchsorted(offsets, rank, side="right") - 1
     first, size = offsets[bucket], offsets[bucket + 1] - offsets[bucket]
-    mask = (1 << width) - 1
-    kept_keys, kept_members = np.empty(size, keys.dtype), np.empty(size, members.dtype)
-    kept = 0
-    for position in range(keys.size):
-        if ((np.int64(keys[position]) >> shift) & mask) == bucket:
-            kept_keys[kept] = keys[position]
-            kept_members[kept] = members[position]
-            kept += 1
+    kept_keys, kept_members = _bucket_pairs(keys, members, shift, (1 << width) - 1, bucket, size)
     return _refine_pairs(kept_keys, kept_members, rank - first, shift, digit)
 
 
