@@ -13,11 +13,12 @@ import hashlib
 import inspect
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .errors import SNNError
+from .errors import DataError, SNNError
 from .gates import Gates, apply_to_report, check_selection
 
 CONFIG_FILE = "config.toml"
@@ -55,6 +56,19 @@ def _note(log, notes: Sequence[str]) -> None:
     for note in notes:
         if log is not None:
             print(f"note: {note}", file=log, flush=True)
+
+
+@contextmanager
+def _embedded_data_said(data):
+    """A data error raised inside, when the user gave no ``data``, says that the embedded digits
+    sample was read in its place (a user's model rarely takes 8x8 digits)."""
+    try:
+        yield
+    except DataError as error:
+        if data is not None:
+            raise
+        raise DataError(f"{error}; no --data was given, so the embedded 8x8 digits sample was read "
+                        "(pass --data)") from None
 
 
 def _load_source(path: Path, source_format: str, dt, nir_reset, framework, time_steps: int | None, log):
@@ -194,9 +208,10 @@ def compress(
     folder = RunFolder(out, writes, (REPORT, CHECKPOINT), resume=resume, overwrite=overwrite)
     folder.check()
     graph, _, time_steps, steps_note = _load_source(source, source_format, dt, nir_reset, framework, time_steps, log)
-    train_data, val_data, test_data = load_splits_for_model(
-        data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
-    )
+    with _embedded_data_said(data):
+        train_data, val_data, test_data = load_splits_for_model(
+            data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
+        )
     _note(log, [steps_note] if steps_note and not train_data.temporal else [])
     _, threads_note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
     # the note is said once the run has succeeded (errors stay one line)
@@ -334,8 +349,9 @@ def evaluate(
 
     def measure(path: Path):
         graph, proto, steps, steps_note = _load_source(path, source_format, dt, nir_reset, framework, time_steps, log)
-        dataset = load_for_model(data_path, graph.input.shape, graph.num_classes, split=split,
-                                 time_steps=steps, encoding=encoding, seed=seed)
+        with _embedded_data_said(data):
+            dataset = load_for_model(data_path, graph.input.shape, graph.num_classes, split=split,
+                                     time_steps=steps, encoding=encoding, seed=seed)
         _note(log, [steps_note] if steps_note and not dataset.temporal else [])
         return graph, dataset, run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size,
                                                      progress=Progress(log, quiet=log is None or not progress))

@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import math
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -472,10 +473,12 @@ class Compression:
         if self.reference <= 0:
             raise SNNError(f"the input model has no {self.config.resource} to reduce (measured 0 on the data)")
         if smallest < floor:
-            kept = [n.name for n in self.graph.prunable() if n.name not in self.layers]
+            every = [n.name for n in self.graph.prunable()]
+            kept = ", ".join(repr(name) for name in every if name not in self.layers)
+            prune_all = " ".join(f"--prune {shlex.quote(name)}" for name in every)
             raise SNNError(
                 f"budget {smallest} of {self.config.resource} cannot be reached: the layers kept dense "
-                f"({', '.join(kept)}) alone cost {floor:.4g} of the input model; prune them too (--prune) or raise the budget"
+                f"({kept}) alone cost {floor:.4g} of the input model; prune them too ({prune_all}) or raise the budget"
             )
         if self.units is not None:
             lowest = self.units.lowest_resource(costs, self.flat.weights() == 0.0, Budget(smallest, self.reference, fixed))

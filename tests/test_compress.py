@@ -646,7 +646,9 @@ def test_an_unreachable_budget_is_refused_before_any_training(tmp_path, monkeypa
         Compression(graph, train, val, test, config(budgets=(0.9, floor * 0.9), resource=resource),
                     tmp_path / "out", log=None).run()
     message = str(error.value)
-    assert "cannot be reached" in message and "conv1" in message and "\n" not in message
+    assert "cannot be reached" in message and "('conv1')" in message and "\n" not in message
+    # the option that would prune every synapse layer, the one kept dense among them
+    assert "(" + " ".join(f"--prune {node.name}" for node in graph.prunable()) + ")" in message
     assert not (tmp_path / "out").exists()
 
 

@@ -221,3 +221,10 @@ def test_the_braille_rnn_compresses_prunes_its_recurrent_synapses_and_round_trip
     written = nir.read(str(tmp_path / "compressed.nir"))
     assert ("lif1.lif.recurrent", "lif1.lif") in written.edges
     assert read_nir(tmp_path / "compressed.nir").same_as(load_model(compressed))
+
+
+def test_a_peer_model_without_data_is_told_the_embedded_digits_were_read(capsys, monkeypatch):
+    # the snnTorch MLP takes other inputs than the embedded 8x8 digits that stand in for --data
+    code, out, err = run_cli(["evaluate", ST_ONNX], capsys, monkeypatch)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: data file ") and "no --data was given, so the embedded 8x8 digits sample was read" in err
