@@ -30,6 +30,12 @@ a training step of the same model: forward + loss + backward + Adam (the core of
 the embedded digits. The operations inside them are also timed one by one, on the
 same weights, to show which dominates.
 
+Each call is timed twice: back to back (warm caches: the least it can cost) and after a forward
+and backward of the model (untimed), which evict what a search's training step evicts between
+two solver calls; on mnist_mlp the passes then take 1.5-3x as long. **The solver's share is the
+second: penalty + add + step after a forward and backward, over the training step.** (Tables
+before 2026-11-30 20:00 UTC gave the warm ``step`` row alone: about a third of it on mnist_mlp.)
+
 Models: the four samples (``digits_mlp``, ``digits_conv``, ``mnist_mlp``, ``mnist_conv``, each
 on its own data) with the paper's default prunable layers (all synapse layers but the first), and ``synthetic``: an MLP
 64 -> H -> H -> 10 of the samples' LIF neurons with H chosen so that the prunable
@@ -145,6 +151,11 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
     finally:
         backprop.BACKWARD[ir.Linear.kind] = original
     rates, grads = result
+
+    def evict():  # the forward and backward a search runs between two solver calls (no update)
+        output, tape = forward_train(graph, x, rng)
+        backward(graph, tape, loss_function(output, y)[1])
+
     total = statistic([sum(p) for p in zip(*parts.values())])
     linear = {}
     for name, (x_shape, grad_shape, input_grad) in linear_shapes.items():
@@ -159,7 +170,7 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
                 grad_out @ weight
 
         linear[name] = (statistic(linear_times[name][1:]), median_seconds(numpy_gemms, 3))
-    return total, {k: statistic(v) for k, v in parts.items()}, rates, grads, linear
+    return total, {k: statistic(v) for k, v in parts.items()}, rates, grads, linear, evict
 
 
 def _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats):
@@ -202,7 +213,10 @@ def mid_search_state(groups: int) -> MinimaxState:
     return MinimaxState(sigma=np.full(groups, 0.5), y=np.full(groups, 0.3), z=0.1)
 
 
-def time_solver(graph, grads, granularity, repeats):
+def time_solver(graph, grads, granularity, repeats, evict=None):
+    """The solver's calls (and, for global s, the operations inside them), back to back: warm
+    caches. With ``evict``, the calls only (``penalty``, ``add``, ``step``), each after ``evict()``
+    (a forward and backward of the model, untimed): the caches a search's calls meet."""
     flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
     saved = {name: graph[name].weight.copy() for name in flat.layers}
 
@@ -216,14 +230,17 @@ def time_solver(graph, grads, granularity, repeats):
         solver.step(state, costs, hard_pruned, budget)
         return state
 
+    then = (lambda setup: lambda: (setup(), evict())[0]) if evict is not None else (lambda setup: setup)
     timings = {
-        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, stepped_state),
+        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, then(stepped_state)),
     }
     add = solver.penalty(mid_search_state(groups), hard_pruned)
-    timings["add"] = median_seconds(lambda g: add(g), repeats, grads_copy)
+    timings["add"] = median_seconds(lambda g: add(g), repeats, then(grads_copy))
     timings["step"] = median_seconds(lambda state: solver.step(state, costs, hard_pruned, budget),
-                                     repeats, lambda: mid_search_state(groups))
+                                     repeats, then(lambda: mid_search_state(groups)))
     restore()
+    if evict is not None:
+        return flat.size, timings, {}, {}
 
     # the operations inside, one by one
     from onnx_snn_compress.kernels import selection as kernels
@@ -296,7 +313,7 @@ def main() -> None:
         graph = model(name, args.synthetic_weights)
         total_weights = sum(node.weight.size for node in graph.prunable())
         with OtherLoad() as load:
-            step_seconds, parts, rates, grads, linear = training_step_seconds(
+            step_seconds, parts, rates, grads, linear, evict = training_step_seconds(
                 graph, digits_path() if name == "synthetic" else sample_data_path(name), args.batch, args.time_steps,
                 args.train_repeats)
         rates_text = ", ".join(f"{k} {v:.3f}" for k, v in rates.items())
@@ -315,16 +332,21 @@ def main() -> None:
                   f"{1e3 * fast_step:.2f} ms (estimate)")
         for granularity in args.granularity:
             with OtherLoad() as load:
-                size, timings, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
-            solver_total = sum(timings.values())
+                size, warm, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
+                _, cold, _, _ = time_solver(graph, grads, granularity, args.repeats, evict)
             print(f"  minimax, granularity {granularity}: {size:,} prunable weights; other load {_cores(load)}")
-            for key, seconds in timings.items():
-                print(f"    {key:<8} {1e3 * seconds:10.3f} ms  {100 * seconds / step_seconds:7.1f} % of a training step")
-            print(f"    {'total':<8} {1e3 * solver_total:10.3f} ms  {100 * solver_total / step_seconds:7.1f} % of a training step"
-                  f"  (a search step takes {(step_seconds + solver_total) / step_seconds:.2f}x a training step)")
+            print(f"    {'':<8} {'warm, back to back':>31} {'after a forward + backward, as in a search':>47}")
+            for key in (*cold, "total"):
+                seconds = sum(warm.values()) if key == "total" else warm[key]
+                after = sum(cold.values()) if key == "total" else cold[key]
+                print(f"    {key:<8} {1e3 * seconds:10.3f} ms {100 * seconds / step_seconds:5.1f} % of a step "
+                      f"{1e3 * after:26.3f} ms {100 * after / step_seconds:5.1f} % of a step")
+            solver_total = sum(cold.values())
+            print(f"    the solver's share: {100 * solver_total / step_seconds:.1f} % (penalty + add + step after a "
+                  f"forward + backward; a search step takes {(step_seconds + solver_total) / step_seconds:.2f}x a "
+                  "training step)")
             if ours_linear > 2 * numpy_linear:
-                print(f"    {'':<8} {'':>10}     {100 * solver_total / fast_step:7.1f} % of the estimated step with "
-                      "Linear backward at numpy speed")
+                print(f"    {100 * solver_total / fast_step:.1f} % of the estimated step with Linear backward at numpy speed")
             if granularity == args.granularity[0]:
                 print("    operations inside, one call each (a search step runs the |w| copy, the survey and"
                       " set_sums once each, the window's sort once and a refinement in one of its buckets 2x; the"
