@@ -287,15 +287,16 @@ class Compression:
         self.dense_accuracy = self._accuracies(self.graph)
         self.timings["prepare"] = time.perf_counter() - started
 
-    def _rank(self, magnitudes: np.ndarray) -> np.ndarray:
+    def _rank(self, magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The order of pruning: by magnitude, with each output neuron's ``min_output_synapses``
-        strongest synapses last (when the output layer is pruned), so no class is disconnected."""
+        strongest synapses last (when the output layer is pruned), so no class is disconnected;
+        written into ``out`` when given (``magnitudes`` itself when nothing is protected)."""
         output = self.graph.prunable()[-1].name
         if self.config.min_output_synapses == 0 or output not in self.layers:
             return magnitudes
         part = dict(self.flat.layer_slices())[output]
         rows = self.graph[output].weight.shape[0]
-        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses)
+        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses, out)
 
     def _magnitudes(self) -> np.ndarray:
         """|w| of the prunable weights, in the order of :meth:`_rank`."""

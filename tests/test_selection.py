@@ -304,6 +304,8 @@ def test_protect_strongest_ranks_the_strongest_of_each_row_last_as_argpartition_
                 ranked = protect_strongest(values, part, 8, count)
                 assert ranked.tobytes() == by_argpartition(values, part, 8, count).tobytes()
                 assert np.array_equal(ranked[:600], values[:600]) and ranked is not values
+                out = np.full_like(values, 7.0)  # a buffer holding an earlier selection's ranks
+                assert protect_strongest(values, part, 8, count, out) is out and out.tobytes() == ranked.tobytes()
         assert selection.set_strongest(magnitudes[part].reshape(8, -1).copy(), 2)
         assert not selection.set_strongest(tied[part].reshape(8, -1).copy(), 2)
 
