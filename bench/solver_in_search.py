@@ -86,7 +86,8 @@ def main() -> None:
         print(f"selections {len(shares)}, left their window {windows['missed']} (then {windows['surveys']} surveys of "
               f"one group and {windows['histograms']} histograms); window share of the group: "
               f"median {statistics.median(shares):.3f}, quartiles {statistics.quantiles(shares, n=4)[0]:.3f} "
-              f"{statistics.quantiles(shares, n=4)[2]:.3f}")
+              f"{statistics.quantiles(shares, n=4)[2]:.3f}; in all {windows['all surveys']} surveys of a group "
+              f"gathered {windows['members']} members")
 
 
 def _watch_windows():
@@ -94,13 +95,16 @@ def _watch_windows():
         from onnx_snn_compress.least_sets import LeastSets
     except ImportError:  # before least_sets.py
         return None
-    watched = {"missed": 0, "shares": [], "surveys": 0, "histograms": 0, "in_least": False}
+    watched = {"missed": 0, "shares": [], "surveys": 0, "histograms": 0, "in_least": False, "all surveys": 0,
+               "members": 0}
     least, in_window = LeastSets.least, LeastSets._in_window
     survey, from_histogram = LeastSets._survey, LeastSets._window_from_histogram
 
     def watched_survey(self, first, stop):
         watched["surveys"] += watched["in_least"]  # a survey inside ``least``: a set left its window
-        return survey(self, first, stop)
+        survey(self, first, stop)
+        watched["all surveys"] += stop - first
+        watched["members"] += sum(self._inside[first:stop])
 
     def watched_histogram(self, p, k):
         watched["histograms"] += watched["in_least"]
