@@ -226,7 +226,7 @@ class LeastSets:
             else max(REACH[0], self._reach[p] / 1.5)
         limit = int(reach * margin)
         move = max(-limit, min(limit, k - previous))
-        self._moves[p] = abs(move)
+        self._moves[p] = min(abs(move), 2 * margin)  # a guess's margin (wider ones cost more than they hold)
         # twice the margin on a side a set left the window on
         lower = min(k, k + move) - margin * (1 + (self._missed[p] & BELOW != 0))
         upper = max(k, k + move) + margin * (1 + (self._missed[p] & ABOVE != 0))
