@@ -30,7 +30,7 @@ def search(model, per_layer, solver_class, cost_kind, protect, lr_s, steps, seed
     flat = FlatWeights(graph, layers)
     parts = [part for _, part in flat.layer_slices()]
     rows = graph[layers[-1]].weight.shape[0]
-    rank = (lambda m: protect_strongest(m, parts[-1], rows, 1)) if protect else (lambda m: m)
+    rank = (lambda m, out=None: protect_strongest(m, parts[-1], rows, 1, out)) if protect else (lambda m, out=None: m)
     solver = solver_class(flat, parts if per_layer else [slice(0, flat.size)], lr_s=lr_s, lr_y=1.0, lr_z=0.1,
                           rank=rank)
     rng = np.random.default_rng(seed)

@@ -24,6 +24,7 @@ training sample (losses.py). Masks only grow from one budget to the next. The ru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -287,15 +288,23 @@ class Compression:
         self.dense_accuracy = self._accuracies(self.graph)
         self.timings["prepare"] = time.perf_counter() - started
 
-    def _rank(self, magnitudes: np.ndarray) -> np.ndarray:
+    def _rank(self, magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The order of pruning: by magnitude, with each output neuron's ``min_output_synapses``
-        strongest synapses last (when the output layer is pruned), so no class is disconnected."""
+        strongest synapses last (when the output layer is pruned), so no class is disconnected;
+        written into ``out`` when given (``magnitudes`` itself when nothing is protected)."""
+        if self._protected is None:
+            return magnitudes
+        part, rows = self._protected
+        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses, out)
+
+    @functools.cached_property
+    def _protected(self) -> tuple[slice, int] | None:
+        """(flat range, rows) of the output layer whose strongest synapses :meth:`_rank` ranks last;
+        None when it protects none (the layers and their shapes are fixed for a compression)."""
         output = self.graph.prunable()[-1].name
         if self.config.min_output_synapses == 0 or output not in self.layers:
-            return magnitudes
-        part = dict(self.flat.layer_slices())[output]
-        rows = self.graph[output].weight.shape[0]
-        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses)
+            return None
+        return dict(self.flat.layer_slices())[output], self.graph[output].weight.shape[0]
 
     def _magnitudes(self) -> np.ndarray:
         """|w| of the prunable weights, in the order of :meth:`_rank`."""

@@ -1,14 +1,16 @@
 """The least-s sets of the solver's groups of weights, located by one survey pass a step.
 
 Each group keeps a *window* of keys around the boundary of its last set (the ranks from that
-boundary to the boundary plus its last move, widened by a margin); a step's survey
+boundary to the boundary plus its last move, widened by a margin: further after a set left it,
+see :meth:`LeastSets.recentre`); a step's survey
 (kernels/selection.py) counts the keys below the window and gathers those inside, so any set
 whose boundary stays inside is found from the window alone. The s step moves the boundary
 little on most steps (in mnist_mlp's searches the median |ds| of a step is 0.3 % of a group,
 and 77 % of the steps move it by at most 2.5 %), and so do the weights between two steps. When
 the boundary has left the window, the window is moved towards it by the density of keys it held
-and the group is surveyed again (one pass; in a real search of mnist_mlp a third of the
-selections leave their window, and one guess holds the boundary in 47 of 50); after two guesses,
+and the group is surveyed again (one pass; in a real search of mnist_mlp 32 of 169 selections
+leave their window, 50 before windows reached further after a miss, and one guess holds the
+boundary in 31 of the 32); after two guesses,
 or with nothing to go by, the group's keys are counted by their top bits
 (:func:`kernels.selection.histogram`, 2-3 times a survey's time) and a window is taken from
 that histogram. The sets are exact either way: the windows decide only the time taken, never a
@@ -25,6 +27,8 @@ from .kernels.selection import (CHUNK, DIGIT, bucket_of, digit_offsets, histogra
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
 GUESSES = 2  # windows extrapolated towards a set that left its window before a histogram is taken
+BELOW, ABOVE = 1, 2  # the sides of a window a set can leave it on
+REACH = 2, 16  # the most a window extends along the boundary's last move, in margins: after a hit, after misses
 
 
 class Window:
@@ -92,6 +96,8 @@ class LeastSets:
         self._window_starts = [0] * count  # where each window's members start in _members
         self._all_windows = False  # whether every group has a window (hi >= 0)
         self._moves = [0] * count  # each group's last move of its boundary (ranks), set by recentre
+        self._reach = [REACH[0]] * count  # how far the next window extends along the last move (margins)
+        self._missed = [0] * count  # the sides (BELOW | ABOVE) a set left the window on since the last recentre
         self._windows = [None] * count  # each group's Window of the last survey, built when first asked for
         self.values = self.keys = None
 
@@ -159,6 +165,8 @@ class LeastSets:
         in index order; when ``k`` reaches the finite keys, all of them: ``(key of +inf, -1, their count)``)."""
         p = self.position[g]
         found = self._in_window(p, k)
+        if found is None:
+            self._missed[p] |= BELOW if k < self._below[p] else ABOVE
         for _ in range(GUESSES):
             if found is not None or not self._extrapolate(p, k):
                 break
@@ -206,23 +214,37 @@ class LeastSets:
 
     def recentre(self, g: int, k: int, previous: int) -> None:
         """Move group ``g``'s window, after its boundary moved from rank ``previous`` to ``k``, to the
-        ranks from ``k`` to ``k`` plus that move again (s moves in runs; at most two margins: it also
-        turns), widened by the margin, as far as its members reach (else an edge stays), to the
-        edges of the window's top-digit buckets: the next survey's sets are expected there."""
+        ranks from ``k`` to ``k`` plus that move again (s moves in runs), widened by the margin, to
+        the edges of the window's top-digit buckets (past its members, by the density of keys they
+        held: a guess): the next survey's sets are expected there. The move counts for at most two
+        margins while the sets stay in their windows (s also turns), for twice as many after each
+        step in which a set left it (up to ``REACH[1]``: s accelerates in runs, and in mnist_mlp's
+        searches a third of the sets left windows of two margins), and 1.5 x fewer after each step
+        without."""
         p = self.position[g]
         below, inside = self._below[p], self._inside[p]
         margin = self._margins[p]
-        move = max(-2 * margin, min(2 * margin, k - previous))
-        self._moves[p] = abs(move)
-        lower, upper = min(k, k + move) - margin, max(k, k + move) + margin
+        reach = self._reach[p] = min(REACH[1], 2 * self._reach[p]) if self._missed[p] \
+            else max(REACH[0], self._reach[p] / 1.5)
+        limit = int(reach * margin)
+        move = max(-limit, min(limit, k - previous))
+        self._moves[p] = min(abs(move), 2 * margin)  # a guess's margin (wider ones cost more than they hold)
+        # twice the margin on a side a set left the window on
+        lower = min(k, k + move) - margin * (1 + (self._missed[p] & BELOW != 0))
+        upper = max(k, k + move) + margin * (1 + (self._missed[p] & ABOVE != 0))
+        self._missed[p] = 0
+        lo, hi, window = int(self.lo[p]), int(self.hi[p]), self._window(p)  # the window before it moves
+        keys_per_rank = (hi - lo) / max(1, inside)  # past the members: a guess by their density
         if below <= lower < below + inside:
-            window = self._window(p)
-            lo = window.bucket_start(lower - below)
-            if lo == 0 and below <= k < below + inside and window.bucket_start(k - below) > 0:
-                lo = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
-            self.lo[p] = lo
+            self.lo[p] = window.bucket_start(lower - below)
+            if self.lo[p] == 0 and below <= k < below + inside and window.bucket_start(k - below) > 0:
+                self.lo[p] = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
+        elif lower < below and lo > 1 and inside > 0:  # (below lo = 1 are only zeros)
+            self.lo[p] = max(1, lo - int((below - lower) * keys_per_rank) - 1)
         if below <= upper < below + inside:
-            self.hi[p] = min(self._window(p).bucket_stop(upper - below), infinity_key(self.keys))
+            self.hi[p] = min(window.bucket_stop(upper - below), infinity_key(self.keys))
+        elif upper >= below + inside and inside > 0:
+            self.hi[p] = min(infinity_key(self.keys), hi + int((upper - below - inside) * keys_per_rank) + 1)
 
     def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list):
         """Per group, three float64 sequences ``[G]``: the squares and the cost of its set ``first[g]``,

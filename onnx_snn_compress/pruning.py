@@ -153,11 +153,18 @@ def kth_smallest(values: np.ndarray, k: int) -> float:
     return float(np.partition(values, k - 1)[k - 1])
 
 
-def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int) -> np.ndarray:
+def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int,
+                      out: np.ndarray | None = None) -> np.ndarray:
     """A copy of ``magnitudes`` in which, in each of the ``rows`` rows of the flat range ``part``
     (one row per output neuron of a layer), the ``count`` largest are +inf: ranked last, so
-    pruned only if nothing else is left to meet a budget. Never disconnects an output neuron."""
-    ranked = magnitudes.copy()
+    pruned only if nothing else is left to meet a budget. Never disconnects an output neuron.
+    ``out``: where to write the copy (as ``magnitudes``, not it), e.g. a buffer reused from one
+    selection to the next (no fresh pages of a new array each time)."""
+    if out is None:
+        ranked = magnitudes.copy()
+    else:
+        ranked = out
+        np.copyto(ranked, magnitudes)
     block = ranked[part].reshape(rows, -1)  # a view into ``ranked``
     if count >= block.shape[1]:
         block[...] = np.inf

@@ -93,7 +93,7 @@ class Selection:
     is a reused buffer of the solver's: valid until its next selection but one."""
 
     values: np.ndarray  # the flat's native_magnitudes() they were selected on
-    keys: np.ndarray  # key_bits of their ranks
+    keys: np.ndarray  # key_bits of their ranks (a view of ``values``, or of a buffer of the solver's, as ``values``)
     sigma: np.ndarray
     hard_pruned: np.ndarray  # the array passed (the caller never changes it in place)
     sets: list
@@ -110,13 +110,14 @@ def resource_fraction(kept: float, budget: Budget) -> float:
     return (budget.fixed + kept) / budget.reference
 
 
-def unranked(magnitudes: np.ndarray) -> np.ndarray:
+def unranked(magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return magnitudes
 
 
 class Minimax:
-    """``rank(magnitudes)`` orders the weights for pruning (default: by magnitude itself;
-    ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
+    """``rank(magnitudes, out)`` orders the weights for pruning (default: by magnitude itself;
+    ``pruning.protect_strongest`` ranks protected synapses last), into ``out`` (a buffer of the
+    solver's, as ``magnitudes``) when it does not return ``magnitudes`` itself. ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
     ``scale_weights``.
@@ -137,6 +138,7 @@ class Minimax:
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
+        self._ranks = []  # up to two buffers for the ranks, likewise
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -155,12 +157,22 @@ class Minimax:
     def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
         magnitudes = values if values.dtype == np.float32 else values * values
-        keys = key_bits(np.ascontiguousarray(self.rank(magnitudes)))
+        keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
         sizes = self._sizes(sigma, hard_pruned)
         squares = self._least.survey(values, keys, sizes)
         sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
         self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares)
         return self._last
+
+    def _rank_buffer(self, magnitudes: np.ndarray) -> np.ndarray:
+        """A buffer for the ranks of ``magnitudes`` that the last selection's keys do not view."""
+        held = None if self._last is None else self._last.keys.base
+        out = next((buffer for buffer in self._ranks if buffer is not held and buffer.dtype == magnitudes.dtype
+                    and buffer.shape == magnitudes.shape), None)
+        if out is None:
+            out = np.empty_like(magnitudes)
+            self._ranks = [buffer for buffer in self._ranks if buffer is held] + [out]
+        return out
 
     def _sizes(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> list[int]:
         """Per group, the size of its least-s set for the fractions ``sigma``."""
@@ -269,8 +281,9 @@ class Minimax:
         for g, (least, previous) in enumerate(zip(after, before)):
             self._least.recentre(g, least[2], previous[2])
         state.y[:] = [self._ascend_y(y[g], first_squares[g] / (squares[g] + TINY)) for g in range(len(y))]
-        kept_before = constants.total_cost - float(np.sum(first_costs))
-        kept_after = constants.total_cost - constants.hard_cost - float(np.sum(second_costs))
+        # the arrays' own sum: np.sum's reduction bit for bit, without its dispatch (a few us each)
+        kept_before = constants.total_cost - float(first_costs.sum())
+        kept_after = constants.total_cost - constants.hard_cost - float(second_costs.sum())
         state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
         selection.sets, selection.sigma = after, state.sigma.copy()
         if resource_fraction(kept_after, budget) > budget.target:

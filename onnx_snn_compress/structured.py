@@ -165,8 +165,9 @@ class ChannelGroups:
     def _synapses(self, units: np.ndarray) -> np.ndarray:
         return np.unique(np.concatenate([self.members[u] for u in units])) if len(units) else np.zeros(0, np.int64)
 
-    def rank(self, magnitudes: np.ndarray) -> np.ndarray:
-        """``magnitudes`` (one per group) with each layer's largest made +inf: pruned never."""
+    def rank(self, magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``magnitudes`` (one per group) with each layer's largest made +inf: pruned never (a new
+        array: ``out``, the solver's buffer, is not needed for so few groups)."""
         ranked = np.asarray(magnitudes, np.float64).copy()
         for _, part in self.layer_slices():
             ranked[part.start + int(np.argmax(ranked[part]))] = np.inf

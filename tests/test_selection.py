@@ -103,6 +103,28 @@ def test_the_sets_after_the_window_is_recentred_are_exact_as_the_weights_move():
         ranks = np.abs(ranks).astype(np.float32)
 
 
+def test_a_window_reaches_further_along_a_move_after_its_set_left_it(monkeypatch):
+    # s accelerates in runs: a window that extends by the last move alone (at most two margins)
+    # loses a faster boundary every step; one that reaches twice as far after a miss holds more.
+    # The sets are exact either way
+    from onnx_snn_compress import least_sets as module
+
+    def misses(reach):
+        monkeypatch.setattr(module, "REACH", reach)
+        ranks = magnitudes(100_000, seed=5, zeros=0.0, protected=0.0)  # margin: 2,500 ranks
+        finder, count, k = LeastSets([slice(0, ranks.size)], ranks.size), 0, 10_000
+        for move in range(2_000, 16_000, 2_000):
+            finder.survey(ranks, key_bits(ranks), [k])
+            assert finder.least(0, k) == expected_set(ranks, 0, ranks.size, k)[1]
+            count += finder._in_window(0, k + move) is None
+            assert finder.least(0, k + move) == expected_set(ranks, 0, ranks.size, k + move)[1]
+            finder.recentre(0, k + move, k)
+            k += move
+        return count
+
+    assert misses((2, 16)) < misses((2, 2))
+
+
 def test_sets_within_ranges_leave_the_rest_alone():
     ranks = magnitudes(20_000, seed=2)
     groups = [slice(3_000, 17_001), slice(17_001, 19_000), slice(0, 0)]  # a gap before, one after, an empty group
@@ -304,6 +326,8 @@ def test_protect_strongest_ranks_the_strongest_of_each_row_last_as_argpartition_
                 ranked = protect_strongest(values, part, 8, count)
                 assert ranked.tobytes() == by_argpartition(values, part, 8, count).tobytes()
                 assert np.array_equal(ranked[:600], values[:600]) and ranked is not values
+                out = np.full_like(values, 7.0)  # a buffer holding an earlier selection's ranks
+                assert protect_strongest(values, part, 8, count, out) is out and out.tobytes() == ranked.tobytes()
         assert selection.set_strongest(magnitudes[part].reshape(8, -1).copy(), 2)
         assert not selection.set_strongest(tied[part].reshape(8, -1).copy(), 2)
 

@@ -5,20 +5,26 @@ import pytest
 
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
-from onnx_snn_compress.pruning import FlatWeights
+from onnx_snn_compress.pruning import FlatWeights, protect_strongest
 from onnx_snn_compress.samples import sample_model_path
 from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip
 
 
-def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = False):
+def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = False, protect: str = ""):
     """A search on digits_mlp's two layers (per-layer s) with random 'optimizer steps', and on
     every third step a change of the weights between the solver's step and the next penalty;
     returns every penalty gradient and step result. ``fresh_windows``: the least-s sets are
-    located from scratch every step (no window kept from the last)."""
+    located from scratch every step (no window kept from the last). ``protect``: rank each
+    output neuron's strongest synapse last (``pruning.protect_strongest``), into the solver's
+    rank buffers ("buffers") or into a new array each selection ("copies")."""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     flat = FlatWeights(graph, layers)
-    solver = Minimax(flat, [part for _, part in flat.layer_slices()], lr_s=0.1, lr_y=1.0, lr_z=0.1)
+    parts = [part for _, part in flat.layer_slices()]
+    rows = graph[layers[-1]].weight.shape[0]
+    rank = {"": lambda m, out: m, "buffers": lambda m, out: protect_strongest(m, parts[-1], rows, 1, out),
+            "copies": lambda m, out: protect_strongest(m, parts[-1], rows, 1)}[protect]
+    solver = Minimax(flat, parts, lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
     costs = np.ones(flat.size)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
     hard_pruned = np.zeros(flat.size, dtype=bool)
@@ -68,6 +74,12 @@ def test_the_penalty_reusing_the_last_steps_sets_gives_the_same_search():
 
 def test_the_windows_kept_from_step_to_step_change_no_result():
     assert_same_search(search(reuse=True), search(reuse=True, fresh_windows=True))
+
+
+def test_ranks_written_into_the_solvers_two_buffers_give_the_searches_of_fresh_copies():
+    # a selection's keys view a buffer that the next selection but one writes: the penalty
+    # reads those of the last step's, or of its own when the weights moved in between
+    assert_same_search(search(reuse=True, protect="buffers"), search(reuse=True, protect="copies"))
 
 
 def first_steps(target: float, solver_class=Minimax):
