@@ -53,6 +53,7 @@ import numpy as np
 
 from .kernels.selection import kept_cost, key_bits, least_mask, uniform_cost
 from .least_sets import LeastSets
+from .optim import Penalty
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -137,6 +138,7 @@ class Minimax:
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
+        self._handed = None  # (the last penalty, the buffer its optimizer step is to fill with |w|)
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -144,13 +146,21 @@ class Minimax:
 
     # -- the least-s sets ----------------------------------------------------------
     def _fresh_values(self) -> np.ndarray:
-        """``flat.native_magnitudes()``, into a buffer the last selection does not hold."""
-        held = None if self._last is None else self._last.values
-        out = next((buffer for buffer in self._values if buffer is not held), None)
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold; no pass
+        when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
+        out = self._spare_values()
+        handed, self._handed = self._handed, None  # one use: a later call copies
+        if out is not None and handed is not None and handed[1] is out and handed[0].magnitudes_current():
+            return out
         values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
         return values
+
+    def _spare_values(self) -> np.ndarray | None:
+        """The buffer :meth:`_fresh_values` fills next (one the last selection does not hold), if made."""
+        held = None if self._last is None else self._last.values
+        return next((buffer for buffer in self._values if buffer is not held), None)
 
     def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
@@ -219,8 +229,11 @@ class Minimax:
         after plain SGD. Under Adam that shrink loses against Adam's normalised
         steps (a weight with a tiny loss gradient still moves by about lr per step),
         so the term enters the gradient and Adam's own preconditioning applies it;
-        to first order in ``lr * y`` this is the same step for SGD. The returned closure
-        reads the sets' keys when called: call it before the next :meth:`step`.
+        to first order in ``lr * y`` this is the same step for SGD. The returned
+        ``optim.Penalty`` adds it when called (it reads the sets' keys then: call it before the
+        next :meth:`step`); for a ``FlatWeights`` it also carries the same gradient per layer, for
+        Adam to add in its own pass, and the flat buffer in which Adam is to write the |w| that
+        the next :meth:`step` reads (which then needs no pass of its own).
         """
         selection = self._current(state.sigma, hard_pruned)
 
@@ -229,7 +242,25 @@ class Minimax:
                 if y > 0:
                     self.flat.add_scaled_least(grads, selection.keys, least, group, 2.0 * y)
 
-        return add
+        if not isinstance(self.flat, FlatWeights):  # units that are not single weights: no per-entry form
+            return Penalty(add)
+        spare = self._spare_values()
+        penalty = Penalty(add, self._least_terms(selection, state.y),
+                          {} if spare is None else self.flat.magnitude_views(spare))
+        self._handed = None if spare is None else (penalty, spare)
+        return penalty
+
+    def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
+        """The penalty's gradient per parameter (``FlatWeights.least_terms``), or None where a
+        layer meets two penalised groups (Adam's pass adds one set per parameter)."""
+        terms = {}
+        for group, least, dual in zip(self.groups, selection.sets, y):
+            if dual > 0:
+                for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual).items():
+                    if name in terms:
+                        return None
+                    terms[name] = term
+        return terms
 
     def _ascend_y(self, y: float, mass: float) -> float:
         """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""
