@@ -4,7 +4,8 @@
 
 Runs ``api.compress`` (minimax, budgets 0.05 0.02 0.01, 200 steps per budget, as
 ``quality.py``) and times ``Minimax.step``, ``Minimax.penalty`` and the ``add`` it returns
-around every call; prints their mean per search step (without the first three calls of each:
+around every call (where Adam adds a penalty in its own pass, as since branch fuse8, ``add``
+times only the calls outside it: none in a search, so its mean is 0); prints their mean per search step (without the first three calls of each:
 JIT and caches), the step's median, the test accuracies, and, where ``least_sets.LeastSets``
 exists, how many selections left their window and how much of the group the windows held.
 Run it with one thread (NUMBA_NUM_THREADS=1) when the machine is shared.
@@ -37,8 +38,12 @@ def main() -> None:
         return result
 
     def timed_penalty(self, *arguments, **options):
-        add = timed("penalty", penalty, self, *arguments, **options)
-        return lambda grads: timed("add", add, grads)
+        result = timed("penalty", penalty, self, *arguments, **options)
+        if not hasattr(result, "add"):  # a tree before optim.Penalty: the add is a closure
+            return lambda grads: timed("add", result, grads)
+        add = result.add  # Adam adds a Penalty's gradient in its own pass: times only a fallback's add
+        result.add = lambda grads: timed("add", add, grads)
+        return result
 
     solvers.Minimax.step = lambda self, *arguments, **options: timed("step", step, self, *arguments, **options)
     solvers.Minimax.penalty = timed_penalty
@@ -48,7 +53,7 @@ def main() -> None:
         result = api.compress(sample_model_path(args.model), data=sample_data_path(args.model),
                               budget=[0.05, 0.02, 0.01], method="minimax", seed=args.seed, steps_per_budget=200,
                               out=Path(folder) / "run", progress=False, prune=prune)
-    means = {name: 1e3 * statistics.mean(values[3:]) for name, values in times.items()}
+    means = {name: 1e3 * statistics.mean(values[3:]) if values[3:] else 0.0 for name, values in times.items()}
     print(f"{args.model} seed {args.seed}: {len(times['step'])} search steps; ms per call: "
           + ", ".join(f"{name} {value:.3f}" for name, value in means.items())
           + f"; total {sum(means.values()):.3f}; step median {1e3 * statistics.median(times['step']):.3f}; test % "

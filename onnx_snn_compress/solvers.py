@@ -120,7 +120,8 @@ class Minimax:
     ``pruning.protect_strongest`` ranks protected synapses last). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
-    ``scale_weights``.
+    ``scale_weights`` (and a ``FlatWeights``' ``least_terms`` and ``magnitude_views``, to hand Adam
+    the penalty and the |w| copy: ``optim.Penalty``).
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
