@@ -275,7 +275,10 @@ class Minimax:
              lr: float = 0.0):
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
-        (``None`` otherwise)."""
+        (``None`` otherwise). The |w| that Adam wrote in the training step of the last
+        :meth:`penalty` are read as they are (``optim.Penalty.magnitudes_current``): between that
+        step and this call, change the weights only through the optimizer (a mask, a step, a
+        state load: the |w| are then copied anew), as ``compress.py`` does."""
         values = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance

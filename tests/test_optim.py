@@ -372,7 +372,7 @@ def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_
     weight, _, keys, (first, split, last, bound) = _least_problem(rng, size)
     keep = rng.random(size) > 0.2
     factor = 2.0 * 0.73
-    before = numba.get_num_threads()
+    before, per_thread_count = numba.get_num_threads(), []
     try:
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
@@ -403,8 +403,10 @@ def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_
             for step in range(3):
                 plain.step({"w": np.random.default_rng(step).standard_normal(size).astype(np.float32)})
             assert not np.array_equal(unpenalised["w"], fused["w"])  # (the penalty did change the steps)
+            per_thread_count.append(fused["w"])
     finally:
         numba.set_num_threads(before)
+    assert all(np.array_equal(w.view(np.int32), per_thread_count[0].view(np.int32)) for w in per_thread_count)
 
 
 def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_parameter(tmp_path):
