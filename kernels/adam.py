@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 
 @njit(cache=True, inline="always")
@@ -44,9 +44,12 @@ def _adam_entry(param, g, m, v, kept, i, decoupled, l2, weight_decay, decay, one
     return p
 
 
-# Every size takes the prange loop: the same loop in a plain ``range`` did not vectorise (32-36 ns
-# an entry against 0.7 at one thread; at two threads the parallel region's wake-up, about 20 us,
-# still costs less from 640 entries on: bench/README.md, eleventh session).
+# Below this many entries at two threads or more, a plain loop (the parallel region's wake-up,
+# about 20 us, costs more); at one thread, and above it, the prange loop, which vectorises
+# (0.6-0.8 ns an entry at one thread against 4 for the plain loop: bench/adam_loops.py)
+_PARALLEL_ENTRIES = 1 << 12
+
+
 @njit(cache=True, parallel=True)
 def _adam_parallel(param, grad, m, v, keep, masked, decoupled, l2, weight_decay, decay, one_minus_beta1, beta2,
                    one_minus_beta2, neg_step_size, bias_correction2, eps):
@@ -55,17 +58,47 @@ def _adam_parallel(param, grad, m, v, keep, masked, decoupled, l2, weight_decay,
                     one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2, eps)
 
 
+@njit(cache=True)
+def _adam_serial(param, grad, m, v, keep, masked, decoupled, l2, weight_decay, decay, one_minus_beta1, beta2,
+                 one_minus_beta2, neg_step_size, bias_correction2, eps):
+    for i in range(param.shape[0]):
+        _adam_entry(param, grad[i], m, v, not masked or keep[i] != 0, i, decoupled, l2, weight_decay, decay,
+                    one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2, eps)
+
+
+@njit(cache=True, inline="always")
+def _adam_fused_entry(param, grad, m, v, keep, keys, magnitudes, i, limit, factor, masked, decoupled, l2,
+                      weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2,
+                      eps):
+    g = np.float32(grad[i] + factor * param[i]) if keys[i] < limit else grad[i]
+    magnitudes[i] = abs(_adam_entry(param, g, m, v, not masked or keep[i] != 0, i, decoupled, l2, weight_decay, decay,
+                                    one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2, eps))
+
+
+# One loop with one limit for the whole range (the caller splits at the set's edges): an index
+# test in the loop, flags for the penalty or the write, or inner loops per range or per block
+# kept the compiler from vectorising it (3-20x slower, measured while writing it).
 @njit(cache=True, parallel=True)
-def _adam_fused(param, grad, m, v, keep, keys, magnitudes, limit, factor, masked, decoupled, l2, weight_decay, decay,
-                one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2, eps):
-    # one prange loop with one limit for the whole range (the caller splits at the set's edges):
-    # an index test in the loop, flags for the penalty or the write, or inner loops per range or
-    # per block kept the compiler from vectorising it (3-20x slower, measured while writing it)
+def _adam_fused_parallel(param, grad, m, v, keep, keys, magnitudes, limit, factor, masked, decoupled, l2,
+                         weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                         bias_correction2, eps):
     for i in prange(param.shape[0]):
-        g = np.float32(grad[i] + factor * param[i]) if keys[i] < limit else grad[i]
-        magnitudes[i] = abs(_adam_entry(param, g, m, v, not masked or keep[i] != 0, i, decoupled, l2, weight_decay,
-                                        decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
-                                        bias_correction2, eps))
+        _adam_fused_entry(param, grad, m, v, keep, keys, magnitudes, i, limit, factor, masked, decoupled, l2,
+                          weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                          bias_correction2, eps)
+
+
+@njit(cache=True)
+def _adam_fused_serial(param, grad, m, v, keep, keys, magnitudes, limit, factor, masked, decoupled, l2, weight_decay,
+                       decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2, eps):
+    for i in range(param.shape[0]):
+        _adam_fused_entry(param, grad, m, v, keep, keys, magnitudes, i, limit, factor, masked, decoupled, l2,
+                          weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                          bias_correction2, eps)
+
+
+def _parallel(entries: int) -> bool:
+    return entries >= _PARALLEL_ENTRIES or get_num_threads() == 1
 
 
 def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step,
@@ -98,7 +131,7 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
                  f32(-(lr / (1.0 - beta1**step))), f32(math.sqrt(1.0 - beta2**step)), f32(eps))
     flats = (param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1), keep_flat)
     if least is None and magnitudes is None:
-        _adam_parallel(*flats, masked, *constants)
+        (_adam_parallel if _parallel(param.size) else _adam_serial)(*flats, masked, *constants)
         return
     if least is None:  # |w| alone: one range that no key is below
         keys, first, split, last, bound, factor = _no_keys(param.size), 0, 0, 0, 0, 0.0
@@ -120,8 +153,9 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
     for start, stop, limit in ranges:
         if stop > start:
             part = slice(start, stop)
-            _adam_fused(*(array[part] for array in flats[:4]), flats[4][part] if masked else flats[4], keys[part],
-                        magnitudes[part], limit, f32(factor), masked, *constants)
+            kernel = _adam_fused_parallel if _parallel(stop - start) else _adam_fused_serial
+            kernel(*(array[part] for array in flats[:4]), flats[4][part] if masked else flats[4], keys[part],
+                   magnitudes[part], limit, f32(factor), masked, *constants)
 
 
 def _no_keys(size: int) -> np.ndarray:
