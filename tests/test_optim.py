@@ -365,7 +365,7 @@ def _least_problem(rng, size):
 
 
 @pytest.mark.parametrize("weight_decay, decoupled", [(0.0, False), (0.01, False), (0.05, True)])
-@pytest.mark.parametrize("size", [3001, 70_001])  # one thread, and parallel chunks
+@pytest.mark.parametrize("size", [3001, 70_001])  # at two threads: the plain loop, then the prange loop
 def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_separate_passes(
         weight_decay, decoupled, size):
     rng = np.random.default_rng(5)
@@ -409,7 +409,7 @@ def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_
     assert all(np.array_equal(w.view(np.int32), per_thread_count[0].view(np.int32)) for w in per_thread_count)
 
 
-def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_parameter(tmp_path):
+def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_parameter():
     rng = np.random.default_rng(1)
     weight, grad, keys, (first, split, last, bound) = _least_problem(rng, 500)
     params = {"w": weight, "b": np.zeros(3, np.float32)}
