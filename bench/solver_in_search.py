@@ -3,7 +3,9 @@
     python bench/solver_in_search.py [--model mnist_mlp] [--seed 0] [--tree PATH] [--clock wall|thread]
 
 Runs ``api.compress`` (minimax, budgets 0.05 0.02 0.01, 200 steps per budget, as
-``quality.py``) and times ``Minimax.step``, ``Minimax.penalty``, the ``add`` it returns and the
+``quality.py``) and times ``Minimax.step``, ``Minimax.penalty``, the ``add`` it returns (where Adam adds
+a penalty in its own pass, as since branch fuse8, ``add`` times only the calls outside it: none
+in a search, so its median is 0) and the
 training step of every search step (``Trainer.train_step`` given a penalty: forward, backward,
 the penalty's add, the optimizer); prints their medians per call (the first three calls of
 each left out: JIT and caches; ``step`` also its mean over the steps that did not meet a
@@ -56,8 +58,12 @@ def main() -> None:
         return result
 
     def timed_penalty(self, *arguments, **options):
-        add = timed("penalty", penalty, self, *arguments, **options)
-        return lambda grads: timed("add", add, grads)
+        result = timed("penalty", penalty, self, *arguments, **options)
+        if not hasattr(result, "add"):  # a tree before optim.Penalty: the add is a closure
+            return lambda grads: timed("add", result, grads)
+        add = result.add  # Adam adds a Penalty's gradient in its own pass: times only a fallback's add
+        result.add = lambda grads: timed("add", add, grads)
+        return result
 
     def timed_train_step(self, penalty=None):
         if penalty is None:  # a finetune step
@@ -73,7 +79,7 @@ def main() -> None:
         result = api.compress(sample_model_path(args.model), data=sample_data_path(args.model),
                               budget=[0.05, 0.02, 0.01], method="minimax", seed=args.seed, steps_per_budget=200,
                               out=Path(folder) / "run", progress=False, prune=prune)
-    medians = {name: 1e3 * statistics.median(values[3:]) for name, values in times.items()}
+    medians = {name: 1e3 * statistics.median(values[3:]) if values[3:] else 0.0 for name, values in times.items()}
     solver = medians["step"] + medians["penalty"] + medians["add"]
     print(f"{args.model} seed {args.seed} ({tree.name}, load {os.getloadavg()[0]:.2f}): {len(times['step'])} search "
           f"steps; median ms per call ({args.clock} clock): "

@@ -27,8 +27,8 @@ float32 rounding, not bit for bit (torch's CPU kernels may fuse multiply-adds).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class Optimizer:
         self._pruned: dict[str, np.ndarray] = {}  # name -> bool array, True where pruned
         self._keep: dict[str, np.ndarray] = {}  # name -> float32 array, 1 where kept, 0 where pruned
         self._gradient: dict[str, np.ndarray] = {}  # per-parameter buffers of step(), made on first use
+        self.writes = 0  # counts the steps, mask changes and state loads: each may change the parameters
         for name, keep in (masks or {}).items():
             self.set_mask(name, keep)
 
@@ -85,6 +86,7 @@ class Optimizer:
             pruned = ~keep
         if previous is None and pruned is None:
             return
+        self.writes += 1
         if previous is None:
             changed = pruned
         elif pruned is None:
@@ -106,8 +108,12 @@ class Optimizer:
         return None if pruned is None else ~pruned
 
     # -- stepping ---------------------------------------------------------------------
-    def step(self, grads: Mapping[str, np.ndarray]) -> None:
-        """One update of every parameter that has a gradient in ``grads``."""
+    def step(self, grads: Mapping[str, np.ndarray], penalty: Callable | None = None) -> None:
+        """One update of every parameter that has a gradient in ``grads``, after ``penalty(grads)``
+        (a :class:`Penalty` or any function that adds a regulariser's gradient to ``grads`` in place)."""
+        self.writes += 1
+        if penalty is not None:
+            penalty(grads)
         for name, grad in grads.items():
             param = self._parameter_for(name, grad)
             gradient = self._gradient.get(name)
@@ -177,6 +183,7 @@ class Optimizer:
             raise SNNError(
                 f"checkpoint optimizer state is for parameters {sorted(params_in_state)}, not {sorted(self.params)}"
             )
+        self.writes += 1
         for key in self.hyperparameter_names:
             value = state[key].item()
             setattr(self, key, type(getattr(self, key))(value))
@@ -232,18 +239,57 @@ class Adam(Optimizer):
         self.decoupled_weight_decay = bool(decoupled_weight_decay)
         super().__init__(params, lr, masks)
 
-    def step(self, grads: Mapping[str, np.ndarray]) -> None:
+    def step(self, grads: Mapping[str, np.ndarray], penalty: Callable | None = None) -> None:
         """One update of every parameter that has a gradient in ``grads``: one pass of
-        ``kernels/adam.py`` per parameter, bit-identical to the formulas above in numpy."""
+        ``kernels/adam.py`` per parameter, bit-identical to the formulas above in numpy.
+
+        ``penalty``: as :meth:`Optimizer.step`. A :class:`Penalty`'s ``least`` gradient is added
+        inside that pass (when it names only parameters in ``grads``; else ``add`` is called), and
+        its ``magnitudes`` are written there; ``grads`` are then left as they are."""
+        self.writes += 1
+        fused = isinstance(penalty, Penalty) and penalty.least is not None and penalty.least.keys() <= grads.keys()
+        if penalty is not None and not fused:
+            penalty(grads)
+        magnitudes = penalty.magnitudes if isinstance(penalty, Penalty) else {}
         for name, grad in grads.items():
             param = self._parameter_for(name, grad)
             self.steps[name] += 1
             work = param if param.flags.c_contiguous else np.ascontiguousarray(param)
             adam_update(work, np.ascontiguousarray(grad, dtype=np.float32), self.moments["exp_avg"][name],
                         self.moments["exp_avg_sq"][name], self._keep.get(name), self.lr, self.beta1, self.beta2,
-                        self.eps, self.weight_decay, self.decoupled_weight_decay, self.steps[name])
+                        self.eps, self.weight_decay, self.decoupled_weight_decay, self.steps[name],
+                        penalty.least.get(name) if fused else None, magnitudes.get(name))
             if work is not param:
                 param[...] = work
+        if magnitudes and magnitudes.keys() <= grads.keys():
+            penalty.written = (self, self.writes)
+
+
+@dataclass
+class Penalty:
+    """A regulariser's gradient for one optimizer step, in a form :class:`Adam` fuses into its pass.
+
+    ``add(grads)`` adds the gradient to ``grads`` in place (any optimizer calls it; so does
+    calling the penalty). ``least``: the same gradient per parameter as ``kernels.adam.adam_update``'s
+    ``least`` (``(keys, first, split, last, bound, factor)`` over the parameter's flat entries),
+    or None where it has no such form. ``magnitudes``: per parameter, a float32 ``[size]`` view
+    that Adam fills with |w| after its update, so that the caller needs no pass to read them.
+    ``written``: (optimizer, its ``writes``) once an optimizer step filled every one of them.
+    """
+
+    add: Callable[[dict], None]
+    least: dict[str, tuple] | None = None
+    magnitudes: dict[str, np.ndarray] = field(default_factory=dict)
+    written: tuple | None = None
+
+    def __call__(self, grads: dict) -> None:
+        self.add(grads)
+
+    def magnitudes_current(self) -> bool:
+        """Whether ``magnitudes`` hold |w| now: an optimizer filled them in a step and has not
+        changed the parameters since (no step, mask change or state load; writes by others
+        than the optimizer are the caller's to rule out)."""
+        return self.written is not None and self.written[0].writes == self.written[1]
 
 
 class SGD(Optimizer):

@@ -125,6 +125,25 @@ class FlatWeights:
                 add_scaled_least(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
                                  keys[start:stop], (bound, following - start), factor)
 
+    def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float) -> dict[str, tuple]:
+        """:meth:`add_scaled_least`'s gradient as ``kernels.adam.adam_update``'s ``least`` per
+        parameter ``"<layer>.weight"`` that meets the flat range ``part``: ``(keys of the layer,
+        first, split, last, bound, factor)`` in the layer's flat indices, for Adam to add in its pass."""
+        bound, following = least[0], least[1]
+        terms = {}
+        for name, layer in self.layer_slices():
+            start, stop = max(layer.start, part.start), min(layer.stop, part.stop)
+            if stop > start:
+                first, last = start - layer.start, stop - layer.start
+                split = min(max(following - layer.start, first), last)
+                terms[f"{name}.weight"] = (keys[layer], first, split, last, bound, factor)
+        return terms
+
+    def magnitude_views(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        """Per parameter ``"<layer>.weight"``: its flat range of ``out`` (``[size]``), where
+        :meth:`native_magnitudes` writes its |w|."""
+        return {f"{name}.weight": out[part] for name, part in self.layer_slices()}
+
     def same_magnitudes(self, values: np.ndarray) -> bool:
         """Whether ``values`` are :meth:`native_magnitudes` of the weights now, bit for bit (read only)."""
         return values.size == self.size and all(

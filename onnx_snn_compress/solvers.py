@@ -53,6 +53,7 @@ import numpy as np
 
 from .kernels.selection import kept_cost, key_bits, least_mask, uniform_cost
 from .least_sets import LeastSets
+from .optim import Penalty
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
@@ -120,7 +121,8 @@ class Minimax:
     solver's, as ``magnitudes``) when it does not return ``magnitudes`` itself. ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
-    ``scale_weights``.
+    ``scale_weights`` (and a ``FlatWeights``' ``least_terms`` and ``magnitude_views``, to hand Adam
+    the penalty and the |w| copy: ``optim.Penalty``).
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
@@ -139,6 +141,7 @@ class Minimax:
         self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
         self._ranks = []  # up to two buffers for the ranks, likewise
+        self._handed = None  # (the last penalty, the buffer its optimizer step is to fill with |w|)
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -146,13 +149,21 @@ class Minimax:
 
     # -- the least-s sets ----------------------------------------------------------
     def _fresh_values(self) -> np.ndarray:
-        """``flat.native_magnitudes()``, into a buffer the last selection does not hold."""
-        held = None if self._last is None else self._last.values
-        out = next((buffer for buffer in self._values if buffer is not held), None)
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold; no pass
+        when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
+        out = self._spare_values()
+        handed, self._handed = self._handed, None  # one use: a later call copies
+        if out is not None and handed is not None and handed[1] is out and handed[0].magnitudes_current():
+            return out
         values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
         return values
+
+    def _spare_values(self) -> np.ndarray | None:
+        """The buffer :meth:`_fresh_values` fills next (one the last selection does not hold), if made."""
+        held = None if self._last is None else self._last.values
+        return next((buffer for buffer in self._values if buffer is not held), None)
 
     def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
@@ -231,8 +242,11 @@ class Minimax:
         after plain SGD. Under Adam that shrink loses against Adam's normalised
         steps (a weight with a tiny loss gradient still moves by about lr per step),
         so the term enters the gradient and Adam's own preconditioning applies it;
-        to first order in ``lr * y`` this is the same step for SGD. The returned closure
-        reads the sets' keys when called: call it before the next :meth:`step`.
+        to first order in ``lr * y`` this is the same step for SGD. The returned
+        ``optim.Penalty`` adds it when called (it reads the sets' keys then: call it before the
+        next :meth:`step`); for a ``FlatWeights`` it also carries the same gradient per layer, for
+        Adam to add in its own pass, and the flat buffer in which Adam is to write the |w| that
+        the next :meth:`step` reads (which then needs no pass of its own).
         """
         selection = self._current(state.sigma, hard_pruned)
 
@@ -241,7 +255,25 @@ class Minimax:
                 if y > 0:
                     self.flat.add_scaled_least(grads, selection.keys, least, group, 2.0 * y)
 
-        return add
+        if not isinstance(self.flat, FlatWeights):  # units that are not single weights: no per-entry form
+            return Penalty(add)
+        spare = self._spare_values()
+        penalty = Penalty(add, self._least_terms(selection, state.y),
+                          {} if spare is None else self.flat.magnitude_views(spare))
+        self._handed = None if spare is None else (penalty, spare)
+        return penalty
+
+    def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
+        """The penalty's gradient per parameter (``FlatWeights.least_terms``), or None where a
+        layer meets two penalised groups (Adam's pass adds one set per parameter)."""
+        terms = {}
+        for group, least, dual in zip(self.groups, selection.sets, y):
+            if dual > 0:
+                for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual).items():
+                    if name in terms:
+                        return None
+                    terms[name] = term
+        return terms
 
     def _ascend_y(self, y: float, mass: float) -> float:
         """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""
@@ -255,7 +287,10 @@ class Minimax:
              lr: float = 0.0):
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
-        (``None`` otherwise)."""
+        (``None`` otherwise). The |w| that Adam wrote in the training step of the last
+        :meth:`penalty` are read as they are (``optim.Penalty.magnitudes_current``): between that
+        step and this call, change the weights only through the optimizer (a mask, a step, a
+        state load: the |w| are then copied anew), as ``compress.py`` does."""
         values = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance

@@ -162,7 +162,8 @@ class Trainer:
         """One forward/backward/update on the next batch: (loss, correct, batch size).
 
         ``penalty(grads)`` may add the gradient of a regulariser to ``grads`` in place
-        before the optimizer steps (the compression solver's sparsity term).
+        before the optimizer steps (the compression solver's sparsity term); it is handed to
+        the optimizer, which fuses an ``optim.Penalty`` into its own pass where it can.
         """
         index = self.batch_indices(self.step)
         encoding_seed = int(np.random.SeedSequence([self.config.seed, self.step, 2]).generate_state(1)[0])
@@ -174,10 +175,8 @@ class Trainer:
         if not np.isfinite(loss):
             raise SNNError(f"training diverged at step {self.step} (loss {loss}); lower the learning rate")
         grads = backward(self.graph, tape, grad_output)
-        if penalty is not None:
-            penalty(grads)
         self.optimizer.lr = self.schedule(self.step)
-        self.optimizer.step(grads)
+        self.optimizer.step(grads, penalty)
         if not all(np.isfinite(param).all() for param in self.params.values()):
             raise SNNError(f"training diverged at step {self.step} (weights overflowed); lower the learning rate")
         self.step += 1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
 from onnx_snn_compress.errors import SNNError
-from onnx_snn_compress.optim import SGD, Adam, CosineSchedule, StepSchedule
+from onnx_snn_compress.kernels.selection import add_scaled_least, key_bits
+from onnx_snn_compress.optim import SGD, Adam, CosineSchedule, Penalty, StepSchedule
 
 
 # -- independent references: torch's documented algorithms, one float64 scalar at a time ------
@@ -349,3 +351,92 @@ def test_adam_takes_one_pass_with_exactly_the_numpy_float32_operations(weight_de
         _numpy_adam(reference, grad, m, v, keep_f, 1e-2, 0.9, 0.999, 1e-8, weight_decay, decoupled, t)
     assert np.array_equal(param[:, :500], reference)
     assert np.array_equal(optimizer.moments["exp_avg"]["w"], m) and np.array_equal(optimizer.moments["exp_avg_sq"]["w"], v)
+
+
+def _least_problem(rng, size):
+    """A weight, its gradient and the rank keys of |w| with the set of about the least third of
+    them in [first, last): (weight, gradient, keys, (first, split, last, bound)); ties at the bound."""
+    weight = rng.standard_normal(size).astype(np.float32)
+    keys = key_bits(np.abs(weight))
+    first, last = size // 7, size - size // 5
+    bound = int(np.sort(keys[first:last])[(last - first) // 3])
+    keys[first + 3] = keys[last - 3] = bound  # ties on either side of the split
+    return weight, rng.standard_normal(size).astype(np.float32), keys, (first, (first + last) // 2, last, bound)
+
+
+@pytest.mark.parametrize("weight_decay, decoupled", [(0.0, False), (0.01, False), (0.05, True)])
+@pytest.mark.parametrize("size", [3001, 70_001])  # at two threads: the plain loop, then the prange loop
+def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_separate_passes(
+        weight_decay, decoupled, size):
+    rng = np.random.default_rng(5)
+    weight, _, keys, (first, split, last, bound) = _least_problem(rng, size)
+    keep = rng.random(size) > 0.2
+    factor = 2.0 * 0.73
+    before, per_thread_count = numba.get_num_threads(), []
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            fused, separate = ({"w": weight.copy()} for _ in range(2))
+            optimizers = [Adam(params, lr=1e-2, weight_decay=weight_decay, decoupled_weight_decay=decoupled,
+                               masks={"w": keep}) for params in (fused, separate)]
+            magnitudes = np.full(size, np.nan, np.float32)
+            for step in range(3):
+                grad = np.random.default_rng(step).standard_normal(size).astype(np.float32)
+
+                def add(grads, params=separate):  # kernels.selection's pass, as the solver's closure makes it
+                    add_scaled_least(grads["w"][first:last], params["w"][first:last], keys[first:last],
+                                     (bound, split - first), factor)
+
+                penalty = Penalty(add, {"w": (keys, first, split, last, bound, factor)}, {"w": magnitudes})
+                given = grad.copy()
+                optimizers[0].step({"w": given}, penalty)
+                optimizers[1].step({"w": grad.copy()}, add)
+                assert np.array_equal(fused["w"].view(np.int32), separate["w"].view(np.int32))
+                for moment in ("exp_avg", "exp_avg_sq"):
+                    assert np.array_equal(optimizers[0].moments[moment]["w"], optimizers[1].moments[moment]["w"])
+                assert np.array_equal(magnitudes.view(np.int32), np.abs(fused["w"]).view(np.int32))
+                assert np.array_equal(given, grad)  # the fused penalty leaves the gradient as it was
+                assert penalty.magnitudes_current()
+            unpenalised = {"w": weight.copy()}
+            plain = Adam(unpenalised, lr=1e-2, weight_decay=weight_decay, decoupled_weight_decay=decoupled,
+                         masks={"w": keep})
+            for step in range(3):
+                plain.step({"w": np.random.default_rng(step).standard_normal(size).astype(np.float32)})
+            assert not np.array_equal(unpenalised["w"], fused["w"])  # (the penalty did change the steps)
+            per_thread_count.append(fused["w"])
+    finally:
+        numba.set_num_threads(before)
+    assert all(np.array_equal(w.view(np.int32), per_thread_count[0].view(np.int32)) for w in per_thread_count)
+
+
+def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_parameter():
+    rng = np.random.default_rng(1)
+    weight, grad, keys, (first, split, last, bound) = _least_problem(rng, 500)
+    params = {"w": weight, "b": np.zeros(3, np.float32)}
+    optimizer = Adam(params, lr=1e-2)
+    state = optimizer.state_dict()
+
+    def step(penalty):
+        optimizer.step({"w": grad.copy(), "b": np.ones(3, np.float32)}, penalty)
+        return penalty
+
+    def fused():
+        return Penalty(lambda grads: None, {"w": (keys, first, split, last, bound, 1.0)},
+                       {"w": np.empty(500, np.float32)})
+
+    assert step(fused()).magnitudes_current()
+    written = step(fused())
+    step(None)  # another step
+    assert not written.magnitudes_current()
+    written = step(fused())
+    optimizer.set_mask("w", rng.random(500) > 0.5)  # a mask frozen (it zeroes weights)
+    assert not written.magnitudes_current()
+    written = step(fused())
+    optimizer.load_state_dict(state)  # a checkpoint resumed
+    assert not written.magnitudes_current()
+    missing = fused()
+    optimizer.step({"b": np.ones(3, np.float32)}, missing)  # "w" had no gradient: nothing written for it
+    assert not missing.magnitudes_current()
+    unfused = Penalty(lambda grads: None, None, {"w": np.empty(500, np.float32)})
+    SGD(params, lr=1e-2).step({"w": grad.copy()}, unfused)  # SGD calls ``add`` and writes no magnitudes
+    assert not unfused.magnitudes_current()

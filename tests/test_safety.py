@@ -326,8 +326,8 @@ def test_training_whose_weights_overflow_stops_in_one_line(monkeypatch):
     trainer = Trainer(graph, train, val, TrainConfig(lr=10.0, progress=False))
     original = trainer.optimizer.step
 
-    def overflowing_step(grads):  # what a huge step does to float32 weights
-        original(grads)
+    def overflowing_step(grads, penalty=None):  # what a huge step does to float32 weights
+        original(grads, penalty)
         next(iter(trainer.params.values()))[0] = np.inf
 
     monkeypatch.setattr(trainer.optimizer, "step", overflowing_step)

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
+from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
 from onnx_snn_compress.pruning import FlatWeights, protect_strongest
-from onnx_snn_compress.samples import sample_model_path
+from onnx_snn_compress.samples import digits_path, sample_model_path
 from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip
+from onnx_snn_compress.train import TrainConfig, Trainer
 
 
 def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = False, protect: str = ""):
@@ -148,3 +150,60 @@ def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
         for low, high in ((0.0, 1.0), (-0.0, 1e8), (0.25, -0.0), (0.0, 0.0)):
             expected = float(np.clip(value, low, high))
             assert np.array(_clip(value, low, high)).tobytes() == np.array(expected).tobytes()
+
+
+def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
+    """A search on digits_mlp inside real training steps (Adam): penalty, training step, solver step;
+    ``fused=False`` hands Adam the penalty as a plain function (the separate add and |w| copy).
+    ``between(trainer, step)`` may act between the training step and the solver's. Returns every
+    weight, s, y and z, and the number of |w| copies the solver made."""
+    graph = load_model(sample_model_path("digits_mlp"))
+    layers = [node.name for node in graph.prunable()]
+    data = load_for_model(digits_path(), graph.input.shape, 10, split="train", time_steps=4)
+    trainer = Trainer(graph, data, None, TrainConfig(batch_size=32, lr=1e-2, progress=False))
+    flat = FlatWeights(graph, layers)
+    copies = []
+    native = flat.native_magnitudes
+    flat.native_magnitudes = lambda out=None: copies.append(1) or native(out)
+    groups = [part for _, part in flat.layer_slices()] if per_layer else [slice(0, flat.size)]
+    solver = Minimax(flat, groups, lr_s=0.1, lr_y=1.0, lr_z=0.1)
+    costs, hard_pruned = np.ones(flat.size), np.zeros(flat.size, dtype=bool)
+    budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
+    state = solver.start(hard_pruned)
+    state.y[:] = 0.5  # penalised from the first step
+    results = []
+    for step in range(steps):
+        penalty = solver.penalty(state, hard_pruned)
+        trainer.train_step(penalty if fused else (lambda grads, penalty=penalty: penalty(grads)))
+        if between is not None:
+            between(trainer, step)
+        solver.step(state, costs, hard_pruned, budget, trainer.optimizer.lr)
+        assert np.array_equal(solver._last.values, native(None))  # what the step selected on is |w| now
+        results.append((flat.weights(), state.sigma.copy(), state.y.copy(), state.z))
+    return results, len(copies)
+
+
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer):
+    (fused, fused_copies), (separate, separate_copies) = (trained_search(f, per_layer) for f in (True, False))
+    for a, b in zip(fused, separate):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+        assert a[3] == b[3]
+    assert fused_copies < separate_copies  # the steps read what Adam wrote
+
+
+def test_the_solver_copies_the_magnitudes_after_the_optimizer_changed_the_weights_again():
+    def freeze(trainer, step):  # a mask frozen between the training step and the solver's
+        if step % 2 == 0:
+            keep = np.ones(trainer.params["fc2.weight"].shape, bool)
+            keep[:, step] = False
+            trainer.optimizer.set_mask("fc2.weight", keep)
+
+    def another_step(trainer, step):
+        if step % 2 == 0:
+            trainer.train_step()
+
+    _, undisturbed = trained_search(True, False)
+    for between in (freeze, another_step):  # (each step asserts that it selected on |w| now)
+        _, copies = trained_search(True, False, between=between)
+        assert copies == undisturbed + 2  # steps 2 and 4 copied (the first two copy anyway: buffers made)
