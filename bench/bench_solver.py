@@ -30,11 +30,15 @@ a training step of the same model: forward + loss + backward + Adam (the core of
 the embedded digits. The operations inside them are also timed one by one, on the
 same weights, to show which dominates.
 
-Each call is timed twice: back to back (warm caches: the least it can cost) and after a forward
-and backward of the model (untimed), which evict what a search's training step evicts between
-two solver calls; on mnist_mlp the passes then take 1.5-3x as long. **The solver's share is the
-second: penalty + add + step after a forward and backward, over the training step.** (Tables
-before 2026-11-30 20:00 UTC gave the warm ``step`` row alone: about a third of it on mnist_mlp.)
+Each call is timed twice: back to back (warm caches: the least it can cost), and in a search's
+order with the training step's work between them (``time_search_order``: ``penalty`` right
+after a ``step``, a forward and backward, the Adam step given the penalty, then ``step``), where
+a forward and backward has evicted what the solver's passes read. There ``add`` is what the
+penalty adds to Adam's own pass (Adam adds its gradient and writes |w| for the next ``step``,
+``optim.Penalty``): the Adam step's median excess over a plain one. **The solver's share is the
+second: penalty + add + step in a search's order, over the training step.** (Tables before
+2026-11-30 21:00 UTC gave the warm ``step`` row alone, without the penalty, its add and the
+caches a search leaves: on mnist_mlp a third to a half of the full cost.)
 
 Models: the four samples (``digits_mlp``, ``digits_conv``, ``mnist_mlp``, ``mnist_conv``, each
 on its own data) with the paper's default prunable layers (all synapse layers but the first), and ``synthetic``: an MLP
@@ -152,9 +156,9 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
         backprop.BACKWARD[ir.Linear.kind] = original
     rates, grads = result
 
-    def evict():  # the forward and backward a search runs between two solver calls (no update)
+    def gradients():  # a forward and backward as a search runs them between two solver calls
         output, tape = forward_train(graph, x, rng)
-        backward(graph, tape, loss_function(output, y)[1])
+        return backward(graph, tape, loss_function(output, y)[1])
 
     total = statistic([sum(p) for p in zip(*parts.values())])
     linear = {}
@@ -170,7 +174,7 @@ def training_step_seconds(graph: ir.Graph, data_path, batch: int, time_steps: in
                 grad_out @ weight
 
         linear[name] = (statistic(linear_times[name][1:]), median_seconds(numpy_gemms, 3))
-    return total, {k: statistic(v) for k, v in parts.items()}, rates, grads, linear, evict
+    return total, {k: statistic(v) for k, v in parts.items()}, rates, grads, linear, gradients
 
 
 def _train_steps(graph, x, y, optimizer, rng, loss_function, parts, repeats):
@@ -213,10 +217,8 @@ def mid_search_state(groups: int) -> MinimaxState:
     return MinimaxState(sigma=np.full(groups, 0.5), y=np.full(groups, 0.3), z=0.1)
 
 
-def time_solver(graph, grads, granularity, repeats, evict=None):
-    """The solver's calls (and, for global s, the operations inside them), back to back: warm
-    caches. With ``evict``, the calls only (``penalty``, ``add``, ``step``), each after ``evict()``
-    (a forward and backward of the model, untimed): the caches a search's calls meet."""
+def time_solver(graph, grads, granularity, repeats):
+    """The solver's calls (and, for global s, the operations inside them) back to back: warm caches."""
     flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
     saved = {name: graph[name].weight.copy() for name in flat.layers}
 
@@ -230,18 +232,14 @@ def time_solver(graph, grads, granularity, repeats, evict=None):
         solver.step(state, costs, hard_pruned, budget)
         return state
 
-    then = (lambda setup: lambda: (setup(), evict())[0]) if evict is not None else (lambda setup: setup)
     timings = {
-        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, then(stepped_state)),
+        "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, stepped_state),
     }
     add = solver.penalty(mid_search_state(groups), hard_pruned)
-    timings["add"] = median_seconds(lambda g: add(g), repeats, then(grads_copy))
+    timings["add"] = median_seconds(lambda g: add(g), repeats, grads_copy)
     timings["step"] = median_seconds(lambda state: solver.step(state, costs, hard_pruned, budget),
-                                     repeats, then(lambda: mid_search_state(groups)))
+                                     repeats, lambda: mid_search_state(groups))
     restore()
-    if evict is not None:
-        return flat.size, timings, {}, {}
-
     # the operations inside, one by one
     from onnx_snn_compress.kernels import selection as kernels
     from onnx_snn_compress.least_sets import LeastSets, Window
@@ -283,6 +281,42 @@ def time_solver(graph, grads, granularity, repeats, evict=None):
     return flat.size, timings, ops, leaner
 
 
+def time_search_order(graph, gradients, granularity, repeats):
+    """The solver's calls in a search's order, with its training step's work between them:
+    ``penalty`` right after a ``step``; an untimed forward and backward (``gradients()``); the
+    Adam step given that penalty (Adam adds its gradient and writes |w| in its own pass:
+    ``optim.Penalty``), of which the penalty's share, ``add``, is the median excess over a
+    plain Adam step after the same forward and backward; then ``step``, which reads the |w|
+    Adam wrote. Returns the medians ``{"penalty", "add", "step"}`` (seconds)."""
+    flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
+    saved = {name: node.weight.copy() for name, node in ((n.name, n) for n in graph.prunable())}
+    optimizer = Adam(trainable(graph), lr=1e-4)
+    times = {"penalty": [], "fused": [], "plain": [], "step": []}
+    for index in range(repeats + 1):
+        state = mid_search_state(groups)
+        solver.step(state, costs, hard_pruned, budget)
+        start = clock()
+        penalty = solver.penalty(state, hard_pruned)
+        middle = clock()
+        grads = gradients()
+        before = clock()
+        optimizer.step(grads, penalty)
+        after = clock()
+        solver.step(state, costs, hard_pruned, budget)
+        end = clock()
+        grads = gradients()
+        plain = clock()
+        optimizer.step(grads)
+        plain_end = clock()
+        if index:
+            for key, seconds in zip(times, (middle - start, after - before, plain_end - plain, end - after)):
+                times[key].append(seconds)
+    for name, weight in saved.items():
+        graph[name].weight[...] = weight
+    return {"penalty": statistic(times["penalty"]), "add": max(0.0, statistic(times["fused"]) - statistic(times["plain"])),
+            "step": statistic(times["step"])}
+
+
 def masked_adam_seconds(graph: ir.Graph, grads, repeats):
     """Adam.step with every prunable weight masked at 50 % vs no masks (after a budget is frozen)."""
     params = trainable(graph)
@@ -313,7 +347,7 @@ def main() -> None:
         graph = model(name, args.synthetic_weights)
         total_weights = sum(node.weight.size for node in graph.prunable())
         with OtherLoad() as load:
-            step_seconds, parts, rates, grads, linear, evict = training_step_seconds(
+            step_seconds, parts, rates, grads, linear, gradients = training_step_seconds(
                 graph, digits_path() if name == "synthetic" else sample_data_path(name), args.batch, args.time_steps,
                 args.train_repeats)
         rates_text = ", ".join(f"{k} {v:.3f}" for k, v in rates.items())
@@ -333,17 +367,17 @@ def main() -> None:
         for granularity in args.granularity:
             with OtherLoad() as load:
                 size, warm, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
-                _, cold, _, _ = time_solver(graph, grads, granularity, args.repeats, evict)
+                cold = time_search_order(graph, gradients, granularity, args.repeats)
             print(f"  minimax, granularity {granularity}: {size:,} prunable weights; other load {_cores(load)}")
-            print(f"    {'':<8} {'warm, back to back':>31} {'after a forward + backward, as in a search':>47}")
+            print(f"    {'':<8} {'warm, back to back':>31} {'in a search order (add: in Adam)':>47}")
             for key in (*cold, "total"):
                 seconds = sum(warm.values()) if key == "total" else warm[key]
                 after = sum(cold.values()) if key == "total" else cold[key]
                 print(f"    {key:<8} {1e3 * seconds:10.3f} ms {100 * seconds / step_seconds:5.1f} % of a step "
                       f"{1e3 * after:26.3f} ms {100 * after / step_seconds:5.1f} % of a step")
             solver_total = sum(cold.values())
-            print(f"    the solver's share: {100 * solver_total / step_seconds:.1f} % (penalty + add + step after a "
-                  f"forward + backward; a search step takes {(step_seconds + solver_total) / step_seconds:.2f}x a "
+            print(f"    the solver's share: {100 * solver_total / step_seconds:.1f} % (penalty + add + step in a search's "
+                  f"order; a search step takes {(step_seconds + solver_total) / step_seconds:.2f}x a "
                   "training step)")
             if ours_linear > 2 * numpy_linear:
                 print(f"    {100 * solver_total / fast_step:.1f} % of the estimated step with Linear backward at numpy speed")
