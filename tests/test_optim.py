@@ -367,7 +367,8 @@ def _least_problem(rng, size):
 @pytest.mark.parametrize("weight_decay, decoupled", [(0.0, False), (0.01, False), (0.05, True)])
 @pytest.mark.parametrize("size", [3001, 70_001])  # at two threads: the plain loop, then the prange loop
 def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_separate_passes(
-        weight_decay, decoupled, size):
+        weight_decay, decoupled, size, monkeypatch):
+    monkeypatch.setattr(Adam, "fuse_from", 0)  # fuse at both sizes
     rng = np.random.default_rng(5)
     weight, _, keys, (first, split, last, bound) = _least_problem(rng, size)
     keep = rng.random(size) > 0.2
@@ -409,7 +410,8 @@ def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_
     assert all(np.array_equal(w.view(np.int32), per_thread_count[0].view(np.int32)) for w in per_thread_count)
 
 
-def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_parameter():
+def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_parameter(monkeypatch):
+    monkeypatch.setattr(Adam, "fuse_from", 0)  # fuse at this size
     rng = np.random.default_rng(1)
     weight, grad, keys, (first, split, last, bound) = _least_problem(rng, 500)
     params = {"w": weight, "b": np.zeros(3, np.float32)}
@@ -440,3 +442,25 @@ def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_
     unfused = Penalty(lambda grads: None, None, {"w": np.empty(500, np.float32)})
     SGD(params, lr=1e-2).step({"w": grad.copy()}, unfused)  # SGD calls ``add`` and writes no magnitudes
     assert not unfused.magnitudes_current()
+
+
+def test_a_penalty_on_fewer_entries_than_fuse_from_is_added_by_its_own_pass_and_writes_no_magnitudes():
+    rng = np.random.default_rng(2)
+    weight, grad, keys, (first, split, last, bound) = _least_problem(rng, 500)
+    results = []
+    for fuse_from in (0, 501):  # fused, then the add and a plain step (500 < 501)
+        params = {"w": weight.copy()}
+        optimizer = Adam(params, lr=1e-2)
+        optimizer.fuse_from = fuse_from
+        added = []
+
+        def add(grads, params=params):
+            added.append(1)
+            add_scaled_least(grads["w"][first:last], params["w"][first:last], keys[first:last],
+                             (bound, split - first), 1.5)
+
+        penalty = Penalty(add, {"w": (keys, first, split, last, bound, 1.5)}, {"w": np.empty(500, np.float32)})
+        optimizer.step({"w": grad.copy()}, penalty)
+        results.append(params["w"])
+        assert penalty.magnitudes_current() == (fuse_from == 0) and len(added) == (fuse_from != 0)
+    assert np.array_equal(results[0].view(np.int32), results[1].view(np.int32))

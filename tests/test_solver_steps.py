@@ -156,11 +156,13 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
     """A search on digits_mlp inside real training steps (Adam): penalty, training step, solver step;
     ``fused=False`` hands Adam the penalty as a plain function (the separate add and |w| copy).
     ``between(trainer, step)`` may act between the training step and the solver's. Returns every
-    weight, s, y and z, and the number of |w| copies the solver made."""
+    weight, s, y and z, and the number of |w| copies the solver made. (Adam fuses from any size here:
+    digits_mlp is below its ``fuse_from``.)"""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     data = load_for_model(digits_path(), graph.input.shape, 10, split="train", time_steps=4)
     trainer = Trainer(graph, data, None, TrainConfig(batch_size=32, lr=1e-2, progress=False))
+    trainer.optimizer.fuse_from = 0
     flat = FlatWeights(graph, layers)
     copies = []
     native = flat.native_magnitudes
