@@ -9,9 +9,11 @@ Per search step, ``compress.Compression._search`` runs, besides the training ste
     penalty   ``Minimax.penalty(state, hard_pruned)``: one read-only comparison of |w| with
               the values the last ``step`` selected on; they are equal in a search, so its
               least-s sets are reused (else: a selection, as in ``step``) -- before the training step
-    add       the returned closure ``add(grads)``: ``grads += 2 y w`` on the set, by comparing
-              each weight's key with the set's bound (``FlatWeights.add_scaled_least``; no
-              mask) -- inside the training step
+    add       the returned ``optim.Penalty``'s ``grads += 2 y w`` on the set, by comparing each
+              weight's key with the set's bound (no mask), inside the training step: from
+              ``Adam.fuse_from`` weights in Adam's own pass (which also writes the |w| that
+              ``step`` reads), else as a pass of its own; timed as the Adam step's excess
+              over a plain one
     step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat |w|, one survey
               pass (per group: the keys below its window, the window's members, the sum of
               squares), the least-s set before the s step refined in the window, the s step,
@@ -235,8 +237,11 @@ def time_solver(graph, grads, granularity, repeats):
     timings = {
         "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, stepped_state),
     }
-    add = solver.penalty(mid_search_state(groups), hard_pruned)
-    timings["add"] = median_seconds(lambda g: add(g), repeats, grads_copy)
+    # add: what the penalty adds to an Adam step (in its pass, or as its own, below Adam.fuse_from)
+    penalty, optimizer = solver.penalty(stepped_state(), hard_pruned), Adam(trainable(graph), lr=1e-4)
+    timings["add"] = max(0.0, median_seconds(lambda g: optimizer.step(g, penalty), repeats, grads_copy)
+                         - median_seconds(lambda g: optimizer.step(g), repeats, grads_copy))
+    restore()
     timings["step"] = median_seconds(lambda state: solver.step(state, costs, hard_pruned, budget),
                                      repeats, lambda: mid_search_state(groups))
     restore()
