@@ -222,11 +222,12 @@ def mid_search_state(groups: int) -> MinimaxState:
 def time_solver(graph, grads, granularity, repeats):
     """The solver's calls (and, for global s, the operations inside them) back to back: warm caches."""
     flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
-    saved = {name: graph[name].weight.copy() for name in flat.layers}
+    params = trainable(graph)
+    saved = {name: param.copy() for name, param in params.items()}
 
-    def restore():  # the penalty and step leave the weights alone, but be sure
-        for name, weight in saved.items():
-            graph[name].weight[...] = weight
+    def restore():  # after the Adam steps of ``add`` (the penalty and step leave the weights alone)
+        for name, value in saved.items():
+            params[name][...] = value
 
     grads_copy = lambda: {k: v.copy() for k, v in grads.items()}
     def stepped_state():  # as in a search: the penalty follows the step of the last training step
@@ -238,7 +239,7 @@ def time_solver(graph, grads, granularity, repeats):
         "penalty": median_seconds(lambda state: solver.penalty(state, hard_pruned), repeats, stepped_state),
     }
     # add: what the penalty adds to an Adam step (in its pass, or as its own, below Adam.fuse_from)
-    penalty, optimizer = solver.penalty(stepped_state(), hard_pruned), Adam(trainable(graph), lr=1e-4)
+    penalty, optimizer = solver.penalty(stepped_state(), hard_pruned), Adam(params, lr=1e-4)
     timings["add"] = max(0.0, median_seconds(lambda g: optimizer.step(g, penalty), repeats, grads_copy)
                          - median_seconds(lambda g: optimizer.step(g), repeats, grads_copy))
     restore()
@@ -294,8 +295,9 @@ def time_search_order(graph, gradients, granularity, repeats):
     plain Adam step after the same forward and backward; then ``step``, which reads the |w|
     Adam wrote. Returns the medians ``{"penalty", "add", "step"}`` (seconds)."""
     flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
-    saved = {name: node.weight.copy() for name, node in ((n.name, n) for n in graph.prunable())}
-    optimizer = Adam(trainable(graph), lr=1e-4)
+    params = trainable(graph)
+    saved = {name: param.copy() for name, param in params.items()}  # Adam moves them: restored after
+    optimizer = Adam(params, lr=1e-4)
     times = {"penalty": [], "fused": [], "plain": [], "step": []}
     for index in range(repeats + 1):
         state = mid_search_state(groups)
@@ -316,8 +318,8 @@ def time_search_order(graph, gradients, granularity, repeats):
         if index:
             for key, seconds in zip(times, (middle - start, after - before, plain_end - plain, end - after)):
                 times[key].append(seconds)
-    for name, weight in saved.items():
-        graph[name].weight[...] = weight
+    for name, value in saved.items():
+        params[name][...] = value
     return {"penalty": statistic(times["penalty"]), "add": max(0.0, statistic(times["fused"]) - statistic(times["plain"])),
             "step": statistic(times["step"])}
 
