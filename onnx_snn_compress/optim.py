@@ -251,11 +251,12 @@ class Adam(Optimizer):
         ``penalty``: as :meth:`Optimizer.step`. A :class:`Penalty`'s ``least`` gradient is added
         inside that pass (when it names only parameters in ``grads``; else ``add`` is called), and
         its ``magnitudes`` are written there; ``grads`` are then left as they are. Below
-        ``fuse_from`` entries in the penalty's parameters, ``add`` is called instead and nothing
-        is written (the fused loop's range calls cost more than the passes they save there)."""
+        ``fuse_from`` entries in the parameters it adds to or writes |w| of, ``add`` is called
+        instead and nothing is written (the fused loop's range calls cost more than the passes they save there)."""
         self.writes += 1
         fused = (isinstance(penalty, Penalty) and penalty.least is not None and penalty.least.keys() <= grads.keys()
-                 and sum(grads[name].size for name in penalty.least) >= self.fuse_from)
+                 and sum(grads[name].size for name in penalty.least.keys() | penalty.magnitudes.keys()
+                         if name in grads) >= self.fuse_from)
         if penalty is not None and not fused:
             penalty(grads)
         magnitudes = penalty.magnitudes if fused else {}

@@ -464,3 +464,14 @@ def test_a_penalty_on_fewer_entries_than_fuse_from_is_added_by_its_own_pass_and_
         results.append(params["w"])
         assert penalty.magnitudes_current() == (fuse_from == 0) and len(added) == (fuse_from != 0)
     assert np.array_equal(results[0].view(np.int32), results[1].view(np.int32))
+
+
+def test_fuse_from_counts_the_parameters_whose_magnitudes_adam_writes_not_only_those_it_penalises():
+    # a step of a search whose duals are still zero: no set to add on, |w| still to write
+    weight = np.random.default_rng(3).standard_normal(500).astype(np.float32)
+    optimizer = Adam({"w": weight}, lr=1e-2)
+    optimizer.fuse_from = 400
+    penalty = Penalty(lambda grads: None, {}, {"w": np.empty(500, np.float32)})
+    optimizer.step({"w": np.ones(500, np.float32)}, penalty)
+    assert penalty.magnitudes_current()
+    assert np.array_equal(penalty.magnitudes["w"].view(np.int32), np.abs(weight).view(np.int32))
