@@ -602,10 +602,11 @@ class Compression:
         ``cut``: the flat pruned vector of the magnitude cut that meets the budget now. The gap
         g_t is the number of units (synapses, or channels) by which the least-s sets fall short
         of that cut, sum over groups of |cut_g| - ceil(s_g n_g); it is appended to ``state.gaps``.
-        The search has stalled when the gap is still positive, it has grown at least once (the
-        sparsity duals pushed s back: before that, s accelerates towards the budget and a linear
-        extrapolation would underrate it), and at its rate over the last ``STALL_WINDOW`` steps,
-        r = (g_{t-W} - g_t) / W, it is not closed in the steps left to the bound:
+        The search has stalled when, after more than ``STALL_WINDOW`` = W steps, the gap is still
+        positive, it has grown at least once (the sparsity duals pushed s back; before that, s
+        accelerates towards the budget and a linear extrapolation would underrate it) or not
+        shrunk at all since the first step, and at its rate over the last W steps,
+        r = (g_{t-W} - g_t) / W, it does not close in the steps left to the bound:
         g_t > r (bound - t). Designed from the traces of docs/solver.md, item 12."""
         state = self.state
         units = cut if self.units is None else self.units.pruned(cut)
@@ -614,8 +615,10 @@ class Compression:
                    for group, fraction in zip(self.groups, state.solver.sigma.tolist()))
         state.gaps.append(needed - held)
         gaps = state.gaps
-        if gaps[-1] <= 0 or len(gaps) <= STALL_WINDOW or not any(b > a for a, b in zip(gaps, gaps[1:])):
+        if gaps[-1] <= 0 or len(gaps) <= STALL_WINDOW:
             return False
+        if gaps[-1] < gaps[0] and not any(later > earlier for earlier, later in zip(gaps, gaps[1:])):
+            return False  # still approaching
         rate = (gaps[-1 - STALL_WINDOW] - gaps[-1]) / STALL_WINDOW
         return gaps[-1] > rate * (self._search_limit - state.phase_step)
 
