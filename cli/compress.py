@@ -7,7 +7,6 @@ from typing import List, Optional
 
 import typer
 
-from ..compress import SEARCH_STOPS
 from ..gates import SELECTIONS
 from ..profile import STORAGES
 from ..resources import RESOURCES
@@ -22,7 +21,6 @@ Method = choices("Method", METHODS)
 Granularity = choices("Granularity", ("global", "layer"))
 Select = choices("Select", SELECTIONS)
 Structure = choices("Structure", STRUCTURES)
-SearchStop = choices("SearchStop", SEARCH_STOPS)
 Storage = choices("Storage", STORAGES)
 
 
@@ -41,8 +39,6 @@ def compress(
     out: Path = typer.Option(Path("snn-compress-out"), "--out", help="Output folder (one model per budget, report.json, config.toml)."),
     steps_per_budget: int = typer.Option(300, "--steps-per-budget", help="Training steps per budget, the same for every method."),
     search_fraction: float = typer.Option(0.5, "--search-fraction", help="Most of a budget's steps the search may use (the rest finetunes)."),
-    search_stop: SearchStop = typer.Option("bound", "--search-stop", help="bound: a minimax search that has not met the budget "
-                                           "runs to --search-fraction; stall: it ends once it cannot meet the budget by then."),
     finetune_lr_factor: float = typer.Option(10.0, "--finetune-lr-factor", help="Each budget's finetune restarts a cosine at this x --lr."),
     min_output_synapses: int = typer.Option(1, "--min-output-synapses", min=0, help="Each output neuron keeps at least its this many strongest synapses (when the output layer is pruned)."),
     distill: Optional[float] = typer.Option(None, "--distill", help="Weight in [0, 1] of the input model's output rates "

@@ -66,8 +66,6 @@ DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "grad
 # the search's learning rate when --search-lr-factor is not given (docs/solver.md: measured); minimax-paper
 # searches at the constant base rate as the authors' code does, and magnitude has no search
 DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
-SEARCH_STOPS = ("bound", "stall")  # when a minimax search that has not met its budget ends (Compression._stalled)
-STALL_WINDOW = 5  # search steps over which the stall rule measures the gap's progress (docs/solver.md, item 12)
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
@@ -81,7 +79,6 @@ class CompressConfig:
     prunable: list[str] | None = None  # None: pruning.default_prunable (all but the first, unless it holds most)
     steps_per_budget: int = 300
     search_fraction: float = 0.5  # the search stage may use at most this share of a budget's steps
-    search_stop: str = "bound"  # bound | stall: a minimax search also ends once it cannot meet the budget in time
     finetune_lr_factor: float = 10.0  # each finetune restarts a cosine at this x lr (minimax-paper: 10)
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
@@ -126,10 +123,6 @@ class CompressConfig:
             raise SNNError(f"--finetune-lr-factor must be a positive number, got {self.finetune_lr_factor}")
         if not 0.0 < self.search_fraction <= 1.0:
             raise SNNError(f"--search-fraction must lie in (0, 1], got {self.search_fraction}")
-        if self.search_stop not in SEARCH_STOPS:
-            raise SNNError(f"unknown search stop {self.search_stop!r}; choose one of {', '.join(SEARCH_STOPS)}")
-        if self.search_stop == "stall" and self.method not in ("minimax", "minimax-paper"):
-            raise SNNError(f"--search-stop stall does not apply to {self.method} (only the minimax searches can stall)")
         if self.search_lr_factor is not None and not (math.isfinite(self.search_lr_factor) and self.search_lr_factor > 0):
             raise SNNError(f"--search-lr-factor must be a positive number, got {self.search_lr_factor}")
         if self.search_lr_factor is not None and self.method in ("minimax-paper", "magnitude"):
@@ -163,8 +156,6 @@ class RunState:
     phase_step: int = 0
     search_steps: int = 0
     forced: bool = False
-    # this budget's search: per step, the units its least-s sets were short of the budget (the stall rule's input)
-    gaps: list = field(default_factory=list)
     gradual_start: float = 1.0
     best_val: float = -1.0
     best_step: int = 0
@@ -205,7 +196,7 @@ def _options(config_json: dict) -> dict:
     return {**config_json, "train": {k: v for k, v in config_json["train"].items() if k != "progress"}}
 
 
-_CHECKPOINT_META = ("budget_index", "stage", "phase_step", "search_steps", "forced", "gaps", "gradual_start", "best_val",
+_CHECKPOINT_META = ("budget_index", "stage", "phase_step", "search_steps", "forced", "gradual_start", "best_val",
                     "best_step", "trainer_step", "fixed", "inputs", "results", "config", "solver")
 
 
@@ -360,8 +351,7 @@ class Compression:
             "best": _graph_bytes(self.best),
             "meta": np.array(json.dumps({
                 "budget_index": state.budget_index, "stage": state.stage, "phase_step": state.phase_step,
-                "search_steps": state.search_steps, "forced": state.forced, "gaps": state.gaps,
-                "gradual_start": state.gradual_start,
+                "search_steps": state.search_steps, "forced": state.forced, "gradual_start": state.gradual_start,
                 "best_val": state.best_val, "best_step": state.best_step, "trainer_step": self.trainer.step,
                 "fixed": state.fixed, "inputs": self.fingerprint,
                 "results": state.results, "config": self.config.to_json(),
@@ -419,7 +409,7 @@ class Compression:
         self.best = _graph_from(saved["best"])
         state = RunState(
             budget_index=meta["budget_index"], stage=meta["stage"], phase_step=meta["phase_step"],
-            search_steps=meta["search_steps"], forced=meta["forced"], gaps=meta["gaps"], gradual_start=meta["gradual_start"],
+            search_steps=meta["search_steps"], forced=meta["forced"], gradual_start=meta["gradual_start"],
             best_val=meta["best_val"], best_step=meta["best_step"], results=meta["results"], fixed=meta["fixed"],
         )
         for name in ("hard_pruned", "phase_pruned", "costs"):
@@ -529,7 +519,6 @@ class Compression:
     def _start_phase(self) -> None:
         state = self.state
         state.phase_step = state.search_steps = 0
-        state.gaps = []
         state.forced, state.best_val, state.best_step = False, -1.0, 0
         state.phase_pruned = None
         state.costs, state.fixed = self._costs(self.graph)
@@ -579,13 +568,6 @@ class Compression:
                 else:
                     self.flat.zero(step_mask)
                     self._set_masks(step_mask)
-            if pruned is None and minimax and config.search_stop == "stall" and not at_limit:
-                cut = self._by_magnitude(state.costs, state.hard_pruned, budget)
-                if self._stalled(cut):
-                    pruned = cut
-                    state.forced = True
-                    self._say(f"  minimax stalled {state.gaps[-1]} units short of the budget at step {state.phase_step} "
-                              f"of {self._search_limit}; pruned the rest by magnitude (--search-stop bound searches on)")
             if pruned is None and at_limit:
                 pruned = self._by_magnitude(state.costs, state.hard_pruned, budget)
                 state.forced = True
@@ -595,32 +577,6 @@ class Compression:
                 self._freeze(pruned)
             elif state.phase_step % config.eval_every == 0:
                 self._checkpoint()
-
-    def _stalled(self, cut: np.ndarray) -> bool:
-        """Whether the search cannot meet its budget by its bound (``search_stop="stall"``).
-
-        ``cut``: the flat pruned vector of the magnitude cut that meets the budget now. The gap
-        g_t is the number of units (synapses, or channels) by which the least-s sets fall short
-        of that cut, sum over groups of |cut_g| - ceil(s_g n_g); it is appended to ``state.gaps``.
-        The search has stalled when, after more than ``STALL_WINDOW`` = W steps, the gap is still
-        positive, it has grown at least once (the sparsity duals pushed s back; before that, s
-        accelerates towards the budget and a linear extrapolation would underrate it) or not
-        shrunk at all since the first step, and at its rate over the last W steps,
-        r = (g_{t-W} - g_t) / W, it does not close in the steps left to the bound:
-        g_t > r (bound - t). Designed from the traces of docs/solver.md, item 12."""
-        state = self.state
-        units = cut if self.units is None else self.units.pruned(cut)
-        needed = sum(int(np.count_nonzero(units[group])) for group in self.groups)
-        held = sum(math.ceil(fraction * (group.stop - group.start) - 1e-9)
-                   for group, fraction in zip(self.groups, state.solver.sigma.tolist()))
-        state.gaps.append(needed - held)
-        gaps = state.gaps
-        if gaps[-1] <= 0 or len(gaps) <= STALL_WINDOW:
-            return False
-        if gaps[-1] < gaps[0] and not any(later > earlier for earlier, later in zip(gaps, gaps[1:])):
-            return False  # still approaching
-        rate = (gaps[-1 - STALL_WINDOW] - gaps[-1]) / STALL_WINDOW
-        return gaps[-1] > rate * (self._search_limit - state.phase_step)
 
     def _by_magnitude(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
                       target: float | None = None) -> np.ndarray:

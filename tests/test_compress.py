@@ -26,8 +26,8 @@ import pytest
 from onnx_snn_compress import ir
 from onnx_snn_compress.backends.onnx_profile import save
 from onnx_snn_compress.api import CONFIG_FILE
-from onnx_snn_compress.compress import (CHECKPOINT, DEFAULT_DISTILL, DEFAULT_SEARCH_LR_FACTOR, REPORT, STALL_WINDOW,
-                                       CompressConfig, Compression)
+from onnx_snn_compress.compress import (CHECKPOINT, DEFAULT_DISTILL, DEFAULT_SEARCH_LR_FACTOR, REPORT, CompressConfig,
+                                       Compression)
 from onnx_snn_compress.data import ModelData
 from onnx_snn_compress.errors import SNNError
 from onnx_snn_compress.frontends import load_model
@@ -465,7 +465,6 @@ def interrupt_after(monkeypatch, steps: int) -> None:
     ("minimax-poisson", "synops", 24),  # spikes drawn from the data seed
     ("minimax-paper", "params", 14),  # the finetune at 10x lr
     ("minimax-paper", "params", 23),  # the second budget's search, on the trajectory of the first
-    ("minimax-stall", "params", 5),  # the stall rule fires at step 6 from the gaps of steps 1-5, read back
 ])
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch, method, resource, steps):
     graph = tiny_mlp()
@@ -474,8 +473,6 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkey
         changes.update(method="minimax", granularity="layer")
     if method == "minimax-poisson":
         changes.update(method="minimax", encoding="poisson")
-    if method == "minimax-stall":
-        changes.update(method="minimax", search_stop="stall", lr_s=0.0)
     expected = compress(graph, tmp_path / "whole", **changes)
     with monkeypatch.context() as patch:
         interrupt_after(patch, steps)
@@ -678,42 +675,6 @@ def test_a_search_that_cannot_meet_the_budget_is_forced_and_the_run_ends(tmp_pat
     check_exported(report, tmp_path, graph, config(resource=resource, budgets=budgets, lr_s=0.0))
 
 
-@pytest.mark.parametrize("resource", ["params", "synops"])
-def test_a_search_that_stalls_ends_before_its_bound_with_search_stop_stall(tmp_path, resource):
-    graph = tiny_mlp()
-    budgets = reachable_budgets(graph, resource)
-    # with no step on s its gap to the budget never shrinks: the rule ends the search once it has
-    # the gaps of STALL_WINDOW steps, and the finetune gets the steps left
-    report = compress(graph, tmp_path, resource=resource, budgets=budgets, lr_s=0.0, search_stop="stall")
-    for entry in report["budgets"]:
-        assert entry["forced"] is True
-        assert entry["search_steps"] == STALL_WINDOW + 1 < 10  # the bound: 10
-        assert entry["finetune_steps"] == 20 - STALL_WINDOW - 1
-    check_exported(report, tmp_path, graph, config(resource=resource, budgets=budgets, lr_s=0.0, search_stop="stall"))
-
-
-def test_the_stall_rule_extrapolates_the_gap_to_the_bound(tmp_path):
-    run = start(tiny_mlp(), tmp_path, search_stop="stall")  # bound: 10 search steps
-    nothing = np.zeros(run.flat.size, bool)
-    cut = nothing.copy()
-    cut[:100] = True  # the magnitude cut: 100 units; s = 0.0 holds none of them
-
-    def stalled(gaps, step, sigma=0.0):
-        run.state.gaps, run.state.phase_step = list(gaps), step
-        run.state.solver = run.solver.start(nothing)
-        run.state.solver.sigma[:] = sigma
-        return run._stalled(cut)
-
-    # each call appends this step's gap, 100; the bound is 10 steps
-    assert not stalled([110, 105, 103, 101], 5)  # too few steps to judge
-    assert not stalled([150, 140, 130, 120, 110], 6)  # still approaching: never judged by a line
-    assert stalled([90, 95, 100, 100, 100], 6)  # grew once, then no progress
-    assert not stalled([90, 400, 300, 250, 200, 150], 7)  # grew once; at 60 a step it closes by the bound
-    assert stalled([90, 130, 125, 120, 115, 110], 7)  # grew once; at 6 a step it would take 17 more steps
-    assert stalled([100] * 5, 6)  # never shrank since its first step (s stuck)
-    assert not stalled([90, 95, 100, 100, 100], 6, sigma=1.0)  # the least-s set holds the cut: no gap
-
-
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # no overflow along the way either
 @pytest.mark.parametrize("lr_s, lr_y, lr_z", [
     (1e30, 1e30, 1e30), (1e308, 1e308, 1e308), (0.0, 0.0, 0.0), (0.1, 1e30, 1e30), (1e30, 0.0, 1e30), (0.1, 1e30, 0.0), (1e-30, 1e-30, 1e-30),
@@ -783,7 +744,6 @@ def test_a_folder_that_holds_a_run_is_not_overwritten_without_resume(tmp_path, c
     ("--e-mac", "-4.6", "e_mac_pj"),
     ("--distill", "1.5", "--distill must lie in [0, 1]"),
     ("--search-lr-factor", "0", "--search-lr-factor must be a positive number"),
-    ("--search-stop", "never", "'never' is not one of 'bound', 'stall'"),
 ])
 def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, option, value, fragment):
     model, data = cli_files(tmp_path)
@@ -931,17 +891,6 @@ def test_the_search_runs_its_own_cosine_from_the_search_lr_factor_times_the_lr(t
     searches = [(step, rate) for stage, step, rate in seen if stage == "search"]
     assert len(searches) >= 2 * len(run.config.budgets)
     assert all(rate == pytest.approx(cosine(step)) for step, rate in searches)
-
-
-@pytest.mark.parametrize("method", ["magnitude", "gradual"])
-def test_the_stall_rule_for_a_method_without_a_minimax_search_is_refused(tmp_path, capsys, monkeypatch, method):
-    model, data = cli_files(tmp_path)
-    no_training(monkeypatch)
-    code, out, err = run_cli(["compress", model, "--data", data, "--method", method, "--search-stop", "stall",
-                              "--out", tmp_path / "out"], capsys, monkeypatch)
-    assert code == 2 and out == ""
-    assert err.startswith("error: ") and err.count("\n") == 1 and f"does not apply to {method}" in err, err
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("method", ["minimax-paper", "magnitude"])
