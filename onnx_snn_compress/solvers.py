@@ -99,6 +99,7 @@ class Selection:
     hard_pruned: np.ndarray  # the array passed (the caller never changes it in place)
     sets: list
     squares: np.ndarray  # per group: the sum of its squared values (float64)
+    read: tuple | None = None  # (optimizer, its ``writes``) when ``values`` were read: None, no optimizer known
 
 
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
@@ -142,37 +143,44 @@ class Minimax:
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
         self._ranks = []  # up to two buffers for the ranks, likewise
         self._handed = None  # (the last penalty, the buffer its optimizer step is to fill with |w|)
+        self._optimizer = None  # the optimizer that filled a penalty's |w| buffer: its ``writes`` date the |w| read
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
         return MinimaxState(sigma=floor.copy(), y=np.zeros(len(self.groups)))
 
     # -- the least-s sets ----------------------------------------------------------
-    def _fresh_values(self) -> np.ndarray:
-        """``flat.native_magnitudes()``, into a buffer the last selection does not hold; no pass
+    def _fresh_values(self) -> tuple[np.ndarray, tuple | None]:
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold, and
+        (optimizer, its ``writes``) now (None while no optimizer filled a penalty's buffer); no pass
         when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
         out = self._spare_values()
         handed, self._handed = self._handed, None  # one use: a later call copies
+        if handed is not None and handed[0].written is not None:
+            self._optimizer = handed[0].written[0]
+        read = None if self._optimizer is None else (self._optimizer, self._optimizer.writes)
         if out is not None and handed is not None and handed[1] is out and handed[0].magnitudes_current():
-            return out
+            return out, read
         values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
-        return values
+        return values, read
 
     def _spare_values(self) -> np.ndarray | None:
         """The buffer :meth:`_fresh_values` fills next (one the last selection does not hold), if made."""
         held = None if self._last is None else self._last.values
         return next((buffer for buffer in self._values if buffer is not held), None)
 
-    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
-        """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
+    def _select(self, fresh: tuple[np.ndarray, tuple | None], sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
+        """The least-s sets of the values of ``fresh`` (:meth:`_fresh_values`) for the fractions
+        ``sigma`` (one survey pass); becomes the last selection."""
+        values, read = fresh
         magnitudes = values if values.dtype == np.float32 else values * values
         keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
         sizes = self._sizes(sigma, hard_pruned)
         squares = self._least.survey(values, keys, sizes)
         sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
-        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares)
+        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares, read)
         return self._last
 
     def _rank_buffer(self, magnitudes: np.ndarray) -> np.ndarray:
@@ -205,9 +213,18 @@ class Minimax:
         """The sets of the weights now: those the last selection (a :meth:`step`'s, whose weights
         the next training step's penalty sees) made, when its inputs are equal; else selected."""
         last = self._last
-        if last is not None and self._holds(last, sigma, hard_pruned) and self.flat.same_magnitudes(last.values):
+        if last is not None and self._holds(last, sigma, hard_pruned) and self._unchanged(last):
             return last
         return self._select(self._fresh_values(), sigma, hard_pruned)
+
+    def _unchanged(self, selection: Selection) -> bool:
+        """Whether the weights' |w| are still those ``selection`` was made on: by the optimizer's
+        counter when one dated them (no step, mask change or state load since: the contract of
+        :meth:`penalty`), else by a read-only pass comparing them."""
+        read = selection.read
+        if read is not None and read[0].writes == read[1]:
+            return True
+        return self.flat.same_magnitudes(selection.values)
 
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
@@ -247,6 +264,15 @@ class Minimax:
         next :meth:`step`); for a ``FlatWeights`` it also carries the same gradient per layer, for
         Adam to add in its own pass, and the flat buffer in which Adam is to write the |w| that
         the next :meth:`step` reads (which then needs no pass of its own).
+
+        The sets of the last :meth:`step` are reused when s and the hard-pruned weights are those
+        it left and the weights did not move since. Once an optimizer has filled a penalty's |w|
+        buffer, that the weights did not move is read off its counter (``Optimizer.writes``: no step,
+        mask change or state load since the |w| were read), with no pass: so, as for :meth:`step`,
+        between a step and this call change the weights only through that optimizer, as
+        ``compress.py`` does. Before that (no optimizer known, SGD, units of
+        ``structured.ChannelGroups``, Adam below ``fuse_from``), or when the counter moved, one
+        read-only pass compares |w| with those selected on.
         """
         selection = self._current(state.sigma, hard_pruned)
 
@@ -291,10 +317,11 @@ class Minimax:
         :meth:`penalty` are read as they are (``optim.Penalty.magnitudes_current``): between that
         step and this call, change the weights only through the optimizer (a mask, a step, a
         state load: the |w| are then copied anew), as ``compress.py`` does."""
-        values = self._fresh_values()
+        fresh = self._fresh_values()
+        values = fresh[0]
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
-        selection = self._select(values, state.sigma, hard_pruned)
+        selection = self._select(fresh, state.sigma, hard_pruned)
         before = selection.sets
         # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
         squares, y = selection.squares.tolist(), state.y.tolist()

@@ -152,12 +152,14 @@ def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
             assert np.array(_clip(value, low, high)).tobytes() == np.array(expected).tobytes()
 
 
-def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
+def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, after=None, reuse: bool = True):
     """A search on digits_mlp inside real training steps (Adam): penalty, training step, solver step;
     ``fused=False`` hands Adam the penalty as a plain function (the separate add and |w| copy).
-    ``between(trainer, step)`` may act between the training step and the solver's. Returns every
-    weight, s, y and z, and the number of |w| copies the solver made. (Adam fuses from any size here:
-    digits_mlp is below its ``fuse_from``.)"""
+    ``between(trainer, step)`` may act between the training step and the solver's, ``after(trainer,
+    step)`` between the solver's step and the next penalty; ``reuse=False``: every penalty selects
+    anew. Returns every weight, s, y and z, the number of |w| copies the solver made and of the
+    penalty's read-only |w| checks. (Adam fuses from any size here: digits_mlp is below its
+    ``fuse_from``.)"""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     data = load_for_model(digits_path(), graph.input.shape, 10, split="train", time_steps=4)
@@ -167,6 +169,9 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
     copies = []
     native = flat.native_magnitudes
     flat.native_magnitudes = lambda out=None: copies.append(1) or native(out)
+    checks = []
+    same = flat.same_magnitudes
+    flat.same_magnitudes = lambda values: checks.append(1) or same(values)
     groups = [part for _, part in flat.layer_slices()] if per_layer else [slice(0, flat.size)]
     solver = Minimax(flat, groups, lr_s=0.1, lr_y=1.0, lr_z=0.1)
     costs, hard_pruned = np.ones(flat.size), np.zeros(flat.size, dtype=bool)
@@ -175,6 +180,8 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
     state.y[:] = 0.5  # penalised from the first step
     results = []
     for step in range(steps):
+        if not reuse:
+            solver._last = None
         penalty = solver.penalty(state, hard_pruned)
         trainer.train_step(penalty if fused else (lambda grads, penalty=penalty: penalty(grads)))
         if between is not None:
@@ -182,30 +189,57 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
         solver.step(state, costs, hard_pruned, budget, trainer.optimizer.lr)
         assert np.array_equal(solver._last.values, native(None))  # what the step selected on is |w| now
         results.append((flat.weights(), state.sigma.copy(), state.y.copy(), state.z))
-    return results, len(copies)
+        if after is not None:
+            after(trainer, step)
+    return results, len(copies), len(checks)
+
+
+def assert_same_trained_search(first, second):
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
+        assert a[3] == b[3]
+
+
+def freeze(trainer, step):  # a mask frozen on even steps: it zeroes a column of fc2
+    if step % 2 == 0:
+        keep = np.ones(trainer.params["fc2.weight"].shape, bool)
+        keep[:, step] = False
+        trainer.optimizer.set_mask("fc2.weight", keep)
 
 
 @pytest.mark.parametrize("per_layer", [False, True])
 def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer):
-    (fused, fused_copies), (separate, separate_copies) = (trained_search(f, per_layer) for f in (True, False))
-    for a, b in zip(fused, separate):
-        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
-        assert a[3] == b[3]
+    (fused, fused_copies, _), (separate, separate_copies, _) = (trained_search(f, per_layer) for f in (True, False))
+    assert_same_trained_search(fused, separate)
     assert fused_copies < separate_copies  # the steps read what Adam wrote
 
 
 def test_the_solver_copies_the_magnitudes_after_the_optimizer_changed_the_weights_again():
-    def freeze(trainer, step):  # a mask frozen between the training step and the solver's
-        if step % 2 == 0:
-            keep = np.ones(trainer.params["fc2.weight"].shape, bool)
-            keep[:, step] = False
-            trainer.optimizer.set_mask("fc2.weight", keep)
-
     def another_step(trainer, step):
         if step % 2 == 0:
             trainer.train_step()
 
-    _, undisturbed = trained_search(True, False)
+    _, undisturbed, _ = trained_search(True, False)
     for between in (freeze, another_step):  # (each step asserts that it selected on |w| now)
-        _, copies = trained_search(True, False, between=between)
+        _, copies, _ = trained_search(True, False, between=between)
         assert copies == undisturbed + 2  # steps 2 and 4 copied (the first two copy anyway: buffers made)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_it_moved(fused):
+    def reload(trainer, step):  # a state load on even steps: it leaves the weights as they are
+        if step % 2 == 0:
+            trainer.optimizer.load_state_dict(trainer.optimizer.state_dict())
+
+    fresh, _, _ = trained_search(fused, False, reuse=False)
+    reused, _, checks = trained_search(fused, False)
+    assert_same_trained_search(reused, fresh)
+    # the counter dates the |w| once Adam filled a penalty's buffer (fused: from the second step on,
+    # as the first penalty had no spare buffer to hand); with a plain add each penalty checks
+    assert checks == (1 if fused else 5)
+    _, undisturbed, _ = trained_search(fused, False)
+    for after, reselected in ((freeze, 3), (reload, 0)):  # between the solver's step and the next penalty
+        results, copies, checks = trained_search(fused, False, after=after)
+        assert_same_trained_search(results, trained_search(fused, False, after=after, reuse=False)[0])
+        assert checks == (3 if fused else 5)  # after steps 0, 2 and 4 (not after the last)
+        assert copies == undisturbed + reselected  # a mask that zeroed weights: the penalty selected anew
