@@ -8,6 +8,8 @@ selection of the least-magnitude weights.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import ir
@@ -178,12 +180,13 @@ def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int
     (one row per output neuron of a layer), the ``count`` largest are +inf: ranked last, so
     pruned only if nothing else is left to meet a budget. Never disconnects an output neuron.
     ``out``: where to write the copy (as ``magnitudes``, not it), e.g. a buffer reused from one
-    selection to the next (no fresh pages of a new array each time)."""
+    selection to the next (no fresh pages of a new array each time), or ``magnitudes`` itself (ranked in place)."""
     if out is None:
         ranked = magnitudes.copy()
     else:
         ranked = out
-        np.copyto(ranked, magnitudes)
+        if out is not magnitudes:
+            np.copyto(ranked, magnitudes)
     block = ranked[part].reshape(rows, -1)  # a view into ``ranked``
     if count >= block.shape[1]:
         block[...] = np.inf
@@ -192,6 +195,31 @@ def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int
         strongest = np.argpartition(-block, count - 1, axis=1)[:, :count]
         np.put_along_axis(block, strongest, np.inf, axis=1)
     return ranked
+
+
+@dataclass(frozen=True)
+class ProtectStrongest:
+    """The rank ``protect_strongest(magnitudes, part, rows, count, out)`` (each of the ``rows``
+    output neurons of the flat range ``part`` keeps its ``count`` strongest synapses last), which
+    the solver can also apply in place (:meth:`in_place`: no copy of all ranks)."""
+
+    part: slice
+    rows: int
+    count: int
+
+    def __call__(self, magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return protect_strongest(magnitudes, self.part, self.rows, self.count, out)
+
+    def in_place(self, magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rank ``magnitudes`` (float ``[n]``) in place; returns the flat indices (int64,
+        ascending) of the entries it set to +inf and their magnitudes before (of their dtype): a
+        copy of ``part`` alone, compared bit for bit (an entry that was +inf already is not listed)."""
+        block = magnitudes[self.part]
+        before = block.copy()
+        protect_strongest(magnitudes, self.part, self.rows, self.count, magnitudes)
+        width = np.int32 if block.dtype.itemsize == 4 else np.int64
+        changed = np.flatnonzero(block.view(width) != before.view(width))
+        return changed + self.part.start, before[changed]
 
 
 def magnitude_prune_to(

@@ -93,13 +93,23 @@ class Selection:
     ``following``; kernels/selection.py) and each group's sum of squared weights. ``values``
     is a reused buffer of the solver's: valid until its next selection but one."""
 
-    values: np.ndarray  # the flat's native_magnitudes() they were selected on
+    values: np.ndarray  # the flat's native_magnitudes() they were selected on (but at ``protected``)
     keys: np.ndarray  # key_bits of their ranks (a view of ``values``, or of a buffer of the solver's, as ``values``)
     sigma: np.ndarray
     hard_pruned: np.ndarray  # the array passed (the caller never changes it in place)
     sets: list
     squares: np.ndarray  # per group: the sum of its squared values (float64)
     read: tuple | None = None  # (optimizer, its ``writes``) when ``values`` were read: None, no optimizer known
+    # (flat indices, their |w|) where ``values`` hold the rank +inf (ranked in place), or None; a set never
+    # holds them (+inf is above every set's bound), so only the squares of all values and the check need them
+    protected: tuple | None = None
+
+    def magnitudes(self) -> np.ndarray:
+        """The |w| selected on, as float64 (a copy: ``values`` with the protected synapses' own)."""
+        wide = self.values.astype(np.float64)
+        if self.protected is not None:
+            wide[self.protected[0]] = self.protected[1]
+        return wide
 
 
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
@@ -119,7 +129,9 @@ def unranked(magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
 class Minimax:
     """``rank(magnitudes, out)`` orders the weights for pruning (default: by magnitude itself;
     ``pruning.protect_strongest`` ranks protected synapses last), into ``out`` (a buffer of the
-    solver's, as ``magnitudes``) when it does not return ``magnitudes`` itself. ``flat``: a
+    solver's, as ``magnitudes``) when it does not return ``magnitudes`` itself; a rank with an
+    ``in_place(magnitudes)`` method (``pruning.ProtectStrongest``) ranks the solver's float32 |w|
+    buffer itself, keeping the |w| of the entries it changed (no copy of all ranks). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
     ``scale_weights`` (and a ``FlatWeights``' ``least_terms`` and ``magnitude_views``, to hand Adam
@@ -175,12 +187,18 @@ class Minimax:
         """The least-s sets of the values of ``fresh`` (:meth:`_fresh_values`) for the fractions
         ``sigma`` (one survey pass); becomes the last selection."""
         values, read = fresh
-        magnitudes = values if values.dtype == np.float32 else values * values
-        keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
+        in_place = getattr(self.rank, "in_place", None)
+        if in_place is not None and values.dtype == np.float32:  # the ranks over |w| in their buffer: no copy
+            protected = in_place(values)
+            keys = key_bits(values)
+        else:
+            protected = None
+            magnitudes = values if values.dtype == np.float32 else values * values
+            keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
         sizes = self._sizes(sigma, hard_pruned)
-        squares = self._least.survey(values, keys, sizes)
+        squares = self._least.survey(values, keys, sizes, protected)
         sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
-        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares, read)
+        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares, read, protected)
         return self._last
 
     def _rank_buffer(self, magnitudes: np.ndarray) -> np.ndarray:
@@ -224,7 +242,15 @@ class Minimax:
         read = selection.read
         if read is not None and read[0].writes == read[1]:
             return True
-        return self.flat.same_magnitudes(selection.values)
+        if selection.protected is None:
+            return self.flat.same_magnitudes(selection.values)
+        indices, magnitudes = selection.protected
+        ranks = selection.values[indices]
+        selection.values[indices] = magnitudes  # |w| for the check, then the ranks again (the keys view them)
+        try:
+            return self.flat.same_magnitudes(selection.values)
+        finally:
+            selection.values[indices] = ranks
 
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
@@ -330,7 +356,7 @@ class Minimax:
             if following >= 0:
                 mean_squared, mean_cost = self._means(squares[index], size, constants.hard_counts[index],
                                                       constants.group_costs[index], constants.in_play_costs[index])
-                following_squared = float(values[following]) ** 2
+                following_squared = float(values[following]) ** 2  # not protected: its key is below +inf
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = y[index] * following_squared / mean_squared - state.z * float(costs[following]) / mean_cost
                 floor = constants.hard_counts[index] / size
@@ -353,7 +379,7 @@ class Minimax:
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
-            wide = values.astype(np.float64)
+            wide = selection.magnitudes()
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
         return self._mask(selection) | hard_pruned
 

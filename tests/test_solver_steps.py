@@ -6,7 +6,7 @@ import pytest
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
-from onnx_snn_compress.pruning import FlatWeights, protect_strongest
+from onnx_snn_compress.pruning import FlatWeights, ProtectStrongest, protect_strongest
 from onnx_snn_compress.samples import digits_path, sample_model_path
 from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip
 from onnx_snn_compress.train import TrainConfig, Trainer
@@ -18,14 +18,16 @@ def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = Fa
     returns every penalty gradient and step result. ``fresh_windows``: the least-s sets are
     located from scratch every step (no window kept from the last). ``protect``: rank each
     output neuron's strongest synapse last (``pruning.protect_strongest``), into the solver's
-    rank buffers ("buffers") or into a new array each selection ("copies")."""
+    rank buffers ("buffers"), into a new array each selection ("copies") or over the |w| in
+    their own buffer ("in place": ``pruning.ProtectStrongest``)."""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     flat = FlatWeights(graph, layers)
     parts = [part for _, part in flat.layer_slices()]
     rows = graph[layers[-1]].weight.shape[0]
     rank = {"": lambda m, out: m, "buffers": lambda m, out: protect_strongest(m, parts[-1], rows, 1, out),
-            "copies": lambda m, out: protect_strongest(m, parts[-1], rows, 1)}[protect]
+            "copies": lambda m, out: protect_strongest(m, parts[-1], rows, 1),
+            "in place": ProtectStrongest(parts[-1], rows, 1)}[protect]
     solver = Minimax(flat, parts, lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
     costs = np.ones(flat.size)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
@@ -82,6 +84,34 @@ def test_ranks_written_into_the_solvers_two_buffers_give_the_searches_of_fresh_c
     # a selection's keys view a buffer that the next selection but one writes: the penalty
     # reads those of the last step's, or of its own when the weights moved in between
     assert_same_search(search(reuse=True, protect="buffers"), search(reuse=True, protect="copies"))
+
+
+def test_ranks_written_over_the_magnitudes_in_place_give_the_searches_of_copies():
+    # the squares, the penalty's check and the pruned vector of a met budget take the protected
+    # synapses' own |w|, which the ranks (+inf) replaced; reselected every step or reused
+    for reuse in (True, False):
+        assert_same_search(search(reuse=reuse, protect="in place", steps=16),
+                           search(reuse=reuse, protect="copies", steps=16))
+
+
+def test_a_met_budget_ranks_the_protected_synapses_by_their_own_magnitudes():
+    # one global s: a met budget's pruned vector ranks the |w| again (magnitude_to_budget); up to
+    # s = 1, where the set holds every synapse but the protected ones
+    for sigma in (0.4, 0.9, 1.0):
+        found = []
+        for in_place in (True, False):
+            graph = load_model(sample_model_path("digits_mlp"))
+            flat = FlatWeights(graph, [node.name for node in graph.prunable()])
+            part, rows = list(flat.layer_slices())[-1][1], graph.prunable()[-1].weight.shape[0]
+            rank = ProtectStrongest(part, rows, 2) if in_place else (lambda m, out=None: protect_strongest(m, part, rows, 2))
+            solver = Minimax(flat, [slice(0, flat.size)], lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
+            state = MinimaxState(sigma=np.array([sigma]), y=np.array([0.5]), z=0.1)
+            budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
+            hard_pruned = np.zeros(flat.size, dtype=bool)
+            pruned = solver.step(state, np.ones(flat.size), hard_pruned, budget)
+            found.append((pruned, state.sigma.copy(), state.y.copy(), state.z))
+        assert found[0][0] is not None or sigma == 0.4  # met from s = 0.9
+        assert_same_search(*([pruned, (sigma_, y, z)] for pruned, sigma_, y, z in found))
 
 
 def first_steps(target: float, solver_class=Minimax):
