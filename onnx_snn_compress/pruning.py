@@ -127,10 +127,13 @@ class FlatWeights:
                 add_scaled_least(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
                                  keys[start:stop], (bound, following - start), factor)
 
-    def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float) -> dict[str, tuple]:
+    def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float,
+                    by_magnitude: frozenset = frozenset()) -> dict[str, tuple]:
         """:meth:`add_scaled_least`'s gradient as ``kernels.adam.adam_update``'s ``least`` per
         parameter ``"<layer>.weight"`` that meets the flat range ``part``: ``(keys of the layer,
-        first, split, last, bound, factor)`` in the layer's flat indices, for Adam to add in its pass."""
+        first, split, last, bound, factor)`` in the layer's flat indices, for Adam to add in its pass;
+        keys None for the parameters named in ``by_magnitude`` (their keys are the bits of their |w|
+        now: Adam reads membership from the weights)."""
         bound, following = least[0], least[1]
         terms = {}
         for name, layer in self.layer_slices():
@@ -138,7 +141,9 @@ class FlatWeights:
             if stop > start:
                 first, last = start - layer.start, stop - layer.start
                 split = min(max(following - layer.start, first), last)
-                terms[f"{name}.weight"] = (keys[layer], first, split, last, bound, factor)
+                parameter = f"{name}.weight"
+                layer_keys = None if parameter in by_magnitude else keys[layer]
+                terms[parameter] = (layer_keys, first, split, last, bound, factor)
         return terms
 
     def magnitude_views(self, out: np.ndarray) -> dict[str, np.ndarray]:

@@ -318,14 +318,27 @@ class Minimax:
     def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
         """The penalty's gradient per parameter (``FlatWeights.least_terms``), or None where a
         layer meets two penalised groups (Adam's pass adds one set per parameter)."""
-        terms = {}
+        terms, by_magnitude = {}, self._keys_are_magnitudes(selection)
         for group, least, dual in zip(self.groups, selection.sets, y):
             if dual > 0:
-                for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual).items():
+                for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual, by_magnitude).items():
                     if name in terms:
                         return None
                     terms[name] = term
         return terms
+
+    def _keys_are_magnitudes(self, selection: Selection) -> frozenset:
+        """The parameters whose keys are the bits of their |w| now: where the keys view the |w|
+        selected on (ranked by |w| itself, or in place) and no protected synapse lies (the
+        penalty's selection is of the weights now: :meth:`_current`). Adam tests membership
+        in the set on their weights, without reading the keys."""
+        if selection.keys.base is not selection.values:
+            return frozenset()
+        names = [f"{name}.weight" for name, _ in self.flat.layer_slices()]
+        if selection.protected is not None and selection.protected[0].size:  # flat indices, ascending
+            first, last = (np.searchsorted(self.flat.offsets, selection.protected[0][[0, -1]], "right") - 1).tolist()
+            names = names[:first] + names[last + 1:]  # the layers from the first protected synapse's to the last's
+        return frozenset(names)
 
     def _ascend_y(self, y: float, mass: float) -> float:
         """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""

@@ -6,9 +6,10 @@ import pytest
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
+from onnx_snn_compress.optim import Adam
 from onnx_snn_compress.pruning import FlatWeights, ProtectStrongest, protect_strongest
 from onnx_snn_compress.samples import digits_path, sample_model_path
-from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip, unranked
 from onnx_snn_compress.train import TrainConfig, Trainer
 
 
@@ -182,14 +183,16 @@ def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
             assert np.array(_clip(value, low, high)).tobytes() == np.array(expected).tobytes()
 
 
-def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, after=None, reuse: bool = True):
+def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, after=None, reuse: bool = True,
+                   protect: bool = False):
     """A search on digits_mlp inside real training steps (Adam): penalty, training step, solver step;
     ``fused=False`` hands Adam the penalty as a plain function (the separate add and |w| copy).
     ``between(trainer, step)`` may act between the training step and the solver's, ``after(trainer,
     step)`` between the solver's step and the next penalty; ``reuse=False``: every penalty selects
-    anew. Returns every weight, s, y and z, the number of |w| copies the solver made and of the
-    penalty's read-only |w| checks. (Adam fuses from any size here: digits_mlp is below its
-    ``fuse_from``.)"""
+    anew; ``protect``: each output neuron's strongest synapse ranked last, in place
+    (``pruning.ProtectStrongest``). Returns every weight, s, y and z, the number of |w| copies the
+    solver made and of the penalty's read-only |w| checks. (Adam fuses from any size here:
+    digits_mlp is below its ``fuse_from``.)"""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     data = load_for_model(digits_path(), graph.input.shape, 10, split="train", time_steps=4)
@@ -203,7 +206,8 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, a
     same = flat.same_magnitudes
     flat.same_magnitudes = lambda values: checks.append(1) or same(values)
     groups = [part for _, part in flat.layer_slices()] if per_layer else [slice(0, flat.size)]
-    solver = Minimax(flat, groups, lr_s=0.1, lr_y=1.0, lr_z=0.1)
+    rank = ProtectStrongest(list(flat.layer_slices())[-1][1], graph[layers[-1]].weight.shape[0], 1) if protect else unranked
+    solver = Minimax(flat, groups, lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
     costs, hard_pruned = np.ones(flat.size), np.zeros(flat.size, dtype=bool)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
     state = solver.start(hard_pruned)
@@ -217,7 +221,7 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, a
         if between is not None:
             between(trainer, step)
         solver.step(state, costs, hard_pruned, budget, trainer.optimizer.lr)
-        assert np.array_equal(solver._last.values, native(None))  # what the step selected on is |w| now
+        assert np.array_equal(solver._last.magnitudes(), native(None))  # what the step selected on is |w| now
         results.append((flat.weights(), state.sigma.copy(), state.y.copy(), state.z))
         if after is not None:
             after(trainer, step)
@@ -237,11 +241,36 @@ def freeze(trainer, step):  # a mask frozen on even steps: it zeroes a column of
         trainer.optimizer.set_mask("fc2.weight", keep)
 
 
-@pytest.mark.parametrize("per_layer", [False, True])
-def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer):
-    (fused, fused_copies, _), (separate, separate_copies, _) = (trained_search(f, per_layer) for f in (True, False))
+@pytest.mark.parametrize("per_layer, protect", [(False, False), (True, False), (False, True)])
+def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer, protect):
+    # fused, Adam reads the set's membership from |w| (keys read only in the layer of protected synapses)
+    (fused, fused_copies, _), (separate, separate_copies, _) = (trained_search(f, per_layer, protect=protect)
+                                                                for f in (True, False))
     assert_same_trained_search(fused, separate)
     assert fused_copies < separate_copies  # the steps read what Adam wrote
+
+
+def test_adam_reads_the_keys_of_the_protected_synapses_layer_when_the_set_holds_every_other_synapse():
+    # at s = 1 the set is every finite rank: a protected synapse's |w| is below its bound, its key (+inf) is not
+    graph = load_model(sample_model_path("digits_mlp"))
+    layers = [node.name for node in graph.prunable()]
+    flat = FlatWeights(graph, layers)
+    rank = ProtectStrongest(list(flat.layer_slices())[-1][1], graph[layers[-1]].weight.shape[0], 1)
+    solver = Minimax(flat, [slice(0, flat.size)], lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
+    state, hard_pruned = MinimaxState(sigma=np.array([1.0]), y=np.array([0.5]), z=0.0), np.zeros(flat.size, bool)
+    penalty = solver.penalty(state, hard_pruned)
+    assert penalty.least["fc1.weight"][0] is None and penalty.least["fc2.weight"][0] is not None
+    saved, steps = {name: graph[name].weight.copy() for name in layers}, []
+    for fused in (True, False):
+        for name in layers:
+            graph[name].weight[...] = saved[name]
+        params = {f"{name}.weight": graph[name].weight for name in layers}
+        optimizer = Adam(params, lr=1e-2)
+        optimizer.fuse_from = 0
+        grads = {key: np.ones_like(value) for key, value in params.items()}
+        optimizer.step(grads, penalty if fused else penalty.add)
+        steps.append({key: value.copy() for key, value in params.items()})
+    assert all(steps[0][key].tobytes() == steps[1][key].tobytes() for key in steps[0])
 
 
 def test_the_solver_copies_the_magnitudes_after_the_optimizer_changed_the_weights_again():
