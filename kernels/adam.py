@@ -155,8 +155,9 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
     with i < split: bit for bit ``kernels.selection.add_scaled_least`` on the gradient before the
     update (the set of a least-s selection). ``keys`` None: the keys are the bits of |w| now (a
     selection ranked on these very |w|), so membership is read from the weight itself, as
-    ``|w| <= the float of bits bound`` (``bound - 1`` from ``split``): no keys read. magnitudes: float32 ``[param.size]`` or None: receives
-    |w| of the updated weights, bit for bit ``np.abs(param)`` after the update.
+    ``|w| <= the float of bits bound`` (``bound - 1`` from ``split``): no keys read. magnitudes:
+    float32 ``[param.size]`` or None: receives |w| of the updated weights, bit for bit
+    ``np.abs(param)`` after the update.
     """
     f32 = np.float32
     arrays = (param, grad, m, v) if keep is None else (param, grad, m, v, keep)

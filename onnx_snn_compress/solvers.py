@@ -60,6 +60,12 @@ METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
+# weights from which a rank that can (``in_place``) ranks the |w| buffer itself: below, its Python (the
+# protected |w| kept, their chunk summed again, restored for a check) costs more than the copy it saves
+# (one thread, thread CPU time, `NUMBA_NUM_THREADS=1 python bench/rank_in_place.py`, least of 6 rounds:
+# digits_mlp's 9,472 weights, step 0.18 ms copied against 0.25 in place with this at 0; mnist_mlp's 635,200,
+# step + Adam's add 1.95 against 1.74 ms)
+RANK_IN_PLACE_FROM = 1 << 16
 
 
 @dataclass
@@ -131,11 +137,12 @@ class Minimax:
     ``pruning.protect_strongest`` ranks protected synapses last), into ``out`` (a buffer of the
     solver's, as ``magnitudes``) when it does not return ``magnitudes`` itself; a rank with an
     ``in_place(magnitudes)`` method (``pruning.ProtectStrongest``) ranks the solver's float32 |w|
-    buffer itself, keeping the |w| of the entries it changed (no copy of all ranks). ``flat``: a
+    buffer itself from ``RANK_IN_PLACE_FROM`` weights, keeping the |w| of the entries it changed (no
+    copy of all ranks). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
-    ``scale_weights`` (and a ``FlatWeights``' ``least_terms`` and ``magnitude_views``, to hand Adam
-    the penalty and the |w| copy: ``optim.Penalty``).
+    ``scale_weights`` (and a ``FlatWeights``' ``least_terms``, ``magnitude_views``, ``layer_slices`` and
+    ``offsets``, to hand Adam the penalty and the |w| copy: ``optim.Penalty``).
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
@@ -188,7 +195,8 @@ class Minimax:
         ``sigma`` (one survey pass); becomes the last selection."""
         values, read = fresh
         in_place = getattr(self.rank, "in_place", None)
-        if in_place is not None and values.dtype == np.float32:  # the ranks over |w| in their buffer: no copy
+        if in_place is not None and values.dtype == np.float32 and values.size >= RANK_IN_PLACE_FROM:
+            # the ranks over |w| in their own buffer: no copy
             protected = in_place(values)
             keys = key_bits(values)
         else:
@@ -298,7 +306,10 @@ class Minimax:
         between a step and this call change the weights only through that optimizer, as
         ``compress.py`` does. Before that (no optimizer known, SGD, units of
         ``structured.ChannelGroups``, Adam below ``fuse_from``), or when the counter moved, one
-        read-only pass compares |w| with those selected on.
+        read-only pass compares |w| with those selected on. Where the keys are the bits of the
+        |w| selected on (ranked by |w| itself, or in place, outside the layer of protected
+        synapses), Adam reads membership in the set from the weights themselves: give the penalty to
+        the optimizer step right after it, the weights unchanged in between (``Trainer.train_step``).
         """
         selection = self._current(state.sigma, hard_pruned)
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from onnx_snn_compress import solvers
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
@@ -87,7 +88,8 @@ def test_ranks_written_into_the_solvers_two_buffers_give_the_searches_of_fresh_c
     assert_same_search(search(reuse=True, protect="buffers"), search(reuse=True, protect="copies"))
 
 
-def test_ranks_written_over_the_magnitudes_in_place_give_the_searches_of_copies():
+def test_ranks_written_over_the_magnitudes_in_place_give_the_searches_of_copies(monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)  # in place at digits_mlp's size too
     # the squares, the penalty's check and the pruned vector of a met budget take the protected
     # synapses' own |w|, which the ranks (+inf) replaced; reselected every step or reused
     for reuse in (True, False):
@@ -95,7 +97,8 @@ def test_ranks_written_over_the_magnitudes_in_place_give_the_searches_of_copies(
                            search(reuse=reuse, protect="copies", steps=16))
 
 
-def test_a_met_budget_ranks_the_protected_synapses_by_their_own_magnitudes():
+def test_a_met_budget_ranks_the_protected_synapses_by_their_own_magnitudes(monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)
     # one global s: a met budget's pruned vector ranks the |w| again (magnitude_to_budget); up to
     # s = 1, where the set holds every synapse but the protected ones
     for sigma in (0.4, 0.9, 1.0):
@@ -104,7 +107,8 @@ def test_a_met_budget_ranks_the_protected_synapses_by_their_own_magnitudes():
             graph = load_model(sample_model_path("digits_mlp"))
             flat = FlatWeights(graph, [node.name for node in graph.prunable()])
             part, rows = list(flat.layer_slices())[-1][1], graph.prunable()[-1].weight.shape[0]
-            rank = ProtectStrongest(part, rows, 2) if in_place else (lambda m, out=None: protect_strongest(m, part, rows, 2))
+            rank = ProtectStrongest(part, rows, 2) if in_place \
+                else (lambda m, out=None: protect_strongest(m, part, rows, 2))
             solver = Minimax(flat, [slice(0, flat.size)], lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
             state = MinimaxState(sigma=np.array([sigma]), y=np.array([0.5]), z=0.1)
             budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
@@ -206,7 +210,8 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, a
     same = flat.same_magnitudes
     flat.same_magnitudes = lambda values: checks.append(1) or same(values)
     groups = [part for _, part in flat.layer_slices()] if per_layer else [slice(0, flat.size)]
-    rank = ProtectStrongest(list(flat.layer_slices())[-1][1], graph[layers[-1]].weight.shape[0], 1) if protect else unranked
+    output = list(flat.layer_slices())[-1][1]
+    rank = ProtectStrongest(output, graph[layers[-1]].weight.shape[0], 1) if protect else unranked
     solver = Minimax(flat, groups, lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
     costs, hard_pruned = np.ones(flat.size), np.zeros(flat.size, dtype=bool)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
@@ -242,7 +247,9 @@ def freeze(trainer, step):  # a mask frozen on even steps: it zeroes a column of
 
 
 @pytest.mark.parametrize("per_layer, protect", [(False, False), (True, False), (False, True)])
-def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer, protect):
+def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer, protect,
+                                                                                            monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)
     # fused, Adam reads the set's membership from |w| (keys read only in the layer of protected synapses)
     (fused, fused_copies, _), (separate, separate_copies, _) = (trained_search(f, per_layer, protect=protect)
                                                                 for f in (True, False))
@@ -250,7 +257,8 @@ def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_sepa
     assert fused_copies < separate_copies  # the steps read what Adam wrote
 
 
-def test_adam_reads_the_keys_of_the_protected_synapses_layer_when_the_set_holds_every_other_synapse():
+def test_adam_reads_the_keys_of_the_protected_synapses_layer_when_the_set_holds_every_other_synapse(monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)
     # at s = 1 the set is every finite rank: a protected synapse's |w| is below its bound, its key (+inf) is not
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
