@@ -52,7 +52,8 @@ def main() -> None:
         for label, runs in results.items():
             parts = ", ".join(f"{key} {1e3 * min(run[key] for run in runs):.3f}" for key in runs[0])
             totals = [1e3 * sum(run.values()) for run in runs]
-            print(f"{name} {label}: least {parts} ms; total least {min(totals):.3f}, median {statistics.median(totals):.3f} ms")
+            print(f"{name} {label}: least {parts} ms; total least {min(totals):.3f}, "
+                  f"median {statistics.median(totals):.3f} ms")
 
 
 if __name__ == "__main__":

@@ -190,10 +190,9 @@ class Minimax:
         held = None if self._last is None else self._last.values
         return next((buffer for buffer in self._values if buffer is not held), None)
 
-    def _select(self, fresh: tuple[np.ndarray, tuple | None], sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
-        """The least-s sets of the values of ``fresh`` (:meth:`_fresh_values`) for the fractions
+    def _select(self, values: np.ndarray, read: tuple | None, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
+        """The least-s sets of ``values`` (read at ``read``: :meth:`_fresh_values`) for the fractions
         ``sigma`` (one survey pass); becomes the last selection."""
-        values, read = fresh
         in_place = getattr(self.rank, "in_place", None)
         if in_place is not None and values.dtype == np.float32 and values.size >= RANK_IN_PLACE_FROM:
             # the ranks over |w| in their own buffer: no copy
@@ -241,7 +240,7 @@ class Minimax:
         last = self._last
         if last is not None and self._holds(last, sigma, hard_pruned) and self._unchanged(last):
             return last
-        return self._select(self._fresh_values(), sigma, hard_pruned)
+        return self._select(*self._fresh_values(), sigma, hard_pruned)
 
     def _unchanged(self, selection: Selection) -> bool:
         """Whether the weights' |w| are still those ``selection`` was made on: by the optimizer's
@@ -367,11 +366,10 @@ class Minimax:
         :meth:`penalty` are read as they are (``optim.Penalty.magnitudes_current``): between that
         step and this call, change the weights only through the optimizer (a mask, a step, a
         state load: the |w| are then copied anew), as ``compress.py`` does."""
-        fresh = self._fresh_values()
-        values = fresh[0]
+        values, read = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
-        selection = self._select(fresh, state.sigma, hard_pruned)
+        selection = self._select(values, read, state.sigma, hard_pruned)
         before = selection.sets
         # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
         squares, y = selection.squares.tolist(), state.y.tolist()
@@ -459,7 +457,7 @@ class PaperMinimax(Minimax):
              lr: float = 0.0):
         """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
         the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
-        selection = self._select(self._fresh_values(), state.sigma, hard_pruned)
+        selection = self._select(*self._fresh_values(), state.sigma, hard_pruned)
         mask = self._mask(selection)
         for group, y in zip(self.groups, state.y):
             if y > 0:
