@@ -26,7 +26,9 @@ every repeat (``penalty`` right after a ``step`` from it, as in a search;
 s = half the prunable weights, y = 0.3, z = 0.1 (the s step moves s by about 0.6 %, a typical
 step: in mnist_mlp's searches the median |ds| is 0.3 % and 77 % of the steps move it by at most
 2.5 %, so that the set after the s step lies in the window), nothing hard-pruned,
-resource ``params``, budget 0.1, the CompressConfig step sizes), and compared with
+resource ``params``, budget 0.1, the CompressConfig step sizes, the rank compress.py gives it:
+each output neuron's strongest synapse last, ``compress_rank``; before 2026-12-01 the bench ranked
+by |w| alone and left out that rank's cost), and compared with
 a training step of the same model: forward + loss + backward + Adam (the core of
 ``Trainer.train_step``, as in bench_train_step.py) at ``--batch`` (64) and T = 8 on
 the embedded digits. The operations inside them are also timed one by one, on the
@@ -90,7 +92,7 @@ import numba
 import numpy as np
 from onnx_snn_compress.samples import digits_path, sample_data_path, sample_model_path
 
-from onnx_snn_compress import backprop, ir
+from onnx_snn_compress import backprop, ir, pruning
 from onnx_snn_compress.backprop import backward, forward_train, trainable
 from onnx_snn_compress.compress import CompressConfig
 from onnx_snn_compress.data import load_for_model
@@ -205,7 +207,7 @@ def solver_setup(graph: ir.Graph, granularity: str, budget_fraction: float = 0.1
     layers = default_prunable(graph)
     flat = FlatWeights(graph, layers)
     groups = [part for _, part in flat.layer_slices()] if granularity == "layer" else [slice(0, flat.size)]
-    solver = Minimax(flat, groups, config.lr_s, config.dual_lr_y, config.dual_lr_z)
+    solver = Minimax(flat, groups, config.lr_s, config.dual_lr_y, config.dual_lr_z, rank=compress_rank(graph, flat))
     per_layer = weight_costs(graph, "params")
     costs = flat.flatten({name: per_layer[name] for name in layers})
     fixed = float(sum(np.sum(c) for name, c in per_layer.items() if name not in layers))
@@ -213,6 +215,20 @@ def solver_setup(graph: ir.Graph, granularity: str, budget_fraction: float = 0.1
     budget = Budget(target=budget_fraction, reference=reference, fixed=fixed)
     hard_pruned = np.zeros(flat.size, dtype=bool)
     return flat, solver, costs, budget, hard_pruned, len(groups)
+
+
+def compress_rank(graph: ir.Graph, flat: FlatWeights):
+    """The rank ``compress.py`` gives the solver: each output neuron's strongest synapses last
+    (``min_output_synapses``) when the output layer is pruned; ranked in place where the tree has
+    ``pruning.ProtectStrongest``, else into the solver's buffers (as ``Compression._rank`` did)."""
+    count, output = CompressConfig().min_output_synapses, graph.prunable()[-1].name
+    part = dict(flat.layer_slices()).get(output)
+    if count == 0 or part is None:
+        return lambda magnitudes, out=None: magnitudes
+    rows = graph[output].weight.shape[0]
+    if hasattr(pruning, "ProtectStrongest"):
+        return pruning.ProtectStrongest(part, rows, count)
+    return lambda magnitudes, out=None: pruning.protect_strongest(magnitudes, part, rows, count, out)
 
 
 def mid_search_state(groups: int) -> MinimaxState:

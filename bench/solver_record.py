@@ -20,6 +20,7 @@ import numpy as np
 
 
 def search(model, per_layer, solver_class, cost_kind, protect, lr_s, steps, seed):
+    from onnx_snn_compress import pruning
     from onnx_snn_compress.frontends import load_model
     from onnx_snn_compress.pruning import FlatWeights, protect_strongest
     from onnx_snn_compress.samples import sample_model_path
@@ -31,6 +32,8 @@ def search(model, per_layer, solver_class, cost_kind, protect, lr_s, steps, seed
     parts = [part for _, part in flat.layer_slices()]
     rows = graph[layers[-1]].weight.shape[0]
     rank = (lambda m, out=None: protect_strongest(m, parts[-1], rows, 1, out)) if protect else (lambda m, out=None: m)
+    if protect and hasattr(pruning, "ProtectStrongest"):  # compress's rank, applied in place, where the tree has it
+        rank = pruning.ProtectStrongest(parts[-1], rows, 1)
     solver = solver_class(flat, parts if per_layer else [slice(0, flat.size)], lr_s=lr_s, lr_y=1.0, lr_z=0.1,
                           rank=rank)
     rng = np.random.default_rng(seed)

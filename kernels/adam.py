@@ -97,6 +97,42 @@ def _adam_fused_serial(param, grad, m, v, keep, keys, magnitudes, limit, factor,
                           bias_correction2, eps)
 
 
+@njit(cache=True, inline="always")
+def _adam_by_magnitude_entry(param, grad, m, v, keep, magnitudes, i, threshold, factor, masked, decoupled, l2,
+                             weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                             bias_correction2, eps):
+    # the set's membership from the weight itself: |w| <= the float whose bits are the limit - 1
+    g = np.float32(grad[i] + factor * param[i]) if abs(param[i]) <= threshold else grad[i]
+    magnitudes[i] = abs(_adam_entry(param, g, m, v, not masked or keep[i] != 0, i, decoupled, l2, weight_decay, decay,
+                                    one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2, eps))
+
+
+@njit(cache=True, parallel=True)
+def _adam_by_magnitude_parallel(param, grad, m, v, keep, magnitudes, threshold, factor, masked, decoupled, l2,
+                                weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                                bias_correction2, eps):
+    for i in prange(param.shape[0]):
+        _adam_by_magnitude_entry(param, grad, m, v, keep, magnitudes, i, threshold, factor, masked, decoupled, l2,
+                                 weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                                 bias_correction2, eps)
+
+
+@njit(cache=True)
+def _adam_by_magnitude_serial(param, grad, m, v, keep, magnitudes, threshold, factor, masked, decoupled, l2,
+                              weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                              bias_correction2, eps):
+    for i in range(param.shape[0]):
+        _adam_by_magnitude_entry(param, grad, m, v, keep, magnitudes, i, threshold, factor, masked, decoupled, l2,
+                                 weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size,
+                                 bias_correction2, eps)
+
+
+def _magnitude_below(limit: int) -> np.float32:
+    """The float32 t with ``|w| <= t`` exactly when the bits of |w| are below ``limit`` (<= the key
+    of +inf plus one): the float of bits ``limit - 1``, or -1 (no |w|) for a limit <= 0."""
+    return np.array(limit - 1, np.int32).view(np.float32)[()] if limit > 0 else np.float32(-1.0)
+
+
 def _parallel(entries: int) -> bool:
     return entries >= _PARALLEL_ENTRIES or get_num_threads() == 1
 
@@ -117,8 +153,11 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
     ``g <- float32(g + float32(factor) * w)`` at the flat entries i in [first, last) whose
     ``keys[i]`` (int32 or int64, C-contiguous, one per entry) are below ``bound``, or equal to it
     with i < split: bit for bit ``kernels.selection.add_scaled_least`` on the gradient before the
-    update (the set of a least-s selection). magnitudes: float32 ``[param.size]`` or None: receives
-    |w| of the updated weights, bit for bit ``np.abs(param)`` after the update.
+    update (the set of a least-s selection). ``keys`` None: the keys are the bits of |w| now (a
+    selection ranked on these very |w|), so membership is read from the weight itself, as
+    ``|w| <= the float of bits bound`` (``bound - 1`` from ``split``): no keys read. magnitudes:
+    float32 ``[param.size]`` or None: receives |w| of the updated weights, bit for bit
+    ``np.abs(param)`` after the update.
     """
     f32 = np.float32
     arrays = (param, grad, m, v) if keep is None else (param, grad, m, v, keep)
@@ -137,13 +176,14 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
         keys, first, split, last, bound, factor = _no_keys(param.size), 0, 0, 0, 0, 0.0
     else:
         keys, first, split, last, bound, factor = least
-        if keys.shape != (param.size,) or keys.dtype not in (np.int32, np.int64) or not keys.flags.c_contiguous:
+        if keys is not None and (keys.shape != (param.size,) or keys.dtype not in (np.int32, np.int64)
+                                 or not keys.flags.c_contiguous):
             raise ValueError("adam_update needs one C-contiguous int32 or int64 key per entry")
     if magnitudes is None:
         magnitudes = np.empty(param.size, np.float32)  # the fused loop writes |w| (one body: no flag)
     elif magnitudes.shape != (param.size,) or magnitudes.dtype != np.float32:
         raise ValueError("adam_update writes magnitudes into a float32 array of one entry per weight")
-    width = keys.dtype.type
+    width = np.int32 if keys is None else keys.dtype.type
     nothing = width(np.iinfo(width).min)  # below every key: outside the set
     first = min(max(int(first), 0), param.size)
     last = min(max(int(last), first), param.size)
@@ -153,9 +193,13 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
     for start, stop, limit in ranges:
         if stop > start:
             part = slice(start, stop)
-            kernel = _adam_fused_parallel if _parallel(stop - start) else _adam_fused_serial
-            kernel(*(array[part] for array in flats[:4]), flats[4][part] if masked else flats[4], keys[part],
-                   magnitudes[part], limit, f32(factor), masked, *constants)
+            arrays = (*(array[part] for array in flats[:4]), flats[4][part] if masked else flats[4])
+            if keys is None:
+                kernel = _adam_by_magnitude_parallel if _parallel(stop - start) else _adam_by_magnitude_serial
+                kernel(*arrays, magnitudes[part], _magnitude_below(int(limit)), f32(factor), masked, *constants)
+            else:
+                kernel = _adam_fused_parallel if _parallel(stop - start) else _adam_fused_serial
+                kernel(*arrays, keys[part], magnitudes[part], limit, f32(factor), masked, *constants)
 
 
 def _no_keys(size: int) -> np.ndarray:

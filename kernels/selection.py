@@ -216,7 +216,7 @@ def _gather_windows(members, member_keys, origins, counts, squares, firsts, grou
 
 def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, groups: np.ndarray,
            firsts: np.ndarray, lo: np.ndarray, hi: np.ndarray, slots: np.ndarray, members: np.ndarray,
-           member_keys: np.ndarray, parallel: bool):
+           member_keys: np.ndarray, parallel: bool, replaced: tuple | None = None):
     """One pass over chunks ``starts[c]:stops[c]`` (ascending, disjoint) of groups: chunk c is of
     group ``groups[c]``, whose chunks are ``firsts[g]:firsts[g + 1]``, and whose window is
     ``[lo[g], hi[g])``.
@@ -224,18 +224,42 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
     values: float32 or float64 ``[n]`` (squared as float64); keys: :func:`key_bits` ``[n]``;
     slots: int64, where chunk c may write its members (``members[slots[c]:slots[c] + its length
     + 1]``, disjoint); ``member_keys`` (as ``keys``, as large as ``members``) gets their keys.
-    Returns per group ``(squares, counts, window)``: the sum of its squared values (float64
+    ``replaced``: None, or ``(indices, originals)``: flat indices (int64, ascending) at which
+    ``values`` hold something else (the ranks written over them in place, e.g. +inf) and the
+    values to square there: each chunk that holds one is summed again, by the same serial loop,
+    from a copy of the chunk that holds them (so the sums are those of the original values, bit
+    for bit). Returns per group ``(squares, counts, window)``: the sum of its squared values (float64
     ``[G]``), the count of keys below ``lo`` and inside the window (int64 ``[G, 2]``), and where
     its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``)."""
     chunks = starts.size
     squares, counts, origins = np.empty(chunks), np.empty((chunks, 2), np.int64), np.empty(chunks, np.int64)
     kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
     kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts, origins)
+    if replaced is not None:
+        _square_originals(values, keys, starts, stops, *replaced, squares)
     group_count = firsts.size - 1
     group_squares, group_counts = np.empty(group_count), np.empty((group_count, 2), np.int64)
     group_window = np.empty(group_count, np.int64)
     _gather_windows(members, member_keys, origins, counts, squares, firsts, group_squares, group_counts, group_window)
     return group_squares, group_counts, group_window
+
+
+def _square_originals(values, keys, starts, stops, indices, originals, squares):
+    # the chunks that hold a replaced entry, each summed again from a copy holding the originals
+    # by _survey_serial itself (one chunk, an empty window): the loop, and so the order, of the survey
+    chunk_of = np.searchsorted(stops, indices, side="right")
+    inside = chunk_of < starts.size
+    inside[inside] &= starts[chunk_of[inside]] <= indices[inside]
+    one = np.zeros(1, np.int64)
+    for chunk in np.unique(chunk_of[inside]).tolist():
+        start, stop = int(starts[chunk]), int(stops[chunk])
+        copy = values[start:stop].copy()
+        held = (indices >= start) & (indices < stop)
+        copy[indices[held] - start] = originals[held]
+        total, counts, origins = np.empty(1), np.empty((1, 2), np.int64), np.empty(1, np.int64)
+        _survey_serial(copy, copy.view(keys.dtype), one, np.full(1, stop - start, np.int64), one, one, one, one,
+                       np.empty(1, np.int64), np.empty(1, keys.dtype), total, counts, origins)
+        squares[chunk] = total[0]
 
 
 @njit(cache=True)

@@ -46,7 +46,7 @@ from .evaluate import run_model
 from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
 from .progress import Progress
-from .pruning import FlatWeights, choose_prunable, protect_strongest
+from .pruning import FlatWeights, ProtectStrongest, choose_prunable
 from .report import percent
 from .profile import STORAGES
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
@@ -54,7 +54,7 @@ from .shrink import remove_dead
 from .simulate import simulate
 from .structured import STRUCTURES, ChannelGroups
 from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
-                      resource_after)
+                      resource_after, unranked)
 from .train import TrainConfig, Trainer, accuracy
 from .optim import CosineSchedule
 from .schema import REPORT_SCHEMA_VERSION
@@ -288,23 +288,18 @@ class Compression:
         self.dense_accuracy = self._accuracies(self.graph)
         self.timings["prepare"] = time.perf_counter() - started
 
-    def _rank(self, magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The order of pruning: by magnitude, with each output neuron's ``min_output_synapses``
-        strongest synapses last (when the output layer is pruned), so no class is disconnected;
-        written into ``out`` when given (``magnitudes`` itself when nothing is protected)."""
-        if self._protected is None:
-            return magnitudes
-        part, rows = self._protected
-        return protect_strongest(magnitudes, part, rows, self.config.min_output_synapses, out)
-
     @functools.cached_property
-    def _protected(self) -> tuple[slice, int] | None:
-        """(flat range, rows) of the output layer whose strongest synapses :meth:`_rank` ranks last;
-        None when it protects none (the layers and their shapes are fixed for a compression)."""
+    def _rank(self):
+        """The order of pruning, ``rank(magnitudes, out=None)`` as the solver takes it: by magnitude,
+        with each output neuron's ``min_output_synapses`` strongest synapses last when the output
+        layer is pruned (``pruning.ProtectStrongest``, which the solver applies in place), so no
+        class is disconnected; ``solvers.unranked`` when it protects none (the layers and their
+        shapes are fixed for a compression)."""
         output = self.graph.prunable()[-1].name
         if self.config.min_output_synapses == 0 or output not in self.layers:
-            return None
-        return dict(self.flat.layer_slices())[output], self.graph[output].weight.shape[0]
+            return unranked
+        return ProtectStrongest(dict(self.flat.layer_slices())[output], self.graph[output].weight.shape[0],
+                                self.config.min_output_synapses)
 
     def _magnitudes(self) -> np.ndarray:
         """|w| of the prunable weights, in the order of :meth:`_rank`."""

@@ -99,13 +99,15 @@ class LeastSets:
         self._reach = [REACH[0]] * count  # how far the next window extends along the last move (margins)
         self._missed = [0] * count  # the sides (BELOW | ABOVE) a set left the window on since the last recentre
         self._windows = [None] * count  # each group's Window of the last survey, built when first asked for
-        self.values = self.keys = None
+        self.values = self.keys = self._replaced = None
 
-    def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int]) -> np.ndarray:
+    def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int], replaced: tuple | None = None) -> np.ndarray:
         """One pass over every group's ``values`` (float32/64 ``[n]``) and ``keys``
         (:func:`kernels.selection.key_bits` of their ranks); ``ks``: the set sizes expected (a
-        group without a window gets one around them). Returns each group's sum of squared values."""
-        self.values, self.keys = values, keys
+        group without a window gets one around them); ``replaced``: ``(indices, originals)`` where
+        ``values`` hold a rank in place of the value (``kernels.selection.survey``). Returns each
+        group's sum of squared values."""
+        self.values, self.keys, self._replaced = values, keys, replaced
         if self._member_keys is None or self._member_keys.dtype != keys.dtype:
             self._member_keys = np.empty(self._members.size, keys.dtype)
         if not self._all_windows:
@@ -126,7 +128,7 @@ class LeastSets:
                       self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
                       self._slots[part])
         squares, counts, windows = survey(self.values, self.keys, *chunks, self._members, self._member_keys,
-                                          self._parallel)
+                                          self._parallel, self._replaced)
         self.squares[first:stop] = squares
         self._below[first:stop], self._inside[first:stop] = counts.T.tolist()
         self._window_starts[first:stop] = windows.tolist()
@@ -249,7 +251,8 @@ class LeastSets:
     def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list):
         """Per group, three float64 sequences ``[G]``: the squares and the cost of its set ``first[g]``,
         and the cost of its set ``second[g]``'s weights that are not hard-pruned (sets as
-        :meth:`least` gives them) of the surveyed values and keys. ``costs``: float64 ``[n]``, or
+        :meth:`least` gives them) of the surveyed values and keys (no set holds a ``replaced``
+        entry: their rank, +inf, is above every set's bound). ``costs``: float64 ``[n]``, or
         ``[1]``: the one cost of every weight (then counts times it: exact for an integer cost);
         ``hard``: uint8 ``[n]``, or ``[1]`` zero when none is hard-pruned (kernels.selection.set_sums)."""
         rows = [(a[0], a[1], b[0], b[1]) for a, b in zip(first, second)]

@@ -280,9 +280,11 @@ class Penalty:
 
     ``add(grads)`` adds the gradient to ``grads`` in place (any optimizer calls it; so does
     calling the penalty). ``least``: the same gradient per parameter as ``kernels.adam.adam_update``'s
-    ``least`` (``(keys, first, split, last, bound, factor)`` over the parameter's flat entries),
-    or None where it has no such form. ``magnitudes``: per parameter, a float32 ``[size]`` view
-    that Adam fills with |w| after its update, so that the caller needs no pass to read them.
+    ``least`` (``(keys, first, split, last, bound, factor)`` over the parameter's flat entries;
+    keys None: the set's membership is read from |w|, so give the penalty to the step right after
+    it was made, the weights unchanged in between), or None where it has no such form.
+    ``magnitudes``: per parameter, a float32 ``[size]`` view that Adam fills with |w| after its
+    update, so that the caller needs no pass to read them.
     ``written``: (optimizer, its ``writes``) once an optimizer step filled every one of them.
     """
 

@@ -8,6 +8,8 @@ selection of the least-magnitude weights.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import ir
@@ -125,10 +127,13 @@ class FlatWeights:
                 add_scaled_least(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
                                  keys[start:stop], (bound, following - start), factor)
 
-    def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float) -> dict[str, tuple]:
+    def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float,
+                    by_magnitude: frozenset = frozenset()) -> dict[str, tuple]:
         """:meth:`add_scaled_least`'s gradient as ``kernels.adam.adam_update``'s ``least`` per
         parameter ``"<layer>.weight"`` that meets the flat range ``part``: ``(keys of the layer,
-        first, split, last, bound, factor)`` in the layer's flat indices, for Adam to add in its pass."""
+        first, split, last, bound, factor)`` in the layer's flat indices, for Adam to add in its pass;
+        keys None for the parameters named in ``by_magnitude`` (their keys are the bits of their |w|
+        now: Adam reads membership from the weights)."""
         bound, following = least[0], least[1]
         terms = {}
         for name, layer in self.layer_slices():
@@ -136,7 +141,9 @@ class FlatWeights:
             if stop > start:
                 first, last = start - layer.start, stop - layer.start
                 split = min(max(following - layer.start, first), last)
-                terms[f"{name}.weight"] = (keys[layer], first, split, last, bound, factor)
+                parameter = f"{name}.weight"
+                layer_keys = None if parameter in by_magnitude else keys[layer]
+                terms[parameter] = (layer_keys, first, split, last, bound, factor)
         return terms
 
     def magnitude_views(self, out: np.ndarray) -> dict[str, np.ndarray]:
@@ -178,12 +185,13 @@ def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int
     (one row per output neuron of a layer), the ``count`` largest are +inf: ranked last, so
     pruned only if nothing else is left to meet a budget. Never disconnects an output neuron.
     ``out``: where to write the copy (as ``magnitudes``, not it), e.g. a buffer reused from one
-    selection to the next (no fresh pages of a new array each time)."""
+    selection to the next (no fresh pages of a new array each time), or ``magnitudes`` itself (ranked in place)."""
     if out is None:
         ranked = magnitudes.copy()
     else:
         ranked = out
-        np.copyto(ranked, magnitudes)
+        if out is not magnitudes:
+            np.copyto(ranked, magnitudes)
     block = ranked[part].reshape(rows, -1)  # a view into ``ranked``
     if count >= block.shape[1]:
         block[...] = np.inf
@@ -192,6 +200,31 @@ def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int
         strongest = np.argpartition(-block, count - 1, axis=1)[:, :count]
         np.put_along_axis(block, strongest, np.inf, axis=1)
     return ranked
+
+
+@dataclass(frozen=True)
+class ProtectStrongest:
+    """The rank ``protect_strongest(magnitudes, part, rows, count, out)`` (each of the ``rows``
+    output neurons of the flat range ``part`` keeps its ``count`` strongest synapses last), which
+    the solver can also apply in place (:meth:`in_place`: no copy of all ranks)."""
+
+    part: slice
+    rows: int
+    count: int
+
+    def __call__(self, magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return protect_strongest(magnitudes, self.part, self.rows, self.count, out)
+
+    def in_place(self, magnitudes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rank ``magnitudes`` (float ``[n]``) in place; returns the flat indices (int64,
+        ascending) of the entries it set to +inf and their magnitudes before (of their dtype): a
+        copy of ``part`` alone, compared bit for bit (an entry that was +inf already is not listed)."""
+        block = magnitudes[self.part]
+        before = block.copy()
+        protect_strongest(magnitudes, self.part, self.rows, self.count, magnitudes)
+        width = np.int32 if block.dtype.itemsize == 4 else np.int64
+        changed = np.flatnonzero(block.view(width) != before.view(width))
+        return changed + self.part.start, before[changed]
 
 
 def magnitude_prune_to(

@@ -60,6 +60,12 @@ METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
 TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
+# weights from which a rank that can (``in_place``) ranks the |w| buffer itself: below, its Python (the
+# protected |w| kept, their chunk summed again, restored for a check) costs more than the copy it saves
+# (one thread, thread CPU time, `NUMBA_NUM_THREADS=1 python bench/rank_in_place.py`, least of 6 rounds:
+# digits_mlp's 9,472 weights, step 0.18 ms copied against 0.25 in place with this at 0; mnist_mlp's 635,200,
+# step + Adam's add 1.95 against 1.74 ms)
+RANK_IN_PLACE_FROM = 1 << 16
 
 
 @dataclass
@@ -93,12 +99,23 @@ class Selection:
     ``following``; kernels/selection.py) and each group's sum of squared weights. ``values``
     is a reused buffer of the solver's: valid until its next selection but one."""
 
-    values: np.ndarray  # the flat's native_magnitudes() they were selected on
+    values: np.ndarray  # the flat's native_magnitudes() they were selected on (but at ``protected``)
     keys: np.ndarray  # key_bits of their ranks (a view of ``values``, or of a buffer of the solver's, as ``values``)
     sigma: np.ndarray
     hard_pruned: np.ndarray  # the array passed (the caller never changes it in place)
     sets: list
     squares: np.ndarray  # per group: the sum of its squared values (float64)
+    read: tuple | None = None  # (optimizer, its ``writes``) when ``values`` were read: None, no optimizer known
+    # (flat indices, their |w|) where ``values`` hold the rank +inf (ranked in place), or None; a set never
+    # holds them (+inf is above every set's bound), so only the squares of all values and the check need them
+    protected: tuple | None = None
+
+    def magnitudes(self) -> np.ndarray:
+        """The |w| selected on, as float64 (a copy: ``values`` with the protected synapses' own)."""
+        wide = self.values.astype(np.float64)
+        if self.protected is not None:
+            wide[self.protected[0]] = self.protected[1]
+        return wide
 
 
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
@@ -118,11 +135,14 @@ def unranked(magnitudes: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
 class Minimax:
     """``rank(magnitudes, out)`` orders the weights for pruning (default: by magnitude itself;
     ``pruning.protect_strongest`` ranks protected synapses last), into ``out`` (a buffer of the
-    solver's, as ``magnitudes``) when it does not return ``magnitudes`` itself. ``flat``: a
+    solver's, as ``magnitudes``) when it does not return ``magnitudes`` itself; a rank with an
+    ``in_place(magnitudes)`` method (``pruning.ProtectStrongest``) ranks the solver's float32 |w|
+    buffer itself from ``RANK_IN_PLACE_FROM`` weights, keeping the |w| of the entries it changed (no
+    copy of all ranks). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
-    ``scale_weights`` (and a ``FlatWeights``' ``least_terms`` and ``magnitude_views``, to hand Adam
-    the penalty and the |w| copy: ``optim.Penalty``).
+    ``scale_weights`` (and a ``FlatWeights``' ``least_terms``, ``magnitude_views``, ``layer_slices`` and
+    ``offsets``, to hand Adam the penalty and the |w| copy: ``optim.Penalty``).
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
@@ -142,37 +162,50 @@ class Minimax:
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
         self._ranks = []  # up to two buffers for the ranks, likewise
         self._handed = None  # (the last penalty, the buffer its optimizer step is to fill with |w|)
+        self._optimizer = None  # the optimizer that filled a penalty's |w| buffer: its ``writes`` date the |w| read
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
         return MinimaxState(sigma=floor.copy(), y=np.zeros(len(self.groups)))
 
     # -- the least-s sets ----------------------------------------------------------
-    def _fresh_values(self) -> np.ndarray:
-        """``flat.native_magnitudes()``, into a buffer the last selection does not hold; no pass
+    def _fresh_values(self) -> tuple[np.ndarray, tuple | None]:
+        """``flat.native_magnitudes()``, into a buffer the last selection does not hold, and
+        (optimizer, its ``writes``) now (None while no optimizer filled a penalty's buffer); no pass
         when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
         out = self._spare_values()
         handed, self._handed = self._handed, None  # one use: a later call copies
+        if handed is not None and handed[0].written is not None:
+            self._optimizer = handed[0].written[0]
+        read = None if self._optimizer is None else (self._optimizer, self._optimizer.writes)
         if out is not None and handed is not None and handed[1] is out and handed[0].magnitudes_current():
-            return out
+            return out, read
         values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
             self._values.append(values)
-        return values
+        return values, read
 
     def _spare_values(self) -> np.ndarray | None:
         """The buffer :meth:`_fresh_values` fills next (one the last selection does not hold), if made."""
         held = None if self._last is None else self._last.values
         return next((buffer for buffer in self._values if buffer is not held), None)
 
-    def _select(self, values: np.ndarray, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
-        """The least-s sets of ``values`` for the fractions ``sigma`` (one survey pass); becomes the last selection."""
-        magnitudes = values if values.dtype == np.float32 else values * values
-        keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
+    def _select(self, values: np.ndarray, read: tuple | None, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
+        """The least-s sets of ``values`` (read at ``read``: :meth:`_fresh_values`) for the fractions
+        ``sigma`` (one survey pass); becomes the last selection."""
+        in_place = getattr(self.rank, "in_place", None)
+        if in_place is not None and values.dtype == np.float32 and values.size >= RANK_IN_PLACE_FROM:
+            # the ranks over |w| in their own buffer: no copy
+            protected = in_place(values)
+            keys = key_bits(values)
+        else:
+            protected = None
+            magnitudes = values if values.dtype == np.float32 else values * values
+            keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
         sizes = self._sizes(sigma, hard_pruned)
-        squares = self._least.survey(values, keys, sizes)
+        squares = self._least.survey(values, keys, sizes, protected)
         sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
-        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares)
+        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares, read, protected)
         return self._last
 
     def _rank_buffer(self, magnitudes: np.ndarray) -> np.ndarray:
@@ -205,9 +238,26 @@ class Minimax:
         """The sets of the weights now: those the last selection (a :meth:`step`'s, whose weights
         the next training step's penalty sees) made, when its inputs are equal; else selected."""
         last = self._last
-        if last is not None and self._holds(last, sigma, hard_pruned) and self.flat.same_magnitudes(last.values):
+        if last is not None and self._holds(last, sigma, hard_pruned) and self._unchanged(last):
             return last
-        return self._select(self._fresh_values(), sigma, hard_pruned)
+        return self._select(*self._fresh_values(), sigma, hard_pruned)
+
+    def _unchanged(self, selection: Selection) -> bool:
+        """Whether the weights' |w| are still those ``selection`` was made on: by the optimizer's
+        counter when one dated them (no step, mask change or state load since: the contract of
+        :meth:`penalty`), else by a read-only pass comparing them."""
+        read = selection.read
+        if read is not None and read[0].writes == read[1]:
+            return True
+        if selection.protected is None:
+            return self.flat.same_magnitudes(selection.values)
+        indices, magnitudes = selection.protected
+        ranks = selection.values[indices]
+        selection.values[indices] = magnitudes  # |w| for the check, then the ranks again (the keys view them)
+        try:
+            return self.flat.same_magnitudes(selection.values)
+        finally:
+            selection.values[indices] = ranks
 
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
@@ -247,6 +297,18 @@ class Minimax:
         next :meth:`step`); for a ``FlatWeights`` it also carries the same gradient per layer, for
         Adam to add in its own pass, and the flat buffer in which Adam is to write the |w| that
         the next :meth:`step` reads (which then needs no pass of its own).
+
+        The sets of the last :meth:`step` are reused when s and the hard-pruned weights are those
+        it left and the weights did not move since. Once an optimizer has filled a penalty's |w|
+        buffer, that the weights did not move is read off its counter (``Optimizer.writes``: no step,
+        mask change or state load since the |w| were read), with no pass: so, as for :meth:`step`,
+        between a step and this call change the weights only through that optimizer, as
+        ``compress.py`` does. Before that (no optimizer known, SGD, units of
+        ``structured.ChannelGroups``, Adam below ``fuse_from``), or when the counter moved, one
+        read-only pass compares |w| with those selected on. Where the keys are the bits of the
+        |w| selected on (ranked by |w| itself, or in place, outside the layer of protected
+        synapses), Adam reads membership in the set from the weights themselves: give the penalty to
+        the optimizer step right after it, the weights unchanged in between (``Trainer.train_step``).
         """
         selection = self._current(state.sigma, hard_pruned)
 
@@ -266,14 +328,27 @@ class Minimax:
     def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
         """The penalty's gradient per parameter (``FlatWeights.least_terms``), or None where a
         layer meets two penalised groups (Adam's pass adds one set per parameter)."""
-        terms = {}
+        terms, by_magnitude = {}, self._keys_are_magnitudes(selection)
         for group, least, dual in zip(self.groups, selection.sets, y):
             if dual > 0:
-                for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual).items():
+                for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual, by_magnitude).items():
                     if name in terms:
                         return None
                     terms[name] = term
         return terms
+
+    def _keys_are_magnitudes(self, selection: Selection) -> frozenset:
+        """The parameters whose keys are the bits of their |w| now: where the keys view the |w|
+        selected on (ranked by |w| itself, or in place) and no protected synapse lies (the
+        penalty's selection is of the weights now: :meth:`_current`). Adam tests membership
+        in the set on their weights, without reading the keys."""
+        if selection.keys.base is not selection.values:
+            return frozenset()
+        names = [f"{name}.weight" for name, _ in self.flat.layer_slices()]
+        if selection.protected is not None and selection.protected[0].size:  # flat indices, ascending
+            first, last = (np.searchsorted(self.flat.offsets, selection.protected[0][[0, -1]], "right") - 1).tolist()
+            names = names[:first] + names[last + 1:]  # the layers from the first protected synapse's to the last's
+        return frozenset(names)
 
     def _ascend_y(self, y: float, mass: float) -> float:
         """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""
@@ -291,10 +366,10 @@ class Minimax:
         :meth:`penalty` are read as they are (``optim.Penalty.magnitudes_current``): between that
         step and this call, change the weights only through the optimizer (a mask, a step, a
         state load: the |w| are then copied anew), as ``compress.py`` does."""
-        values = self._fresh_values()
+        values, read = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         distance = constants.distance
-        selection = self._select(values, state.sigma, hard_pruned)
+        selection = self._select(values, read, state.sigma, hard_pruned)
         before = selection.sets
         # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
         squares, y = selection.squares.tolist(), state.y.tolist()
@@ -303,7 +378,7 @@ class Minimax:
             if following >= 0:
                 mean_squared, mean_cost = self._means(squares[index], size, constants.hard_counts[index],
                                                       constants.group_costs[index], constants.in_play_costs[index])
-                following_squared = float(values[following]) ** 2
+                following_squared = float(values[following]) ** 2  # not protected: its key is below +inf
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = y[index] * following_squared / mean_squared - state.z * float(costs[following]) / mean_cost
                 floor = constants.hard_counts[index] / size
@@ -326,7 +401,7 @@ class Minimax:
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
-            wide = values.astype(np.float64)
+            wide = selection.magnitudes()
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
         return self._mask(selection) | hard_pruned
 
@@ -382,7 +457,7 @@ class PaperMinimax(Minimax):
              lr: float = 0.0):
         """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
         the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
-        selection = self._select(self._fresh_values(), state.sigma, hard_pruned)
+        selection = self._select(*self._fresh_values(), state.sigma, hard_pruned)
         mask = self._mask(selection)
         for group, y in zip(self.groups, state.y):
             if y > 0:

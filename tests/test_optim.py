@@ -410,6 +410,30 @@ def test_adam_adds_a_least_set_penalty_and_writes_magnitudes_bit_for_bit_as_the_
     assert all(np.array_equal(w.view(np.int32), per_thread_count[0].view(np.int32)) for w in per_thread_count)
 
 
+@pytest.mark.parametrize("size", [3001, 70_001])
+def test_adam_reads_the_sets_membership_from_the_weights_when_the_keys_are_their_magnitudes(size, monkeypatch):
+    # keys None: the same steps as with keys that are the bits of |w| now, for any bound (zeros,
+    # ties, every finite weight) and weights of +-0, +-inf and NaN
+    monkeypatch.setattr(Adam, "fuse_from", 0)
+    rng = np.random.default_rng(6)
+    weight, _, keys, (first, split, last, tied) = _least_problem(rng, size)
+    weight[[first, first + 1, split, last - 2, last - 1]] = [0.0, -0.0, np.inf, -np.inf, np.nan]
+    infinite = int(key_bits(np.array([np.inf], np.float32))[0])
+    for bound in (0, tied, infinite - 1, infinite):
+        runs = []
+        for by_weight in (False, True):
+            params = {"w": weight.copy()}
+            optimizer = Adam(params, lr=1e-2)
+            magnitudes = np.empty(size, np.float32)
+            for step in range(3):
+                keys = None if by_weight else key_bits(np.abs(params["w"]))
+                penalty = Penalty(lambda grads: None, {"w": (keys, first, split, last, bound, 1.46)}, {"w": magnitudes})
+                optimizer.step({"w": np.random.default_rng(step).standard_normal(size).astype(np.float32)}, penalty)
+            runs.append([params["w"], magnitudes, *(optimizer.moments[m]["w"] for m in ("exp_avg", "exp_avg_sq"))])
+        for a, b in zip(*runs):
+            assert a.tobytes() == b.tobytes()
+
+
 def test_magnitudes_written_by_a_step_are_current_until_the_optimizer_changes_a_parameter(monkeypatch):
     monkeypatch.setattr(Adam, "fuse_from", 0)  # fuse at this size
     rng = np.random.default_rng(1)

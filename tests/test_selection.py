@@ -184,6 +184,22 @@ def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_th
         assert np.array_equal(serial, expected) and np.array_equal(parallel, expected) and expected.size > 0
 
 
+def test_the_survey_squares_the_original_values_where_ranks_were_written_over_them():
+    rng = np.random.default_rng(6)
+    values = np.abs(rng.standard_normal(300_007)).astype(np.float32)
+    groups = [slice(0, 5), slice(11, 200_000), slice(200_000, 300_007)]
+    # in several chunks of each group, at a chunk's edges, and between groups (no chunk holds it)
+    indices = np.unique(np.concatenate([rng.choice(values.size, 40, replace=False), [0, 7, 65_546, 65_547, 300_006]]))
+    ranks = values.copy()
+    ranks[indices] = np.inf
+    ks = [1, 50_000, 3]
+    expected, written = LeastSets(groups, values.size), LeastSets(groups, values.size)
+    squares = expected.survey(values, key_bits(ranks.copy()), ks)
+    assert np.array_equal(written.survey(ranks, key_bits(ranks), ks, (indices, values[indices])), squares)
+    assert [written.least(g, k) for g, k in enumerate(ks)] == [expected.least(g, k) for g, k in enumerate(ks)]
+    assert np.isinf(LeastSets(groups, values.size).survey(ranks, key_bits(ranks), ks)).all()  # unless told
+
+
 @pytest.mark.parametrize("uniform", [False, True])
 def test_the_set_sums_are_the_squares_and_costs_of_the_sets(uniform):
     rng = np.random.default_rng(7)
@@ -305,7 +321,7 @@ def test_groups_given_out_of_flat_order_get_the_sets_and_sums_of_the_same_groups
 def test_protect_strongest_ranks_the_strongest_of_each_row_last_as_argpartition_chooses():
     # the kernel writes a row's strongest when they are unique; ties at the edge and NaN take
     # argpartition's own choice: the ranks are those of argpartition in every case
-    from onnx_snn_compress.pruning import protect_strongest
+    from onnx_snn_compress.pruning import ProtectStrongest, protect_strongest
 
     def by_argpartition(magnitudes, part, rows, count):
         ranked = magnitudes.copy()
@@ -328,6 +344,11 @@ def test_protect_strongest_ranks_the_strongest_of_each_row_last_as_argpartition_
                 assert np.array_equal(ranked[:600], values[:600]) and ranked is not values
                 out = np.full_like(values, 7.0)  # a buffer holding an earlier selection's ranks
                 assert protect_strongest(values, part, 8, count, out) is out and out.tobytes() == ranked.tobytes()
+                in_place = values.copy()  # the same ranks over the magnitudes, which it returns where it changed them
+                indices, before = ProtectStrongest(part, 8, count).in_place(in_place)
+                assert in_place.tobytes() == ranked.tobytes()
+                changed = np.flatnonzero(key_bits(ranked) != key_bits(values))  # bits: a NaN left as it was is not
+                assert np.array_equal(indices, changed) and before.tobytes() == values[indices].tobytes()
         assert selection.set_strongest(magnitudes[part].reshape(8, -1).copy(), 2)
         assert not selection.set_strongest(tied[part].reshape(8, -1).copy(), 2)
 

@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
+from onnx_snn_compress import solvers
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
-from onnx_snn_compress.pruning import FlatWeights, protect_strongest
+from onnx_snn_compress.optim import Adam
+from onnx_snn_compress.pruning import FlatWeights, ProtectStrongest, protect_strongest
 from onnx_snn_compress.samples import digits_path, sample_model_path
-from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip, unranked
 from onnx_snn_compress.train import TrainConfig, Trainer
 
 
@@ -18,14 +20,16 @@ def search(reuse: bool, seed: int = 0, steps: int = 12, fresh_windows: bool = Fa
     returns every penalty gradient and step result. ``fresh_windows``: the least-s sets are
     located from scratch every step (no window kept from the last). ``protect``: rank each
     output neuron's strongest synapse last (``pruning.protect_strongest``), into the solver's
-    rank buffers ("buffers") or into a new array each selection ("copies")."""
+    rank buffers ("buffers"), into a new array each selection ("copies") or over the |w| in
+    their own buffer ("in place": ``pruning.ProtectStrongest``)."""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
     flat = FlatWeights(graph, layers)
     parts = [part for _, part in flat.layer_slices()]
     rows = graph[layers[-1]].weight.shape[0]
     rank = {"": lambda m, out: m, "buffers": lambda m, out: protect_strongest(m, parts[-1], rows, 1, out),
-            "copies": lambda m, out: protect_strongest(m, parts[-1], rows, 1)}[protect]
+            "copies": lambda m, out: protect_strongest(m, parts[-1], rows, 1),
+            "in place": ProtectStrongest(parts[-1], rows, 1)}[protect]
     solver = Minimax(flat, parts, lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
     costs = np.ones(flat.size)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
@@ -82,6 +86,37 @@ def test_ranks_written_into_the_solvers_two_buffers_give_the_searches_of_fresh_c
     # a selection's keys view a buffer that the next selection but one writes: the penalty
     # reads those of the last step's, or of its own when the weights moved in between
     assert_same_search(search(reuse=True, protect="buffers"), search(reuse=True, protect="copies"))
+
+
+def test_ranks_written_over_the_magnitudes_in_place_give_the_searches_of_copies(monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)  # in place at digits_mlp's size too
+    # the squares, the penalty's check and the pruned vector of a met budget take the protected
+    # synapses' own |w|, which the ranks (+inf) replaced; reselected every step or reused
+    for reuse in (True, False):
+        assert_same_search(search(reuse=reuse, protect="in place", steps=16),
+                           search(reuse=reuse, protect="copies", steps=16))
+
+
+def test_a_met_budget_ranks_the_protected_synapses_by_their_own_magnitudes(monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)
+    # one global s: a met budget's pruned vector ranks the |w| again (magnitude_to_budget); up to
+    # s = 1, where the set holds every synapse but the protected ones
+    for sigma in (0.4, 0.9, 1.0):
+        found = []
+        for in_place in (True, False):
+            graph = load_model(sample_model_path("digits_mlp"))
+            flat = FlatWeights(graph, [node.name for node in graph.prunable()])
+            part, rows = list(flat.layer_slices())[-1][1], graph.prunable()[-1].weight.shape[0]
+            rank = ProtectStrongest(part, rows, 2) if in_place \
+                else (lambda m, out=None: protect_strongest(m, part, rows, 2))
+            solver = Minimax(flat, [slice(0, flat.size)], lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
+            state = MinimaxState(sigma=np.array([sigma]), y=np.array([0.5]), z=0.1)
+            budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
+            hard_pruned = np.zeros(flat.size, dtype=bool)
+            pruned = solver.step(state, np.ones(flat.size), hard_pruned, budget)
+            found.append((pruned, state.sigma.copy(), state.y.copy(), state.z))
+        assert found[0][0] is not None or sigma == 0.4  # met from s = 0.9
+        assert_same_search(*([pruned, (sigma_, y, z)] for pruned, sigma_, y, z in found))
 
 
 def first_steps(target: float, solver_class=Minimax):
@@ -152,11 +187,15 @@ def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
             assert np.array(_clip(value, low, high)).tobytes() == np.array(expected).tobytes()
 
 
-def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
+def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, after=None, reuse: bool = True,
+                   protect: bool = False):
     """A search on digits_mlp inside real training steps (Adam): penalty, training step, solver step;
     ``fused=False`` hands Adam the penalty as a plain function (the separate add and |w| copy).
-    ``between(trainer, step)`` may act between the training step and the solver's. Returns every
-    weight, s, y and z, and the number of |w| copies the solver made. (Adam fuses from any size here:
+    ``between(trainer, step)`` may act between the training step and the solver's, ``after(trainer,
+    step)`` between the solver's step and the next penalty; ``reuse=False``: every penalty selects
+    anew; ``protect``: each output neuron's strongest synapse ranked last, in place
+    (``pruning.ProtectStrongest``). Returns every weight, s, y and z, the number of |w| copies the
+    solver made and of the penalty's read-only |w| checks. (Adam fuses from any size here:
     digits_mlp is below its ``fuse_from``.)"""
     graph = load_model(sample_model_path("digits_mlp"))
     layers = [node.name for node in graph.prunable()]
@@ -167,45 +206,107 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None):
     copies = []
     native = flat.native_magnitudes
     flat.native_magnitudes = lambda out=None: copies.append(1) or native(out)
+    checks = []
+    same = flat.same_magnitudes
+    flat.same_magnitudes = lambda values: checks.append(1) or same(values)
     groups = [part for _, part in flat.layer_slices()] if per_layer else [slice(0, flat.size)]
-    solver = Minimax(flat, groups, lr_s=0.1, lr_y=1.0, lr_z=0.1)
+    output = list(flat.layer_slices())[-1][1]
+    rank = ProtectStrongest(output, graph[layers[-1]].weight.shape[0], 1) if protect else unranked
+    solver = Minimax(flat, groups, lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
     costs, hard_pruned = np.ones(flat.size), np.zeros(flat.size, dtype=bool)
     budget = Budget(target=0.3, reference=float(flat.size), fixed=0.0)
     state = solver.start(hard_pruned)
     state.y[:] = 0.5  # penalised from the first step
     results = []
     for step in range(steps):
+        if not reuse:
+            solver._last = None
         penalty = solver.penalty(state, hard_pruned)
         trainer.train_step(penalty if fused else (lambda grads, penalty=penalty: penalty(grads)))
         if between is not None:
             between(trainer, step)
         solver.step(state, costs, hard_pruned, budget, trainer.optimizer.lr)
-        assert np.array_equal(solver._last.values, native(None))  # what the step selected on is |w| now
+        assert np.array_equal(solver._last.magnitudes(), native(None))  # what the step selected on is |w| now
         results.append((flat.weights(), state.sigma.copy(), state.y.copy(), state.z))
-    return results, len(copies)
+        if after is not None:
+            after(trainer, step)
+    return results, len(copies), len(checks)
 
 
-@pytest.mark.parametrize("per_layer", [False, True])
-def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer):
-    (fused, fused_copies), (separate, separate_copies) = (trained_search(f, per_layer) for f in (True, False))
-    for a, b in zip(fused, separate):
+def assert_same_trained_search(first, second):
+    for a, b in zip(first, second, strict=True):
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
         assert a[3] == b[3]
+
+
+def freeze(trainer, step):  # a mask frozen on even steps: it zeroes a column of fc2
+    if step % 2 == 0:
+        keep = np.ones(trainer.params["fc2.weight"].shape, bool)
+        keep[:, step] = False
+        trainer.optimizer.set_mask("fc2.weight", keep)
+
+
+@pytest.mark.parametrize("per_layer, protect", [(False, False), (True, False), (False, True)])
+def test_adam_fusing_the_penalty_and_the_magnitudes_gives_the_search_of_the_separate_passes(per_layer, protect,
+                                                                                            monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)
+    # fused, Adam reads the set's membership from |w| (keys read only in the layer of protected synapses)
+    (fused, fused_copies, _), (separate, separate_copies, _) = (trained_search(f, per_layer, protect=protect)
+                                                                for f in (True, False))
+    assert_same_trained_search(fused, separate)
     assert fused_copies < separate_copies  # the steps read what Adam wrote
 
 
-def test_the_solver_copies_the_magnitudes_after_the_optimizer_changed_the_weights_again():
-    def freeze(trainer, step):  # a mask frozen between the training step and the solver's
-        if step % 2 == 0:
-            keep = np.ones(trainer.params["fc2.weight"].shape, bool)
-            keep[:, step] = False
-            trainer.optimizer.set_mask("fc2.weight", keep)
+def test_adam_reads_the_keys_of_the_protected_synapses_layer_when_the_set_holds_every_other_synapse(monkeypatch):
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)
+    # at s = 1 the set is every finite rank: a protected synapse's |w| is below its bound, its key (+inf) is not
+    graph = load_model(sample_model_path("digits_mlp"))
+    layers = [node.name for node in graph.prunable()]
+    flat = FlatWeights(graph, layers)
+    rank = ProtectStrongest(list(flat.layer_slices())[-1][1], graph[layers[-1]].weight.shape[0], 1)
+    solver = Minimax(flat, [slice(0, flat.size)], lr_s=0.1, lr_y=1.0, lr_z=0.1, rank=rank)
+    state, hard_pruned = MinimaxState(sigma=np.array([1.0]), y=np.array([0.5]), z=0.0), np.zeros(flat.size, bool)
+    penalty = solver.penalty(state, hard_pruned)
+    assert penalty.least["fc1.weight"][0] is None and penalty.least["fc2.weight"][0] is not None
+    saved, steps = {name: graph[name].weight.copy() for name in layers}, []
+    for fused in (True, False):
+        for name in layers:
+            graph[name].weight[...] = saved[name]
+        params = {f"{name}.weight": graph[name].weight for name in layers}
+        optimizer = Adam(params, lr=1e-2)
+        optimizer.fuse_from = 0
+        grads = {key: np.ones_like(value) for key, value in params.items()}
+        optimizer.step(grads, penalty if fused else penalty.add)
+        steps.append({key: value.copy() for key, value in params.items()})
+    assert all(steps[0][key].tobytes() == steps[1][key].tobytes() for key in steps[0])
 
+
+def test_the_solver_copies_the_magnitudes_after_the_optimizer_changed_the_weights_again():
     def another_step(trainer, step):
         if step % 2 == 0:
             trainer.train_step()
 
-    _, undisturbed = trained_search(True, False)
+    _, undisturbed, _ = trained_search(True, False)
     for between in (freeze, another_step):  # (each step asserts that it selected on |w| now)
-        _, copies = trained_search(True, False, between=between)
+        _, copies, _ = trained_search(True, False, between=between)
         assert copies == undisturbed + 2  # steps 2 and 4 copied (the first two copy anyway: buffers made)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_it_moved(fused):
+    def reload(trainer, step):  # a state load on even steps: it leaves the weights as they are
+        if step % 2 == 0:
+            trainer.optimizer.load_state_dict(trainer.optimizer.state_dict())
+
+    fresh, _, _ = trained_search(fused, False, reuse=False)
+    reused, _, checks = trained_search(fused, False)
+    assert_same_trained_search(reused, fresh)
+    # the counter dates the |w| once Adam filled a penalty's buffer (fused: from the second step on,
+    # as the first penalty had no spare buffer to hand); with a plain add each penalty checks
+    assert checks == (1 if fused else 5)
+    _, undisturbed, _ = trained_search(fused, False)
+    for after, reselected in ((freeze, 3), (reload, 0)):  # between the solver's step and the next penalty
+        results, copies, checks = trained_search(fused, False, after=after)
+        assert_same_trained_search(results, trained_search(fused, False, after=after, reuse=False)[0])
+        assert checks == (3 if fused else 5)  # after steps 0, 2 and 4 (not after the last)
+        assert copies == undisturbed + reselected  # a mask that zeroed weights: the penalty selected anew
