@@ -110,12 +110,18 @@ class Selection:
     # holds them (+inf is above every set's bound), so only the squares of all values and the check need them
     protected: tuple | None = None
 
+    def native_magnitudes(self) -> np.ndarray:
+        """The |w| selected on, of their dtype: ``values`` itself, or a copy with the protected
+        synapses' own |w| where ``values`` hold their rank."""
+        if self.protected is None:
+            return self.values
+        native = self.values.copy()
+        native[self.protected[0]] = self.protected[1]
+        return native
+
     def magnitudes(self) -> np.ndarray:
-        """The |w| selected on, as float64 (a copy: ``values`` with the protected synapses' own)."""
-        wide = self.values.astype(np.float64)
-        if self.protected is not None:
-            wide[self.protected[0]] = self.protected[1]
-        return wide
+        """The |w| selected on, as float64 (a copy)."""
+        return self.native_magnitudes().astype(np.float64)
 
 
 def resource_after(costs: np.ndarray, pruned: np.ndarray, budget: Budget) -> float:
@@ -249,15 +255,7 @@ class Minimax:
         read = selection.read
         if read is not None and read[0].writes == read[1]:
             return True
-        if selection.protected is None:
-            return self.flat.same_magnitudes(selection.values)
-        indices, magnitudes = selection.protected
-        ranks = selection.values[indices]
-        selection.values[indices] = magnitudes  # |w| for the check, then the ranks again (the keys view them)
-        try:
-            return self.flat.same_magnitudes(selection.values)
-        finally:
-            selection.values[indices] = ranks
+        return self.flat.same_magnitudes(selection.native_magnitudes())
 
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
