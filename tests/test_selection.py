@@ -178,7 +178,7 @@ def test_a_windows_key_of_every_rank_is_that_of_a_stable_sort_with_its_counts_in
         assert counted.bucket_start(int(rank)) <= keys[order[rank]] < counted.bucket_stop(int(rank))
     offsets, shift, width, bound, following = selection.counted_key_of_rank(keys, members, lo, hi, -1)
     assert (bound, following) == (-1, -1) and offsets[-1] == size and width <= selection.digit_width(size)
-    assert width == min(selection.DIGIT, (lo ^ (hi - 1)).bit_length(), selection.digit_width(size)) or size == 1
+    assert width == min(max(1, (lo ^ (hi - 1)).bit_length()), selection.digit_width(size))
 
 
 def test_the_digit_narrows_below_2048_keys():
