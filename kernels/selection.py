@@ -16,7 +16,8 @@ where ``(bound, following)`` is the key and index of the (k+1)-th smallest in th
 counts the keys below ``lo``, gathers the (index, key) pairs of those inside (indices
 ascending), and sums the squares of all the group's values. A set whose (k+1)-th key lies
 inside the window is then found from the window's pairs alone (``least_sets.Window``: the
-counts of a top digit, :func:`digit_offsets`, then :func:`key_of_rank` within one bucket); the
+counts of a top digit and the first rank's key in one call, :func:`counted_key_of_rank`, then
+:func:`key_of_rank` within one bucket for another rank); the
 caller keeps each group's window near its last boundary, moves it towards a boundary that left
 it and surveys again, and takes a :func:`histogram` when that fails. :func:`set_sums` is one
 pass for two sets per group (a search step's, before and after its step on s): the squares of
@@ -46,6 +47,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 DIGIT = 12  # bits per refining digit: 4,096 counters (32 KB)
 _PARALLEL_ENTRIES = 1 << 16  # below this, one thread (a parallel region costs more)
 CHUNK = 1 << 16  # entries per chunk of a pass: the unit of parallel work and of the sums' order
+_FEW = 32  # pairs ranked directly (each against all), without a digit's counters
 _BLOCK = 64  # keys a survey tests into the bits of one word before it gathers their members
 # float sums within a chunk in the vectorised order of the compiler (fixed for a machine)
 _REASSOCIATE = {"reassoc", "nsz", "contract"}
@@ -263,12 +265,39 @@ def _square_originals(values, keys, starts, stops, indices, originals, squares):
 
 
 @njit(cache=True)
-def _refine_pairs(keys, members, k, shift, digit):
+def digit_width(size):
+    """The bits of a radix digit over ``size`` keys: ``DIGIT``, narrower below 2,048 keys (about
+    one counter per key, at least 16 counters): zeroing and summing 4,096 counters would cost more
+    than counting a few hundred keys."""
+    if size >= 2048:
+        return DIGIT
+    width = 4
+    while (1 << width) < size:
+        width += 1
+    return width
+
+
+@njit(cache=True)
+def _kth_of_few(keys, members, k):
+    # the (k+1)-th smallest pair in the order (key, index) of a few pairs (indices ascending), by
+    # counting the pairs before each one: no counters to zero, no copy
+    for candidate in range(keys.size):
+        key = np.int64(keys[candidate])
+        before = 0
+        for other in range(keys.size):
+            before += (np.int64(keys[other]) < key) | ((np.int64(keys[other]) == key) & (other < candidate))
+        if before == k:
+            return key, members[candidate]
+    return np.int64(keys[k]), members[k]  # not reached: the pairs are distinct in (key, index)
+
+
+@njit(cache=True)
+def _refine_pairs(keys, members, k, shift):
     # radix digits below ``shift`` over (key, index) pairs held side by side (no loads scattered
     # over the flat keys); each digit keeps only the bucket of the (k+1)-th key, in a new array
-    # (the caller's are read, never written)
-    while shift > 0:
-        width = min(digit, shift)
+    # (the caller's are read, never written); ``_FEW`` pairs or fewer are ranked directly
+    while shift > 0 and keys.size > _FEW:
+        width = min(digit_width(keys.size), shift)
         shift -= width
         mask = (1 << width) - 1
         counts = np.zeros(1 << width, dtype=np.int64)
@@ -278,6 +307,8 @@ def _refine_pairs(keys, members, k, shift, digit):
         if counts[bucket] == keys.size:
             continue
         keys, members = _bucket_pairs(keys, members, shift, mask, bucket, counts[bucket])
+    if shift > 0:
+        return _kth_of_few(keys, members, k)
     return np.int64(keys[k]), members[k]  # every key left is the same; ties in index order
 
 
@@ -305,31 +336,45 @@ def _digit_offsets(keys, shift, width):
     return offsets
 
 
-def digit_offsets(member_keys: np.ndarray, shift: int, width: int) -> np.ndarray:
-    """int64 ``[2**width + 1]``: the pairs' ranks by the digit ``(key >> shift) & (2**width - 1)``,
-    bucket b holding ranks ``offsets[b]:offsets[b + 1]`` (the cumulative counts; one pass, the
-    pairs not moved)."""
-    return _digit_offsets(member_keys, shift, width)
+@njit(cache=True)
+def key_of_rank(offsets, member_keys, members, rank, shift, width):
+    """``(key, index)`` of the (rank+1)-th smallest of the pairs ``(member_keys[i], members[i])``
+    (indices ascending, all keys agreeing above bit ``shift + width``), in the order (key, index):
+    the rank's bucket of the top digit (``offsets``: int64 ``[2**width + 1]``, the pairs' ranks by
+    ``(key >> shift) & (2**width - 1)``, of :func:`counted_key_of_rank`), then radix digits within it,
+    or a direct selection among ``_FEW`` pairs or fewer; arrays not changed."""
+    bucket = np.searchsorted(offsets, rank, side="right") - 1
+    first, size = offsets[bucket], offsets[bucket + 1] - offsets[bucket]
+    kept_keys, kept_members = _bucket_pairs(member_keys, members, shift, (1 << width) - 1, bucket, size)
+    return _refine_pairs(kept_keys, kept_members, rank - first, shift)
 
 
 @njit(cache=True)
-def _key_of_rank(offsets, keys, members, rank, shift, width, digit):
-    # the rank's bucket, its pairs gathered in index order (one read of the pairs: cheaper than
-    # sorting them all by the digit, for the two ranks a step asks for), then refined
-    bucket = np.searchsorted(offsets, rank, side="right") - 1
-    first, size = offsets[bucket], offsets[bucket + 1] - offsets[bucket]
-    kept_keys, kept_members = _bucket_pairs(keys, members, shift, (1 << width) - 1, bucket, size)
-    return _refine_pairs(kept_keys, kept_members, rank - first, shift, digit)
+def counted_key_of_rank(member_keys, members, lo, hi, rank):
+    """A window's members (the pairs ``(member_keys[i], members[i])``, indices ascending, keys in
+    ``[lo, hi)``) counted by their top digit, and the key of a rank, in one call: returns
+    ``(offsets, shift, width, key, index)``. The digit is the ``width`` bits (:func:`digit_width` of
+    the members, at most the bits in which keys of the window can differ) above bit ``shift``;
+    ``offsets``: int64 ``[2**width + 1]``, bucket b holding the ranks ``offsets[b]:offsets[b + 1]``.
+    ``(key, index)``: :func:`key_of_rank` of ``rank``, or ``(-1, -1)`` for ``rank`` < 0 (the counts alone)."""
+    differing = lo ^ max(lo, hi - 1)
+    top = 1
+    while (differing >> top) != 0:
+        top += 1
+    width = min(digit_width(members.size), top)
+    shift = top - width
+    offsets = _digit_offsets(member_keys, shift, width)
+    if rank < 0:
+        return offsets, shift, width, np.int64(-1), np.int64(-1)
+    key, index = key_of_rank(offsets, member_keys, members, rank, shift, width)
+    return offsets, shift, width, key, index
 
 
-def key_of_rank(offsets: np.ndarray, member_keys: np.ndarray, members: np.ndarray, rank: int, shift: int,
-                width: int) -> tuple[int, int]:
-    """``(key, index)`` of the (rank+1)-th smallest of the pairs ``(member_keys[i], members[i])``
-    (indices ascending, all keys agreeing above bit ``shift + width``), in the order (key, index):
-    the rank's bucket of :func:`digit_offsets` (``offsets``), then radix digits within it; arrays
-    not changed."""
-    bound, following = _key_of_rank(offsets, member_keys, members, rank, shift, width, DIGIT)
-    return int(bound), int(following)
+@njit(cache=True)
+def bucket_start(offsets, rank, shift, prefix):
+    """The smallest key of the top-digit bucket (of :func:`counted_key_of_rank`) that holds
+    ``rank``: ``prefix`` (the window's keys' bits above the digit) plus the bucket's digit."""
+    return prefix + ((np.searchsorted(offsets, rank, side="right") - 1) << shift)
 
 
 # -- the sums over two sets per group ---------------------------------------------------
@@ -400,18 +445,22 @@ def _add_chunks(out, firsts, totals):
             totals[group, column] = total
 
 
-def set_sums(values: np.ndarray, keys: np.ndarray, costs: np.ndarray, hard: np.ndarray, starts: np.ndarray,
-             stops: np.ndarray, groups: np.ndarray, firsts: np.ndarray, sets: np.ndarray, parallel: bool) -> np.ndarray:
+@njit(cache=True)
+def set_sums(values, keys, costs, hard, starts, stops, groups, firsts, sets, parallel):
     """Per group (chunks as :func:`survey` has them), float64 ``[G, 4]``: the sum of the squared
     values of a first set, how many hard-pruned weights a second set holds, and the costs of the
     first set and of the second's weights that are not hard-pruned. ``sets``: int64 ``[G, 4]``,
     per group ``(bound, following)`` of the first set, then of the second. ``costs``: float64
     ``[n]``, or ``[1]`` (one cost for every weight: then the cost columns are 0 and the caller
     multiplies counts); ``hard``: uint8 ``[n]`` (1: hard-pruned), or ``[1]`` zero (none is: the
-    count is 0). One pass (two with costs per weight)."""
+    count is 0). One pass (two with costs per weight), in parallel chunks when ``parallel`` (pass
+    False without threads to run them: a parallel region costs more); one jitted call, the chunks'
+    sums added inside."""
     out = np.zeros((starts.size, 4))
-    kernel = _sums_parallel if parallel and get_num_threads() > 1 else _sums_serial
-    kernel(values, keys, costs, hard, starts, stops, groups, sets, out)
+    if parallel:
+        _sums_parallel(values, keys, costs, hard, starts, stops, groups, sets, out)
+    else:
+        _sums_serial(values, keys, costs, hard, starts, stops, groups, sets, out)
     totals = np.empty((firsts.size - 1, 4))
     _add_chunks(out, firsts, totals)
     return totals

@@ -20,9 +20,10 @@ result.
 from __future__ import annotations
 
 import numpy as np
+from numba import get_num_threads
 
-from .kernels.selection import (CHUNK, DIGIT, bucket_of, digit_offsets, histogram, infinity_key, key_of_rank,
-                                parallel_pass, set_sums, survey, top_shift)
+from .kernels.selection import (CHUNK, bucket_of, bucket_start, counted_key_of_rank, histogram, infinity_key,
+                                key_of_rank, parallel_pass, set_sums, survey, top_shift)
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
@@ -33,31 +34,35 @@ REACH = 2, 16  # the most a window extends along the boundary's last move, in ma
 
 class Window:
     """The members of a window ``[lo, hi)`` of keys (flat indices ascending, their keys beside
-    them), counted once by their top digit (the 12 bits below the highest bit in which keys of
-    the window can differ), so that the key of any rank is refined within one bucket."""
+    them), counted once by their top digit (up to 12 bits below the highest bit in which keys of
+    the window can differ: :func:`kernels.selection.counted_key_of_rank`), so that the key of any
+    rank is refined within one bucket."""
 
     def __init__(self, member_keys: np.ndarray, members: np.ndarray, lo: int, hi: int):
         self.size, self.lo, self.hi = members.size, int(lo), int(hi)
         self._pairs = (member_keys, members)
         self._offsets = None
 
-    def _count(self) -> np.ndarray:
-        if self._offsets is None:
-            top = max(1, (self.lo ^ max(self.lo, self.hi - 1)).bit_length())
-            self.width = min(DIGIT, top)
-            self.shift, self.prefix = top - self.width, (self.lo >> top) << top
-            self._offsets = digit_offsets(self._pairs[0], self.shift, self.width)
-        return self._offsets
+    def _count(self, rank: int = -1) -> tuple[int, int]:
+        """Count the members by their top digit and find the key of ``rank`` (>= 0) in the same call."""
+        self._offsets, self.shift, self.width, bound, following = counted_key_of_rank(*self._pairs, self.lo, self.hi,
+                                                                                      rank)
+        top = self.shift + self.width
+        self.prefix = (self.lo >> top) << top
+        return bound, following
 
     def key_of_rank(self, rank: int) -> tuple[int, int]:
         """``(key, index)`` of the (rank+1)-th smallest member in the order (key, index)."""
-        return key_of_rank(self._count(), *self._pairs, rank, self.shift, self.width)
+        if self._offsets is None:
+            return self._count(rank)
+        return key_of_rank(self._offsets, *self._pairs, rank, self.shift, self.width)
 
     def bucket_start(self, rank: int) -> int:
         """The smallest key of the top-digit bucket of the member of ``rank``; ``bucket_stop``: the
         key just past that bucket (edges for a window that holds that rank, without refinement)."""
-        offsets = self._count()
-        return self.prefix + ((int(offsets.searchsorted(rank, "right")) - 1) << self.shift)
+        if self._offsets is None:
+            self._count()
+        return bucket_start(self._offsets, rank, self.shift, self.prefix)
 
     def bucket_stop(self, rank: int) -> int:
         return self.bucket_start(rank) + (1 << self.shift)
@@ -248,8 +253,8 @@ class LeastSets:
         elif upper >= below + inside and inside > 0:
             self.hi[p] = min(infinity_key(self.keys), hi + int((upper - below - inside) * keys_per_rank) + 1)
 
-    def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list):
-        """Per group, three float64 sequences ``[G]``: the squares and the cost of its set ``first[g]``,
+    def sums(self, costs: np.ndarray, hard: np.ndarray, first: list, second: list) -> tuple[list, list, list]:
+        """Per group, three lists of Python floats ``[G]``: the squares and the cost of its set ``first[g]``,
         and the cost of its set ``second[g]``'s weights that are not hard-pruned (sets as
         :meth:`least` gives them) of the surveyed values and keys (no set holds a ``replaced``
         entry: their rank, +inf, is above every set's bound). ``costs``: float64 ``[n]``, or
@@ -258,11 +263,10 @@ class LeastSets:
         rows = [(a[0], a[1], b[0], b[1]) for a, b in zip(first, second)]
         sets = np.array(rows if self._order is None else [rows[g] for g in self._order], np.int64)
         totals = set_sums(self.values, self.keys, costs, hard, self._starts, self._stops, self._owners,
-                          self._firsts, sets, self._parallel)
-        if self._order is not None:
-            totals = totals[self.position]
+                          self._firsts, sets, self._parallel and get_num_threads() > 1)
+        squares, held, first_costs, second_costs = (totals if self._order is None else totals[self.position]).T.tolist()
         if costs.size == 1:
-            cost = costs[0]
-            return (totals[:, 0].tolist(), cost * np.array([a[2] for a in first], np.float64),
-                    cost * (np.array([b[2] for b in second], np.float64) - totals[:, 1]))
-        return totals[:, 0].tolist(), totals[:, 2], totals[:, 3]
+            cost = float(costs[0])
+            return (squares, [cost * a[2] for a in first],
+                    [cost * (b[2] - count) for b, count in zip(second, held)])
+        return squares, first_costs, second_costs

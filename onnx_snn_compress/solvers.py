@@ -162,6 +162,7 @@ class Minimax:
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._gaps = _gaps(groups)  # the flat ranges no group holds
+        self._group_sizes = [group.stop - group.start for group in groups]
         self._least = LeastSets(groups, flat.size)
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
@@ -224,12 +225,12 @@ class Minimax:
             self._ranks = [buffer for buffer in self._ranks if buffer is held] + [out]
         return out
 
-    def _sizes(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> list[int]:
-        """Per group, the size of its least-s set for the fractions ``sigma``."""
+    def _sizes(self, sigma, hard_pruned: np.ndarray) -> list[int]:
+        """Per group, the size of its least-s set for the fractions ``sigma`` (float64 ``[G]``, or a list of floats)."""
         hard_counts = self._constants_for(None, hard_pruned, None).hard_counts
         # already pruned weights are exactly zero, so they are always among the least
-        return [max(int(math.ceil(fraction * (group.stop - group.start) - 1e-9)), hard_count)
-                for group, fraction, hard_count in zip(self.groups, sigma, hard_counts)]
+        return [max(math.ceil(fraction * size - 1e-9), hard_count)
+                for size, fraction, hard_count in zip(self._group_sizes, sigma, hard_counts)]
 
     def _mask(self, selection: Selection) -> np.ndarray:
         """The bool mask of ``selection``'s sets over the flat space (False where no group lies)."""
@@ -276,6 +277,11 @@ class Minimax:
             constants.distance = self._distance(costs, hard_pruned, budget)
             constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
             constants.in_play_costs = [kept_cost(costs[group], hard_pruned[group]) for group in self.groups]
+            constants.scales = [
+                (*self._scales(size, hard_count, group_cost, in_play_cost), hard_count / size if size else 0.0,
+                 self._span(constants.distance, budget, group_cost))
+                for size, hard_count, group_cost, in_play_cost in zip(
+                    self._group_sizes, constants.hard_counts, constants.group_costs, constants.in_play_costs)]
             uniform = uniform_cost(costs)
             constants.cost_view = np.ascontiguousarray(costs, dtype=np.float64) if uniform is None \
                 else np.full(1, uniform)
@@ -366,33 +372,28 @@ class Minimax:
         state load: the |w| are then copied anew), as ``compress.py`` does."""
         values, read = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
-        distance = constants.distance
         selection = self._select(values, read, state.sigma, hard_pruned)
         before = selection.sets
         # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
-        squares, y = selection.squares.tolist(), state.y.tolist()
-        for index, (group, (_, following, _)) in enumerate(zip(self.groups, before)):
-            size = group.stop - group.start
+        squares, y, sigma = selection.squares.tolist(), state.y.tolist(), state.sigma.tolist()
+        for index, ((_, following, _), (in_play, mean_cost, floor, span)) in enumerate(zip(before, constants.scales)):
             if following >= 0:
-                mean_squared, mean_cost = self._means(squares[index], size, constants.hard_counts[index],
-                                                      constants.group_costs[index], constants.in_play_costs[index])
+                mean_squared = squares[index] / in_play + TINY
                 following_squared = float(values[following]) ** 2  # not protected: its key is below +inf
                 # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
                 gradient = y[index] * following_squared / mean_squared - state.z * float(costs[following]) / mean_cost
-                floor = constants.hard_counts[index] / size
-                span = self._span(distance, budget, constants.group_costs[index])
-                state.sigma[index] = _clip(float(state.sigma[index]) - self.lr_s * span * gradient, floor, 1.0)
-        after = [self._least.least(g, k) for g, k in enumerate(self._sizes(state.sigma, hard_pruned))]
+                sigma[index] = _clip(sigma[index] - self.lr_s * span * gradient, floor, 1.0)
+        state.sigma[:] = sigma
+        after = [self._least.least(g, k) for g, k in enumerate(self._sizes(sigma, hard_pruned))]
         # the squares and cost of the sets before the s step (for the duals), the cost after it
         first_squares, first_costs, second_costs = self._least.sums(constants.cost_view, constants.hard_view, before,
                                                                     after)
         for g, (least, previous) in enumerate(zip(after, before)):
             self._least.recentre(g, least[2], previous[2])
         state.y[:] = [self._ascend_y(y[g], first_squares[g] / (squares[g] + TINY)) for g in range(len(y))]
-        # the arrays' own sum: np.sum's reduction bit for bit, without its dispatch (a few us each)
-        kept_before = constants.total_cost - float(first_costs.sum())
-        kept_after = constants.total_cost - constants.hard_cost - float(second_costs.sum())
-        state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / distance)
+        kept_before = constants.total_cost - _array_sum(first_costs)
+        kept_after = constants.total_cost - constants.hard_cost - _array_sum(second_costs)
+        state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / constants.distance)
         selection.sets, selection.sigma = after, state.sigma.copy()
         if resource_fraction(kept_after, budget) > budget.target:
             return None
@@ -404,15 +405,16 @@ class Minimax:
         return self._mask(selection) | hard_pruned
 
     @staticmethod
-    def _means(group_squared: float, size: int, pruned_before: int, group_cost: float, in_play_cost: float):
-        """(mean w^2, mean cost) of a group's weights **still in play**, those no earlier budget pruned
-        (``size`` weights, ``pruned_before`` of them hard-pruned; ``group_squared``: their sum of w^2,
-        the pruned being zero; ``group_cost`` / ``in_play_cost``: the costs of all / of those in
-        play): the scales of the s step's u and c. Over the whole group, u / mean(w^2) would grow as
-        1 / (the share still in play), and the y term would hold s back ever harder as budgets shrink
-        (digits_conv 1 % after 2 %: 70 x; docs/solver.md, item 7)."""
+    def _scales(size: int, pruned_before: int, group_cost: float, in_play_cost: float) -> tuple[int, float]:
+        """(the count mean w^2 is taken over, mean cost) of a group's weights **still in play**, those no
+        earlier budget pruned (``size`` weights, ``pruned_before`` of them hard-pruned; the pruned are
+        zero, so a group's sum of w^2 is theirs; ``group_cost`` / ``in_play_cost``: the costs of all /
+        of those in play): the scales of the s step's u and c, ``mean w^2 = sum / count + TINY``. Over
+        the whole group, u / mean(w^2) would grow as 1 / (the share still in play), and the y term
+        would hold s back ever harder as budgets shrink (digits_conv 1 % after 2 %: 70 x;
+        docs/solver.md, item 7)."""
         in_play = max(1, size - pruned_before)
-        return group_squared / in_play + TINY, in_play_cost / in_play + TINY
+        return in_play, in_play_cost / in_play + TINY
 
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         """d = R(start)/R0 - b: how far the search has to go, the resource before it (with only the
@@ -434,9 +436,9 @@ class PaperMinimax(Minimax):
         return None
 
     @staticmethod
-    def _means(group_squared: float, size: int, pruned_before: int, group_cost: float, in_play_cost: float):
-        # over the whole group, pruned weights included: np.mean, bit for bit
-        return group_squared / size + TINY, group_cost / size + TINY
+    def _scales(size: int, pruned_before: int, group_cost: float, in_play_cost: float) -> tuple[int, float]:
+        # over the whole group, pruned weights included: np.mean, bit for bit (an empty group's are never used)
+        return max(1, size), group_cost / max(1, size) + TINY
 
     def _distance(self, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget) -> float:
         return 1.0  # absolute steps: the excess itself, in fractions of R0
@@ -476,6 +478,8 @@ class SearchConstants:
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
     in_play_costs: list = field(default_factory=list)  # per group: the costs of its weights not hard-pruned
+    # per group, the s step's (count its mean w^2 is over, mean cost, floor of s, span): Minimax._scales, _span
+    scales: list = field(default_factory=list)
     cost_view: np.ndarray | None = None  # float64 costs [n], or [1]: the one cost of every weight
     total_cost: float = 0.0  # np.sum(costs)
     hard_cost: float = 0.0  # the costs of the hard-pruned weights
@@ -485,6 +489,17 @@ def _clip(value: float, low: float, high: float) -> float:
     """``np.clip`` of one Python float, bit for bit (a bound replaces only a value strictly beyond
     it, so ties keep the value's sign of zero; NaN stays NaN), without numpy's per-call cost."""
     return min(max(value, low), high)
+
+
+def _array_sum(values: list) -> float:
+    """``np.sum`` of ``values`` (Python floats) as a float64 array, bit for bit, without making
+    one for fewer than 8 (numpy's pairwise sum adds those in order, from 0.0)."""
+    if len(values) >= 8:
+        return float(np.sum(np.array(values, np.float64)))
+    total = 0.0
+    for value in values:
+        total += value
+    return total
 
 
 def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:

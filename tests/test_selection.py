@@ -154,6 +154,37 @@ def test_the_selection_refines_a_window_of_equal_and_of_one_binade_values():
     assert np.array_equal(np.flatnonzero(mask), np.sort(order[:41_234])) and least[1] == order[41_234]
 
 
+@pytest.mark.parametrize("size", [1, 2, 31, 32, 33, 200, 2047, 2048, 5000])
+def test_a_windows_key_of_every_rank_is_that_of_a_stable_sort_with_its_counts_in_the_same_call(size):
+    # a window of few members (narrower digits, a few candidates ranked directly) or many, with
+    # ties (a tenth of the keys repeat another's) and keys that differ only in their low bits
+    from onnx_snn_compress.least_sets import Window
+
+    rng = np.random.default_rng(size)
+    base = int(key_bits(np.array([0.375], np.float32))[0])
+    keys = (base + rng.integers(0, 3 * size + 1, size)).astype(np.int32)
+    keys[rng.random(size) < 0.1] = keys[0]
+    members = np.sort(rng.choice(10 * size, size, replace=False)).astype(np.int64)
+    lo, hi = int(keys.min()), int(keys.max()) + 1 + int(rng.integers(0, 100))
+    order = np.lexsort((members, keys))  # by key, then index
+    ranks = range(size) if size <= 300 else rng.integers(0, size, 300)
+    for rank in ranks:
+        expected = (int(keys[order[rank]]), int(members[order[rank]]))
+        fresh = Window(keys, members, lo, hi)
+        assert fresh.key_of_rank(int(rank)) == expected  # counted and found in one call
+        assert fresh.key_of_rank(int(rank)) == expected  # from the counts kept
+    counted = Window(keys, members, lo, hi)
+    for rank in ranks:  # a bucket's first key is at most the rank's, its end above it
+        assert counted.bucket_start(int(rank)) <= keys[order[rank]] < counted.bucket_stop(int(rank))
+    offsets, shift, width, bound, following = selection.counted_key_of_rank(keys, members, lo, hi, -1)
+    assert (bound, following) == (-1, -1) and offsets[-1] == size and width <= selection.digit_width(size)
+    assert width == min(max(1, (lo ^ (hi - 1)).bit_length()), selection.digit_width(size))
+
+
+def test_the_digit_narrows_below_2048_keys():
+    assert [selection.digit_width(size) for size in (0, 16, 17, 300, 2047, 2048, 10**6)] == [4, 4, 5, 9, 11, 12, 12]
+
+
 def test_the_survey_sums_the_squares_and_does_not_depend_on_the_window_or_the_threads():
     values = np.abs(np.random.default_rng(5).standard_normal(300_007)).astype(np.float32)
     groups = [slice(0, 5), slice(11, 200_000), slice(200_000, 300_007)]

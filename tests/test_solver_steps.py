@@ -310,3 +310,15 @@ def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_i
         assert_same_trained_search(results, trained_search(fused, False, after=after, reuse=False)[0])
         assert checks == (3 if fused else 5)  # after steps 0, 2 and 4 (not after the last)
         assert copies == undisturbed + reselected  # a mask that zeroed weights: the penalty selected anew
+
+
+def test_the_sums_of_a_steps_python_floats_are_numpys_bit_for_bit():
+    from onnx_snn_compress.solvers import _array_sum
+
+    rng = np.random.default_rng(2)
+    for size in range(0, 40):
+        for scale in (1.0, 1e-12, 1e16):
+            values = rng.standard_normal((size, 4)) * scale  # a column: as a strided view of totals
+            values[:, 2][rng.random(size) < 0.2] = -0.0
+            column = values[:, 2]
+            assert np.array(_array_sum(column.tolist())).tobytes() == np.sum(column).tobytes()
