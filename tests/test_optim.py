@@ -499,3 +499,51 @@ def test_fuse_from_counts_the_parameters_whose_magnitudes_adam_writes_not_only_t
     optimizer.step({"w": np.ones(500, np.float32)}, penalty)
     assert penalty.magnitudes_current()
     assert np.array_equal(penalty.magnitudes["w"].view(np.int32), np.abs(weight).view(np.int32))
+
+
+@pytest.mark.parametrize("by_weight", [False, True])
+def test_adam_surveys_the_chunks_it_holds_in_its_pass_as_the_solvers_survey_would(by_weight, monkeypatch):
+    # one parameter at flat entries 3,000-11,000 of a |w| buffer of 12,000 in two groups, chunks of 1,000
+    # (least_sets.CHUNK): those it holds whole are surveyed in Adam's pass, at one thread and at several
+    from onnx_snn_compress import least_sets
+
+    monkeypatch.setattr(least_sets, "CHUNK", 1000)
+    monkeypatch.setattr(Adam, "fuse_from", 0)
+    rng = np.random.default_rng(8)
+    size, offset, total = 8000, 3000, 12_000
+    weight, _, keys, (first, split, last, bound) = _least_problem(rng, size)
+    weight[[5, 6, 7]] = [0.0, -0.0, np.inf]
+    keep = rng.random(size) > 0.2
+    before, runs = numba.get_num_threads(), []
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            values = np.abs(rng.standard_normal(total)).astype(np.float32)
+            values[offset:offset + size] = np.abs(weight)
+            finder = least_sets.LeastSets([slice(0, 6500), slice(6500, total)], total)
+            finder.survey(values, key_bits(values), [2000, 3000])  # the windows
+            params = [{"w": weight.copy()} for _ in range(2)]
+            optimizers = [Adam(p, lr=1e-2, masks={"w": keep}) for p in params]
+            surveys = finder.fold(values, [("w", slice(offset, offset + size))])
+            # chunks 3,000-6,499 (group 0) and 6,500-10,499 (group 1) held whole; 10,500-11,499 across its end
+            assert (surveys["w"][0][:, 2] >= 0).sum() == 8
+            least = {"w": (None if by_weight else keys, first, split, last, bound, 1.46)}
+            grad = rng.standard_normal(size).astype(np.float32)
+            penalty = Penalty(lambda grads: None, least, {"w": values[offset:offset + size]}, survey=surveys)
+            optimizers[0].step({"w": grad.copy()}, penalty)
+            plain = values.copy()
+            optimizers[1].step({"w": grad.copy()}, Penalty(lambda grads: None, least, {"w": plain[offset:offset + size]}))
+            assert values.tobytes() == plain.tobytes() and params[0]["w"].tobytes() == params[1]["w"].tobytes()
+            for moment in ("exp_avg", "exp_avg_sq"):
+                assert optimizers[0].moments[moment]["w"].tobytes() == optimizers[1].moments[moment]["w"].tobytes()
+            assert surveys["w"][-1].sum() == 8  # done
+            results = []
+            for folded in (True, False):  # the chunks surveyed in Adam's pass taken, then all surveyed anew
+                squares = finder.survey(values, key_bits(values), [2000, 3000], folded=folded)
+                windows = [finder._window(p) for p in range(2)]
+                results.append((squares.tobytes(), finder._below[:], finder._inside[:],
+                                [(w._pairs[0].tobytes(), w._pairs[1].tobytes()) for w in windows]))
+            assert results[0] == results[1]
+            runs.append(results[0])
+    finally:
+        numba.set_num_threads(before)
