@@ -11,7 +11,11 @@ Two passes the compression solver would otherwise make over the same weights rid
 least-s set, added per entry before the moments as ``kernels.selection.add_scaled_least``
 adds it, and |w| of the updated weights, as ``kernels.selection.magnitudes_into`` writes it.
 Both are the same float32 operations as those passes, so the results are bit for bit the
-unfused ones.
+unfused ones. The solver's next survey of those |w| can ride along too (``survey``): each chunk
+of it right after the chunk's |w| are written, by the survey's own function
+(``kernels.selection.survey_own_chunk``), so its sums are the survey's bit for bit. (Numba's
+cache checks only this file's date: after a change to that function in selection.py, delete
+this file's cached kernels, ``kernels/__pycache__/adam.*``, or they keep the old survey.)
 """
 
 from __future__ import annotations

@@ -182,6 +182,7 @@ class Minimax:
         when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
         out = self._spare_values()
         handed, self._handed = self._handed, None  # one use: a later call copies
+        self._from_optimizer = None
         if handed is not None and handed[0].written is not None:
             self._optimizer = handed[0].written[0]
         read = None if self._optimizer is None else (self._optimizer, self._optimizer.writes)
@@ -297,7 +298,10 @@ class Minimax:
         ``optim.Penalty`` adds it when called (it reads the sets' keys then: call it before the
         next :meth:`step`); for a ``FlatWeights`` it also carries the same gradient per layer, for
         Adam to add in its own pass, and the flat buffer in which Adam is to write the |w| that
-        the next :meth:`step` reads (which then needs no pass of its own).
+        the next :meth:`step` reads (which then needs no pass of its own), and, once an optimizer has
+        filled such a buffer, that step's survey of the chunks each layer holds whole, for Adam to
+        make in the same pass (``LeastSets.fold``; the step takes it where its keys are the bits of
+        those |w| and its windows those of the penalty, and surveys the rest itself).
 
         The sets of the last :meth:`step` are reused when s and the hard-pruned weights are those
         it left and the weights did not move since. Once an optimizer has filled a penalty's |w|
@@ -331,8 +335,8 @@ class Minimax:
         """The next :meth:`step`'s survey, per parameter, for Adam's pass to make as it writes |w|
         into ``spare`` (``LeastSets.fold``), where that step's keys will be the bits of those |w|
         (ranked by |w| itself, or in place over them: :meth:`_select`); else {}."""
-        if spare is None or not self._ranks_in_place(spare):
-            return {}
+        if spare is None or self._optimizer is None or not self._ranks_in_place(spare):
+            return {}  # (no optimizer has filled a penalty's |w| buffer yet: Adam below fuse_from, or SGD)
         return self._least.fold(spare, [(f"{name}.weight", part) for name, part in self.flat.layer_slices()])
 
     def _ranks_in_place(self, values: np.ndarray) -> bool:
