@@ -11,11 +11,7 @@ Two passes the compression solver would otherwise make over the same weights rid
 least-s set, added per entry before the moments as ``kernels.selection.add_scaled_least``
 adds it, and |w| of the updated weights, as ``kernels.selection.magnitudes_into`` writes it.
 Both are the same float32 operations as those passes, so the results are bit for bit the
-unfused ones. The solver's next survey of those |w| can ride along too (``survey``): each chunk
-of it right after the chunk's |w| are written, by the survey's own function
-(``kernels.selection.survey_own_chunk``), so its sums are the survey's bit for bit. (Numba's
-cache checks only this file's date: after a change to that function in selection.py, delete
-this file's cached kernels, ``kernels/__pycache__/adam.*``, or they keep the old survey.)
+unfused ones.
 """
 
 from __future__ import annotations
@@ -24,8 +20,6 @@ import math
 
 import numpy as np
 from numba import get_num_threads, njit, prange
-
-from .selection import survey_own_chunk
 
 
 @njit(cache=True, inline="always")
@@ -133,54 +127,6 @@ def _adam_by_magnitude_serial(param, grad, m, v, keep, magnitudes, threshold, fa
                                  bias_correction2, eps)
 
 
-# The survey of the solver's next step rides along too (``adam_update``'s ``survey``): the
-# parameter is cut into segments, each the part of one survey chunk that it holds whole, or a
-# stretch of the rest; one prange over them updates a segment (a loop per range of the set, as
-# above), then surveys its chunk with the survey's own loop while its |w| are in cache. The
-# arrays are indexed by unsigned integers from 0 (no wraparound check) and |w| are written into
-# the flat buffer the survey reads, no other view of it: with no alias among its arguments the
-# gufunc's arrays are marked as such, which lets the update's loop vectorise without checks.
-@njit(cache=True, parallel=True)
-def _adam_surveyed_parallel(param, grad, m, v, keep, keys, edges, limits, factor, segments, offset, values, lo, hi,
-                            slots, members, member_keys, squares, counts, done, masked, decoupled, l2, weight_decay,
-                            decay, one_minus_beta1, beta2, one_minus_beta2, neg_step_size, bias_correction2, eps):
-    for segment in prange(segments.shape[0]):
-        start, stop, chunk = segments[segment, 0], segments[segment, 1], segments[segment, 2]
-        for part in range(limits.size):
-            limit = limits[part]
-            for index in range(max(start, edges[part]), min(stop, edges[part + 1])):
-                i = np.uint64(index)
-                g = np.float32(grad[i] + factor * param[i]) if keys[i] < limit else grad[i]
-                values[np.uint64(offset + index)] = abs(_adam_entry(
-                    param, g, m, v, not masked or keep[i] != 0, i, decoupled, l2, weight_decay, decay, one_minus_beta1,
-                    beta2, one_minus_beta2, neg_step_size, bias_correction2, eps))
-        if chunk >= 0:
-            survey_own_chunk(values, offset + start, offset + stop, lo[chunk], hi[chunk], members, member_keys,
-                             slots[chunk], squares, counts, chunk)
-            done[chunk] = 1
-
-
-@njit(cache=True, parallel=True)
-def _adam_surveyed_by_magnitude_parallel(param, grad, m, v, keep, edges, thresholds, factor, segments, offset, values,
-                                         lo, hi, slots, members, member_keys, squares, counts, done, masked, decoupled,
-                                         l2, weight_decay, decay, one_minus_beta1, beta2, one_minus_beta2,
-                                         neg_step_size, bias_correction2, eps):
-    for segment in prange(segments.shape[0]):
-        start, stop, chunk = segments[segment, 0], segments[segment, 1], segments[segment, 2]
-        for part in range(thresholds.size):
-            threshold = thresholds[part]
-            for index in range(max(start, edges[part]), min(stop, edges[part + 1])):
-                i = np.uint64(index)
-                g = np.float32(grad[i] + factor * param[i]) if abs(param[i]) <= threshold else grad[i]
-                values[np.uint64(offset + index)] = abs(_adam_entry(
-                    param, g, m, v, not masked or keep[i] != 0, i, decoupled, l2, weight_decay, decay, one_minus_beta1,
-                    beta2, one_minus_beta2, neg_step_size, bias_correction2, eps))
-        if chunk >= 0:
-            survey_own_chunk(values, offset + start, offset + stop, lo[chunk], hi[chunk], members, member_keys,
-                             slots[chunk], squares, counts, chunk)
-            done[chunk] = 1
-
-
 def _magnitude_below(limit: int) -> np.float32:
     """The float32 t with ``|w| <= t`` exactly when the bits of |w| are below ``limit`` (<= the key
     of +inf plus one): the float of bits ``limit - 1``, or -1 (no |w|) for a limit <= 0."""
@@ -192,7 +138,7 @@ def _parallel(entries: int) -> bool:
 
 
 def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step,
-                least=None, magnitudes=None, survey=None):
+                least=None, magnitudes=None):
     """Update C-contiguous float32 ``param``, ``m`` and ``v`` in place from ``grad`` (same shape).
 
     keep: float32 of the same shape, 1 where kept and 0 where pruned (pruned entries: gradient
@@ -212,17 +158,6 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
     ``|w| <= the float of bits bound`` (``bound - 1`` from ``split``): no keys read. magnitudes:
     float32 ``[param.size]`` or None: receives |w| of the updated weights, bit for bit
     ``np.abs(param)`` after the update.
-
-    survey: None, or (with ``magnitudes``) ``(segments, offset, values, lo, hi, slots, members,
-    member_keys, squares, counts, done)``: the survey of the solver's next step
-    (``kernels.selection.survey``) of the chunks this parameter holds whole, made in this pass
-    right after each chunk's |w| are written. ``values``: the flat float32 |w| buffer of which
-    ``magnitudes`` is ``values[offset:offset + param.size]``, the keys its own bits; ``segments``:
-    int64 ``[S, 3]``, rows ``(start, stop, chunk)`` that cut ``[0, param.size)`` in order, chunk
-    the survey chunk ``values[offset + start:offset + stop]`` or -1 (updated only); ``lo, hi``:
-    int64 ``[C]``, each chunk's window; ``slots``, ``members``, ``member_keys``, ``squares``,
-    ``counts`` as ``kernels.selection.survey_own_chunk`` writes them; ``done``: uint8 ``[C]``, set
-    to 1 for each chunk surveyed. The update is bit for bit the one without it.
     """
     f32 = np.float32
     arrays = (param, grad, m, v) if keep is None else (param, grad, m, v, keep)
@@ -255,9 +190,6 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
     split = min(max(int(split), first), last)
     ranges = ((0, first, nothing), (first, split, width(bound + 1)), (split, last, width(bound)),
               (last, param.size, nothing))
-    if survey is not None:
-        _surveyed(flats, masked, constants, keys, ranges, f32(factor), magnitudes, survey)
-        return
     for start, stop, limit in ranges:
         if stop > start:
             part = slice(start, stop)
@@ -268,25 +200,6 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
             else:
                 kernel = _adam_fused_parallel if _parallel(stop - start) else _adam_fused_serial
                 kernel(*arrays, keys[part], magnitudes[part], limit, f32(factor), masked, *constants)
-
-
-def _surveyed(flats, masked, constants, keys, ranges, factor, magnitudes, survey):
-    """``adam_update``'s fused pass with the survey in it: one kernel call over the segments."""
-    segments, offset, values, *outputs = survey
-    size = flats[0].size
-    if not (values.dtype == np.float32 and values.flags.c_contiguous and 0 <= offset <= values.size - size
-            and magnitudes.size == size and magnitudes.__array_interface__["data"][0]
-            == values.__array_interface__["data"][0] + 4 * offset):
-        raise ValueError("adam_update's survey reads the |w| it writes: magnitudes must be values[offset:offset + size]")
-    edges = np.array([start for start, _, _ in ranges] + [size], np.int64)
-    if keys is None:
-        thresholds = np.array([_magnitude_below(int(limit)) for _, _, limit in ranges], np.float32)
-        _adam_surveyed_by_magnitude_parallel(*flats, edges, thresholds, factor, segments, offset, values, *outputs,
-                                             masked, *constants)
-    else:
-        limits = np.array([limit for _, _, limit in ranges], keys.dtype)
-        _adam_surveyed_parallel(*flats, keys, edges, limits, factor, segments, offset, values, *outputs, masked,
-                                *constants)
 
 
 def _no_keys(size: int) -> np.ndarray:

@@ -214,40 +214,9 @@ def _gather_windows(members, member_keys, origins, counts, squares, firsts, grou
         group_counts[group, 1] = filled - group_window[group]
 
 
-@njit(cache=True)
-def survey_own_chunk(values, start, stop, lo, hi, members, member_keys, slot, out_squares, out_counts, chunk):
-    """The survey of one chunk ``values[start:stop]`` (float32 ``[n]``) whose keys are the bits of
-    the values themselves (|w| ranked by itself, :func:`key_bits` int32), as :func:`survey` makes
-    it: its float64 sum of squares into ``out_squares[chunk]``, the count of keys below ``lo`` and
-    inside ``[lo, hi)`` into ``out_counts[chunk]`` (int64 ``[C, 2]``), the members' flat indices
-    (ascending) and keys into ``members`` and ``member_keys`` (int32) from ``slot``: the very
-    loop of the survey, so bit for bit its sums. For a pass that has just written the values
-    (``kernels.adam``): the keys are a view taken here, of the one array it wrote."""
-    _survey_chunk(values, values.view(np.int32), start, stop, lo, hi, members, member_keys, slot, out_squares,
-                  out_counts, chunk)
-
-
-@njit(cache=True)
-def _survey_listed(values, keys, listed, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts):
-    # the chunks ``listed`` alone, each writing its members at its slot (as _survey_parallel)
-    for position in range(listed.size):
-        chunk = listed[position]
-        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
-                      member_keys, slots[chunk], squares, counts, chunk)
-
-
-@njit(cache=True, parallel=True)
-def _survey_listed_parallel(values, keys, listed, starts, stops, groups, lo, hi, slots, members, member_keys, squares,
-                            counts):
-    for position in prange(listed.size):
-        chunk = listed[position]
-        _survey_chunk(values, keys, starts[chunk], stops[chunk], lo[groups[chunk]], hi[groups[chunk]], members,
-                      member_keys, slots[chunk], squares, counts, chunk)
-
-
 def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.ndarray, groups: np.ndarray,
            firsts: np.ndarray, lo: np.ndarray, hi: np.ndarray, slots: np.ndarray, members: np.ndarray,
-           member_keys: np.ndarray, parallel: bool, replaced: tuple | None = None, surveyed: tuple | None = None):
+           member_keys: np.ndarray, parallel: bool, replaced: tuple | None = None):
     """One pass over chunks ``starts[c]:stops[c]`` (ascending, disjoint) of groups: chunk c is of
     group ``groups[c]``, whose chunks are ``firsts[g]:firsts[g + 1]``, and whose window is
     ``[lo[g], hi[g])``.
@@ -261,29 +230,11 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
     from a copy of the chunk that holds them (so the sums are those of the original values, bit
     for bit). Returns per group ``(squares, counts, window)``: the sum of its squared values (float64
     ``[G]``), the count of keys below ``lo`` and inside the window (int64 ``[G, 2]``), and where
-    its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``).
-
-    ``surveyed``: None, or ``(done, squares, counts)``, chunks some pass has surveyed already
-    (:func:`survey_own_chunk`, as ``kernels.adam`` does in its pass) for these very values, keys
-    and windows: ``done`` uint8 ``[C]`` (1: surveyed), their sums and counts in ``squares``
-    (float64 ``[C]``) and ``counts`` (int64 ``[C, 2]``), their members at their slots. Only the
-    other chunks, and those that hold a ``replaced`` entry, are surveyed here (into those arrays);
-    the results are the same, bit for bit."""
+    its window's members (flat indices, ascending) start in ``members`` (int64 ``[G]``)."""
     chunks = starts.size
-    if surveyed is None:
-        squares, counts, origins = np.empty(chunks), np.empty((chunks, 2), np.int64), np.empty(chunks, np.int64)
-        kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
-        kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts, origins)
-    else:
-        done, squares, counts = surveyed
-        if replaced is not None:
-            done = done.copy()
-            done[_chunks_holding(starts, stops, replaced[0])] = 0
-        listed = np.flatnonzero(done == 0)
-        entries = int(np.sum(stops[listed] - starts[listed]))
-        kernel = _survey_listed_parallel if parallel_pass(entries) and get_num_threads() > 1 else _survey_listed
-        kernel(values, keys, listed, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts)
-        origins = slots
+    squares, counts, origins = np.empty(chunks), np.empty((chunks, 2), np.int64), np.empty(chunks, np.int64)
+    kernel = _survey_parallel if parallel and get_num_threads() > 1 else _survey_serial
+    kernel(values, keys, starts, stops, groups, lo, hi, slots, members, member_keys, squares, counts, origins)
     if replaced is not None:
         _square_originals(values, keys, starts, stops, *replaced, squares)
     group_count = firsts.size - 1
@@ -296,8 +247,11 @@ def survey(values: np.ndarray, keys: np.ndarray, starts: np.ndarray, stops: np.n
 def _square_originals(values, keys, starts, stops, indices, originals, squares):
     # the chunks that hold a replaced entry, each summed again from a copy holding the originals
     # by _survey_serial itself (one chunk, an empty window): the loop, and so the order, of the survey
+    chunk_of = np.searchsorted(stops, indices, side="right")
+    inside = chunk_of < starts.size
+    inside[inside] &= starts[chunk_of[inside]] <= indices[inside]
     one = np.zeros(1, np.int64)
-    for chunk in _chunks_holding(starts, stops, indices).tolist():
+    for chunk in np.unique(chunk_of[inside]).tolist():
         start, stop = int(starts[chunk]), int(stops[chunk])
         copy = values[start:stop].copy()
         held = (indices >= start) & (indices < stop)
@@ -306,14 +260,6 @@ def _square_originals(values, keys, starts, stops, indices, originals, squares):
         _survey_serial(copy, copy.view(keys.dtype), one, np.full(1, stop - start, np.int64), one, one, one, one,
                        np.empty(1, np.int64), np.empty(1, keys.dtype), total, counts, origins)
         squares[chunk] = total[0]
-
-
-def _chunks_holding(starts, stops, indices):
-    # the chunks (ascending, once each) that hold any of the flat ``indices``
-    chunk_of = np.searchsorted(stops, indices, side="right")
-    inside = chunk_of < starts.size
-    inside[inside] &= starts[chunk_of[inside]] <= indices[inside]
-    return np.unique(chunk_of[inside])
 
 
 @njit(cache=True)

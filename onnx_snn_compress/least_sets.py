@@ -31,12 +31,6 @@ BELOW, ABOVE = 1, 2  # the sides of a window a set can leave it on
 REACH = 2, 16  # the most a window extends along the boundary's last move, in margins: after a hit, after misses
 
 
-def _own_bits(keys: np.ndarray, values: np.ndarray) -> bool:
-    """Whether ``keys`` are the bits of ``values`` themselves (``key_bits(values)``, one buffer)."""
-    return keys.dtype == np.int32 and values.dtype == np.float32 and keys.shape == values.shape \
-        and keys.__array_interface__["data"][0] == values.__array_interface__["data"][0]
-
-
 class Window:
     """The members of a window ``[lo, hi)`` of keys (flat indices ascending, their keys beside
     them), counted once by their top digit (the 12 bits below the highest bit in which keys of
@@ -106,22 +100,13 @@ class LeastSets:
         self._missed = [0] * count  # the sides (BELOW | ABOVE) a set left the window on since the last recentre
         self._windows = [None] * count  # each group's Window of the last survey, built when first asked for
         self.values = self.keys = self._replaced = None
-        self._fold = self._folded = self._segments = None  # the survey handed to Adam's pass (fold), taken (folded)
 
-    def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int], replaced: tuple | None = None,
-               folded: bool = False) -> np.ndarray:
+    def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int], replaced: tuple | None = None) -> np.ndarray:
         """One pass over every group's ``values`` (float32/64 ``[n]``) and ``keys``
         (:func:`kernels.selection.key_bits` of their ranks); ``ks``: the set sizes expected (a
         group without a window gets one around them); ``replaced``: ``(indices, originals)`` where
         ``values`` hold a rank in place of the value (``kernels.selection.survey``). Returns each
-        group's sum of squared values.
-
-        ``folded``: ``values`` are the buffer of the last :meth:`fold`, as the pass it was handed to
-        left it (nothing written since but ``replaced``): the chunks that pass surveyed are taken
-        as it surveyed them, when the keys are the bits of ``values`` and the windows are those
-        of the fold (else, and for the other chunks, the pass surveys them). The results are the
-        same either way, bit for bit."""
-        fold, self._fold = self._fold, None  # one use
+        group's sum of squared values."""
         self.values, self.keys, self._replaced = values, keys, replaced
         if self._member_keys is None or self._member_keys.dtype != keys.dtype:
             self._member_keys = np.empty(self._members.size, keys.dtype)
@@ -130,46 +115,8 @@ class LeastSets:
                 if self.hi[self.position[g]] < 0:
                     self._window_from_histogram(self.position[g], k)
             self._all_windows = True
-        if folded and fold is not None and fold[0] is values and _own_bits(keys, values) \
-                and np.array_equal(fold[1], self.lo) and np.array_equal(fold[2], self.hi):
-            self._folded = fold[3]
         self._survey(0, len(self.groups))
         return self.squares[self.position]
-
-    def fold(self, values: np.ndarray, parts) -> dict:
-        """The next :meth:`survey`'s work on the chunks that each of ``parts`` (``(name, flat
-        range)`` pairs, disjoint) holds whole, to be done by the pass that writes ``values`` (float32
-        ``[n]``, a buffer of |w| that are to be ranked by themselves: keys their own bits), with the
-        windows now: per name, ``kernels.adam.adam_update``'s ``survey``. {} when there is nothing
-        to fold (no window yet, or keys of another width). Each call replaces the last fold;
-        ``survey(values, ..., folded=True)`` takes its results."""
-        self._fold = None
-        if not self._all_windows or values.dtype != np.float32 or values.size != self._members.size - \
-                self._starts.size - 1 or self._member_keys is None or self._member_keys.dtype != np.int32:
-            return {}
-        parts = tuple((name, part.start, part.stop) for name, part in parts)
-        if self._segments is None or self._segments[0] != parts:
-            self._segments = parts, {name: self._segments_of(start, stop) for name, start, stop in parts}
-        chunks = self._starts.size
-        done, squares, counts = np.zeros(chunks, np.uint8), np.empty(chunks), np.empty((chunks, 2), np.int64)
-        self._fold = values, self.lo.copy(), self.hi.copy(), (done, squares, counts)
-        lo, hi = self.lo[self._owners], self.hi[self._owners]  # per chunk
-        return {name: (segments, start, values, lo, hi, self._slots, self._members, self._member_keys, squares, counts,
-                       done) for (name, start, _), segments in zip(parts, self._segments[1].values())}
-
-    def _segments_of(self, start: int, stop: int) -> np.ndarray:
-        """The flat range ``[start, stop)`` cut in order into rows ``(first, last, chunk)`` relative
-        to ``start`` (int64 ``[S, 3]``): each survey chunk it holds whole (not empty), and the
-        stretches between them in pieces of at most ``CHUNK`` with chunk -1."""
-        rows, position = [], start
-        inside = (self._starts >= start) & (self._stops <= stop) & (self._stops > self._starts)
-        for chunk in np.flatnonzero(inside).tolist():
-            rows += [(at, min(at + CHUNK, int(self._starts[chunk])), -1)
-                     for at in range(position, int(self._starts[chunk]), CHUNK)]
-            rows.append((int(self._starts[chunk]), int(self._stops[chunk]), chunk))
-            position = int(self._stops[chunk])
-        rows += [(at, min(at + CHUNK, stop), -1) for at in range(position, stop, CHUNK)]
-        return np.array(rows, np.int64).reshape(-1, 3) - np.array([start, start, 0], np.int64)
 
     def _survey(self, first: int, stop: int) -> None:
         """Survey the groups at positions ``first:stop``."""
@@ -180,9 +127,8 @@ class LeastSets:
             chunks = (self._starts[part], self._stops[part], self._owners[part] - first,
                       self._firsts[first:stop + 1] - self._firsts[first], self.lo[first:stop], self.hi[first:stop],
                       self._slots[part])
-        surveyed, self._folded = (self._folded, None) if first == 0 and stop == len(self.groups) else (None, None)
         squares, counts, windows = survey(self.values, self.keys, *chunks, self._members, self._member_keys,
-                                          self._parallel, self._replaced, surveyed)
+                                          self._parallel, self._replaced)
         self.squares[first:stop] = squares
         self._below[first:stop], self._inside[first:stop] = counts.T.tolist()
         self._window_starts[first:stop] = windows.tolist()

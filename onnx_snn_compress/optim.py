@@ -250,7 +250,7 @@ class Adam(Optimizer):
 
         ``penalty``: as :meth:`Optimizer.step`. A :class:`Penalty`'s ``least`` gradient is added
         inside that pass (when it names only parameters in ``grads``; else ``add`` is called), and
-        its ``magnitudes`` are written there, with its ``survey``; ``grads`` are then left as they are. Below
+        its ``magnitudes`` are written there; ``grads`` are then left as they are. Below
         ``fuse_from`` entries in the parameters it adds to or writes |w| of, ``add`` is called
         instead and nothing is written (the fused loop's range calls cost more than the passes they save there)."""
         self.writes += 1
@@ -259,7 +259,7 @@ class Adam(Optimizer):
                          if name in grads) >= self.fuse_from)
         if penalty is not None and not fused:
             penalty(grads)
-        magnitudes, survey = (penalty.magnitudes, penalty.survey) if fused else ({}, {})
+        magnitudes = penalty.magnitudes if fused else {}
         for name, grad in grads.items():
             param = self._parameter_for(name, grad)
             self.steps[name] += 1
@@ -267,8 +267,7 @@ class Adam(Optimizer):
             adam_update(work, np.ascontiguousarray(grad, dtype=np.float32), self.moments["exp_avg"][name],
                         self.moments["exp_avg_sq"][name], self._keep.get(name), self.lr, self.beta1, self.beta2,
                         self.eps, self.weight_decay, self.decoupled_weight_decay, self.steps[name],
-                        penalty.least.get(name) if fused else None, magnitudes.get(name),
-                        survey.get(name) if name in magnitudes and work is param else None)
+                        penalty.least.get(name) if fused else None, magnitudes.get(name))
             if work is not param:
                 param[...] = work
         if magnitudes and magnitudes.keys() <= grads.keys():
@@ -287,16 +286,12 @@ class Penalty:
     ``magnitudes``: per parameter, a float32 ``[size]`` view that Adam fills with |w| after its
     update, so that the caller needs no pass to read them.
     ``written``: (optimizer, its ``writes``) once an optimizer step filled every one of them.
-    ``survey``: per parameter, ``kernels.adam.adam_update``'s ``survey`` (the solver's next survey
-    over the chunks the parameter holds, made as its |w| are written: ``least_sets.LeastSets.fold``);
-    Adam makes it where it writes ``magnitudes``, and a parameter without one is left to the solver.
     """
 
     add: Callable[[dict], None]
     least: dict[str, tuple] | None = None
     magnitudes: dict[str, np.ndarray] = field(default_factory=dict)
     written: tuple | None = None
-    survey: dict[str, tuple] = field(default_factory=dict)
 
     def __call__(self, grads: dict) -> None:
         self.add(grads)

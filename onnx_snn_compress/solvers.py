@@ -169,7 +169,6 @@ class Minimax:
         self._ranks = []  # up to two buffers for the ranks, likewise
         self._handed = None  # (the last penalty, the buffer its optimizer step is to fill with |w|)
         self._optimizer = None  # the optimizer that filled a penalty's |w| buffer: its ``writes`` date the |w| read
-        self._from_optimizer = None  # that buffer, when _fresh_values returned it as the optimizer left it
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -182,12 +181,10 @@ class Minimax:
         when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
         out = self._spare_values()
         handed, self._handed = self._handed, None  # one use: a later call copies
-        self._from_optimizer = None
         if handed is not None and handed[0].written is not None:
             self._optimizer = handed[0].written[0]
         read = None if self._optimizer is None else (self._optimizer, self._optimizer.writes)
         if out is not None and handed is not None and handed[1] is out and handed[0].magnitudes_current():
-            self._from_optimizer = out
             return out, read
         values = self.flat.native_magnitudes(out)
         if out is None and len(self._values) < 2:
@@ -212,8 +209,7 @@ class Minimax:
             magnitudes = values if values.dtype == np.float32 else values * values
             keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
         sizes = self._sizes(sigma, hard_pruned)
-        folded, self._from_optimizer = values is self._from_optimizer, None
-        squares = self._least.survey(values, keys, sizes, protected, folded)
+        squares = self._least.survey(values, keys, sizes, protected)
         sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
         self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares, read, protected)
         return self._last
@@ -298,10 +294,7 @@ class Minimax:
         ``optim.Penalty`` adds it when called (it reads the sets' keys then: call it before the
         next :meth:`step`); for a ``FlatWeights`` it also carries the same gradient per layer, for
         Adam to add in its own pass, and the flat buffer in which Adam is to write the |w| that
-        the next :meth:`step` reads (which then needs no pass of its own), and, once an optimizer has
-        filled such a buffer, that step's survey of the chunks each layer holds whole, for Adam to
-        make in the same pass (``LeastSets.fold``; the step takes it where its keys are the bits of
-        those |w| and its windows those of the penalty, and surveys the rest itself).
+        the next :meth:`step` reads (which then needs no pass of its own).
 
         The sets of the last :meth:`step` are reused when s and the hard-pruned weights are those
         it left and the weights did not move since. Once an optimizer has filled a penalty's |w|
@@ -326,24 +319,9 @@ class Minimax:
             return Penalty(add)
         spare = self._spare_values()
         penalty = Penalty(add, self._least_terms(selection, state.y),
-                          {} if spare is None else self.flat.magnitude_views(spare),
-                          survey=self._fold(spare))
+                          {} if spare is None else self.flat.magnitude_views(spare))
         self._handed = None if spare is None else (penalty, spare)
         return penalty
-
-    def _fold(self, spare: np.ndarray | None) -> dict:
-        """The next :meth:`step`'s survey, per parameter, for Adam's pass to make as it writes |w|
-        into ``spare`` (``LeastSets.fold``), where that step's keys will be the bits of those |w|
-        (ranked by |w| itself, or in place over them: :meth:`_select`); else {}."""
-        if spare is None or self._optimizer is None or not self._ranks_in_place(spare):
-            return {}  # (no optimizer has filled a penalty's |w| buffer yet: Adam below fuse_from, or SGD)
-        return self._least.fold(spare, [(f"{name}.weight", part) for name, part in self.flat.layer_slices()])
-
-    def _ranks_in_place(self, values: np.ndarray) -> bool:
-        """Whether :meth:`_select` ranks ``values`` over themselves (keys: their own bits, but where
-        an ``in_place`` rank writes +inf): float32 |w| with the default rank, or one that ranks in place."""
-        return values.dtype == np.float32 and (self.rank is unranked or (
-            getattr(self.rank, "in_place", None) is not None and values.size >= RANK_IN_PLACE_FROM))
 
     def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
         """The penalty's gradient per parameter (``FlatWeights.least_terms``), or None where a

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onnx_snn_compress import least_sets, solvers
+from onnx_snn_compress import solvers
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.least_sets import LeastSets
@@ -310,25 +310,3 @@ def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_i
         assert_same_trained_search(results, trained_search(fused, False, after=after, reuse=False)[0])
         assert checks == (3 if fused else 5)  # after steps 0, 2 and 4 (not after the last)
         assert copies == undisturbed + reselected  # a mask that zeroed weights: the penalty selected anew
-
-
-@pytest.mark.parametrize("per_layer, protect", [(False, False), (True, False), (False, True), (True, True)])
-def test_the_survey_adam_makes_in_its_pass_gives_the_search_of_the_solvers_own(per_layer, protect, monkeypatch):
-    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)
-    # digits_mlp's 9,472 weights in chunks of 1,000: fc2's 640 lie in one chunk across both layers
-    monkeypatch.setattr(least_sets, "CHUNK", 1000)
-    taken, survey = [], least_sets.survey
-
-    def watched(*arguments):
-        surveyed = arguments[-1]
-        taken.append(0 if surveyed is None else int(surveyed[0].sum()))
-        return survey(*arguments)
-
-    monkeypatch.setattr(least_sets, "survey", watched)
-    in_pass, _, _ = trained_search(True, per_layer, protect=protect)
-    assert sum(taken) >= 4 * 8  # from the third step on (the first penalty has no |w| buffer to hand, the second no optimizer known)
-    monkeypatch.setattr(Minimax, "_fold", lambda self, spare: {})
-    taken.clear()
-    own, _, _ = trained_search(True, per_layer, protect=protect)
-    assert sum(taken) == 0
-    assert_same_trained_search(in_pass, own)
