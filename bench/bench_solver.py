@@ -56,7 +56,8 @@ the wall clock: with ``--threads 1`` (which it requires) that is all the work, a
 processes on a busy machine cost it little (they still share the caches); ``--statistic min``
 reports the least time instead of the median, the figure a busy machine disturbs least.
 ``--tree``: the source tree whose library and kernels run (default: this file's), whatever is
-installed (``tree.use_tree``), so the same Python can time two trees in turn. Not a test: the numbers depend on the machine and its load.
+installed (``tree.use_tree``), so the same Python can time two trees in turn. Not a test: the
+numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(ARGS.threads)
-    from tree import use_tree  # imported as a module, the importer chooses the tree
+    from tree import use_tree  # (a script that imports this module chooses the tree itself)
 
     use_tree(ARGS.tree)
 

@@ -14,8 +14,8 @@ add) / (training step + step)`` of medians, the test accuracies and, where ``lea
 left their window and how much of the group the windows held. ``--tree``: the source tree to
 time (default: this file's), its library and kernels whatever is installed (``tree.use_tree``),
 so two trees can be run in turn by this one script and one Python. Run it with one thread
-(NUMBA_NUM_THREADS=1) when the machine is shared; ``--clock thread`` then times by the calling thread's CPU time, which other processes disturb
-less (they still share the caches).
+(NUMBA_NUM_THREADS=1) when the machine is shared; ``--clock thread`` then times by the calling
+thread's CPU time, which other processes disturb less (they still share the caches).
 """
 
 import argparse

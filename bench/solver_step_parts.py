@@ -10,7 +10,8 @@ Each part is timed by wrapping the ``LeastSets`` method that does it (a wrapper 
 microsecond a call), from the mid-search state of bench_solver.py (s = 0.5, y = 0.3, z = 0.1, the
 rank compress.py gives, back to back: warm caches); medians over ``--repeats`` steps after 20
 untimed ones. The library and kernels are ``--tree``'s (default: this file's tree), whatever is
-installed (``tree.use_tree``): run it on two trees alternately to compare them on a busy machine. Not a test: the numbers depend on the machine and its load.
+installed (``tree.use_tree``): run it on two trees alternately to compare them on a busy machine.
+Not a test: the numbers depend on the machine and its load.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -72,8 +73,10 @@ def use_tree(tree: str | Path) -> Path:
     """Make ``import onnx_snn_compress`` (and its subpackages, as the tree's pyproject.toml maps
     them) load from ``tree`` in this process, whatever is installed; returns the tree's absolute
     path. Call it before anything imports the library: raises RuntimeError when a module of the
-    library is already imported from another folder, or another tree was chosen before (a second
-    call with the same tree does nothing), and FileNotFoundError when ``tree`` has no library."""
+    library is already imported from another folder, another tree was chosen before (a second
+    call with the same tree does nothing) or PYTHONPATH names another tree (the old way to choose
+    one, which loads the installed tree's kernels), and FileNotFoundError when ``tree`` has no
+    library."""
     tree = Path(tree).resolve()
     for finder in sys.meta_path:
         if isinstance(finder, TreeFinder):
@@ -81,6 +84,10 @@ def use_tree(tree: str | Path) -> Path:
                 raise RuntimeError(f"use_tree({tree}): this process already imports from {finder.tree}")
             return tree
     folders = package_folders(tree)
+    for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        if (Path(entry) / LIBRARY / "__init__.py").is_file() and Path(entry).resolve() != tree:
+            raise RuntimeError(f"use_tree({tree}): PYTHONPATH names the library of {entry}; "
+                               "choose the tree with --tree (use_tree), not PYTHONPATH")
     loaded = {name: module for name, module in sys.modules.items()
               if name == LIBRARY or name.startswith(LIBRARY + ".")}
     for name, module in loaded.items():

@@ -1,5 +1,6 @@
 """bench/tree.py: a bench script's child imports the library, kernels included, from the tree it names."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -74,3 +75,11 @@ def test_run_as_a_script_runs_code_in_the_tree(copy):
                            "one", "two"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "the copy ['one', 'two']"
+
+
+def test_raises_when_pythonpath_names_another_tree(copy, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(copy, other)
+    done = subprocess.run([sys.executable, str(BENCH / "tree.py"), str(copy), "-c", "pass"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(other)})
+    assert done.returncode != 0 and "PYTHONPATH names the library" in done.stderr
