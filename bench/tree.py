@@ -38,8 +38,8 @@ LIBRARY = "onnx_snn_compress"
 def package_folders(tree: str | Path) -> dict[str, Path]:
     """The folder of each package of the library in ``tree`` that must be mapped by name: the
     library itself and every entry of the tree's ``[tool.setuptools.package-dir]`` (absolute paths;
-    only those that exist). Raises FileNotFoundError when ``tree`` has no ``onnx_snn_compress``
-    folder."""
+    a mapped folder that is missing stays mapped, so its import fails instead of finding the
+    installed tree's). Raises FileNotFoundError when ``tree`` has no ``onnx_snn_compress`` folder."""
     tree = Path(tree).resolve()
     directories = {}
     pyproject = tree / "pyproject.toml"
@@ -52,7 +52,7 @@ def package_folders(tree: str | Path) -> dict[str, Path]:
                     if name == LIBRARY or name.startswith(LIBRARY + ".")})
     if not (folders[LIBRARY] / "__init__.py").is_file():
         raise FileNotFoundError(f"{tree} has no {LIBRARY} package ({folders[LIBRARY]}/__init__.py)")
-    return {name: folder.resolve() for name, folder in folders.items() if (folder / "__init__.py").is_file()}
+    return {name: folder.resolve() for name, folder in folders.items()}
 
 
 class TreeFinder(importlib.abc.MetaPathFinder):

@@ -83,3 +83,9 @@ def test_raises_when_pythonpath_names_another_tree(copy, tmp_path):
     done = subprocess.run([sys.executable, str(BENCH / "tree.py"), str(copy), "-c", "pass"], capture_output=True,
                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(other)})
     assert done.returncode != 0 and "PYTHONPATH names the library" in done.stderr
+
+
+def test_a_mapped_folder_missing_from_the_tree_fails_to_import(copy):
+    shutil.rmtree(copy / "cli")
+    done = python("from tree import use_tree\nuse_tree(sys.argv[1])\nimport onnx_snn_compress.cli\n", str(copy))
+    assert done.returncode != 0 and "FileNotFoundError" in done.stderr
