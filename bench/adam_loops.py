@@ -3,8 +3,9 @@
     NUMBA_NUM_THREADS=1 python bench/adam_loops.py [TREE]      (and =2; TREE: default this one)
 
 Times ``_adam_serial`` (a plain ``range`` loop) and ``_adam_parallel`` (a ``prange`` loop) of
-TREE's kernels/adam.py on float32 parameters of 640 to 627,200 entries (digits_conv's fc2,
-digits_mlp's fc1, 40,000, mnist_mlp's fc1), unmasked: median wall time of 200 calls.
+TREE's kernels/adam.py (whatever is installed: ``tree.use_tree``) on float32 parameters of 640
+to 627,200 entries (digits_conv's fc2, digits_mlp's fc1, 40,000, mnist_mlp's fc1), unmasked:
+median wall time of 200 calls.
 ``adam_update`` picks one of them by size and thread count. Not a test.
 """
 
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent))
+from tree import use_tree
+
+use_tree(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent)
 import numba  # noqa: E402
 
 from onnx_snn_compress.kernels import adam  # noqa: E402

@@ -2,7 +2,7 @@
 
     python bench/bench_solver.py [--threads 2] [--repeats 20] [--train-repeats 10]
                                  [--synthetic-weights 10000000] [--granularity global layer]
-                                 [--clock wall|thread] [--statistic median|min]
+                                 [--clock wall|thread] [--statistic median|min] [--tree PATH]
 
 Per search step, ``compress.Compression._search`` runs, besides the training step:
 
@@ -55,7 +55,9 @@ Medians over the repeats (the first call of everything is a warm-up: JIT, caches
 the wall clock: with ``--threads 1`` (which it requires) that is all the work, and other
 processes on a busy machine cost it little (they still share the caches); ``--statistic min``
 reports the least time instead of the median, the figure a busy machine disturbs least.
-Not a test: the numbers depend on the machine and its load.
+``--tree``: the source tree whose library and kernels run (default: this file's), whatever is
+installed (``tree.use_tree``), so the same Python can time two trees in turn. Not a test: the
+numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 
 def parse_args():
@@ -80,6 +83,8 @@ def parse_args():
     parser.add_argument("--clock", default="wall", choices=["wall", "thread"],
                         help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
     parser.add_argument("--statistic", default="median", choices=["median", "min"])
+    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
+                        help="the source tree whose library runs (default: this file's)")
     return parser.parse_args()
 
 
@@ -87,6 +92,9 @@ ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(ARGS.threads)
+    from tree import use_tree  # (a script that imports this module chooses the tree itself)
+
+    use_tree(ARGS.tree)
 
 import numba
 import numpy as np

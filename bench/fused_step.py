@@ -10,8 +10,9 @@ search step, the work the fusion moves into Adam's pass: ``Adam.step``, the pena
 CPU time (``time.thread_time``), and the wall clock. Prints per model and tree the median over the
 search steps (the first three left out: JIT and buffers) of the rounds' medians, the saving per
 step, the range of base - new within a round, and each run's test accuracies (equal trees give
-equal ones). The library is each tree's own (its ``.venv/bin/python``, else this Python with the
-tree first on PYTHONPATH). Not a test: numbers depend on the machine and its load (printed).
+equal ones). Each run imports its tree's library and kernels whatever is installed (``python
+bench/tree.py TREE -c CODE``), under the tree's ``.venv/bin/python`` where it has one, else this
+Python. Not a test: numbers depend on the machine and its load (printed).
 """
 
 import argparse
@@ -21,6 +22,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 CHILD = """
 import json, statistics, sys, tempfile, time
@@ -80,9 +83,8 @@ def run(tree: Path, model: str) -> dict:
     environment = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     if not python.exists():
         python = Path(sys.executable)
-        environment["PYTHONPATH"] = f"{tree}{os.pathsep}{environment.get('PYTHONPATH', '')}"
-    result = subprocess.run([str(python), "-c", CHILD.format(model=model)], cwd=tree, env=environment,
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run([str(python), str(HERE / "tree.py"), str(tree), "-c", CHILD.format(model=model)],
+                            cwd=tree, env=environment, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

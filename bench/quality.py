@@ -20,7 +20,8 @@ A method may carry extra ``compress`` options, for ablations:
 The MLPs' first layer holds most of their synapses, so they are compressed with
 every layer prunable (``--prune fc1 --prune fc2``); the conv models keep their
 first layer dense (the paper's default). A full run is hours of CPU: size it
-with the options.
+with the options. The library, kernels and CLI are this file's tree's, in this process and each
+run's (``python bench/tree.py ROOT -m onnx_snn_compress``), whatever is installed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from tree import use_tree  # noqa: E402
+
+use_tree(ROOT)
 from onnx_snn_compress.samples import SAMPLE_MODELS, sample_data_path, sample_model_path  # noqa: E402
 
 PRUNE = {"digits_mlp": ["--prune", "fc1", "--prune", "fc2"], "mnist_mlp": ["--prune", "fc1", "--prune", "fc2"]}
@@ -59,7 +63,8 @@ def parse_args(argv=None):
 
 def compress_command(model: str, method: str, seed: int, budgets: list[float], steps: int, out: Path) -> list[str]:
     name, *extra = shlex.split(method)
-    command = [sys.executable, "-m", "onnx_snn_compress", "compress", str(sample_model_path(model)),
+    command = [sys.executable, str(ROOT / "bench" / "tree.py"), str(ROOT), "-m", "onnx_snn_compress", "compress",
+               str(sample_model_path(model)),
                "--data", str(sample_data_path(model)), "--out", str(out), "--method", name, "--seed", str(seed),
                "--steps-per-budget", str(steps), "--json", *PRUNE.get(model, []), *extra]
     for budget in budgets:

@@ -9,7 +9,8 @@ Prints (stderr) per budget: the step at which the mask was frozen, ``forced``, t
 accuracy of the cut model, and s, y, z at a few steps of the search; then (stdout) per budget the
 test accuracy, ``forced``, the search steps, the best finetune step and the kept synapses per
 layer. A diagnosis tool: it wraps ``Minimax.step`` and ``Compression._freeze`` to watch them.
-Run it with one thread (NUMBA_NUM_THREADS=1) when the machine is shared.
+Run it with one thread (NUMBA_NUM_THREADS=1) when the machine is shared. The library and kernels
+are this file's tree's, whatever is installed (``tree.use_tree``).
 """
 
 import importlib
@@ -19,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tree import use_tree
+
+use_tree(Path(__file__).resolve().parent.parent)
 from onnx_snn_compress import api, solvers  # noqa: E402
 from onnx_snn_compress.samples import sample_data_path, sample_model_path  # noqa: E402
 

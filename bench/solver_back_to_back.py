@@ -6,8 +6,9 @@
 Each round runs one process per tree, one after the other, that times the operations of
 ``bench_solver.time_solver`` (``penalty``, ``add``, ``step`` and the passes inside; one thread,
 the calling thread's CPU time, the least of ``--repeats``; random gradients: the add's cost does
-not depend on their values). The library is each tree's own (its ``.venv/bin/python``, else
-this Python with the tree first on PYTHONPATH); this file's ``bench_solver.py`` times both.
+not depend on their values). Each process imports its tree's library and kernels whatever is
+installed (``python bench/tree.py TREE -c CODE``), under the tree's ``.venv/bin/python`` where it
+has one, else this Python; this file's ``bench_solver.py`` times both.
 Prints per model and granularity the least total over the rounds for each tree and the range of
 the base/new ratio within a round, then the operations' least times (global s, first model).
 Not a test: numbers depend on the machine and its load (the load average is printed).
@@ -23,8 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 CHILD = """
-import json, sys, time
-sys.path.insert(0, {bench!r})
+import json, time
 import numpy as np
 import bench_solver
 bench_solver.clock, bench_solver.statistic = time.thread_time, min
@@ -48,10 +48,9 @@ def run(tree: Path, models: list[str], repeats: int) -> dict:
     environment = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     if not python.exists():
         python = Path(sys.executable)
-        environment["PYTHONPATH"] = f"{tree}{os.pathsep}{environment.get('PYTHONPATH', '')}"
-    code = CHILD.format(bench=str(HERE), models=models, repeats=repeats)
-    result = subprocess.run([str(python), "-c", code], cwd=tree, env=environment, capture_output=True, text=True,
-                            check=True)
+    code = CHILD.format(models=models, repeats=repeats)
+    result = subprocess.run([str(python), str(HERE / "tree.py"), str(tree), "-c", code], cwd=tree, env=environment,
+                            capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

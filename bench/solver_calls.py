@@ -3,11 +3,11 @@ builtin, Numba dispatchers included) a step makes and the thread CPU time spent 
 (cProfile, its own overhead included: compare counts and shares, not absolute times).
 
     NUMBA_NUM_THREADS=1 python bench/solver_calls.py [--model digits_mlp] [--granularity global]
-                                                   [--steps 200] [--top 30]
+                                                   [--steps 200] [--top 30] [--tree PATH]
 
 From the mid-search state of bench_solver.py (s = 0.5, y = 0.3, z = 0.1, the rank compress.py
-gives), back to back, after 20 unprofiled steps. The library is the one on PYTHONPATH (or
-installed). Not a test.
+gives), back to back, after 20 unprofiled steps. The library and kernels are ``--tree``'s
+(default: this file's tree), whatever is installed (``tree.use_tree``). Not a test.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import pstats
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +29,12 @@ def main() -> None:
     parser.add_argument("--granularity", default="global", choices=["global", "layer"])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
+                        help="the source tree whose library runs (default: this file's)")
     args = parser.parse_args()
+    from tree import use_tree
+
+    use_tree(args.tree)
     from bench_solver import mid_search_state, model, solver_setup
 
     flat, solver, costs, budget, hard_pruned, groups = solver_setup(model(args.model, 0), args.granularity)

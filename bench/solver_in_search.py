@@ -11,21 +11,21 @@ the penalty's add, the optimizer); prints their medians per call (the first thre
 each left out: JIT and caches; ``step`` also its mean over the steps that did not meet a
 budget, which counts the sets that left their windows), the solver's share ``(step + penalty +
 add) / (training step + step)`` of medians, the test accuracies and, where ``least_sets.LeastSets`` exists, how many selections
-left their window and how much of the group the windows held. ``--tree``: the library tree to
-time (default: this file's), whose ``onnx_snn_compress.kernels`` must import from that tree (a
-``kernels`` symlink inside its package, or its own install), so two trees can be run in turn
-by this one script. Run it with one thread (NUMBA_NUM_THREADS=1) when the machine is shared;
-``--clock thread`` then times by the calling thread's CPU time, which other processes disturb
-less (they still share the caches).
+left their window and how much of the group the windows held. ``--tree``: the source tree to
+time (default: this file's), its library and kernels whatever is installed (``tree.use_tree``),
+so two trees can be run in turn by this one script and one Python. Run it with one thread
+(NUMBA_NUM_THREADS=1) when the machine is shared; ``--clock thread`` then times by the calling
+thread's CPU time, which other processes disturb less (they still share the caches).
 """
 
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from tree import use_tree
 
 
 def main() -> None:
@@ -35,13 +35,9 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     args = parser.parse_args()
-    tree = args.tree.resolve()
-    sys.path.insert(0, str(tree))
+    tree = use_tree(args.tree)
     from onnx_snn_compress import api, solvers, train
-    from onnx_snn_compress.kernels import selection
     from onnx_snn_compress.samples import sample_data_path, sample_model_path
-    if not Path(selection.__file__).resolve().is_relative_to(tree):
-        sys.exit(f"error: the kernels imported are {selection.__file__}, not {tree}'s")
 
     times = {"step": [], "penalty": [], "add": [], "training step": []}
     step, penalty, train_step = solvers.Minimax.step, solvers.Minimax.penalty, train.Trainer.train_step

@@ -1,20 +1,23 @@
 """Record every s, y, z, penalty gradient and pruned vector of 52 minimax searches, to check
 that a change of the solver's mechanics leaves every result bit for bit.
 
-    PYTHONPATH=<tree A> python bench/solver_record.py record a.pkl
-    PYTHONPATH=<tree B> python bench/solver_record.py record b.pkl
+    python bench/solver_record.py record a.pkl --tree <tree A>
+    python bench/solver_record.py record b.pkl --tree <tree B>
     python bench/solver_record.py compare a.pkl b.pkl
 
 The searches (12-40 steps) run on digits_mlp and mnist_mlp with random 'optimizer steps':
 global and per-layer s, ``Minimax`` and ``PaperMinimax``, one cost and random costs per weight,
 with and without ``pruning.protect_strongest``, small and large s steps; a tenth of the weights
 is hard-pruned halfway, and a met budget is frozen and halved. Run it with NUMBA_NUM_THREADS=1
-and =2 (the parallel passes start at 262,144 weights: mnist_mlp). The library is the one on
-PYTHONPATH (or installed), so two trees can be compared.
+and =2 (the parallel passes start at 262,144 weights: mnist_mlp). The library, kernels included,
+is ``--tree``'s (default: this file's tree), whatever is installed (``tree.use_tree``; PYTHONPATH
+would load the installed tree's kernels), so two trees can be compared with one Python.
 """
 
+import argparse
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -72,8 +75,15 @@ def search(model, per_layer, solver_class, cost_kind, protect, lr_s, steps, seed
     return results
 
 
-def record(path: str) -> None:
+def record(path: str, tree: Path) -> None:
+    from tree import use_tree
+
+    use_tree(tree)
+    from onnx_snn_compress import solvers
+    from onnx_snn_compress.kernels import selection
     from onnx_snn_compress.solvers import Minimax, PaperMinimax
+
+    print(f"library {solvers.__file__}, kernels {selection.__file__}")
 
     results = {}
     for model, steps in (("digits_mlp", 40), ("mnist_mlp", 12)):
@@ -112,10 +122,22 @@ def compare(first: str, second: str) -> None:
     sys.exit(1 if differing or ours.keys() != theirs.keys() else 0)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "record":
-        record(sys.argv[2])
-    elif len(sys.argv) == 4 and sys.argv[1] == "compare":
-        compare(sys.argv[2], sys.argv[3])
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    actions = parser.add_subparsers(dest="action", required=True)
+    recording = actions.add_parser("record", help="run the searches and keep their results in PATH")
+    recording.add_argument("path")
+    recording.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
+                           help="the source tree whose library runs (default: this file's)")
+    comparing = actions.add_parser("compare", help="whether two records are equal bit for bit (exit 1 if not)")
+    comparing.add_argument("first")
+    comparing.add_argument("second")
+    args = parser.parse_args()
+    if args.action == "record":
+        record(args.path, args.tree)
     else:
-        sys.exit(__doc__)
+        compare(args.first, args.second)
+
+
+if __name__ == "__main__":
+    main()

@@ -4,12 +4,14 @@ moved, and the rest (the |w| buffer, the s step and the dual steps in Python).
 
     NUMBA_NUM_THREADS=1 python bench/solver_step_parts.py [--models digits_mlp digits_conv mnist_mlp]
                                                         [--granularity global layer] [--repeats 200]
+                                                        [--tree PATH]
 
 Each part is timed by wrapping the ``LeastSets`` method that does it (a wrapper costs well under a
 microsecond a call), from the mid-search state of bench_solver.py (s = 0.5, y = 0.3, z = 0.1, the
 rank compress.py gives, back to back: warm caches); medians over ``--repeats`` steps after 20
-untimed ones. The library is the one on PYTHONPATH (or installed): run it in two trees alternately
-to compare them on a busy machine. Not a test: the numbers depend on the machine and its load.
+untimed ones. The library and kernels are ``--tree``'s (default: this file's tree), whatever is
+installed (``tree.use_tree``): run it on two trees alternately to compare them on a busy machine.
+Not a test: the numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +31,8 @@ def parse_args():
     parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "mnist_mlp"])
     parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
+                        help="the source tree whose library runs (default: this file's)")
     return parser.parse_args()
 
 
@@ -80,6 +85,9 @@ def time_parts(name: str, granularity: str, repeats: int) -> dict[str, float]:
 
 def main() -> None:
     args = parse_args()
+    from tree import use_tree
+
+    use_tree(args.tree)
     import numba
 
     print(f"thread CPU time, {numba.get_num_threads()} Numba threads, medians of {args.repeats} steps; "

@@ -7,8 +7,8 @@ how two trees' windows find the same sets (counts and time), without the trainin
 ``record`` runs the search of ``solver_in_search.py`` (minimax, budgets 0.05 0.02 0.01, 200
 steps per budget) and keeps, in FOLDER, the values and keys of every survey (about 2 x 220 MB
 for mnist_mlp) and every call of ``LeastSets`` (survey, least, recentre) in order. ``replay``
-makes those calls on a fresh ``LeastSets`` of ``--tree`` (default: this file's; its kernels
-must import from it, as in ``solver_in_search.py``), writing 16 MB before each survey (a
+makes those calls on a fresh ``LeastSets`` of ``--tree`` (default: this file's; its library and
+kernels whatever is installed: ``tree.use_tree``), writing 16 MB before each survey (a
 training step's traffic evicts the caches), and prints the surveys of a group, the histograms
 and the members gathered, and per repeat the thread CPU time of the calls per search step (the
 first repeat compiles). Not a test: the time depends on the machine and its load.
@@ -16,12 +16,12 @@ first repeat compiles). Not a test: the time depends on the machine and its load
 
 import argparse
 import pickle
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from tree import use_tree
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    sys.path.insert(0, str(args.tree.resolve()))
+    use_tree(args.tree)
     from onnx_snn_compress.least_sets import LeastSets
     (record if args.action == "record" else replay)(LeastSets, args)
 

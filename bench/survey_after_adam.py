@@ -7,18 +7,19 @@ On the model's prunable weights (one global group, the least-s set at half of th
 ``bench_solver.py``; (ii) after a 64 MiB write evicts the caches; (iii) right after a fused Adam
 step (``optim.Penalty``: penalty and |w| in its pass) that itself follows the eviction, the order
 of a search step, and that Adam step itself. A survey fused into Adam would save at most (iii),
-and at least (iii) - (i) (the compare, gather and sums stay, in Adam's pass). Not a test.
+and at least (iii) - (i) (the compare, gather and sums stay, in Adam's pass). The library and
+kernels are this file's tree's, whatever is installed (``tree.use_tree``). Not a test.
 """
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from tree import use_tree
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+use_tree(Path(__file__).resolve().parent.parent)
 from onnx_snn_compress.frontends import load_model  # noqa: E402
 from onnx_snn_compress.kernels.selection import key_bits  # noqa: E402
 from onnx_snn_compress.least_sets import LeastSets  # noqa: E402
