@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
+import platform
 import shlex
 import statistics
 import subprocess
@@ -116,6 +118,17 @@ def commit() -> str:
     return head + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def environment() -> str:
+    """The Python and the packages whose versions can change a run's floats (BLAS, LLVM's code)."""
+    versions = []
+    for package in ("numpy", "scipy", "numba", "llvmlite", "onnxruntime"):
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{package} absent")
+    return f"Python {platform.python_version()}, " + ", ".join(versions)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     budgets = sorted(args.budgets, reverse=True)
@@ -125,7 +138,7 @@ def main(argv=None) -> None:
           f"{args.steps} training steps per budget for every method; [n forced]: the search did not meet "
           f"the budget in n runs and the rest was pruned by magnitude.\n")
     print("```\npython bench/quality.py " + shlex.join(sys.argv[1:] if argv is None else argv) + "\n```")
-    print(f"commit {commit()}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n", flush=True)
+    print(f"commit {commit()}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {environment()}\n", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {job: pool.submit(run_one, *job, budgets, args.steps) for job in jobs}
         for model in args.models:  # each table as soon as its runs are done
