@@ -11,13 +11,12 @@ median wall time of 200 calls.
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from tree import use_tree
+from tree import OWN_TREE, use_tree
 
-use_tree(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent)
+use_tree(sys.argv[1] if len(sys.argv) > 1 else OWN_TREE)
 import numba  # noqa: E402
 
 from onnx_snn_compress.kernels import adam  # noqa: E402

@@ -67,7 +67,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 
 def parse_args():
@@ -83,8 +82,9 @@ def parse_args():
     parser.add_argument("--clock", default="wall", choices=["wall", "thread"],
                         help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
     parser.add_argument("--statistic", default="median", choices=["median", "min"])
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="the source tree whose library runs (default: this file's)")
+    from tree import add_tree_option
+
+    add_tree_option(parser)
     return parser.parse_args()
 
 

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tree import use_tree
+from tree import OWN_TREE, use_tree
 
-use_tree(Path(__file__).resolve().parent.parent)
+use_tree(OWN_TREE)
 from onnx_snn_compress import api, solvers  # noqa: E402
 from onnx_snn_compress.samples import sample_data_path, sample_model_path  # noqa: E402
 

@@ -18,7 +18,6 @@ import os
 import pstats
 import sys
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,11 +28,10 @@ def main() -> None:
     parser.add_argument("--granularity", default="global", choices=["global", "layer"])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="the source tree whose library runs (default: this file's)")
-    args = parser.parse_args()
-    from tree import use_tree
+    from tree import add_tree_option, use_tree
 
+    add_tree_option(parser)
+    args = parser.parse_args()
     use_tree(args.tree)
     from bench_solver import mid_search_state, model, solver_setup
 

@@ -25,14 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from tree import use_tree
+from tree import add_tree_option, use_tree
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mnist_mlp")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
+    add_tree_option(parser)
     parser.add_argument("--clock", choices=("wall", "thread"), default="wall")
     args = parser.parse_args()
     tree = use_tree(args.tree)

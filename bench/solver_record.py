@@ -127,8 +127,9 @@ def main() -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     recording = actions.add_parser("record", help="run the searches and keep their results in PATH")
     recording.add_argument("path")
-    recording.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
-                           help="the source tree whose library runs (default: this file's)")
+    from tree import add_tree_option
+
+    add_tree_option(recording)
     comparing = actions.add_parser("compare", help="whether two records are equal bit for bit (exit 1 if not)")
     comparing.add_argument("first")
     comparing.add_argument("second")

@@ -21,7 +21,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,8 +30,9 @@ def parse_args():
     parser.add_argument("--models", nargs="+", default=["digits_mlp", "digits_conv", "mnist_mlp"])
     parser.add_argument("--granularity", nargs="+", default=["global", "layer"], choices=["global", "layer"])
     parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent,
-                        help="the source tree whose library runs (default: this file's)")
+    from tree import add_tree_option
+
+    add_tree_option(parser)
     return parser.parse_args()
 
 

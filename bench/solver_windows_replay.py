@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tree import use_tree
+from tree import add_tree_option, use_tree
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("action", choices=("record", "replay"))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--model", default="mnist_mlp")
-    parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
+    add_tree_option(parser)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     use_tree(args.tree)

@@ -14,12 +14,11 @@ kernels are this file's tree's, whatever is installed (``tree.use_tree``). Not a
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-from tree import use_tree
+from tree import OWN_TREE, use_tree
 
-use_tree(Path(__file__).resolve().parent.parent)
+use_tree(OWN_TREE)
 from onnx_snn_compress.frontends import load_model  # noqa: E402
 from onnx_snn_compress.kernels.selection import key_bits  # noqa: E402
 from onnx_snn_compress.least_sets import LeastSets  # noqa: E402

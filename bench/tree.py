@@ -33,6 +33,7 @@ else:  # pragma: no cover - depends on the Python version
     import tomli as tomllib
 
 LIBRARY = "onnx_snn_compress"
+OWN_TREE = Path(__file__).resolve().parent.parent  # the tree this bench/ folder belongs to
 
 
 def package_folders(tree: str | Path) -> dict[str, Path]:
@@ -68,6 +69,13 @@ class TreeFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
                                                       submodule_search_locations=[str(folder)])
 
+
+
+def add_tree_option(parser) -> None:
+    """``--tree PATH`` on an argparse parser: the source tree whose library the script runs
+    (default: :data:`OWN_TREE`, the script's own, whatever is installed)."""
+    parser.add_argument("--tree", type=Path, default=OWN_TREE,
+                        help="the source tree whose library runs (default: this script's)")
 
 def use_tree(tree: str | Path) -> Path:
     """Make ``import onnx_snn_compress`` (and its subpackages, as the tree's pyproject.toml maps
