@@ -10,7 +10,8 @@ from onnx_snn_compress.least_sets import LeastSets
 from onnx_snn_compress.optim import Adam
 from onnx_snn_compress.pruning import FlatWeights, ProtectStrongest, protect_strongest
 from onnx_snn_compress.samples import digits_path, sample_model_path
-from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip, unranked
+from onnx_snn_compress.kernels.search_step import array_sum, clip
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, unranked
 from onnx_snn_compress.train import TrainConfig, Trainer
 
 
@@ -184,7 +185,7 @@ def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
     for value in values:
         for low, high in ((0.0, 1.0), (-0.0, 1e8), (0.25, -0.0), (0.0, 0.0)):
             expected = float(np.clip(value, low, high))
-            assert np.array(_clip(value, low, high)).tobytes() == np.array(expected).tobytes()
+            assert np.array(clip(value, low, high)).tobytes() == np.array(expected).tobytes()
 
 
 def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, after=None, reuse: bool = True,
@@ -312,13 +313,11 @@ def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_i
         assert copies == undisturbed + reselected  # a mask that zeroed weights: the penalty selected anew
 
 
-def test_the_sums_of_a_steps_python_floats_are_numpys_bit_for_bit():
-    from onnx_snn_compress.solvers import _array_sum
-
+def test_the_sums_over_a_steps_groups_are_numpys_bit_for_bit():
     rng = np.random.default_rng(2)
-    for size in range(0, 40):
+    for size in [*range(0, 40), 127, 128, 129, 136, 300, 1001]:  # numpy's blocks of 8, of 128, and its halves
         for scale in (1.0, 1e-12, 1e16):
             values = rng.standard_normal((size, 4)) * scale  # a column: as a strided view of totals
             values[:, 2][rng.random(size) < 0.2] = -0.0
             column = values[:, 2]
-            assert np.array(_array_sum(column.tolist())).tobytes() == np.sum(column).tobytes()
+            assert np.array(array_sum(column)).tobytes() == np.sum(column).tobytes()
