@@ -174,10 +174,10 @@ def _survey(values, keys, starts, stops, owners, firsts, lo, hi, slots, members,
 
 
 @njit(cache=True)
-def _in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite, found, window_edges):
+def _in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite, found):
     # the least-k set of the group at position p from its window, as found[p] = (bound, following,
-    # size); False when the window cannot tell (then found is untouched). window_edges[p]:
-    # (prefix, shift) of the window's top digit and its offsets' start, for the next windows
+    # size); False when the window cannot tell (then found is untouched). Also the window's
+    # top-digit offsets and (prefix, shift) (kernels.selection.bucket_start), for the next window
     below, inside = counts[p, 0], counts[p, 1]
     if below <= k < below + inside:
         start = windows[p]
@@ -185,22 +185,22 @@ def _in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite, fo
                                                                 members[start:start + inside], lo[p], hi[p], k - below)
         found[p, 0], found[p, 1], found[p, 2] = key, index, k
         top = shift + width
-        window_edges[p, 0], window_edges[p, 1] = (lo[p] >> top) << top, shift
-        return True, offsets
+        return True, offsets, (lo[p] >> top) << top, shift
     if k >= below + inside and hi[p] == infinite:  # every finite key is below the window or in it
         found[p, 0], found[p, 1], found[p, 2] = infinite, -1, below + inside
-        return True, np.zeros(1, np.int64)
-    return False, np.zeros(1, np.int64)
+        return True, np.zeros(1, np.int64), np.int64(0), np.int64(0)
+    return False, np.zeros(1, np.int64), np.int64(0), np.int64(0)
 
 
 @njit(cache=True)
 def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, infinite, ks, found,
-            offsets_of, window_edges, counts, windows, surveyed):
+            counts, windows, surveyed, previous):
     # the least-ks[p] set of every group (by position) into found[p], from the last survey
     # (``counts``, ``windows``) when ``surveyed``, else from a new one; a group whose set its window
     # cannot tell gets the window of all its finite keys and every group is surveyed again (the
-    # others' windows unchanged: their members too). Returns the groups' squared sums of the
-    # first survey made (none: empty)
+    # others' windows unchanged: their members too). With ``previous`` (the ranks of the sets
+    # before, by position; empty: none), each group's window is then moved for the next survey.
+    # Returns the groups' squared sums of the first survey made (none: empty)
     groups = ks.size
     squares = np.empty(0)
     pending = np.ones(groups, np.bool_)
@@ -213,12 +213,13 @@ def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_
         missed = False
         for p in range(groups):
             if pending[p]:
-                hit, offsets = _in_window(p, ks[p], lo, hi, counts, windows, members, member_keys, infinite, found,
-                                          window_edges)
+                hit, offsets, prefix, shift = _in_window(p, ks[p], lo, hi, counts, windows, members, member_keys,
+                                                         infinite, found)
                 if hit:
                     pending[p] = False
-                    offsets_of[p] = offsets
-                    window_edges[p, 2], window_edges[p, 3] = counts[p, 0], counts[p, 1]
+                    if previous.size > 0:
+                        _next_window(p, ks[p], previous[p], _margin(starts, stops, firsts, p), lo, hi, found, offsets,
+                                     counts[p, 0], counts[p, 1], prefix, shift, infinite)
                 else:
                     missed = True
                     lo[p], hi[p] = 0, infinite  # every finite key: the set is in it
@@ -228,15 +229,14 @@ def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_
 
 
 @njit(cache=True)
-def _next_window(p, k, previous, margin, lo, hi, found, offsets, window_edges, infinite):
+def _next_window(p, k, previous, margin, lo, hi, found, offsets, below, inside, prefix, shift, infinite):
     # the window of the group at position p for the next survey: the ranks from k to k plus its
     # last move (k - previous), widened by the margin, to the edges of the window's top-digit
-    # buckets; past its members by the density of keys they held (a guess: a window decides
-    # the time taken, never a set)
+    # buckets (``offsets``, ``prefix``, ``shift`` of the window's members: ``below`` keys below
+    # it, ``inside`` in it); past its members by the density of keys they held (a guess: a window
+    # decides the time taken, never a set)
     move = k - previous
     lower, upper = min(k, k + move) - margin, max(k, k + move) + margin
-    below, inside = window_edges[p, 2], window_edges[p, 3]
-    prefix, shift = window_edges[p, 0], window_edges[p, 1]
     old_lo, old_hi = lo[p], hi[p]
     density = (old_hi - old_lo) / max(1, inside)
     if inside > 0 and offsets.size > 1:
@@ -267,14 +267,9 @@ def least_sets(values, keys, starts, stops, owners, firsts, slots, position, mem
     for g in range(groups):
         by_position[position[g]] = sizes[g]
     found = np.empty((groups, 3), np.int64)
-    offsets_of = [np.zeros(1, np.int64) for _ in range(groups)]
-    window_edges = np.zeros((groups, 4), np.int64)
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
     squares_by_position = _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi,
-                                  infinite, by_position, found, offsets_of, window_edges, counts, windows, False)
-    for p in range(groups):
-        _next_window(p, by_position[p], by_position[p], _margin(starts, stops, firsts, p), lo, hi, found,
-                     offsets_of[p], window_edges, infinite)
+                                  infinite, by_position, found, counts, windows, False, by_position)
     squares = np.empty(groups)
     for g in range(groups):
         p = position[g]
@@ -320,11 +315,9 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
     for g in range(groups):
         by_position[position[g]] = sizes[g]
     before = np.empty((groups, 3), np.int64)
-    offsets_of = [np.zeros(1, np.int64) for _ in range(groups)]
-    window_edges = np.zeros((groups, 4), np.int64)
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
     squares_by_position = _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi,
-                                  infinite, by_position, before, offsets_of, window_edges, counts, windows, False)
+                                  infinite, by_position, before, counts, windows, False, np.empty(0, np.int64))
     squares, followings = np.empty(groups), np.empty(groups, np.int64)
     for g in range(groups):
         squares[g] = squares_by_position[position[g]]
@@ -336,7 +329,7 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
         by_position[position[g]] = sizes[g]
     after = np.empty((groups, 3), np.int64)
     _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, infinite, by_position,
-            after, offsets_of, window_edges, counts, windows, True)
+            after, counts, windows, True, previous)
     # the squares and cost of the sets before the s step (for the duals), the cost after it
     pairs = np.empty((groups, 4), np.int64)
     for p in range(groups):
@@ -354,9 +347,6 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
             second_costs[g] = cost_view[0] * (after[p, 2] - totals[p, 1])
         else:
             first_costs[g], second_costs[g] = totals[p, 2], totals[p, 3]
-    for p in range(groups):
-        _next_window(p, by_position[p], previous[p], _margin(starts, stops, firsts, p), lo, hi, after, offsets_of[p],
-                     window_edges, infinite)
     z, after_fraction = dual_step(y, z, squares, first_squares, first_costs, second_costs, parameters)
     ordered_before = np.empty((groups, 3), np.int64)
     for g in range(groups):

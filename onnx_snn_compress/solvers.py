@@ -261,7 +261,8 @@ class Minimax:
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
         """Whether ``selection`` was made for these s and hard-pruned weights."""
-        return np.array_equal(selection.sigma, sigma) and _same(selection.hard_pruned, hard_pruned)
+        # lists of Python floats compare as np.array_equal (-0.0 == 0.0, NaN unequal, shapes), in fewer calls
+        return selection.sigma.tolist() == sigma.tolist() and _same(selection.hard_pruned, hard_pruned)
 
     def _constants_for(self, costs: np.ndarray | None, hard_pruned: np.ndarray, budget: Budget | None):
         """The search's constants for these arrays (kept while the same arrays are passed); with

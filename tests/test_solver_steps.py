@@ -321,3 +321,29 @@ def test_the_sums_over_a_steps_groups_are_numpys_bit_for_bit():
             values[:, 2][rng.random(size) < 0.2] = -0.0
             column = values[:, 2]
             assert np.array(array_sum(column)).tobytes() == np.sum(column).tobytes()
+
+
+@pytest.mark.parametrize("protect", ["", "buffers"])
+def test_the_one_call_step_of_small_groups_gives_the_search_of_the_windows_python(monkeypatch, protect):
+    """Below ``least_sets.DIRECT_BELOW`` weights a step is one jitted call (kernels/search_step.py)
+    with windows of its own: every penalty, s, y, z and pruned vector is that of the windows'
+    Python, bit for bit (also when every step locates its sets from scratch)."""
+    from onnx_snn_compress import least_sets
+
+    one_call = search(reuse=True, steps=16, protect=protect)
+    fresh = search(reuse=True, steps=16, protect=protect, fresh_windows=True)
+    monkeypatch.setattr(least_sets, "DIRECT_BELOW", 0)
+    by_windows = search(reuse=True, steps=16, protect=protect)
+    assert_same_bits(one_call, by_windows)
+    assert_same_bits(fresh, by_windows)
+
+
+def assert_same_bits(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        if isinstance(a, tuple):
+            assert all(np.array(x).tobytes() == np.array(y).tobytes() for x, y in zip(a, b))
+        elif a is None or b is None:
+            assert a is None and b is None
+        else:
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
