@@ -14,6 +14,7 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
+from .kernels.layer_passes import ONE_CALL_BELOW, add_scaled_sets, magnitudes_of_layers, same_magnitudes_of_layers
 from .kernels.selection import add_scaled_at, add_scaled_least, magnitudes_into, same_magnitudes, set_strongest
 
 
@@ -67,6 +68,14 @@ class FlatWeights:
         self.size = int(self.offsets[-1])
         self._slices = [(name, slice(int(start), int(stop)))
                         for name, start, stop in zip(self.layers, self.offsets[:-1], self.offsets[1:])]
+        self._parameters = [f"{name}.weight" for name in self.layers]
+        # below ONE_CALL_BELOW float32 weights, a pass over every layer is one call (kernels/layer_passes.py)
+        self._one_call = self.size < ONE_CALL_BELOW and all(graph[name].weight.dtype == np.float32
+                                                             for name in self.layers)
+
+    def _flat_layers(self) -> tuple:
+        """Each layer's weights as a 1-D array (views of the graph's own arrays, in order)."""
+        return tuple([self.graph[name].weight.reshape(-1) for name in self.layers])
 
     def weights(self) -> np.ndarray:
         """All prunable weights as one float64 vector (a copy)."""
@@ -77,6 +86,9 @@ class FlatWeights:
         (``[size]``) when given: the copy and the absolute value in one pass."""
         if out is None:
             out = np.empty(self.size, dtype=self.graph[self.layers[0]].weight.dtype if self.layers else np.float32)
+        if self._one_call and out.dtype == np.float32:
+            magnitudes_of_layers(self._flat_layers(), self.offsets, out)
+            return out
         for name, part in self.layer_slices():
             magnitudes_into(self.graph[name].weight.reshape(-1), out[part])
         return out
@@ -127,6 +139,21 @@ class FlatWeights:
                 add_scaled_least(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
                                  keys[start:stop], (bound, following - start), factor)
 
+    def add_scaled_sets(self, grads: dict[str, np.ndarray], keys: np.ndarray, parts: list[slice], sets: list,
+                        factors: list[float]) -> None:
+        """:meth:`add_scaled_least` of every set ``sets[g]`` within the flat range ``parts[g]`` and its
+        ``factors[g]``; one call for all of them below ``ONE_CALL_BELOW`` weights (when ``grads`` holds
+        every layer's gradient)."""
+        if not (self._one_call and all(parameter in grads for parameter in self._parameters)):
+            for part, least, factor in zip(parts, sets, factors):
+                self.add_scaled_least(grads, keys, least, part, factor)
+            return
+        add_scaled_sets(tuple([grads[parameter].reshape(-1) for parameter in self._parameters]), self._flat_layers(),
+                        self.offsets, keys, np.array([(part.start, part.stop) for part in parts], np.int64).reshape(-1, 2),
+                        np.array([least[1] for least in sets], np.int64),
+                        np.array([(least[0] + 1, least[0]) for least in sets], keys.dtype).reshape(-1, 2),
+                        np.array(factors, np.float32))
+
     def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float,
                     by_magnitude: frozenset = frozenset()) -> dict[str, tuple]:
         """:meth:`add_scaled_least`'s gradient as ``kernels.adam.adam_update``'s ``least`` per
@@ -153,6 +180,8 @@ class FlatWeights:
 
     def same_magnitudes(self, values: np.ndarray) -> bool:
         """Whether ``values`` are :meth:`native_magnitudes` of the weights now, bit for bit (read only)."""
+        if self._one_call and values.dtype == np.float32 and values.size == self.size and values.flags.c_contiguous:
+            return bool(same_magnitudes_of_layers(self._flat_layers(), self.offsets, values))
         return values.size == self.size and all(
             same_magnitudes(self.graph[name].weight.reshape(-1), values[part]) for name, part in self.layer_slices())
 

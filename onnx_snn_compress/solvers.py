@@ -335,9 +335,16 @@ class Minimax:
         selection = self._current(state.sigma, hard_pruned)
 
         def add(grads):
-            for group, least, y in zip(self.groups, selection.sets, state.y):
-                if y > 0:
-                    self.flat.add_scaled_least(grads, selection.keys, least, group, 2.0 * y)
+            penalised = [g for g, y in enumerate(state.y.tolist()) if y > 0]
+            if not penalised:
+                return
+            if isinstance(self.flat, FlatWeights):  # every set in one call for a small network
+                self.flat.add_scaled_sets(grads, selection.keys, [self.groups[g] for g in penalised],
+                                          [selection.sets[g] for g in penalised],
+                                          [2.0 * y for y in state.y[penalised].tolist()])
+                return
+            for g in penalised:
+                self.flat.add_scaled_least(grads, selection.keys, selection.sets[g], self.groups[g], 2.0 * state.y[g])
 
         if not isinstance(self.flat, FlatWeights):  # units that are not single weights: no per-entry form
             return Penalty(add)
