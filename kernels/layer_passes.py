@@ -43,14 +43,20 @@ def same_magnitudes_of_layers(layers, offsets, values):
 
 
 @njit(cache=True)
-def add_scaled_sets(targets, sources, offsets, keys, groups, sets, limits, factors):
-    """``targets[i][j] += factors[g] * sources[i][j]`` (float32 arithmetic, as numpy's) at every flat
-    index of group g (``groups[g] = (start, stop)``, int64 ``[G, 2]``) in its set: the keys below
-    ``limits[g, 0]`` before flat index ``sets[g]`` (its ``following``), below ``limits[g, 1]`` from it
-    (``(bound + 1, bound)`` of the set, of the keys' dtype ``[G, 2]``; ``keys``: kernels/selection.py's
-    key_bits ``[n]``); ``factors``: float32 ``[G]``. kernels.selection.add_scaled_least's loop."""
+def add_scaled_sets(targets, sources, offsets, keys, groups, sets, factors):
+    """``targets[i][j] += float32(factors[g]) * sources[i][j]`` (float32 arithmetic, as numpy's) at
+    every flat index of group g (``groups[g] = (start, stop)``, int64 ``[G, 2]``) with ``factors[g] >
+    0`` (float64 ``[G]``) in its set ``sets[g] = (bound, following, ...)`` (int64 ``[G, >= 2]``: the
+    keys below ``bound`` and those equal to it before flat index ``following``) of ``keys``
+    (kernels/selection.py's key_bits ``[n]``): kernels.selection.add_scaled_least's loop, its limits
+    ``bound + 1`` before ``following`` and ``bound`` after it of the keys' own width."""
+    limits = np.empty(2, keys.dtype)
     for group in range(groups.shape[0]):
-        following, factor = sets[group], factors[group]
+        if not factors[group] > 0:
+            continue
+        factor = np.float32(factors[group])
+        limits[0], limits[1] = sets[group, 0] + 1, sets[group, 0]
+        following = sets[group, 1]
         for layer in range(len(targets)):
             offset = offsets[layer]
             start, stop = max(groups[group, 0], offset), min(groups[group, 1], offsets[layer + 1])
@@ -58,6 +64,6 @@ def add_scaled_sets(targets, sources, offsets, keys, groups, sets, limits, facto
                 split = min(max(following, start), stop)  # ties are in the set before ``following``
                 target, source = targets[layer], sources[layer]
                 _add_scaled_below(target[start - offset:split - offset], source[start - offset:split - offset],
-                                  keys[start:split], limits[group, 0], factor)
+                                  keys[start:split], limits[0], factor)
                 _add_scaled_below(target[split - offset:stop - offset], source[split - offset:stop - offset],
-                                  keys[split:stop], limits[group, 1], factor)
+                                  keys[split:stop], limits[1], factor)

@@ -254,11 +254,11 @@ def _next_window(p, k, previous, margin, lo, hi, found, offsets, below, inside, 
 
 @njit(cache=True)
 def least_sets(values, keys, starts, stops, owners, firsts, slots, position, members, member_keys, lo, hi, infinite,
-               sizes, sets):
+               sizes, sets, squares):
     """Each group's least-``sizes[g]`` set into ``sets`` (int64 ``[G, 3]``: ``(bound, following,
-    size)``, kernels/selection.py) and its sum of squared values (returned, float64 ``[G]``), by the
-    caller's groups, in one call: the arguments as :func:`search_step`'s; the windows are then
-    centred on the sets found."""
+    size)``, kernels/selection.py) and its sum of squared values into ``squares`` (float64 ``[G]``),
+    by the caller's groups, in one call: the arguments as :func:`search_step`'s; the windows are
+    then centred on the sets found."""
     groups = sizes.size
     for p in range(groups):
         if hi[p] < 0:
@@ -270,12 +270,10 @@ def least_sets(values, keys, starts, stops, owners, firsts, slots, position, mem
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
     squares_by_position = _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi,
                                   infinite, by_position, found, counts, windows, False, by_position)
-    squares = np.empty(groups)
     for g in range(groups):
         p = position[g]
         squares[g] = squares_by_position[p]
         sets[g, 0], sets[g, 1], sets[g, 2] = found[p, 0], found[p, 1], found[p, 2]
-    return squares
 
 
 @njit(cache=True)
@@ -286,7 +284,8 @@ def _margin(starts, stops, firsts, p):
 
 @njit(cache=True)
 def search_step(values, keys, starts, stops, owners, firsts, slots, position, members, member_keys, lo, hi,
-                infinite, costs, cost_view, hard, sigma, y, z, scales, group_sizes, hard_counts, parameters, sets):
+                infinite, costs, cost_view, hard, sigma, y, z, scales, group_sizes, hard_counts, parameters, sets,
+                squares):
     """One whole minimax search step for groups that a survey passes serially: the least-s sets for
     ``sigma`` (before), the s step (:func:`s_step`: ``sigma`` in place), the sets for it (after), their
     sums (kernels.selection.set_sums' loops) and the dual steps (:func:`dual_step`: ``y`` in place).
@@ -299,8 +298,9 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
     ``set_sums`` takes them; ``sigma``, ``y``, ``z``, ``scales``, ``group_sizes``, ``hard_counts``,
     ``parameters``: as :func:`s_step` and :func:`dual_step`, by the caller's groups. Writes
     ``sets`` (int64 ``[G, 3]``): per group ``(bound, following, size)`` of its set after the s step
-    (kernels/selection.py). Returns ``(z, the resource after pruning them as a fraction of R0,
-    each group's squared sum as float64 [G], the sets before the s step as int64 [G, 3])``.
+    (kernels/selection.py), and ``squares`` (float64 ``[G]``): each group's sum of squared values.
+    Returns ``(z, the resource after pruning the sets as a fraction of R0)`` (the outputs are the
+    caller's arrays: a returned array would cost its boxing).
 
     A group's window is the ranks around its last boundary (plus its last move and a margin of
     2.5 % of the group); one whose set lies outside it gets the window of all its finite keys and
@@ -318,7 +318,7 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
     squares_by_position = _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi,
                                   infinite, by_position, before, counts, windows, False, np.empty(0, np.int64))
-    squares, followings = np.empty(groups), np.empty(groups, np.int64)
+    followings = np.empty(groups, np.int64)
     for g in range(groups):
         squares[g] = squares_by_position[position[g]]
         followings[g] = before[position[g], 1]
@@ -347,10 +347,7 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
             second_costs[g] = cost_view[0] * (after[p, 2] - totals[p, 1])
         else:
             first_costs[g], second_costs[g] = totals[p, 2], totals[p, 3]
-    z, after_fraction = dual_step(y, z, squares, first_squares, first_costs, second_costs, parameters)
-    ordered_before = np.empty((groups, 3), np.int64)
     for g in range(groups):
         p = position[g]
         sets[g, 0], sets[g, 1], sets[g, 2] = after[p, 0], after[p, 1], after[p, 2]
-        ordered_before[g, 0], ordered_before[g, 1], ordered_before[g, 2] = before[p, 0], before[p, 1], before[p, 2]
-    return z, after_fraction, squares, ordered_before
+    return dual_step(y, z, squares, first_squares, first_costs, second_costs, parameters)

@@ -142,8 +142,8 @@ class LeastSets:
         if layout is None:
             squares = self.survey(values, keys, ks, replaced)
             return squares, [self.least(g, k) for g, k in enumerate(ks.tolist())]
-        sets = np.empty((len(self.groups), 3), np.int64)
-        squares = least_sets(values, keys, *layout, np.ascontiguousarray(ks, np.int64), sets)
+        sets, squares = np.empty((len(self.groups), 3), np.int64), np.empty(len(self.groups))
+        least_sets(values, keys, *layout, np.ascontiguousarray(ks, np.int64), sets, squares)
         return squares, sets.tolist()
 
     def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int], replaced: tuple | None = None) -> np.ndarray:

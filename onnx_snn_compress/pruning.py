@@ -69,6 +69,7 @@ class FlatWeights:
         self._slices = [(name, slice(int(start), int(stop)))
                         for name, start, stop in zip(self.layers, self.offsets[:-1], self.offsets[1:])]
         self._parameters = [f"{name}.weight" for name in self.layers]
+        self._views = []  # (buffer, magnitude_views of it) of the last two buffers asked for
         # below ONE_CALL_BELOW float32 weights, a pass over every layer is one call (kernels/layer_passes.py)
         self._one_call = self.size < ONE_CALL_BELOW and all(graph[name].weight.dtype == np.float32
                                                              for name in self.layers)
@@ -139,20 +140,19 @@ class FlatWeights:
                 add_scaled_least(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
                                  keys[start:stop], (bound, following - start), factor)
 
-    def add_scaled_sets(self, grads: dict[str, np.ndarray], keys: np.ndarray, parts: list[slice], sets: list,
-                        factors: list[float]) -> None:
-        """:meth:`add_scaled_least` of every set ``sets[g]`` within the flat range ``parts[g]`` and its
-        ``factors[g]``; one call for all of them below ``ONE_CALL_BELOW`` weights (when ``grads`` holds
-        every layer's gradient)."""
+    def add_scaled_sets(self, grads: dict[str, np.ndarray], keys: np.ndarray, parts: np.ndarray, sets: np.ndarray,
+                        factors: np.ndarray) -> None:
+        """:meth:`add_scaled_least` of every set ``sets[g]`` (int64 ``[G, >= 2]``: ``(bound, following,
+        ...)``) within the flat range ``parts[g]`` (int64 ``[G, 2]``: start, stop) with ``factors[g]``
+        (float64 ``[G]``) where ``factors[g] > 0``; one call for all of them below ``ONE_CALL_BELOW``
+        weights (when ``grads`` holds every layer's gradient)."""
         if not (self._one_call and all(parameter in grads for parameter in self._parameters)):
-            for part, least, factor in zip(parts, sets, factors):
-                self.add_scaled_least(grads, keys, least, part, factor)
+            for (start, stop), (bound, following), factor in zip(parts.tolist(), sets[:, :2].tolist(), factors.tolist()):
+                if factor > 0:
+                    self.add_scaled_least(grads, keys, (bound, following), slice(start, stop), factor)
             return
         add_scaled_sets(tuple([grads[parameter].reshape(-1) for parameter in self._parameters]), self._flat_layers(),
-                        self.offsets, keys, np.array([(part.start, part.stop) for part in parts], np.int64).reshape(-1, 2),
-                        np.array([least[1] for least in sets], np.int64),
-                        np.array([(least[0] + 1, least[0]) for least in sets], keys.dtype).reshape(-1, 2),
-                        np.array(factors, np.float32))
+                        self.offsets, keys, parts, sets, factors)
 
     def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float,
                     by_magnitude: frozenset = frozenset()) -> dict[str, tuple]:
@@ -163,20 +163,25 @@ class FlatWeights:
         now: Adam reads membership from the weights)."""
         bound, following = least[0], least[1]
         terms = {}
-        for name, layer in self.layer_slices():
+        for parameter, (_, layer) in zip(self._parameters, self._slices):
             start, stop = max(layer.start, part.start), min(layer.stop, part.stop)
             if stop > start:
                 first, last = start - layer.start, stop - layer.start
                 split = min(max(following - layer.start, first), last)
-                parameter = f"{name}.weight"
                 layer_keys = None if parameter in by_magnitude else keys[layer]
                 terms[parameter] = (layer_keys, first, split, last, bound, factor)
         return terms
 
     def magnitude_views(self, out: np.ndarray) -> dict[str, np.ndarray]:
         """Per parameter ``"<layer>.weight"``: its flat range of ``out`` (``[size]``), where
-        :meth:`native_magnitudes` writes its |w|."""
-        return {f"{name}.weight": out[part] for name, part in self.layer_slices()}
+        :meth:`native_magnitudes` writes its |w|. The same dict for the same ``out`` (of the last two
+        asked for: a solver alternates two buffers); not to be changed."""
+        for held, views in self._views:
+            if held is out:
+                return views
+        views = {parameter: out[part] for parameter, (_, part) in zip(self._parameters, self._slices)}
+        self._views = [*self._views[-1:], (out, views)]
+        return views
 
     def same_magnitudes(self, values: np.ndarray) -> bool:
         """Whether ``values`` are :meth:`native_magnitudes` of the weights now, bit for bit (read only)."""

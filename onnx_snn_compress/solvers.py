@@ -108,6 +108,13 @@ class Selection:
     # (flat indices, their |w|) where ``values`` hold the rank +inf (ranked in place), or None; a set never
     # holds them (+inf is above every set's bound), so only the squares of all values and the check need them
     protected: tuple | None = None
+    set_array: np.ndarray | None = None  # ``sets`` as int64 [G, 3], where made so (None: made from them when asked)
+
+    def set_rows(self) -> np.ndarray:
+        """``sets`` as int64 ``[G, 3]``."""
+        if self.set_array is None:
+            self.set_array = np.array(self.sets, np.int64).reshape(-1, 3)
+        return self.set_array
 
     def native_magnitudes(self) -> np.ndarray:
         """The |w| selected on, of their dtype: ``values`` itself, or a copy with the protected
@@ -162,13 +169,14 @@ class Minimax:
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._gaps = _gaps(groups)  # the flat ranges no group holds
         self._group_sizes = np.array([group.stop - group.start for group in groups], np.int64)
+        self._bounds = np.array([(group.start, group.stop) for group in groups], np.int64).reshape(-1, 2)
         self._least = LeastSets(groups, flat.size)
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
         self._ranks = []  # up to two buffers for the ranks, likewise
         self._handed = None  # (the last penalty, the buffer its optimizer step is to fill with |w|)
-        self._optimizer = None  # the optimizer that filled a penalty's |w| buffer: its ``writes`` date the |w| read
+        self._optimizer = None  # the optimizer that stepped with a penalty: its ``writes`` date the |w| read
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -181,8 +189,8 @@ class Minimax:
         when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
         out = self._spare_values()
         handed, self._handed = self._handed, None  # one use: a later call copies
-        if handed is not None and handed[0].written is not None:
-            self._optimizer = handed[0].written[0]
+        if handed is not None and handed[0].stepped is not None:
+            self._optimizer = handed[0].stepped[0]
         read = None if self._optimizer is None else (self._optimizer, self._optimizer.writes)
         if out is not None and handed is not None and handed[1] is out and handed[0].magnitudes_current():
             return out, read
@@ -321,12 +329,12 @@ class Minimax:
         the next :meth:`step` reads (which then needs no pass of its own).
 
         The sets of the last :meth:`step` are reused when s and the hard-pruned weights are those
-        it left and the weights did not move since. Once an optimizer has filled a penalty's |w|
-        buffer, that the weights did not move is read off its counter (``Optimizer.writes``: no step,
-        mask change or state load since the |w| were read), with no pass: so, as for :meth:`step`,
-        between a step and this call change the weights only through that optimizer, as
-        ``compress.py`` does. Before that (no optimizer known, SGD, units of
-        ``structured.ChannelGroups``, Adam below ``fuse_from``), or when the counter moved, one
+        it left and the weights did not move since. Once an optimizer step has taken a penalty (fused
+        in Adam's pass or added: ``optim.Penalty.stepped``), that the weights did not move is read off
+        that optimizer's counter (``Optimizer.writes``: no step, mask change or state load since the
+        |w| were read), with no pass: so, as for :meth:`step`, between a step and this call change the
+        weights only through that optimizer, as ``compress.py`` does. Before that (no optimizer known:
+        the penalty given as a plain function, units of ``structured.ChannelGroups``), or when the counter moved, one
         read-only pass compares |w| with those selected on. Where the keys are the bits of the
         |w| selected on (ranked by |w| itself, or in place, outside the layer of protected
         synapses), Adam reads membership in the set from the weights themselves: give the penalty to
@@ -335,23 +343,19 @@ class Minimax:
         selection = self._current(state.sigma, hard_pruned)
 
         def add(grads):
-            penalised = [g for g, y in enumerate(state.y.tolist()) if y > 0]
-            if not penalised:
-                return
             if isinstance(self.flat, FlatWeights):  # every set in one call for a small network
-                self.flat.add_scaled_sets(grads, selection.keys, [self.groups[g] for g in penalised],
-                                          [selection.sets[g] for g in penalised],
-                                          [2.0 * y for y in state.y[penalised].tolist()])
+                self.flat.add_scaled_sets(grads, selection.keys, self._bounds, selection.set_rows(), 2.0 * state.y)
                 return
-            for g in penalised:
-                self.flat.add_scaled_least(grads, selection.keys, selection.sets[g], self.groups[g], 2.0 * state.y[g])
+            for group, least, y in zip(self.groups, selection.sets, state.y):
+                if y > 0:
+                    self.flat.add_scaled_least(grads, selection.keys, least, group, 2.0 * y)
 
         if not isinstance(self.flat, FlatWeights):  # units that are not single weights: no per-entry form
             return Penalty(add)
         spare = self._spare_values()
         penalty = Penalty(add, self._least_terms(selection, state.y),
                           {} if spare is None else self.flat.magnitude_views(spare))
-        self._handed = None if spare is None else (penalty, spare)
+        self._handed = (penalty, spare)
         return penalty
 
     def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
@@ -392,13 +396,13 @@ class Minimax:
         keys, protected = self._ranked(values)
         layout = self._least.direct_layout(keys) if protected is None else None
         if layout is not None:  # small groups: the whole step in one call
-            sets = np.empty((len(self.groups), 3), np.int64)
-            state.z, after, squares, _ = search_step(
+            sets, squares = np.empty((len(self.groups), 3), np.int64), np.empty(len(self.groups))
+            state.z, after = search_step(
                 values, keys, *layout, constants.costs64, constants.cost_view, constants.hard_view, state.sigma,
                 state.y, state.z, constants.scales, self._group_sizes, constants.hard_counts, constants.parameters,
-                sets)
+                sets, squares)
             selection = self._last = Selection(values, keys, state.sigma.copy(), hard_pruned, sets.tolist(), squares,
-                                               read, None)
+                                               read, None, sets)
         else:
             selection, after = self._step_by_sets(state, values, read, keys, protected, constants, hard_pruned)
         if after > budget.target:

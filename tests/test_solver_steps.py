@@ -189,7 +189,7 @@ def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
 
 
 def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, after=None, reuse: bool = True,
-                   protect: bool = False):
+                   protect: bool = False, fuse_from: int = 0):
     """A search on digits_mlp inside real training steps (Adam): penalty, training step, solver step;
     ``fused=False`` hands Adam the penalty as a plain function (the separate add and |w| copy).
     ``between(trainer, step)`` may act between the training step and the solver's, ``after(trainer,
@@ -202,7 +202,7 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, a
     layers = [node.name for node in graph.prunable()]
     data = load_for_model(digits_path(), graph.input.shape, 10, split="train", time_steps=4)
     trainer = Trainer(graph, data, None, TrainConfig(batch_size=32, lr=1e-2, progress=False))
-    trainer.optimizer.fuse_from = 0
+    trainer.optimizer.fuse_from = fuse_from
     flat = FlatWeights(graph, layers)
     copies = []
     native = flat.native_magnitudes
@@ -302,9 +302,9 @@ def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_i
     fresh, _, _ = trained_search(fused, False, reuse=False)
     reused, _, checks = trained_search(fused, False)
     assert_same_trained_search(reused, fresh)
-    # the counter dates the |w| once Adam filled a penalty's buffer (fused: from the second step on,
-    # as the first penalty had no spare buffer to hand); with a plain add each penalty checks
-    assert checks == (1 if fused else 5)
+    # the counter dates the |w| once an optimizer step took a penalty (optim.Penalty.stepped: from the
+    # first step on, with or without a buffer to fill); with a plain function each penalty checks
+    assert checks == (0 if fused else 5)
     _, undisturbed, _ = trained_search(fused, False)
     for after, reselected in ((freeze, 3), (reload, 0)):  # between the solver's step and the next penalty
         results, copies, checks = trained_search(fused, False, after=after)
@@ -347,3 +347,16 @@ def assert_same_bits(first, second):
             assert a is None and b is None
         else:
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_a_penalty_that_adam_adds_outside_its_pass_dates_the_weights_by_its_counter_too():
+    # below fuse_from Adam calls the penalty's add; its step still names the optimizer whose counter
+    # dates the |w| the solver's step reads (optim.Penalty.stepped), so the next penalty checks none
+    fresh, _, _ = trained_search(True, False, reuse=False, fuse_from=1 << 30)
+    reused, _, checks = trained_search(True, False, fuse_from=1 << 30)
+    assert_same_trained_search(reused, fresh)
+    assert_same_trained_search(reused, trained_search(True, False)[0])  # as Adam's fused pass
+    assert checks == 0
+    results, _, checks = trained_search(True, False, after=freeze, fuse_from=1 << 30)
+    assert_same_trained_search(results, trained_search(True, False, after=freeze, reuse=False, fuse_from=1 << 30)[0])
+    assert checks == 3  # the mask changes after steps 0, 2 and 4 moved the counter
