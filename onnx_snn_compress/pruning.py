@@ -15,7 +15,8 @@ import numpy as np
 from . import ir
 from .errors import SNNError
 from .kernels.layer_passes import ONE_CALL_BELOW, add_scaled_sets, magnitudes_of_layers, same_magnitudes_of_layers
-from .kernels.selection import add_scaled_at, add_scaled_least, magnitudes_into, same_magnitudes, set_strongest
+from .kernels.selection import (add_scaled_at, add_scaled_least, copy_set_strongest, magnitudes_into, same_magnitudes,
+                                set_strongest)
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -220,6 +221,11 @@ def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int
     pruned only if nothing else is left to meet a budget. Never disconnects an output neuron.
     ``out``: where to write the copy (as ``magnitudes``, not it), e.g. a buffer reused from one
     selection to the next (no fresh pages of a new array each time), or ``magnitudes`` itself (ranked in place)."""
+    columns = (part.stop - part.start) // rows
+    if (out is not None and out is not magnitudes and part.stop == out.size and 0 < count < columns
+            and out.flags.c_contiguous and magnitudes.flags.c_contiguous and out.dtype == magnitudes.dtype
+            and out.shape == magnitudes.shape and copy_set_strongest(magnitudes, out, part.start, rows, count)):
+        return out  # the copy and the rank of the last layer in one call
     if out is None:
         ranked = magnitudes.copy()
     else:

@@ -202,7 +202,10 @@ class Minimax:
     def _spare_values(self) -> np.ndarray | None:
         """The buffer :meth:`_fresh_values` fills next (one the last selection does not hold), if made."""
         held = None if self._last is None else self._last.values
-        return next((buffer for buffer in self._values if buffer is not held), None)
+        for buffer in self._values:
+            if buffer is not held:
+                return buffer
+        return None
 
     def _select(self, values: np.ndarray, read: tuple | None, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The least-s sets of ``values`` (read at ``read``: :meth:`_fresh_values`) for the fractions
@@ -226,11 +229,11 @@ class Minimax:
     def _rank_buffer(self, magnitudes: np.ndarray) -> np.ndarray:
         """A buffer for the ranks of ``magnitudes`` that the last selection's keys do not view."""
         held = None if self._last is None else self._last.keys.base
-        out = next((buffer for buffer in self._ranks if buffer is not held and buffer.dtype == magnitudes.dtype
-                    and buffer.shape == magnitudes.shape), None)
-        if out is None:
-            out = np.empty_like(magnitudes)
-            self._ranks = [buffer for buffer in self._ranks if buffer is held] + [out]
+        for buffer in self._ranks:
+            if buffer is not held and buffer.dtype == magnitudes.dtype and buffer.shape == magnitudes.shape:
+                return buffer
+        out = np.empty_like(magnitudes)
+        self._ranks = [buffer for buffer in self._ranks if buffer is held] + [out]
         return out
 
     def _sizes(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> np.ndarray:
