@@ -153,12 +153,15 @@ class Minimax:
     copy of all ranks). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
-    ``scale_weights`` (and a ``FlatWeights``' ``least_terms``, ``magnitude_views``, ``layer_slices`` and
-    ``offsets``, to hand Adam the penalty and the |w| copy: ``optim.Penalty``).
+    ``scale_weights`` (and a ``FlatWeights``' ``add_scaled_sets``, ``least_terms``, ``magnitude_views``,
+    ``layer_slices`` and ``offsets``, to add the penalty in one call and hand Adam the penalty and the
+    |w| copy: ``optim.Penalty``).
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
-    ``least_sets.LeastSets`` (one survey pass a step). Flat buffers are reused
+    ``least_sets.LeastSets`` (one survey pass a step); the s step and the dual ascent are
+    ``kernels.search_step``'s, and below ``least_sets.DIRECT_BELOW`` weights a whole :meth:`step` is
+    one call of it (``search_step``). Flat buffers are reused
     from step to step, and per-search constants (the distance, each group's cost and
     hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
     arrays when they change, never change them in place."""
