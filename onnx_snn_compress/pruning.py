@@ -148,7 +148,8 @@ class FlatWeights:
         (float64 ``[G]``) where ``factors[g] > 0``; one call for all of them below ``ONE_CALL_BELOW``
         weights (when ``grads`` holds every layer's gradient)."""
         if not (self._one_call and all(parameter in grads for parameter in self._parameters)):
-            for (start, stop), (bound, following), factor in zip(parts.tolist(), sets[:, :2].tolist(), factors.tolist()):
+            rows = zip(parts.tolist(), sets[:, :2].tolist(), factors.tolist())
+            for (start, stop), (bound, following), factor in rows:
                 if factor > 0:
                     self.add_scaled_least(grads, keys, (bound, following), slice(start, stop), factor)
             return
