@@ -359,8 +359,13 @@ class Minimax:
         if not isinstance(self.flat, FlatWeights):  # units that are not single weights: no per-entry form
             return Penalty(add)
         spare = self._spare_values()
-        penalty = Penalty(add, self._least_terms(selection, state.y),
-                          {} if spare is None else self.flat.magnitude_views(spare))
+        if getattr(self._optimizer, "fuse_from", -1) > self.flat.size:
+            # the optimizer that steps with the penalties fuses none of this size (Adam.fuse_from, over
+            # the entries of the parameters it adds to: at most the flat's): it only calls ``add``
+            penalty = Penalty(add)
+        else:
+            penalty = Penalty(add, self._least_terms(selection, state.y),
+                              {} if spare is None else self.flat.magnitude_views(spare))
         self._handed = (penalty, spare)
         return penalty
 
