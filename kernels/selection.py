@@ -544,6 +544,15 @@ def _set_strongest(block, count):
     return True
 
 
+@njit(cache=True)
+def copy_set_strongest(source, out, start, rows, count):
+    """``out[:] = source`` (float ``[n]`` each), then :func:`set_strongest` of the block of ``rows``
+    rows from flat index ``start`` to the end of ``out`` (C order); returns whether it set them (the
+    copy is made either way). One call for protect_strongest's copy and rank."""
+    out[:] = source
+    return _set_strongest(out[start:].reshape(rows, (out.size - start) // rows), count)
+
+
 def set_strongest(block: np.ndarray, count: int) -> bool:
     """Set the ``count`` largest of each row of ``block`` (float ``[rows, columns]``, columns >
     count >= 1, written in place) to +inf when that set is unique in every row; returns whether

@@ -15,6 +15,12 @@ or with nothing to go by, the group's keys are counted by their top bits
 (:func:`kernels.selection.histogram`, 2-3 times a survey's time) and a window is taken from
 that histogram. The sets are exact either way: the windows decide only the time taken, never a
 result.
+
+Below ``DIRECT_BELOW`` weights (every group one chunk of the survey's, passed serially) the
+windows live in the kernels instead (:meth:`LeastSets.direct_layout`, ``kernels.search_step``):
+one call locates the sets of every group, surveying again, with the window of all a group's finite
+keys, only where a set left its window; there the Python of the windows above (a few dozen calls a
+step) would cost more than the passes themselves.
 """
 
 from __future__ import annotations
@@ -22,8 +28,13 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads
 
+from .kernels.search_step import least_sets
 from .kernels.selection import (CHUNK, bucket_of, bucket_start, counted_key_of_rank, histogram, infinity_key,
                                 key_of_rank, parallel_pass, set_sums, survey, top_shift)
+
+# weights below which the windows are kept by the kernels (one call a step): every group is one
+# chunk, and the ranks are never applied in place (solvers.RANK_IN_PLACE_FROM)
+DIRECT_BELOW = 1 << 16
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
@@ -105,6 +116,35 @@ class LeastSets:
         self._missed = [0] * count  # the sides (BELOW | ABOVE) a set left the window on since the last recentre
         self._windows = [None] * count  # each group's Window of the last survey, built when first asked for
         self.values = self.keys = self._replaced = None
+        self.direct = size < DIRECT_BELOW
+        self._layout = None  # direct_layout's arrays, for the keys' dtype
+
+    def direct_layout(self, keys: np.ndarray) -> tuple | None:
+        """The arrays ``kernels.search_step.search_step`` and ``least_sets`` take after the values
+        and keys (chunks, groups' positions, member buffers, windows, the key of +inf) for ``keys``
+        (``key_bits``), or None above ``DIRECT_BELOW`` weights (the windows of this class's Python)."""
+        if not self.direct:
+            return None
+        if self._layout is None or self._layout[7].dtype != keys.dtype:
+            # windows of their own (none yet: hi < 0), apart from those of this class's Python
+            count = len(self.groups)
+            self._layout = (self._starts, self._stops, self._owners, self._firsts, self._slots,
+                            np.array(self.position, np.int64), self._members, np.empty(self._members.size, keys.dtype),
+                            np.zeros(count, np.int64), np.full(count, -1, np.int64), infinity_key(keys))
+        return self._layout
+
+    def locate(self, values: np.ndarray, keys: np.ndarray, ks: np.ndarray,
+               replaced: tuple | None = None) -> tuple[np.ndarray, list]:
+        """Each group's sum of squared ``values`` (float64 ``[G]``) and its least-``ks[g]`` set
+        (``(bound, following, size)``: :meth:`least`) of ``keys``: one survey (:meth:`survey`; the
+        kernels' one call below ``DIRECT_BELOW`` weights, without ``replaced`` entries)."""
+        layout = self.direct_layout(keys) if replaced is None else None
+        if layout is None:
+            squares = self.survey(values, keys, ks, replaced)
+            return squares, [self.least(g, k) for g, k in enumerate(ks.tolist())]
+        sets, squares = np.empty((len(self.groups), 3), np.int64), np.empty(len(self.groups))
+        least_sets(values, keys, *layout, np.ascontiguousarray(ks, np.int64), sets, squares)
+        return squares, sets.tolist()
 
     def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int], replaced: tuple | None = None) -> np.ndarray:
         """One pass over every group's ``values`` (float32/64 ``[n]``) and ``keys``

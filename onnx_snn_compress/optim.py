@@ -114,6 +114,8 @@ class Optimizer:
         self.writes += 1
         if penalty is not None:
             penalty(grads)
+            if isinstance(penalty, Penalty):
+                penalty.stepped = (self, self.writes)
         for name, grad in grads.items():
             param = self._parameter_for(name, grad)
             gradient = self._gradient.get(name)
@@ -270,6 +272,8 @@ class Adam(Optimizer):
                         penalty.least.get(name) if fused else None, magnitudes.get(name))
             if work is not param:
                 param[...] = work
+        if isinstance(penalty, Penalty):
+            penalty.stepped = (self, self.writes)
         if magnitudes and magnitudes.keys() <= grads.keys():
             penalty.written = (self, self.writes)
 
@@ -285,13 +289,16 @@ class Penalty:
     it was made, the weights unchanged in between), or None where it has no such form.
     ``magnitudes``: per parameter, a float32 ``[size]`` view that Adam fills with |w| after its
     update, so that the caller needs no pass to read them.
-    ``written``: (optimizer, its ``writes``) once an optimizer step filled every one of them.
+    ``written``: (optimizer, its ``writes``) once an optimizer step filled every one of them;
+    ``stepped``: (optimizer, its ``writes``) once an optimizer step took the penalty (fused or added),
+    so that its caller knows the optimizer whose counter dates the weights from then on.
     """
 
     add: Callable[[dict], None]
     least: dict[str, tuple] | None = None
     magnitudes: dict[str, np.ndarray] = field(default_factory=dict)
     written: tuple | None = None
+    stepped: tuple | None = None
 
     def __call__(self, grads: dict) -> None:
         self.add(grads)

@@ -14,7 +14,9 @@ import numpy as np
 
 from . import ir
 from .errors import SNNError
-from .kernels.selection import add_scaled_at, add_scaled_least, magnitudes_into, same_magnitudes, set_strongest
+from .kernels.layer_passes import ONE_CALL_BELOW, add_scaled_sets, magnitudes_of_layers, same_magnitudes_of_layers
+from .kernels.selection import (add_scaled_at, add_scaled_least, copy_set_strongest, magnitudes_into, same_magnitudes,
+                                set_strongest)
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -67,6 +69,15 @@ class FlatWeights:
         self.size = int(self.offsets[-1])
         self._slices = [(name, slice(int(start), int(stop)))
                         for name, start, stop in zip(self.layers, self.offsets[:-1], self.offsets[1:])]
+        self._parameters = [f"{name}.weight" for name in self.layers]
+        self._views = []  # (buffer, magnitude_views of it) of the last two buffers asked for
+        # below ONE_CALL_BELOW float32 weights, a pass over every layer is one call (kernels/layer_passes.py)
+        self._one_call = self.size < ONE_CALL_BELOW and all(graph[name].weight.dtype == np.float32
+                                                             for name in self.layers)
+
+    def _flat_layers(self) -> tuple:
+        """Each layer's weights as a 1-D array (views of the graph's own arrays, in order)."""
+        return tuple([self.graph[name].weight.reshape(-1) for name in self.layers])
 
     def weights(self) -> np.ndarray:
         """All prunable weights as one float64 vector (a copy)."""
@@ -77,6 +88,9 @@ class FlatWeights:
         (``[size]``) when given: the copy and the absolute value in one pass."""
         if out is None:
             out = np.empty(self.size, dtype=self.graph[self.layers[0]].weight.dtype if self.layers else np.float32)
+        if self._one_call and out.dtype == np.float32:
+            magnitudes_of_layers(self._flat_layers(), self.offsets, out)
+            return out
         for name, part in self.layer_slices():
             magnitudes_into(self.graph[name].weight.reshape(-1), out[part])
         return out
@@ -127,6 +141,21 @@ class FlatWeights:
                 add_scaled_least(grads[f"{name}.weight"].reshape(-1)[local], self.graph[name].weight.reshape(-1)[local],
                                  keys[start:stop], (bound, following - start), factor)
 
+    def add_scaled_sets(self, grads: dict[str, np.ndarray], keys: np.ndarray, parts: np.ndarray, sets: np.ndarray,
+                        factors: np.ndarray) -> None:
+        """:meth:`add_scaled_least` of every set ``sets[g]`` (int64 ``[G, >= 2]``: ``(bound, following,
+        ...)``) within the flat range ``parts[g]`` (int64 ``[G, 2]``: start, stop) with ``factors[g]``
+        (float64 ``[G]``) where ``factors[g] > 0``; one call for all of them below ``ONE_CALL_BELOW``
+        weights (when ``grads`` holds every layer's gradient)."""
+        if not (self._one_call and all(parameter in grads for parameter in self._parameters)):
+            rows = zip(parts.tolist(), sets[:, :2].tolist(), factors.tolist())
+            for (start, stop), (bound, following), factor in rows:
+                if factor > 0:
+                    self.add_scaled_least(grads, keys, (bound, following), slice(start, stop), factor)
+            return
+        add_scaled_sets(tuple([grads[parameter].reshape(-1) for parameter in self._parameters]), self._flat_layers(),
+                        self.offsets, keys, parts, sets, factors)
+
     def least_terms(self, keys: np.ndarray, least: tuple, part: slice, factor: float,
                     by_magnitude: frozenset = frozenset()) -> dict[str, tuple]:
         """:meth:`add_scaled_least`'s gradient as ``kernels.adam.adam_update``'s ``least`` per
@@ -136,23 +165,30 @@ class FlatWeights:
         now: Adam reads membership from the weights)."""
         bound, following = least[0], least[1]
         terms = {}
-        for name, layer in self.layer_slices():
+        for parameter, (_, layer) in zip(self._parameters, self._slices):
             start, stop = max(layer.start, part.start), min(layer.stop, part.stop)
             if stop > start:
                 first, last = start - layer.start, stop - layer.start
                 split = min(max(following - layer.start, first), last)
-                parameter = f"{name}.weight"
                 layer_keys = None if parameter in by_magnitude else keys[layer]
                 terms[parameter] = (layer_keys, first, split, last, bound, factor)
         return terms
 
     def magnitude_views(self, out: np.ndarray) -> dict[str, np.ndarray]:
         """Per parameter ``"<layer>.weight"``: its flat range of ``out`` (``[size]``), where
-        :meth:`native_magnitudes` writes its |w|."""
-        return {f"{name}.weight": out[part] for name, part in self.layer_slices()}
+        :meth:`native_magnitudes` writes its |w|. The same dict for the same ``out`` (of the last two
+        asked for: a solver alternates two buffers); not to be changed."""
+        for held, views in self._views:
+            if held is out:
+                return views
+        views = {parameter: out[part] for parameter, (_, part) in zip(self._parameters, self._slices)}
+        self._views = [*self._views[-1:], (out, views)]
+        return views
 
     def same_magnitudes(self, values: np.ndarray) -> bool:
         """Whether ``values`` are :meth:`native_magnitudes` of the weights now, bit for bit (read only)."""
+        if self._one_call and values.dtype == np.float32 and values.size == self.size and values.flags.c_contiguous:
+            return bool(same_magnitudes_of_layers(self._flat_layers(), self.offsets, values))
         return values.size == self.size and all(
             same_magnitudes(self.graph[name].weight.reshape(-1), values[part]) for name, part in self.layer_slices())
 
@@ -186,6 +222,11 @@ def protect_strongest(magnitudes: np.ndarray, part: slice, rows: int, count: int
     pruned only if nothing else is left to meet a budget. Never disconnects an output neuron.
     ``out``: where to write the copy (as ``magnitudes``, not it), e.g. a buffer reused from one
     selection to the next (no fresh pages of a new array each time), or ``magnitudes`` itself (ranked in place)."""
+    columns = (part.stop - part.start) // rows
+    if (out is not None and out is not magnitudes and part.stop == out.size and 0 < count < columns
+            and out.flags.c_contiguous and magnitudes.flags.c_contiguous and out.dtype == magnitudes.dtype
+            and out.shape == magnitudes.shape and copy_set_strongest(magnitudes, out, part.start, rows, count)):
+        return out  # the copy and the rank of the last layer in one call
     if out is None:
         ranked = magnitudes.copy()
     else:

@@ -46,19 +46,18 @@ every ``n / 10`` steps.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .kernels import search_step as arithmetic
+from .kernels.search_step import TINY, dual_step, s_step, search_step, set_sizes
 from .kernels.selection import kept_cost, key_bits, least_mask, uniform_cost
 from .least_sets import LeastSets
 from .optim import Penalty
 from .pruning import FlatWeights, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
-DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
-TINY = 1e-30
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
 # weights from which a rank that can (``in_place``) ranks the |w| buffer itself: below, its Python (the
 # protected |w| kept, their chunk summed again, restored for a check) costs more than the copy it saves
@@ -109,6 +108,13 @@ class Selection:
     # (flat indices, their |w|) where ``values`` hold the rank +inf (ranked in place), or None; a set never
     # holds them (+inf is above every set's bound), so only the squares of all values and the check need them
     protected: tuple | None = None
+    set_array: np.ndarray | None = None  # ``sets`` as int64 [G, 3], where made so (None: made from them when asked)
+
+    def set_rows(self) -> np.ndarray:
+        """``sets`` as int64 ``[G, 3]``."""
+        if self.set_array is None:
+            self.set_array = np.array(self.sets, np.int64).reshape(-1, 3)
+        return self.set_array
 
     def native_magnitudes(self) -> np.ndarray:
         """The |w| selected on, of their dtype: ``values`` itself, or a copy with the protected
@@ -147,12 +153,15 @@ class Minimax:
     copy of all ranks). ``flat``: a
     ``pruning.FlatWeights``, or a ``structured.ChannelGroups`` whose units are whole channels;
     the solver uses only their ``native_magnitudes``, ``same_magnitudes``, ``add_scaled_least`` and
-    ``scale_weights`` (and a ``FlatWeights``' ``least_terms``, ``magnitude_views``, ``layer_slices`` and
-    ``offsets``, to hand Adam the penalty and the |w| copy: ``optim.Penalty``).
+    ``scale_weights`` (and a ``FlatWeights``' ``add_scaled_sets``, ``least_terms``, ``magnitude_views``,
+    ``layer_slices`` and ``offsets``, to add the penalty in one call and hand Adam the penalty and the
+    |w| copy: ``optim.Penalty``).
 
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
-    ``least_sets.LeastSets`` (one survey pass a step). Flat buffers are reused
+    ``least_sets.LeastSets`` (one survey pass a step); the s step and the dual ascent are
+    ``kernels.search_step``'s, and below ``least_sets.DIRECT_BELOW`` weights a whole :meth:`step` is
+    one call of it (``search_step``). Flat buffers are reused
     from step to step, and per-search constants (the distance, each group's cost and
     hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
     arrays when they change, never change them in place."""
@@ -162,14 +171,15 @@ class Minimax:
         self.flat, self.groups, self.rank = flat, groups, rank
         self.lr_s, self.lr_y, self.lr_z, self.tolerance = lr_s, lr_y, lr_z, tolerance
         self._gaps = _gaps(groups)  # the flat ranges no group holds
-        self._group_sizes = [group.stop - group.start for group in groups]
+        self._group_sizes = np.array([group.stop - group.start for group in groups], np.int64)
+        self._bounds = np.array([(group.start, group.stop) for group in groups], np.int64).reshape(-1, 2)
         self._least = LeastSets(groups, flat.size)
         self._last: Selection | None = None  # the latest selection: the penalty reuses it on equal inputs
         self._constants: SearchConstants | None = None
         self._values = []  # up to two buffers for native_magnitudes (one may be held by _last)
         self._ranks = []  # up to two buffers for the ranks, likewise
         self._handed = None  # (the last penalty, the buffer its optimizer step is to fill with |w|)
-        self._optimizer = None  # the optimizer that filled a penalty's |w| buffer: its ``writes`` date the |w| read
+        self._optimizer = None  # the optimizer that stepped with a penalty: its ``writes`` date the |w| read
 
     def start(self, hard_pruned: np.ndarray) -> MinimaxState:
         floor = np.array([hard_pruned[g].mean() if g.stop > g.start else 0.0 for g in self.groups])
@@ -182,8 +192,8 @@ class Minimax:
         when the optimizer step of the last :meth:`penalty` wrote them there and changed nothing since."""
         out = self._spare_values()
         handed, self._handed = self._handed, None  # one use: a later call copies
-        if handed is not None and handed[0].written is not None:
-            self._optimizer = handed[0].written[0]
+        if handed is not None and handed[0].stepped is not None:
+            self._optimizer = handed[0].stepped[0]
         read = None if self._optimizer is None else (self._optimizer, self._optimizer.writes)
         if out is not None and handed is not None and handed[1] is out and handed[0].magnitudes_current():
             return out, read
@@ -195,42 +205,46 @@ class Minimax:
     def _spare_values(self) -> np.ndarray | None:
         """The buffer :meth:`_fresh_values` fills next (one the last selection does not hold), if made."""
         held = None if self._last is None else self._last.values
-        return next((buffer for buffer in self._values if buffer is not held), None)
+        for buffer in self._values:
+            if buffer is not held:
+                return buffer
+        return None
 
     def _select(self, values: np.ndarray, read: tuple | None, sigma: np.ndarray, hard_pruned: np.ndarray) -> Selection:
         """The least-s sets of ``values`` (read at ``read``: :meth:`_fresh_values`) for the fractions
         ``sigma`` (one survey pass); becomes the last selection."""
+        keys, protected = self._ranked(values)
+        squares, sets = self._least.locate(values, keys, self._sizes(sigma, hard_pruned), protected)
+        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares, read, protected)
+        return self._last
+
+    def _ranked(self, values: np.ndarray) -> tuple[np.ndarray, tuple | None]:
+        """The keys (``key_bits``) of the ranks of ``values`` and, where the rank was applied in
+        place, ``(flat indices, their |w|)`` of the entries it changed (else None)."""
         in_place = getattr(self.rank, "in_place", None)
         if in_place is not None and values.dtype == np.float32 and values.size >= RANK_IN_PLACE_FROM:
             # the ranks over |w| in their own buffer: no copy
             protected = in_place(values)
-            keys = key_bits(values)
-        else:
-            protected = None
-            magnitudes = values if values.dtype == np.float32 else values * values
-            keys = key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes))))
-        sizes = self._sizes(sigma, hard_pruned)
-        squares = self._least.survey(values, keys, sizes, protected)
-        sets = [self._least.least(g, k) for g, k in enumerate(sizes)]
-        self._last = Selection(values, keys, sigma.copy(), hard_pruned, sets, squares, read, protected)
-        return self._last
+            return key_bits(values), protected
+        magnitudes = values if values.dtype == np.float32 else values * values
+        return key_bits(np.ascontiguousarray(self.rank(magnitudes, self._rank_buffer(magnitudes)))), None
 
     def _rank_buffer(self, magnitudes: np.ndarray) -> np.ndarray:
         """A buffer for the ranks of ``magnitudes`` that the last selection's keys do not view."""
         held = None if self._last is None else self._last.keys.base
-        out = next((buffer for buffer in self._ranks if buffer is not held and buffer.dtype == magnitudes.dtype
-                    and buffer.shape == magnitudes.shape), None)
-        if out is None:
-            out = np.empty_like(magnitudes)
-            self._ranks = [buffer for buffer in self._ranks if buffer is held] + [out]
+        for buffer in self._ranks:
+            if buffer is not held and buffer.dtype == magnitudes.dtype and buffer.shape == magnitudes.shape:
+                return buffer
+        out = np.empty_like(magnitudes)
+        self._ranks = [buffer for buffer in self._ranks if buffer is held] + [out]
         return out
 
-    def _sizes(self, sigma, hard_pruned: np.ndarray) -> list[int]:
-        """Per group, the size of its least-s set for the fractions ``sigma`` (float64 ``[G]``, or a list of floats)."""
-        hard_counts = self._constants_for(None, hard_pruned, None).hard_counts
-        # already pruned weights are exactly zero, so they are always among the least
-        return [max(math.ceil(fraction * size - 1e-9), hard_count)
-                for size, fraction, hard_count in zip(self._group_sizes, sigma, hard_counts)]
+    def _sizes(self, sigma: np.ndarray, hard_pruned: np.ndarray) -> np.ndarray:
+        """Per group, the size of its least-s set for the fractions ``sigma`` (float64 ``[G]``):
+        int64 ``[G]`` (``kernels.search_step.set_sizes``)."""
+        sizes = np.empty(len(self.groups), np.int64)
+        set_sizes(sigma, self._group_sizes, self._constants_for(None, hard_pruned, None).hard_counts, sizes)
+        return sizes
 
     def _mask(self, selection: Selection) -> np.ndarray:
         """The bool mask of ``selection``'s sets over the flat space (False where no group lies)."""
@@ -261,7 +275,8 @@ class Minimax:
     @staticmethod
     def _holds(selection: Selection, sigma: np.ndarray, hard_pruned: np.ndarray) -> bool:
         """Whether ``selection`` was made for these s and hard-pruned weights."""
-        return np.array_equal(selection.sigma, sigma) and _same(selection.hard_pruned, hard_pruned)
+        # lists of Python floats compare as np.array_equal (-0.0 == 0.0, NaN unequal, shapes), in fewer calls
+        return selection.sigma.tolist() == sigma.tolist() and _same(selection.hard_pruned, hard_pruned)
 
     def _constants_for(self, costs: np.ndarray | None, hard_pruned: np.ndarray, budget: Budget | None):
         """The search's constants for these arrays (kept while the same arrays are passed); with
@@ -270,24 +285,41 @@ class Minimax:
         if constants is None or not _same(constants.hard_pruned, hard_pruned):
             hard = np.ascontiguousarray(hard_pruned, dtype=np.bool_)
             constants = self._constants = SearchConstants(
-                hard_pruned, [int(np.count_nonzero(hard_pruned[group])) for group in self.groups],
+                hard_pruned, np.array([np.count_nonzero(hard_pruned[group]) for group in self.groups], np.int64),
                 hard.view(np.uint8) if hard.any() else np.zeros(1, np.uint8))
         if costs is not None and (not _same(constants.costs, costs) or constants.budget != _budget_key(budget)):
             constants.costs, constants.budget = costs, _budget_key(budget)
             constants.distance = self._distance(costs, hard_pruned, budget)
             constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
             constants.in_play_costs = [kept_cost(costs[group], hard_pruned[group]) for group in self.groups]
-            constants.scales = [
+            constants.scales = np.array([
                 (*self._scales(size, hard_count, group_cost, in_play_cost), hard_count / size if size else 0.0,
                  self._span(constants.distance, budget, group_cost))
                 for size, hard_count, group_cost, in_play_cost in zip(
-                    self._group_sizes, constants.hard_counts, constants.group_costs, constants.in_play_costs)]
+                    self._group_sizes.tolist(), constants.hard_counts.tolist(), constants.group_costs,
+                    constants.in_play_costs)], np.float64).reshape(len(self.groups), 4)
+            constants.costs64 = np.ascontiguousarray(costs, dtype=np.float64)
             uniform = uniform_cost(costs)
-            constants.cost_view = np.ascontiguousarray(costs, dtype=np.float64) if uniform is None \
-                else np.full(1, uniform)
+            constants.cost_view = constants.costs64 if uniform is None else np.full(1, uniform)
             constants.total_cost = float(np.sum(costs))
             constants.hard_cost = float(np.sum(costs[hard_pruned]))
+            constants.parameters = np.zeros(arithmetic.PARAMETERS)
+            for index, value in ((arithmetic.LR_S, self.lr_s), (arithmetic.LR_Y, self.lr_y),
+                                 (arithmetic.LR_Z, self.lr_z), (arithmetic.TOLERANCE, self._tolerance),
+                                 (arithmetic.GROW_ONLY, float(self.grow_only)),
+                                 (arithmetic.TOTAL_COST, constants.total_cost),
+                                 (arithmetic.HARD_COST, constants.hard_cost), (arithmetic.FIXED, budget.fixed),
+                                 (arithmetic.REFERENCE, budget.reference), (arithmetic.AIM, budget.aim),
+                                 (arithmetic.DISTANCE, constants.distance)):
+                constants.parameters[index] = value
         return constants
+
+    grow_only = False  # whether the resource dual ascends on the excess only where it is positive
+
+    @property
+    def _tolerance(self) -> float:
+        """The relative squared mass of the least-s set at which the sparsity dual stops growing."""
+        return self.tolerance
 
     def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
         """The gradient of ``y * sum(least-s squared weights)``, to add before the optimizer step.
@@ -303,12 +335,12 @@ class Minimax:
         the next :meth:`step` reads (which then needs no pass of its own).
 
         The sets of the last :meth:`step` are reused when s and the hard-pruned weights are those
-        it left and the weights did not move since. Once an optimizer has filled a penalty's |w|
-        buffer, that the weights did not move is read off its counter (``Optimizer.writes``: no step,
-        mask change or state load since the |w| were read), with no pass: so, as for :meth:`step`,
-        between a step and this call change the weights only through that optimizer, as
-        ``compress.py`` does. Before that (no optimizer known, SGD, units of
-        ``structured.ChannelGroups``, Adam below ``fuse_from``), or when the counter moved, one
+        it left and the weights did not move since. Once an optimizer step has taken a penalty (fused
+        in Adam's pass or added: ``optim.Penalty.stepped``), that the weights did not move is read off
+        that optimizer's counter (``Optimizer.writes``: no step, mask change or state load since the
+        |w| were read), with no pass: so, as for :meth:`step`, between a step and this call change the
+        weights only through that optimizer, as ``compress.py`` does. Before that (no optimizer known:
+        the penalty given as a plain function, units of ``structured.ChannelGroups``), or when the counter moved, one
         read-only pass compares |w| with those selected on. Where the keys are the bits of the
         |w| selected on (ranked by |w| itself, or in place, outside the layer of protected
         synapses), Adam reads membership in the set from the weights themselves: give the penalty to
@@ -317,6 +349,9 @@ class Minimax:
         selection = self._current(state.sigma, hard_pruned)
 
         def add(grads):
+            if isinstance(self.flat, FlatWeights):  # every set in one call for a small network
+                self.flat.add_scaled_sets(grads, selection.keys, self._bounds, selection.set_rows(), 2.0 * state.y)
+                return
             for group, least, y in zip(self.groups, selection.sets, state.y):
                 if y > 0:
                     self.flat.add_scaled_least(grads, selection.keys, least, group, 2.0 * y)
@@ -324,9 +359,14 @@ class Minimax:
         if not isinstance(self.flat, FlatWeights):  # units that are not single weights: no per-entry form
             return Penalty(add)
         spare = self._spare_values()
-        penalty = Penalty(add, self._least_terms(selection, state.y),
-                          {} if spare is None else self.flat.magnitude_views(spare))
-        self._handed = None if spare is None else (penalty, spare)
+        if getattr(self._optimizer, "fuse_from", -1) > self.flat.size:
+            # the optimizer that steps with the penalties fuses none of this size (Adam.fuse_from, over
+            # the entries of the parameters it adds to: at most the flat's): it only calls ``add``
+            penalty = Penalty(add)
+        else:
+            penalty = Penalty(add, self._least_terms(selection, state.y),
+                              {} if spare is None else self.flat.magnitude_views(spare))
+        self._handed = (penalty, spare)
         return penalty
 
     def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
@@ -354,14 +394,6 @@ class Minimax:
             names = names[:first] + names[last + 1:]  # the layers from the first protected synapse's to the last's
         return frozenset(names)
 
-    def _ascend_y(self, y: float, mass: float) -> float:
-        """Dual ascent on a sparsity dual; ``mass``: relative squared mass of the least-s set."""
-        return _clip(y + self.lr_y * (mass - self.tolerance), 0.0, DUAL_LIMIT)
-
-    def _ascend_z(self, z: float, excess: float) -> float:
-        """Dual ascent on the resource dual; ``excess``: resource after pruning minus the aim."""
-        return _clip(z + self.lr_z * excess, 0.0, DUAL_LIMIT)
-
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
              lr: float = 0.0):
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
@@ -372,30 +404,19 @@ class Minimax:
         state load: the |w| are then copied anew), as ``compress.py`` does."""
         values, read = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
-        selection = self._select(values, read, state.sigma, hard_pruned)
-        before = selection.sets
-        # Python floats: the same IEEE arithmetic as numpy's scalars, in fewer calls
-        squares, y, sigma = selection.squares.tolist(), state.y.tolist(), state.sigma.tolist()
-        for index, ((_, following, _), (in_play, mean_cost, floor, span)) in enumerate(zip(before, constants.scales)):
-            if following >= 0:
-                mean_squared = squares[index] / in_play + TINY
-                following_squared = float(values[following]) ** 2  # not protected: its key is below +inf
-                # Python floats: a huge step size overflows to inf (clipped below) without a numpy warning
-                gradient = y[index] * following_squared / mean_squared - state.z * float(costs[following]) / mean_cost
-                sigma[index] = _clip(sigma[index] - self.lr_s * span * gradient, floor, 1.0)
-        state.sigma[:] = sigma
-        after = [self._least.least(g, k) for g, k in enumerate(self._sizes(sigma, hard_pruned))]
-        # the squares and cost of the sets before the s step (for the duals), the cost after it
-        first_squares, first_costs, second_costs = self._least.sums(constants.cost_view, constants.hard_view, before,
-                                                                    after)
-        for g, (least, previous) in enumerate(zip(after, before)):
-            self._least.recentre(g, least[2], previous[2])
-        state.y[:] = [self._ascend_y(y[g], first_squares[g] / (squares[g] + TINY)) for g in range(len(y))]
-        kept_before = constants.total_cost - _array_sum(first_costs)
-        kept_after = constants.total_cost - constants.hard_cost - _array_sum(second_costs)
-        state.z = self._ascend_z(state.z, (resource_fraction(kept_before, budget) - budget.aim) / constants.distance)
-        selection.sets, selection.sigma = after, state.sigma.copy()
-        if resource_fraction(kept_after, budget) > budget.target:
+        keys, protected = self._ranked(values)
+        layout = self._least.direct_layout(keys) if protected is None else None
+        if layout is not None:  # small groups: the whole step in one call
+            sets, squares = np.empty((len(self.groups), 3), np.int64), np.empty(len(self.groups))
+            state.z, after = search_step(
+                values, keys, *layout, constants.costs64, constants.cost_view, constants.hard_view, state.sigma,
+                state.y, state.z, constants.scales, self._group_sizes, constants.hard_counts, constants.parameters,
+                sets, squares)
+            selection = self._last = Selection(values, keys, state.sigma.copy(), hard_pruned, sets.tolist(), squares,
+                                               read, None, sets)
+        else:
+            selection, after = self._step_by_sets(state, values, read, keys, protected, constants, hard_pruned)
+        if after > budget.target:
             return None
         if len(self.groups) == 1:
             # the s step can overshoot; keep every weight the budget allows (the least-s set is
@@ -403,6 +424,27 @@ class Minimax:
             wide = selection.magnitudes()
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
         return self._mask(selection) | hard_pruned
+
+    def _step_by_sets(self, state: MinimaxState, values: np.ndarray, read: tuple | None, keys: np.ndarray,
+                      protected: tuple | None, constants, hard_pruned: np.ndarray) -> tuple[Selection, float]:
+        """:meth:`step`'s sets, s step and dual steps through ``LeastSets``' windows (a pass per
+        call; the arithmetic is ``kernels.search_step``'s, as the one call of small groups); returns the
+        selection after the s step and the resource after pruning it (a fraction of R0)."""
+        squares, before = self._least.locate(values, keys, self._sizes(state.sigma, hard_pruned), protected)
+        selection = Selection(values, keys, state.sigma.copy(), hard_pruned, before, squares, read, protected)
+        sizes = np.empty(len(self.groups), np.int64)
+        s_step(state.sigma, state.y, state.z, squares, np.array([least[1] for least in before], np.int64), values,
+               constants.costs64, constants.scales, self.lr_s, self._group_sizes, constants.hard_counts, sizes)
+        after = [self._least.least(g, k) for g, k in enumerate(sizes.tolist())]
+        # the squares and cost of the sets before the s step (for the duals), the cost after it
+        sums = self._least.sums(constants.cost_view, constants.hard_view, before, after)
+        for g, (least, previous) in enumerate(zip(after, before)):
+            self._least.recentre(g, least[2], previous[2])
+        state.z, resource = dual_step(state.y, state.z, squares, *(np.array(column, np.float64) for column in sums),
+                                      constants.parameters)
+        selection.sets, selection.sigma = after, state.sigma.copy()
+        self._last = selection
+        return selection, resource
 
     @staticmethod
     def _scales(size: int, pruned_before: int, group_cost: float, in_play_cost: float) -> tuple[int, float]:
@@ -447,11 +489,11 @@ class PaperMinimax(Minimax):
     def _span(distance: float, budget: Budget, group_cost: float) -> float:
         return 1.0
 
-    def _ascend_y(self, y: float, mass: float) -> float:
-        return _clip(y + self.lr_y * mass, 0.0, DUAL_LIMIT)
+    grow_only = True  # z ascends on max(0, excess)
 
-    def _ascend_z(self, z: float, excess: float) -> float:
-        return _clip(z + self.lr_z * max(0.0, excess), 0.0, DUAL_LIMIT)
+    @property
+    def _tolerance(self) -> float:
+        return 0.0  # y ascends on the mass itself: y + lr_y * (m - 0.0) is y + lr_y * m, bit for bit
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
              lr: float = 0.0):
@@ -471,35 +513,21 @@ class SearchConstants:
     budget: kept while the same arrays (or equal ones) are passed."""
 
     hard_pruned: np.ndarray
-    hard_counts: list  # per group: its hard-pruned weights (the floor of its s)
+    hard_counts: np.ndarray  # int64 [G]: per group, its hard-pruned weights (the floor of its s)
     hard_view: np.ndarray  # uint8 [n] (1: hard-pruned), or [1] zero when none is (kernels.selection.set_sums)
     costs: np.ndarray | None = None
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
     in_play_costs: list = field(default_factory=list)  # per group: the costs of its weights not hard-pruned
-    # per group, the s step's (count its mean w^2 is over, mean cost, floor of s, span): Minimax._scales, _span
-    scales: list = field(default_factory=list)
+    # float64 [G, 4]: per group, the s step's (count its mean w^2 is over, mean cost, floor of s, span):
+    # Minimax._scales, _span
+    scales: np.ndarray | None = None
+    costs64: np.ndarray | None = None  # the costs as float64 [n]
     cost_view: np.ndarray | None = None  # float64 costs [n], or [1]: the one cost of every weight
     total_cost: float = 0.0  # np.sum(costs)
     hard_cost: float = 0.0  # the costs of the hard-pruned weights
-
-
-def _clip(value: float, low: float, high: float) -> float:
-    """``np.clip`` of one Python float, bit for bit (a bound replaces only a value strictly beyond
-    it, so ties keep the value's sign of zero; NaN stays NaN), without numpy's per-call cost."""
-    return min(max(value, low), high)
-
-
-def _array_sum(values: list) -> float:
-    """``np.sum`` of ``values`` (Python floats) as a float64 array, bit for bit, without making
-    one for fewer than 8 (numpy's pairwise sum adds those in order, from 0.0)."""
-    if len(values) >= 8:
-        return float(np.sum(np.array(values, np.float64)))
-    total = 0.0
-    for value in values:
-        total += value
-    return total
+    parameters: np.ndarray | None = None  # float64 [kernels.search_step.PARAMETERS]: the dual step's constants
 
 
 def _same(kept: np.ndarray | None, given: np.ndarray) -> bool:

@@ -10,7 +10,8 @@ from onnx_snn_compress.least_sets import LeastSets
 from onnx_snn_compress.optim import Adam
 from onnx_snn_compress.pruning import FlatWeights, ProtectStrongest, protect_strongest
 from onnx_snn_compress.samples import digits_path, sample_model_path
-from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, _clip, unranked
+from onnx_snn_compress.kernels.search_step import array_sum, clip
+from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, PaperMinimax, unranked
 from onnx_snn_compress.train import TrainConfig, Trainer
 
 
@@ -184,11 +185,11 @@ def test_the_s_and_dual_clips_are_numpys_bit_for_bit():
     for value in values:
         for low, high in ((0.0, 1.0), (-0.0, 1e8), (0.25, -0.0), (0.0, 0.0)):
             expected = float(np.clip(value, low, high))
-            assert np.array(_clip(value, low, high)).tobytes() == np.array(expected).tobytes()
+            assert np.array(clip(value, low, high)).tobytes() == np.array(expected).tobytes()
 
 
 def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, after=None, reuse: bool = True,
-                   protect: bool = False):
+                   protect: bool = False, fuse_from: int = 0):
     """A search on digits_mlp inside real training steps (Adam): penalty, training step, solver step;
     ``fused=False`` hands Adam the penalty as a plain function (the separate add and |w| copy).
     ``between(trainer, step)`` may act between the training step and the solver's, ``after(trainer,
@@ -201,7 +202,7 @@ def trained_search(fused: bool, per_layer: bool, steps: int = 6, between=None, a
     layers = [node.name for node in graph.prunable()]
     data = load_for_model(digits_path(), graph.input.shape, 10, split="train", time_steps=4)
     trainer = Trainer(graph, data, None, TrainConfig(batch_size=32, lr=1e-2, progress=False))
-    trainer.optimizer.fuse_from = 0
+    trainer.optimizer.fuse_from = fuse_from
     flat = FlatWeights(graph, layers)
     copies = []
     native = flat.native_magnitudes
@@ -301,9 +302,9 @@ def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_i
     fresh, _, _ = trained_search(fused, False, reuse=False)
     reused, _, checks = trained_search(fused, False)
     assert_same_trained_search(reused, fresh)
-    # the counter dates the |w| once Adam filled a penalty's buffer (fused: from the second step on,
-    # as the first penalty had no spare buffer to hand); with a plain add each penalty checks
-    assert checks == (1 if fused else 5)
+    # the counter dates the |w| once an optimizer step took a penalty (optim.Penalty.stepped: from the
+    # first step on, with or without a buffer to fill); with a plain function each penalty checks
+    assert checks == (0 if fused else 5)
     _, undisturbed, _ = trained_search(fused, False)
     for after, reselected in ((freeze, 3), (reload, 0)):  # between the solver's step and the next penalty
         results, copies, checks = trained_search(fused, False, after=after)
@@ -312,13 +313,50 @@ def test_the_penalty_trusts_the_optimizers_counter_and_checks_the_weights_once_i
         assert copies == undisturbed + reselected  # a mask that zeroed weights: the penalty selected anew
 
 
-def test_the_sums_of_a_steps_python_floats_are_numpys_bit_for_bit():
-    from onnx_snn_compress.solvers import _array_sum
-
+def test_the_sums_over_a_steps_groups_are_numpys_bit_for_bit():
     rng = np.random.default_rng(2)
-    for size in range(0, 40):
+    for size in [*range(0, 40), 127, 128, 129, 136, 300, 1001]:  # numpy's blocks of 8, of 128, and its halves
         for scale in (1.0, 1e-12, 1e16):
             values = rng.standard_normal((size, 4)) * scale  # a column: as a strided view of totals
             values[:, 2][rng.random(size) < 0.2] = -0.0
             column = values[:, 2]
-            assert np.array(_array_sum(column.tolist())).tobytes() == np.sum(column).tobytes()
+            assert np.array(array_sum(column)).tobytes() == np.sum(column).tobytes()
+
+
+@pytest.mark.parametrize("protect", ["", "buffers"])
+def test_the_one_call_step_of_small_groups_gives_the_search_of_the_windows_python(monkeypatch, protect):
+    """Below ``least_sets.DIRECT_BELOW`` weights a step is one jitted call (kernels/search_step.py)
+    with windows of its own: every penalty, s, y, z and pruned vector is that of the windows'
+    Python, bit for bit (also when every step locates its sets from scratch)."""
+    from onnx_snn_compress import least_sets
+
+    one_call = search(reuse=True, steps=16, protect=protect)
+    fresh = search(reuse=True, steps=16, protect=protect, fresh_windows=True)
+    monkeypatch.setattr(least_sets, "DIRECT_BELOW", 0)
+    by_windows = search(reuse=True, steps=16, protect=protect)
+    assert_same_bits(one_call, by_windows)
+    assert_same_bits(fresh, by_windows)
+
+
+def assert_same_bits(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        if isinstance(a, tuple):
+            assert all(np.array(x).tobytes() == np.array(y).tobytes() for x, y in zip(a, b))
+        elif a is None or b is None:
+            assert a is None and b is None
+        else:
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_a_penalty_that_adam_adds_outside_its_pass_dates_the_weights_by_its_counter_too():
+    # below fuse_from Adam calls the penalty's add; its step still names the optimizer whose counter
+    # dates the |w| the solver's step reads (optim.Penalty.stepped), so the next penalty checks none
+    fresh, _, _ = trained_search(True, False, reuse=False, fuse_from=1 << 30)
+    reused, _, checks = trained_search(True, False, fuse_from=1 << 30)
+    assert_same_trained_search(reused, fresh)
+    assert_same_trained_search(reused, trained_search(True, False)[0])  # as Adam's fused pass
+    assert checks == 0
+    results, _, checks = trained_search(True, False, after=freeze, fuse_from=1 << 30)
+    assert_same_trained_search(results, trained_search(True, False, after=freeze, reuse=False, fuse_from=1 << 30)[0])
+    assert checks == 3  # the mask changes after steps 0, 2 and 4 moved the counter
