@@ -4,12 +4,12 @@ their sums and the dual steps.
 
 The arithmetic is that of ``solvers.Minimax`` written in IEEE float64 operations in the order of
 its Python floats (no fastmath here: bit for bit with them). Per group g of ``size`` weights,
-``hard`` of them hard-pruned, with ``(in_play, mean_cost, floor, span)`` its scales
-(``solvers.Minimax._scales`` / ``_span``), ``u`` the squared |w| and ``c`` the cost of the
-weight that follows its least-s set (``following``, when there is one)::
+``hard`` of them hard-pruned, with ``(in_play, mean_cost, floor, span, limit)`` its scales
+(``solvers.Minimax._scales`` / ``_span`` / ``_step_limit``), ``u`` the squared |w| and ``c`` the
+cost of the weight that follows its least-s set (``following``, when there is one)::
 
     mean_squared = squares[g] / in_play + TINY
-    gradient     = y[g] * u / mean_squared - z * c / mean_cost
+    gradient     = clip(y[g] * u / mean_squared - z * c / mean_cost, -limit, limit)
     sigma[g]     = clip(sigma[g] - lr_s * span * gradient, floor, 1)
     size of the set = max(ceil(sigma[g] * size - 1e-9), hard)
     y[g]         = clip(y[g] + lr_y * (first_squares[g] / (squares[g] + TINY) - tolerance), 0, DUAL_LIMIT)
@@ -66,14 +66,19 @@ def s_step(sigma, y, z, squares, followings, values, costs, scales, lr_s, group_
     after it (int64 ``sizes[G]``): module docstring. ``y``: float64 ``[G]``; ``z``: the resource
     dual; ``squares``: each group's sum of squared |w| (float64 ``[G]``); ``followings``: the flat
     index of the weight following each group's set (int64 ``[G]``, -1: none, s is kept);
-    ``values``: |w| (float32/64 ``[n]``); ``costs``: float64 ``[n]``; ``scales``: float64 ``[G, 4]``,
-    per group ``(in_play, mean_cost, floor, span)``."""
+    ``values``: |w| (float32/64 ``[n]``); ``costs``: float64 ``[n]``; ``scales``: float64 ``[G, 5]``,
+    per group ``(in_play, mean_cost, floor, span, limit)``: the gradient is clipped to ``[-limit, limit]``."""
     for g in range(sigma.size):
         following = followings[g]
         if following >= 0:
             mean_squared = squares[g] / scales[g, 0] + TINY
             value = np.float64(values[following])
             gradient = y[g] * (value * value) / mean_squared - z * costs[following] / scales[g, 1]
+            limit = scales[g, 4]  # +inf: unclipped (no comparison holds, NaN included)
+            if gradient > limit:
+                gradient = limit
+            elif gradient < -limit:
+                gradient = -limit
             sigma[g] = clip(sigma[g] - lr_s * scales[g, 3] * gradient, scales[g, 2], 1.0)
     set_sizes(sigma, group_sizes, hard_counts, sizes)
 

@@ -46,6 +46,7 @@ every ``n / 10`` steps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -291,13 +292,14 @@ class Minimax:
             constants.costs, constants.budget = costs, _budget_key(budget)
             constants.distance = self._distance(costs, hard_pruned, budget)
             constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
+            constants.total_group_cost = sum(constants.group_costs)  # one group: its own cost, bit for bit
             constants.in_play_costs = [kept_cost(costs[group], hard_pruned[group]) for group in self.groups]
             constants.scales = np.array([
                 (*self._scales(size, hard_count, group_cost, in_play_cost), hard_count / size if size else 0.0,
-                 self._span(constants.distance, budget, group_cost))
+                 self._span(constants.distance, budget, constants.total_group_cost), self._step_limit)
                 for size, hard_count, group_cost, in_play_cost in zip(
                     self._group_sizes.tolist(), constants.hard_counts.tolist(), constants.group_costs,
-                    constants.in_play_costs)], np.float64).reshape(len(self.groups), 4)
+                    constants.in_play_costs)], np.float64).reshape(len(self.groups), 5)
             constants.costs64 = np.ascontiguousarray(costs, dtype=np.float64)
             uniform = uniform_cost(costs)
             constants.cost_view = constants.costs64 if uniform is None else np.full(1, uniform)
@@ -423,7 +425,39 @@ class Minimax:
             # ranked by magnitude, so this is its smallest prefix that meets the budget)
             wide = selection.magnitudes()
             return magnitude_to_budget(self.rank(np.sqrt(wide * wide)), costs, hard_pruned, budget)
-        return self._mask(selection) | hard_pruned
+        return self._cut_back(selection.keys, [least[2] for least in selection.sets], costs, hard_pruned, budget)
+
+    def _cut_back(self, keys: np.ndarray, after: list[int], costs: np.ndarray, hard_pruned: np.ndarray,
+                  budget: Budget) -> np.ndarray:
+        """The pruned vector of per-group least sets that meets the budget: each group's set that the
+        step met it with (``after[g]`` units: its size), less the same share ``1 - j / m`` of what
+        it adds to the group's hard-pruned units (``m``: the largest such addition), for the least
+        ``j`` in ``[0, m]`` that meets the budget (found by bisection; ``j = m``: the step's own sets).
+
+        With one s per layer the sets can overshoot by whole layers: digits_mlp per layer, 5 %: s
+        of fc1 rose from 0.69 to 1 in the step that met the budget, and pruning its sets kept no
+        fc1 synapse (10 % test accuracy); minimax-paper carries s = 1 of conv2 and fc1 from 2 % into
+        1 % on digits_conv, and kept none of either. Cut back this way, every group keeps the
+        units the step's sets leave it plus its share of the overshoot, and the budget is met
+        within one unit per group. ``keys``: the sets' rank keys (flat ``[n]``)."""
+        orders = [group.start + np.argsort(keys[group], kind="stable") for group in self.groups]  # (key, index) order
+        floor = [int(np.count_nonzero(hard_pruned[group])) for group in self.groups]
+        move = max(1, max(size - least for least, size in zip(floor, after)))
+
+        def pruned_at(j: int) -> np.ndarray:
+            mask = hard_pruned.copy()
+            for order, least, size in zip(orders, floor, after):
+                mask[order[:least + (j * (size - least)) // move]] = True
+            return mask
+
+        low, high = 0, move  # pruned_at(move), the step's own sets, meets the budget
+        while low < high:
+            middle = (low + high) // 2
+            if resource_after(costs, pruned_at(middle), budget) <= budget.target:
+                high = middle
+            else:
+                low = middle + 1
+        return pruned_at(high)
 
     def _step_by_sets(self, state: MinimaxState, values: np.ndarray, read: tuple | None, keys: np.ndarray,
                       protected: tuple | None, constants, hard_pruned: np.ndarray) -> tuple[Selection, float]:
@@ -465,10 +499,21 @@ class Minimax:
         return max(resource_after(costs, hard_pruned, budget) - budget.aim, MIN_DISTANCE)
 
     @staticmethod
-    def _span(distance: float, budget: Budget, group_cost: float) -> float:
-        """The share of a group's weights whose cost is ``distance`` x R0 (at most 1): s steps are
-        taken in this unit, so a budget near the last one is approached as fast as a far one."""
-        return min(1.0, distance * budget.reference / (group_cost + TINY))
+    def _span(distance: float, budget: Budget, groups_cost: float) -> float:
+        """The share of the groups' weights whose cost is ``distance`` x R0 (at most 1; ``groups_cost``:
+        the cost of every group's weights): s steps are taken in this unit, so a budget near the last
+        one is approached as fast as a far one. With one s per layer the unit is the same for every
+        layer: the distance is the whole model's (a layer's own share of it was up to 7 x larger
+        for a small layer, docs/solver.md item 15)."""
+        return min(1.0, distance * budget.reference / (groups_cost + TINY))
+
+    @property
+    def _step_limit(self) -> float:
+        """The most the s step's gradient counts, either way: +inf with one group; 1 with one s per
+        layer, where a layer whose boundary reaches its strongest weights gets a y term tens of
+        times the z term and its s fell from 0.9 to its floor in one step, again and again
+        (docs/solver.md item 15)."""
+        return math.inf if len(self.groups) == 1 else 1.0
 
 
 class PaperMinimax(Minimax):
@@ -486,8 +531,10 @@ class PaperMinimax(Minimax):
         return 1.0  # absolute steps: the excess itself, in fractions of R0
 
     @staticmethod
-    def _span(distance: float, budget: Budget, group_cost: float) -> float:
+    def _span(distance: float, budget: Budget, groups_cost: float) -> float:
         return 1.0
+
+    _step_limit = math.inf  # the reference's s step, unclipped
 
     grow_only = True  # z ascends on max(0, excess)
 
@@ -519,9 +566,10 @@ class SearchConstants:
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
+    total_group_cost: float = 0.0  # the sum of group_costs: the span's unit
     in_play_costs: list = field(default_factory=list)  # per group: the costs of its weights not hard-pruned
-    # float64 [G, 4]: per group, the s step's (count its mean w^2 is over, mean cost, floor of s, span):
-    # Minimax._scales, _span
+    # float64 [G, 5]: per group, the s step's (count its mean w^2 is over, mean cost, floor of s, span,
+    # limit of its gradient): Minimax._scales, _span, _step_limit
     scales: np.ndarray | None = None
     costs64: np.ndarray | None = None  # the costs as float64 [n]
     cost_view: np.ndarray | None = None  # float64 costs [n], or [1]: the one cost of every weight

@@ -240,16 +240,20 @@ def test_conv_model_budgets_are_met_by_the_exported_model(tmp_path, resource, me
     check_exported(report, tmp_path, graph, config(**changes))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_no_method_prunes_more_synapses_than_the_budget_asks(tmp_path, method):
-    """The budget is a ceiling, not a target to undershoot: at most one synapse short of it."""
+@pytest.mark.parametrize("method,granularity", [(method, "global") for method in METHODS]
+                         + [("minimax", "layer"), ("minimax-paper", "layer")])
+def test_no_method_prunes_more_synapses_than_the_budget_asks(tmp_path, method, granularity):
+    """The budget is a ceiling, not a target to undershoot: at most one synapse short of it (one
+    per layer with an s per layer, whose step can overshoot by whole layers)."""
     graph = tiny_conv()
     budgets = reachable_budgets(graph, "params", (0.6, 0.3, 0.1, 0.02))
-    report = compress(graph, tmp_path, method=method, budgets=budgets, dual_lr_z=1.0, lr_s=1.0)  # big s steps
+    report = compress(graph, tmp_path, method=method, budgets=budgets, dual_lr_z=1.0, lr_s=1.0,  # big s steps
+                      granularity=granularity)
     synapses = report["input"]["figures"]["params"]
+    slack = 1 if granularity == "global" else len(report["prunable"])
     for entry in report["budgets"]:
         kept = entry["figures"]["params"]
-        assert entry["budget"] * synapses - 1 < kept <= entry["budget"] * synapses
+        assert entry["budget"] * synapses - slack < kept <= entry["budget"] * synapses
 
 
 def test_every_layer_can_be_pruned_down_to_a_tiny_budget(tmp_path):
