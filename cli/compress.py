@@ -32,7 +32,9 @@ def compress(
     budget: Optional[List[float]] = typer.Option(None, "--budget", help="Fraction of the input model's resource to keep, in (0, 1]; repeat for a schedule. Default: 0.3 0.2 0.1 0.05."),
     resource: Resource = typer.Option("params", "--resource", help="What a budget limits: surviving synapses, MACs, SynOps or energy (pJ)."),
     method: Method = typer.Option("minimax", "--method", help="Pruning method (minimax-paper: the reference); every method gets the same training steps."),
-    granularity: Granularity = typer.Option("global", "--granularity", help="global (one pruning amount) or layer (one per layer)."),
+    granularity: Granularity = typer.Option("global", "--granularity", help="global (one pruning amount) or layer "
+                                            "(one amount per layer, each chosen by the search; the budget is the "
+                                            "whole model's; see docs/solver.md)."),
     structure: Structure = typer.Option("none", "--structure", help="none (single synapses) or channel (whole conv channels / "
                                         "linear neurons, removed from the written models; every method)."),
     prune: Optional[List[str]] = typer.Option(None, "--prune", help="Synapse layer to prune (repeat). Default: all but the first, unless the first holds most synapses."),
