@@ -292,11 +292,11 @@ class Minimax:
             constants.costs, constants.budget = costs, _budget_key(budget)
             constants.distance = self._distance(costs, hard_pruned, budget)
             constants.group_costs = [float(np.sum(costs[group])) for group in self.groups]
-            constants.total_group_cost = sum(constants.group_costs)  # one group: its own cost, bit for bit
+            groups_cost = sum(constants.group_costs)  # the span's unit; one group: its own cost, bit for bit
             constants.in_play_costs = [kept_cost(costs[group], hard_pruned[group]) for group in self.groups]
             constants.scales = np.array([
                 (*self._scales(size, hard_count, group_cost, in_play_cost), hard_count / size if size else 0.0,
-                 self._span(constants.distance, budget, constants.total_group_cost), self._step_limit)
+                 self._span(constants.distance, budget, groups_cost), self._step_limit)
                 for size, hard_count, group_cost, in_play_cost in zip(
                     self._group_sizes.tolist(), constants.hard_counts.tolist(), constants.group_costs,
                     constants.in_play_costs)], np.float64).reshape(len(self.groups), 5)
@@ -566,7 +566,6 @@ class SearchConstants:
     budget: tuple | None = None
     distance: float = 0.0
     group_costs: list = field(default_factory=list)  # per group: np.sum(costs[group])
-    total_group_cost: float = 0.0  # the sum of group_costs: the span's unit
     in_play_costs: list = field(default_factory=list)  # per group: the costs of its weights not hard-pruned
     # float64 [G, 5]: per group, the s step's (count its mean w^2 is over, mean cost, floor of s, span,
     # limit of its gradient): Minimax._scales, _span, _step_limit
