@@ -50,7 +50,7 @@ from .pruning import FlatWeights, ProtectStrongest, choose_prunable
 from .report import percent
 from .profile import STORAGES
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
-from .shrink import remove_dead
+from .shrink import live_synapses, remove_dead
 from .simulate import simulate
 from .structured import STRUCTURES, ChannelGroups
 from .solvers import (METHODS, Budget, Minimax, MinimaxState, PaperMinimax, gradual_target, magnitude_to_budget,
@@ -66,6 +66,8 @@ DEFAULT_DISTILL = {"minimax": 0.9, "minimax-paper": 0.0, "magnitude": 0.0, "grad
 # the search's learning rate when --search-lr-factor is not given (docs/solver.md: measured); minimax-paper
 # searches at the constant base rate as the authors' code does, and magnitude has no search
 DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
+# whether a budget's cut spends the cost of its dead synapses on live ones when --reconnect is not given
+DEFAULT_RECONNECT = {"minimax": True, "minimax-paper": False, "magnitude": False, "gradual": False}
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
@@ -83,6 +85,7 @@ class CompressConfig:
     min_output_synapses: int = 1  # each output neuron keeps its this many strongest synapses (if its layer is pruned)
     distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
     search_lr_factor: float | None = None  # the search's cosine starts at this x lr; None: DEFAULT_SEARCH_LR_FACTOR[method]
+    reconnect: bool | None = None  # a cut's dead synapses re-spent on live ones; None: DEFAULT_RECONNECT[method]
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -604,12 +607,46 @@ class Compression:
     def _freeze(self, pruned: np.ndarray) -> None:
         """Make ``pruned`` this budget's hard mask and start finetuning."""
         state = self.state
+        if self._reconnects:
+            pruned = self._reconnect(pruned)
         state.phase_pruned = pruned | state.hard_pruned
         self.flat.zero(state.phase_pruned)
         self._set_masks(state.phase_pruned)
         state.stage = "finetune"
         self._consider_snapshot()
         self._checkpoint()
+
+    @property
+    def _reconnects(self) -> bool:
+        wanted = self.config.reconnect
+        return (DEFAULT_RECONNECT[self.config.method] if wanted is None else wanted) and self.units is None
+
+    def _reconnect(self, pruned: np.ndarray) -> np.ndarray:
+        """``pruned`` (flat bool, this budget's cut) with the synapses it keeps dead pruned too (no
+        output depends on them: they drive a neuron nothing reads, or read one that is always
+        zero; shrink.live_synapses), and their cost spent on the strongest synapses this cut
+        pruned between live neurons. Dead kept synapses are common at extreme budgets: a global
+        magnitude cut of mnist_conv to 0.25 % keeps 114 of its 373 prunable synapses dead.
+        One round suffices: neither change alters which neurons are live."""
+        state = self.state
+        cut = pruned | state.hard_pruned
+        graph = self.graph.copy()
+        for name, part in self.flat.layer_slices():
+            weight = graph[name].weight
+            weight[cut[part].reshape(weight.shape)] = 0.0
+        live = live_synapses(graph)
+        live = np.concatenate([live[name].ravel() for name in self.flat.layers])
+        dead = ~cut & ~live
+        if not dead.any():
+            return pruned
+        candidates = np.flatnonzero(pruned & ~state.hard_pruned & live)
+        order = candidates[np.argsort(-np.abs(self.flat.weights()[candidates]), kind="stable")]
+        freed = float(state.costs[dead].sum())
+        count = int(np.searchsorted(np.cumsum(state.costs[order]), freed * (1 + 1e-12), side="right"))
+        reconnected = pruned | dead
+        reconnected[order[:count]] = False
+        self._say(f"  {int(dead.sum()):,} dead synapses of the cut pruned, {count:,} live ones kept instead")
+        return reconnected
 
     def _consider_snapshot(self) -> None:
         state = self.state

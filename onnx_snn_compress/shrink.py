@@ -92,12 +92,10 @@ def _synapses_from(node: ir.Node) -> np.ndarray:
     return np.any(weight != 0.0, axis=2)
 
 
-def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
-    """A copy of ``graph`` without its dead channels, and how many each producing layer lost.
-
-    Returns ``(graph, {layer: removed output channels or neurons})``, with every
-    layer listed (0 when nothing went). The input graph is not modified.
-    """
+def live_entries(graph: ir.Graph):
+    """The channel analysis of the module docstring: a function ``kept(name) -> bool [n]``
+    telling which axis-0 entries of tensor ``name`` (``n = graph.shapes[name][0]``: channels,
+    neurons or flattened features) some output depends on. ``graph`` is not modified."""
     shapes = graph.shapes
     spaces = _Spaces()
     space_of: dict[str, int] = {}
@@ -187,6 +185,32 @@ def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
             return np.ones(shapes[name][0], bool)
         return np.repeat(keep[space], block[name])
 
+    return kept
+
+
+def live_synapses(graph: ir.Graph) -> dict[str, np.ndarray]:
+    """Per Linear or Conv layer, ``bool`` of its weight's shape: the synapses (zero or not) from a
+    channel some output depends on into one that some output depends on (:func:`live_entries`).
+    A nonzero synapse outside is dead: :func:`remove_dead` drops it with its channel."""
+    kept = live_entries(graph)
+    live = {}
+    for node in graph:
+        if isinstance(node, (ir.Linear, ir.Conv2d)):
+            rows = kept(node.name)
+            columns = np.ones(node.weight.shape[1], bool) if _grouped(node) else kept(node.inputs[0])
+            trailing = (1,) * (node.weight.ndim - 2)
+            live[node.name] = np.broadcast_to(rows.reshape((-1, 1) + trailing) & columns.reshape((1, -1) + trailing),
+                                              node.weight.shape)
+    return live
+
+
+def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
+    """A copy of ``graph`` without its dead channels, and how many each producing layer lost.
+
+    Returns ``(graph, {layer: removed output channels or neurons})``, with every
+    layer listed (0 when nothing went). The input graph is not modified.
+    """
+    kept = live_entries(graph)
     nodes, removed = [], {}
     for node in graph:
         changes = {}
