@@ -624,10 +624,11 @@ class Compression:
     def _reconnect(self, pruned: np.ndarray) -> np.ndarray:
         """``pruned`` (flat bool, this budget's cut) with the synapses it keeps dead pruned too (no
         output depends on them: they drive a neuron nothing reads, or read one that is always
-        zero; shrink.live_synapses), and their cost spent on the strongest synapses this cut
-        pruned between live neurons. Dead kept synapses are common at extreme budgets: a global
-        magnitude cut of mnist_conv to 0.25 % keeps 114 of its 373 prunable synapses dead.
-        One round suffices: neither change alters which neurons are live."""
+        zero; shrink.live_synapses), weakest first, as far as their cost can be spent on the
+        strongest synapses this cut pruned between live neurons (the resource never rises).
+        Dead kept synapses are common at extreme budgets: a global magnitude cut of mnist_conv to
+        0.25 % keeps 114 of its 373 prunable synapses dead. Neither change alters which neurons
+        are live, so one round leaves no dead synapse when there are live ones enough to take their place."""
         state = self.state
         cut = pruned | state.hard_pruned
         graph = self.graph.copy()
@@ -636,16 +637,22 @@ class Compression:
             weight[cut[part].reshape(weight.shape)] = 0.0
         live = live_synapses(graph)
         live = np.concatenate([live[name].ravel() for name in self.flat.layers])
-        dead = ~cut & ~live
-        if not dead.any():
-            return pruned
+        magnitudes, costs = np.abs(self.flat.weights()), state.costs
+        dead = np.flatnonzero(~cut & ~live)
+        dead = dead[np.argsort(magnitudes[dead], kind="stable")]  # weakest first
         candidates = np.flatnonzero(pruned & ~state.hard_pruned & live)
-        order = candidates[np.argsort(-np.abs(self.flat.weights()[candidates]), kind="stable")]
-        freed = float(state.costs[dead].sum())
-        count = int(np.searchsorted(np.cumsum(state.costs[order]), freed * (1 + 1e-12), side="right"))
-        reconnected = pruned | dead
-        reconnected[order[:count]] = False
-        self._say(f"  {int(dead.sum()):,} dead synapses of the cut pruned, {count:,} live ones kept instead")
+        candidates = candidates[np.argsort(-magnitudes[candidates], kind="stable")]  # strongest first
+        if dead.size == 0 or candidates.size == 0:
+            return pruned
+        freed, spent = np.cumsum(costs[dead]), np.cumsum(costs[candidates])
+        revived = int(np.searchsorted(spent, freed[-1] * (1 + 1e-12), side="right"))
+        if revived == 0:
+            return pruned
+        removed = min(dead.size, int(np.searchsorted(freed, spent[revived - 1] * (1 - 1e-12))) + 1)
+        reconnected = pruned.copy()
+        reconnected[dead[:removed]] = True
+        reconnected[candidates[:revived]] = False
+        self._say(f"  {removed:,} dead synapses of the cut pruned, {revived:,} live ones kept instead")
         return reconnected
 
     def _consider_snapshot(self) -> None:

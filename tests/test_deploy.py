@@ -16,7 +16,7 @@ from onnx_snn_compress.backends.onnx_profile import save, to_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.frontends.onnx_profile import from_model
 from onnx_snn_compress.samples import sample_model_path
-from onnx_snn_compress.shrink import remove_dead
+from onnx_snn_compress.shrink import live_synapses, remove_dead
 from onnx_snn_compress.simulate import simulate
 
 from graphs import random_input, snn_graphs
@@ -193,6 +193,26 @@ def test_a_neuron_without_fan_out_or_unable_to_fire_is_removed_with_its_synapses
     np.testing.assert_array_equal(smaller["fc2"].weight, graph["fc2"].weight[:, 2:])
     x = np.random.default_rng(0).uniform(0, 1, (20, 5, 4)).astype(np.float32)
     np.testing.assert_array_equal(simulate(smaller, x).output, simulate(graph, x).output)
+
+
+@DEPLOY_SETTINGS
+@given(graph=snn_graphs(), density=st.sampled_from([0.05, 0.2, 0.5]), seed=st.integers(0, 2**16))
+def test_the_live_synapses_are_the_ones_removal_keeps(graph, density, seed):
+    graph = prune(graph, density, seed)
+    live = live_synapses(graph)
+    smaller, _ = remove_dead(graph)
+    for node in graph.prunable():
+        assert np.count_nonzero(node.weight[live[node.name]]) == np.count_nonzero(smaller[node.name].weight)
+
+
+def test_synapses_into_a_neuron_without_fan_out_or_from_one_that_cannot_fire_are_dead():
+    graph = mlp(hidden=6, inputs=4, classes=3)
+    graph["fc2"].weight[:, 0] = 0.0  # neuron 0: no fan-out, so its input synapses are dead
+    graph["fc1"].weight[1] = 0.0
+    graph["fc1"].bias[1] = 0.05  # neuron 1 never fires, so its output synapses are dead
+    live = live_synapses(graph)
+    assert not live["fc1"][0].any() and live["fc1"][2:].all()
+    assert not live["fc2"][:, :2].any() and live["fc2"][:, 2:].all()
 
 
 def test_output_classes_are_never_removed():
