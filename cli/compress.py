@@ -45,7 +45,7 @@ def compress(
     min_output_synapses: int = typer.Option(1, "--min-output-synapses", min=0, help="Each output neuron keeps at least its this many strongest synapses (when the output layer is pruned)."),
     reconnect: Optional[bool] = typer.Option(None, "--reconnect/--no-reconnect", help="Spend the cost of the synapses a cut keeps dead (no output depends on them) on the strongest live ones it pruned. Default: on for minimax, off otherwise."),
     distill: Optional[float] = typer.Option(None, "--distill", help="Weight in [0, 1] of the input model's output rates "
-                                            "as a target in the loss (distillation). Default: 0.9 for minimax, 0 otherwise."),
+                                            "as a target in the loss (distillation). Default: 0.5 for minimax, 0 otherwise."),
     search_lr_factor: Optional[float] = typer.Option(None, "--search-lr-factor", help="The search stage's cosine starts at this x --lr "
                                                      "(not minimax-paper's). Default: 3 for minimax, 1 for gradual."),
     eval_every: int = typer.Option(50, "--eval-every", help="Steps between validations (and checkpoints)."),
