@@ -189,18 +189,21 @@ def live_entries(graph: ir.Graph):
 
 
 def live_synapses(graph: ir.Graph) -> dict[str, np.ndarray]:
-    """Per Linear or Conv layer, ``bool`` of its weight's shape: the synapses (zero or not) from a
-    channel some output depends on into one that some output depends on (:func:`live_entries`).
-    A nonzero synapse outside is dead: :func:`remove_dead` drops it with its channel."""
+    """Per layer of synapses (``graph.prunable()``), ``bool`` of its weight's shape: the synapses
+    (zero or not) from a channel some output depends on into one that some output depends on
+    (:func:`live_entries`). A nonzero synapse outside is dead: :func:`remove_dead` drops it with
+    its channel. A SynapticNeuron's recurrent synapses are all live (its neurons always stay)."""
     kept = live_entries(graph)
     live = {}
-    for node in graph:
+    for node in graph.prunable():
         if isinstance(node, (ir.Linear, ir.Conv2d)):
             rows = kept(node.name)
             columns = np.ones(node.weight.shape[1], bool) if _grouped(node) else kept(node.inputs[0])
             trailing = (1,) * (node.weight.ndim - 2)
             live[node.name] = np.broadcast_to(rows.reshape((-1, 1) + trailing) & columns.reshape((1, -1) + trailing),
                                               node.weight.shape)
+        else:
+            live[node.name] = np.ones(node.weight.shape, bool)
     return live
 
 

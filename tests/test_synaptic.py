@@ -18,6 +18,7 @@ from onnx_snn_compress.simulate import simulate
 from onnx_snn_compress.backends.onnx_profile import to_model
 from onnx_snn_compress.frontends.onnx_profile import from_model
 from onnx_snn_compress.runtime import run as run_onnx
+from onnx_snn_compress.shrink import live_synapses
 
 f32 = np.float32
 NEURONS = 5
@@ -189,6 +190,13 @@ def test_recurrent_synapses_are_trained_and_pruned_like_a_linear_layer():
     np.testing.assert_array_equal(output, simulate(graph, x).output)
     grads = backward(graph, tape, np.ones_like(output))
     assert grads["rnn.weight"].shape == (NEURONS, NEURONS) and np.abs(grads["rnn.weight"]).max() > 0
+
+
+def test_recurrent_synapses_are_live_where_a_cut_is_reconnected():
+    graph = rnn_graph()
+    live = live_synapses(graph)  # every layer of synapses, as compress's --reconnect reads it
+    assert set(live) == {"fc1", "rnn", "fc2"} and live["rnn"].all()
+    assert all(live[node.name].shape == node.weight.shape for node in graph.prunable())
 
 
 def test_recurrent_synapses_count_in_every_resource():
