@@ -407,15 +407,15 @@ class Minimax:
         values, read = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         keys, protected = self._ranked(values)
-        layout = self._least.direct_layout(keys) if protected is None else None
-        if layout is not None:  # small groups: the whole step in one call
+        layout = self._least.direct_layout(keys)
+        if layout is not None:  # the whole step in one call
             sets, squares = np.empty((len(self.groups), 3), np.int64), np.empty(len(self.groups))
             state.z, after = search_step(
-                values, keys, *layout, constants.costs64, constants.cost_view, constants.hard_view, state.sigma,
-                state.y, state.z, constants.scales, self._group_sizes, constants.hard_counts, constants.parameters,
-                sets, squares)
+                values, keys, *layout, *self._least.pass_arguments(values, protected), constants.costs64,
+                constants.cost_view, constants.hard_view, state.sigma, state.y, state.z, constants.scales,
+                self._group_sizes, constants.hard_counts, constants.parameters, sets, squares)
             selection = self._last = Selection(values, keys, state.sigma.copy(), hard_pruned, sets.tolist(), squares,
-                                               read, None, sets)
+                                               read, protected, sets)
         else:
             selection, after = self._step_by_sets(state, values, read, keys, protected, constants, hard_pruned)
         if after > budget.target:

@@ -332,7 +332,7 @@ def test_the_one_call_step_of_small_groups_gives_the_search_of_the_windows_pytho
 
     one_call = search(reuse=True, steps=16, protect=protect)
     fresh = search(reuse=True, steps=16, protect=protect, fresh_windows=True)
-    monkeypatch.setattr(least_sets, "DIRECT_BELOW", 0)
+    monkeypatch.setattr(least_sets, "KERNEL_WINDOWS", False)
     by_windows = search(reuse=True, steps=16, protect=protect)
     assert_same_bits(one_call, by_windows)
     assert_same_bits(fresh, by_windows)
