@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from .selection import _add_chunks, _gather_windows, _sums_parallel, _sums_serial, _survey_parallel, _survey_serial
-from .windows import ABOVE, BELOW, extrapolate, from_histogram, in_window, margin, next_window
+from .windows import ABOVE, BELOW, COUNTED, extrapolate, from_histogram, in_window, margin, next_window
 
 TINY = 1e-30
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
@@ -167,12 +167,14 @@ def dual_step(y, z, squares, first_squares, first_costs, second_costs, parameter
 # -- the whole step in one call -----------------------------------------------------------
 @njit(cache=True)
 def _survey(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, parallel, replaced,
-            originals, squares, counts, windows, first, stop):
+            originals, squares, counts, windows, tallies, first, stop):
     # kernels.selection.survey of the groups at positions first:stop (their chunks), in parallel
     # chunks or serially: the same loops, so the same sums; a chunk that holds a ``replaced``
     # entry (flat indices ascending, ``originals`` their values) summed again from a copy holding
     # the originals, by the same serial loop (``selection._square_originals``). Writes
-    # ``squares``, ``counts`` and ``windows`` of those groups
+    # ``squares``, ``counts`` and ``windows`` of those groups; their counted windows (``tallies``:
+    # kernels.windows.counted) are none
+    tallies[first:stop, 0] = -1
     part = slice(firsts[first], firsts[stop])
     chunks = firsts[stop] - firsts[first]
     chunk_squares, chunk_counts = np.empty(chunks), np.empty((chunks, 2), np.int64)
@@ -201,7 +203,7 @@ def _survey(values, keys, starts, stops, owners, firsts, slots, members, member_
 
 @njit(cache=True)
 def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
-            infinite, parallel, replaced, originals, ks, found, squares, counts, windows, surveyed, previous):
+            infinite, parallel, replaced, originals, ks, found, squares, counts, windows, tallies, surveyed, previous):
     # the least-ks[p] set of every group (by position) into found[p], from the last survey
     # (``squares``, ``counts``, ``windows``) when ``surveyed``, else from a new one (a group
     # without a window first gets one from its histogram). A group whose set its window cannot
@@ -216,19 +218,19 @@ def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_
                 from_histogram(p, ks[p], margin(starts, stops, firsts, p) + moves[p], starts[firsts[p]],
                                stops[firsts[p + 1] - 1], keys, lo, hi, infinite)
         _survey(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, parallel, replaced,
-                originals, squares, counts, windows, 0, groups)
+                originals, squares, counts, windows, tallies, 0, groups)
     for p in range(groups):
         k, guesses, histogram = ks[p], 0, False
         while True:
             hit, offsets, prefix, shift = in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite,
-                                                    found)
+                                                    found, tallies)
             if hit:
                 break
             if guesses == 0 and not histogram:
                 missed[p] |= BELOW if k < counts[p, 0] else ABOVE
             group_margin = margin(starts, stops, firsts, p)
             if guesses < GUESSES and extrapolate(p, k, group_margin + moves[p], lo, hi, counts, windows, members,
-                                                 member_keys, infinite):
+                                                 member_keys, infinite, tallies):
                 guesses += 1
             elif not histogram:
                 from_histogram(p, k, group_margin + moves[p], starts[firsts[p]], stops[firsts[p + 1] - 1], keys, lo,
@@ -237,7 +239,7 @@ def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_
             else:
                 lo[p], hi[p] = 0, infinite
             _survey(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, parallel,
-                    replaced, originals, squares, counts, windows, p, p + 1)
+                    replaced, originals, squares, counts, windows, tallies, p, p + 1)
         if previous.size > 0:
             next_window(p, found[p, 2], previous[p], margin(starts, stops, firsts, p), lo, hi, offsets, counts[p, 0],
                         counts[p, 1], prefix, shift, infinite, moves, reach, missed)
@@ -258,8 +260,8 @@ def least_sets(values, keys, starts, stops, owners, firsts, slots, position, mem
     squares_by_position = np.empty(groups)
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
     _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
-            infinite, parallel, replaced, originals, by_position, found, squares_by_position, counts, windows, False,
-            by_position)
+            infinite, parallel, replaced, originals, by_position, found, squares_by_position, counts, windows,
+            np.empty((groups, COUNTED), np.int64), False, by_position)
     for g in range(groups):
         p = position[g]
         squares[g] = squares_by_position[p]
@@ -300,9 +302,10 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
     before = np.empty((groups, 3), np.int64)
     squares_by_position = np.empty(groups)
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
+    tallies = np.empty((groups, COUNTED), np.int64)  # the windows' counts, kept from the sets before to those after
     _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
-            infinite, parallel, replaced, originals, by_position, before, squares_by_position, counts, windows, False,
-            np.empty(0, np.int64))
+            infinite, parallel, replaced, originals, by_position, before, squares_by_position, counts, windows, tallies,
+            False, np.empty(0, np.int64))
     followings = np.empty(groups, np.int64)
     for g in range(groups):
         squares[g] = squares_by_position[position[g]]
@@ -314,8 +317,8 @@ def search_step(values, keys, starts, stops, owners, firsts, slots, position, me
         by_position[position[g]] = sizes[g]
     after = np.empty((groups, 3), np.int64)
     _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
-            infinite, parallel, replaced, originals, by_position, after, squares_by_position, counts, windows, True,
-            previous)
+            infinite, parallel, replaced, originals, by_position, after, squares_by_position, counts, windows, tallies,
+            True, previous)
     # the squares and cost of the sets before the s step (for the duals), the cost after it
     pairs = np.empty((groups, 4), np.int64)
     for p in range(groups):

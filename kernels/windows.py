@@ -17,12 +17,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .selection import bucket_of, bucket_start, counted_key_of_rank
+from .selection import DIGIT, bucket_of, bucket_start, counted_key_of_rank, key_of_rank
 
 MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
 MIN_MARGIN = 16
 BELOW, ABOVE = 1, 2  # the sides of a window a set can leave it on
 REACH = 2.0, 16.0  # the most a window extends along the boundary's last move, in margins: after a hit, after misses
+COUNTED = 2 + (1 << DIGIT) + 1  # a group's row of the counts kept by :func:`counted`
 
 
 @njit(cache=True)
@@ -33,28 +34,41 @@ def margin(starts, stops, firsts, p):
 
 
 @njit(cache=True)
-def counted(p, lo, hi, counts, windows, members, member_keys, rank):
+def counted(p, lo, hi, counts, windows, members, member_keys, rank, tallies):
     """The window of the group at position ``p`` counted by its top digit, and the key of ``rank``
-    in it (kernels.selection.counted_key_of_rank: ``(offsets, shift, width, key, index)``)."""
+    in it (kernels.selection.counted_key_of_rank: ``(offsets, shift, width, key, index)``). The
+    counts are kept in ``tallies[p]`` (int64 ``[G, COUNTED]``: shift, width, then the offsets; a
+    shift < 0: none, as after a survey of the group) for the next rank of the same survey."""
     start, inside = windows[p], counts[p, 1]
-    return counted_key_of_rank(member_keys[start:start + inside], members[start:start + inside], lo[p], hi[p], rank)
+    member_keys, members = member_keys[start:start + inside], members[start:start + inside]
+    if tallies[p, 0] >= 0:
+        shift, width = tallies[p, 0], tallies[p, 1]
+        offsets = tallies[p, 2:2 + (1 << width) + 1]
+        if rank < 0:
+            return offsets, shift, width, np.int64(-1), np.int64(-1)
+        key, index = key_of_rank(offsets, member_keys, members, rank, shift, width)
+        return offsets, shift, width, key, index
+    offsets, shift, width, key, index = counted_key_of_rank(member_keys, members, lo[p], hi[p], rank)
+    tallies[p, 0], tallies[p, 1] = shift, width
+    tallies[p, 2:2 + offsets.size] = offsets
+    return tallies[p, 2:2 + offsets.size], shift, width, key, index
 
 
 @njit(cache=True)
-def in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite, found):
+def in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite, found, tallies):
     """The least-k set of the group at position ``p`` from its window, as ``found[p] = (bound,
     following, size)``; False when the window cannot tell (then ``found`` is untouched). Also the
     window's top-digit ``offsets`` and ``(prefix, shift)`` (kernels.selection.bucket_start; offsets
     of one entry: none, an empty window), for :func:`next_window`."""
     below, inside = counts[p, 0], counts[p, 1]
     if below <= k < below + inside:
-        offsets, shift, width, key, index = counted(p, lo, hi, counts, windows, members, member_keys, k - below)
+        offsets, shift, width, key, index = counted(p, lo, hi, counts, windows, members, member_keys, k - below, tallies)
         found[p, 0], found[p, 1], found[p, 2] = key, index, k
     elif k >= below + inside and hi[p] == infinite:  # every finite key is below the window or in it
         found[p, 0], found[p, 1], found[p, 2] = infinite, -1, below + inside
         if inside == 0:
             return True, np.zeros(1, np.int64), np.int64(0), np.int64(0)
-        offsets, shift, width, key, index = counted(p, lo, hi, counts, windows, members, member_keys, -1)
+        offsets, shift, width, key, index = counted(p, lo, hi, counts, windows, members, member_keys, -1, tallies)
     else:
         return False, np.zeros(1, np.int64), np.int64(0), np.int64(0)
     top = shift + width
@@ -94,7 +108,7 @@ def next_window(p, k, previous, margin, lo, hi, offsets, below, inside, prefix, 
 
 
 @njit(cache=True)
-def extrapolate(p, k, margin, lo, hi, counts, windows, members, member_keys, infinite):
+def extrapolate(p, k, margin, lo, hi, counts, windows, members, member_keys, infinite, tallies):
     """Move the window of the group at position ``p`` towards rank ``k`` (outside it), by the
     density of keys the window held (ranks per key), twice the span that density gives to reach
     ``k`` past ``margin``: a guess, checked by the next survey. False when there is nothing to go
@@ -109,7 +123,7 @@ def extrapolate(p, k, margin, lo, hi, counts, windows, members, member_keys, inf
         if lower >= inside:
             lo[p] = old_hi
         elif lower >= 0:
-            offsets, shift, width, _, _ = counted(p, lo, hi, counts, windows, members, member_keys, -1)
+            offsets, shift, width, _, _ = counted(p, lo, hi, counts, windows, members, member_keys, -1, tallies)
             lo[p] = bucket_start(offsets, lower, shift, (old_lo >> (shift + width)) << (shift + width))
         hi[p] = min(infinite, old_hi + np.int64(2 * (k + margin - below - inside) * keys_per_rank) + 1)
         return True
@@ -119,7 +133,7 @@ def extrapolate(p, k, margin, lo, hi, counts, windows, members, member_keys, inf
     if upper < 0:
         hi[p] = old_lo
     elif upper < inside:
-        offsets, shift, width, _, _ = counted(p, lo, hi, counts, windows, members, member_keys, -1)
+        offsets, shift, width, _, _ = counted(p, lo, hi, counts, windows, members, member_keys, -1, tallies)
         hi[p] = bucket_start(offsets, upper, shift, (old_lo >> (shift + width)) << (shift + width)) + (1 << shift)
     lo[p] = max(1, old_lo - np.int64(2 * (below - k + margin) * keys_per_rank) - 1)
     return True
