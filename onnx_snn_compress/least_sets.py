@@ -16,11 +16,12 @@ or with nothing to go by, the group's keys are counted by their top bits
 that histogram. The sets are exact either way: the windows decide only the time taken, never a
 result.
 
-Below ``DIRECT_BELOW`` weights (every group one chunk of the survey's, passed serially) the
-windows live in the kernels instead (:meth:`LeastSets.direct_layout`, ``kernels.search_step``):
-one call locates the sets of every group, surveying again, with the window of all a group's finite
-keys, only where a set left its window; there the Python of the windows above (a few dozen calls a
-step) would cost more than the passes themselves.
+The solver's steps keep these windows in the kernels instead (``KERNEL_WINDOWS``:
+:meth:`LeastSets.direct_layout`, kernels/windows.py, ``kernels.search_step``): the same rules as
+jitted functions, so one call locates the sets of every group and surveys again only a group whose
+set left its window; the Python of the windows here (a few dozen calls a step, about a third of a
+step's time on mnist_mlp) is kept as the reference the kernels are tested against, and for
+:meth:`sums` and :meth:`recentre` in the tests and bench scripts.
 """
 
 from __future__ import annotations

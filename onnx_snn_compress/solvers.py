@@ -161,8 +161,8 @@ class Minimax:
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
     ``least_sets.LeastSets`` (one survey pass a step); the s step and the dual ascent are
-    ``kernels.search_step``'s, and below ``least_sets.DIRECT_BELOW`` weights a whole :meth:`step` is
-    one call of it (``search_step``). Flat buffers are reused
+    ``kernels.search_step``'s, and a whole :meth:`step` is one call of it (``search_step``, with the
+    windows in the kernels: ``least_sets.KERNEL_WINDOWS``). Flat buffers are reused
     from step to step, and per-search constants (the distance, each group's cost and
     hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
     arrays when they change, never change them in place."""
@@ -461,8 +461,9 @@ class Minimax:
 
     def _step_by_sets(self, state: MinimaxState, values: np.ndarray, read: tuple | None, keys: np.ndarray,
                       protected: tuple | None, constants, hard_pruned: np.ndarray) -> tuple[Selection, float]:
-        """:meth:`step`'s sets, s step and dual steps through ``LeastSets``' windows (a pass per
-        call; the arithmetic is ``kernels.search_step``'s, as the one call of small groups); returns the
+        """:meth:`step`'s sets, s step and dual steps through ``LeastSets``' windows in Python (a pass
+        per call; ``least_sets.KERNEL_WINDOWS`` False: the reference of the one call, whose arithmetic
+        is the same ``kernels.search_step``'s); returns the
         selection after the s step and the resource after pruning it (a fraction of R0)."""
         squares, before = self._least.locate(values, keys, self._sizes(state.sigma, hard_pruned), protected)
         selection = Selection(values, keys, state.sigma.copy(), hard_pruned, before, squares, read, protected)
