@@ -47,6 +47,7 @@ every ``n / 10`` steps.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -390,9 +391,11 @@ class Minimax:
         in the set on their weights, without reading the keys."""
         if selection.keys.base is not selection.values:
             return frozenset()
-        names = [f"{name}.weight" for name, _ in self.flat.layer_slices()]
+        slices = list(self.flat.layer_slices())
+        names = [f"{name}.weight" for name, _ in slices]
         if selection.protected is not None and selection.protected[0].size:  # flat indices, ascending
-            first, last = (np.searchsorted(self.flat.offsets, selection.protected[0][[0, -1]], "right") - 1).tolist()
+            starts = [part.start for _, part in slices]  # (Python's bisect: a few layers, no numpy call)
+            first, last = (bisect_right(starts, int(selection.protected[0][index])) - 1 for index in (0, -1))
             names = names[:first] + names[last + 1:]  # the layers from the first protected synapse's to the last's
         return frozenset(names)
 
