@@ -34,6 +34,19 @@ def margin(starts, stops, firsts, p):
 
 
 @njit(cache=True)
+def shifted(key, by, low, high):
+    """``key`` moved by ``by`` keys (a float, a guess from a density) within ``[low, high]``: in
+    float64, as the distance of float64 keys times a count of ranks can pass 2**63 (Python's ints
+    in ``LeastSets`` cannot overflow; an int64 here would)."""
+    moved = np.float64(key) + by
+    if moved >= np.float64(high):
+        return high
+    if moved <= np.float64(low):
+        return low
+    return min(high, max(low, np.int64(moved)))
+
+
+@njit(cache=True)
 def counted(p, lo, hi, counts, windows, members, member_keys, rank, tallies):
     """The window of the group at position ``p`` counted by its top digit, and the key of ``rank``
     in it (kernels.selection.counted_key_of_rank: ``(offsets, shift, width, key, index)``). The
@@ -100,11 +113,11 @@ def next_window(p, k, previous, margin, lo, hi, offsets, below, inside, prefix, 
         if lo[p] == 0 and below <= k < below + inside and bucket_start(offsets, k - below, shift, prefix) > 0:
             lo[p] = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
     elif lower < below and old_lo > 1 and inside > 0:  # (below lo = 1 are only zeros)
-        lo[p] = max(1, old_lo - np.int64((below - lower) * density) - 1)
+        lo[p] = shifted(old_lo, -(below - lower) * density - 1, 1, old_lo)
     if counted and below <= upper < below + inside:
         hi[p] = min(bucket_start(offsets, upper - below, shift, prefix) + (1 << shift), infinite)
     elif upper >= below + inside and inside > 0:
-        hi[p] = min(infinite, old_hi + np.int64((upper - below - inside) * density) + 1)
+        hi[p] = shifted(old_hi, (upper - below - inside) * density + 1, old_hi, infinite)
 
 
 @njit(cache=True)
@@ -125,7 +138,7 @@ def extrapolate(p, k, margin, lo, hi, counts, windows, members, member_keys, inf
         elif lower >= 0:
             offsets, shift, width, _, _ = counted(p, lo, hi, counts, windows, members, member_keys, -1, tallies)
             lo[p] = bucket_start(offsets, lower, shift, (old_lo >> (shift + width)) << (shift + width))
-        hi[p] = min(infinite, old_hi + np.int64(2 * (k + margin - below - inside) * keys_per_rank) + 1)
+        hi[p] = shifted(old_hi, 2 * (k + margin - below - inside) * keys_per_rank + 1, old_hi, infinite)
         return True
     if old_lo <= 1:  # below lo are only zeros (the weights pruned for good): the histogram finds such a boundary
         return False
@@ -135,7 +148,7 @@ def extrapolate(p, k, margin, lo, hi, counts, windows, members, member_keys, inf
     elif upper < inside:
         offsets, shift, width, _, _ = counted(p, lo, hi, counts, windows, members, member_keys, -1, tallies)
         hi[p] = bucket_start(offsets, upper, shift, (old_lo >> (shift + width)) << (shift + width)) + (1 << shift)
-    lo[p] = max(1, old_lo - np.int64(2 * (below - k + margin) * keys_per_rank) - 1)
+    lo[p] = shifted(old_lo, -2 * (below - k + margin) * keys_per_rank - 1, 1, old_lo)
     return True
 
 

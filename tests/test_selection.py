@@ -88,8 +88,8 @@ def test_a_set_that_left_its_window_is_found_exactly_by_an_extrapolated_window_o
         assert (len(surveys), len(histograms)) == (survey_count, histogram_count)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_the_kernels_windows_find_every_set_exactly_near_their_last_and_far_from_it(threads):
+@pytest.mark.parametrize("threads, dtype", [(1, np.float32), (2, np.float32), (2, np.float64)])
+def test_the_kernels_windows_find_every_set_exactly_near_their_last_and_far_from_it(threads, dtype):
     # LeastSets.locate with the windows in the kernels (one call: kernels/windows.py): sets near
     # the last (in the window), far from it (extrapolated, a histogram), among the zeros, every
     # finite key; groups of several chunks (in parallel ones with two threads), ranks written over
@@ -100,7 +100,7 @@ def test_the_kernels_windows_find_every_set_exactly_near_their_last_and_far_from
     smooth = magnitudes(400_000, seed=8, zeros=0.1, protected=0.0)
     gap = np.concatenate([1 + rng.random(150_000), 1_000 + 1_000 * rng.random(50_000)]).astype(np.float32)
     rng.shuffle(gap)
-    values = np.concatenate([smooth, gap])
+    values = np.concatenate([smooth, gap]).astype(dtype)
     groups = [slice(0, 300_000), slice(300_000, 400_000), slice(400_000, 600_000)]
     ranks = values.copy()
     replaced = np.sort(rng.choice(values.size, 500, replace=False))
