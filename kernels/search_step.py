@@ -1,6 +1,5 @@
-"""The minimax search step's arithmetic (the s step and the dual ascent), and, for small sets of
-weights, the whole step in one call: the least-s sets located, the s step, the sets after it,
-their sums and the dual steps.
+"""The minimax search step's arithmetic (the s step and the dual ascent), and the whole step in
+one call: the least-s sets located, the s step, the sets after it, their sums and the dual steps.
 
 The arithmetic is that of ``solvers.Minimax`` written in IEEE float64 operations in the order of
 its Python floats (no fastmath here: bit for bit with them). Per group g of ``size`` weights,
@@ -17,10 +16,12 @@ cost of the weight that follows its least-s set (``following``, when there is on
     z            = clip(z + lr_z * excess, 0, DUAL_LIMIT)
 
 where ``clip`` is ``np.clip`` of one value (a bound replaces only a value strictly beyond it) and
-the sums over groups are ``np.sum``'s (numpy's pairwise order). :func:`search_step` is the small
-path: for sets of weights whose groups the survey passes of kernels/selection.py take serially, it
-runs those same passes (so every sum keeps their chunked order, bit for bit) with windows of its
-own (see :func:`search_step`), and the arithmetic above, in one call.
+the sums over groups are ``np.sum``'s (numpy's pairwise order). :func:`search_step` runs the
+survey and sums passes of kernels/selection.py (the same loops over the same chunks, serial or in
+parallel chunks, so every sum keeps their chunked order, bit for bit) with windows of its own
+(kernels/windows.py), and the arithmetic above, in one call: the Python of ``least_sets.LeastSets``'
+windows and a call per pass (30-130 calls a step) cost more than the passes below 65,536 weights,
+and a quarter of mnist_mlp's step (bench/README.md, "eleventh session").
 """
 
 from __future__ import annotations
