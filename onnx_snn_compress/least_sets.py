@@ -19,8 +19,8 @@ result.
 The solver's steps keep these windows in the kernels instead (``KERNEL_WINDOWS``:
 :meth:`LeastSets.direct_layout`, kernels/windows.py, ``kernels.search_step``): the same rules as
 jitted functions, so one call locates the sets of every group and surveys again only a group whose
-set left its window; the Python of the windows here (a few dozen calls a step, about a third of a
-step's time on mnist_mlp) is kept as the reference the kernels are tested against, and for
+set left its window; the Python of the windows here (a few dozen calls a step, about a quarter of
+mnist_mlp's step) is kept as the reference the kernels are tested against, and for
 :meth:`sums` and :meth:`recentre` in the tests and bench scripts.
 """
 
@@ -29,19 +29,15 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads
 
-from .kernels.search_step import least_sets
+from .kernels.search_step import GUESSES, least_sets
 from .kernels.selection import (CHUNK, bucket_of, bucket_start, counted_key_of_rank, histogram, infinity_key,
                                 key_of_rank, parallel_pass, set_sums, survey, top_shift)
+# the windows' rules, shared with the kernels': margins, sides, reach (kernels/windows.py)
+from .kernels.windows import ABOVE, BELOW, MARGIN, MIN_MARGIN, REACH
 
 # whether the windows are kept by the kernels (kernels/windows.py: one call a step); False: by
 # this class's Python (a call per pass), the reference the kernels are tested against
 KERNEL_WINDOWS = True
-
-MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
-MIN_MARGIN = 16
-GUESSES = 2  # windows extrapolated towards a set that left its window before a histogram is taken
-BELOW, ABOVE = 1, 2  # the sides of a window a set can leave it on
-REACH = 2, 16  # the most a window extends along the boundary's last move, in margins: after a hit, after misses
 
 
 class Window:
