@@ -14,12 +14,14 @@ Per search step, ``compress.Compression._search`` runs, besides the training ste
               ``Adam.fuse_from`` weights in Adam's own pass (which also writes the |w| that
               ``step`` reads), else as a pass of its own; timed as the Adam step's excess
               over a plain one
-    step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat |w|, one survey
-              pass (per group: the keys below its window, the window's members, the sum of
-              squares), the least-s set before the s step refined in the window, the s step,
-              the set after it (the same window), one pass for the squares and cost of the
-              first and the cost of the second (``least_sets.py``, kernels/selection.py), the
-              dual steps, the windows moved to the new boundaries
+    step      ``Minimax.step(state, costs, hard_pruned, budget)``: the flat |w| (written by
+              Adam's pass in a search's order), the rank, then one jitted call
+              (``kernels.search_step.search_step``): one survey pass (per group: the keys below
+              its window, the window's members, the sum of squares), the least-s set before the
+              s step refined in the window, the s step, the set after it (the same window), one
+              pass for the squares and cost of the first and the cost of the second
+              (kernels/selection.py's loops), the dual steps, the windows moved to the new
+              boundaries (kernels/windows.py)
 
 These three are timed through the solver's own API, from the same mid-search state
 every repeat (``penalty`` right after a ``step`` from it, as in a search;

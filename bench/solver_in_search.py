@@ -83,7 +83,10 @@ def main() -> None:
           + f"; mean step not meeting a budget {1e3 * statistics.mean(unmet):.3f}"
           + f"; solver {solver:.3f} ({100 * solver / (medians['training step'] + medians['step']):.1f} %); test % "
           + " / ".join(f"{100 * entry['accuracy']['test']:.1f}" for entry in result.report["budgets"]))
-    if windows is not None:
+    if windows is not None and not windows["shares"]:
+        print("(the windows are kept in the kernels, one call a step: least_sets.KERNEL_WINDOWS; no count of the sets "
+              "that left them)")
+    elif windows is not None:
         shares = windows["shares"]
         print(f"selections {len(shares)}, left their window {windows['missed']} (then {windows['surveys']} surveys of "
               f"one group and {windows['histograms']} histograms); window share of the group: "

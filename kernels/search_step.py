@@ -1,6 +1,5 @@
-"""The minimax search step's arithmetic (the s step and the dual ascent), and, for small sets of
-weights, the whole step in one call: the least-s sets located, the s step, the sets after it,
-their sums and the dual steps.
+"""The minimax search step's arithmetic (the s step and the dual ascent), and the whole step in
+one call: the least-s sets located, the s step, the sets after it, their sums and the dual steps.
 
 The arithmetic is that of ``solvers.Minimax`` written in IEEE float64 operations in the order of
 its Python floats (no fastmath here: bit for bit with them). Per group g of ``size`` weights,
@@ -17,10 +16,12 @@ cost of the weight that follows its least-s set (``following``, when there is on
     z            = clip(z + lr_z * excess, 0, DUAL_LIMIT)
 
 where ``clip`` is ``np.clip`` of one value (a bound replaces only a value strictly beyond it) and
-the sums over groups are ``np.sum``'s (numpy's pairwise order). :func:`search_step` is the small
-path: for sets of weights whose groups the survey passes of kernels/selection.py take serially, it
-runs those same passes (so every sum keeps their chunked order, bit for bit) with windows of its
-own (see :func:`search_step`), and the arithmetic above, in one call.
+the sums over groups are ``np.sum``'s (numpy's pairwise order). :func:`search_step` runs the
+survey and sums passes of kernels/selection.py (the same loops over the same chunks, serial or in
+parallel chunks, so every sum keeps their chunked order, bit for bit) with windows of its own
+(kernels/windows.py), and the arithmetic above, in one call: the Python of ``least_sets.LeastSets``'
+windows and a call per pass (30-130 calls a step) cost more than the passes below 65,536 weights,
+and a quarter of mnist_mlp's step (bench/README.md, "eleventh session").
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ import math
 import numpy as np
 from numba import njit
 
-from .selection import _add_chunks, _gather_windows, _sums_serial, _survey_serial, bucket_start, counted_key_of_rank
+from .selection import _add_chunks, _gather_windows, _sums_parallel, _sums_serial, _survey_parallel, _survey_serial
+from .windows import ABOVE, BELOW, COUNTED, extrapolate, from_histogram, in_window, margin, next_window
 
 TINY = 1e-30
 DUAL_LIMIT = 1e8  # duals beyond this only saturate the shrink factor; clipping keeps every number finite
-MIN_MARGIN = 16
-MARGIN = 0.025  # of a group's weights: the ranks a small path's window spans on each side of its boundary
+GUESSES = 2  # windows extrapolated towards a set that left its window before a histogram is taken
 
 # the float64 ``parameters`` of :func:`dual_step` and :func:`search_step`, by position
 LR_S, LR_Y, LR_Z, TOLERANCE, GROW_ONLY, TOTAL_COST, HARD_COST, FIXED, REFERENCE, AIM, DISTANCE = range(11)
@@ -164,117 +165,104 @@ def dual_step(y, z, squares, first_squares, first_costs, second_costs, parameter
     return z, (fixed + kept_after) / reference
 
 
-# -- the small path: the whole step in one call ------------------------------------------
+# -- the whole step in one call -----------------------------------------------------------
 @njit(cache=True)
-def _survey(values, keys, starts, stops, owners, firsts, lo, hi, slots, members, member_keys, counts, windows):
-    # kernels.selection.survey, serial, without replaced entries: the same loops, so the same sums
-    chunks = starts.size
+def _survey(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, parallel, replaced,
+            originals, squares, counts, windows, tallies, first, stop):
+    # kernels.selection.survey of the groups at positions first:stop (their chunks), in parallel
+    # chunks or serially: the same loops, so the same sums; a chunk that holds a ``replaced``
+    # entry (flat indices ascending, ``originals`` their values) summed again from a copy holding
+    # the originals, by the same serial loop (``selection._square_originals``). Writes
+    # ``squares``, ``counts`` and ``windows`` of those groups; their counted windows (``tallies``:
+    # kernels.windows.counted) are none
+    tallies[first:stop, 0] = -1
+    part = slice(firsts[first], firsts[stop])
+    chunks = firsts[stop] - firsts[first]
     chunk_squares, chunk_counts = np.empty(chunks), np.empty((chunks, 2), np.int64)
     origins = np.empty(chunks, np.int64)
-    _survey_serial(values, keys, starts, stops, owners, lo, hi, slots, members, member_keys, chunk_squares,
-                   chunk_counts, origins)
-    squares = np.empty(firsts.size - 1)
-    _gather_windows(members, member_keys, origins, chunk_counts, chunk_squares, firsts, squares, counts, windows)
-    return squares
+    if parallel:
+        _survey_parallel(values, keys, starts[part], stops[part], owners[part], lo, hi, slots[part], members,
+                         member_keys, chunk_squares, chunk_counts, origins)
+    else:
+        _survey_serial(values, keys, starts[part], stops[part], owners[part], lo, hi, slots[part], members,
+                       member_keys, chunk_squares, chunk_counts, origins)
+    if replaced.size > 0:
+        zero, none = np.zeros(1, np.int64), np.empty(1, np.int64)
+        for chunk in range(chunks):
+            start, end = starts[firsts[first] + chunk], stops[firsts[first] + chunk]
+            held = slice(np.searchsorted(replaced, start), np.searchsorted(replaced, end))
+            if held.stop > held.start:
+                copy = values[start:end].copy()
+                copy[replaced[held] - start] = originals[held]
+                total, one_count, one_origin = np.empty(1), np.empty((1, 2), np.int64), np.empty(1, np.int64)
+                _survey_serial(copy, keys[start:end].copy(), zero, np.full(1, end - start, np.int64), zero, zero,
+                               zero, zero, none, np.empty(1, keys.dtype), total, one_count, one_origin)
+                chunk_squares[chunk] = total[0]
+    _gather_windows(members, member_keys, origins, chunk_counts, chunk_squares, firsts[first:stop + 1] - firsts[first],
+                    squares[first:stop], counts[first:stop], windows[first:stop])
 
 
 @njit(cache=True)
-def _in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite, found):
-    # the least-k set of the group at position p from its window, as found[p] = (bound, following,
-    # size); False when the window cannot tell (then found is untouched). Also the window's
-    # top-digit offsets and (prefix, shift) (kernels.selection.bucket_start), for the next window
-    below, inside = counts[p, 0], counts[p, 1]
-    if below <= k < below + inside:
-        start = windows[p]
-        offsets, shift, width, key, index = counted_key_of_rank(member_keys[start:start + inside],
-                                                                members[start:start + inside], lo[p], hi[p], k - below)
-        found[p, 0], found[p, 1], found[p, 2] = key, index, k
-        top = shift + width
-        return True, offsets, (lo[p] >> top) << top, shift
-    if k >= below + inside and hi[p] == infinite:  # every finite key is below the window or in it
-        found[p, 0], found[p, 1], found[p, 2] = infinite, -1, below + inside
-        return True, np.zeros(1, np.int64), np.int64(0), np.int64(0)
-    return False, np.zeros(1, np.int64), np.int64(0), np.int64(0)
-
-
-@njit(cache=True)
-def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, infinite, ks, found,
-            counts, windows, surveyed, previous):
+def _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
+            infinite, parallel, replaced, originals, ks, found, squares, counts, windows, tallies, surveyed, previous):
     # the least-ks[p] set of every group (by position) into found[p], from the last survey
-    # (``counts``, ``windows``) when ``surveyed``, else from a new one; a group whose set its window
-    # cannot tell gets the window of all its finite keys and every group is surveyed again (the
-    # others' windows unchanged: their members too). With ``previous`` (the ranks of the sets
-    # before, by position; empty: none), each group's window is then moved for the next survey.
-    # Returns the groups' squared sums of the first survey made (none: empty)
+    # (``squares``, ``counts``, ``windows``) when ``surveyed``, else from a new one (a group
+    # without a window first gets one from its histogram). A group whose set its window cannot
+    # tell is surveyed again, with its window extrapolated towards the set (up to GUESSES times),
+    # then one from its histogram, then (not reached) the window of all its finite keys. With
+    # ``previous`` (the sizes of the sets before, by position; empty: none), each group's window
+    # is then moved for the next survey (kernels/windows.py)
     groups = ks.size
-    squares = np.empty(0)
-    pending = np.ones(groups, np.bool_)
-    for attempt in range(3):
-        if attempt > 0 or not surveyed:
-            sums = _survey(values, keys, starts, stops, owners, firsts, lo, hi, slots, members, member_keys, counts,
-                           windows)
-            if squares.size == 0:
-                squares = sums
-        missed = False
+    if not surveyed:
         for p in range(groups):
-            if pending[p]:
-                hit, offsets, prefix, shift = _in_window(p, ks[p], lo, hi, counts, windows, members, member_keys,
-                                                         infinite, found)
-                if hit:
-                    pending[p] = False
-                    if previous.size > 0:
-                        _next_window(p, ks[p], previous[p], _margin(starts, stops, firsts, p), lo, hi, found, offsets,
-                                     counts[p, 0], counts[p, 1], prefix, shift, infinite)
-                else:
-                    missed = True
-                    lo[p], hi[p] = 0, infinite  # every finite key: the set is in it
-        if not missed:
-            break
-    return squares
+            if hi[p] < 0:
+                from_histogram(p, ks[p], margin(starts, stops, firsts, p) + moves[p], starts[firsts[p]],
+                               stops[firsts[p + 1] - 1], keys, lo, hi, infinite)
+        _survey(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, parallel, replaced,
+                originals, squares, counts, windows, tallies, 0, groups)
+    for p in range(groups):
+        k, guesses, histogram = ks[p], 0, False
+        while True:
+            hit, offsets, prefix, shift = in_window(p, k, lo, hi, counts, windows, members, member_keys, infinite,
+                                                    found, tallies)
+            if hit:
+                break
+            if guesses == 0 and not histogram:
+                missed[p] |= BELOW if k < counts[p, 0] else ABOVE
+            group_margin = margin(starts, stops, firsts, p)
+            if guesses < GUESSES and extrapolate(p, k, group_margin + moves[p], lo, hi, counts, windows, members,
+                                                 member_keys, infinite, tallies):
+                guesses += 1
+            elif not histogram:
+                from_histogram(p, k, group_margin + moves[p], starts[firsts[p]], stops[firsts[p + 1] - 1], keys, lo,
+                               hi, infinite)
+                histogram = True
+            else:
+                lo[p], hi[p] = 0, infinite
+            _survey(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, parallel,
+                    replaced, originals, squares, counts, windows, tallies, p, p + 1)
+        if previous.size > 0:
+            next_window(p, found[p, 2], previous[p], margin(starts, stops, firsts, p), lo, hi, offsets, counts[p, 0],
+                        counts[p, 1], prefix, shift, infinite, moves, reach, missed)
 
 
 @njit(cache=True)
-def _next_window(p, k, previous, margin, lo, hi, found, offsets, below, inside, prefix, shift, infinite):
-    # the window of the group at position p for the next survey: the ranks from k to k plus its
-    # last move (k - previous), widened by the margin, to the edges of the window's top-digit
-    # buckets (``offsets``, ``prefix``, ``shift`` of the window's members: ``below`` keys below
-    # it, ``inside`` in it); past its members by the density of keys they held (a guess: a window
-    # decides the time taken, never a set)
-    move = k - previous
-    lower, upper = min(k, k + move) - margin, max(k, k + move) + margin
-    old_lo, old_hi = lo[p], hi[p]
-    density = (old_hi - old_lo) / max(1, inside)
-    if inside > 0 and offsets.size > 1:
-        if below <= lower < below + inside:
-            lo[p] = bucket_start(offsets, lower - below, shift, prefix)
-        elif lower < below and old_lo > 1:
-            lo[p] = max(1, old_lo - np.int64((below - lower) * density) - 1)
-        if below <= upper < below + inside:
-            hi[p] = min(bucket_start(offsets, upper - below, shift, prefix) + (1 << shift), infinite)
-        elif upper >= below + inside:
-            hi[p] = min(infinite, old_hi + np.int64((upper - below - inside) * density) + 1)
-    if lo[p] == 0 and found[p, 0] > 0:
-        lo[p] = 1  # leave out the zeros (the weights pruned for good): the boundary is above them
-
-
-@njit(cache=True)
-def least_sets(values, keys, starts, stops, owners, firsts, slots, position, members, member_keys, lo, hi, infinite,
-               sizes, sets, squares):
+def least_sets(values, keys, starts, stops, owners, firsts, slots, position, members, member_keys, lo, hi, moves,
+               reach, missed, infinite, parallel, replaced, originals, sizes, sets, squares):
     """Each group's least-``sizes[g]`` set into ``sets`` (int64 ``[G, 3]``: ``(bound, following,
     size)``, kernels/selection.py) and its sum of squared values into ``squares`` (float64 ``[G]``),
     by the caller's groups, in one call: the arguments as :func:`search_step`'s; the windows are
     then centred on the sets found."""
     groups = sizes.size
-    for p in range(groups):
-        if hi[p] < 0:
-            lo[p], hi[p] = 0, infinite
     by_position = np.empty(groups, np.int64)
     for g in range(groups):
         by_position[position[g]] = sizes[g]
     found = np.empty((groups, 3), np.int64)
+    squares_by_position = np.empty(groups)
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
-    squares_by_position = _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi,
-                                  infinite, by_position, found, counts, windows, False, by_position)
+    _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
+            infinite, parallel, replaced, originals, by_position, found, squares_by_position, counts, windows,
+            np.empty((groups, COUNTED), np.int64), False, by_position)
     for g in range(groups):
         p = position[g]
         squares[g] = squares_by_position[p]
@@ -282,65 +270,65 @@ def least_sets(values, keys, starts, stops, owners, firsts, slots, position, mem
 
 
 @njit(cache=True)
-def _margin(starts, stops, firsts, p):
-    # the ranks a window spans on each side of its boundary in the group at position p
-    return max(MIN_MARGIN, np.int64(MARGIN * (stops[firsts[p + 1] - 1] - starts[firsts[p]])))
-
-
-@njit(cache=True)
-def search_step(values, keys, starts, stops, owners, firsts, slots, position, members, member_keys, lo, hi,
-                infinite, costs, cost_view, hard, sigma, y, z, scales, group_sizes, hard_counts, parameters, sets,
-                squares):
-    """One whole minimax search step for groups that a survey passes serially: the least-s sets for
-    ``sigma`` (before), the s step (:func:`s_step`: ``sigma`` in place), the sets for it (after), their
-    sums (kernels.selection.set_sums' loops) and the dual steps (:func:`dual_step`: ``y`` in place).
+def search_step(values, keys, starts, stops, owners, firsts, slots, position, members, member_keys, lo, hi, moves,
+                reach, missed, infinite, parallel, replaced, originals, costs, cost_view, hard, sigma, y, z, scales,
+                group_sizes, hard_counts, parameters, sets, squares):
+    """One whole minimax search step: the least-s sets for ``sigma`` (before), the s step
+    (:func:`s_step`: ``sigma`` in place), the sets for it (after), their sums
+    (kernels.selection.set_sums' loops) and the dual steps (:func:`dual_step`: ``y`` in place).
 
     Groups and chunks as ``least_sets.LeastSets`` holds them (by position in flat order:
-    ``starts``, ``stops``, ``owners``, ``firsts``, ``slots``, ``members``, ``member_keys``, the
-    windows ``lo``, ``hi`` (int64 ``[G]``, in place: none yet where ``hi < 0``); the caller's group g
-    is at ``position[g]``). ``values``: |w| (float32/64 ``[n]``), ``keys``: key_bits of their ranks,
-    ``infinite``: the key of +inf; ``costs``: float64 ``[n]``; ``cost_view``, ``hard``: as
-    ``set_sums`` takes them; ``sigma``, ``y``, ``z``, ``scales``, ``group_sizes``, ``hard_counts``,
-    ``parameters``: as :func:`s_step` and :func:`dual_step`, by the caller's groups. Writes
-    ``sets`` (int64 ``[G, 3]``): per group ``(bound, following, size)`` of its set after the s step
+    ``starts``, ``stops``, ``owners``, ``firsts``, ``slots``, ``members``, ``member_keys``), the
+    windows' arrays ``lo``, ``hi``, ``moves``, ``reach``, ``missed`` (in place; kernels/windows.py);
+    the caller's group g is at ``position[g]``. ``values``: |w| (float32/64 ``[n]``), ``keys``:
+    key_bits of their ranks, ``infinite``: the key of +inf; ``parallel``: the passes in parallel
+    chunks (with threads to run them); ``replaced``, ``originals``: flat indices (int64,
+    ascending) where ``values`` hold a rank in place of the value, and those values (empty:
+    none); ``costs``: float64 ``[n]``; ``cost_view``, ``hard``: as ``set_sums`` takes them;
+    ``sigma``, ``y``, ``z``, ``scales``, ``group_sizes``, ``hard_counts``, ``parameters``: as
+    :func:`s_step` and :func:`dual_step`, by the caller's groups. Writes ``sets`` (int64 ``[G,
+    3]``): per group ``(bound, following, size)`` of its set after the s step
     (kernels/selection.py), and ``squares`` (float64 ``[G]``): each group's sum of squared values.
     Returns ``(z, the resource after pruning the sets as a fraction of R0)`` (the outputs are the
     caller's arrays: a returned array would cost its boxing).
 
-    A group's window is the ranks around its last boundary (plus its last move and a margin of
-    2.5 % of the group); one whose set lies outside it gets the window of all its finite keys and
-    the groups are surveyed again: the sets are exact whatever the windows."""
+    Every pass is kernels/selection.py's own loop over the same chunks, so every sum is bit for
+    bit that of ``least_sets.LeastSets``' passes whatever the windows and the threads."""
     groups = sigma.size
-    for p in range(groups):
-        if hi[p] < 0:
-            lo[p], hi[p] = 0, infinite
     by_position = np.empty(groups, np.int64)
     sizes = np.empty(groups, np.int64)
     set_sizes(sigma, group_sizes, hard_counts, sizes)
     for g in range(groups):
         by_position[position[g]] = sizes[g]
     before = np.empty((groups, 3), np.int64)
+    squares_by_position = np.empty(groups)
     counts, windows = np.empty((groups, 2), np.int64), np.empty(groups, np.int64)
-    squares_by_position = _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi,
-                                  infinite, by_position, before, counts, windows, False, np.empty(0, np.int64))
+    tallies = np.empty((groups, COUNTED), np.int64)  # the windows' counts, kept from the sets before to those after
+    _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
+            infinite, parallel, replaced, originals, by_position, before, squares_by_position, counts, windows, tallies,
+            False, np.empty(0, np.int64))
     followings = np.empty(groups, np.int64)
     for g in range(groups):
         squares[g] = squares_by_position[position[g]]
         followings[g] = before[position[g], 1]
     s_step(sigma, y, z, squares, followings, values, costs, scales, parameters[LR_S], group_sizes, hard_counts,
            sizes)
-    previous = by_position.copy()
+    previous = before[:, 2].copy()
     for g in range(groups):
         by_position[position[g]] = sizes[g]
     after = np.empty((groups, 3), np.int64)
-    _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, infinite, by_position,
-            after, counts, windows, True, previous)
+    _locate(values, keys, starts, stops, owners, firsts, slots, members, member_keys, lo, hi, moves, reach, missed,
+            infinite, parallel, replaced, originals, by_position, after, squares_by_position, counts, windows, tallies,
+            True, previous)
     # the squares and cost of the sets before the s step (for the duals), the cost after it
     pairs = np.empty((groups, 4), np.int64)
     for p in range(groups):
         pairs[p, 0], pairs[p, 1], pairs[p, 2], pairs[p, 3] = before[p, 0], before[p, 1], after[p, 0], after[p, 1]
     chunk_sums = np.zeros((starts.size, 4))
-    _sums_serial(values, keys, cost_view, hard, starts, stops, owners, pairs, chunk_sums)
+    if parallel:
+        _sums_parallel(values, keys, cost_view, hard, starts, stops, owners, pairs, chunk_sums)
+    else:
+        _sums_serial(values, keys, cost_view, hard, starts, stops, owners, pairs, chunk_sums)
     totals = np.empty((groups, 4))
     _add_chunks(chunk_sums, firsts, totals)
     first_squares, first_costs, second_costs = np.empty(groups), np.empty(groups), np.empty(groups)

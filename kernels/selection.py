@@ -553,6 +553,27 @@ def copy_set_strongest(source, out, start, rows, count):
     return _set_strongest(out[start:].reshape(rows, (out.size - start) // rows), count)
 
 
+@njit(cache=True)
+def set_strongest_in_place(values, start, stop, rows, count):
+    """:func:`set_strongest` of the block of ``rows`` rows ``values[start:stop]`` (C order), in
+    place; returns whether it set them, and the flat indices (int64, ascending) of the entries it
+    changed with their values before (an entry that was +inf already is not listed): one call."""
+    block = values[start:stop]
+    before = block.copy()
+    if not _set_strongest(block.reshape(rows, (stop - start) // rows), count):
+        return False, np.empty(0, np.int64), before[:0]
+    changed = 0
+    for index in range(block.size):
+        changed += block[index] != before[index]  # no NaN in a set block: only +inf written
+    indices, originals = np.empty(changed, np.int64), np.empty(changed, before.dtype)
+    changed = 0
+    for index in range(block.size):
+        if block[index] != before[index]:
+            indices[changed], originals[changed] = start + index, before[index]
+            changed += 1
+    return True, indices, originals
+
+
 def set_strongest(block: np.ndarray, count: int) -> bool:
     """Set the ``count`` largest of each row of ``block`` (float ``[rows, columns]``, columns >
     count >= 1, written in place) to +inf when that set is unique in every row; returns whether

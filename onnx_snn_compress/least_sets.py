@@ -16,11 +16,12 @@ or with nothing to go by, the group's keys are counted by their top bits
 that histogram. The sets are exact either way: the windows decide only the time taken, never a
 result.
 
-Below ``DIRECT_BELOW`` weights (every group one chunk of the survey's, passed serially) the
-windows live in the kernels instead (:meth:`LeastSets.direct_layout`, ``kernels.search_step``):
-one call locates the sets of every group, surveying again, with the window of all a group's finite
-keys, only where a set left its window; there the Python of the windows above (a few dozen calls a
-step) would cost more than the passes themselves.
+The solver's steps keep these windows in the kernels instead (``KERNEL_WINDOWS``:
+:meth:`LeastSets.direct_layout`, kernels/windows.py, ``kernels.search_step``): the same rules as
+jitted functions, so one call locates the sets of every group and surveys again only a group whose
+set left its window; the Python of the windows here (a few dozen calls a step, about a quarter of
+mnist_mlp's step) is kept as the reference the kernels are tested against, and for
+:meth:`sums` and :meth:`recentre` in the tests and bench scripts.
 """
 
 from __future__ import annotations
@@ -28,19 +29,15 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads
 
-from .kernels.search_step import least_sets
+from .kernels.search_step import GUESSES, least_sets
 from .kernels.selection import (CHUNK, bucket_of, bucket_start, counted_key_of_rank, histogram, infinity_key,
                                 key_of_rank, parallel_pass, set_sums, survey, top_shift)
+# the windows' rules, shared with the kernels': margins, sides, reach (kernels/windows.py)
+from .kernels.windows import ABOVE, BELOW, MARGIN, MIN_MARGIN, REACH
 
-# weights below which the windows are kept by the kernels (one call a step): every group is one
-# chunk, and the ranks are never applied in place (solvers.RANK_IN_PLACE_FROM)
-DIRECT_BELOW = 1 << 16
-
-MARGIN = 0.025  # of a group's weights: the ranks a window spans on each side of its boundary
-MIN_MARGIN = 16
-GUESSES = 2  # windows extrapolated towards a set that left its window before a histogram is taken
-BELOW, ABOVE = 1, 2  # the sides of a window a set can leave it on
-REACH = 2, 16  # the most a window extends along the boundary's last move, in margins: after a hit, after misses
+# whether the windows are kept by the kernels (kernels/windows.py: one call a step); False: by
+# this class's Python (a call per pass), the reference the kernels are tested against
+KERNEL_WINDOWS = True
 
 
 class Window:
@@ -116,13 +113,14 @@ class LeastSets:
         self._missed = [0] * count  # the sides (BELOW | ABOVE) a set left the window on since the last recentre
         self._windows = [None] * count  # each group's Window of the last survey, built when first asked for
         self.values = self.keys = self._replaced = None
-        self.direct = size < DIRECT_BELOW
+        self.direct = KERNEL_WINDOWS
         self._layout = None  # direct_layout's arrays, for the keys' dtype
 
     def direct_layout(self, keys: np.ndarray) -> tuple | None:
         """The arrays ``kernels.search_step.search_step`` and ``least_sets`` take after the values
-        and keys (chunks, groups' positions, member buffers, windows, the key of +inf) for ``keys``
-        (``key_bits``), or None above ``DIRECT_BELOW`` weights (the windows of this class's Python)."""
+        and keys (chunks, groups' positions, member buffers, the windows' arrays, the key of +inf;
+        then :meth:`pass_arguments`) for ``keys`` (``key_bits``), or None where the
+        windows are this class's Python (``KERNEL_WINDOWS`` False)."""
         if not self.direct:
             return None
         if self._layout is None or self._layout[7].dtype != keys.dtype:
@@ -130,21 +128,33 @@ class LeastSets:
             count = len(self.groups)
             self._layout = (self._starts, self._stops, self._owners, self._firsts, self._slots,
                             np.array(self.position, np.int64), self._members, np.empty(self._members.size, keys.dtype),
-                            np.zeros(count, np.int64), np.full(count, -1, np.int64), infinity_key(keys))
+                            np.zeros(count, np.int64), np.full(count, -1, np.int64), np.zeros(count, np.int64),
+                            np.full(count, float(REACH[0])), np.zeros(count, np.int64), infinity_key(keys))
         return self._layout
 
     def locate(self, values: np.ndarray, keys: np.ndarray, ks: np.ndarray,
                replaced: tuple | None = None) -> tuple[np.ndarray, list]:
         """Each group's sum of squared ``values`` (float64 ``[G]``) and its least-``ks[g]`` set
-        (``(bound, following, size)``: :meth:`least`) of ``keys``: one survey (:meth:`survey`; the
-        kernels' one call below ``DIRECT_BELOW`` weights, without ``replaced`` entries)."""
-        layout = self.direct_layout(keys) if replaced is None else None
+        (``(bound, following, size)``: :meth:`least`) of ``keys``: one survey (the kernels' one
+        call, or :meth:`survey` where the windows are this class's Python); ``replaced``: as
+        :meth:`survey` takes it."""
+        layout = self.direct_layout(keys)
         if layout is None:
             squares = self.survey(values, keys, ks, replaced)
             return squares, [self.least(g, k) for g, k in enumerate(ks.tolist())]
         sets, squares = np.empty((len(self.groups), 3), np.int64), np.empty(len(self.groups))
-        least_sets(values, keys, *layout, np.ascontiguousarray(ks, np.int64), sets, squares)
+        least_sets(values, keys, *layout, *self.pass_arguments(values, replaced), np.ascontiguousarray(ks, np.int64),
+                   sets, squares)
         return squares, sets.tolist()
+
+    def pass_arguments(self, values: np.ndarray, replaced: tuple | None) -> tuple:
+        """The kernels' arguments after :meth:`direct_layout`'s: whether the passes run in parallel
+        chunks now (with threads to run them), and ``replaced`` (:meth:`survey`) as two arrays
+        (empty for None)."""
+        parallel = self._parallel and get_num_threads() > 1
+        if replaced is None:
+            return parallel, np.empty(0, np.int64), np.empty(0, values.dtype)
+        return parallel, np.ascontiguousarray(replaced[0], np.int64), np.ascontiguousarray(replaced[1], values.dtype)
 
     def survey(self, values: np.ndarray, keys: np.ndarray, ks: list[int], replaced: tuple | None = None) -> np.ndarray:
         """One pass over every group's ``values`` (float32/64 ``[n]``) and ``keys``

@@ -16,7 +16,7 @@ from . import ir
 from .errors import SNNError
 from .kernels.layer_passes import ONE_CALL_BELOW, add_scaled_sets, magnitudes_of_layers, same_magnitudes_of_layers
 from .kernels.selection import (add_scaled_at, add_scaled_least, copy_set_strongest, magnitudes_into, same_magnitudes,
-                                set_strongest)
+                                set_strongest, set_strongest_in_place)
 
 
 def default_prunable(graph: ir.Graph) -> list[str]:
@@ -260,6 +260,12 @@ class ProtectStrongest:
         """Rank ``magnitudes`` (float ``[n]``) in place; returns the flat indices (int64,
         ascending) of the entries it set to +inf and their magnitudes before (of their dtype): a
         copy of ``part`` alone, compared bit for bit (an entry that was +inf already is not listed)."""
+        columns = (self.part.stop - self.part.start) // self.rows
+        if 0 < self.count < columns and magnitudes.flags.c_contiguous:
+            done, changed, before = set_strongest_in_place(magnitudes, self.part.start, self.part.stop, self.rows,
+                                                           self.count)
+            if done:  # the copy of the part, the rank and its changes in one call
+                return changed, before
         block = magnitudes[self.part]
         before = block.copy()
         protect_strongest(magnitudes, self.part, self.rows, self.count, magnitudes)

@@ -47,6 +47,7 @@ every ``n / 10`` steps.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -161,8 +162,8 @@ class Minimax:
     The ranks are ``rank(|w|)`` of float32 weights (their float64 squares, which the method is
     defined on, are exact and order as |w|), else ``rank(w * w)``. The least-s sets are found by
     ``least_sets.LeastSets`` (one survey pass a step); the s step and the dual ascent are
-    ``kernels.search_step``'s, and below ``least_sets.DIRECT_BELOW`` weights a whole :meth:`step` is
-    one call of it (``search_step``). Flat buffers are reused
+    ``kernels.search_step``'s, and a whole :meth:`step` is one call of it (``search_step``, with the
+    windows in the kernels: ``least_sets.KERNEL_WINDOWS``). Flat buffers are reused
     from step to step, and per-search constants (the distance, each group's cost and
     hard-pruned count) while the same ``costs`` and ``hard_pruned`` arrays are passed: pass new
     arrays when they change, never change them in place."""
@@ -390,9 +391,11 @@ class Minimax:
         in the set on their weights, without reading the keys."""
         if selection.keys.base is not selection.values:
             return frozenset()
-        names = [f"{name}.weight" for name, _ in self.flat.layer_slices()]
+        slices = list(self.flat.layer_slices())
+        names = [f"{name}.weight" for name, _ in slices]
         if selection.protected is not None and selection.protected[0].size:  # flat indices, ascending
-            first, last = (np.searchsorted(self.flat.offsets, selection.protected[0][[0, -1]], "right") - 1).tolist()
+            starts = [part.start for _, part in slices]  # (Python's bisect: a few layers, no numpy call)
+            first, last = (bisect_right(starts, int(selection.protected[0][index])) - 1 for index in (0, -1))
             names = names[:first] + names[last + 1:]  # the layers from the first protected synapse's to the last's
         return frozenset(names)
 
@@ -407,15 +410,15 @@ class Minimax:
         values, read = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
         keys, protected = self._ranked(values)
-        layout = self._least.direct_layout(keys) if protected is None else None
-        if layout is not None:  # small groups: the whole step in one call
+        layout = self._least.direct_layout(keys)
+        if layout is not None:  # the whole step in one call
             sets, squares = np.empty((len(self.groups), 3), np.int64), np.empty(len(self.groups))
             state.z, after = search_step(
-                values, keys, *layout, constants.costs64, constants.cost_view, constants.hard_view, state.sigma,
-                state.y, state.z, constants.scales, self._group_sizes, constants.hard_counts, constants.parameters,
-                sets, squares)
+                values, keys, *layout, *self._least.pass_arguments(values, protected), constants.costs64,
+                constants.cost_view, constants.hard_view, state.sigma, state.y, state.z, constants.scales,
+                self._group_sizes, constants.hard_counts, constants.parameters, sets, squares)
             selection = self._last = Selection(values, keys, state.sigma.copy(), hard_pruned, sets.tolist(), squares,
-                                               read, None, sets)
+                                               read, protected, sets)
         else:
             selection, after = self._step_by_sets(state, values, read, keys, protected, constants, hard_pruned)
         if after > budget.target:
@@ -461,8 +464,9 @@ class Minimax:
 
     def _step_by_sets(self, state: MinimaxState, values: np.ndarray, read: tuple | None, keys: np.ndarray,
                       protected: tuple | None, constants, hard_pruned: np.ndarray) -> tuple[Selection, float]:
-        """:meth:`step`'s sets, s step and dual steps through ``LeastSets``' windows (a pass per
-        call; the arithmetic is ``kernels.search_step``'s, as the one call of small groups); returns the
+        """:meth:`step`'s sets, s step and dual steps through ``LeastSets``' windows in Python (a pass
+        per call; ``least_sets.KERNEL_WINDOWS`` False: the reference of the one call, whose arithmetic
+        is the same ``kernels.search_step``'s); returns the
         selection after the s step and the resource after pruning it (a fraction of R0)."""
         squares, before = self._least.locate(values, keys, self._sizes(state.sigma, hard_pruned), protected)
         selection = Selection(values, keys, state.sigma.copy(), hard_pruned, before, squares, read, protected)

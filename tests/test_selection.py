@@ -88,6 +88,43 @@ def test_a_set_that_left_its_window_is_found_exactly_by_an_extrapolated_window_o
         assert (len(surveys), len(histograms)) == (survey_count, histogram_count)
 
 
+@pytest.mark.parametrize("threads, dtype", [(1, np.float32), (2, np.float32), (2, np.float64)])
+def test_the_kernels_windows_find_every_set_exactly_near_their_last_and_far_from_it(threads, dtype):
+    # LeastSets.locate with the windows in the kernels (one call: kernels/windows.py): sets near
+    # the last (in the window), far from it (extrapolated, a histogram), among the zeros, every
+    # finite key; groups of several chunks (in parallel ones with two threads), ranks written over
+    # some values in place (+inf, their values squared from the originals)
+    from numba import get_num_threads, set_num_threads
+
+    rng = np.random.default_rng(8)
+    smooth = magnitudes(400_000, seed=8, zeros=0.1, protected=0.0)
+    gap = np.concatenate([1 + rng.random(150_000), 1_000 + 1_000 * rng.random(50_000)]).astype(np.float32)
+    rng.shuffle(gap)
+    values = np.concatenate([smooth, gap]).astype(dtype)
+    groups = [slice(0, 300_000), slice(300_000, 400_000), slice(400_000, 600_000)]
+    ranks = values.copy()
+    replaced = np.sort(rng.choice(values.size, 500, replace=False))
+    ranks[replaced] = np.inf
+    expected_squares = [np.sum(values[group].astype(np.float64) ** 2) for group in groups]
+    finder, by_python = LeastSets(groups, ranks.size), LeastSets(groups, ranks.size)
+    assert finder.direct
+    by_python.direct = False  # the windows of LeastSets' Python: the same sets and sums, bit for bit
+    before = get_num_threads()
+    set_num_threads(min(threads, before))
+    try:
+        for ks in ([150_000, 50_000, 100_000], [151_000, 49_000, 101_000], [170_000, 52_000, 160_000],
+                   [2_000, 99_000, 10], [299_000, 100_000, 199_000], [150_000, 0, 100_000]):
+            squares, sets = finder.locate(ranks, key_bits(ranks), np.array(ks), (replaced, values[replaced]))
+            python_squares, python_sets = by_python.locate(ranks, key_bits(ranks), np.array(ks),
+                                                           (replaced, values[replaced]))
+            assert squares.tobytes() == python_squares.tobytes() and [tuple(a) for a in sets] == python_sets
+            for group, k, least, total, square in zip(groups, ks, sets, expected_squares, squares):
+                assert tuple(least) == expected_set(ranks, group.start, group.stop, k)[1]
+                assert square == pytest.approx(total, rel=1e-12)
+    finally:
+        set_num_threads(before)
+
+
 def test_the_sets_after_the_window_is_recentred_are_exact_as_the_weights_move():
     rng = np.random.default_rng(4)
     ranks = magnitudes(100_000, seed=4)

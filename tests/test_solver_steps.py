@@ -323,16 +323,17 @@ def test_the_sums_over_a_steps_groups_are_numpys_bit_for_bit():
             assert np.array(array_sum(column)).tobytes() == np.sum(column).tobytes()
 
 
-@pytest.mark.parametrize("protect", ["", "buffers"])
-def test_the_one_call_step_of_small_groups_gives_the_search_of_the_windows_python(monkeypatch, protect):
-    """Below ``least_sets.DIRECT_BELOW`` weights a step is one jitted call (kernels/search_step.py)
-    with windows of its own: every penalty, s, y, z and pruned vector is that of the windows'
+@pytest.mark.parametrize("protect", ["", "buffers", "in place"])
+def test_the_one_call_step_gives_the_search_of_the_windows_python(monkeypatch, protect):
+    """A step is one jitted call (kernels/search_step.py) with windows of its own
+    (``least_sets.KERNEL_WINDOWS``): every penalty, s, y, z and pruned vector is that of the windows'
     Python, bit for bit (also when every step locates its sets from scratch)."""
     from onnx_snn_compress import least_sets
 
+    monkeypatch.setattr(solvers, "RANK_IN_PLACE_FROM", 0)  # "in place": over the |w| at digits_mlp's size too
     one_call = search(reuse=True, steps=16, protect=protect)
     fresh = search(reuse=True, steps=16, protect=protect, fresh_windows=True)
-    monkeypatch.setattr(least_sets, "DIRECT_BELOW", 0)
+    monkeypatch.setattr(least_sets, "KERNEL_WINDOWS", False)
     by_windows = search(reuse=True, steps=16, protect=protect)
     assert_same_bits(one_call, by_windows)
     assert_same_bits(fresh, by_windows)
