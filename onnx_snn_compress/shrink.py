@@ -213,7 +213,7 @@ def remove_dead(graph: ir.Graph) -> tuple[ir.Graph, dict[str, int]]:
     Returns ``(graph, {layer: removed output channels or neurons})``, with every
     layer listed (0 when nothing went). The input graph is not modified.
     """
-    kept = live_entries(graph)
+    kept, shapes = live_entries(graph), graph.shapes
     nodes, removed = [], {}
     for node in graph:
         changes = {}
