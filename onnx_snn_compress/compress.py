@@ -569,7 +569,8 @@ class Compression:
             if pruned is None and at_limit:
                 pruned = self._by_magnitude(state.costs, state.hard_pruned, budget)
                 state.forced = True
-                self._say(f"  minimax did not meet the budget in {state.phase_step} steps; pruned the rest by magnitude")
+                self._say(f"  minimax did not meet the budget in {state.phase_step} steps (its --search-fraction of the "
+                          f"budget's); pruned the rest by magnitude")
             if pruned is not None:
                 state.search_steps = state.phase_step
                 self._freeze(pruned)
