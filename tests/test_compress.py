@@ -258,7 +258,7 @@ def test_no_method_prunes_more_synapses_than_the_budget_asks(tmp_path, method, g
 
 
 @pytest.mark.parametrize("graph", [tiny_mlp, tiny_conv])
-def test_a_reconnected_cut_keeps_no_dead_synapse_and_the_same_count(tmp_path, graph):
+def test_a_reconnected_cut_keeps_fewer_dead_synapses_at_the_same_count(tmp_path, graph):
     """--reconnect: the synapses a cut keeps dead (shrink.live_synapses: they drive a neuron no
     output depends on, or read one that is always zero) give their place to live ones, one for one
     (the budget is met as closely): fewer dead synapses at tiny budgets, none where there are
