@@ -274,6 +274,30 @@ def load_case(model: str, batch: int, time_steps: int, synthetic_weights: float 
 
 
 # -- our engine (worker process) ----------------------------------------------------------
+def openblas_cores() -> str:
+    """The kernel set each bundled OpenBLAS runs (numpy's, SciPy's: the one Numba's ``np.dot``
+    calls), e.g. "SkylakeX / SkylakeX"; OPENBLAS_CORETYPE, where set, overrides the library's own
+    choice (some machines set it to work around old builds: unset it to time what a user gets)."""
+    import ctypes
+    import glob
+
+    import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's OpenBLAS)
+    names = []
+    for package, symbol in (("numpy", "scipy_openblas_get_corename64_"), ("scipy", "scipy_openblas_get_corename")):
+        folder = Path(__import__(package).__file__).parent.parent / f"{package}.libs"
+        name = "?"
+        for library in sorted(glob.glob(str(folder / "libscipy_openblas*.so*"))):
+            try:
+                getter = getattr(ctypes.CDLL(library), symbol)
+            except (OSError, AttributeError):
+                continue
+            getter.restype = ctypes.c_char_p
+            name = getter().decode()
+        names.append(name)
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    return " / ".join(names) + (f" (OPENBLAS_CORETYPE={forced})" if forced else "")
+
+
 def run_ours(args, model: str) -> dict:
     import numba
 
@@ -323,7 +347,8 @@ def run_ours(args, model: str) -> dict:
     result = {"times": times, "other_load": other, "faults": faults, "loss": float(loss), "rates": tape.firing_rates(),
               "above": above, "noise": noise, "grads": {k: v.tolist() for k, v in grads.items()},
               "versions": f"numba {numba.__version__}, threading layer {numba.threading_layer()}, "
-                          f"{threads} threads{' (policy)' if args.policy else ''}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}"}
+                          f"{threads} threads{' (policy)' if args.policy else ''}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}, "
+                          f"OpenBLAS core {openblas_cores()}"}
 
     if args.layers:  # the same steps again, each node's forward and backward timed
         node_times: dict[str, list[float]] = {}
