@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import reference
@@ -208,3 +209,36 @@ def test_the_trainer_convolves_spikes_event_driven_with_the_dense_kernels_gradie
     np.testing.assert_allclose(grads["conv2.weight"], dense[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(grads["conv2.bias"], dense[2], rtol=1e-5, atol=1e-5)
     assert set(backward(graph, tape, np.ones_like(output))) >= {"conv2.weight", "conv2.bias"}
+
+
+@pytest.mark.parametrize("kernel, padding", [((3, 3), (1, 1)), ((2, 3), (0, 2)), ((1, 1), (0, 0)), ((3, 2), (2, 0))])
+def test_event_driven_sums_are_the_plain_loops_bit_for_bit(kernel, padding):
+    """Listing the events branch-free (kernels/events.py) and adding window rows that fall outside
+    the outputs as zeros must keep the plain loops' sums, float32 and in their order: per output
+    the window cells (c, i, j) ascending; per weight, 16-image blocks summed image by image,
+    positions row by row, then the blocks added in order."""
+    rng = np.random.default_rng(5)
+    batch, channels, out_channels = 20, 3, 16 + 5
+    x = (rng.random((batch, channels, 7, 6)) < 0.3).astype(np.float32)
+    x[1::2] *= rng.normal(size=x[1::2].shape).astype(np.float32)  # any values
+    x[4] = 0  # an image without events
+    x[6, 1] = 1  # a channel of events only
+    weight = rng.normal(size=(out_channels, channels, *kernel)).astype(np.float32)
+    bias = rng.normal(size=out_channels).astype(np.float32)
+    cells = windows(x, *kernel, (1, 1), padding, (1, 1)).astype(np.float32)  # [B, C, kh, kw, H_out, W_out]
+    y = np.zeros((batch, out_channels, *cells.shape[4:]), np.float32)
+    for c, i, j in np.ndindex(channels, *kernel):
+        y = y + cells[:, None, c, i, j] * weight[None, :, c, i, j, None, None]
+    assert spike_conv2d_forward(x, weight, bias, padding).tobytes() == (y + bias[:, None, None]).tobytes()
+    grad_y = rng.normal(size=y.shape).astype(np.float32)
+    blocks = []
+    for first in range(0, batch, 16):
+        sums = np.zeros(weight.shape, np.float32)
+        for b in range(first, min(first + 16, batch)):
+            for oy, ox in np.ndindex(*y.shape[2:]):
+                sums = sums + grad_y[b, :, oy, ox, None, None, None] * cells[b, None, :, :, :, oy, ox]
+        blocks.append(sums)
+    expected = blocks[0]
+    for sums in blocks[1:]:
+        expected = expected + sums
+    assert spike_conv2d_weight_grad(x, weight.shape, grad_y, padding).tobytes() == expected.tobytes()
