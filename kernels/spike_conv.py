@@ -12,13 +12,18 @@ run of ``kw * O`` floats in both ``acc`` and ``W_r``:
     forward   acc[oy, ox0:ox0+kw, :] += v * W_r[c, i, :, :]          (ox0 = x + pw - kw + 1)
     dL/dW     dW_r[c, i, :, :]       += v * dL/dY_t[oy, ox0:ox0+kw, :]  (dL/dY channels-last)
 
-cut at the image's edges. That is ``events * kh`` vector loops of ``kw * O`` floats (96 for
-3x3 and 32 channels) instead of ``C * kh * kw * O * positions`` multiply-adds: about 4x less
-work at 20 % ones.
+That is ``events * kh`` vector loops of ``kw * O`` floats (96 for 3x3 and 32 channels) instead
+of ``C * kh * kw * O * positions`` multiply-adds: about 4x less work at 20 % ones. ``acc`` and
+``dL/dY_t`` have a margin of ``kh - 1`` rows and ``kw - 1`` columns (:func:`_padded_plane`), so
+no window row is cut at the image's edges: the forward's rows off the outputs land in the
+margin, and the weight gradient's read zeros there. Each input row's events are listed
+branch-free first (kernels/events.py), and the weight gradient adds four events of a channel
+per pass over a window row ``dW_r[c, i]``, one after the other.
 
 Zero inputs contribute exactly nothing, so the result is the convolution of any input (not
 only 0/1), summed in another order than the GEMM's: for each output, the events in (c, y, x)
-order, each window row of an event once. That order is fixed by the data; each image is summed
+order, each window row of an event once (the margin's zeros add ``+-0`` to sums that start at
++0.0: no bit changes, for finite inputs). That order is fixed by the data; each image is summed
 by one thread, and the weight gradient in blocks of images fixed by the batch, added in
 order: results depend neither on the thread count nor on the other images of a batch. The
 input gradient is dense (every input needs one) and stays with
