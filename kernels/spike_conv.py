@@ -26,8 +26,8 @@ order, each window row of an event once (the margin's zeros add ``+-0`` to sums 
 +0.0: no bit changes, for finite inputs). That order is fixed by the data; each image is summed
 by one thread, and the weight gradient in blocks of images fixed by the batch, added in
 order: results depend neither on the thread count nor on the other images of a batch. The
-input gradient is dense (every input needs one) and stays with
-:func:`onnx_snn_compress.kernels.conv.conv2d_backward`. Dense inputs are slower this way (every
+input gradient is dense (every input needs one): a GEMM per image, folded back channels-last
+(:func:`spike_conv2d_input_grad`). Dense inputs are slower this way (every
 event pays its loop's overhead): callers use it where the input is spikes
 (:func:`use_spike_conv`).
 """
@@ -181,3 +181,59 @@ def spike_conv2d_weight_grad(x, weight_shape, grad_y, padding):
     for block in range(1, blocks):
         grad_weight_r += partial[block]
     return np.ascontiguousarray(np.transpose(grad_weight_r, (3, 0, 1, 2))[:, :, :, ::-1])
+
+
+# -- input gradient ----------------------------------------------------------------------
+#
+# Dense (every input needs one), image by image: one BLAS GEMM of the image's dL/dY with the
+# weight, positions major, ``dL/dU[p, (i, j, c)] = sum_o dL/dY[o, p] * weight[o, c, i, j]``,
+# then the adjoint of the windows: position p = (oy, ox) read the padded input at
+# ``(oy + i, ox + j, c)``, so with the input channels-last each window row (i, all j and c)
+# is one run of ``kw * C`` floats:
+#
+#     dL/dX_t[oy + i, ox:ox + kw, :] += dL/dU[p, i, :, :]        (positions p ascending)
+#
+# (48 floats for 3x3 and 16 channels, where the channels-first fold moved runs of W_out).
+# Each input sums its terms in position order; every GEMM has the same shape whatever the
+# batch, and each image is one thread's: the result depends neither on the batch nor on
+# the thread count.
+
+
+@njit(cache=True, parallel=True)
+def _spike_conv2d_input_grad_kernel(grad_y, weight_t, kh, kw, ph, pw, grad_x):
+    batch, channels, height, width = grad_x.shape
+    out_channels, out_h, out_w = grad_y.shape[1], grad_y.shape[2], grad_y.shape[3]
+    padded_w = width + 2 * pw
+    run = kw * channels
+    for b in prange(batch):
+        grad_windows = np.empty((out_h * out_w, weight_t.shape[1]), dtype=np.float32)
+        np.dot(grad_y[b].reshape(out_channels, out_h * out_w).T, weight_t, grad_windows)
+        padded = np.zeros((height + 2 * ph) * padded_w * channels, dtype=np.float32)
+        for oy in range(out_h):
+            for ox in range(out_w):
+                window = grad_windows[oy * out_w + ox]
+                for i in range(kh):
+                    first = ((oy + i) * padded_w + ox) * channels
+                    target = padded[first:first + run]
+                    source = window[i * run:(i + 1) * run]
+                    for k in range(run):
+                        target[k] += source[k]
+        image = grad_x[b]
+        for c in range(channels):
+            for yy in range(height):
+                first = ((yy + ph) * padded_w + pw) * channels + c
+                for xx in range(width):  # contiguous writes
+                    image[c, yy, xx] = padded[first + xx * channels]
+
+
+def spike_conv2d_input_grad(weight, grad_y, input_shape, padding):
+    """dL/dX ``[B, C, H, W]`` (``input_shape``) of :func:`spike_conv2d_forward` given dL/dY
+    ``[B, O, H_out, W_out]`` (stride 1, dilation 1, one group), float32, image by image."""
+    out_channels, channels, kh, kw = weight.shape
+    ph, pw = padding
+    weight_t = np.ascontiguousarray(np.transpose(weight, (0, 2, 3, 1)).reshape(out_channels, kh * kw * channels),
+                                    dtype=np.float32)
+    grad_x = np.empty(tuple(input_shape), dtype=np.float32)
+    _spike_conv2d_input_grad_kernel(np.ascontiguousarray(grad_y, dtype=np.float32), weight_t, int(kh), int(kw),
+                                    int(ph), int(pw), grad_x)
+    return grad_x
