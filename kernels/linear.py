@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .blas import KERNEL_GEMM
+from .blas import KERNEL_BLAS_PINNED, KERNEL_GEMM
 from .events import nonzero_indices
 
 # Rows per parallel work item (its buffers are allocated once per item).
@@ -109,10 +109,13 @@ def _linear_narrow_kernel(x, weight_t, bias, y):
 #
 # BLAS GEMMs from Numba threads, on fixed slices of the rows, so the result does not
 # depend on the thread count; the weight gradient sums its per-slice parts in slice order.
-# Within a slice the rows go in chunks of at most KERNEL_GEMM multiply-adds, each one GEMM
-# (kernels/blas.py).
+# Within a slice the rows go in chunks of at most _CHUNK_GEMM multiply-adds, each one GEMM
+# (kernels/blas.py): with the kernels' BLAS on one thread, four times KERNEL_GEMM, since every
+# chunk's weight-gradient product is added to the slice's sum (mnist_conv's fc1: a slice's
+# 64 rows in one chunk instead of 20 + 20 + 20 + 4, the backward 4.4 -> 3.0 ms, bench/README.md).
 
 _SLICES = 8
+_CHUNK_GEMM = 4 * KERNEL_GEMM if KERNEL_BLAS_PINNED else KERNEL_GEMM
 
 
 @njit(cache=True, parallel=True)
@@ -144,8 +147,7 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
     x = np.ascontiguousarray(x, dtype=np.float32)
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-    chunk_rows = max(1, KERNEL_GEMM // weight.size)
-    if chunk_rows < _MIN_CHUNK_ROWS:
+    if KERNEL_GEMM // weight.size < _MIN_CHUNK_ROWS:
         # a big layer: GEMM chunks of a few rows would each sweep the whole
         # weight (a 3157x3157 layer took 5.5 s instead of 70 ms); whole-matrix products from
         # Python, outside any Numba parallel region, let BLAS use its own threads
@@ -153,6 +155,7 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
         grad_bias = grad_y.sum(axis=0, dtype=np.float32) if need_bias_grad else None
         return grad_x, grad_y.T @ x, grad_bias
     slices = max(1, min(_SLICES, x.shape[0]))
+    chunk_rows = max(1, _CHUNK_GEMM // weight.size)
     partial_weight = np.empty((slices, *weight.shape), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, x.shape[1]), dtype=np.float32)
     _linear_backward_kernel(x, weight, grad_y, chunk_rows, bool(need_input_grad), grad_x, partial_weight)
