@@ -129,8 +129,11 @@ def _linear_backward_kernel(x, weight, grad_y, chunk_rows, need_input_grad, grad
         for first in range(part * rows // slices, (part + 1) * rows // slices, chunk_rows):
             last = min(first + chunk_rows, (part + 1) * rows // slices)
             gy = grad_y[first:last]
-            np.dot(gy.T, x[first:last], product)
-            accumulated += product
+            if first == part * rows // slices:  # the first chunk's product is the sum so far
+                np.dot(gy.T, x[first:last], accumulated)
+            else:
+                np.dot(gy.T, x[first:last], product)
+                accumulated += product
             if need_input_grad:
                 np.dot(gy, weight, grad_x[first:last])
 
