@@ -14,7 +14,7 @@ run of ``kw * O`` floats in both ``acc`` and ``W_r``:
 
 That is ``events * kh`` vector loops of ``kw * O`` floats (96 for 3x3 and 32 channels) instead
 of ``C * kh * kw * O * positions`` multiply-adds: about 4x less work at 20 % ones. ``acc`` and
-``dL/dY_t`` have a margin of ``kh - 1`` rows and ``kw - 1`` columns (:func:`_padded_plane`), so
+``dL/dY_t`` have margins (:func:`_padded_plane`), so
 no window row is cut at the image's edges: the forward's rows off the outputs land in the
 margin, and the weight gradient's read zeros there. Each input row's events are listed
 branch-free first (kernels/events.py), and the weight gradient adds four events of a channel
@@ -57,10 +57,12 @@ def _reversed_rows(weight):
 
 @njit(cache=True)
 def _padded_plane(height, width, kh, kw, ph, pw, out_h, out_w):
-    """Rows and columns of a channels-last output plane with room for every window row of every
-    input cell: output ``(oy, ox)`` at ``(oy + kh - 1, ox + kw - 1)``, so that an event at ``(y, x)``
-    reaches rows ``y + ph + kh - 1 - i`` and columns ``x + pw`` to ``x + pw + kw - 1``, all inside."""
-    return kh - 1 + max(out_h, height + ph), kw - 1 + max(out_w, width + pw)
+    """``(top, left, rows, columns)`` of a channels-last output plane with room for every window
+    row of every input cell: output ``(oy, ox)`` at ``(top + oy, left + ox)``, so that an event at
+    ``(y, x)`` reaches rows ``top + y + ph - i`` and columns from ``left + x + pw - kw + 1`` on, all
+    inside."""
+    top, left = max(0, kh - 1 - ph), max(0, kw - 1 - pw)
+    return top, left, top + max(out_h, height + ph), left + max(out_w, width + pw)
 
 
 @njit(cache=True, parallel=True)
@@ -69,7 +71,7 @@ def _spike_conv2d_forward_kernel(x, weight_r, bias, ph, pw, y):
     _, kh, kw, out_channels = weight_r.shape
     out_h, out_w = y.shape[2], y.shape[3]
     plane = out_h * out_w
-    rows, columns = _padded_plane(height, width, kh, kw, ph, pw, out_h, out_w)
+    top, left, rows, columns = _padded_plane(height, width, kh, kw, ph, pw, out_h, out_w)
     run = kw * out_channels
     weights = weight_r.reshape(-1)
     for b in prange(batch):
@@ -81,7 +83,7 @@ def _spike_conv2d_forward_kernel(x, weight_r, bias, ph, pw, y):
                 for e in range(nonzero_indices(cells, events)):
                     value, xx = cells[events[e]], events[e]
                     for i in range(kh):
-                        target_first = ((yy + ph + kh - 1 - i) * columns + xx + pw) * out_channels
+                        target_first = ((top + yy + ph - i) * columns + left + xx + pw - kw + 1) * out_channels
                         target = acc[target_first:target_first + run]
                         source = weights[(c * kh + i) * run:(c * kh + i + 1) * run]
                         for k in range(run):
@@ -90,7 +92,7 @@ def _spike_conv2d_forward_kernel(x, weight_r, bias, ph, pw, y):
         for o in range(out_channels):
             row = out[o]
             for oy in range(out_h):  # contiguous writes: 3x faster than contiguous reads here
-                first = ((oy + kh - 1) * columns + kw - 1) * out_channels + o
+                first = ((top + oy) * columns + left) * out_channels + o
                 for ox in range(out_w):
                     row[oy * out_w + ox] = acc[first + ox * out_channels]
             if bias.shape[0] > 0:
@@ -121,7 +123,7 @@ def spike_conv2d_forward(x, weight, bias, padding):
 def _spike_conv2d_weight_grad_kernel(x, grad_y, kh, kw, ph, pw, block_images, partial):
     batch, channels, height, width = x.shape
     out_channels, out_h, out_w = grad_y.shape[1], grad_y.shape[2], grad_y.shape[3]
-    rows, columns = _padded_plane(height, width, kh, kw, ph, pw, out_h, out_w)
+    top, left, rows, columns = _padded_plane(height, width, kh, kw, ph, pw, out_h, out_w)
     run = kw * out_channels
     for block in prange(partial.shape[0]):
         sums = partial[block].reshape(-1)
@@ -135,7 +137,7 @@ def _spike_conv2d_weight_grad_kernel(x, grad_y, kh, kw, ph, pw, block_images, pa
             for o in range(out_channels):
                 grad_plane = grad_y[b, o]
                 for oy in range(out_h):
-                    first = ((oy + kh - 1) * columns + kw - 1) * out_channels + o
+                    first = ((top + oy) * columns + left) * out_channels + o
                     for ox in range(out_w):
                         grad_t[first + ox * out_channels] = grad_plane[oy, ox]
             for c in range(channels):
@@ -147,7 +149,7 @@ def _spike_conv2d_weight_grad_kernel(x, grad_y, kh, kw, ph, pw, block_images, pa
                     found = nonzero_indices(cells, events[count:])
                     for e in range(count, count + found):
                         values[e] = cells[events[e]]
-                        starts[e] = ((yy + ph + kh - 1) * columns + events[e] + pw) * out_channels
+                        starts[e] = ((top + yy + ph) * columns + left + events[e] + pw - kw + 1) * out_channels
                     count += found
                 quads = count - count % 4
                 for i in range(kh):
