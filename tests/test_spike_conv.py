@@ -1,6 +1,7 @@
 """Convolutions of spikes: the event-driven forward and weight gradient and the channels-last
 input gradient (kernels/spike_conv.py), and the per-image input gradient of every geometry
-(kernels/conv.py) compute the convolution's values for any input, and the simulator and the trainer use them exactly where a convolution reads spikes."""
+(kernels/conv.py) compute the convolution's values for any input, and the simulator and the
+trainer use them exactly where a convolution reads spikes."""
 
 from __future__ import annotations
 
