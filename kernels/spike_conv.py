@@ -14,11 +14,11 @@ run of ``kw * O`` floats in both ``acc`` and ``W_r``:
 
 That is ``events * kh`` vector loops of ``kw * O`` floats (96 for 3x3 and 32 channels) instead
 of ``C * kh * kw * O * positions`` multiply-adds: about 4x less work at 20 % ones. ``acc`` and
-``dL/dY_t`` have margins (:func:`_padded_plane`), so
-no window row is cut at the image's edges: the forward's rows off the outputs land in the
-margin, and the weight gradient's read zeros there. Each input row's events are listed
-branch-free first (kernels/events.py), and the weight gradient adds four events of a channel
-per pass over a window row ``dW_r[c, i]``, one after the other.
+``dL/dY_t`` have margins (:func:`_padded_plane`), so no window row is cut at the image's edges:
+the forward's rows off the outputs land in the margin, and the weight gradient's read zeros
+there. Each input row's events are listed branch-free first (kernels/events.py), and the weight
+gradient adds four events of a channel per pass over a window row ``dW_r[c, i]``, one after the
+other.
 
 Zero inputs contribute exactly nothing, so the result is the convolution of any input (not
 only 0/1), summed in another order than the GEMM's: for each output, the events in (c, y, x)
