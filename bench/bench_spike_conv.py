@@ -6,8 +6,8 @@ Records the layer's real input (the pooled spikes of the first LIF layer) and th
 that reaches it in one training step of bench_train_step.py's model (batch 64, T=8), then
 times, interleaved call by call in one process, the dense kernels (im2col + GEMM forward,
 the blocked backward of kernels/conv.py) against what the trainer now runs on spikes (the
-event-driven forward and weight gradient of kernels/spike_conv.py, the per-image input
-gradient of kernels/conv.py). Prints the median CPU ms of this thread (``time.thread_time``)
+event-driven forward and weight gradient and the channels-last input gradient of
+kernels/spike_conv.py; kernels/conv.py's per-image input gradient of every geometry beside it). Prints the median CPU ms of this thread (``time.thread_time``)
 per call: run it with NUMBA_NUM_THREADS=1 so that the CPU time is the whole cost, and
 say the machine's load next to any number taken from it.
 """
@@ -59,7 +59,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from onnx_snn_compress.kernels.conv import conv2d_backward, conv2d_forward, conv2d_input_grad
-    from onnx_snn_compress.kernels.spike_conv import spike_conv2d_forward, spike_conv2d_weight_grad
+    from onnx_snn_compress.kernels.spike_conv import (spike_conv2d_forward, spike_conv2d_input_grad,
+                                                      spike_conv2d_weight_grad)
 
     print(f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS')}, load average {os.getloadavg()[0]:.2f}")
     for model in args.models:
@@ -69,7 +70,8 @@ def main() -> None:
             "dense forward": lambda: conv2d_forward(x, node.weight, node.bias, *geometry),
             "event forward": lambda: spike_conv2d_forward(x, node.weight, node.bias, node.padding),
             "dense backward (input + weight)": lambda: conv2d_backward(x, node.weight, grad, *geometry),
-            "input gradient per image": lambda: conv2d_input_grad(node.weight, grad, x.shape, *geometry),
+            "input gradient, any geometry": lambda: conv2d_input_grad(node.weight, grad, x.shape, *geometry),
+            "input gradient, channels-last": lambda: spike_conv2d_input_grad(node.weight, grad, x.shape, node.padding),
             "event weight gradient": lambda: spike_conv2d_weight_grad(x, node.weight.shape, grad, node.padding),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
@@ -85,7 +87,7 @@ def main() -> None:
         for name, values in times.items():
             print(f"  {name:<32} {statistics.median(values):8.2f} ms")
         dense = times["dense forward"], times["dense backward (input + weight)"]
-        event = times["event forward"], times["input gradient per image"], times["event weight gradient"]
+        event = times["event forward"], times["input gradient, channels-last"], times["event weight gradient"]
         print(f"  forward + backward: dense {sum(map(statistics.median, dense)):.2f} ms, "
               f"spike kernels {sum(map(statistics.median, event)):.2f} ms")
 

@@ -4,7 +4,9 @@ Not BLAS: a GEMM sums in an order that depends on the number of rows, so a
 sample's output (and, one ulp later, its spikes) would depend on the batch
 size. Here every output sums its inputs in index order, then adds the bias.
 Zero inputs are skipped, which makes the layer event-driven on spike trains
-(exact: adding ``0 * w`` changes nothing).
+(exact: adding ``0 * w`` changes nothing): each row's nonzero inputs are listed
+first, without a branch (kernels/events.py), then their weight rows are added in
+that order, four per pass over the row's sums.
 
 Narrow layers (fewer than ``_NARROW`` outputs, e.g. a classifier) have too few outputs
 to fill a vector register; they run with the rows as vector lanes instead
@@ -19,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .blas import KERNEL_GEMM
+from .blas import KERNEL_BLAS_PINNED, KERNEL_GEMM
+from .events import nonzero_indices
 
-# Rows per parallel work item: a row of weight_t is reused this many times from cache.
+# Rows per parallel work item (its buffers are allocated once per item).
 _ROWS = 8
 # Below this many outputs the rows are the vector lanes (4x faster for 10 outputs).
 _NARROW = 16
@@ -46,19 +49,29 @@ def _linear_kernel(x, weight_t, bias, y):
     rows, in_features = x.shape
     out_features = weight_t.shape[1]
     for block in prange((rows + _ROWS - 1) // _ROWS):
-        first = block * _ROWS
-        last = min(first + _ROWS, rows)
-        y[first:last] = np.float32(0.0)
-        for k in range(in_features):
-            for r in range(first, last):
-                value = x[r, k]
-                if value != 0:
-                    for o in range(out_features):
-                        y[r, o] += value * weight_t[k, o]
-        if bias.shape[0] > 0:
-            for r in range(first, last):
+        inputs = np.empty(in_features, dtype=np.int64)
+        sums = np.empty(out_features, dtype=np.float32)
+        for r in range(block * _ROWS, min(block * _ROWS + _ROWS, rows)):
+            row = x[r]
+            events = nonzero_indices(row, inputs)
+            sums[:] = np.float32(0.0)
+            # four events per pass over the sums, added one after the other as in the plain
+            # loop below (the same roundings): a quarter of the loads and stores of ``sums``
+            quads = events - events % 4
+            for e in range(0, quads, 4):
+                k0, k1, k2, k3 = inputs[e], inputs[e + 1], inputs[e + 2], inputs[e + 3]
+                v0, v1, v2, v3 = row[k0], row[k1], row[k2], row[k3]
+                w0, w1, w2, w3 = weight_t[k0], weight_t[k1], weight_t[k2], weight_t[k3]
                 for o in range(out_features):
-                    y[r, o] += bias[o]
+                    sums[o] = (((sums[o] + v0 * w0[o]) + v1 * w1[o]) + v2 * w2[o]) + v3 * w3[o]
+            for e in range(quads, events):
+                value, weights = row[inputs[e]], weight_t[inputs[e]]
+                for o in range(out_features):
+                    sums[o] += value * weights[o]
+            if bias.shape[0] > 0:
+                for o in range(out_features):
+                    sums[o] += bias[o]
+            y[r] = sums
 
 
 @njit(cache=True, parallel=True)
@@ -96,10 +109,13 @@ def _linear_narrow_kernel(x, weight_t, bias, y):
 #
 # BLAS GEMMs from Numba threads, on fixed slices of the rows, so the result does not
 # depend on the thread count; the weight gradient sums its per-slice parts in slice order.
-# Within a slice the rows go in chunks of at most KERNEL_GEMM multiply-adds, each one GEMM
-# (kernels/blas.py).
+# Within a slice the rows go in chunks of at most _CHUNK_GEMM multiply-adds, each one GEMM
+# (kernels/blas.py): with the kernels' BLAS on one thread, four times KERNEL_GEMM, since every
+# chunk's weight-gradient product is added to the slice's sum (mnist_conv's fc1: a slice's
+# 64 rows in one chunk instead of 20 + 20 + 20 + 4, the backward 4.4 -> 3.0 ms, bench/README.md).
 
 _SLICES = 8
+_CHUNK_GEMM = 4 * KERNEL_GEMM if KERNEL_BLAS_PINNED else KERNEL_GEMM
 
 
 @njit(cache=True, parallel=True)
@@ -113,8 +129,11 @@ def _linear_backward_kernel(x, weight, grad_y, chunk_rows, need_input_grad, grad
         for first in range(part * rows // slices, (part + 1) * rows // slices, chunk_rows):
             last = min(first + chunk_rows, (part + 1) * rows // slices)
             gy = grad_y[first:last]
-            np.dot(gy.T, x[first:last], product)
-            accumulated += product
+            if first == part * rows // slices:  # the first chunk's product is the sum so far
+                np.dot(gy.T, x[first:last], accumulated)
+            else:
+                np.dot(gy.T, x[first:last], product)
+                accumulated += product
             if need_input_grad:
                 np.dot(gy, weight, grad_x[first:last])
 
@@ -131,8 +150,7 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
     x = np.ascontiguousarray(x, dtype=np.float32)
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-    chunk_rows = max(1, KERNEL_GEMM // weight.size)
-    if chunk_rows < _MIN_CHUNK_ROWS:
+    if KERNEL_GEMM // weight.size < _MIN_CHUNK_ROWS:
         # a big layer: GEMM chunks of a few rows would each sweep the whole
         # weight (a 3157x3157 layer took 5.5 s instead of 70 ms); whole-matrix products from
         # Python, outside any Numba parallel region, let BLAS use its own threads
@@ -140,6 +158,7 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
         grad_bias = grad_y.sum(axis=0, dtype=np.float32) if need_bias_grad else None
         return grad_x, grad_y.T @ x, grad_bias
     slices = max(1, min(_SLICES, x.shape[0]))
+    chunk_rows = max(1, _CHUNK_GEMM // weight.size)
     partial_weight = np.empty((slices, *weight.shape), dtype=np.float32)
     grad_x = np.empty(x.shape if need_input_grad else (0, x.shape[1]), dtype=np.float32)
     _linear_backward_kernel(x, weight, grad_y, chunk_rows, bool(need_input_grad), grad_x, partial_weight)

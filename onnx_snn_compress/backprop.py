@@ -55,13 +55,13 @@ from .ir import (
     SynapticNeuron,
 )
 from .kernels.batchnorm import batchnorm_backward, batchnorm_train_forward
-from .kernels.conv import conv2d_backward, conv2d_input_grad
+from .kernels.conv import conv2d_backward
 from .kernels.dropout import dropout_backward, dropout_forward, dropout_mask
 from .kernels.linear import linear_backward
 from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
 from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
-from .kernels.spike_conv import spike_conv2d_weight_grad
+from .kernels.spike_conv import spike_conv2d_input_grad, spike_conv2d_weight_grad
 from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
 from .simulate import FORWARD, Trace, _per_step, _pool_geometry, event_driven, planar_view, run_nodes
 
@@ -291,8 +291,7 @@ def _conv2d_backward(node: Conv2d, record, grad, needs, param_grads):
     x, spikes = record
     steps, grad_steps = _per_step(x), _per_step(grad)
     if spikes:  # the forward was event-driven: so is the weight gradient (kernels/spike_conv.py)
-        grad_x = conv2d_input_grad(node.weight, grad_steps, steps.shape, node.stride, node.padding, node.dilation,
-                                   node.groups) if needs[0] else None
+        grad_x = spike_conv2d_input_grad(node.weight, grad_steps, steps.shape, node.padding) if needs[0] else None
         grad_weight = spike_conv2d_weight_grad(steps, node.weight.shape, grad_steps, node.padding)
         grad_bias = grad_steps.sum(axis=(0, 2, 3), dtype=np.float32) if node.bias is not None else None
     else:

@@ -170,6 +170,26 @@ def test_linear_matches_reference(rows, in_features, out_features, with_bias, de
     close(y, reference.linear(x, weight, bias), scale=np.sqrt(in_features))
 
 
+@pytest.mark.parametrize("outputs", [16, 33, 128])
+def test_linear_sums_every_output_in_input_order_bit_for_bit(outputs):
+    """Listing a row's nonzero inputs first (kernels/events.py) and adding them four at a time
+    must keep the plain loop's sums: +0.0, then ``x[k] * w[k]`` for k ascending, then the bias."""
+    rng = np.random.default_rng(3)
+    rows, in_features = 41, 203
+    x = (rng.random((rows, in_features)) < 0.3).astype(np.float32)  # spikes
+    x[1::3] *= rng.normal(size=(len(x[1::3]), in_features)).astype(np.float32)  # any values
+    x[2::3] = np.where(rng.random((len(x[2::3]), in_features)) < 0.9, x[2::3], 0)
+    x[::7] = 0  # rows without events
+    x[5, :-1] = 0  # one event, the last input
+    weight_t = rng.normal(size=(in_features, outputs)).astype(np.float32)
+    bias = rng.normal(size=outputs).astype(np.float32)
+    sums = np.zeros((rows, outputs), np.float32)
+    for k in range(in_features):  # float32 products and sums, rounded one by one
+        sums = sums + x[:, k, None] * weight_t[k]
+    assert linear_forward(x, weight_t, bias).tobytes() == (sums + bias).tobytes()
+    assert linear_forward(x, weight_t, np.zeros(0, np.float32)).tobytes() == sums.tobytes()
+
+
 def test_linear_rows_do_not_depend_on_the_number_of_rows():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 200)).astype(np.float32)

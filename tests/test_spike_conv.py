@@ -1,18 +1,20 @@
-"""Convolutions of spikes: the event-driven forward and weight gradient (kernels/spike_conv.py)
-and the per-image input gradient (kernels/conv.py) compute the convolution's values for any
-input, and the simulator and the trainer use them exactly where a convolution reads spikes."""
+"""Convolutions of spikes: the event-driven forward and weight gradient and the channels-last
+input gradient (kernels/spike_conv.py), and the per-image input gradient of every geometry
+(kernels/conv.py) compute the convolution's values for any input, and the simulator and the
+trainer use them exactly where a convolution reads spikes."""
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 import reference
 from onnx_snn_compress import ir
 from onnx_snn_compress.backprop import BACKWARD, backward, forward_train
 from onnx_snn_compress.kernels.conv import conv2d_backward, conv2d_input_grad, conv2d_output_size
-from onnx_snn_compress.kernels.spike_conv import spike_conv2d_forward, spike_conv2d_weight_grad
+from onnx_snn_compress.kernels.spike_conv import spike_conv2d_forward, spike_conv2d_input_grad, spike_conv2d_weight_grad
 from onnx_snn_compress.simulate import spike_tensors
 
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -105,6 +107,20 @@ def test_event_driven_weight_gradient_matches_the_reference(case):
 
 
 @SETTINGS
+@given(case=spike_cases)
+def test_channels_last_input_gradient_matches_the_reference(case):
+    _, weight, _ = make_spike_conv(case)
+    shape = (case["batch"], case["channels"], *case["size"])
+    out_shape = (case["batch"], case["out"], *(conv2d_output_size(n, k, 1, p, 1) for n, k, p in zip(
+        case["size"], case["kernel"], case["padding"])))
+    grad_y = np.random.default_rng(case["seed"] + 1).normal(size=out_shape).astype(np.float32)
+    grad_x = spike_conv2d_input_grad(weight, grad_y, shape, case["padding"])
+    expected = input_grad_reference(weight, grad_y, shape, (1, 1), case["padding"], (1, 1), 1)
+    assert grad_x.dtype == np.float32 and grad_x.shape == shape
+    np.testing.assert_allclose(grad_x, expected, rtol=1e-5, atol=1e-5 * np.sqrt(weight[:, 0].size))
+
+
+@SETTINGS
 @given(case=st.fixed_dictionaries({
     "groups": st.sampled_from([1, 1, 2, 3]),
     "in_per_group": st.integers(1, 3),
@@ -144,8 +160,8 @@ def test_an_images_output_and_input_gradient_do_not_depend_on_its_batch():
     assert np.array_equal(spike_conv2d_forward(x[5:6], weight, bias, (1, 1)), whole[5:6])
     assert np.array_equal(spike_conv2d_forward(x[3:20], weight, bias, (1, 1)), whole[3:20])
     grad_y = np.random.default_rng(4).normal(size=whole.shape).astype(np.float32)
-    grad_x = conv2d_input_grad(weight, grad_y, x.shape, (1, 1), (1, 1), (1, 1), 1)
-    assert np.array_equal(conv2d_input_grad(weight, grad_y[7:9], x[7:9].shape, (1, 1), (1, 1), (1, 1), 1), grad_x[7:9])
+    grad_x = spike_conv2d_input_grad(weight, grad_y, x.shape, (1, 1))
+    assert np.array_equal(spike_conv2d_input_grad(weight, grad_y[7:9], x[7:9].shape, (1, 1)), grad_x[7:9])
 
 
 def test_event_driven_results_do_not_depend_on_the_thread_count():
@@ -157,11 +173,12 @@ def test_event_driven_results_do_not_depend_on_the_thread_count():
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
             results.append((spike_conv2d_forward(x, weight, bias, (1, 1)),
-                            spike_conv2d_weight_grad(x, weight.shape, grad_y, (1, 1))))
+                            spike_conv2d_weight_grad(x, weight.shape, grad_y, (1, 1)),
+                            spike_conv2d_input_grad(weight, grad_y, x.shape, (1, 1))))
     finally:
         numba.set_num_threads(before)
-    for y, grad_weight in results[1:]:
-        assert np.array_equal(y, results[0][0]) and np.array_equal(grad_weight, results[0][1])
+    for result in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(result, results[0]))
 
 
 def conv_net(seed=0):
@@ -208,3 +225,36 @@ def test_the_trainer_convolves_spikes_event_driven_with_the_dense_kernels_gradie
     np.testing.assert_allclose(grads["conv2.weight"], dense[1], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(grads["conv2.bias"], dense[2], rtol=1e-5, atol=1e-5)
     assert set(backward(graph, tape, np.ones_like(output))) >= {"conv2.weight", "conv2.bias"}
+
+
+@pytest.mark.parametrize("kernel, padding", [((3, 3), (1, 1)), ((2, 3), (0, 2)), ((1, 1), (0, 0)), ((3, 2), (2, 0))])
+def test_event_driven_sums_are_the_plain_loops_bit_for_bit(kernel, padding):
+    """Listing the events branch-free (kernels/events.py) and adding window rows that fall outside
+    the outputs as zeros must keep the plain loops' sums, float32 and in their order: per output
+    the window cells (c, i, j) ascending; per weight, 16-image blocks summed image by image,
+    positions row by row, then the blocks added in order."""
+    rng = np.random.default_rng(5)
+    batch, channels, out_channels = 20, 3, 16 + 5
+    x = (rng.random((batch, channels, 7, 6)) < 0.3).astype(np.float32)
+    x[1::2] *= rng.normal(size=x[1::2].shape).astype(np.float32)  # any values
+    x[4] = 0  # an image without events
+    x[6, 1] = 1  # a channel of events only
+    weight = rng.normal(size=(out_channels, channels, *kernel)).astype(np.float32)
+    bias = rng.normal(size=out_channels).astype(np.float32)
+    cells = windows(x, *kernel, (1, 1), padding, (1, 1)).astype(np.float32)  # [B, C, kh, kw, H_out, W_out]
+    y = np.zeros((batch, out_channels, *cells.shape[4:]), np.float32)
+    for c, i, j in np.ndindex(channels, *kernel):
+        y = y + cells[:, None, c, i, j] * weight[None, :, c, i, j, None, None]
+    assert spike_conv2d_forward(x, weight, bias, padding).tobytes() == (y + bias[:, None, None]).tobytes()
+    grad_y = rng.normal(size=y.shape).astype(np.float32)
+    blocks = []
+    for first in range(0, batch, 16):
+        sums = np.zeros(weight.shape, np.float32)
+        for b in range(first, min(first + 16, batch)):
+            for oy, ox in np.ndindex(*y.shape[2:]):
+                sums = sums + grad_y[b, :, oy, ox, None, None, None] * cells[b, None, :, :, :, oy, ox]
+        blocks.append(sums)
+    expected = blocks[0]
+    for sums in blocks[1:]:
+        expected = expected + sums
+    assert spike_conv2d_weight_grad(x, weight.shape, grad_y, padding).tobytes() == expected.tobytes()
