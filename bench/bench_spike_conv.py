@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
 
-    from onnx_snn_compress.kernels.conv import conv2d_backward, conv2d_forward, conv2d_input_grad
+    from onnx_snn_compress.kernels.conv import conv2d_backward, conv2d_forward
     from onnx_snn_compress.kernels.spike_conv import (spike_conv2d_forward, spike_conv2d_input_grad,
                                                       spike_conv2d_weight_grad)
 
@@ -70,7 +70,6 @@ def main() -> None:
             "dense forward": lambda: conv2d_forward(x, node.weight, node.bias, *geometry),
             "event forward": lambda: spike_conv2d_forward(x, node.weight, node.bias, node.padding),
             "dense backward (input + weight)": lambda: conv2d_backward(x, node.weight, grad, *geometry),
-            "input gradient, any geometry": lambda: conv2d_input_grad(node.weight, grad, x.shape, *geometry),
             "input gradient, channels-last": lambda: spike_conv2d_input_grad(node.weight, grad, x.shape, node.padding),
             "event weight gradient": lambda: spike_conv2d_weight_grad(x, node.weight.shape, grad, node.padding),
         }

@@ -92,63 +92,6 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation, groups):
     return y
 
 
-@njit(cache=True, parallel=True)
-def _conv2d_input_grad_kernel(grad_y, weight, sh, sw, ph, pw, dh, dw, groups, grad_x):
-    batch, channels, height, width = grad_x.shape
-    out_channels, in_per_group, kh, kw = weight.shape
-    out_h, out_w = grad_y.shape[2], grad_y.shape[3]
-    plane = out_h * out_w
-    rows = in_per_group * kh * kw
-    out_per_group = out_channels // groups
-    # per group, the transposed weight [rows, O_g], contiguous for BLAS
-    kernel_t = np.empty((groups, rows, out_per_group), dtype=np.float32)
-    for g in range(groups):
-        kernel_t[g] = weight.reshape(out_channels, rows)[g * out_per_group:(g + 1) * out_per_group].T
-    for b in prange(batch):
-        grad_columns = np.empty((rows, plane), dtype=np.float32)
-        image = grad_x[b]
-        image[:] = np.float32(0.0)
-        outputs = grad_y[b].reshape(out_channels, plane)
-        for g in range(groups):
-            first = g * out_per_group
-            np.dot(kernel_t[g], outputs[first:first + out_per_group], grad_columns)
-            # col2im, the adjoint of im2col_image: each window cell's row lands on the inputs it read
-            for c in range(in_per_group):
-                target = image[g * in_per_group + c]
-                for i in range(kh):
-                    for j in range(kw):
-                        source = grad_columns[(c * kh + i) * kw + j]
-                        first_x = max(0, (pw - j * dw + sw - 1) // sw)
-                        last_x = min(out_w, (width + pw - j * dw + sw - 1) // sw)
-                        for oy in range(out_h):
-                            yy = oy * sh - ph + i * dh
-                            if yy < 0 or yy >= height:
-                                continue
-                            if sw == 1:  # contiguous runs: vectorised
-                                run_to = target[yy, first_x - pw + j * dw:last_x - pw + j * dw]
-                                run_from = source[oy * out_w + first_x:oy * out_w + last_x]
-                                for k in range(last_x - first_x):
-                                    run_to[k] += run_from[k]
-                            else:
-                                row = target[yy]
-                                for ox in range(first_x, last_x):
-                                    row[ox * sw - pw + j * dw] += source[oy * out_w + ox]
-
-
-def conv2d_input_grad(weight, grad_y, input_shape, stride, padding, dilation, groups):
-    """dL/dX ``[B, C, H, W]`` (``input_shape``) of :func:`conv2d_forward` given dL/dY
-    ``[B, O, H_out, W_out]``, image by image: ``col2im(weight_g.T @ dL/dY_g)`` per group, one
-    BLAS GEMM per image and group (every GEMM has the same shape whatever the batch), summed
-    per input over the window cells in (c, i, j) order. float32."""
-    weight = np.ascontiguousarray(weight, dtype=np.float32)
-    grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    grad_x = np.empty(tuple(input_shape), dtype=np.float32)
-    _conv2d_input_grad_kernel(grad_y, weight, int(sh), int(sw), int(ph), int(pw), int(dh), int(dw), int(groups),
-                              grad_x)
-    return grad_x
-
-
 # -- backward --------------------------------------------------------------------------
 #
 # Per group, with U the unfolded (im2col) input of a block of images ``[rows, positions]``
