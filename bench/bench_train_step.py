@@ -347,7 +347,7 @@ def run_ours(args, model: str) -> dict:
     result = {"times": times, "other_load": other, "faults": faults, "loss": float(loss), "rates": tape.firing_rates(),
               "above": above, "noise": noise, "grads": {k: v.tolist() for k, v in grads.items()},
               "versions": f"numba {numba.__version__}, threading layer {numba.threading_layer()}, "
-                          f"{threads} threads{' (policy)' if args.policy else ''}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}, "
+                          f"{threads} threads{' (policy)' if args.policy else ''}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}, GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT')}, "
                           f"OpenBLAS core {openblas_cores()}"}
 
     if args.layers:  # the same steps again, each node's forward and backward timed

@@ -138,7 +138,24 @@ def _linear_backward_kernel(x, weight, grad_y, chunk_rows, need_input_grad, grad
                 np.dot(gy, weight, grad_x[first:last])
 
 
-_MIN_CHUNK_ROWS = 8  # below this many rows per GEMM chunk, numpy runs whole matrices with its own threads
+_MIN_CHUNK_ROWS = 8  # below this many rows per GEMM chunk, the big layers' kernel below
+
+
+@njit(cache=True, parallel=True)
+def _big_linear_backward_kernel(x, weight, grad_y, grad_y_t, need_input_grad, grad_x, grad_weight):
+    # Layers too big for row chunks: each product is cut along its outputs into _SLICES fixed
+    # blocks, one GEMM each over the whole batch (K = B for the weight gradient, K = out for the
+    # input gradient): every output is one GEMM's, whatever the thread count, and no block sweeps
+    # more than its share of the weight. grad_y_t: dL/dY transposed, [out, B] C-contiguous.
+    out_features, rows = grad_y_t.shape
+    for part in prange(_SLICES):
+        first, last = part * out_features // _SLICES, (part + 1) * out_features // _SLICES
+        if last > first:
+            np.dot(grad_y_t[first:last], x, grad_weight[first:last])
+        if need_input_grad:
+            first, last = part * rows // _SLICES, (part + 1) * rows // _SLICES
+            if last > first:
+                np.dot(grad_y[first:last], weight, grad_x[first:last])
 
 
 def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True):
@@ -151,12 +168,16 @@ def linear_backward(x, weight, grad_y, need_input_grad=True, need_bias_grad=True
     weight = np.ascontiguousarray(weight, dtype=np.float32)
     grad_y = np.ascontiguousarray(grad_y, dtype=np.float32)
     if KERNEL_GEMM // weight.size < _MIN_CHUNK_ROWS:
-        # a big layer: GEMM chunks of a few rows would each sweep the whole
-        # weight (a 3157x3157 layer took 5.5 s instead of 70 ms); whole-matrix products from
-        # Python, outside any Numba parallel region, let BLAS use its own threads
-        grad_x = grad_y @ weight if need_input_grad else None
+        # a big layer: GEMM chunks of a few rows would each sweep the whole weight (a 3157x3157
+        # layer took 5.5 s instead of 70 ms): the products are cut along their outputs instead
         grad_bias = grad_y.sum(axis=0, dtype=np.float32) if need_bias_grad else None
-        return grad_x, grad_y.T @ x, grad_bias
+        if not KERNEL_BLAS_PINNED:  # whole-matrix products from Python: BLAS uses its own threads
+            return (grad_y @ weight if need_input_grad else None), grad_y.T @ x, grad_bias
+        grad_x = np.empty(x.shape if need_input_grad else (0, x.shape[1]), dtype=np.float32)
+        grad_weight = np.empty(weight.shape, dtype=np.float32)
+        _big_linear_backward_kernel(x, weight, grad_y, np.ascontiguousarray(grad_y.T), bool(need_input_grad),
+                                    grad_x, grad_weight)
+        return (grad_x if need_input_grad else None), grad_weight, grad_bias
     slices = max(1, min(_SLICES, x.shape[0]))
     chunk_rows = max(1, _CHUNK_GEMM // weight.size)
     partial_weight = np.empty((slices, *weight.shape), dtype=np.float32)
