@@ -144,9 +144,10 @@ _MIN_CHUNK_ROWS = 8  # below this many rows per GEMM chunk, the big layers' kern
 @njit(cache=True, parallel=True)
 def _big_linear_backward_kernel(x, weight, grad_y, grad_y_t, need_input_grad, grad_x, grad_weight):
     # Layers too big for row chunks: each product is cut along its outputs into _SLICES fixed
-    # blocks, one GEMM each over the whole batch (K = B for the weight gradient, K = out for the
-    # input gradient): every output is one GEMM's, whatever the thread count, and no block sweeps
-    # more than its share of the weight. grad_y_t: dL/dY transposed, [out, B] C-contiguous.
+    # blocks, one GEMM each: the weight gradient's by rows of the weight (K = B), the input
+    # gradient's by rows of the batch (K = out). Every output is one GEMM's whatever the thread
+    # count; the weight is read once per input-gradient block (_SLICES times in all, where row
+    # chunks of a few rows read it once per chunk). grad_y_t: dL/dY transposed, [out, B].
     out_features, rows = grad_y_t.shape
     for part in prange(_SLICES):
         first, last = part * out_features // _SLICES, (part + 1) * out_features // _SLICES
