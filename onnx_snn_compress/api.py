@@ -214,7 +214,7 @@ def compress(
             data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
         )
     _note(log, [steps_note] if steps_note and not train_data.temporal else [])
-    _, threads_note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
+    threads_used, threads_note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
     # the note is said once the run has succeeded (errors stay one line)
     config = CompressConfig(
         budgets=tuple(budget) if budget else CompressConfig.budgets,
@@ -231,6 +231,7 @@ def compress(
         "inputs": {"model": {"path": str(source), "sha256": file_sha256(source)},
                    "data": {"path": str(data_path), "sha256": file_sha256(data_path)}},
         "config": options,
+        "threads": threads_used,  # results repeat bit for bit per seed and thread count
     }
     loaded = time.perf_counter()
     run = Compression(graph, train_data, val_data, test_data, config, out, source=str(source), log=log,

@@ -205,8 +205,9 @@ def test_every_command_with_json_prints_exactly_one_json_document_on_stdout(tmp_
         assert out.strip().startswith("{") and out.endswith("}\n"), name
 
 
-def test_the_report_carries_schema_version_tool_version_digests_config_and_timings(tmp_path, capsys, monkeypatch):
-    code, out, err = compress_cli(tmp_path, capsys, monkeypatch, "--json")
+def test_the_report_carries_schema_version_tool_version_digests_config_threads_and_timings(tmp_path, capsys,
+                                                                                           monkeypatch):
+    code, out, err = compress_cli(tmp_path, capsys, monkeypatch, "--json", "--threads", "1")
     assert code == 0, err
     report = read_report(tmp_path / "out")
     assert json.loads(out) == report
@@ -218,6 +219,14 @@ def test_the_report_carries_schema_version_tool_version_digests_config_and_timin
     assert {"load", "prepare", "search", "finetune", "export", "total"} <= report["timings_s"].keys()
     assert report["timings_s"]["total"] >= report["timings_s"]["finetune"] > 0
     assert report["config"]["steps_per_budget"] == 6 and report["config"]["budget"] == [0.6, 0.3]
+    assert report["threads"] == 1  # what a run repeats bit for bit with
+
+
+def test_the_report_names_the_thread_count_the_policy_chose(tmp_path, capsys, monkeypatch):
+    code, _, err = compress_cli(tmp_path, capsys, monkeypatch)
+    assert code == 0, err
+    chosen = re.search(r"note: (\d+) threads? \(", err)
+    assert chosen and read_report(tmp_path / "out")["threads"] == int(chosen.group(1))
 
 
 def test_the_schema_command_prints_the_shipped_schema_and_reports_are_checked_by_it(capsys, monkeypatch):
