@@ -778,6 +778,7 @@ def test_bad_options_give_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch
                              capsys, monkeypatch)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err, err
+    assert "Value error" not in err  # the validator's own prefix is not the user's business
     assert not (tmp_path / "out").exists()
 
 
