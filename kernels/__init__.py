@@ -9,8 +9,8 @@ workers that sleep at once cost the other way on an idle machine: each parallel 
 wakes a sleeping core, and a step of the small nets, dozens of short regions, took 2-3x its
 time (digits_mlp 0.75-0.89 ms against 0.27, bench/README.md, twelfth session). So unless the
 environment sets a policy, idle workers spin briefly, then sleep (``OMP_WAIT_POLICY=PASSIVE``
-with ``GOMP_SPINCOUNT=3000``: a few tens of microseconds; 10,000 already doubled a busy
-machine's digits_conv step). Both must be set before the OpenMP runtime loads, i.e. before
+with ``GOMP_SPINCOUNT=3000``, libgomp's spins before a worker sleeps, which take precedence
+over the policy's none; 10,000 already doubled a busy machine's digits_conv step). Both must be set before the OpenMP runtime loads, i.e. before
 the first parallel kernel runs; a policy the user set is left alone, spin count included.
 """
 
