@@ -19,10 +19,11 @@ on 1, against 132 ms on 2 idle cores, while the MNIST MLP's (0.33 G MACs) took 2
 
 The count is given to Numba and to numpy's BLAS. Numba's kernels cut their work into
 pieces fixed by the data, never by the thread count, and sum the pieces in a fixed order
-(kernels/*.py), so their results do not depend on it; numpy's BLAS GEMMs (a large Linear
-layer's backward, kernels/linear.py) sum in an order that does. Results are therefore
-bit-identical per seed and thread count: pass ``--threads`` for runs that must reproduce
-bit for bit on another load.
+(kernels/*.py), so their results do not depend on it; only where SciPy's BLAS cannot be
+pinned to one thread (kernels/blas.py) does a large Linear layer's backward fall back to
+numpy's threaded GEMMs, which sum in an order that does. Results are bit-identical per seed
+and thread count (report.json names the count): pass ``--threads`` for runs that must
+reproduce bit for bit on another load.
 """
 
 from __future__ import annotations
