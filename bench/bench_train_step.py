@@ -345,6 +345,7 @@ def run_ours(args, model: str) -> dict:
 
     times, other, faults = run_steps(step_function(graph.copy()), args.warmup, args.repeats)
     result = {"times": times, "other_load": other, "faults": faults, "loss": float(loss), "rates": tape.firing_rates(),
+              "threads": threads,
               "above": above, "noise": noise, "grads": {k: v.tolist() for k, v in grads.items()},
               "versions": f"numba {numba.__version__}, threading layer {numba.threading_layer()}, "
                           f"{threads} threads{' (policy)' if args.policy else ''}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}, GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT')}, "
@@ -618,6 +619,9 @@ def report(args, engines, peers, results, retried, versions):
                   f"{phases[0]:8.2f} {phases[1]:8.2f} {phases[2]:8.2f} {ratio:>10} {other:>11}")
     print("(peer/ours > 1: we are faster. fwd = forward, bwd = loss + backward, adam = optimizer step;\n"
           " other load = cores kept busy by other processes while the engine was timed: rerun if not ~0)")
+    if args.policy:  # the "ours:" line above names the last model's count only
+        print("threads the policy chose: " + ", ".join(f"{model} {results[model, 'ours']['threads']}"
+                                                       for model in args.models))
     if retried:
         print("rerun because other processes loaded the machine: "
               + ", ".join(f"{engine} on {model} {count}x" for (model, engine), count in retried.items()))
