@@ -129,6 +129,13 @@ def _accuracy_split(entries: list[dict]) -> str | None:
     return next((s for s in ("test", "val") if entries and all(s in e["accuracy"] for e in entries)), None)
 
 
+def curve_floor(lowest: float) -> float:
+    """The bottom of the curve's accuracy axis (%) for its lowest point ``lowest`` (%): the tens
+    at or below ``lowest - 5``, at least 0, so that points a few tenths apart near 100 % do not
+    merge into one (an axis from 0 drew 96.9 and 99.2 % as one line)."""
+    return max(0.0, 10 * ((lowest - 5) // 10))
+
+
 def plot_curve(report: dict, folder: Path, baselines: dict[str, dict] | None = None) -> list[Path]:
     """Accuracy versus the share of the resource kept, as curve.png and curve.svg.
 
@@ -146,18 +153,21 @@ def plot_curve(report: dict, folder: Path, baselines: dict[str, dict] | None = N
     resource = report["resource"]
     figure, axis = plt.subplots(figsize=(5.5, 3.8), dpi=120)
     runs = {report["method"]: report, **(baselines or {})}
+    lowest = 100.0
     for label, run in runs.items():
         points = sorted((e["fractions"][resource], e["accuracy"][split]) for e in run["budgets"]
                         if e.get("fractions", {}).get(resource) and split in e["accuracy"])
         if points:
             axis.plot([100 * x for x, _ in points], [100 * y for _, y in points], "o-", label=label)
+            lowest = min([lowest, *(100 * y for _, y in points)])
     if split in report["input"]["accuracy"]:
         axis.axhline(100 * report["input"]["accuracy"][split], color="grey", linestyle="--", label="input model")
+        lowest = min(lowest, 100 * report["input"]["accuracy"][split])
     axis.set_xscale("log")
     axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axis.set_ylim(0, 102)  # room above a 100 % line
+    axis.set_ylim(curve_floor(lowest), 101)  # room above a 100 % line
     axis.set_xlabel(f"{resource} kept (% of the input model)")
     axis.set_ylabel(f"{split} accuracy (%)")
     axis.grid(True, which="both", alpha=0.3)

@@ -345,6 +345,13 @@ def test_the_curve_is_skipped_without_any_accuracy(tmp_path):
     assert [p.name for p in plot_curve(report, tmp_path / "with_val")] == ["curve.png", "curve.svg"]
 
 
+def test_the_curves_accuracy_axis_starts_below_its_lowest_point_and_not_below_zero():
+    from onnx_snn_compress.report import curve_floor
+
+    assert curve_floor(96.9) == 90 and curve_floor(99.4) == 90 and curve_floor(95.0) == 90
+    assert curve_floor(31.1) == 20 and curve_floor(4.0) == 0 and curve_floor(0.0) == 0
+
+
 def test_a_run_without_validation_or_test_split_measures_on_the_training_split(tmp_path):
     graph = tiny_mlp()
     train, _, _ = splits(graph)
