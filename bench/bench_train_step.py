@@ -275,27 +275,14 @@ def load_case(model: str, batch: int, time_steps: int, synthetic_weights: float 
 
 # -- our engine (worker process) ----------------------------------------------------------
 def openblas_cores() -> str:
-    """The kernel set each bundled OpenBLAS runs (numpy's, SciPy's: the one Numba's ``np.dot``
-    calls), e.g. "SkylakeX / SkylakeX"; OPENBLAS_CORETYPE, where set, overrides the library's own
-    choice (some machines set it to work around old builds: unset it to time what a user gets)."""
-    import ctypes
-    import glob
+    """The kernel set numpy's and SciPy's bundled OpenBLAS run, e.g. "SkylakeX / SkylakeX";
+    OPENBLAS_CORETYPE, where set, overrides the library's own choice (some machines set it to work
+    around old builds: unset it to time what a user gets)."""
+    from onnx_snn_compress.kernels.blas import openblas_core
 
-    import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's OpenBLAS)
-    names = []
-    for package, symbol in (("numpy", "scipy_openblas_get_corename64_"), ("scipy", "scipy_openblas_get_corename")):
-        folder = Path(__import__(package).__file__).parent.parent / f"{package}.libs"
-        name = "?"
-        for library in sorted(glob.glob(str(folder / "libscipy_openblas*.so*"))):
-            try:
-                getter = getattr(ctypes.CDLL(library), symbol)
-            except (OSError, AttributeError):
-                continue
-            getter.restype = ctypes.c_char_p
-            name = getter().decode()
-        names.append(name)
     forced = os.environ.get("OPENBLAS_CORETYPE")
-    return " / ".join(names) + (f" (OPENBLAS_CORETYPE={forced})" if forced else "")
+    return (" / ".join(str(openblas_core(package)) for package in ("numpy", "scipy"))
+            + (f" (OPENBLAS_CORETYPE={forced})" if forced else ""))
 
 
 def run_ours(args, model: str) -> dict:

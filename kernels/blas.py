@@ -23,21 +23,39 @@ from pathlib import Path
 SINGLE_THREAD_GEMM = 65536 * 4
 
 
-def _openblas_setter(package: str, symbol: str):
-    """``symbol`` (an OpenBLAS ``set_num_threads``) of the OpenBLAS bundled in the wheel of
-    ``package`` (its ``<package>.libs`` folder), or None."""
+def _openblas_function(package: str, symbol: str):
+    """The function ``symbol`` of the OpenBLAS bundled in the wheel of ``package`` (its
+    ``<package>.libs`` folder), as a ctypes function to give its types, or None."""
     try:
         module = __import__(package)
     except ImportError:
         return None
     for library in sorted((Path(module.__file__).parent.parent / f"{package}.libs").glob("libscipy_openblas*.so*")):
         try:
-            setter = getattr(ctypes.CDLL(str(library)), symbol)
+            return getattr(ctypes.CDLL(str(library)), symbol)
         except (OSError, AttributeError):
             continue
-        setter.argtypes = [ctypes.c_int]
-        return setter
     return None
+
+
+def _openblas_setter(package: str, symbol: str):
+    """``symbol`` (an OpenBLAS ``set_num_threads``) of ``package``'s bundled OpenBLAS, or None."""
+    setter = _openblas_function(package, symbol)
+    if setter is not None:
+        setter.argtypes = [ctypes.c_int]
+    return setter
+
+
+def openblas_core(package: str) -> str | None:
+    """The kernel set (e.g. "SkylakeX", "Haswell") that the OpenBLAS bundled with ``package``
+    ("numpy" or "scipy": the one Numba's ``np.dot`` calls) runs on this CPU, or None where
+    there is none. ``OPENBLAS_CORETYPE``, where set, chose it."""
+    getter = _openblas_function(package, "scipy_openblas_get_corename64_" if package == "numpy"
+                                else "scipy_openblas_get_corename")
+    if getter is None:
+        return None
+    getter.restype = ctypes.c_char_p
+    return getter().decode()
 
 
 def pin_kernel_blas() -> bool:
