@@ -52,6 +52,7 @@ said so. Not a test: the numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -288,7 +289,7 @@ def openblas_cores() -> str:
 def run_ours(args, model: str) -> dict:
     import numba
 
-    from onnx_snn_compress import backprop, ir
+    from onnx_snn_compress import ir
     from onnx_snn_compress.backprop import backward, forward_train, trainable
     from onnx_snn_compress.losses import LOSSES
     from onnx_snn_compress.optim import Adam
@@ -339,31 +340,42 @@ def run_ours(args, model: str) -> dict:
                           f"OpenBLAS core {openblas_cores()}"}
 
     if args.layers:  # the same steps again, each node's forward and backward timed
-        node_times: dict[str, list[float]] = {}
-
-        def timed(registry, direction):
-            def wrap(function):
-                def call(node, *rest):
-                    start = time.perf_counter()
-                    value = function(node, *rest)
-                    node_times.setdefault(f"{direction:<9} {node.name} ({node.kind})", []).append(
-                        time.perf_counter() - start)
-                    return value
-
-                return call
-
-            return {kind: wrap(function) for kind, function in registry.items()}
-
-        saved = dict(backprop.TRAIN_FORWARD), dict(backprop.BACKWARD)
-        backprop.TRAIN_FORWARD.update(timed(saved[0], "forward"))
-        backprop.BACKWARD.update(timed(saved[1], "backward"))
-        try:
+        with timed_nodes(time.perf_counter) as node_times:
             run_steps(step_function(graph.copy()), args.warmup, args.repeats)
-        finally:
-            backprop.TRAIN_FORWARD.update(saved[0])
-            backprop.BACKWARD.update(saved[1])
-        result["nodes"] = {k: statistics.median(v[args.warmup:]) for k, v in node_times.items()}
+        result["nodes"] = {f"{direction:<9} {name} ({kind})": statistics.median(v[args.warmup:])
+                           for (direction, name, kind), v in node_times.items()}
     return result
+
+
+@contextlib.contextmanager
+def timed_nodes(clock):
+    """Within the block, each node's training forward and backward (``backprop.TRAIN_FORWARD`` /
+    ``BACKWARD``) is timed with ``clock``: yields ``{(direction, node name, node kind): [seconds
+    per call]}``, direction "forward" or "backward"; the registries are restored after."""
+    from onnx_snn_compress import backprop
+
+    times: dict[tuple[str, str, str], list[float]] = {}
+
+    def timed(registry, direction):
+        def wrap(function):
+            def call(node, *rest):
+                start = clock()
+                value = function(node, *rest)
+                times.setdefault((direction, node.name, node.kind), []).append(clock() - start)
+                return value
+
+            return call
+
+        return {kind: wrap(function) for kind, function in registry.items()}
+
+    saved = dict(backprop.TRAIN_FORWARD), dict(backprop.BACKWARD)
+    backprop.TRAIN_FORWARD.update(timed(saved[0], "forward"))
+    backprop.BACKWARD.update(timed(saved[1], "backward"))
+    try:
+        yield times
+    finally:
+        backprop.TRAIN_FORWARD.update(saved[0])
+        backprop.BACKWARD.update(saved[1])
 
 
 # -- the PyTorch mirrors (worker process) -----------------------------------------------------

@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     use_tree(args.tree)
 
-    from bench_train_step import load_case
+    from bench_train_step import load_case, timed_nodes
     from onnx_snn_compress import backprop
     from onnx_snn_compress.losses import LOSSES
     from onnx_snn_compress.memory import keep_freed_memory
@@ -42,23 +42,10 @@ def main() -> None:
     graph, x, y = load_case(args.model, 64, 8)
     optimizer = Adam(backprop.trainable(graph), lr=1e-3)
     rng = np.random.default_rng(0)
-    node_times: dict[str, list[float]] = {}
 
     def step():
         output, tape = backprop.forward_train(graph, x, rng)
         optimizer.step(backprop.backward(graph, tape, LOSSES["mse_rate"](output, y)[1]))
-
-    def timed(registry, direction):
-        def wrap(function):
-            def call(node, *rest):
-                start = time.thread_time()
-                value = function(node, *rest)
-                node_times.setdefault(f"{direction} {node.name}", []).append(time.thread_time() - start)
-                return value
-
-            return call
-
-        return {kind: wrap(function) for kind, function in registry.items()}
 
     for _ in range(3):  # compile or load the kernels
         step()
@@ -67,16 +54,11 @@ def main() -> None:
         start = time.thread_time()
         step()
         steps.append(time.thread_time() - start)
-    saved = dict(backprop.TRAIN_FORWARD), dict(backprop.BACKWARD)
-    backprop.TRAIN_FORWARD.update(timed(saved[0], "fwd"))
-    backprop.BACKWARD.update(timed(saved[1], "bwd"))
-    try:
+    with timed_nodes(time.thread_time) as node_times:
         for _ in range(args.repeats):
             step()
-    finally:
-        backprop.TRAIN_FORWARD.update(saved[0])
-        backprop.BACKWARD.update(saved[1])
-    nodes = sorted(((1e3 * statistics.median(v), k) for k, v in node_times.items()), reverse=True)
+    nodes = sorted(((1e3 * statistics.median(v), f"{direction} {name}") for (direction, name, _), v
+                    in node_times.items()), reverse=True)
     print(f"{args.tree}: step {1e3 * statistics.median(steps):.2f} ms | "
           + ", ".join(f"{name} {ms:.2f}" for ms, name in nodes[:args.nodes]))
 
