@@ -18,10 +18,31 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (see the module's exit codes)."""
     try:
         _start_up()
+        # POSIX, and where Ctrl-C raises at all (an inherited ignored SIGINT stays ignored: nohup)
+        if hasattr(signal, "setitimer") and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt)
+            signal.signal(signal.SIGALRM, _interrupt)
         code = _run()
     except KeyboardInterrupt:
         code = _interrupted()
     sys.exit(code)
+
+
+_AGAIN_AFTER = 0.01  # seconds after a destructor's Ctrl-C that it is raised again
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C while a command runs: KeyboardInterrupt, as Python's default handler raises it,
+    except inside a destructor (``__del__``: llvmlite's, run by the garbage collector while Numba
+    compiles), where Python prints the exception and drops it; such a Ctrl-C was lost and the run
+    went on (a CI run of test_safety's Ctrl-C test). There it is raised again by a timer a moment
+    later (SIGALRM, this handler again), once the destructor has returned."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            signal.setitimer(signal.ITIMER_REAL, _AGAIN_AFTER)
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
 
 
 def _start_up() -> None:

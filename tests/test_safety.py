@@ -438,6 +438,25 @@ def _mapped(pid: int, library: str) -> bool:
         return False
 
 
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX timers")
+def test_a_ctrl_c_inside_a_destructor_is_raised_again_after_it(monkeypatch):
+    from onnx_snn_compress.cli import main
+
+    monkeypatch.setattr(main, "_AGAIN_AFTER", 600.0)  # cancelled below, long before it fires
+
+    class Finalized:
+        def __del__(self):  # where Python prints a KeyboardInterrupt and drops it
+            main._interrupt(signal.SIGINT, sys._getframe())
+
+    try:
+        Finalized()
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0  # armed to raise it again, outside
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    with pytest.raises(KeyboardInterrupt):  # anywhere else: at once
+        main._interrupt(signal.SIGINT, sys._getframe())
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches the start-up through /proc")
 @pytest.mark.parametrize("moment", ["during start-up imports", "while training"])
 def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, moment):
