@@ -449,7 +449,8 @@ class Compression:
             if state.hard_pruned.any():
                 self._set_masks(state.hard_pruned)
         steps = self.config.steps_per_budget
-        with self.progress.task("compress", len(self.budgets) * steps,
+        # one count over every budget's steps (the description names the budget: "budget 0.1 (3/4) search")
+        with self.progress.task("compress", len(self.budgets) * steps, unit="steps of all budgets",
                                 completed=state.budget_index * steps + state.phase_step) as self._task:
             while state.budget_index < len(self.budgets):
                 if state.stage == "start":
@@ -511,7 +512,8 @@ class Compression:
         """One training step done: move the progress bar (or the periodic lines) on."""
         state = self.state
         best = "" if state.best_val < 0 else f", best val {percent(state.best_val)}"
-        self._task.advance(description=f"budget {self.budgets[state.budget_index]:g} {state.stage}",
+        index = state.budget_index
+        self._task.advance(description=f"budget {self.budgets[index]:g} ({index + 1}/{len(self.budgets)}) {state.stage}",
                            status=f"loss {loss:.3g}{best}")
 
     def _start_phase(self) -> None:

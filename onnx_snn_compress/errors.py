@@ -39,3 +39,22 @@ class DataError(SNNError):
 
 class IRError(SNNError):
     """A graph that violates the IR's rules (bad shapes, dangling edges, cycles)."""
+
+
+def install_hint(extra: str) -> str:
+    """How to install the optional extra ``extra`` ("nir", "plot"): pip naming its packages with
+    the floors pyproject.toml gives them (``pip install 'nir>=1.0' 'h5py>=3.8'``), which works
+    from a clone as from the package index (``'onnx-snn-compress[nir]'`` needs the package on
+    the index); read from the installed metadata, else the extra's name alone."""
+    import importlib.metadata
+    import re
+
+    try:
+        requirements = importlib.metadata.requires("onnx-snn-compress") or []
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        requirements = []
+    marker = re.compile(r"""^\s*extra\s*==\s*["']""" + re.escape(extra) + r"""["']\s*$""")
+    packages = [spec.strip() for spec, _, condition in (r.partition(";") for r in requirements) if marker.match(condition)]
+    if not packages:
+        return f"install the [{extra}] extra of onnx-snn-compress"
+    return "pip install " + " ".join(f"'{package}'" for package in packages) + f" (the [{extra}] extra)"

@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from .errors import SNNError
+from .errors import SNNError, install_hint
 from .files import atomic_write_bytes, atomic_write_text
 
 UNITS = {"params": "synapses", "macs": "MACs", "effective_macs": "MACs", "synops": "SynOps", "energy": "pJ"}
@@ -228,7 +228,7 @@ def figures_missing_note() -> str | None:
     """Why no figure was written, when matplotlib is missing; None otherwise."""
     if _pyplot() is not None:
         return None
-    return "no figures: matplotlib is not installed (pip install 'onnx-snn-compress[plot]')"
+    return f"no figures: matplotlib is not installed; {install_hint('plot')}"
 
 
 # ---------------------------------------------------------------------------

@@ -214,7 +214,7 @@ def test_option_parse_errors_are_one_line_with_exit_code_2(args, fragment, capsy
 @pytest.mark.parametrize("args, suggestion", [
     (["compress", "--budjet", "0.1"], "did you mean --budget?"),
     (["evaluate", "--runtim", "sim"], "did you mean --runtime?"),
-    (["compres"], "Did you mean 'compress'?"),
+    (["compres"], "error: no such command 'compres'; did you mean 'compress'?"),
 ])
 def test_a_misspelled_option_or_command_suggests_the_right_one(args, suggestion, capsys, monkeypatch):
     code, out, err = run_cli(args, capsys, monkeypatch)

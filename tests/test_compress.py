@@ -333,6 +333,24 @@ def test_the_cli_runs_on_data_without_validation_or_test_split(tmp_path, capsys,
     assert "training split" in out
 
 
+def test_progress_lines_name_the_budget_and_count_the_steps_of_all_budgets(tmp_path, monkeypatch):
+    # a fresh user read "1/40 steps" as a budget's own steps: the count is the whole run's
+    import io
+
+    from onnx_snn_compress import progress
+
+    ticks = iter(range(0, 10**6, 60))  # a minute between two readings of the clock: a line every step
+    monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(ticks)))
+    graph = tiny_mlp()
+    train, val, test = splits(graph)
+    log = io.StringIO()
+    conf = config(train=TrainConfig(lr=3e-3, batch_size=32, progress=True, seed=0))
+    Compression(graph, train, val, test, conf, tmp_path, log=log).run()
+    lines = [line for line in log.getvalue().splitlines() if "steps of all budgets" in line]
+    assert lines[0].startswith("budget 0.6 (1/2) search: 1/40 steps of all budgets (2 %)")
+    assert any(line.startswith("budget 0.35 (2/2) finetune: 40/40 steps of all budgets") for line in lines)
+
+
 def test_the_curve_is_skipped_without_any_accuracy(tmp_path):
     pytest.importorskip("matplotlib")
     from onnx_snn_compress.report import plot_curve

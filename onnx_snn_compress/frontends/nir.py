@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import ir
-from ..errors import IRError, ModelError, UnsupportedOpError
+from ..errors import IRError, ModelError, UnsupportedOpError, install_hint
 from .torch_onnx import FRAMEWORK_DEFAULTS
 
-NIR_INSTALL_HINT = "pip install 'onnx-snn-compress[nir]'"
 RESET_CHOICES = ("hard", "subtract", "subtract-delayed")
 PRODUCER = "onnx-snn-compress"  # graph metadata snn.producer of the files this tool writes
 
@@ -51,7 +50,7 @@ def import_nir():
         import h5py  # noqa: F401  (nir needs it for files)
         import nir
     except ImportError:
-        raise ModelError(f"NIR files need the optional packages nir and h5py: {NIR_INSTALL_HINT}") from None
+        raise ModelError(f"NIR files need the optional packages nir and h5py: {install_hint('nir')}") from None
     return nir
 
 
