@@ -92,17 +92,21 @@ def _interrupted() -> int:
 def _usage_message(error, click_errors) -> str:
     """Click's message, with a misspelled option answered by its closest match only
     (Click lists every option that shares a few letters), without the "Value error, "
-    that a value's validator puts before its own message, and starting in lower case, as
-    every other ``error:`` line and with its suggestion after a semicolon, as an option's
-("No such command 'x'. Did you mean 'y'?" -> "no such command 'x'; did you mean 'y'?")."""
+    that a value's validator puts before its own message, and in the form of every other
+    ``error:`` line: lower case, names quoted, a suggestion after a semicolon, no final stop
+    ("No such command 'x'. Did you mean 'y'?" -> "no such command 'x'; did you mean 'y'?")."""
     import difflib
+    import re
 
     if isinstance(error, click_errors.NoSuchOption) and error.ctx is not None:
         names = [name for param in error.ctx.command.params for name in getattr(param, "opts", []) if name.startswith("-")]
         close = difflib.get_close_matches(error.option_name, names, n=1, cutoff=0.6)
-        return f"no such option {error.option_name}" + (f"; did you mean {close[0]}?" if close else "")
+        return f"no such option '{error.option_name}'" + (f"; did you mean '{close[0]}'?" if close else "")
     message = error.format_message().replace("Value error, ", "").replace(". Did you mean ", "; did you mean ")
-    return message[:1].lower() + message[1:]
+    # the parser's "Input should be a valid integer, unable to parse string as an integer"
+    message = re.sub(r"Input should be a valid (integer|number), unable to parse string as an? \w+",
+                     lambda kind: "expected an integer" if kind[1] == "integer" else "expected a number", message)
+    return message[:1].lower() + message[1:].rstrip(".")
 
 
 def _run() -> int:

@@ -211,9 +211,19 @@ def test_option_parse_errors_are_one_line_with_exit_code_2(args, fragment, capsy
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and fragment in err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["compress", "--budget", "abc"], "error: invalid value for '--budget': expected a number (see "),
+    (["compress", "--steps-per-budget", "1.5"], "error: invalid value for '--steps-per-budget': expected an integer (see "),
+])
+def test_a_value_of_the_wrong_kind_is_named_in_plain_words(args, message, capsys, monkeypatch):
+    # not the parser's "Input should be a valid integer, unable to parse string as an integer"
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and err.startswith(message)
+
+
 @pytest.mark.parametrize("args, suggestion", [
-    (["compress", "--budjet", "0.1"], "did you mean --budget?"),
-    (["evaluate", "--runtim", "sim"], "did you mean --runtime?"),
+    (["compress", "--budjet", "0.1"], "error: no such option '--budjet'; did you mean '--budget'? (see "),
+    (["evaluate", "--runtim", "sim"], "did you mean '--runtime'?"),
     (["compres"], "error: no such command 'compres'; did you mean 'compress'?"),
 ])
 def test_a_misspelled_option_or_command_suggests_the_right_one(args, suggestion, capsys, monkeypatch):

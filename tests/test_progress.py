@@ -53,6 +53,21 @@ def test_the_time_left_ignores_the_first_step_which_may_compile_kernels(clock):
     assert stream.getvalue().splitlines()[-1].endswith("about 5 s left")  # 5 steps left at 1 s each, not 2 min
 
 
+def test_a_later_step_that_compiles_stretches_no_estimate_beyond_the_next_line(clock):
+    stream = io.StringIO()
+    progress = Progress(stream, interval=5.0)
+    task = progress.task("compress", total=1000)
+    for seconds_taken in (60, 35):  # the first step compiles the training kernels, the second the solver's
+        clock.now += seconds_taken
+        task.advance()
+    for _ in range(20):
+        clock.now += 0.5
+        task.advance()
+    lines = stream.getvalue().splitlines()
+    assert "left" not in lines[0] and "left" not in lines[1]  # each over one slow step
+    assert lines[-1].endswith("about 8 min 09 s left")  # 978 steps left at 0.5 s each, not 35 s each
+
+
 def test_quiet_prints_nothing_at_all(clock, monkeypatch):
     monkeypatch.setattr(progress_module, "kernels_compiled", lambda backward=True: False)
     stream = io.StringIO()
@@ -93,6 +108,21 @@ def test_a_terminal_gets_a_live_bar_and_messages_above_it():
             task.advance(status="loss 0.2")
     assert "budget 0.2: kept 20 % of the params" in stream.getvalue()
     assert progress._progress is None  # the bar is gone once its task is closed
+
+
+def test_the_live_bar_keeps_the_counts_whole_on_80_columns_and_cuts_the_status_instead():
+    from rich.console import Console
+
+    progress = Progress(io.StringIO(), live=True)
+    with progress.task("budget 0.05 (4/4) finetune", total=1200, completed=1130) as task:
+        task.advance(status="loss 0.00618, best val 93.3 %")
+        bars = progress._rich()
+        screen = Console(file=io.StringIO(), width=80, color_system=None, legacy_windows=False)
+        with screen.capture() as captured:
+            screen.print(bars.make_tasks_table(bars.tasks))
+    line = captured.get().rstrip("\n")
+    assert len(line) <= 80 and line.startswith("budget 0.05 (4/4) finetune")
+    assert "1131/1200" in line and line.endswith("…")  # the counts whole, the status cut
 
 
 def test_training_reports_each_epoch_with_rounded_numbers(capsys):
