@@ -159,6 +159,9 @@ class Progress:
                 MofNCompleteColumn(table_column=whole), TimeRemainingColumn(),
                 TextColumn("{task.fields[status]}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
                 console=Console(file=self.stream), transient=True, expand=True,
+                # the time left from the last 5 s of steps (rich's default, 30 s, keeps a step that
+                # compiled kernels in the estimate for half a minute: hours left for a 2 min run)
+                speed_estimate_period=5.0,
             )
             self._progress.start()
         return self._progress

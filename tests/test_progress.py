@@ -125,6 +125,25 @@ def test_the_live_bar_keeps_the_counts_whole_on_80_columns_and_cuts_the_status_i
     assert "1131/1200" in line and line.endswith("…")  # the counts whole, the status cut
 
 
+def test_the_live_bars_time_left_forgets_a_step_that_compiled_kernels_within_seconds(monkeypatch):
+    import rich.console
+
+    now = [1000.0]
+    monkeypatch.setattr(rich.console, "monotonic", lambda: now[0])  # the clock rich's bar reads
+    progress = Progress(io.StringIO(), live=True)
+    with progress.task("compress", total=1000) as task:
+        for seconds_taken in (60, 20):  # the first step compiles the training kernels, the second the solver's
+            now[0] += seconds_taken
+            task.advance()
+        bars = progress._rich()
+        left = bars.tasks[0].time_remaining
+        assert left is None or left < 3600  # not 998 steps at 20 s each (a fresh user saw 4 h 27 min)
+        for _ in range(20):
+            now[0] += 0.5
+            task.advance()
+        assert 400 < bars.tasks[0].time_remaining < 600  # 978 steps at 0.5 s
+
+
 def test_training_reports_each_epoch_with_rounded_numbers(capsys):
     import numpy as np
 
