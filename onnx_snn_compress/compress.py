@@ -511,10 +511,11 @@ class Compression:
     def _advance(self, loss: float) -> None:
         """One training step done: move the progress bar (or the periodic lines) on."""
         state = self.state
-        best = "" if state.best_val < 0 else f", best val {percent(state.best_val)}"
+        # the best validation accuracy first: a narrow terminal cuts the status's end
+        best = "" if state.best_val < 0 else f"best val {percent(state.best_val)}, "
         index = state.budget_index
         self._task.advance(description=f"budget {self.budgets[index]:g} ({index + 1}/{len(self.budgets)}) {state.stage}",
-                           status=f"loss {loss:.3g}{best}")
+                           status=f"{best}loss {loss:.3g}")
 
     def _start_phase(self) -> None:
         state = self.state

@@ -115,7 +115,7 @@ def test_the_live_bar_keeps_the_counts_whole_on_80_columns_and_cuts_the_status_i
 
     progress = Progress(io.StringIO(), live=True)
     with progress.task("budget 0.05 (4/4) finetune", total=1200, completed=1130) as task:
-        task.advance(status="loss 0.00618, best val 93.3 %")
+        task.advance(status="best val 93.3 %, loss 0.00618")
         bars = progress._rich()
         screen = Console(file=io.StringIO(), width=80, color_system=None, legacy_windows=False)
         with screen.capture() as captured:
