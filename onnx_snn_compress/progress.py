@@ -90,7 +90,8 @@ class Task:
             text += f", {self.status}"
         text += f", {seconds(elapsed)} elapsed"
         if done >= RATE_STEPS and self.completed < self.total:
-            text += f", about {seconds((now - since) / done * (self.total - self.completed))} left"
+            left = (now - since) / done * (self.total - self.completed)
+            text += f", about {seconds(left)} left" if left >= 1 else ", under a second left"
         return text
 
     def close(self) -> None:

@@ -68,6 +68,16 @@ def test_a_later_step_that_compiles_stretches_no_estimate_beyond_the_next_line(c
     assert lines[-1].endswith("about 8 min 09 s left")  # 978 steps left at 0.5 s each, not 35 s each
 
 
+def test_the_last_second_is_not_said_as_about_0_s_left(clock):
+    stream = io.StringIO()
+    progress = Progress(stream, interval=0.45)  # a line about every 5 steps
+    task = progress.task("compress", total=100)
+    for _ in range(99):
+        clock.now += 0.1
+        task.advance()
+    assert stream.getvalue().splitlines()[-1].endswith(", under a second left")
+
+
 def test_quiet_prints_nothing_at_all(clock, monkeypatch):
     monkeypatch.setattr(progress_module, "kernels_compiled", lambda backward=True: False)
     stream = io.StringIO()
