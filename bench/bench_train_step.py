@@ -679,14 +679,22 @@ def main() -> None:
         print("no peer framework available: timing our engine alone")
 
     engines = ["ours", *peers]
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
-    try:
+    with spinners(args.busy):
         results, retried, versions = measure(args, engines)
+    report(args, engines, peers, results, retried, versions)
+
+
+@contextlib.contextmanager
+def spinners(count: int):
+    """Within the block, ``count`` CPU-bound processes (a Python loop each: a busy machine);
+    yields their ``subprocess.Popen`` objects; they are killed after."""
+    started = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield started
     finally:
-        for spinner in spinners:
+        for spinner in started:
             spinner.kill()
             spinner.wait()
-    report(args, engines, peers, results, retried, versions)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/busy_placement.py [--model digits_conv]
                                                    [--busy 2] [--steps 400] [--threads 1]
 
-Starts ``--busy`` CPU-bound processes (a Python loop each, as bench_train_step.py's ``--busy``),
+Starts ``--busy`` CPU-bound processes (bench_train_step.py's ``spinners``, as its ``--busy``),
 then runs ``--steps`` training steps (forward + loss + backward + Adam, bench_train_step.py's
 step on its data) on ``--threads`` threads, and records per step its wall time and the core
 this thread ran on at its end and each spinner's core (``/proc/.../stat``, field 39). Prints
@@ -15,19 +15,12 @@ them. Not a test: the numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def spin() -> None:
-    while True:
-        pass
 
 
 def core_of(path: str) -> int:
@@ -44,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     import numpy as np
 
-    from bench_train_step import load_case
+    from bench_train_step import load_case, spinners
     from onnx_snn_compress.backprop import backward, forward_train, trainable
     from onnx_snn_compress.losses import LOSSES
     from onnx_snn_compress.optim import Adam
@@ -65,22 +58,16 @@ def main() -> None:
         start = time.perf_counter()
         step()
         quiet.append(time.perf_counter() - start)
-    spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy)]
-    for process in spinners:
-        process.start()
-    time.sleep(1.0)
     rows = []
-    try:
+    with spinners(args.busy) as busy:
+        time.sleep(1.0)
         for _ in range(args.steps):
             start = time.perf_counter()
             step()
             seconds = time.perf_counter() - start
             ours = core_of("/proc/thread-self/stat")
-            shared = sum(core_of(f"/proc/{p.pid}/stat") == ours for p in spinners)
+            shared = sum(core_of(f"/proc/{p.pid}/stat") == ours for p in busy)
             rows.append((shared, seconds))
-    finally:
-        for process in spinners:
-            process.terminate()
     print(f"{args.model}, {args.threads} thread(s), {args.busy} CPU-bound processes beside; "
           f"quiet median {1e3 * statistics.median(quiet):.2f} ms over 100 steps")
     for shared in sorted({s for s, _ in rows}):
