@@ -289,7 +289,7 @@ def openblas_cores() -> str:
 def run_ours(args, model: str) -> dict:
     import numba
 
-    from onnx_snn_compress import ir
+    from onnx_snn_compress import backprop, ir
     from onnx_snn_compress.backprop import backward, forward_train, trainable
     from onnx_snn_compress.losses import LOSSES
     from onnx_snn_compress.optim import Adam
@@ -305,8 +305,15 @@ def run_ours(args, model: str) -> dict:
         keep_freed_memory()  # as Trainer does
     loss_function = LOSSES["mse_rate"]
 
-    # first step on the initial weights: what the peers must reproduce
-    output, tape = forward_train(graph.copy(), x, np.random.default_rng(0))
+    # first step on the initial weights: what the peers must reproduce; every Neuron node apart
+    # from its MaxPool2d, so that the tape records every potential (for `above`; the gradients
+    # are the same bits fused: tests/test_backprop.py)
+    fused_pools = getattr(backprop, "fused_pools", None)  # (None: a tree from before the fusion)
+    backprop.fused_pools = lambda *_: {}
+    try:
+        output, tape = forward_train(graph.copy(), x, np.random.default_rng(0))
+    finally:
+        backprop.fused_pools = fused_pools
     loss, grad_output = loss_function(output, y)
     grads = backward(graph, tape, grad_output)
     above = sum(int(np.sum(tape.records[n.name] > 2 * n.v_threshold)) for n in graph.neurons())
@@ -368,14 +375,29 @@ def timed_nodes(clock):
 
         return {kind: wrap(function) for kind, function in registry.items()}
 
+    def timed_pair(function, direction):  # a Neuron and its MaxPool2d run fused (backprop.fused_pools)
+        def call(node, *rest):
+            start = clock()
+            value = function(node, *rest)
+            times.setdefault((direction, f"{node.name}+pool", f"{node.kind}+MaxPool2d"), []).append(clock() - start)
+            return value
+
+        return call
+
     saved = dict(backprop.TRAIN_FORWARD), dict(backprop.BACKWARD)
+    pair = getattr(backprop, "_neuron_maxpool", None), getattr(backprop, "_neuron_maxpool_backward", None)
     backprop.TRAIN_FORWARD.update(timed(saved[0], "forward"))
     backprop.BACKWARD.update(timed(saved[1], "backward"))
+    if pair[0] is not None:
+        backprop._neuron_maxpool = timed_pair(pair[0], "forward")
+        backprop._neuron_maxpool_backward = timed_pair(pair[1], "backward")
     try:
         yield times
     finally:
         backprop.TRAIN_FORWARD.update(saved[0])
         backprop.BACKWARD.update(saved[1])
+        if pair[0] is not None:
+            backprop._neuron_maxpool, backprop._neuron_maxpool_backward = pair
 
 
 # -- the PyTorch mirrors (worker process) -----------------------------------------------------

@@ -59,40 +59,56 @@ def _reset(potential, spiked, reset_mode, v_threshold, v_reset):
     return reset if spiked else potential
 
 
+@njit(cache=True, inline="always")
+def forward_step(inputs, spike_row, potential_row, v, fired, count, start, beta, gain, leak,
+                 v_threshold, v_reset, reset_mode, reset_delay, fire_on_equal, record_potential):
+    """One time step of the neurons ``start .. start + len(v)``: their state ``v`` (the
+    membrane potential V), ``fired`` (S of the last step) and ``count`` (spikes so far) in
+    place, ``spike_row`` (float32 0/1) and, with ``record_potential``, ``potential_row`` (H)
+    written; ``inputs`` is their X[t]. Rows are views of the neurons' own entries (the
+    parameters are indexed from ``start``)."""
+    for j in range(v.shape[0]):
+        i = start + j
+        threshold = parameter_at(v_threshold, i)
+        # charge
+        d = parameter_at(beta, i) * v[j] + parameter_at(leak, i)
+        if reset_delay:
+            d = _reset(d, fired[j], reset_mode, threshold, parameter_at(v_reset, i))
+        h = d + parameter_at(gain, i) * inputs[j]
+        # fire
+        s = (h >= threshold) if fire_on_equal else (h > threshold)
+        # reset
+        v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, parameter_at(v_reset, i))
+        fired[j] = s
+        spike_row[j] = np.float32(s)
+        count[j] += np.int32(s)
+        if record_potential:
+            potential_row[j] = h
+
+
+@njit(cache=True, inline="always")
+def initial_state(start, width, v_init):
+    """``(v, fired, count)`` of the neurons ``start .. start + width`` before the first step."""
+    v = np.empty(width, dtype=np.float32)
+    for j in range(width):
+        v[j] = parameter_at(v_init, start + j)
+    return v, np.zeros(width, dtype=np.bool_), np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
+
+
 @njit(cache=True)
 def _run_block(x, spikes, potential, spike_counts, start, stop, beta, gain, leak,
                v_threshold, v_reset, v_init, reset_mode, reset_delay, fire_on_equal,
                record_potential):
     width = stop - start
-    v = np.empty(width, dtype=np.float32)
-    for j in range(width):
-        v[j] = parameter_at(v_init, start + j)
-    fired = np.zeros(width, dtype=np.bool_)
-    count = np.zeros(width, dtype=np.int32)  # int32 vectorises twice as wide
+    v, fired, count = initial_state(start, width, v_init)
     unrecorded = np.empty(width, dtype=np.float32)  # stands in for a potential row when none is recorded
     for t in range(spikes.shape[0]):
         # row views indexed by the loop counter: an index computed as start + j would be
         # tested for wraparound at every neuron, which keeps the loop from vectorising
         inputs = x[t if x.shape[0] > 1 else 0, start:stop]  # a single input row is the input of every step
-        spike_row = spikes[t, start:stop]
         potential_row = potential[t, start:stop] if record_potential else unrecorded
-        for j in range(width):
-            i = start + j
-            threshold = parameter_at(v_threshold, i)
-            # charge
-            d = parameter_at(beta, i) * v[j] + parameter_at(leak, i)
-            if reset_delay:
-                d = _reset(d, fired[j], reset_mode, threshold, parameter_at(v_reset, i))
-            h = d + parameter_at(gain, i) * inputs[j]
-            # fire
-            s = (h >= threshold) if fire_on_equal else (h > threshold)
-            # reset
-            v[j] = h if reset_delay else _reset(h, s, reset_mode, threshold, parameter_at(v_reset, i))
-            fired[j] = s
-            spike_row[j] = np.float32(s)
-            count[j] += np.int32(s)
-            if record_potential:
-                potential_row[j] = h
+        forward_step(inputs, spikes[t, start:stop], potential_row, v, fired, count, start, beta, gain, leak,
+                     v_threshold, v_reset, reset_mode, reset_delay, fire_on_equal, record_potential)
     for j in range(width):
         spike_counts[start + j] = count[j]
 
@@ -282,44 +298,54 @@ def _fired(h, v_threshold, fire_on_equal):
 
 
 @njit(cache=True, error_model="numpy")
-def _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, leak, v_threshold,
-                    reset_mode, reset_delay, fire_on_equal, surrogate, alpha, reset_offset, reset_slope):
+def backward_step(h_row, previous, has_previous, g_row, x_row, grad_v, grad_reset, sg, start, beta, gain, leak, v_threshold,
+                  reset_mode, reset_delay, fire_on_equal, surrogate, alpha, reset_offset, reset_slope):
+    """Step t of BPTT (t = T-1 .. 0) for the neurons ``start .. start + len(grad_v)``: from
+    their H[t] (``h_row``), H[t-1] (``previous``; ``has_previous`` False at t = 0, where it is
+    not read) and dL/dS[t] (``g_row``),
+    writes dL/dX[t] to ``x_row`` and carries ``grad_v`` (dL/dV[t-1]) and ``grad_reset``
+    (dL/dS[t-1] through a delayed reset) in place; ``sg`` is scratch."""
     # The reset's derivative w.r.t. the spike is reset_offset + reset_slope * P (P = H, or D
     # with reset_delay), zero for detach_reset; a hard reset also blocks dV/dH where it fired.
-    width = stop - start
     one = np.float32(1.0)
     hard = np.float32(1.0) if reset_mode == RESET_HARD else np.float32(0.0)
+    width = grad_v.shape[0]
+    _surrogate_row(h_row, v_threshold, start, surrogate, alpha, sg)
+    if not reset_delay:
+        for j in range(width):
+            i = start + j
+            h = h_row[j]
+            gv = grad_v[j]
+            dv_dh = one - hard * _fired(h, parameter_at(v_threshold, i), fire_on_equal)
+            grad_h = gv * dv_dh + (g_row[j] + gv * (parameter_at(reset_offset, i) + reset_slope * h)) * sg[j]
+            x_row[j] = parameter_at(gain, i) * grad_h
+            grad_v[j] = parameter_at(beta, i) * grad_h
+    elif has_previous:
+        for j in range(width):
+            i = start + j
+            grad_h = grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j]
+            x_row[j] = parameter_at(gain, i) * grad_h
+            h_previous = previous[j]
+            grad_d = grad_h * (one - hard * _fired(h_previous, parameter_at(v_threshold, i), fire_on_equal))
+            decayed = parameter_at(beta, i) * h_previous + parameter_at(leak, i)
+            grad_reset[j] = grad_h * (parameter_at(reset_offset, i) + reset_slope * decayed)
+            grad_v[j] = parameter_at(beta, i) * grad_d
+    else:
+        for j in range(width):
+            x_row[j] = parameter_at(gain, start + j) * (grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j])
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_block(grad_spikes, potential, grad_x, start, stop, beta, gain, leak, v_threshold,
+                    reset_mode, reset_delay, fire_on_equal, surrogate, alpha, reset_offset, reset_slope):
+    width = stop - start
     grad_v = np.zeros(width, dtype=np.float32)      # dL/dV[t] through step t+1
     grad_reset = np.zeros(width, dtype=np.float32)  # dL/dS[t] through the delayed reset at t+1
     sg = np.empty(width, dtype=np.float32)
     for t in range(potential.shape[0] - 1, -1, -1):
-        h_row = potential[t, start:stop]
-        g_row = grad_spikes[t, start:stop]
-        x_row = grad_x[t, start:stop]
-        _surrogate_row(h_row, v_threshold, start, surrogate, alpha, sg)
-        if not reset_delay:
-            for j in range(width):
-                i = start + j
-                h = h_row[j]
-                gv = grad_v[j]
-                dv_dh = one - hard * _fired(h, parameter_at(v_threshold, i), fire_on_equal)
-                grad_h = gv * dv_dh + (g_row[j] + gv * (parameter_at(reset_offset, i) + reset_slope * h)) * sg[j]
-                x_row[j] = parameter_at(gain, i) * grad_h
-                grad_v[j] = parameter_at(beta, i) * grad_h
-        elif t > 0:
-            previous = potential[t - 1, start:stop]
-            for j in range(width):
-                i = start + j
-                grad_h = grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j]
-                x_row[j] = parameter_at(gain, i) * grad_h
-                h_previous = previous[j]
-                grad_d = grad_h * (one - hard * _fired(h_previous, parameter_at(v_threshold, i), fire_on_equal))
-                decayed = parameter_at(beta, i) * h_previous + parameter_at(leak, i)
-                grad_reset[j] = grad_h * (parameter_at(reset_offset, i) + reset_slope * decayed)
-                grad_v[j] = parameter_at(beta, i) * grad_d
-        else:
-            for j in range(width):
-                x_row[j] = parameter_at(gain, start + j) * (grad_v[j] + (g_row[j] + grad_reset[j]) * sg[j])
+        backward_step(potential[t, start:stop], potential[max(t - 1, 0), start:stop], t > 0, grad_spikes[t, start:stop], grad_x[t, start:stop],
+                      grad_v, grad_reset, sg, start, beta, gain, leak, v_threshold, reset_mode, reset_delay,
+                      fire_on_equal, surrogate, alpha, reset_offset, reset_slope)
 
 
 @njit(cache=True, parallel=True)

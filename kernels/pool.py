@@ -106,6 +106,82 @@ def maxpool2d_forward_indices(x, kh, kw, sh, sw, ph, pw, out_h, out_w):
     return y, indices
 
 
+@njit(cache=True, inline="always")
+def maxpool_plane(plane, height, width, kh, kw, sh, sw, ph, pw, out_h, out_w, outputs, where):
+    """Max pooling of one plane ``[H * W]`` (row-major) into ``outputs[out_h * out_w]``, with
+    the argmax's flat index ``yy * W + xx`` of each in ``where`` (first in window order on ties)."""
+    if kh == 2 and kw == 2 and ph == 0 and pw == 0:
+        # the usual SNN pooling: constant loop bounds, and the first maximum taken by selects,
+        # not branches (half the time of the general loops below on mnist_conv's spikes)
+        for oy in range(out_h):
+            top = oy * sh * width
+            upper, lower = plane[top:top + width], plane[top + width:top + 2 * width]
+            maxima, cells = outputs[oy * out_w:(oy + 1) * out_w], where[oy * out_w:(oy + 1) * out_w]
+            for ox in range(out_w):
+                left = ox * sw
+                best, offset = upper[left], 0
+                value = upper[left + 1]
+                offset = 1 if value > best else offset
+                best = value if value > best else best
+                value = lower[left]
+                offset = width if value > best else offset
+                best = value if value > best else best
+                value = lower[left + 1]
+                offset = width + 1 if value > best else offset
+                best = value if value > best else best
+                maxima[ox] = best
+                cells[ox] = top + left + offset
+        return
+    for oy in range(out_h):
+        top = oy * sh - ph
+        i_first, i_last = max(0, -top), min(kh, height - top)
+        for ox in range(out_w):
+            left = ox * sw - pw
+            j_first, j_last = max(0, -left), min(kw, width - left)
+            best_index = (top + i_first) * width + left + j_first
+            best = plane[best_index]
+            for i in range(i_first, i_last):
+                row = (top + i) * width + left
+                for j in range(j_first, j_last):
+                    if plane[row + j] > best:
+                        best = plane[row + j]
+                        best_index = row + j
+            outputs[oy * out_w + ox] = best
+            where[oy * out_w + ox] = best_index
+
+
+@njit(cache=True, inline="always")
+def maxpool_2x2(values, width, outputs, where, half, half_where):
+    """2x2 max pooling with stride 2, no padding, of rows of an even ``width`` stacked in
+    ``values`` (an even number of them: whole planes of an even height, one after another)
+    into ``outputs[len(values) / 4]``, with each maximum's index into ``values`` in ``where``;
+    ``half`` and ``half_where`` (``len(values) / 2``) are scratch. The first maximum in window
+    order wins as in :func:`maxpool_plane`: the maximum of each row's pair first, then of the
+    two rows' (the same winner but for NaN, which spikes never are). Both passes are plain
+    loops over whole blocks, so they vectorise where the per-window loops cannot."""
+    for k in range(half.shape[0]):  # no pair straddles two rows: the width is even
+        left, right = values[2 * k], values[2 * k + 1]
+        larger = right > left
+        half[k] = right if larger else left
+        half_where[k] = 2 * k + 1 if larger else 2 * k
+    columns = width // 2
+    for pair in range(half.shape[0] // width):
+        upper, lower = 2 * pair * columns, (2 * pair + 1) * columns
+        for o in range(columns):
+            larger = half[lower + o] > half[upper + o]
+            outputs[pair * columns + o] = half[lower + o] if larger else half[upper + o]
+            where[pair * columns + o] = half_where[lower + o] if larger else half_where[upper + o]
+
+
+@njit(cache=True, inline="always")
+def maxpool_plane_backward(grad_row, where, target):
+    """dL/dX of one plane: ``target[H * W]`` zeroed, then each output's gradient
+    ``grad_row[out_h * out_w]`` added to its argmax ``where`` in output order."""
+    target[:] = np.float32(0.0)
+    for o in range(grad_row.shape[0]):
+        target[where[o]] += grad_row[o]
+
+
 @njit(cache=True, parallel=True)
 def _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, y, indices):
     batch, channels, height, width = x.shape
@@ -113,35 +189,8 @@ def _maxpool2d_indices_kernel(x, kh, kw, sh, sw, ph, pw, y, indices):
     planes = x.reshape(batch * channels, height * width)
     outputs = y.reshape(batch * channels, out_h * out_w)
     where = indices.reshape(batch * channels, out_h * out_w)
-    # 2x2 windows without padding (the usual SNN pooling) get constant loop bounds; the
-    # general loops cost four times as much on such small windows.
-    two_by_two = kh == 2 and kw == 2 and ph == 0 and pw == 0
     for item in prange(batch * channels):
-        plane = planes[item]
-        for oy in range(out_h):
-            top = oy * sh - ph
-            i_first, i_last = max(0, -top), min(kh, height - top)
-            for ox in range(out_w):
-                left = ox * sw - pw
-                if two_by_two:
-                    best_index = top * width + left
-                    best = plane[best_index]
-                    for cell in (top * width + left + 1, (top + 1) * width + left, (top + 1) * width + left + 1):
-                        if plane[cell] > best:
-                            best = plane[cell]
-                            best_index = cell
-                else:
-                    j_first, j_last = max(0, -left), min(kw, width - left)
-                    best_index = (top + i_first) * width + left + j_first
-                    best = plane[best_index]
-                    for i in range(i_first, i_last):
-                        row = (top + i) * width + left
-                        for j in range(j_first, j_last):
-                            if plane[row + j] > best:
-                                best = plane[row + j]
-                                best_index = row + j
-                outputs[item, oy * out_w + ox] = best
-                where[item, oy * out_w + ox] = best_index
+        maxpool_plane(planes[item], height, width, kh, kw, sh, sw, ph, pw, out_h, out_w, outputs[item], where[item])
 
 
 def maxpool2d_backward(grad_y, indices, height, width):
@@ -157,11 +206,10 @@ def _maxpool2d_backward_kernel(grad_y, indices, grad_x):
     size = grad_x.shape[2] * grad_x.shape[3]
     for b in prange(batch):
         target = grad_x[b].reshape(channels, size)
-        target[:, :] = np.float32(0.0)
+        gradients = grad_y[b].reshape(channels, out_h * out_w)
+        where = indices[b].reshape(channels, out_h * out_w)
         for c in range(channels):
-            for oy in range(out_h):
-                for ox in range(out_w):
-                    target[c, indices[b, c, oy, ox]] += grad_y[b, c, oy, ox]
+            maxpool_plane_backward(gradients[c], where[c], target[c])
 
 
 def avgpool2d_backward(grad_y, kh, kw, sh, sw, ph, pw, count_include_pad, height, width):

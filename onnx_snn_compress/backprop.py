@@ -59,7 +59,8 @@ from .kernels.conv import conv2d_backward
 from .kernels.dropout import dropout_backward, dropout_forward, dropout_mask
 from .kernels.linear import linear_backward
 from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
-from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
+from .kernels.neuron_pool import lif_maxpool_backward, lif_maxpool_forward
+from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices, pool2d_output_size
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
 from .kernels.spike_conv import spike_conv2d_input_grad, spike_conv2d_weight_grad
 from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
@@ -106,6 +107,8 @@ class Tape:
     spike_counts: per Neuron node, int64 ``[N, *shape]``, spikes summed over time (as
     :class:`onnx_snn_compress.simulate.Trace`). records: per node, what its backward needs.
     static: the tensors computed once for all time steps (static input).
+    pooled: per Neuron whose spikes only a MaxPool2d reads, that pool's name: the pair ran
+    fused (:func:`fused_pools`), and the neuron's record is its input.
     """
 
     time_steps: int
@@ -114,6 +117,7 @@ class Tape:
     spike_counts: dict[str, np.ndarray] = field(default_factory=dict)
     records: dict[str, Any] = field(default_factory=dict)
     static: set[str] = field(default_factory=set)
+    pooled: dict[str, str] = field(default_factory=dict)
 
     def firing_rates(self) -> dict[str, float]:
         """Per Neuron layer: spikes / (T * N * neurons)."""
@@ -234,6 +238,46 @@ def _readout(node, inputs, run):
     return FORWARD[node.kind](node, inputs, run.trace), x.shape
 
 
+#: A Neuron and its MaxPool2d train fused from this size of the neurons' spikes (T x N x
+#: neurons x 4 bytes) up: below it the unfused pair's tensors stay in cache and it is faster
+#: (bench/README.md, "Neuron and max pooling fused").
+FUSED_POOL_BYTES = 8 << 20
+
+
+def fused_pools(graph: Graph, time_steps: int, samples: int) -> dict[str, MaxPool2d]:
+    """Per Neuron whose spikes nothing but one MaxPool2d reads, and whose spikes over ``time_steps``
+    and ``samples`` take at least :data:`FUSED_POOL_BYTES`, that pool: such a pair trains in one
+    kernel each way (kernels/neuron_pool.py), bit for bit as the two nodes apart, without
+    keeping the spikes, the potentials and the argmax between the passes."""
+    readers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for source in node.inputs:
+            readers.setdefault(source, []).append(node)
+    return {node.name: readers[node.name][0] for node in graph.nodes
+            if node.kind == Neuron.kind and len(readers.get(node.name, ())) == 1
+            and readers[node.name][0].kind == MaxPool2d.kind
+            and time_steps * samples * int(np.prod(graph.shapes[node.name])) * 4 >= FUSED_POOL_BYTES}
+
+
+def _neuron_arguments(node: Neuron, shape) -> tuple:
+    values = node.parameter_values(shape)
+    return (values["beta"], values["gain"], values["v_threshold"], values["v_reset"], values["v_leak"],
+            values["v_init"], RESET_CODES[node.reset], node.reset_delay, node.fire_on_equal)
+
+
+def _neuron_maxpool(node: Neuron, pool: MaxPool2d, inputs, run):
+    # x is [T or 1 (static), N, C, H, W]; the record is x and the pooling's geometry
+    (x,) = inputs
+    height, width = x.shape[3:]
+    (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
+    geometry = (kh, kw, sh, sw, ph, pw, pool2d_output_size(height, kh, sh, ph), pool2d_output_size(width, kw, sw, pw))
+    time_steps = run.trace.time_steps or x.shape[0]
+    pooled, counts = lif_maxpool_forward(np.ascontiguousarray(x).reshape(x.shape[0], -1), time_steps, height, width,
+                                         geometry, *_neuron_arguments(node, x.shape[2:]))
+    run.trace.spike_counts[node.name] = counts.reshape(x.shape[1:])
+    return pooled.reshape(time_steps, *x.shape[1:3], *geometry[6:]), (x, geometry)
+
+
 def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None = None,
                   train: bool = True, static_input: bool = True) -> tuple[np.ndarray, Tape]:
     """Run ``graph`` on float32 ``x`` ``[T, N, *input shape]`` and record a tape for :func:`backward`.
@@ -254,8 +298,16 @@ def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None =
     run = TrainContext(bool(train), rng, Trace(record_potential=True))
     tape = Tape(int(x.shape[0]), int(x.shape[1]), bool(train), run.trace.spike_counts, static=run.trace.static)
 
+    tape.pooled = {name: pool.name for name, pool in fused_pools(graph, *x.shape[:2]).items()}
+    pools = {pool: neuron for neuron, pool in tape.pooled.items()}
+
     def call(node, inputs):
-        value, tape.records[node.name] = TRAIN_FORWARD[node.kind](node, inputs, run)
+        if node.name in pools:  # its neuron gave out the pooled spikes already
+            return inputs[0]
+        if node.name in tape.pooled:
+            value, tape.records[node.name] = _neuron_maxpool(node, graph[tape.pooled[node.name]], inputs, run)
+        else:
+            value, tape.records[node.name] = TRAIN_FORWARD[node.kind](node, inputs, run)
         return value
 
     return run_nodes(graph, x, run.trace, call, static_input), tape
@@ -359,6 +411,17 @@ def _neuron_backward(node: Neuron, potential, grad, needs, param_grads):
     return [grad_x.reshape(potential.shape)]
 
 
+def _neuron_maxpool_backward(node: Neuron, record, grad):
+    # grad: dL/d(pooled spikes) [T, N, C, out_h, out_w]; returns dL/dx in x's shape
+    x, geometry = record
+    grad_x = lif_maxpool_backward(
+        np.ascontiguousarray(x).reshape(x.shape[0], -1), np.ascontiguousarray(grad).reshape(grad.shape[0], -1),
+        *x.shape[3:], geometry, *_neuron_arguments(node, x.shape[2:]), SURROGATE_CODES[node.surrogate], node.alpha,
+        node.detach_reset,
+    )
+    return [grad_x.reshape(x.shape)]
+
+
 @_backward_of(SynapticNeuron.kind)
 def _synaptic_neuron_backward(node: SynapticNeuron, record, grad, needs, param_grads):
     potential, current, spikes = record
@@ -441,12 +504,19 @@ def backward(graph: Graph, tape: Tape, grad_output: np.ndarray, *, input_grad: b
               for node in graph.nodes}
     param_grads: dict[str, np.ndarray] = {}
     grads: dict[str, np.ndarray] = {readout.name: grad_output}
+    pools = {pool: neuron for neuron, pool in tape.pooled.items()}
     for node in reversed(graph.nodes[1:]):
         grad = grads.pop(node.name, None)
         if grad is None or not needs[node.name]:
             continue  # nothing upstream of this node wants a gradient
-        input_grads = BACKWARD[node.kind](node, tape.records[node.name], grad, [needs[s] for s in node.inputs],
-                                          param_grads)
+        if node.name in pools:  # its neuron's fused backward takes the pooled gradient
+            grads[pools[node.name]] = grad
+            continue
+        if node.name in tape.pooled:
+            input_grads = _neuron_maxpool_backward(node, tape.records[node.name], grad)
+        else:
+            input_grads = BACKWARD[node.kind](node, tape.records[node.name], grad, [needs[s] for s in node.inputs],
+                                              param_grads)
         for source, grad_input in zip(node.inputs, input_grads):
             if grad_input is None or not needs[source]:
                 continue
