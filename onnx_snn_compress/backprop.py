@@ -59,12 +59,13 @@ from .kernels.conv import conv2d_backward
 from .kernels.dropout import dropout_backward, dropout_forward, dropout_mask
 from .kernels.linear import linear_backward
 from .kernels.neuron import RESET_CODES, SURROGATE_CODES, lif_backward
-from .kernels.neuron_pool import lif_maxpool_backward, lif_maxpool_forward
-from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices, pool2d_output_size
+from .kernels.neuron_pool import lif_maxpool_backward
+from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forward_indices
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
 from .kernels.spike_conv import spike_conv2d_input_grad, spike_conv2d_weight_grad
 from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
-from .simulate import FORWARD, Trace, _per_step, _pool_geometry, event_driven, planar_view, run_nodes
+from .simulate import (FORWARD, Trace, _per_step, _pool_geometry, event_driven, fused_pools, neuron_arguments, neuron_maxpool,
+                       planar_view, run_nodes)
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
 INPUT_GRAD = "input"
@@ -238,44 +239,10 @@ def _readout(node, inputs, run):
     return FORWARD[node.kind](node, inputs, run.trace), x.shape
 
 
-#: A Neuron and its MaxPool2d train fused from this size of the neurons' spikes (T x N x
-#: neurons x 4 bytes) up: below it the unfused pair's tensors stay in cache and it is faster
-#: (bench/README.md, "Neuron and max pooling fused").
-FUSED_POOL_BYTES = 8 << 20
-
-
-def fused_pools(graph: Graph, time_steps: int, samples: int) -> dict[str, MaxPool2d]:
-    """Per Neuron whose spikes nothing but one MaxPool2d reads, and whose spikes over ``time_steps``
-    and ``samples`` take at least :data:`FUSED_POOL_BYTES`, that pool: such a pair trains in one
-    kernel each way (kernels/neuron_pool.py), bit for bit as the two nodes apart, without
-    keeping the spikes, the potentials and the argmax between the passes."""
-    readers: dict[str, list[Node]] = {}
-    for node in graph.nodes:
-        for source in node.inputs:
-            readers.setdefault(source, []).append(node)
-    return {node.name: readers[node.name][0] for node in graph.nodes
-            if node.kind == Neuron.kind and len(readers.get(node.name, ())) == 1
-            and readers[node.name][0].kind == MaxPool2d.kind
-            and time_steps * samples * int(np.prod(graph.shapes[node.name])) * 4 >= FUSED_POOL_BYTES}
-
-
-def _neuron_arguments(node: Neuron, shape) -> tuple:
-    values = node.parameter_values(shape)
-    return (values["beta"], values["gain"], values["v_threshold"], values["v_reset"], values["v_leak"],
-            values["v_init"], RESET_CODES[node.reset], node.reset_delay, node.fire_on_equal)
-
-
 def _neuron_maxpool(node: Neuron, pool: MaxPool2d, inputs, run):
-    # x is [T or 1 (static), N, C, H, W]; the record is x and the pooling's geometry
-    (x,) = inputs
-    height, width = x.shape[3:]
-    (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
-    geometry = (kh, kw, sh, sw, ph, pw, pool2d_output_size(height, kh, sh, ph), pool2d_output_size(width, kw, sw, pw))
-    time_steps = run.trace.time_steps or x.shape[0]
-    pooled, counts = lif_maxpool_forward(np.ascontiguousarray(x).reshape(x.shape[0], -1), time_steps, height, width,
-                                         geometry, *_neuron_arguments(node, x.shape[2:]))
-    run.trace.spike_counts[node.name] = counts.reshape(x.shape[1:])
-    return pooled.reshape(time_steps, *x.shape[1:3], *geometry[6:]), (x, geometry)
+    (x,) = inputs  # [T or 1 (static), N, C, H, W]: the record, with the pooling's geometry
+    pooled, geometry = neuron_maxpool(node, pool, x, run.trace)
+    return pooled, (x, geometry)
 
 
 def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None = None,
@@ -298,14 +265,15 @@ def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None =
     run = TrainContext(bool(train), rng, Trace(record_potential=True))
     tape = Tape(int(x.shape[0]), int(x.shape[1]), bool(train), run.trace.spike_counts, static=run.trace.static)
 
-    tape.pooled = {name: pool.name for name, pool in fused_pools(graph, *x.shape[:2]).items()}
-    pools = {pool: neuron for neuron, pool in tape.pooled.items()}
+    pairs = fused_pools(graph, *x.shape[:2])
+    tape.pooled = {name: pool.name for name, pool in pairs.items()}
+    pools = set(tape.pooled.values())
 
     def call(node, inputs):
         if node.name in pools:  # its neuron gave out the pooled spikes already
             return inputs[0]
-        if node.name in tape.pooled:
-            value, tape.records[node.name] = _neuron_maxpool(node, graph[tape.pooled[node.name]], inputs, run)
+        if node.name in pairs:
+            value, tape.records[node.name] = _neuron_maxpool(node, pairs[node.name], inputs, run)
         else:
             value, tape.records[node.name] = TRAIN_FORWARD[node.kind](node, inputs, run)
         return value
@@ -416,7 +384,7 @@ def _neuron_maxpool_backward(node: Neuron, record, grad):
     x, geometry = record
     grad_x = lif_maxpool_backward(
         np.ascontiguousarray(x).reshape(x.shape[0], -1), np.ascontiguousarray(grad).reshape(grad.shape[0], -1),
-        *x.shape[3:], geometry, *_neuron_arguments(node, x.shape[2:]), SURROGATE_CODES[node.surrogate], node.alpha,
+        *x.shape[3:], geometry, *neuron_arguments(node, x.shape[2:]), SURROGATE_CODES[node.surrogate], node.alpha,
         node.detach_reset,
     )
     return [grad_x.reshape(x.shape)]

@@ -48,6 +48,7 @@ from .kernels.batchnorm import batchnorm_eval_forward
 from .kernels.conv import conv2d_forward
 from .kernels.linear import linear_forward
 from .kernels.neuron import RESET_CODES, lif_forward
+from .kernels.neuron_pool import lif_maxpool_forward
 from .kernels.pool import avgpool2d_forward, maxpool2d_forward, pool2d_output_size
 from .kernels.readout import leaky_readout_forward, rate_readout_forward
 from .kernels.spike_conv import spike_conv2d_forward, use_spike_conv
@@ -169,11 +170,13 @@ def _batchnorm(node: BatchNorm, inputs, trace):
 
 def _pool_geometry(node, x):
     """``[T, N, C, H, W]`` as ``[T*N, C, H, W]``, and the pooling kernels' geometry arguments."""
-    steps = _per_step(x)
+    return _per_step(x), _window(node, *x.shape[3:])
+
+
+def _window(node, height: int, width: int) -> tuple[int, ...]:
+    """The pooling kernels' geometry arguments ``(kh, kw, sh, sw, ph, pw, out_h, out_w)``."""
     (kh, kw), (sh, sw), (ph, pw) = node.kernel_size, node.stride, node.padding
-    out_h = pool2d_output_size(steps.shape[2], kh, sh, ph)
-    out_w = pool2d_output_size(steps.shape[3], kw, sw, pw)
-    return steps, (kh, kw, sh, sw, ph, pw, out_h, out_w)
+    return kh, kw, sh, sw, ph, pw, pool2d_output_size(height, kh, sh, ph), pool2d_output_size(width, kw, sw, pw)
 
 
 @_forward_of(MaxPool2d.kind)
@@ -252,6 +255,47 @@ def _neuron(node: Neuron, inputs, trace):
     if trace.record_potential:
         trace.potentials[node.name] = potential.reshape(shape)
     return spikes.reshape(shape)
+
+
+#: A Neuron and the MaxPool2d that alone reads its spikes run fused from this size of the
+#: neurons' spikes (T x N x neurons x 4 bytes) up: below it the two nodes' tensors stay in
+#: cache and apart they are faster (bench/README.md, "A Neuron and its max pooling fused").
+FUSED_POOL_BYTES = 8 << 20
+
+
+def fused_pools(graph: Graph, time_steps: int, samples: int) -> dict[str, MaxPool2d]:
+    """Per Neuron whose spikes nothing but one MaxPool2d reads, and whose spikes over ``time_steps``
+    and ``samples`` take at least :data:`FUSED_POOL_BYTES`, that pool. Such a pair runs as one
+    kernel (:func:`neuron_maxpool`; trained, one more for the backward: backprop.py), bit for
+    bit as the two nodes apart, without writing the spikes."""
+    readers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for source in node.inputs:
+            readers.setdefault(source, []).append(node)
+    return {node.name: readers[node.name][0] for node in graph.nodes
+            if node.kind == Neuron.kind and len(readers.get(node.name, ())) == 1
+            and readers[node.name][0].kind == MaxPool2d.kind
+            and time_steps * samples * int(np.prod(graph.shapes[node.name])) * 4 >= FUSED_POOL_BYTES}
+
+
+def neuron_arguments(node: Neuron, shape) -> tuple:
+    """A Neuron's ``(beta, gain, v_threshold, v_reset, v_leak, v_init, reset code, reset_delay,
+    fire_on_equal)`` as the kernels take them, for its feature ``shape``."""
+    values = node.parameter_values(shape)
+    return (values["beta"], values["gain"], values["v_threshold"], values["v_reset"], values["v_leak"],
+            values["v_init"], RESET_CODES[node.reset], node.reset_delay, node.fire_on_equal)
+
+
+def neuron_maxpool(node: Neuron, pool: MaxPool2d, x: np.ndarray, trace: Trace) -> tuple[np.ndarray, tuple]:
+    """``pool``'s output on ``node``'s spikes, from the neurons' input ``x`` ``[T, N, C, H, W]``
+    (or ``[1, ...]``, static): ``([T, N, C, out_h, out_w], the pooling kernels' geometry)``;
+    the spike counts land in ``trace`` as the Neuron forward's do (no potential is recorded)."""
+    geometry = _window(pool, *x.shape[3:])
+    time_steps = trace.time_steps or x.shape[0]
+    pooled, counts = lif_maxpool_forward(np.ascontiguousarray(x).reshape(x.shape[0], -1), time_steps,
+                                         *x.shape[3:], geometry, *neuron_arguments(node, x.shape[2:]))
+    trace.spike_counts[node.name] = counts.reshape(x.shape[1:])
+    return pooled.reshape(time_steps, *x.shape[1:3], *geometry[6:]), geometry
 
 
 @_forward_of(SynapticNeuron.kind)
@@ -366,7 +410,18 @@ def forward(graph: Graph, x: np.ndarray, trace: Trace | None = None) -> np.ndarr
     Returns the readout's output; neuron records land in ``trace``.
     """
     trace = Trace() if trace is None else trace
-    return run_nodes(graph, x, trace, lambda node, inputs: FORWARD[node.kind](node, inputs, trace))
+    # a Neuron and its MaxPool2d fused, unless the trace wants the potentials or every node's inputs
+    pairs = {} if trace.record_potential or trace.observe is not None else fused_pools(graph, *x.shape[:2])
+    pools = {pool.name for pool in pairs.values()}
+
+    def call(node, inputs):
+        if node.name in pools:  # its neuron gave out the pooled spikes already
+            return inputs[0]
+        if node.name in pairs:
+            return neuron_maxpool(node, pairs[node.name], inputs[0], trace)[0]
+        return FORWARD[node.kind](node, inputs, trace)
+
+    return run_nodes(graph, x, trace, call)
 
 
 def _check_data(graph: Graph, x) -> np.ndarray:

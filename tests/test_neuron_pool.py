@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import graphs
-from onnx_snn_compress import backprop, ir
+from onnx_snn_compress import backprop, ir, simulate
 from onnx_snn_compress.backprop import backward, forward_train, fused_pools
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.kernels.neuron import lif_backward, lif_forward
@@ -87,7 +87,7 @@ def train_step_bits(graph: ir.Graph, x: np.ndarray, seed: int, train: bool, pair
 
 def assert_same_step(graph: ir.Graph, x: np.ndarray, seed: int, train: bool):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(backprop, "FUSED_POOL_BYTES", 0)  # every pair fuses, however small
+        patch.setattr(simulate, "FUSED_POOL_BYTES", 0)  # every pair fuses, however small
         pairs = fused_pools(graph, *x.shape[:2])
     (output, counts, grads), (plain_output, plain_counts, plain_grads) = (
         train_step_bits(graph, x, seed, train, fused) for fused in (pairs, {}))
@@ -113,6 +113,27 @@ def test_the_conv_sample_trains_to_the_same_bits_with_both_pairs_fused(static):
     if static:
         x = np.repeat(x[:1], 5, axis=0)
     assert set(assert_same_step(graph, x, seed=2, train=True)) == {"lif1", "lif2"}
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_the_simulator_runs_the_pairs_fused_to_the_same_bits(static, monkeypatch):
+    graph = load_model(sample_model_path("digits_conv"))
+    x = graphs.random_input(graph, 5, 4, seed=3)
+    if static:
+        x = np.repeat(x[:1], 5, axis=0)
+    monkeypatch.setattr(simulate, "FUSED_POOL_BYTES", 0)
+    calls = []
+    monkeypatch.setattr(simulate, "neuron_maxpool", lambda *args: calls.append(args[0].name) or simulate_pair(*args))
+    fused = simulate.Trace()
+    output = simulate.forward(graph, x, fused)
+    plain = simulate.Trace(record_potential=True)  # (the potentials are the neuron forward's alone)
+    assert np.array_equal(bits(output), bits(simulate.forward(graph, x, plain)))
+    assert sorted(calls) == ["lif1", "lif2"]
+    assert fused.spike_counts.keys() == plain.spike_counts.keys()
+    assert all(np.array_equal(fused.spike_counts[n], plain.spike_counts[n]) for n in plain.spike_counts)
+
+
+simulate_pair = simulate.neuron_maxpool
 
 
 def test_only_a_neuron_read_by_nothing_but_a_max_pooling_fuses_and_only_from_the_size_up():
