@@ -259,7 +259,7 @@ def _neuron(node: Neuron, inputs, trace):
 
 #: A Neuron and the MaxPool2d that alone reads its spikes run fused from this size of the
 #: neurons' spikes (T x N x neurons x 4 bytes) up: below it the two nodes' tensors stay in
-#: cache and apart they are faster (bench/README.md, "A Neuron and its max pooling fused").
+#: cache and apart they are faster (bench/README.md, "Where it stands, fourteenth session").
 FUSED_POOL_BYTES = 8 << 20
 
 
