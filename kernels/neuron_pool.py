@@ -9,13 +9,15 @@ recomputes the plane's potentials, spikes and argmax from the neurons' input X (
 float32 operations, so the same bits), routes the pooled gradient to the argmax and runs
 BPTT on the plane. Both call the kernels of kernels/neuron.py and kernels/pool.py per plane,
 so every value is bit for bit that of :func:`lif_forward` + :func:`maxpool2d_forward_indices`
-and of :func:`maxpool2d_backward` + :func:`lif_backward` (tests/test_backprop.py).
+and of :func:`maxpool2d_backward` + :func:`lif_backward` (tests/test_neuron_pool.py). The
+simulator and the training engine use it from 8 MB of spikes up (``simulate.fused_pools``).
 
 X is ``[T, M]`` or, for an input that is the same at every step (direct encoding), ``[1, M]``
 with M = B * C * H * W; then the backward returns dL/dX summed over the steps ``[1, M]`` (in
 step order t = 0 .. T-1, as numpy's ``sum(axis=0)``). Memory kept between the passes: X
-itself, which the unfused pair would have dropped, instead of H, the spikes' argmax and the
-spikes (mnist_conv's lif1 at batch 64, T = 8: 3.2 MB instead of 58 MB).
+itself, which the unfused pair would have dropped, instead of H and the argmax (mnist_conv's
+lif1 at batch 64, T = 8, direct encoding: 3.2 MB instead of 32 MB; and the 26 MB of spikes
+are never written).
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forw
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
 from .kernels.spike_conv import spike_conv2d_input_grad, spike_conv2d_weight_grad
 from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
-from .simulate import (FORWARD, Trace, _per_step, _pool_geometry, event_driven, fused_pools, neuron_arguments, neuron_maxpool,
-                       planar_view, run_nodes)
+from .simulate import (FORWARD, Trace, _per_step, _pool_geometry, event_driven, fused_pools, neuron_arguments,
+                       neuron_maxpool, planar_view, run_nodes)
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
 INPUT_GRAD = "input"

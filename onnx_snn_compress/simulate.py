@@ -235,21 +235,8 @@ def _dropout(node: Dropout, inputs, trace):
 def _neuron(node: Neuron, inputs, trace):
     (x,) = inputs
     time_steps = x.shape[0] if trace.time_steps is None else trace.time_steps  # x may be static
-    values = node.parameter_values(x.shape[2:])
-    spikes, potential, counts = lif_forward(
-        np.ascontiguousarray(x).reshape(x.shape[0], -1),
-        values["beta"],
-        values["gain"],
-        values["v_threshold"],
-        values["v_reset"],
-        values["v_leak"],
-        values["v_init"],
-        RESET_CODES[node.reset],
-        node.reset_delay,
-        node.fire_on_equal,
-        trace.record_potential,
-        time_steps,
-    )
+    spikes, potential, counts = lif_forward(np.ascontiguousarray(x).reshape(x.shape[0], -1),
+                                            *neuron_arguments(node, x.shape[2:]), trace.record_potential, time_steps)
     shape = (time_steps, *x.shape[1:])
     trace.spike_counts[node.name] = counts.reshape(x.shape[1:])
     if trace.record_potential:
