@@ -131,13 +131,14 @@ def evaluate(
     Exit codes: 0 done, 1 a quality gate failed, 2 bad input, 130 interrupted.
     """
     from ..api import evaluate as run_evaluation
+    from ..report import accuracy_percent
 
     result = run_evaluation(**command_options(ctx, leave_out=("as_json", "quiet")), progress=not quiet)
     if as_json:
         print_json(result.to_json())
     else:
         samples = f"{result.samples} sample{'' if result.samples == 1 else 's'}"
-        typer.echo(f"{result.model}: {result.split} accuracy {percent(result.accuracy)} on {samples}, "
+        typer.echo(f"{result.model}: {result.split} accuracy {accuracy_percent(result.accuracy)} on {samples}, "
                    f"T={result.time_steps}, runtime {result.runtime}")
         rows = [[name, percent(rate)] for name, rate in result.firing_rates.items()]
         typer.echo(table(rows, ["neuron layer", "firing rate"]))

@@ -9,7 +9,7 @@ import typer
 
 from ..losses import LOSSES
 from ..optim import OPTIMIZERS, SCHEDULES
-from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, percent, plain, print_json
+from .app import ConfigOpt, JsonOpt, ModelArg, app, choices, model_path, plain, print_json
 from .models import (DtOpt, Encoding, Framework, FrameworkOpt, FromOpt, NirReset, NirResetOpt, SourceFormat, TimeStepsOpt,
                      load_source, print_notes)
 
@@ -47,8 +47,9 @@ def train(
     Example: snn-compress train model.onnx --data data.npz --epochs 20 --out trained.onnx
     """
     from ..backends.onnx_profile import save
-    from ..data import load_splits_for_model, model_time_steps
+    from ..data import layout_note, load_splits_for_model, model_time_steps
     from ..outputs import check_output_file
+    from ..report import accuracy_percent
     from ..samples import digits_path
     from ..threads import training_step_macs, use_threads
     from ..train import TrainConfig, accuracy, train as run_training
@@ -68,7 +69,14 @@ def train(
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
-    print_notes([steps_note] if steps_note and not train_data.temporal else [])  # temporal data bring their T
+    print_notes([note for note in (
+        steps_note if not train_data.temporal else None,  # temporal data bring their T
+        layout_note(data, train_data, graph.input.shape),
+        None if val_data is not None else f"data file {str(data)!r} has no validation split (x_val, y_val): "
+                                          "the last epoch is kept, not the best on validation",
+        None if test_data is not None else f"data file {str(data)!r} has no test split (x_test, y_test): "
+                                           "no test accuracy is measured",
+    ) if note])
     _, note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
     # the note is said once the run has succeeded (errors stay one line)
     result = run_training(graph, train_data, val_data, config)
@@ -82,7 +90,7 @@ def train(
     if note:
         typer.echo(f"note: {note}", err=True)
     if result.best_epoch == 0 and result.best_val_accuracy is not None:
-        typer.echo(f"note: no epoch beat the input model's validation accuracy ({percent(result.best_val_accuracy)}); "
+        typer.echo(f"note: no epoch beat the input model's validation accuracy ({accuracy_percent(result.best_val_accuracy)}); "
                    f"{out} holds the input weights unchanged (best_epoch 0)", err=True)
     summary = {"model": str(out), "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                "test_accuracy": test_accuracy}

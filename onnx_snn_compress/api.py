@@ -185,7 +185,7 @@ def compress(
     log = sys.stderr if log == STDERR else log
     from .compress import CHECKPOINT, REPORT, CompressConfig, Compression
     from .config import to_toml
-    from .data import load_splits_for_model
+    from .data import layout_note, load_splits_for_model
     from .files import atomic_write_text
     from .outputs import RunFolder, check_output_folder
     from .report import FIGURES, figures_missing_note, write_figures
@@ -214,6 +214,13 @@ def compress(
             data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
         )
     _note(log, [steps_note] if steps_note and not train_data.temporal else [])
+    _note(log, [note for note in (
+        layout_note(data_path, train_data, graph.input.shape),
+        None if val_data is not None else f"data file {str(data_path)!r} has no validation split (x_val, y_val): "
+                                          "each budget's snapshot is chosen on the training split",
+        None if test_data is not None else f"data file {str(data_path)!r} has no test split (x_test, y_test): "
+                                           "no test accuracy is measured and no accuracy curve (curve.png) drawn",
+    ) if note])
     threads_used, threads_note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
     # the note is said once the run has succeeded (errors stay one line)
     config = CompressConfig(
@@ -332,7 +339,7 @@ def evaluate(
     samples of the split. Without ``model``: the embedded digits MLP; without ``data``:
     the embedded digits. Import notes go to ``log``. Raises SNNError on bad input.
     """
-    from .data import load_for_model
+    from .data import layout_note, load_for_model
     from .evaluate import RUNTIMES, evaluate as run_evaluation
     from .progress import Progress
     from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures
@@ -354,7 +361,8 @@ def evaluate(
         with _embedded_data_said(data):
             dataset = load_for_model(data_path, graph.input.shape, graph.num_classes, split=split,
                                      time_steps=steps, encoding=encoding, seed=seed)
-        _note(log, [steps_note] if steps_note and not dataset.temporal else [])
+        _note(log, [n for n in (steps_note if not dataset.temporal else None,
+                                layout_note(data_path, dataset, graph.input.shape)) if n])
         return graph, dataset, run_evaluation(graph, dataset, runtime=runtime, model=proto, batch_size=batch_size,
                                                      progress=Progress(log, quiet=log is None or not progress))
 

@@ -47,7 +47,7 @@ from .files import atomic_write_bytes, atomic_write_text
 from .frontends.onnx_profile import from_model
 from .progress import Progress
 from .pruning import FlatWeights, ProtectStrongest, choose_prunable
-from .report import percent
+from .report import accuracy_percent, percent
 from .profile import STORAGES
 from .resources import RESOURCES, EnergyModel, measure_activity, resource_figures, weight_costs
 from .shrink import live_synapses, remove_dead
@@ -512,7 +512,7 @@ class Compression:
         """One training step done: move the progress bar (or the periodic lines) on."""
         state = self.state
         # the best validation accuracy first: a narrow terminal cuts the status's end
-        best = "" if state.best_val < 0 else f"best val {percent(state.best_val)}, "
+        best = "" if state.best_val < 0 else f"best val {accuracy_percent(state.best_val)}, "
         index = state.budget_index
         self._task.advance(description=f"budget {self.budgets[index]:g} ({index + 1}/{len(self.budgets)}) {state.stage}",
                            status=f"{best}loss {loss:.3g}")
@@ -688,7 +688,7 @@ class Compression:
         state.results.append(entry)
         state.hard_pruned = self.flat.weights() == 0.0
         self._set_masks(state.hard_pruned)
-        accuracies = "".join(f", {split} acc {percent(entry['accuracy'][split])}" for split in ("val", "test")
+        accuracies = "".join(f", {split} acc {accuracy_percent(entry['accuracy'][split])}" for split in ("val", "test")
                              if split in entry["accuracy"])
         self._say(f"  budget {budget:g}: kept {percent(entry['achieved'])} of the {self.config.resource}{accuracies}")
         state.budget_index += 1

@@ -54,9 +54,9 @@ def load_split(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.n
     path = Path(path)
     where = f"data file {str(path)!r}"
     if not path.exists():
-        raise DataError(f"{where} does not exist")
+        raise DataError(f"{where}: no such file")
     if not path.is_file():
-        raise DataError(f"{where} is not a file")
+        raise DataError(f"{where}: not a file")
     try:
         is_zip = zipfile.is_zipfile(path)
     except OSError as error:
@@ -296,6 +296,8 @@ class ModelData:
     time_steps: int
     encoding: str
     seed: int
+    #: the file's per-sample shape, where it was not the model's input shape and was reshaped to it
+    reshaped_from: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -359,6 +361,7 @@ def load_for_model(
     if encoding not in ENCODINGS:
         raise DataError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     x, y = load_split(path, split)
+    file_shape = tuple(int(d) for d in x.shape[1:])
     try:
         x, temporal = fit_to_model(x, input_shape)
         check_labels(y, num_classes)
@@ -369,7 +372,20 @@ def load_for_model(
     elif isinstance(time_steps, bool) or not isinstance(time_steps, (int, np.integer)) or time_steps < 1:
         raise DataError(f"time steps must be a positive integer, got {time_steps!r}")
     check_seed(seed)
-    return ModelData(x=x, y=y, temporal=temporal, time_steps=int(time_steps), encoding=encoding, seed=int(seed))
+    reshaped = None if temporal or file_shape == tuple(int(d) for d in input_shape) else file_shape
+    return ModelData(x=x, y=y, temporal=temporal, time_steps=int(time_steps), encoding=encoding, seed=int(seed),
+                     reshaped_from=reshaped)
+
+
+def layout_note(path: str | Path, data: ModelData, input_shape: Sequence[int]) -> str | None:
+    """The note that says ``data`` were reshaped to a model's ``input_shape`` with more than one
+    axis longer than 1 (the file's layout is then a guess: row-major, channels first), or None."""
+    shape = tuple(int(d) for d in input_shape)
+    if data.reshaped_from is None or sum(d > 1 for d in shape) < 2:
+        return None  # reshaped to a vector: flattening row-major is the one convention
+    return (f"data file {str(path)!r}: samples of shape {_fmt(data.reshaped_from)} read as the model's input "
+            f"{_fmt(shape)}, row-major; if they are laid out otherwise (e.g. channels last), reshape them to "
+            f"[N, {', '.join(map(str, shape))}] first")
 
 
 def load_splits_for_model(

@@ -30,6 +30,12 @@ def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.3g} %"
 
 
+def accuracy_percent(value: float | None) -> str:
+    """An accuracy as a percentage with one decimal from 10 % up, so that a column reads alike
+    (``96.0 %`` beside ``96.2 %``, not ``96 %``); below, as :func:`percent` (``9.87 %``)."""
+    return percent(value) if value is None or value < 0.1 else f"{100 * value:.1f} %"
+
+
 def count(value: float, millions: bool | None = None) -> str:
     """An operation or synapse count: ``306,432``, ``12.3 M`` from ten million on. ``millions``
     forces the unit, so that a table column reads in one (``6.51 M`` beside ``16.8 M``)."""
@@ -74,15 +80,16 @@ def table(report: dict) -> str:
     every = [source["figures"], *(entry["figures"] for entry in report["budgets"])]
     # one unit per column: millions when any row reaches ten million
     millions = {key: any(figures.get(key, 0) >= 1e7 for figures in every) for key in _COUNTED}
-    rows = [["input", "100 %", *_figure_cells(source["figures"], millions), percent(source["accuracy"].get("val")),
-             percent(source["accuracy"].get("test")), "", ""]]
+    rows = [["input", "100 %", *_figure_cells(source["figures"], millions), accuracy_percent(source["accuracy"].get("val")),
+             accuracy_percent(source["accuracy"].get("test")), "", ""]]
     for entry in report["budgets"]:
         accuracy = entry["accuracy"]
         notes = [n for n, flag in (("forced", entry["forced"]), ("repaired", entry["repaired"]),
                                    ("RUNTIMES DISAGREE", not entry["runtimes_agree"])) if flag]
         rows.append([
             f"{entry['budget']:g}", percent(entry["achieved"]), *_figure_cells(entry["figures"], millions),
-            percent(accuracy.get("val")), percent(accuracy.get("test")), percent(accuracy.get("test_onnxruntime")),
+            accuracy_percent(accuracy.get("val")), accuracy_percent(accuracy.get("test")),
+            accuracy_percent(accuracy.get("test_onnxruntime")),
             ", ".join(notes),
         ])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

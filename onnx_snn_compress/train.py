@@ -27,7 +27,7 @@ from .footprint import check_run
 from .memory import keep_freed_memory
 from .optim import OPTIMIZERS, SCHEDULES, SGD, Adam, ConstantSchedule, CosineSchedule, StepSchedule
 from .progress import Progress
-from .report import percent, seconds
+from .report import accuracy_percent, seconds
 from .simulate import simulate
 
 MAX_LR = 10.0  # a learning rate (or weight decay) above this overflows float32 weights within steps: a typo
@@ -209,14 +209,14 @@ class Trainer:
                     correct += hits
                     seen += size
                     task.advance(description=f"epoch {epoch}/{epochs}",
-                                 status=f"loss {total_loss / seen:.3g}, train acc {percent(correct / seen)}")
+                                 status=f"loss {total_loss / seen:.3g}, train acc {accuracy_percent(correct / seen)}")
                 val_accuracy = accuracy(self.graph, self.val) if self.val is not None else None
                 record = EpochRecord(epoch, self.step, total_loss / seen, correct / seen, val_accuracy,
                                      float(self.optimizer.lr), time.perf_counter() - started)
                 best.history.append(record)
-                val_text = "" if val_accuracy is None else f", val acc {percent(val_accuracy)}"
+                val_text = "" if val_accuracy is None else f", val acc {accuracy_percent(val_accuracy)}"
                 progress.line(f"epoch {epoch}/{epochs}: loss {record.loss:.3g}, train acc "
-                              f"{percent(record.train_accuracy)}{val_text} ({seconds(record.seconds)})")
+                              f"{accuracy_percent(record.train_accuracy)}{val_text} ({seconds(record.seconds)})")
                 if val_accuracy is None or best.best_val_accuracy is None or val_accuracy > best.best_val_accuracy:
                     best.graph, best.best_epoch, best.best_val_accuracy = self.graph.copy(), epoch, val_accuracy
         return best

@@ -150,6 +150,10 @@ def _bad_model_cases(tmp_path):
     inner.mkdir()
     onnx.save(escaping, inner / "escape.onnx")
     cases.append(("external data escapes", inner / "escape.onnx", None, "escapes the model's folder"))
+    unsorted = onnx.load(str(tmp_path / "good.onnx"))  # a node deleted: onnx's checker speaks over three lines
+    del unsorted.graph.node[[n.name for n in unsorted.graph.node].index("fc")]
+    onnx.save(unsorted, tmp_path / "unsorted.onnx")
+    cases.append(("a node deleted", tmp_path / "unsorted.onnx", None, "is not output of any previous nodes"))
     return cases
 
 
@@ -167,6 +171,7 @@ def _bad_data_cases(tmp_path):
         ("label out of range", write_data(tmp_path / "labels.npz", x, np.full(10, 7)), "label"),
         ("NaN in data", write_data(tmp_path / "nan.npz", nan_x, y), "NaN"),
         ("object arrays", tmp_path / "objects.npz", "object"),
+        ("no such file", tmp_path / "absent.npz", "absent.npz': no such file"),
     ]
 
 
@@ -193,6 +198,32 @@ def test_bad_data_fails_with_one_line_and_exit_code_2(tmp_path, capsys, monkeypa
         before = sorted(p.name for p in tmp_path.rglob("*"))
         code, out, err = run_cli(["evaluate", tmp_path / "good.onnx", "--data", data], capsys, monkeypatch)
         _assert_clean_failure(code, out, err, fragment, before, sorted(p.name for p in tmp_path.rglob("*")))
+
+
+def test_data_reshaped_to_an_image_input_say_their_layout_was_guessed(tmp_path, capsys, monkeypatch):
+    digits = np.load(digits_path())
+    flat = {key: digits[key].reshape(len(digits[key]), -1) if key.startswith("x") else digits[key]
+            for key in digits.files}
+    np.savez(tmp_path / "flat.npz", **flat)
+    code, _, err = run_cli(["evaluate", sample_model_path("digits_conv"), "--data", tmp_path / "flat.npz"],
+                           capsys, monkeypatch)
+    assert code == 0, err
+    assert "samples of shape (64) read as the model's input (1, 8, 8), row-major" in err
+    assert "reshape them to [N, 1, 8, 8] first" in err
+    # flattened to a vector input (digits_mlp's (64,)): row-major is the one convention, nothing to say
+    code, _, err = run_cli(["evaluate", sample_model_path("digits_mlp")], capsys, monkeypatch)
+    assert code == 0 and "row-major" not in err
+
+
+def test_train_says_what_it_does_without_validation_and_test_splits(tmp_path, capsys, monkeypatch):
+    small_model(tmp_path / "model.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "train_only.npz", x=rng.uniform(size=(40, 4)).astype(np.float32), y=rng.integers(0, 3, 40))
+    code, _, err = run_cli(["train", tmp_path / "model.onnx", "--data", tmp_path / "train_only.npz", "--epochs", "1",
+                            "--out", tmp_path / "trained.onnx", "--quiet"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "has no validation split (x_val, y_val): the last epoch is kept, not the best on validation" in err
+    assert "has no test split (x_test, y_test): no test accuracy is measured" in err
 
 
 def test_unknown_runtime_is_a_one_line_error_that_lists_the_choices(capsys, monkeypatch):

@@ -331,6 +331,10 @@ def test_the_cli_runs_on_data_without_validation_or_test_split(tmp_path, capsys,
     code, out, err = run_cli(["compress", model, "--data", data, *CLI_RUN, "--out", tmp_path / "out"], capsys, monkeypatch)
     assert code == 0, err
     assert "training split" in out
+    # what the run had to do without them is said (a fresh user saw "-" columns and no curve, unexplained)
+    assert "has no validation split (x_val, y_val): each budget's snapshot is chosen on the training split" in err
+    assert "has no test split (x_test, y_test): no test accuracy is measured and no accuracy curve" in err
+    assert not (tmp_path / "out" / "curve.png").exists()
 
 
 def test_progress_lines_name_the_budget_and_count_the_steps_of_all_budgets(tmp_path, monkeypatch):

@@ -50,11 +50,11 @@ def assert_data_error(call, *fragments: str) -> str:
 # -- every bad file gets a one-line DataError naming the problem -------------
 def test_missing_file_is_named(tmp_path):
     path = tmp_path / "absent.npz"
-    assert_data_error(lambda: load_split(path), "absent.npz", "does not exist")
+    assert_data_error(lambda: load_split(path), "absent.npz", ": no such file")
 
 
 def test_directory_is_not_a_data_file(tmp_path):
-    assert_data_error(lambda: load_split(tmp_path), "is not a file")
+    assert_data_error(lambda: load_split(tmp_path), ": not a file")
 
 
 def test_random_bytes_are_not_an_npz(tmp_path):

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from onnx_snn_compress.report import count, energy, find_baselines, percent, render, seconds, table
+from onnx_snn_compress.report import accuracy_percent, count, energy, find_baselines, percent, render, seconds, table
 
 from commands import run_cli
 
@@ -47,6 +47,13 @@ def write_run(folder, report) -> None:
 @pytest.mark.parametrize("value, text", [(0.9637883008356546, "96.4 %"), (1.0, "100 %"), (0.0052, "0.52 %"), (None, "-")])
 def test_percentages_keep_three_significant_digits(value, text):
     assert percent(value) == text
+
+
+@pytest.mark.parametrize("value, text", [(0.96, "96.0 %"), (0.962, "96.2 %"), (1.0, "100.0 %"), (0.25, "25.0 %"),
+                                         (0.1, "10.0 %"), (0.0987, "9.87 %"), (0.005, "0.5 %"), (None, "-")])
+def test_accuracies_keep_one_decimal_from_ten_percent_so_a_column_reads_alike(value, text):
+    # a fresh user read "96 %" beside "96.2 %" in one column
+    assert accuracy_percent(value) == text
 
 
 @pytest.mark.parametrize("picojoules, text", [(0.9, "0.9 pJ"), (4600, "4.6 nJ"), (223475.97, "223 nJ"),

@@ -32,6 +32,9 @@ def _check_external_data(model: onnx.ModelProto, folder: Path) -> None:
             raise ModelError(f"initializer {tensor.name!r}: external data file {location!r} is missing")
 
 
+_REASON_CHARACTERS = 300  # of onnx's checker message in an error line
+
+
 def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
     """Load and structurally check an ONNX model, with its external data if any."""
     path = Path(path)
@@ -47,8 +50,11 @@ def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
             onnx.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, DecodeError, ValueError, OSError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelError(f"{path}: invalid ONNX model: {first_line}") from None
+        # the checker's text spans lines (a node's name and op on their own): one line, whole sentences
+        reason = " ".join(str(error).split()) or type(error).__name__
+        if len(reason) > _REASON_CHARACTERS:
+            reason = reason[:_REASON_CHARACTERS].rsplit(" ", 1)[0] + " ..."
+        raise ModelError(f"{path}: invalid ONNX model: {reason}") from None
     return model
 
 
