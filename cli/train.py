@@ -47,7 +47,7 @@ def train(
     Example: snn-compress train model.onnx --data data.npz --epochs 20 --out trained.onnx
     """
     from ..backends.onnx_profile import save
-    from ..data import layout_note, load_splits_for_model, model_time_steps
+    from ..data import load_splits_for_model, model_time_steps, split_notes
     from ..outputs import check_output_file
     from ..report import accuracy_percent
     from ..samples import digits_path
@@ -69,14 +69,10 @@ def train(
     train_data, val_data, test_data = load_splits_for_model(
         data, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
     )
-    print_notes([note for note in (
-        steps_note if not train_data.temporal else None,  # temporal data bring their T
-        layout_note(data, train_data, graph.input.shape),
-        None if val_data is not None else f"data file {str(data)!r} has no validation split (x_val, y_val): "
-                                          "the last epoch is kept, not the best on validation",
-        None if test_data is not None else f"data file {str(data)!r} has no test split (x_test, y_test): "
-                                           "no test accuracy is measured",
-    ) if note])
+    print_notes([steps_note] if steps_note and not train_data.temporal else [])  # temporal data bring their T
+    print_notes(split_notes(data, (train_data, val_data, test_data), graph.input.shape,
+                            without_val="the last epoch is kept, not the best on validation",
+                            without_test="no test accuracy is measured"))
     _, note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
     # the note is said once the run has succeeded (errors stay one line)
     result = run_training(graph, train_data, val_data, config)

@@ -361,6 +361,21 @@ def _lif_backward_kernel(grad_spikes, potential, beta, gain, leak, v_threshold, 
                         reset_mode, reset_delay, fire_on_equal, surrogate, alpha, reset_offset, reset_slope)
 
 
+def reset_derivative(reset_mode, v_threshold, v_reset, detach_reset):
+    """``(reset_offset, reset_slope)`` with d reset(P, S) / dS = reset_offset + reset_slope * P:
+    -v_threshold (subtract), v_reset - P (hard), 0 (none, or a detached reset); the parameters
+    as :func:`neuron_parameters` gives them."""
+    reset_offset = np.zeros_like(v_threshold) if np.ndim(v_threshold) else np.float32(0.0)
+    reset_slope = np.float32(0.0)
+    if not detach_reset:
+        if reset_mode == RESET_SUBTRACT:
+            reset_offset = -v_threshold
+        elif reset_mode == RESET_HARD:
+            reset_offset = v_reset
+            reset_slope = np.float32(-1.0)
+    return reset_offset, reset_slope
+
+
 def lif_backward(grad_spikes, potential, beta, gain, v_threshold, v_reset, v_leak,
                  reset_mode, reset_delay, fire_on_equal, surrogate, alpha, detach_reset):
     """dL/dX ``[T, M]`` of a layer of LIF/IF neurons, from dL/dS ``[T, M]`` and the pre-reset
@@ -376,16 +391,7 @@ def lif_backward(grad_spikes, potential, beta, gain, v_threshold, v_reset, v_lea
         raise ValueError(f"gradient {grad_spikes.shape} and potential {potential.shape} differ in shape")
     beta, gain, v_threshold, v_reset, leak, _ = neuron_parameters(
         potential.shape[1], beta, gain, v_threshold, v_reset, v_leak, 0.0)
-    # d reset(P, S) / dS = reset_offset + reset_slope * P: -v_threshold (subtract),
-    # v_reset - P (hard), 0 (none, or a detached reset)
-    reset_offset = np.zeros_like(v_threshold) if np.ndim(v_threshold) else np.float32(0.0)
-    reset_slope = np.float32(0.0)
-    if not detach_reset:
-        if reset_mode == RESET_SUBTRACT:
-            reset_offset = -v_threshold
-        elif reset_mode == RESET_HARD:
-            reset_offset = v_reset
-            reset_slope = np.float32(-1.0)
+    reset_offset, reset_slope = reset_derivative(reset_mode, v_threshold, v_reset, detach_reset)
     grad_x = np.empty(potential.shape, dtype=np.float32)
     _lif_backward_kernel(
         grad_spikes, potential, beta, gain, leak, v_threshold, int(reset_mode), bool(reset_delay),

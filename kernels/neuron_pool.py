@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .neuron import RESET_HARD, RESET_SUBTRACT, backward_step, forward_step, initial_state, neuron_parameters
+from .neuron import backward_step, forward_step, initial_state, neuron_parameters, reset_derivative
 from .pool import maxpool_2x2, maxpool_plane
 
 
@@ -66,15 +66,7 @@ def lif_maxpool_backward(x, grad_pooled, height, width, pool, beta, gain, v_thre
         raise ValueError(f"pooled gradient {grad_pooled.shape} for {planes} planes of {pool[6]} x {pool[7]}")
     beta, gain, v_threshold, v_reset, leak, v_init = neuron_parameters(
         x.shape[1], beta, gain, v_threshold, v_reset, v_leak, v_init)
-    # d reset(P, S) / dS = reset_offset + reset_slope * P, as in lif_backward
-    reset_offset = np.zeros_like(v_threshold) if np.ndim(v_threshold) else np.float32(0.0)
-    reset_slope = np.float32(0.0)
-    if not detach_reset:
-        if reset_mode == RESET_SUBTRACT:
-            reset_offset = -v_threshold
-        elif reset_mode == RESET_HARD:
-            reset_offset = v_reset
-            reset_slope = np.float32(-1.0)
+    reset_offset, reset_slope = reset_derivative(reset_mode, v_threshold, v_reset, detach_reset)
     grad_x = np.empty(x.shape, dtype=np.float32)
     _backward_kernel(x, grad_pooled, height, width, *pool, beta, gain, leak, v_threshold, v_reset, v_init,
                      int(reset_mode), bool(reset_delay), bool(fire_on_equal), int(surrogate), np.float32(alpha),

@@ -185,7 +185,7 @@ def compress(
     log = sys.stderr if log == STDERR else log
     from .compress import CHECKPOINT, REPORT, CompressConfig, Compression
     from .config import to_toml
-    from .data import layout_note, load_splits_for_model
+    from .data import load_splits_for_model, split_notes
     from .files import atomic_write_text
     from .outputs import RunFolder, check_output_folder
     from .report import FIGURES, figures_missing_note, write_figures
@@ -214,13 +214,9 @@ def compress(
             data_path, graph.input.shape, graph.num_classes, time_steps=time_steps, encoding=encoding, seed=seed
         )
     _note(log, [steps_note] if steps_note and not train_data.temporal else [])
-    _note(log, [note for note in (
-        layout_note(data_path, train_data, graph.input.shape),
-        None if val_data is not None else f"data file {str(data_path)!r} has no validation split (x_val, y_val): "
-                                          "each budget's snapshot is chosen on the training split",
-        None if test_data is not None else f"data file {str(data_path)!r} has no test split (x_test, y_test): "
-                                           "no test accuracy is measured and no accuracy curve (curve.png) drawn",
-    ) if note])
+    _note(log, split_notes(data_path, (train_data, val_data, test_data), graph.input.shape,
+                           without_val="each budget's snapshot is chosen on the training split",
+                           without_test="no test accuracy is measured and no accuracy curve (curve.png) drawn"))
     threads_used, threads_note = use_threads(threads, training_step_macs(graph, batch_size, train_data.time_steps))
     # the note is said once the run has succeeded (errors stay one line)
     config = CompressConfig(

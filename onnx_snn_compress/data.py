@@ -377,6 +377,20 @@ def load_for_model(
                      reshaped_from=reshaped)
 
 
+def split_notes(path: str | Path, splits: tuple[ModelData, ModelData | None, ModelData | None],
+                input_shape: Sequence[int], without_val: str, without_test: str) -> list[str]:
+    """What was assumed in reading ``splits`` (train, val, test) of ``path`` for a model: its
+    layout (:func:`layout_note`), and what the command does without a validation split
+    (``without_val``) or a test split (``without_test``)."""
+    train, val, test = splits
+    where = f"data file {str(path)!r}"
+    return [note for note in (
+        layout_note(path, train, input_shape),
+        None if val is not None else f"{where} has no validation split (x_val, y_val): {without_val}",
+        None if test is not None else f"{where} has no test split (x_test, y_test): {without_test}",
+    ) if note]
+
+
 def layout_note(path: str | Path, data: ModelData, input_shape: Sequence[int]) -> str | None:
     """The note that says ``data`` were reshaped to a model's ``input_shape`` with more than one
     axis longer than 1 (the file's layout is then a guess: row-major, channels first), or None."""
