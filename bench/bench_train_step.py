@@ -669,7 +669,7 @@ def report(args, engines, peers, results, retried, versions):
             step = statistics.median([sum(parts) for parts in zip(*ours["times"].values())])
             print(f"\n{model}: our step node by node (median ms; share of the {1e3 * step:.2f} ms step)")
             for key, seconds in ours["nodes"].items():
-                print(f"    {key:<36} {1e3 * seconds:8.3f} ms {100 * seconds / step:5.1f} %")
+                print(f"    {key:<44} {1e3 * seconds:8.3f} ms {100 * seconds / step:5.1f} %")
 
 
 def main() -> None:
