@@ -86,7 +86,8 @@ def train(
     if note:
         typer.echo(f"note: {note}", err=True)
     if result.best_epoch == 0 and result.best_val_accuracy is not None:
-        typer.echo(f"note: no epoch beat the input model's validation accuracy ({accuracy_percent(result.best_val_accuracy)}); "
+        best = accuracy_percent(result.best_val_accuracy)
+        typer.echo(f"note: no epoch beat the input model's validation accuracy ({best}); "
                    f"{out} holds the input weights unchanged (best_epoch 0)", err=True)
     summary = {"model": str(out), "best_epoch": result.best_epoch, "val_accuracy": result.best_val_accuracy,
                "test_accuracy": test_accuracy}

@@ -80,8 +80,8 @@ def table(report: dict) -> str:
     every = [source["figures"], *(entry["figures"] for entry in report["budgets"])]
     # one unit per column: millions when any row reaches ten million
     millions = {key: any(figures.get(key, 0) >= 1e7 for figures in every) for key in _COUNTED}
-    rows = [["input", "100 %", *_figure_cells(source["figures"], millions), accuracy_percent(source["accuracy"].get("val")),
-             accuracy_percent(source["accuracy"].get("test")), "", ""]]
+    rows = [["input", "100 %", *_figure_cells(source["figures"], millions),
+             accuracy_percent(source["accuracy"].get("val")), accuracy_percent(source["accuracy"].get("test")), "", ""]]
     for entry in report["budgets"]:
         accuracy = entry["accuracy"]
         notes = [n for n, flag in (("forced", entry["forced"]), ("repaired", entry["repaired"]),
