@@ -307,7 +307,7 @@ def run_ours(args, model: str) -> dict:
 
     # first step on the initial weights: what the peers must reproduce; every Neuron node apart
     # from its MaxPool2d, so that the tape records every potential (for `above`; the gradients
-    # are the same bits fused: tests/test_backprop.py)
+    # are the same bits fused: tests/test_neuron_pool.py)
     fused_pools = getattr(backprop, "fused_pools", None)  # (None: a tree from before the fusion)
     backprop.fused_pools = lambda *_: {}
     try:
@@ -343,7 +343,9 @@ def run_ours(args, model: str) -> dict:
               "threads": threads,
               "above": above, "noise": noise, "grads": {k: v.tolist() for k, v in grads.items()},
               "versions": f"numba {numba.__version__}, threading layer {numba.threading_layer()}, "
-                          f"{threads} threads{' (policy)' if args.policy else ''}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}, GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT')}, "
+                          f"{threads} threads{' (policy)' if args.policy else ''}, "
+                          f"OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}, "
+                          f"GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT')}, "
                           f"OpenBLAS core {openblas_cores()}"}
 
     if args.layers:  # the same steps again, each node's forward and backward timed
@@ -358,39 +360,29 @@ def run_ours(args, model: str) -> dict:
 def timed_nodes(clock):
     """Within the block, each node's training forward and backward (``backprop.TRAIN_FORWARD`` /
     ``BACKWARD``) is timed with ``clock``: yields ``{(direction, node name, node kind): [seconds
-    per call]}``, direction "forward" or "backward"; the registries are restored after."""
+    per call]}``, direction "forward" or "backward", a fused Neuron and MaxPool2d as one node
+    ("lif1+pool"); the registries are restored after."""
     from onnx_snn_compress import backprop
 
     times: dict[tuple[str, str, str], list[float]] = {}
 
-    def timed(registry, direction):
-        def wrap(function):
-            def call(node, *rest):
-                start = clock()
-                value = function(node, *rest)
-                times.setdefault((direction, node.name, node.kind), []).append(clock() - start)
-                return value
-
-            return call
-
-        return {kind: wrap(function) for kind, function in registry.items()}
-
-    def timed_pair(function, direction):  # a Neuron and its MaxPool2d run fused (backprop.fused_pools)
+    def timed(function, direction, fused=False):  # fused: a Neuron and its MaxPool2d (backprop.fused_pools)
         def call(node, *rest):
             start = clock()
             value = function(node, *rest)
-            times.setdefault((direction, f"{node.name}+pool", f"{node.kind}+MaxPool2d"), []).append(clock() - start)
+            key = (f"{node.name}+pool", f"{node.kind}+MaxPool2d") if fused else (node.name, node.kind)
+            times.setdefault((direction, *key), []).append(clock() - start)
             return value
 
         return call
 
     saved = dict(backprop.TRAIN_FORWARD), dict(backprop.BACKWARD)
     pair = getattr(backprop, "_neuron_maxpool", None), getattr(backprop, "_neuron_maxpool_backward", None)
-    backprop.TRAIN_FORWARD.update(timed(saved[0], "forward"))
-    backprop.BACKWARD.update(timed(saved[1], "backward"))
+    backprop.TRAIN_FORWARD.update({kind: timed(function, "forward") for kind, function in saved[0].items()})
+    backprop.BACKWARD.update({kind: timed(function, "backward") for kind, function in saved[1].items()})
     if pair[0] is not None:
-        backprop._neuron_maxpool = timed_pair(pair[0], "forward")
-        backprop._neuron_maxpool_backward = timed_pair(pair[1], "backward")
+        backprop._neuron_maxpool = timed(pair[0], "forward", fused=True)
+        backprop._neuron_maxpool_backward = timed(pair[1], "backward", fused=True)
     try:
         yield times
     finally:

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from .neuron import backward_step, forward_step, initial_state, neuron_parameters, reset_derivative
-from .pool import maxpool_2x2, maxpool_plane
+from .pool import maxpool_2x2, maxpool_plane, maxpool_plane_backward
 
 
 # Neurons per parallel work item at least (whole planes): the item's potentials over T stay
@@ -160,10 +160,7 @@ def _backward_kernel(x, grad_pooled, height, width, kh, kw, sh, sw, ph, pw, out_
         grad_spikes = np.empty(span, dtype=np.float32)
         steps = np.empty((time_steps if summed else 0, span), dtype=np.float32)
         for t in range(time_steps - 1, -1, -1):
-            grad_spikes[:] = np.float32(0.0)
-            gradients, cell_where = grad_pooled[t, first * cells:last * cells], where[t]
-            for o in range(gradients.shape[0]):  # in output order, as maxpool2d_backward
-                grad_spikes[cell_where[o]] += gradients[o]
+            maxpool_plane_backward(grad_pooled[t, first * cells:last * cells], where[t], grad_spikes)
             # (two calls, not one on a row chosen by a conditional expression: that row's type
             # would not be known to be contiguous, and the step would not vectorise)
             if summed:

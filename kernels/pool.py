@@ -176,7 +176,8 @@ def maxpool_2x2(values, width, outputs, where, half, half_where):
 @njit(cache=True, inline="always")
 def maxpool_plane_backward(grad_row, where, target):
     """dL/dX of one plane: ``target[H * W]`` zeroed, then each output's gradient
-    ``grad_row[out_h * out_w]`` added to its argmax ``where`` in output order."""
+    ``grad_row[out_h * out_w]`` added to its argmax ``where`` in output order (as well of planes
+    one after another, ``where`` indexing them all)."""
     target[:] = np.float32(0.0)
     for o in range(grad_row.shape[0]):
         target[where[o]] += grad_row[o]
