@@ -457,6 +457,28 @@ def test_a_ctrl_c_inside_a_destructor_is_raised_again_after_it(monkeypatch):
         main._interrupt(signal.SIGINT, sys._getframe())
 
 
+def test_a_destructor_failing_after_a_ctrl_c_prints_nothing(monkeypatch, capsys):
+    from onnx_snn_compress.cli import main
+
+    monkeypatch.delenv("SNN_COMPRESS_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+
+    class HalfMade:  # as llvmlite's ObjectRef when Ctrl-C lands inside its __init__
+        def __del__(self):
+            del self.handle  # never set: AttributeError, which Python prints and drops
+
+    with pytest.raises(KeyboardInterrupt):
+        main._interrupt(signal.SIGINT, sys._getframe())
+    HalfMade()
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("SNN_COMPRESS_DEBUG", "1")
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)
+    with pytest.raises(KeyboardInterrupt):
+        main._interrupt(signal.SIGINT, sys._getframe())
+    HalfMade()
+    assert "AttributeError" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches the start-up through /proc")
 @pytest.mark.parametrize("moment", ["during start-up imports", "while training"])
 def test_ctrl_c_at_any_moment_exits_130_with_one_line(tmp_path, moment):
