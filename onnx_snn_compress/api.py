@@ -136,6 +136,7 @@ def compress(
     distill: float | None = None,
     reconnect: bool | None = None,
     search_lr_factor: float | None = None,
+    search_every: int | None = None,
     eval_every: int = 50,
     lr: float = 1e-3,
     batch_size: int = 64,
@@ -224,7 +225,8 @@ def compress(
         resource=resource, method=method, granularity=granularity, structure=structure,
         prunable=list(prune) if prune else None, storage=storage, remove_dead=remove_dead,
         steps_per_budget=steps_per_budget, search_fraction=search_fraction, finetune_lr_factor=finetune_lr_factor,
-        min_output_synapses=min_output_synapses, distill=distill, reconnect=reconnect, search_lr_factor=search_lr_factor, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
+        min_output_synapses=min_output_synapses, distill=distill, reconnect=reconnect, search_lr_factor=search_lr_factor,
+        search_every=search_every, eval_every=eval_every, lr_s=lr_s, dual_lr_y=dual_lr_y, dual_lr_z=dual_lr_z,
         energy=EnergyModel(e_mac_pj=e_mac, e_ac_pj=e_ac), measure_samples=measure_samples,
         train=TrainConfig(lr=lr, batch_size=batch_size, seed=seed, schedule="cosine", progress=progress),
     )

@@ -68,6 +68,9 @@ DEFAULT_DISTILL = {"minimax": 0.5, "minimax-paper": 0.0, "magnitude": 0.0, "grad
 DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
 # whether a budget's cut spends the cost of its dead synapses on live ones when --reconnect is not given
 DEFAULT_RECONNECT = {"minimax": True, "minimax-paper": False, "magnitude": False, "gradual": False}
+# training steps per minimax search step when --search-every is not given (docs/solver.md: measured);
+# minimax-paper steps after every training step, as the authors' code does
+DEFAULT_SEARCH_EVERY = {"minimax": 4, "minimax-paper": 1, "magnitude": 1, "gradual": 1}
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
@@ -86,6 +89,10 @@ class CompressConfig:
     distill: float | None = None  # weight of the input model's outputs in the loss; None: DEFAULT_DISTILL[method]
     search_lr_factor: float | None = None  # the search's cosine starts at this x lr; None: DEFAULT_SEARCH_LR_FACTOR[method]
     reconnect: bool | None = None  # a cut's dead synapses re-spent on live ones; None: DEFAULT_RECONNECT[method]
+    # training steps per minimax search step (the least-s sets, the s step and the dual ascent, its step
+    # sizes times the steps since the last); between them the penalty acts on the last sets; None:
+    # DEFAULT_SEARCH_EVERY[method]
+    search_every: int | None = None
     eval_every: int = 50
     lr_s: float = 0.1
     dual_lr_y: float = 1.0
@@ -131,6 +138,12 @@ class CompressConfig:
         if self.search_lr_factor is not None and self.method in ("minimax-paper", "magnitude"):
             raise SNNError(f"--search-lr-factor does not apply to {self.method} (" + (
                 "it searches at --lr, as the authors' code does)" if self.method == "minimax-paper" else "it has no search)"))
+        if self.search_every is not None and self.search_every < 1:
+            raise SNNError(f"--search-every must be at least 1, got {self.search_every}")
+        if self.search_every not in (None, 1) and self.method != "minimax":
+            raise SNNError(f"--search-every does not apply to {self.method} (" + (
+                "it steps after every training step, as the authors' code does)" if self.method == "minimax-paper"
+                else "it has no minimax search)"))
         if self.distill is not None and not 0.0 <= self.distill <= 1.0:  # false for NaN too
             raise SNNError(f"--distill must lie in [0, 1], got {self.distill}")
         if self.min_output_synapses < 0:
@@ -542,13 +555,24 @@ class Compression:
     def _search_limit(self) -> int:
         return max(1, int(self.config.search_fraction * self.config.steps_per_budget))
 
+    def _search_step_due(self, step: int) -> bool:
+        """Whether a minimax search step follows the search's training step ``step`` (0: its start):
+        every ``search_every`` steps, at every checkpoint (a resumed run selects the very sets the
+        run held) and at the search's bound."""
+        every = DEFAULT_SEARCH_EVERY[self.config.method] if self.config.search_every is None else self.config.search_every
+        return step % every == 0 or step % self.config.eval_every == 0 or step >= self._search_limit
+
     def _search(self) -> None:
         state, config = self.state, self.config
+        last_search = state.phase_step  # a search starts, or resumes at a checkpoint, where a search step was
         while state.stage == "search":
             minimax = self._minimax
+            penalty = None
             if minimax:
                 hard_pruned = self._solver_view(state.costs, state.hard_pruned, self._budget(state.fixed))[1]
-            loss, _, _ = self.trainer.train_step(self.solver.penalty(state.solver, hard_pruned) if minimax else None)
+                penalty = self.solver.penalty(state.solver, hard_pruned, held=not self._search_step_due(state.phase_step),
+                                              then_step=self._search_step_due(state.phase_step + 1))
+            loss, _, _ = self.trainer.train_step(penalty)
             state.phase_step += 1
             self._advance(loss)
             if state.phase_step % config.eval_every == 0 and config.resource in ("synops", "energy"):
@@ -557,8 +581,10 @@ class Compression:
             at_limit = state.phase_step >= self._search_limit
             pruned = None
             if minimax:
-                pruned = self.solver.step(state.solver, *self._solver_view(state.costs, state.hard_pruned, budget),
-                                          self.trainer.optimizer.lr)
+                if self._search_step_due(state.phase_step):
+                    pruned = self.solver.step(state.solver, *self._solver_view(state.costs, state.hard_pruned, budget),
+                                              self.trainer.optimizer.lr, state.phase_step - last_search)
+                    last_search = state.phase_step
                 if pruned is not None and self.units is not None:
                     pruned = self._channels_to_budget(pruned, budget)
             elif state.phase_step % max(1, self._search_limit // 10) == 0 or at_limit:

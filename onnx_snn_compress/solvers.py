@@ -47,6 +47,7 @@ every ``n / 10`` steps.
 from __future__ import annotations
 
 import math
+import sys
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
@@ -324,7 +325,7 @@ class Minimax:
         """The relative squared mass of the least-s set at which the sparsity dual stops growing."""
         return self.tolerance
 
-    def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
+    def penalty(self, state: MinimaxState, hard_pruned: np.ndarray, held: bool = False, then_step: bool = True):
         """The gradient of ``y * sum(least-s squared weights)``, to add before the optimizer step.
 
         The paper shrinks the least-s weights with a proximal step ``w / (1 + 2 lr y)``
@@ -348,8 +349,17 @@ class Minimax:
         |w| selected on (ranked by |w| itself, or in place, outside the layer of protected
         synapses), Adam reads membership in the set from the weights themselves: give the penalty to
         the optimizer step right after it, the weights unchanged in between (``Trainer.train_step``).
+
+        ``held``: between two search steps (``compress.CompressConfig.search_every``): the sets of
+        the last :meth:`step` (or selection) are *held*, the same synapses whatever the weights did
+        since (membership is read from the keys they were selected on), as long as s and the
+        hard-pruned weights are the same; with none, a selection. ``then_step``: whether a
+        :meth:`step` follows this penalty's optimizer step; if not, Adam is not given the |w| buffer
+        to fill (a write of every |w| saved).
         """
-        selection = self._current(state.sigma, hard_pruned)
+        last = self._last
+        held = held and last is not None and self._holds(last, state.sigma, hard_pruned)
+        selection = last if held else self._current(state.sigma, hard_pruned)
 
         def add(grads):
             if isinstance(self.flat, FlatWeights):  # every set in one call for a small network
@@ -361,21 +371,22 @@ class Minimax:
 
         if not isinstance(self.flat, FlatWeights):  # units that are not single weights: no per-entry form
             return Penalty(add)
-        spare = self._spare_values()
+        spare = self._spare_values() if then_step else None
         if getattr(self._optimizer, "fuse_from", -1) > self.flat.size:
             # the optimizer that steps with the penalties fuses none of this size (Adam.fuse_from, over
             # the entries of the parameters it adds to: at most the flat's): it only calls ``add``
             penalty = Penalty(add)
         else:
-            penalty = Penalty(add, self._least_terms(selection, state.y),
+            penalty = Penalty(add, self._least_terms(selection, state.y, held),
                               {} if spare is None else self.flat.magnitude_views(spare))
         self._handed = (penalty, spare)
         return penalty
 
-    def _least_terms(self, selection: Selection, y: np.ndarray) -> dict[str, tuple] | None:
+    def _least_terms(self, selection: Selection, y: np.ndarray, held: bool = False) -> dict[str, tuple] | None:
         """The penalty's gradient per parameter (``FlatWeights.least_terms``), or None where a
-        layer meets two penalised groups (Adam's pass adds one set per parameter)."""
-        terms, by_magnitude = {}, self._keys_are_magnitudes(selection)
+        layer meets two penalised groups (Adam's pass adds one set per parameter). ``held``: the
+        weights may have moved since the selection: membership from its keys everywhere."""
+        terms, by_magnitude = {}, frozenset() if held else self._keys_are_magnitudes(selection)
         for group, least, dual in zip(self.groups, selection.sets, y):
             if dual > 0:
                 for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual, by_magnitude).items():
@@ -400,15 +411,23 @@ class Minimax:
         return frozenset(names)
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-             lr: float = 0.0):
+             lr: float = 0.0, steps: int = 1):
         """After the optimizer step (of learning rate ``lr``): step on s, dual ascent, new
         least-s sets; returns the pruned vector once pruning them meets the budget
-        (``None`` otherwise). The |w| that Adam wrote in the training step of the last
+        (``None`` otherwise). ``steps``: the training steps since the last search step (the
+        penalty held the sets between them): the s and dual step sizes are ``steps`` times
+        theirs, so s and the duals move at the same rate per training step (an Euler step of
+        ``steps``). The |w| that Adam wrote in the training step of the last
         :meth:`penalty` are read as they are (``optim.Penalty.magnitudes_current``): between that
         step and this call, change the weights only through the optimizer (a mask, a step, a
         state load: the |w| are then copied anew), as ``compress.py`` does."""
         values, read = self._fresh_values()
         constants = self._constants_for(costs, hard_pruned, budget)
+        parameters = constants.parameters
+        if steps != 1:
+            parameters = parameters.copy()
+            for index in (arithmetic.LR_S, arithmetic.LR_Y, arithmetic.LR_Z):  # finite, as any step size given
+                parameters[index] = min(float(parameters[index]) * steps, sys.float_info.max)
         keys, protected = self._ranked(values)
         layout = self._least.direct_layout(keys)
         if layout is not None:  # the whole step in one call
@@ -416,11 +435,12 @@ class Minimax:
             state.z, after = search_step(
                 values, keys, *layout, *self._least.pass_arguments(values, protected), constants.costs64,
                 constants.cost_view, constants.hard_view, state.sigma, state.y, state.z, constants.scales,
-                self._group_sizes, constants.hard_counts, constants.parameters, sets, squares)
+                self._group_sizes, constants.hard_counts, parameters, sets, squares)
             selection = self._last = Selection(values, keys, state.sigma.copy(), hard_pruned, sets.tolist(), squares,
                                                read, protected, sets)
         else:
-            selection, after = self._step_by_sets(state, values, read, keys, protected, constants, hard_pruned)
+            selection, after = self._step_by_sets(state, values, read, keys, protected, constants, parameters,
+                                                  hard_pruned)
         if after > budget.target:
             return None
         if len(self.groups) == 1:
@@ -463,7 +483,8 @@ class Minimax:
         return pruned_at(high)
 
     def _step_by_sets(self, state: MinimaxState, values: np.ndarray, read: tuple | None, keys: np.ndarray,
-                      protected: tuple | None, constants, hard_pruned: np.ndarray) -> tuple[Selection, float]:
+                      protected: tuple | None, constants, parameters: np.ndarray,
+                      hard_pruned: np.ndarray) -> tuple[Selection, float]:
         """:meth:`step`'s sets, s step and dual steps through ``LeastSets``' windows in Python (a pass
         per call; ``least_sets.KERNEL_WINDOWS`` False: the reference of the one call, whose arithmetic
         is the same ``kernels.search_step``'s); returns the
@@ -472,14 +493,15 @@ class Minimax:
         selection = Selection(values, keys, state.sigma.copy(), hard_pruned, before, squares, read, protected)
         sizes = np.empty(len(self.groups), np.int64)
         s_step(state.sigma, state.y, state.z, squares, np.array([least[1] for least in before], np.int64), values,
-               constants.costs64, constants.scales, self.lr_s, self._group_sizes, constants.hard_counts, sizes)
+               constants.costs64, constants.scales, parameters[arithmetic.LR_S], self._group_sizes,
+               constants.hard_counts, sizes)
         after = [self._least.least(g, k) for g, k in enumerate(sizes.tolist())]
         # the squares and cost of the sets before the s step (for the duals), the cost after it
         sums = self._least.sums(constants.cost_view, constants.hard_view, before, after)
         for g, (least, previous) in enumerate(zip(after, before)):
             self._least.recentre(g, least[2], previous[2])
         state.z, resource = dual_step(state.y, state.z, squares, *(np.array(column, np.float64) for column in sums),
-                                      constants.parameters)
+                                      parameters)
         selection.sets, selection.sigma = after, state.sigma.copy()
         self._last = selection
         return selection, resource
@@ -523,7 +545,7 @@ class Minimax:
 class PaperMinimax(Minimax):
     """The reference dynamics: a proximal shrink instead of a penalty gradient, and duals that only grow."""
 
-    def penalty(self, state: MinimaxState, hard_pruned: np.ndarray):
+    def penalty(self, state: MinimaxState, hard_pruned: np.ndarray, held: bool = False, then_step: bool = True):
         return None
 
     @staticmethod
@@ -547,7 +569,7 @@ class PaperMinimax(Minimax):
         return 0.0  # y ascends on the mass itself: y + lr_y * (m - 0.0) is y + lr_y * m, bit for bit
 
     def step(self, state: MinimaxState, costs: np.ndarray, hard_pruned: np.ndarray, budget: Budget,
-             lr: float = 0.0):
+             lr: float = 0.0, steps: int = 1):
         """The proximal step of ``y * sum(least-s squared weights)``, ``w / (1 + 2 lr y)`` on
         the least-s set, then the s and dual steps of :meth:`Minimax.step`."""
         selection = self._select(*self._fresh_values(), state.sigma, hard_pruned)
@@ -555,7 +577,7 @@ class PaperMinimax(Minimax):
         for group, y in zip(self.groups, state.y):
             if y > 0:
                 self.flat.scale_weights(np.flatnonzero(mask[group]) + group.start, 1.0 / (1.0 + 2.0 * lr * y))
-        return super().step(state, costs, hard_pruned, budget, lr)
+        return super().step(state, costs, hard_pruned, budget, lr, steps)
 
 
 @dataclass
