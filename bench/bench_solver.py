@@ -84,6 +84,8 @@ def parse_args():
     parser.add_argument("--clock", default="wall", choices=["wall", "thread"],
                         help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
     parser.add_argument("--statistic", default="median", choices=["median", "min"])
+    parser.add_argument("--search-every", type=int, default=None,
+                        help="training steps per search step in the search-order timing (default: compress's)")
     from tree import add_tree_option
 
     add_tree_option(parser)
@@ -104,7 +106,7 @@ from onnx_snn_compress.samples import digits_path, sample_data_path, sample_mode
 
 from onnx_snn_compress import backprop, ir, pruning
 from onnx_snn_compress.backprop import backward, forward_train, trainable
-from onnx_snn_compress.compress import CompressConfig
+from onnx_snn_compress.compress import DEFAULT_SEARCH_EVERY, CompressConfig
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.losses import LOSSES
@@ -313,13 +315,16 @@ def time_solver(graph, grads, granularity, repeats):
     return flat.size, timings, ops, leaner
 
 
-def time_search_order(graph, gradients, granularity, repeats):
-    """The solver's calls in a search's order, with its training step's work between them:
-    ``penalty`` right after a ``step``; an untimed forward and backward (``gradients()``); the
-    Adam step given that penalty (Adam adds its gradient and writes |w| in its own pass:
-    ``optim.Penalty``), of which the penalty's share, ``add``, is the median excess over a
-    plain Adam step after the same forward and backward; then ``step``, which reads the |w|
-    Adam wrote. Returns the medians ``{"penalty", "add", "step"}`` (seconds)."""
+def time_search_order(graph, gradients, granularity, repeats, every=1):
+    """The solver's calls in a search's order, with its training step's work between them, over
+    a cycle of ``every`` training steps (``--search-every``) as ``compress.py`` runs it: per
+    training step ``penalty`` (the first right after a ``step``, the others holding its sets); an
+    untimed forward and backward (``gradients()``); the Adam step given that penalty (Adam adds
+    its gradient in its own pass, and before a ``step`` writes |w| there too: ``optim.Penalty``),
+    of which the penalty's share, ``add``, is the excess over as many plain Adam steps after the
+    same kind of forward and backward; then one ``step`` over the cycle, which reads the |w| Adam
+    wrote. Returns the medians over the cycles, per training step (a cycle's sums over
+    ``every``): ``{"penalty", "add", "step"}`` (seconds)."""
     flat, solver, costs, budget, hard_pruned, groups = solver_setup(graph, granularity)
     params = trainable(graph)
     saved = {name: param.copy() for name, param in params.items()}  # Adam moves them: restored after
@@ -328,22 +333,29 @@ def time_search_order(graph, gradients, granularity, repeats):
     for index in range(repeats + 1):
         state = mid_search_state(groups)
         solver.step(state, costs, hard_pruned, budget)
+        cycle = dict.fromkeys(times, 0.0)
+        for position in range(every):
+            start = clock()
+            # (keywords only where they are needed: a --tree of before --search-every takes none)
+            penalty = solver.penalty(state, hard_pruned, **(
+                {"held": position > 0, "then_step": position == every - 1} if every > 1 else {}))
+            middle = clock()
+            grads = gradients()
+            before = clock()
+            optimizer.step(grads, penalty)
+            cycle["penalty"] += middle - start
+            cycle["fused"] += clock() - before
         start = clock()
-        penalty = solver.penalty(state, hard_pruned)
-        middle = clock()
-        grads = gradients()
-        before = clock()
-        optimizer.step(grads, penalty)
-        after = clock()
-        solver.step(state, costs, hard_pruned, budget)
-        end = clock()
-        grads = gradients()
-        plain = clock()
-        optimizer.step(grads)
-        plain_end = clock()
+        solver.step(state, costs, hard_pruned, budget, **({"steps": every} if every > 1 else {}))
+        cycle["step"] = clock() - start
+        for _ in range(every):
+            grads = gradients()
+            plain = clock()
+            optimizer.step(grads)
+            cycle["plain"] += clock() - plain
         if index:
-            for key, seconds in zip(times, (middle - start, after - before, plain_end - plain, end - after)):
-                times[key].append(seconds)
+            for key, seconds in cycle.items():
+                times[key].append(seconds / every)
     for name, value in saved.items():
         params[name][...] = value
     return {"penalty": statistic(times["penalty"]), "add": max(0.0, statistic(times["fused"]) - statistic(times["plain"])),
@@ -370,6 +382,8 @@ def main() -> None:
             sys.exit("--clock thread times the calling thread only: use it with --threads 1")
         clock = time.thread_time
     numba.set_num_threads(args.threads)
+    if args.search_every is None:
+        args.search_every = DEFAULT_SEARCH_EVERY["minimax"]
     load = os.getloadavg()
     print(f"training step: batch {args.batch}, T={args.time_steps}, {args.statistic} of {args.train_repeats}; "
           f"solver: {args.statistic} of {args.repeats}; {args.clock} clock; "
@@ -400,9 +414,10 @@ def main() -> None:
         for granularity in args.granularity:
             with OtherLoad() as load:
                 size, warm, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
-                cold = time_search_order(graph, gradients, granularity, args.repeats)
+                cold = time_search_order(graph, gradients, granularity, args.repeats, args.search_every)
             print(f"  minimax, granularity {granularity}: {size:,} prunable weights; other load {_cores(load)}")
-            print(f"    {'':<8} {'warm, back to back':>31} {'in a search order (add: in Adam)':>47}")
+            print(f"    {'':<8} {'warm, back to back':>31} {'in a search order (add: in Adam)':>47}, per training step "
+                  f"with a search step every {args.search_every}")
             for key in (*cold, "total"):
                 seconds = sum(warm.values()) if key == "total" else warm[key]
                 after = sum(cold.values()) if key == "total" else cold[key]
@@ -410,8 +425,8 @@ def main() -> None:
                       f"{1e3 * after:26.3f} ms {100 * after / step_seconds:5.1f} % of a step")
             solver_total = sum(cold.values())
             print(f"    the solver's share: {100 * solver_total / step_seconds:.1f} % (penalty + add + step in a search's "
-                  f"order; a search step takes {(step_seconds + solver_total) / step_seconds:.2f}x a "
-                  "training step)")
+                  f"order, a search step every {args.search_every} training steps; a training step of the search "
+                  f"takes {(step_seconds + solver_total) / step_seconds:.2f}x one without it)")
             if ours_linear > 2 * numpy_linear:
                 print(f"    {100 * solver_total / fast_step:.1f} % of the estimated step with Linear backward at numpy speed")
             if granularity == args.granularity[0]:

@@ -58,7 +58,7 @@ from .kernels.search_step import TINY, dual_step, s_step, search_step, set_sizes
 from .kernels.selection import kept_cost, key_bits, least_mask, uniform_cost
 from .least_sets import LeastSets
 from .optim import Penalty
-from .pruning import FlatWeights, magnitude_prune_to
+from .pruning import FlatWeights, ProtectStrongest, magnitude_prune_to
 
 METHODS = ("minimax", "minimax-paper", "magnitude", "gradual")
 MIN_DISTANCE = 1e-6  # of R0: a search that starts at its budget takes finite steps
@@ -350,19 +350,31 @@ class Minimax:
         synapses), Adam reads membership in the set from the weights themselves: give the penalty to
         the optimizer step right after it, the weights unchanged in between (``Trainer.train_step``).
 
-        ``held``: between two search steps (``compress.CompressConfig.search_every``): the sets of
-        the last :meth:`step` (or selection) are *held*, the same synapses whatever the weights did
-        since (membership is read from the keys they were selected on), as long as s and the
-        hard-pruned weights are the same; with none, a selection. ``then_step``: whether a
-        :meth:`step` follows this penalty's optimizer step; if not, Adam is not given the |w| buffer
-        to fill (a write of every |w| saved).
+        ``held``: between two search steps (``compress.CompressConfig.search_every``) the sets of the
+        last :meth:`step` (or selection) are *held* while s and the hard-pruned weights are the same
+        (with none, a selection): where the rank is |w| (``unranked``, ``pruning.ProtectStrongest``)
+        of float32 weights, as the *threshold* each set is (the weights whose |w| is now below its bound, strictly: one range of Adam's pass a
+        layer; protected synapses too, which are never pruned but may be penalised there), read by
+        Adam from the weights in its pass at no cost; else (ranks in a buffer of their own, channel units) as the same units
+        (their keys as selected). ``then_step``: whether a :meth:`step` follows this penalty's
+        optimizer step; if not, Adam is not given the |w| buffer to fill (a write of every |w| saved).
         """
         last = self._last
         held = held and last is not None and self._holds(last, state.sigma, hard_pruned)
         selection = last if held else self._current(state.sigma, hard_pruned)
+        by_threshold = (held and isinstance(self.flat, FlatWeights) and selection.values.dtype == np.float32
+                        and (self.rank is unranked or isinstance(self.rank, ProtectStrongest)))
+        sets = selection.sets
+        if by_threshold:  # below the bound, no tie: every set's ``following`` its group's first weight
+            sets = [(least[0], group.start, least[2]) for least, group in zip(sets, self.groups)]
 
         def add(grads):
             if isinstance(self.flat, FlatWeights):  # every set in one call for a small network
+                if by_threshold:
+                    keys = key_bits(self.flat.native_magnitudes(self._spare_values()))
+                    self.flat.add_scaled_sets(grads, keys, self._bounds, np.array(sets, np.int64).reshape(-1, 3),
+                                              2.0 * state.y)
+                    return
                 self.flat.add_scaled_sets(grads, selection.keys, self._bounds, selection.set_rows(), 2.0 * state.y)
                 return
             for group, least, y in zip(self.groups, selection.sets, state.y):
@@ -377,17 +389,25 @@ class Minimax:
             # the entries of the parameters it adds to: at most the flat's): it only calls ``add``
             penalty = Penalty(add)
         else:
-            penalty = Penalty(add, self._least_terms(selection, state.y, held),
+            penalty = Penalty(add, self._least_terms(selection, sets, state.y, held and not by_threshold,
+                                                     by_threshold),
                               {} if spare is None else self.flat.magnitude_views(spare))
         self._handed = (penalty, spare)
         return penalty
 
-    def _least_terms(self, selection: Selection, y: np.ndarray, held: bool = False) -> dict[str, tuple] | None:
-        """The penalty's gradient per parameter (``FlatWeights.least_terms``), or None where a
-        layer meets two penalised groups (Adam's pass adds one set per parameter). ``held``: the
-        weights may have moved since the selection: membership from its keys everywhere."""
-        terms, by_magnitude = {}, frozenset() if held else self._keys_are_magnitudes(selection)
-        for group, least, dual in zip(self.groups, selection.sets, y):
+    def _least_terms(self, selection: Selection, sets: list, y: np.ndarray, by_keys: bool = False,
+                     by_threshold: bool = False) -> dict[str, tuple] | None:
+        """The penalty's gradient per parameter (``FlatWeights.least_terms``) of ``sets`` (as
+        ``selection.sets``), or None where a layer meets two penalised groups (Adam's pass adds
+        one set per parameter). Membership from the |w| now in every layer (``by_threshold``), from
+        the selection's keys in every layer (``by_keys``), else from |w| where the keys are theirs
+        (:meth:`penalty`)."""
+        if by_threshold:
+            by_magnitude = frozenset(f"{name}.weight" for name, _ in self.flat.layer_slices())
+        else:
+            by_magnitude = frozenset() if by_keys else self._keys_are_magnitudes(selection)
+        terms = {}
+        for group, least, dual in zip(self.groups, sets, y):
             if dual > 0:
                 for name, term in self.flat.least_terms(selection.keys, least, group, 2.0 * dual, by_magnitude).items():
                     if name in terms:

@@ -518,6 +518,8 @@ def interrupt_after(monkeypatch, steps: int) -> None:
     ("gradual", "synops", 27),
     ("magnitude", "macs", 12),
     ("minimax-layer", "synops", 9),  # one pruning amount per layer
+    ("minimax-every3", "params", 7),  # a search step every 3 steps and at each checkpoint: the sets held at 5
+    ("minimax-every3", "synops", 8),
     ("minimax-poisson", "synops", 24),  # spikes drawn from the data seed
     ("minimax-paper", "params", 14),  # the finetune at 10x lr
     ("minimax-paper", "params", 23),  # the second budget's search, on the trajectory of the first
@@ -529,6 +531,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, monkey
         changes.update(method="minimax", granularity="layer")
     if method == "minimax-poisson":
         changes.update(method="minimax", encoding="poisson")
+    if method == "minimax-every3":
+        changes.update(method="minimax", search_every=3)
     expected = compress(graph, tmp_path / "whole", **changes)
     with monkeypatch.context() as patch:
         interrupt_after(patch, steps)
