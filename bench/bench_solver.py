@@ -85,7 +85,7 @@ def parse_args():
                         help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
     parser.add_argument("--statistic", default="median", choices=["median", "min"])
     parser.add_argument("--search-every", type=int, default=None,
-                        help="training steps per search step in the search-order timing (default: compress's)")
+                        help="training steps per search step in the search-order timing (default: compress's for the model)")
     from tree import add_tree_option
 
     add_tree_option(parser)
@@ -106,7 +106,7 @@ from onnx_snn_compress.samples import digits_path, sample_data_path, sample_mode
 
 from onnx_snn_compress import backprop, ir, pruning
 from onnx_snn_compress.backprop import backward, forward_train, trainable
-from onnx_snn_compress.compress import DEFAULT_SEARCH_EVERY, CompressConfig
+from onnx_snn_compress.compress import CompressConfig, search_every_for
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.losses import LOSSES
@@ -382,8 +382,6 @@ def main() -> None:
             sys.exit("--clock thread times the calling thread only: use it with --threads 1")
         clock = time.thread_time
     numba.set_num_threads(args.threads)
-    if args.search_every is None:
-        args.search_every = DEFAULT_SEARCH_EVERY["minimax"]
     load = os.getloadavg()
     print(f"training step: batch {args.batch}, T={args.time_steps}, {args.statistic} of {args.train_repeats}; "
           f"solver: {args.statistic} of {args.repeats}; {args.clock} clock; "
@@ -414,10 +412,11 @@ def main() -> None:
         for granularity in args.granularity:
             with OtherLoad() as load:
                 size, warm, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
-                cold = time_search_order(graph, gradients, granularity, args.repeats, args.search_every)
+                every = args.search_every or search_every_for(graph, default_prunable(graph), CompressConfig())[0]
+                cold = time_search_order(graph, gradients, granularity, args.repeats, every)
             print(f"  minimax, granularity {granularity}: {size:,} prunable weights; other load {_cores(load)}")
             print(f"    {'':<8} {'warm, back to back':>31} {'in a search order (add: in Adam)':>47}, per training step "
-                  f"with a search step every {args.search_every}")
+                  f"with a search step every {every}")
             for key in (*cold, "total"):
                 seconds = sum(warm.values()) if key == "total" else warm[key]
                 after = sum(cold.values()) if key == "total" else cold[key]
@@ -425,7 +424,7 @@ def main() -> None:
                       f"{1e3 * after:26.3f} ms {100 * after / step_seconds:5.1f} % of a step")
             solver_total = sum(cold.values())
             print(f"    the solver's share: {100 * solver_total / step_seconds:.1f} % (penalty + add + step in a search's "
-                  f"order, a search step every {args.search_every} training steps; a training step of the search "
+                  f"order, a search step every {every} training steps; a training step of the search "
                   f"takes {(step_seconds + solver_total) / step_seconds:.2f}x one without it)")
             if ours_linear > 2 * numpy_linear:
                 print(f"    {100 * solver_total / fast_step:.1f} % of the estimated step with Linear backward at numpy speed")

@@ -68,9 +68,9 @@ DEFAULT_DISTILL = {"minimax": 0.5, "minimax-paper": 0.0, "magnitude": 0.0, "grad
 DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
 # whether a budget's cut spends the cost of its dead synapses on live ones when --reconnect is not given
 DEFAULT_RECONNECT = {"minimax": True, "minimax-paper": False, "magnitude": False, "gradual": False}
-# training steps per minimax search step when --search-every is not given (docs/solver.md: measured);
-# minimax-paper steps after every training step, as the authors' code does
-DEFAULT_SEARCH_EVERY = {"minimax": 4, "minimax-paper": 1, "magnitude": 1, "gradual": 1}
+# minimax's training steps per search step when --search-every is not given, on a model whose prunable
+# synapses are at least DENSE_SHARE of its MACs per time step (search_every_for; docs/solver.md)
+DENSE_SEARCH_EVERY, DENSE_SHARE = 4, 0.5
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
@@ -91,7 +91,7 @@ class CompressConfig:
     reconnect: bool | None = None  # a cut's dead synapses re-spent on live ones; None: DEFAULT_RECONNECT[method]
     # training steps per minimax search step (the least-s sets, the s step and the dual ascent, its step
     # sizes times the steps since the last); between them the penalty acts on the last sets; None:
-    # DEFAULT_SEARCH_EVERY[method]
+    # search_every_for's choice
     search_every: int | None = None
     eval_every: int = 50
     lr_s: float = 0.1
@@ -238,6 +238,37 @@ def _copy_arrays(source: ir.Graph, target: ir.Graph) -> None:
             getattr(b, name)[...] = array
 
 
+def search_every_for(graph: ir.Graph, layers: list[str], config: CompressConfig) -> tuple[int, str | None]:
+    """The training steps per minimax search step, and a note when chosen here (else None):
+    ``config.search_every`` when given; 1 for every method but minimax (minimax-paper steps after
+    every training step, as the authors' code does); for minimax, ``DENSE_SEARCH_EVERY`` where the
+    prunable synapses (of ``layers``) are at least ``DENSE_SHARE`` of the model's dense MACs per
+    sample and time step, else 1.
+
+    A search step makes a few passes over the prunable synapses; a training step's work is its
+    MACs. In a fully connected network each synapse is one MAC per sample and step, so the passes
+    cost as much as a good share of a training step (the search step took 13-26 % of one on
+    digits_mlp and mnist_mlp, and 5-7 % every 4 steps: bench/bench_solver.py); a convolution reuses
+    each synapse at every position (digits_conv's prunable synapses are 29 % of its MACs per step,
+    mnist_conv's 18 %), and its search step took 1-3 % of a step. Every 4 steps changed no mean
+    accuracy beyond the seeds' spread on the two MLPs and mnist_conv, but cost digits_conv 8 points
+    at 5 % (its s overshot to 1 in one step, ending the search before the penalty had acted):
+    docs/solver.md, "A search step every few training steps"."""
+    if config.search_every is not None:
+        return config.search_every, None
+    if config.method != "minimax":
+        return 1, None
+    from .resources import summarize
+
+    synapses, macs = sum(graph[name].weight.size for name in layers), summarize(graph)["macs_per_step"]
+    if synapses < DENSE_SHARE * macs:
+        return 1, None
+    return DENSE_SEARCH_EVERY, (f"a minimax search step every {DENSE_SEARCH_EVERY} training steps: the prunable synapses "
+                                f"are {synapses / macs:.0%} of the model's MACs per time step (a fully connected "
+                                f"network, where the search step costs as much as a good share of a training step); "
+                                f"--search-every 1 searches after every step")
+
+
 class Compression:
     """One compression run; ``run()`` executes (or resumes) it and returns the report."""
 
@@ -266,6 +297,8 @@ class Compression:
         options = json.dumps(self.options, sort_keys=True)
         self.run_key = hashlib.sha256(f"{self.fingerprint} {options}".encode()).hexdigest()
         self.layers, self.notes = choose_prunable(graph, config.prunable)
+        # (its note is the caller's to say once the run has succeeded, as the thread count's)
+        self.search_every, self.search_every_note = search_every_for(graph, self.layers, config)
         self.flat = FlatWeights(self.graph, self.layers)
         # the solver's units: synapses, or whole channels (the solver sees one value per channel)
         self.units = ChannelGroups(self.graph, self.flat) if config.structure == "channel" else None
@@ -559,8 +592,7 @@ class Compression:
         """Whether a minimax search step follows the search's training step ``step`` (0: its start):
         every ``search_every`` steps, at every checkpoint (a resumed run selects the very sets the
         run held) and at the search's bound."""
-        every = DEFAULT_SEARCH_EVERY[self.config.method] if self.config.search_every is None else self.config.search_every
-        return step % every == 0 or step % self.config.eval_every == 0 or step >= self._search_limit
+        return step % self.search_every == 0 or step % self.config.eval_every == 0 or step >= self._search_limit
 
     def _search(self) -> None:
         state, config = self.state, self.config

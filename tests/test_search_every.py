@@ -4,7 +4,7 @@ last sets, and a search step's s and dual step sizes count the training steps si
 import numpy as np
 import pytest
 
-from onnx_snn_compress.compress import DEFAULT_SEARCH_EVERY
+from onnx_snn_compress.compress import CompressConfig, search_every_for
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.kernels.selection import key_bits, least_mask
 from onnx_snn_compress.optim import Adam
@@ -137,8 +137,22 @@ def test_the_search_steps_come_every_search_every_steps_and_at_each_checkpoint(t
     assert original is not None
 
 
-def test_minimax_paper_searches_after_every_training_step_by_default():
-    assert DEFAULT_SEARCH_EVERY["minimax-paper"] == 1 and DEFAULT_SEARCH_EVERY["minimax"] > 1
+@pytest.mark.parametrize("name, method, given, expected", [
+    ("digits_mlp", "minimax", None, 4),  # fully connected: every synapse is a MAC per step
+    ("digits_conv", "minimax", None, 1),  # its prunable synapses are 29 % of its MACs per step
+    ("digits_mlp", "minimax-paper", None, 1),  # the authors' dynamics: after every training step
+    ("digits_mlp", "minimax", 1, 1),
+    ("digits_conv", "minimax", 3, 3),
+])
+def test_minimax_searches_every_few_steps_by_default_where_the_synapses_are_the_models_macs(name, method, given,
+                                                                                          expected):
+    graph = load_model(sample_model_path(name))
+    layers = [node.name for node in graph.prunable()]
+    every, note = search_every_for(graph, layers, CompressConfig(method=method, search_every=given))
+    assert every == expected
+    assert (note is not None) == (given is None and expected > 1)
+    if note:
+        assert "100%" in note and "--search-every 1" in note
 
 
 @pytest.mark.parametrize("options, message", [
