@@ -179,8 +179,8 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
         if keys is not None and (keys.shape != (param.size,) or keys.dtype not in (np.int32, np.int64)
                                  or not keys.flags.c_contiguous):
             raise ValueError("adam_update needs one C-contiguous int32 or int64 key per entry")
-    if magnitudes is None:  # the fused loop writes |w| (one body: no flag): into a buffer kept for that
-        magnitudes = _unread(param.size)
+    if magnitudes is None:
+        magnitudes = np.empty(param.size, np.float32)  # the fused loop writes |w| (one body: no flag)
     elif magnitudes.shape != (param.size,) or magnitudes.dtype != np.float32:
         raise ValueError("adam_update writes magnitudes into a float32 array of one entry per weight")
     width = np.int32 if keys is None else keys.dtype.type
@@ -200,18 +200,6 @@ def adam_update(param, grad, m, v, keep, lr, beta1, beta2, eps, weight_decay, de
             else:
                 kernel = _adam_fused_parallel if _parallel(stop - start) else _adam_fused_serial
                 kernel(*arrays, keys[part], magnitudes[part], limit, f32(factor), masked, *constants)
-
-
-def _unread(size: int) -> np.ndarray:
-    """A float32 ``[size]`` buffer for the |w| that no one reads (a penalty without a step after it),
-    kept from call to call: a new one each step cost a page fault per 4 kB written (mnist_mlp's
-    627,200 weights: about 0.1 ms of a 2 ms step)."""
-    if _UNREAD["array"].size < size:
-        _UNREAD["array"] = np.empty(size, np.float32)
-    return _UNREAD["array"][:size]
-
-
-_UNREAD = {"array": np.zeros(0, np.float32)}
 
 
 def _no_keys(size: int) -> np.ndarray:

@@ -352,12 +352,13 @@ class Minimax:
 
         ``held``: between two search steps (``compress.CompressConfig.search_every``) the sets of the
         last :meth:`step` (or selection) are *held* while s and the hard-pruned weights are the same
-        (with none, a selection): where the rank is |w| (``unranked``, ``pruning.ProtectStrongest``)
-        of float32 weights, as the *threshold* each set is (the weights whose |w| is now below its bound, strictly: one range of Adam's pass a
-        layer; protected synapses too, which are never pruned but may be penalised there), read by
-        Adam from the weights in its pass at no cost; else (ranks in a buffer of their own, channel units) as the same units
-        (their keys as selected). ``then_step``: whether a :meth:`step` follows this penalty's
-        optimizer step; if not, Adam is not given the |w| buffer to fill (a write of every |w| saved).
+        (with none, a selection). Where the rank is |w| (``unranked``, ``pruning.ProtectStrongest``)
+        of float32 weights, each set is held as the *threshold* it is: the weights whose |w| is now
+        below its bound, strictly (protected synapses too, which are never pruned but may be
+        penalised there), which Adam reads from the weights in its pass (one range a layer, no key
+        read); else (another rank, channel units) as the same units, by the keys selected on.
+        ``then_step``: whether a :meth:`step` follows this penalty's optimizer step; if not, Adam
+        is not given the |w| buffer to fill.
         """
         last = self._last
         held = held and last is not None and self._holds(last, state.sigma, hard_pruned)
