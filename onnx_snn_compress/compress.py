@@ -248,12 +248,13 @@ def search_every_for(graph: ir.Graph, layers: list[str], config: CompressConfig)
     A search step makes a few passes over the prunable synapses; a training step's work is its
     MACs. In a fully connected network each synapse is one MAC per sample and step, so the passes
     cost as much as a good share of a training step (the search step took 13-26 % of one on
-    digits_mlp and mnist_mlp, and 5-7 % every 4 steps: bench/bench_solver.py); a convolution reuses
+    digits_mlp and mnist_mlp, and 6-9 % every 4 steps: bench/bench_solver.py); a convolution reuses
     each synapse at every position (digits_conv's prunable synapses are 29 % of its MACs per step,
-    mnist_conv's 18 %), and its search step took 1-3 % of a step. Every 4 steps changed no mean
-    accuracy beyond the seeds' spread on the two MLPs and mnist_conv, but cost digits_conv 8 points
-    at 5 % (its s overshot to 1 in one step, ending the search before the penalty had acted):
-    docs/solver.md, "A search step every few training steps"."""
+    mnist_conv's 18 %), and its search step took 1-3 % of a step. Every 4 steps kept the mean
+    accuracies of the two MLPs and mnist_conv within the seeds' spread (mnist_mlp's 0.1-0.3 below
+    every step's at each budget over twenty seeds) but cost digits_conv 8 points at 5 % (its s
+    overshot to 1 in one step, ending the search before the penalty had acted): docs/solver.md,
+    "A search step every few training steps"."""
     if config.search_every is not None:
         return config.search_every, None
     if config.method != "minimax":
