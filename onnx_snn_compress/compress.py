@@ -265,9 +265,9 @@ def search_every_for(graph: ir.Graph, layers: list[str], config: CompressConfig)
     if synapses < DENSE_SHARE * macs:
         return 1, None
     return DENSE_SEARCH_EVERY, (f"a minimax search step every {DENSE_SEARCH_EVERY} training steps: the prunable synapses "
-                                f"are {synapses / macs:.0%} of the model's MACs per time step (a fully connected "
-                                f"network, where the search step costs as much as a good share of a training step); "
-                                f"--search-every 1 searches after every step")
+                                f"are {100 * synapses / macs:.0f} % of the model's MACs per time step (a fully "
+                                f"connected network, where a search step after every training step makes a search "
+                                f"step take 1.1-1.25x a training step); --search-every 1 searches after every step")
 
 
 class Compression:
@@ -833,6 +833,7 @@ class Compression:
             "method": self.config.method,
             "resource": self.config.resource,
             "granularity": self.config.granularity,
+            "search_every": self.search_every,
             "structure": self.config.structure,
             "prunable": self.layers,
             "seed": self.config.train.seed,

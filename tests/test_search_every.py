@@ -12,8 +12,8 @@ from onnx_snn_compress.pruning import FlatWeights, ProtectStrongest, protect_str
 from onnx_snn_compress.samples import sample_model_path
 from onnx_snn_compress.solvers import Budget, Minimax, MinimaxState, unranked
 from onnx_snn_compress.train import TrainConfig
-from test_compress import (CHECKPOINT, REPORT, Interrupt, cli_files, interrupt_after, no_training, reachable_budgets,
-                           run_cli, start, tiny_mlp)
+from test_compress import (CHECKPOINT, REPORT, Interrupt, cli_files, compress, interrupt_after, no_training,
+                           reachable_budgets, run_cli, start, tiny_mlp)
 
 
 def solver_on_digits_mlp(per_layer=False, protect=False, lr_factor=1.0):
@@ -152,7 +152,7 @@ def test_minimax_searches_every_few_steps_by_default_where_the_synapses_are_the_
     assert every == expected
     assert (note is not None) == (given is None and expected > 1)
     if note:
-        assert "100%" in note and "--search-every 1" in note
+        assert "are 100 % of the model's MACs" in note and "--search-every 1" in note
 
 
 @pytest.mark.parametrize("options, message", [
@@ -199,3 +199,10 @@ def test_a_run_interrupted_while_the_penalty_held_its_sets_resumes_to_the_uninte
     run.restore()
     assert run.run() == expected
     assert (tmp_path / "cut" / REPORT).read_bytes() == (tmp_path / "whole" / REPORT).read_bytes()
+
+
+@pytest.mark.parametrize("given, expected", [(None, 4), (2, 2)])
+def test_the_report_names_the_search_steps_interval_the_run_used(tmp_path, given, expected):
+    report = compress(tiny_mlp(), tmp_path, search_every=given)  # fully connected: 4 by default; schema-checked
+    assert report["search_every"] == expected
+    assert compress(tiny_mlp(), tmp_path / "gradual", method="gradual")["search_every"] == 1
