@@ -448,6 +448,11 @@ class Compression:
                 "rerun without --resume (with --overwrite)"
             ) from None
         self._remove_stale_temporaries()
+        state = self.state
+        if state.budget_index < len(self.budgets):
+            self._say(f"resumed from {path.name}: budget {self.budgets[state.budget_index]:g} "
+                      f"({state.budget_index + 1}/{len(self.budgets)}), {state.stage} step {state.phase_step} of "
+                      f"{self.config.steps_per_budget}")
 
     def _restore_from(self, saved, meta: dict) -> None:
         _copy_arrays(_graph_from(saved["graph"]), self.graph)

@@ -603,6 +603,8 @@ def test_resume_does_not_care_whether_progress_is_printed(tmp_path, capsys, monk
     code, out, err = run_cli([*base, "--resume", "--json"], capsys, monkeypatch)
     assert code == 0, err
     assert len(json.loads(out)["budgets"]) == 2
+    # where it goes on from: the checkpoint of step 10 (every 5), in the first budget's search or finetune
+    assert "resumed from checkpoint.npz: budget 0.6 (1/2), " in err and " step 10 of 20" in err, err
 
 
 def test_resume_with_other_options_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
