@@ -85,7 +85,7 @@ def parse_args():
                         help="thread: CPU time of the calling thread (with --threads 1 on a busy machine)")
     parser.add_argument("--statistic", default="median", choices=["median", "min"])
     parser.add_argument("--search-every", type=int, default=None,
-                        help="training steps per search step in the search-order timing (default: compress's for the model)")
+                        help="training steps per search step in the search-order timing (default: compress's, 1)")
     from tree import add_tree_option
 
     add_tree_option(parser)
@@ -106,7 +106,7 @@ from onnx_snn_compress.samples import digits_path, sample_data_path, sample_mode
 
 from onnx_snn_compress import backprop, ir, pruning
 from onnx_snn_compress.backprop import backward, forward_train, trainable
-from onnx_snn_compress.compress import CompressConfig, search_every_for
+from onnx_snn_compress.compress import CompressConfig
 from onnx_snn_compress.data import load_for_model
 from onnx_snn_compress.frontends import load_model
 from onnx_snn_compress.losses import LOSSES
@@ -412,7 +412,7 @@ def main() -> None:
         for granularity in args.granularity:
             with OtherLoad() as load:
                 size, warm, ops, leaner = time_solver(graph, grads, granularity, args.repeats)
-                every = args.search_every or search_every_for(graph, default_prunable(graph), CompressConfig())[0]
+                every = args.search_every or CompressConfig().search_every or 1
                 cold = time_search_order(graph, gradients, granularity, args.repeats, every)
             print(f"  minimax, granularity {granularity}: {size:,} prunable weights; other load {_cores(load)}")
             print(f"    {'':<8} {'warm, back to back':>31} {'in a search order (add: in Adam)':>47}, per training step "

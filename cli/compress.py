@@ -49,8 +49,8 @@ def compress(
     search_lr_factor: Optional[float] = typer.Option(None, "--search-lr-factor", help="The search stage's cosine starts at this x --lr "
                                                      "(not minimax-paper's). Default: 3 for minimax, 1 for gradual."),
     search_every: Optional[int] = typer.Option(None, "--search-every", help="Training steps per minimax search step (the "
-                                               "least-s sets, s and duals; minimax only). Default: 4 for a fully "
-                                               "connected model (prunable synapses >= half its MACs per step), else 1."),
+                                               "least-s sets, s and duals; minimax only): faster searches, "
+                                               "lower accuracy (docs/solver.md). Default: 1."),
     eval_every: int = typer.Option(50, "--eval-every", help="Steps between validations (and checkpoints)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the weights (Adam)."),
     batch_size: int = typer.Option(64, "--batch-size"),

@@ -255,7 +255,7 @@ def compress(
         passed = apply_to_report(report, gates, select)
         atomic_write_text(out / REPORT, _json(report))
         figures = write_figures(report, out)
-    late_notes = [n for n in (threads_note, run.search_every_note, None if figures else figures_missing_note()) if n]
+    late_notes = [n for n in (threads_note, None if figures else figures_missing_note()) if n]
     _note(log, late_notes)
     return CompressResult(report=report, out=out, passed=passed, selected=report["selected"],
                           notes=list(run.notes) + late_notes, figures=figures)

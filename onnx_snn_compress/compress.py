@@ -68,9 +68,6 @@ DEFAULT_DISTILL = {"minimax": 0.5, "minimax-paper": 0.0, "magnitude": 0.0, "grad
 DEFAULT_SEARCH_LR_FACTOR = {"minimax": 3.0, "minimax-paper": 1.0, "magnitude": 1.0, "gradual": 1.0}
 # whether a budget's cut spends the cost of its dead synapses on live ones when --reconnect is not given
 DEFAULT_RECONNECT = {"minimax": True, "minimax-paper": False, "magnitude": False, "gradual": False}
-# minimax's training steps per search step when --search-every is not given, on a model whose prunable
-# synapses are at least DENSE_SHARE of its MACs per time step (search_every_for; docs/solver.md)
-DENSE_SEARCH_EVERY, DENSE_SHARE = 4, 0.5
 TEACHER_CHUNK = 256  # training samples encoded and simulated at a time for the teacher's outputs
 MAX_ENERGY_PJ = 1e6  # per operation: a microjoule is far above any chip, and keeps the figures finite
 
@@ -90,8 +87,9 @@ class CompressConfig:
     search_lr_factor: float | None = None  # the search's cosine starts at this x lr; None: DEFAULT_SEARCH_LR_FACTOR[method]
     reconnect: bool | None = None  # a cut's dead synapses re-spent on live ones; None: DEFAULT_RECONNECT[method]
     # training steps per minimax search step (the least-s sets, the s step and the dual ascent, its step
-    # sizes times the steps since the last); between them the penalty acts on the last sets; None:
-    # search_every_for's choice
+    # sizes times the steps since the last); between them the penalty holds the last sets. None: 1, after
+    # every training step (docs/solver.md, "A search step every few training steps": 4 cut the search
+    # step's share of a fully connected net's training step from 15-23 % to 6-9 % and cost accuracy)
     search_every: int | None = None
     eval_every: int = 50
     lr_s: float = 0.1
@@ -238,38 +236,6 @@ def _copy_arrays(source: ir.Graph, target: ir.Graph) -> None:
             getattr(b, name)[...] = array
 
 
-def search_every_for(graph: ir.Graph, layers: list[str], config: CompressConfig) -> tuple[int, str | None]:
-    """The training steps per minimax search step, and a note when chosen here (else None):
-    ``config.search_every`` when given; 1 for every method but minimax (minimax-paper steps after
-    every training step, as the authors' code does); for minimax, ``DENSE_SEARCH_EVERY`` where the
-    prunable synapses (of ``layers``) are at least ``DENSE_SHARE`` of the model's dense MACs per
-    sample and time step, else 1.
-
-    A search step makes a few passes over the prunable synapses; a training step's work is its
-    MACs. In a fully connected network each synapse is one MAC per sample and step, so the passes
-    cost as much as a good share of a training step (the search step took 13-26 % of one on
-    digits_mlp and mnist_mlp, and 6-9 % every 4 steps: bench/bench_solver.py); a convolution reuses
-    each synapse at every position (digits_conv's prunable synapses are 29 % of its MACs per step,
-    mnist_conv's 18 %), and its search step took 1-3 % of a step. Every 4 steps kept the mean
-    accuracies of the two MLPs and mnist_conv within the seeds' spread (mnist_mlp's 0.1-0.3 below
-    every step's at each budget over twenty seeds) but cost digits_conv 8 points at 5 % (its s
-    overshot to 1 in one step, ending the search before the penalty had acted): docs/solver.md,
-    "A search step every few training steps"."""
-    if config.search_every is not None:
-        return config.search_every, None
-    if config.method != "minimax":
-        return 1, None
-    from .resources import summarize
-
-    synapses, macs = sum(graph[name].weight.size for name in layers), summarize(graph)["macs_per_step"]
-    if synapses < DENSE_SHARE * macs:
-        return 1, None
-    return DENSE_SEARCH_EVERY, (f"a minimax search step every {DENSE_SEARCH_EVERY} training steps: the prunable synapses "
-                                f"are {100 * synapses / macs:.0f} % of the model's MACs per time step (a fully "
-                                f"connected network, where a search step after every training step makes a search "
-                                f"step take 1.1-1.25x a training step); --search-every 1 searches after every step")
-
-
 class Compression:
     """One compression run; ``run()`` executes (or resumes) it and returns the report."""
 
@@ -298,8 +264,7 @@ class Compression:
         options = json.dumps(self.options, sort_keys=True)
         self.run_key = hashlib.sha256(f"{self.fingerprint} {options}".encode()).hexdigest()
         self.layers, self.notes = choose_prunable(graph, config.prunable)
-        # (its note is the caller's to say once the run has succeeded, as the thread count's)
-        self.search_every, self.search_every_note = search_every_for(graph, self.layers, config)
+        self.search_every = config.search_every or 1
         self.flat = FlatWeights(self.graph, self.layers)
         # the solver's units: synapses, or whole channels (the solver sees one value per channel)
         self.units = ChannelGroups(self.graph, self.flat) if config.structure == "channel" else None
