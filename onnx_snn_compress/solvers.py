@@ -371,12 +371,9 @@ class Minimax:
 
         def add(grads):
             if isinstance(self.flat, FlatWeights):  # every set in one call for a small network
-                if by_threshold:
-                    keys = key_bits(self.flat.native_magnitudes(self._spare_values()))
-                    self.flat.add_scaled_sets(grads, keys, self._bounds, np.array(sets, np.int64).reshape(-1, 3),
-                                              2.0 * state.y)
-                    return
-                self.flat.add_scaled_sets(grads, selection.keys, self._bounds, selection.set_rows(), 2.0 * state.y)
+                keys = key_bits(self.flat.native_magnitudes(self._spare_values())) if by_threshold else selection.keys
+                rows = np.array(sets, np.int64).reshape(-1, 3) if by_threshold else selection.set_rows()
+                self.flat.add_scaled_sets(grads, keys, self._bounds, rows, 2.0 * state.y)
                 return
             for group, least, y in zip(self.groups, selection.sets, state.y):
                 if y > 0:
@@ -390,23 +387,21 @@ class Minimax:
             # the entries of the parameters it adds to: at most the flat's): it only calls ``add``
             penalty = Penalty(add)
         else:
-            penalty = Penalty(add, self._least_terms(selection, sets, state.y, held and not by_threshold,
-                                                     by_threshold),
+            if by_threshold:  # Adam reads membership from every layer's weights
+                by_magnitude = frozenset(f"{name}.weight" for name, _ in self.flat.layer_slices())
+            else:  # held: by the keys selected on, everywhere; else from |w| where the keys are theirs
+                by_magnitude = frozenset() if held else self._keys_are_magnitudes(selection)
+            penalty = Penalty(add, self._least_terms(selection, sets, state.y, by_magnitude),
                               {} if spare is None else self.flat.magnitude_views(spare))
         self._handed = (penalty, spare)
         return penalty
 
-    def _least_terms(self, selection: Selection, sets: list, y: np.ndarray, by_keys: bool = False,
-                     by_threshold: bool = False) -> dict[str, tuple] | None:
+    def _least_terms(self, selection: Selection, sets: list, y: np.ndarray,
+                     by_magnitude: frozenset) -> dict[str, tuple] | None:
         """The penalty's gradient per parameter (``FlatWeights.least_terms``) of ``sets`` (as
         ``selection.sets``), or None where a layer meets two penalised groups (Adam's pass adds
-        one set per parameter). Membership from the |w| now in every layer (``by_threshold``), from
-        the selection's keys in every layer (``by_keys``), else from |w| where the keys are theirs
-        (:meth:`penalty`)."""
-        if by_threshold:
-            by_magnitude = frozenset(f"{name}.weight" for name, _ in self.flat.layer_slices())
-        else:
-            by_magnitude = frozenset() if by_keys else self._keys_are_magnitudes(selection)
+        one set per parameter); Adam reads membership from the weights of the parameters named in
+        ``by_magnitude``, from ``selection.keys`` elsewhere."""
         terms = {}
         for group, least, dual in zip(self.groups, sets, y):
             if dual > 0:
