@@ -64,8 +64,8 @@ from .kernels.pool import avgpool2d_backward, maxpool2d_backward, maxpool2d_forw
 from .kernels.readout import leaky_readout_backward, rate_readout_backward
 from .kernels.spike_conv import spike_conv2d_input_grad, spike_conv2d_weight_grad
 from .kernels.synaptic import recurrent_weight_grads, synaptic_backward
-from .simulate import (FORWARD, Trace, _per_step, _pool_geometry, event_driven, fused_pools, neuron_arguments,
-                       neuron_maxpool, planar_view, run_nodes)
+from .simulate import (FORWARD, Trace, _per_step, _pool_geometry, event_driven, fused_call, fused_pools,
+                       neuron_arguments, neuron_maxpool, planar_view, run_nodes)
 
 #: Name of the input gradient in :func:`backward`'s result when ``input_grad=True``.
 INPUT_GRAD = "input"
@@ -267,17 +267,13 @@ def forward_train(graph: Graph, x: np.ndarray, rng: np.random.Generator | None =
 
     pairs = fused_pools(graph, *x.shape[:2])
     tape.pooled = {name: pool.name for name, pool in pairs.items()}
-    pools = set(tape.pooled.values())
 
-    def call(node, inputs):
-        if node.name in pools:  # its neuron gave out the pooled spikes already
-            return inputs[0]
-        if node.name in pairs:
-            value, tape.records[node.name] = _neuron_maxpool(node, pairs[node.name], inputs, run)
-        else:
-            value, tape.records[node.name] = TRAIN_FORWARD[node.kind](node, inputs, run)
+    def recorded(node, result):  # (the node's output, what its backward needs)
+        value, tape.records[node.name] = result
         return value
 
+    call = fused_call(pairs, lambda node, pool, inputs: recorded(node, _neuron_maxpool(node, pool, inputs, run)),
+                      lambda node, inputs: recorded(node, TRAIN_FORWARD[node.kind](node, inputs, run)))
     return run_nodes(graph, x, run.trace, call, static_input), tape
 
 

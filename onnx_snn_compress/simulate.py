@@ -265,6 +265,22 @@ def fused_pools(graph: Graph, time_steps: int, samples: int) -> dict[str, MaxPoo
             and time_steps * samples * int(np.prod(graph.shapes[node.name])) * 4 >= FUSED_POOL_BYTES}
 
 
+def fused_call(pairs: dict[str, MaxPool2d], fused, plain):
+    """A ``run_nodes`` call that runs each pair of ``pairs`` (:func:`fused_pools`) as one: the Neuron
+    by ``fused(node, pool, inputs)``, whose pooled spikes its pool then passes on; every other
+    node by ``plain(node, inputs)``."""
+    pools = {pool.name for pool in pairs.values()}
+
+    def call(node, inputs):
+        if node.name in pools:  # its neuron gave out the pooled spikes already
+            return inputs[0]
+        if node.name in pairs:
+            return fused(node, pairs[node.name], inputs)
+        return plain(node, inputs)
+
+    return call
+
+
 def neuron_arguments(node: Neuron, shape) -> tuple:
     """A Neuron's ``(beta, gain, v_threshold, v_reset, v_leak, v_init, reset code, reset_delay,
     fire_on_equal)`` as the kernels take them, for its feature ``shape``."""
@@ -399,15 +415,8 @@ def forward(graph: Graph, x: np.ndarray, trace: Trace | None = None) -> np.ndarr
     trace = Trace() if trace is None else trace
     # a Neuron and its MaxPool2d fused, unless the trace wants the potentials or every node's inputs
     pairs = {} if trace.record_potential or trace.observe is not None else fused_pools(graph, *x.shape[:2])
-    pools = {pool.name for pool in pairs.values()}
-
-    def call(node, inputs):
-        if node.name in pools:  # its neuron gave out the pooled spikes already
-            return inputs[0]
-        if node.name in pairs:
-            return neuron_maxpool(node, pairs[node.name], inputs[0], trace)[0]
-        return FORWARD[node.kind](node, inputs, trace)
-
+    call = fused_call(pairs, lambda node, pool, inputs: neuron_maxpool(node, pool, inputs[0], trace)[0],
+                      lambda node, inputs: FORWARD[node.kind](node, inputs, trace))
     return run_nodes(graph, x, trace, call)
 
 
